@@ -1,0 +1,108 @@
+#include "server/engine/event_loop.h"
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/testing/sync.h"
+#include "tests/engine/test_util.h"
+
+namespace weft::engine {
+namespace {
+
+using ::weft::testing::kWait;
+using ::weft::engine::testing::ThreadCount;
+
+TEST(EventLoopTest, PostRunsOnALoopThread) {
+  EventLoop loop(2);
+  weft::testing::Notification done;
+  std::thread::id ran_on;
+  loop.Post([&] {
+    ran_on = std::this_thread::get_id();
+    done.Notify();
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+}
+
+TEST(EventLoopTest, TimersNeverFireEarlyAndFireInOrder) {
+  EventLoop loop(2);
+  constexpr int kTimers = 50;
+  weft::testing::BlockingCounter left(kTimers);
+  std::atomic<int> early{0};
+  const absl::Time start = absl::Now();
+  for (int i = kTimers - 1; i >= 0; --i) {
+    const absl::Time when = start + absl::Milliseconds(i);
+    loop.Schedule(when, [&, when] {
+      if (absl::Now() < when) early++;
+      left.DecrementCount();
+    });
+  }
+  ASSERT_TRUE(left.Wait());
+  EXPECT_EQ(early.load(), 0);
+}
+
+// Counts destructions of a closure's capture, to prove a cancelled timer's
+// function is destroyed without running.
+struct Tracker {
+  explicit Tracker(std::atomic<int>* d) : destroyed(d) {}
+  Tracker(Tracker&& o) noexcept : destroyed(std::exchange(o.destroyed, nullptr)) {}
+  ~Tracker() {
+    if (destroyed != nullptr) (*destroyed)++;
+  }
+  std::atomic<int>* destroyed;
+};
+
+TEST(EventLoopTest, CancelledTimerIsDestroyedUnrun) {
+  EventLoop loop(1);
+  std::atomic<int> destroyed{0};
+  bool ran = false;
+  TimerId id = loop.Schedule(absl::Now() + absl::Hours(1),
+                             [&, t = Tracker(&destroyed)] { ran = true; });
+  EXPECT_EQ(loop.pending_timers(), 1u);
+  EXPECT_TRUE(loop.Cancel(id));
+  EXPECT_FALSE(loop.Cancel(id));
+  EXPECT_EQ(destroyed.load(), 1);
+  EXPECT_EQ(loop.pending_timers(), 0u);
+  EXPECT_FALSE(ran);
+}
+
+TEST(EventLoopTest, TenThousandTimersRunOnAFixedSetOfThreads) {
+  EventLoop loop(2);
+  EXPECT_EQ(loop.threads(), 2);
+  const int with_loop = ThreadCount();
+  constexpr int kTimers = 10'000;
+  weft::testing::BlockingCounter left(kTimers);
+  weft::testing::Notification release;
+  const absl::Time when = absl::Now() + absl::Milliseconds(200);
+  for (int i = 0; i < kTimers; ++i) {
+    loop.Schedule(when, [&] { left.DecrementCount(); });
+  }
+  EXPECT_EQ(ThreadCount(), with_loop);
+  ASSERT_TRUE(left.Wait());
+  EXPECT_EQ(ThreadCount(), with_loop);
+}
+
+TEST(EventLoopTest, DestructorRunsWorkAlreadyPosted) {
+  std::atomic<int> ran{0};
+  {
+    EventLoop loop(1);
+    for (int i = 0; i < 100; ++i) loop.Post([&] { ran++; });
+  }
+  EXPECT_EQ(ran.load(), 100);
+}
+
+TEST(EventLoopTest, WorkMayPostAndScheduleMoreWork) {
+  EventLoop loop(2);
+  weft::testing::Notification done;
+  loop.Post([&] {
+    loop.Schedule(absl::Now() + absl::Milliseconds(1),
+                  [&] { loop.Post([&] { done.Notify(); }); });
+  });
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+}
+
+}  // namespace
+}  // namespace weft::engine
