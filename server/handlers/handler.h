@@ -1,0 +1,125 @@
+// The handler interface: what a `call` node runs.
+//
+// A handler is registered once under its name. For each call node of a plan,
+// the plan compiler checks the node's args against the handler's declared
+// arguments and then asks the handler to Prepare() a Call; that happens
+// before anything runs, so every bad argument is reported up front with its
+// path. The interpreter then Start()s the Call, once per attempt.
+//
+// Args and values are protobuf's Struct and Value (JSON-like); handlers never
+// see plan protos.
+//
+// Thread-safety: Handler and Call are immutable once built; Start() may run
+// concurrently from any thread.
+
+#ifndef WEFT_SERVER_HANDLERS_HANDLER_H_
+#define WEFT_SERVER_HANDLERS_HANDLER_H_
+
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
+#include "server/engine/cancellation.h"
+#include "server/engine/env.h"
+
+namespace weft::handlers {
+
+// The JSON type an argument must have.
+enum class ArgType {
+  kAny,
+  kString,
+  kNumber,
+  kInteger,
+  kBool,
+  kDuration,  // A string in google.protobuf.Duration's JSON form, "1.5s".
+  kCode,      // A canonical status code name other than OK.
+  kObject,
+  kList,
+};
+
+// One declared argument.
+struct ArgSpec {
+  std::string name;
+  ArgType type = ArgType::kAny;
+  bool required = false;
+  std::string description;
+};
+
+// What ListHandlers shows, and what the compiler checks args against.
+struct HandlerInfo {
+  std::string name;
+  std::string description;
+  std::vector<ArgSpec> args;
+  // True if the handler holds a thread while it runs (CPU work, blocking
+  // IO). Such handlers run on a thread pool, never on the event loop.
+  bool blocking = false;
+};
+
+// What a running call may use.
+struct CallContext {
+  engine::Env& env;
+  // Cancelled when the call should stop: a sibling failed, a timeout passed,
+  // the caller went away. A call that stops for this reason reports the
+  // token's reason.
+  engine::CancellationToken token;
+};
+
+// The result of a call: its value, or why it failed.
+using CallResult = absl::StatusOr<google::protobuf::Value>;
+using CallDone = absl::AnyInvocable<void(CallResult) &&>;
+
+// A prepared invocation: a handler bound to checked arguments.
+class Call {
+ public:
+  virtual ~Call() = default;
+  // Runs the call; `done` is called exactly once, possibly inline. May be
+  // called again for another attempt.
+  virtual void Start(const CallContext& ctx, CallDone done) const = 0;
+};
+
+// Reads arguments that CheckArgs() has accepted.
+class Args {
+ public:
+  explicit Args(const google::protobuf::Struct& args) : args_(args) {}
+
+  // nullptr when absent.
+  const google::protobuf::Value* Find(absl::string_view name) const;
+  std::string String(absl::string_view name, absl::string_view fallback = "") const;
+  absl::Duration Duration(absl::string_view name,
+                          absl::Duration fallback = absl::ZeroDuration()) const;
+  absl::StatusCode Code(absl::string_view name) const;
+
+ private:
+  const google::protobuf::Struct& args_;
+};
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual const HandlerInfo& info() const = 0;
+  // Binds checked arguments. `args` outlives the returned Call. Errors are
+  // INVALID_ARGUMENT whose message starts with the argument's path,
+  // "args.<name>: ...".
+  virtual absl::StatusOr<std::unique_ptr<Call>> Prepare(
+      const google::protobuf::Struct& args) const = 0;
+};
+
+// Checks `args` against `info.args`: no unknown names, every required one
+// present, each of its declared type; durations parse and are not negative;
+// code names are canonical. Errors are INVALID_ARGUMENT with messages
+// starting "args" or "args.<name>".
+absl::Status CheckArgs(const HandlerInfo& info,
+                       const google::protobuf::Struct& args);
+
+// "string", "duration", ... as the error messages and the CLI print them.
+absl::string_view ArgTypeName(ArgType type);
+
+}  // namespace weft::handlers
+
+#endif  // WEFT_SERVER_HANDLERS_HANDLER_H_

@@ -1,0 +1,140 @@
+// weftd: flags, wiring, signals. The only place that knows everything.
+
+#include <signal.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/handlers/duration.h"
+#include "server/service/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Address to serve on, host:port; port 0 picks a free port.");
+ABSL_FLAG(absl::Duration, max_run_duration, absl::Minutes(10),
+          "Longest a Run may take when its caller set no deadline.");
+ABSL_FLAG(int, max_plan_nodes, 10'000, "Most nodes a plan may have.");
+ABSL_FLAG(int, max_plan_depth, 32, "Deepest a plan may nest (1 to 256).");
+ABSL_FLAG(int, max_message_bytes, 4 << 20,
+          "Largest request accepted, in bytes.");
+ABSL_FLAG(int, max_active_runs, 1000,
+          "Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM or SIGINT, how long runs in flight may go on before "
+          "they are cancelled.");
+ABSL_FLAG(int, event_loop_threads, 2,
+          "Threads of the engine's event loop (timers and completions).");
+
+namespace {
+
+// Every flag above; each can also be set by WEFT_<NAME> in the environment.
+const std::vector<std::string>& FlagNames() {
+  static const auto* names = new std::vector<std::string>{
+      "listen",          "max_run_duration",  "max_plan_nodes",
+      "max_plan_depth",  "max_message_bytes", "max_active_runs",
+      "shutdown_grace",  "event_loop_threads"};
+  return *names;
+}
+
+[[noreturn]] void Die(const std::string& message) {
+  std::cerr << "weftd: " << message << "\n";
+  std::exit(2);
+}
+
+// Sets flags from WEFT_* variables; the command line, parsed after, wins.
+void ApplyEnvironment() {
+  for (const std::string& name : FlagNames()) {
+    std::string var = "WEFT_";
+    for (char c : name) var += static_cast<char>(std::toupper(c));
+    const char* value = std::getenv(var.c_str());
+    if (value == nullptr) continue;
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error;
+    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+      Die(absl::StrCat(var, "=", value, ": ", error));
+    }
+  }
+}
+
+void CheckPositive(const char* name, int value) {
+  if (value <= 0) Die(absl::StrCat("--", name, " must be positive, got ", value));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "weftd: runs plans of concurrent work over gRPC.\n"
+      "Every flag can also be set as WEFT_<FLAG> in the environment; the "
+      "command line wins.");
+  ApplyEnvironment();
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) Die(absl::StrCat("unexpected argument \"", rest[1], "\""));
+
+  weft::service::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.event_loop_threads = absl::GetFlag(FLAGS_event_loop_threads);
+  auto& orch = options.orchestrator;
+  orch.limits.max_plan_nodes = absl::GetFlag(FLAGS_max_plan_nodes);
+  orch.limits.max_plan_depth = absl::GetFlag(FLAGS_max_plan_depth);
+  orch.max_active_runs = absl::GetFlag(FLAGS_max_active_runs);
+  orch.max_run_duration = absl::GetFlag(FLAGS_max_run_duration);
+  const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+
+  CheckPositive("max_plan_nodes", orch.limits.max_plan_nodes);
+  CheckPositive("max_plan_depth", orch.limits.max_plan_depth);
+  if (orch.limits.max_plan_depth > 256) {
+    Die(absl::StrCat("--max_plan_depth must be at most 256, got ",
+                     orch.limits.max_plan_depth));
+  }
+  CheckPositive("max_message_bytes", options.max_message_bytes);
+  CheckPositive("max_active_runs", orch.max_active_runs);
+  CheckPositive("event_loop_threads", options.event_loop_threads);
+  if (orch.max_run_duration <= absl::ZeroDuration()) {
+    Die("--max_run_duration must be positive");
+  }
+  if (grace < absl::ZeroDuration()) Die("--shutdown_grace must not be negative");
+
+  // Block the stop signals in every thread; this one waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  weft::service::WeftServer server(options);
+  absl::StatusOr<std::string> address = server.Start();
+  if (!address.ok()) Die(std::string(address.status().message()));
+
+  std::cerr << "weftd " << WEFT_VERSION << ": serving on " << *address
+            << " (max_active_runs=" << orch.max_active_runs
+            << " max_plan_nodes=" << orch.limits.max_plan_nodes
+            << " max_plan_depth=" << orch.limits.max_plan_depth
+            << " max_message_bytes=" << options.max_message_bytes
+            << " max_run_duration="
+            << weft::handlers::FormatJsonDuration(orch.max_run_duration)
+            << " shutdown_grace=" << weft::handlers::FormatJsonDuration(grace)
+            << " event_loop_threads=" << options.event_loop_threads << ")"
+            << std::endl;
+  std::cout << "listening on " << *address << std::endl;
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  const weft::service::ShutdownReport report = server.Shutdown(grace);
+  std::cerr << "weftd: stopped on " << (signal == SIGTERM ? "SIGTERM" : "SIGINT")
+            << "; " << report.runs_in_flight << " run(s) were in flight, "
+            << report.runs_cancelled << " cancelled after the "
+            << weft::handlers::FormatJsonDuration(grace) << " grace period"
+            << std::endl;
+  return 0;
+}

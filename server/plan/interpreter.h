@@ -1,0 +1,62 @@
+// The plan interpreter: runs a CompiledPlan on the engine and reports its
+// outcome tree.
+//
+// Each node kind maps onto an engine primitive: a call runs its handler's
+// Call with the node's cancellation token, a parallel is a TaskGroup, and a
+// node's timeout is a Deadline scope. Work that can finish at once (value
+// calls) finishes inline on the caller's thread; waiting work (sleeps) holds
+// no thread and finishes on the engine's threads.
+//
+// Thread-safety: Execute() may be called from any thread; `done` runs once,
+// on whichever thread finishes the root (possibly inline).
+
+#ifndef WEFT_SERVER_PLAN_INTERPRETER_H_
+#define WEFT_SERVER_PLAN_INTERPRETER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "server/engine/cancellation.h"
+#include "server/engine/env.h"
+#include "server/plan/compiler.h"
+#include "weft/v1/outcome.pb.h"
+
+namespace weft::plan {
+
+// Sees nodes start and end, e.g. to count progress. Calls may come from any
+// thread, concurrently; they must be quick and must not call back into the
+// run.
+class NodeObserver {
+ public:
+  virtual ~NodeObserver() = default;
+  virtual void OnNodeStarted(int32_t node) = 0;
+  virtual void OnNodeFinished(int32_t node, weft::v1::NodeState state) = 0;
+};
+
+struct RunOptions {
+  // Required; must outlive the run.
+  engine::Env* env = nullptr;
+  // Cancelling it cancels the run; its reason becomes the root's error.
+  engine::CancellationToken token;
+  // The whole run must finish by then; the root then ends TIMED_OUT with
+  // `deadline_message`.
+  absl::Time deadline = absl::InfiniteFuture();
+  std::string deadline_message = "the run's deadline passed";
+  // Whether to build the children's outcomes, or the root's only.
+  bool root_only = false;
+  // Optional; must outlive the run.
+  NodeObserver* observer = nullptr;
+};
+
+using OutcomeDone = absl::AnyInvocable<void(weft::v1::NodeOutcome) &&>;
+
+// Runs `plan`. `done` gets the root's outcome, with its children unless
+// `options.root_only`.
+void Execute(std::shared_ptr<const CompiledPlan> plan, RunOptions options,
+             OutcomeDone done);
+
+}  // namespace weft::plan
+
+#endif  // WEFT_SERVER_PLAN_INTERPRETER_H_

@@ -1,0 +1,238 @@
+#include "server/service/orchestrator_service.h"
+
+#include <atomic>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/support/proto_buffer_writer.h"
+#include "server/handlers/duration.h"
+#include "server/plan/interpreter.h"
+#include "server/service/request_parser.h"
+
+namespace weft::service {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+weft::v1::ArgumentType ToProto(handlers::ArgType t) {
+  switch (t) {
+    case handlers::ArgType::kAny:
+      return weft::v1::ARGUMENT_TYPE_ANY;
+    case handlers::ArgType::kString:
+      return weft::v1::ARGUMENT_TYPE_STRING;
+    case handlers::ArgType::kNumber:
+      return weft::v1::ARGUMENT_TYPE_NUMBER;
+    case handlers::ArgType::kInteger:
+      return weft::v1::ARGUMENT_TYPE_INTEGER;
+    case handlers::ArgType::kBool:
+      return weft::v1::ARGUMENT_TYPE_BOOL;
+    case handlers::ArgType::kDuration:
+      return weft::v1::ARGUMENT_TYPE_DURATION;
+    case handlers::ArgType::kCode:
+      return weft::v1::ARGUMENT_TYPE_CODE;
+    case handlers::ArgType::kObject:
+      return weft::v1::ARGUMENT_TYPE_OBJECT;
+    case handlers::ArgType::kList:
+      return weft::v1::ARGUMENT_TYPE_LIST;
+  }
+  return weft::v1::ARGUMENT_TYPE_UNSPECIFIED;
+}
+
+}  // namespace
+
+// One Run call, from admission to Finish(). Deleted by OnDone().
+class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
+ public:
+  RunReactor(OrchestratorService* service, grpc::ByteBuffer* response)
+      : service_(service), response_(response) {}
+
+  void Start(grpc::CallbackServerContext* context,
+             const grpc::ByteBuffer* request) {
+    weft::v1::RunRequest req;
+    if (absl::Status s = ParseRequest(
+            *request, service_->options_.limits.max_plan_depth, &req);
+        !s.ok()) {
+      Finish(ToGrpc(s));
+      return;
+    }
+    const bool root_only = req.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+        plan::Compile(std::unique_ptr<const weft::v1::PlanNode>(
+                          req.has_plan() ? req.release_plan() : nullptr),
+                      "plan", service_->registry_, service_->options_.limits);
+    if (!compiled.ok()) {
+      Finish(ToGrpc(compiled.status()));
+      return;
+    }
+    if (absl::Status s = service_->Admit(&run_id_, &source_); !s.ok()) {
+      if (s.code() == absl::StatusCode::kResourceExhausted) {
+        context->AddTrailingMetadata(
+            "grpc-retry-pushback-ms",
+            std::to_string(absl::ToInt64Milliseconds(service_->options_.retry_after)));
+      }
+      Finish(ToGrpc(s));
+      return;
+    }
+    admitted_ = true;
+
+    plan::RunOptions options;
+    options.env = &service_->env_;
+    options.token = source_.token();
+    options.root_only = root_only;
+    const absl::Time now = service_->env_.Now();
+    const absl::Time caller_deadline = absl::FromChrono(context->deadline());
+    options.deadline = now + service_->options_.max_run_duration;
+    options.deadline_message = absl::StrCat(
+        "the run took longer than ",
+        handlers::FormatJsonDuration(service_->options_.max_run_duration),
+        ", the limit for a call without a deadline (--max_run_duration)");
+    if (caller_deadline < options.deadline) {
+      // The caller will see DEADLINE_EXCEEDED from gRPC at that moment; the
+      // plan stops with it.
+      options.deadline = caller_deadline;
+      options.deadline_message = "the caller's deadline passed";
+      caller_deadline_ = caller_deadline;
+    }
+    plan::Execute(*std::move(compiled), std::move(options),
+                  [this](weft::v1::NodeOutcome outcome) {
+                    OnOutcome(std::move(outcome));
+                  });
+  }
+
+  void OnCancel() override {
+    caller_cancelled_.store(true, std::memory_order_release);
+    source_.Cancel(absl::CancelledError("the caller cancelled the run"));
+  }
+
+  void OnDone() override {
+    if (admitted_) service_->Release(run_id_);
+    delete this;
+  }
+
+ private:
+  void OnOutcome(weft::v1::NodeOutcome outcome) {
+    // A caller that has gone gets a status, not an outcome it cannot read.
+    if (caller_cancelled_.load(std::memory_order_acquire)) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "the caller cancelled the run"));
+      return;
+    }
+    if (outcome.state() == weft::v1::NODE_STATE_TIMED_OUT &&
+        service_->env_.Now() >= caller_deadline_) {
+      Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "the caller's deadline passed"));
+      return;
+    }
+    weft::v1::RunResponse response;
+    *response.mutable_outcome() = std::move(outcome);
+    bool own_buffer;
+    grpc::Status s = grpc::SerializationTraits<weft::v1::RunResponse>::Serialize(
+        response, response_, &own_buffer);
+    Finish(s);
+  }
+
+  OrchestratorService* const service_;
+  grpc::ByteBuffer* const response_;
+  engine::CancellationSource source_;
+  uint64_t run_id_ = 0;
+  bool admitted_ = false;
+  std::atomic<bool> caller_cancelled_{false};
+  absl::Time caller_deadline_ = absl::InfiniteFuture();
+};
+
+OrchestratorService::OrchestratorService(OrchestratorOptions options,
+                                         const handlers::HandlerRegistry& registry,
+                                         engine::Env& env)
+    : options_(std::move(options)), registry_(registry), env_(env) {}
+
+grpc::ServerUnaryReactor* OrchestratorService::Run(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  auto* reactor = new RunReactor(this, response);
+  reactor->Start(context, request);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::ListHandlers(
+    grpc::CallbackServerContext* context, const weft::v1::ListHandlersRequest*,
+    weft::v1::ListHandlersResponse* response) {
+  for (const handlers::Handler* h : registry_.List()) {
+    const handlers::HandlerInfo& info = h->info();
+    weft::v1::Handler* out = response->add_handlers();
+    out->set_name(info.name);
+    out->set_description(info.description);
+    out->set_blocking(info.blocking);
+    for (const handlers::ArgSpec& arg : info.args) {
+      weft::v1::HandlerArgument* a = out->add_arguments();
+      a->set_name(arg.name);
+      a->set_type(ToProto(arg.type));
+      a->set_required(arg.required);
+      a->set_description(arg.description);
+    }
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+absl::Status OrchestratorService::Admit(uint64_t* id,
+                                        engine::CancellationSource* source) {
+  engine::MutexLock lock(&mu_);
+  if (!accepting_) {
+    return absl::UnavailableError(
+        "the server is shutting down and takes no new runs; retry on another "
+        "server");
+  }
+  if (static_cast<int>(runs_.size()) >= options_.max_active_runs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many runs in flight: ", runs_.size(), " of at most ",
+        options_.max_active_runs, " (--max_active_runs); retry after ",
+        handlers::FormatJsonDuration(options_.retry_after)));
+  }
+  *id = ++next_id_;
+  runs_.emplace(*id, *source);
+  return absl::OkStatus();
+}
+
+void OrchestratorService::Release(uint64_t id) {
+  engine::MutexLock lock(&mu_);
+  runs_.erase(id);
+  if (runs_.empty()) idle_.SignalAll();
+}
+
+void OrchestratorService::StopAccepting() {
+  engine::MutexLock lock(&mu_);
+  accepting_ = false;
+}
+
+bool OrchestratorService::WaitForRuns(absl::Time deadline) {
+  engine::MutexLock lock(&mu_);
+  while (!runs_.empty()) {
+    if (!idle_.WaitUntil(&mu_, deadline) && absl::Now() >= deadline) {
+      return runs_.empty();
+    }
+  }
+  return true;
+}
+
+void OrchestratorService::CancelRuns(const absl::Status& reason) {
+  std::vector<engine::CancellationSource> sources;
+  {
+    engine::MutexLock lock(&mu_);
+    for (const auto& [id, source] : runs_) sources.push_back(source);
+  }
+  // Cancelling may finish runs inline, which takes mu_: not under it.
+  for (const engine::CancellationSource& s : sources) s.Cancel(reason);
+}
+
+int OrchestratorService::active_runs() const {
+  engine::MutexLock lock(&mu_);
+  return static_cast<int>(runs_.size());
+}
+
+}  // namespace weft::service

@@ -1,0 +1,31 @@
+// Parses Run requests from their wire bytes, so that a plan nested deeper
+// than protobuf's parser accepts gets INVALID_ARGUMENT naming the limit
+// instead of gRPC's bare INTERNAL.
+//
+// Thread-safety: stateless.
+
+#ifndef WEFT_SERVER_SERVICE_REQUEST_PARSER_H_
+#define WEFT_SERVER_SERVICE_REQUEST_PARSER_H_
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/support/byte_buffer.h"
+
+namespace weft::service {
+
+// Parses `bytes` into `message` (whose type holds the plan at any depth).
+// The parser allows 2 * max_plan_depth levels of plan messages plus 100 for
+// arguments. On failure the error is INVALID_ARGUMENT and says why: a plan
+// over --max_plan_depth (with the path where it goes over), arguments nested
+// too deeply, or bytes that are not a valid message.
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,
+                          google::protobuf::Message* message);
+
+// The same on flat bytes; exposed for tests.
+absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
+                               google::protobuf::Message* message);
+
+}  // namespace weft::service
+
+#endif  // WEFT_SERVER_SERVICE_REQUEST_PARSER_H_

@@ -1,0 +1,69 @@
+#include "server/service/server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+namespace weft::service {
+
+WeftServer::WeftServer(ServerOptions options)
+    : options_(std::move(options)), loop_(options_.event_loop_threads) {
+  handlers::RegisterBuiltinHandlers(registry_);
+  orchestrator_ = std::make_unique<OrchestratorService>(options_.orchestrator,
+                                                        registry_, loop_);
+}
+
+WeftServer::~WeftServer() {
+  if (server_ != nullptr && !shut_down_) Shutdown(absl::ZeroDuration());
+}
+
+absl::StatusOr<std::string> WeftServer::Start() {
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+                           &port);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.RegisterService(orchestrator_.get());
+  builder.RegisterService(&health_);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    server_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen,
+                     " (--listen): the address is in use or not valid"));
+  }
+  const size_t colon = options_.listen.rfind(':');
+  address_ = absl::StrCat(options_.listen.substr(0, colon), ":", port);
+  return address_;
+}
+
+ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
+  ShutdownReport report;
+  if (shut_down_ || server_ == nullptr) return report;
+  shut_down_ = true;
+  health_.SetServing(false);
+  orchestrator_->StopAccepting();
+  report.runs_in_flight = orchestrator_->active_runs();
+  if (!orchestrator_->WaitForRuns(absl::Now() + grace)) {
+    report.runs_cancelled = orchestrator_->active_runs();
+    orchestrator_->CancelRuns(absl::CancelledError("server shutting down"));
+  }
+  health_.Shutdown();
+  // Cancelled runs finish at once; the deadline only bounds calls that do
+  // not (none should).
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  server_->Wait();
+  return report;
+}
+
+std::shared_ptr<grpc::Channel> WeftServer::InProcessChannel() {
+  return server_->InProcessChannel(grpc::ChannelArguments());
+}
+
+}  // namespace weft::service

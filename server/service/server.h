@@ -1,0 +1,72 @@
+// WeftServer: weftd's parts wired together (event loop, handlers, the
+// Orchestrator and Health services, reflection) behind one Start/Shutdown
+// pair, so that tests run the same server in-process that weftd runs.
+//
+// Thread-safety: Start() and Shutdown() are for one owning thread; the
+// server they run is thread-safe.
+
+#ifndef WEFT_SERVER_SERVICE_SERVER_H_
+#define WEFT_SERVER_SERVICE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "server/engine/event_loop.h"
+#include "server/handlers/registry.h"
+#include "server/service/health_service.h"
+#include "server/service/orchestrator_service.h"
+
+namespace weft::service {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free port.
+  std::string listen = "127.0.0.1:50051";
+  OrchestratorOptions orchestrator;
+  // Requests larger than this are refused by gRPC (RESOURCE_EXHAUSTED).
+  int max_message_bytes = 4 << 20;
+  // Threads of the engine's event loop.
+  int event_loop_threads = 2;
+};
+
+// What Shutdown() did, for its log line.
+struct ShutdownReport {
+  int runs_in_flight = 0;  // When shutdown began.
+  int runs_cancelled = 0;  // Still running when the grace period ended.
+};
+
+class WeftServer {
+ public:
+  explicit WeftServer(ServerOptions options);
+  ~WeftServer();
+
+  // Binds and starts serving. Returns the bound "host:port".
+  absl::StatusOr<std::string> Start();
+
+  // Health turns NOT_SERVING and new Runs get UNAVAILABLE at once; runs in
+  // flight get `grace` to finish and are then cancelled ("server shutting
+  // down"); then the server stops.
+  ShutdownReport Shutdown(absl::Duration grace);
+
+  // For tests.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+  OrchestratorService& orchestrator() { return *orchestrator_; }
+  HealthService& health() { return health_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  const ServerOptions options_;
+  engine::EventLoop loop_;
+  handlers::HandlerRegistry registry_;
+  std::unique_ptr<OrchestratorService> orchestrator_;
+  HealthService health_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace weft::service
+
+#endif  // WEFT_SERVER_SERVICE_SERVER_H_
