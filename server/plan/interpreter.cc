@@ -65,8 +65,9 @@ class Execution {
     rec.start = options_.env->Now();
     if (options_.observer != nullptr) options_.observer->OnNodeStarted(index);
 
-    // A node whose scope is already cancelled does not start its work.
-    if (token.cancelled()) {
+    // A call whose scope is already cancelled does not start. (A parallel
+    // goes on, so that each of its children also ends CANCELLED.)
+    if (node.kind == NodeKind::kCall && token.cancelled()) {
       Settle(index, token.reason(), token, nullptr, "", std::move(done));
       return;
     }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "server/handlers/duration.h"
 #include "server/plan/interpreter.h"
@@ -130,10 +131,18 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     }
     weft::v1::RunResponse response;
     *response.mutable_outcome() = std::move(outcome);
-    bool own_buffer;
-    grpc::Status s = grpc::SerializationTraits<weft::v1::RunResponse>::Serialize(
-        response, response_, &own_buffer);
-    Finish(s);
+    // Deterministic, so a value's object keys come out sorted and the same
+    // plan always prints the same way.
+    const size_t size = response.ByteSizeLong();
+    {
+      grpc::ProtoBufferWriter writer(response_,
+                                     grpc::kProtoBufferWriterMaxBufferLength,
+                                     static_cast<int>(size));
+      google::protobuf::io::CodedOutputStream out(&writer);
+      out.SetSerializationDeterministic(true);
+      response.SerializeWithCachedSizes(&out);
+    }
+    Finish(grpc::Status::OK);
   }
 
   OrchestratorService* const service_;

@@ -1,0 +1,34 @@
+#include "server/handlers/status_codes.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace weft::handlers {
+namespace {
+
+using ::testing::HasSubstr;
+using ::weft::testing::StatusIs;
+
+TEST(StatusCodesTest, EveryCanonicalNameRoundTrips) {
+  for (int c = 0; c <= 16; ++c) {
+    const auto code = static_cast<absl::StatusCode>(c);
+    absl::StatusOr<absl::StatusCode> parsed = ParseCodeName(CodeName(code));
+    ASSERT_TRUE(parsed.ok()) << CodeName(code);
+    EXPECT_EQ(*parsed, code);
+  }
+  EXPECT_EQ(CodeName(absl::StatusCode::kUnavailable), "UNAVAILABLE");
+  EXPECT_EQ(CodeName(absl::StatusCode::kDeadlineExceeded), "DEADLINE_EXCEEDED");
+}
+
+TEST(StatusCodesTest, UnknownOrMiscasedNameIsRefusedWithTheChoices) {
+  EXPECT_THAT(ParseCodeName("unavailable"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"unavailable\" is not a status code name")));
+  EXPECT_THAT(ParseCodeName("NOPE"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("UNAVAILABLE, DATA_LOSS, UNAUTHENTICATED")));
+}
+
+}  // namespace
+}  // namespace weft::handlers

@@ -1,0 +1,177 @@
+#include "server/plan/compiler.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/plan_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace weft::plan {
+namespace {
+
+using ::testing::HasSubstr;
+using ::weft::testing::PlanFromJson;
+using ::weft::testing::StatusIs;
+
+class CompilerTest : public ::testing::Test {
+ protected:
+  CompilerTest() { handlers::RegisterBuiltinHandlers(registry_); }
+
+  absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
+      absl::string_view json) {
+    return plan::Compile(PlanFromJson(json), "plan", registry_, limits_);
+  }
+
+  handlers::HandlerRegistry registry_;
+  Limits limits_;
+};
+
+TEST_F(CompilerTest, CompilesTheIssueExampleInPreOrder) {
+  auto plan = Compile(R"({"parallel": {"children": [
+    {"id": "user",  "call": {"handler": "sleep", "args": {"duration": "0.3s", "value": {"name": "Ada"}}}},
+    {"id": "posts", "call": {"handler": "sleep", "args": {"duration": "0.2s", "value": ["p1", "p2"]}}},
+    {"id": "stats", "call": {"handler": "value", "args": {"value": {"followers": 42}}}}
+  ]}})");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const auto& nodes = (*plan)->nodes();
+  ASSERT_EQ(nodes.size(), 4u);
+  EXPECT_EQ(nodes[0].kind, NodeKind::kParallel);
+  EXPECT_TRUE(nodes[0].keyed_by_id);
+  EXPECT_THAT(nodes[0].children, ::testing::ElementsAre(1, 2, 3));
+  EXPECT_EQ(nodes[2].source->id(), "posts");
+  EXPECT_EQ((*plan)->leaves(), 3);
+}
+
+TEST_F(CompilerTest, ParallelWithAnUnnamedChildIsAList) {
+  auto plan = Compile(R"({"parallel": {"children": [
+    {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
+    {"call": {"handler": "value", "args": {"value": 2}}}]}})");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_FALSE((*plan)->root().keyed_by_id);
+}
+
+TEST_F(CompilerTest, TimeoutIsKept) {
+  auto plan = Compile(R"({"timeout": "2.5s", "call": {"handler": "value", "args": {"value": 1}}})");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ((*plan)->root().timeout, absl::Milliseconds(2500));
+}
+
+TEST_F(CompilerTest, MissingPlanIsNamed) {
+  EXPECT_THAT(plan::Compile(nullptr, "plan", registry_, limits_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "plan: missing; a request needs a plan"));
+}
+
+// Every bad plan gets INVALID_ARGUMENT whose message starts with the path.
+struct BadPlan {
+  const char* name;
+  const char* json;
+  const char* message;
+};
+
+class BadPlanTest : public CompilerTest,
+                    public ::testing::WithParamInterface<BadPlan> {};
+
+TEST_P(BadPlanTest, IsRefusedWithThePathOfWhatIsWrong) {
+  EXPECT_THAT(Compile(GetParam().json),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(GetParam().message)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadPlanTest,
+    ::testing::Values(
+        BadPlan{"NodeWithNoKind", R"({})",
+                "plan: the node has no kind; set one of call, parallel"},
+        BadPlan{"NestedNodeWithNoKind",
+                R"({"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}, {"id": "x"}]}})",
+                "plan.parallel.children[1]: the node has no kind"},
+        BadPlan{"EmptyParallel", R"({"parallel": {}})",
+                "plan.parallel.children: a parallel needs at least one child"},
+        BadPlan{"DuplicateSiblingIds",
+                R"({"parallel": {"children": [
+                  {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
+                  {"id": "b", "call": {"handler": "value", "args": {"value": 1}}},
+                  {"id": "a", "call": {"handler": "value", "args": {"value": 1}}}]}})",
+                "plan.parallel.children[2].id: duplicate id \"a\"; children[0] has it too"},
+        BadPlan{"UnknownHandler",
+                R"({"parallel": {"children": [
+                  {"call": {"handler": "value", "args": {"value": 1}}},
+                  {"call": {"handler": "value", "args": {"value": 1}}},
+                  {"call": {"handler": "slep", "args": {}}}]}})",
+                "plan.parallel.children[2].call.handler: unknown handler \"slep\"; "
+                "known handlers: fail, sleep, value"},
+        BadPlan{"MissingHandler", R"({"call": {}})",
+                "plan.call.handler: missing; name one of fail, sleep, value"},
+        BadPlan{"MissingArgument", R"({"call": {"handler": "sleep"}})",
+                "plan.call.args.duration: required by handler \"sleep\" but missing"},
+        BadPlan{"MistypedArgument",
+                R"({"parallel": {"children": [
+                  {"call": {"handler": "value", "args": {"value": 1}}},
+                  {"call": {"handler": "value", "args": {"value": 1}}},
+                  {"call": {"handler": "sleep", "args": {"duration": 3}}}]}})",
+                "plan.parallel.children[2].call.args.duration: expected a "
+                "duration string like \"1.5s\", got number"},
+        BadPlan{"NegativeArgument",
+                R"({"call": {"handler": "sleep", "args": {"duration": "-0.5s"}}})",
+                "plan.call.args.duration: must not be negative, got \"-0.5s\""},
+        BadPlan{"UnknownCodeName",
+                R"({"call": {"handler": "fail", "args": {"code": "BROKEN"}}})",
+                "plan.call.args.code: \"BROKEN\" is not a status code name"},
+        BadPlan{"UnknownArgument",
+                R"({"call": {"handler": "sleep", "args": {"duration": "1s", "durration": "2s"}}})",
+                "plan.call.args.durration: unknown argument of handler \"sleep\""},
+        BadPlan{"NegativeTimeout",
+                R"({"timeout": "-1s", "call": {"handler": "value", "args": {"value": 1}}})",
+                "plan.timeout: must be a positive duration, got -1s"},
+        BadPlan{"ZeroTimeout",
+                R"({"timeout": "0s", "call": {"handler": "value", "args": {"value": 1}}})",
+                "plan.timeout: must be a positive duration, got 0s"},
+        BadPlan{"LongId",
+                R"({"id": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "call": {"handler": "value", "args": {"value": 1}}})",
+                "plan.id: longer than 128 characters"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+std::string Nested(int depth) {
+  std::string json = R"({"call": {"handler": "value", "args": {"value": 1}}})";
+  for (int i = 1; i < depth; ++i) {
+    json = absl::StrCat(R"({"parallel": {"children": [)", json, "]}}");
+  }
+  return json;
+}
+
+TEST_F(CompilerTest, PlanAtTheDepthLimitCompiles) {
+  limits_.max_plan_depth = 32;
+  EXPECT_TRUE(Compile(Nested(32)).ok());
+}
+
+TEST_F(CompilerTest, PlanOverTheDepthLimitNamesTheLimitAndItsFlag) {
+  limits_.max_plan_depth = 32;
+  auto plan = Compile(Nested(33));
+  EXPECT_THAT(plan, StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("nested deeper than 32 levels, the "
+                                       "limit (--max_plan_depth)")));
+  EXPECT_THAT(std::string(plan.status().message()),
+              ::testing::StartsWith("plan.parallel.children[0].parallel"));
+}
+
+TEST_F(CompilerTest, PlanOverTheNodeLimitNamesTheLimitAndItsFlag) {
+  limits_.max_plan_nodes = 10;
+  std::string children;
+  for (int i = 0; i < 10; ++i) {
+    absl::StrAppend(&children, i ? "," : "",
+                    R"({"call": {"handler": "value", "args": {"value": 1}}})");
+  }
+  const std::string json = absl::StrCat(R"({"parallel": {"children": [)", children, "]}}");
+  EXPECT_THAT(Compile(json),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "plan.parallel.children[9]: the plan has more than 10 "
+                       "nodes, the limit (--max_plan_nodes)"));
+  limits_.max_plan_nodes = 11;
+  EXPECT_TRUE(Compile(json).ok());
+}
+
+}  // namespace
+}  // namespace weft::plan

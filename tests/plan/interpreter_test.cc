@@ -1,0 +1,357 @@
+#include "server/plan/interpreter.h"
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/engine/event_loop.h"
+#include "server/engine/manual_env.h"
+#include "tests/engine/test_util.h"
+#include "tests/testing/plan_util.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/sync.h"
+
+namespace weft::plan {
+namespace {
+
+using ::testing::HasSubstr;
+using ::weft::testing::PlanFromJson;
+using weft::v1::NodeOutcome;
+
+absl::Time ToTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+class InterpreterTest : public ::testing::Test {
+ protected:
+  InterpreterTest() { handlers::RegisterBuiltinHandlers(registry_); }
+
+  std::shared_ptr<const CompiledPlan> Compile(absl::string_view json) {
+    auto plan = plan::Compile(PlanFromJson(json), "plan", registry_, Limits());
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return *std::move(plan);
+  }
+
+  // Starts the plan on the manual clock; the outcome lands in outcome_.
+  void Start(absl::string_view json, RunOptions options = {}) {
+    options.env = &env_;
+    Execute(Compile(json), std::move(options),
+            [this](NodeOutcome o) { outcome_.emplace(std::move(o)); });
+  }
+
+  absl::Duration Since(const google::protobuf::Timestamp& t) {
+    return ToTime(t) - t0_;
+  }
+
+  engine::ManualEnv env_;
+  const absl::Time t0_ = env_.Now();
+  handlers::HandlerRegistry registry_;
+  std::optional<NodeOutcome> outcome_;
+};
+
+constexpr char kDashboard[] = R"({"parallel": {"children": [
+  {"id": "user",  "call": {"handler": "sleep", "args": {"duration": "0.3s", "value": {"name": "Ada"}}}},
+  {"id": "posts", "call": {"handler": "sleep", "args": {"duration": "0.2s", "value": ["p1", "p2"]}}},
+  {"id": "stats", "call": {"handler": "value", "args": {"value": {"followers": 42}}}}
+]}})";
+
+TEST_F(InterpreterTest, ParallelEndsWithItsSlowestChildAndMapsValuesById) {
+  Start(kDashboard);
+  env_.AdvanceBy(absl::Milliseconds(299));
+  EXPECT_FALSE(outcome_.has_value());
+  env_.AdvanceBy(absl::Milliseconds(1));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome_->kind(), weft::v1::NODE_KIND_PARALLEL);
+  EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
+            R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
+  EXPECT_EQ(Since(outcome_->start_time()), absl::ZeroDuration());
+  EXPECT_EQ(Since(outcome_->end_time()), absl::Milliseconds(300));
+  ASSERT_EQ(outcome_->children_size(), 3);
+  EXPECT_EQ(outcome_->children(0).id(), "user");
+  EXPECT_EQ(Since(outcome_->children(1).end_time()), absl::Milliseconds(200));
+  EXPECT_EQ(Since(outcome_->children(2).end_time()), absl::ZeroDuration());
+  EXPECT_EQ(weft::testing::ToJson(outcome_->children(2).value()),
+            R"({"followers":42})");
+  EXPECT_FALSE(outcome_->has_error());
+}
+
+TEST_F(InterpreterTest, RootOnlyOutcomeHasTheValueButNoChildren) {
+  RunOptions options;
+  options.root_only = true;
+  Start(kDashboard, options);
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->children_size(), 0);
+  EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
+            R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
+}
+
+TEST_F(InterpreterTest, ParallelWithAnUnnamedChildGivesAListInChildOrder) {
+  Start(R"({"parallel": {"children": [
+    {"id": "a", "call": {"handler": "sleep", "args": {"duration": "0.2s", "value": "slow"}}},
+    {"call": {"handler": "value", "args": {"value": "fast"}}}]}})");
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(weft::testing::ToJson(outcome_->value()), R"(["slow","fast"])");
+}
+
+TEST_F(InterpreterTest, PlanOfValueCallsFinishesInlineWithoutAThreadHop) {
+  Start(R"({"parallel": {"children": [
+    {"call": {"handler": "value", "args": {"value": 1}}},
+    {"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 2}}}]}}]}})");
+  // No time passed and no posted work ran: it finished inside Execute().
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(weft::testing::ToJson(outcome_->value()), "[1,[2]]");
+}
+
+TEST_F(InterpreterTest, FirstFailureCancelsTheSleepingSiblingsAtOnce) {
+  Start(R"({"parallel": {"children": [
+    {"id": "user", "call": {"handler": "sleep", "args": {"duration": "5s"}}},
+    {"id": "posts", "call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "message": "posts backend down", "after": "0.1s"}}},
+    {"id": "stats", "call": {"handler": "sleep", "args": {"duration": "5s"}}}]}})");
+  env_.AdvanceBy(absl::Milliseconds(100));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(outcome_->error().code(), "UNAVAILABLE");
+  EXPECT_EQ(outcome_->error().message(), "children[1] \"posts\": posts backend down");
+  EXPECT_EQ(Since(outcome_->end_time()), absl::Milliseconds(100));
+  for (int i : {0, 2}) {
+    const NodeOutcome& sibling = outcome_->children(i);
+    EXPECT_EQ(sibling.state(), weft::v1::NODE_STATE_CANCELLED);
+    EXPECT_EQ(sibling.error().code(), "CANCELLED");
+    EXPECT_THAT(sibling.error().message(),
+                HasSubstr("sibling failed: children[1] \"posts\": posts backend down"));
+    EXPECT_EQ(Since(sibling.end_time()), absl::Milliseconds(100));
+  }
+  EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(env_.pending_timers(), 0u);
+}
+
+TEST_F(InterpreterTest, NestedFailureNamesEachLevel) {
+  Start(R"({"parallel": {"children": [
+    {"id": "a", "parallel": {"children": [
+       {"call": {"handler": "value", "args": {"value": 1}}},
+       {"id": "b", "call": {"handler": "fail", "args": {"code": "NOT_FOUND", "message": "boom"}}}]}}]}})");
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->error().code(), "NOT_FOUND");
+  EXPECT_EQ(outcome_->error().message(), "children[0] \"a\": children[1] \"b\": boom");
+}
+
+TEST_F(InterpreterTest, TimedOutChildIsTimedOutAndFailsItsParent) {
+  Start(R"({"parallel": {"children": [
+    {"id": "slow", "timeout": "0.1s", "call": {"handler": "sleep", "args": {"duration": "1s"}}},
+    {"id": "other", "call": {"handler": "sleep", "args": {"duration": "1s"}}}]}})");
+  env_.AdvanceBy(absl::Milliseconds(100));
+  ASSERT_TRUE(outcome_.has_value());
+  const NodeOutcome& slow = outcome_->children(0);
+  EXPECT_EQ(slow.state(), weft::v1::NODE_STATE_TIMED_OUT);
+  EXPECT_EQ(slow.error().code(), "DEADLINE_EXCEEDED");
+  EXPECT_EQ(slow.error().message(), "timed out after 0.100s");
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(outcome_->error().code(), "DEADLINE_EXCEEDED");
+  EXPECT_EQ(outcome_->error().message(), "children[0] \"slow\": timed out after 0.100s");
+  EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_CANCELLED);
+}
+
+TEST_F(InterpreterTest, TimedOutParallelCancelsItsChildren) {
+  Start(R"({"timeout": "0.2s", "parallel": {"children": [
+    {"call": {"handler": "sleep", "args": {"duration": "0.1s"}}},
+    {"call": {"handler": "sleep", "args": {"duration": "1s"}}}]}})");
+  env_.AdvanceBy(absl::Milliseconds(200));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_TIMED_OUT);
+  EXPECT_EQ(outcome_->error().message(), "timed out after 0.200s");
+  EXPECT_EQ(outcome_->children(0).state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_CANCELLED);
+  EXPECT_EQ(outcome_->children(1).error().message(), "cancelled: timed out after 0.200s");
+  EXPECT_EQ(env_.pending_timers(), 0u);
+}
+
+TEST_F(InterpreterTest, TimeoutThatDoesNotFireLeavesNoTimerBehind) {
+  Start(R"({"timeout": "10s", "call": {"handler": "sleep", "args": {"duration": "0.1s"}}})");
+  env_.AdvanceBy(absl::Milliseconds(100));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(env_.pending_timers(), 0u);
+}
+
+TEST_F(InterpreterTest, RunDeadlineTimesOutTheRootWithItsMessage) {
+  RunOptions options;
+  options.deadline = t0_ + absl::Seconds(1);
+  options.deadline_message = "the caller's deadline passed";
+  Start(R"({"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "3600s"}}}]}})",
+        options);
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_TIMED_OUT);
+  EXPECT_EQ(outcome_->error().message(), "the caller's deadline passed");
+}
+
+TEST_F(InterpreterTest, RootTimeoutShorterThanTheRunDeadlineWins) {
+  RunOptions options;
+  options.deadline = t0_ + absl::Seconds(10);
+  Start(R"({"timeout": "1s", "call": {"handler": "sleep", "args": {"duration": "3600s"}}})", options);
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->error().message(), "timed out after 1s");
+}
+
+constexpr char kTree[] = R"({"parallel": {"children": [
+  {"id": "a", "call": {"handler": "sleep", "args": {"duration": "3600s"}}},
+  {"id": "b", "parallel": {"children": [
+    {"call": {"handler": "sleep", "args": {"duration": "3600s"}}},
+    {"timeout": "7200s", "parallel": {"children": [
+      {"call": {"handler": "sleep", "args": {"duration": "3600s"}}},
+      {"call": {"handler": "fail", "args": {"code": "INTERNAL", "after": "7200s"}}}]}}]}},
+  {"id": "c", "call": {"handler": "value", "args": {"value": 1}}}]}})";
+
+void ExpectEveryNodeIs(const NodeOutcome& o, weft::v1::NodeState state,
+                       const std::string& message, absl::Time end) {
+  if (o.kind() == weft::v1::NODE_KIND_CALL && o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
+    return;  // The value call finished before the cancel.
+  }
+  EXPECT_EQ(o.state(), state) << o.DebugString();
+  EXPECT_EQ(o.error().message(), message);
+  EXPECT_EQ(ToTime(o.end_time()), end);
+  for (const NodeOutcome& c : o.children()) ExpectEveryNodeIs(c, state, message, end);
+}
+
+TEST_F(InterpreterTest, CancellingTheRunReachesEveryLeafAtOnce) {
+  engine::CancellationSource source;
+  RunOptions options;
+  options.token = source.token();
+  Start(kTree, options);
+  env_.AdvanceBy(absl::Minutes(5));
+  EXPECT_FALSE(outcome_.has_value());
+  source.Cancel(absl::CancelledError("the caller cancelled the run"));
+  ASSERT_TRUE(outcome_.has_value());
+  ExpectEveryNodeIs(*outcome_, weft::v1::NODE_STATE_CANCELLED,
+                    "the caller cancelled the run", t0_ + absl::Minutes(5));
+  EXPECT_EQ(env_.pending_timers(), 0u);
+}
+
+TEST_F(InterpreterTest, RunCancelledBeforeItStartsEndsEveryNodeCancelled) {
+  engine::CancellationSource source;
+  source.Cancel(absl::CancelledError("server shutting down"));
+  RunOptions options;
+  options.token = source.token();
+  Start(kTree, options);
+  ASSERT_TRUE(outcome_.has_value());
+  std::function<void(const NodeOutcome&)> check = [&](const NodeOutcome& o) {
+    EXPECT_EQ(o.state(), weft::v1::NODE_STATE_CANCELLED) << o.DebugString();
+    EXPECT_EQ(o.error().message(), "server shutting down");
+    for (const NodeOutcome& c : o.children()) check(c);
+  };
+  check(*outcome_);
+  EXPECT_EQ(env_.pending_timers(), 0u);
+}
+
+// Counts each node's start and finish.
+class CountingObserver : public NodeObserver {
+ public:
+  explicit CountingObserver(size_t nodes) : started_(nodes), finished_(nodes) {}
+  void OnNodeStarted(int32_t node) override { started_[node]++; }
+  void OnNodeFinished(int32_t node, weft::v1::NodeState state) override {
+    if (state == weft::v1::NODE_STATE_UNSPECIFIED) bad_states_++;
+    finished_[node]++;
+  }
+  std::vector<std::atomic<int>> started_;
+  std::vector<std::atomic<int>> finished_;
+  std::atomic<int> bad_states_{0};
+};
+
+// A wide tree of short sleeps, failures and timeouts, on real threads.
+std::string MixedTree(int width) {
+  std::string children;
+  for (int i = 0; i < width; ++i) {
+    std::string leaf;
+    switch (i % 4) {
+      case 0:
+        leaf = absl::StrCat(R"({"call": {"handler": "sleep", "args": {"duration": "0.00)", i % 10, R"(s"}}})");
+        break;
+      case 1:
+        leaf = R"({"timeout": "0.001s", "call": {"handler": "sleep", "args": {"duration": "0.002s"}}})";
+        break;
+      case 2:
+        leaf = R"({"call": {"handler": "value", "args": {"value": 1}}})";
+        break;
+      default:
+        leaf = R"({"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "0.003s"}}}, {"call": {"handler": "value", "args": {"value": 2}}}]}})";
+    }
+    absl::StrAppend(&children, i ? "," : "", leaf);
+  }
+  return absl::StrCat(R"({"parallel": {"children": [)", children, "]}}");
+}
+
+class InterpreterThreadsTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(InterpreterThreadsTest, EveryNodeStartsAndEndsExactlyOnce) {
+  handlers::HandlerRegistry registry;
+  handlers::RegisterBuiltinHandlers(registry);
+  engine::EventLoop loop(GetParam());
+  for (int round = 0; round < 20; ++round) {
+    auto plan = plan::Compile(PlanFromJson(MixedTree(40)), "plan", registry, Limits());
+    ASSERT_TRUE(plan.ok());
+    std::shared_ptr<const CompiledPlan> compiled = *std::move(plan);
+    CountingObserver observer(compiled->nodes().size());
+    weft::testing::Notification done;
+    NodeOutcome outcome;
+    RunOptions options;
+    options.env = &loop;
+    options.observer = &observer;
+    Execute(compiled, options, [&](NodeOutcome o) {
+      outcome = std::move(o);
+      done.Notify();
+    });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
+    for (size_t i = 0; i < compiled->nodes().size(); ++i) {
+      ASSERT_EQ(observer.started_[i].load(), 1) << i;
+      ASSERT_EQ(observer.finished_[i].load(), 1) << i;
+    }
+    EXPECT_EQ(observer.bad_states_.load(), 0);
+    // The timeouts fail the root; everything else was cancelled or ended.
+    EXPECT_EQ(outcome.state(), weft::v1::NODE_STATE_FAILED);
+    EXPECT_EQ(outcome.error().code(), "DEADLINE_EXCEEDED");
+  }
+}
+
+TEST_P(InterpreterThreadsTest, TenThousandSleepingLeavesRunOnAFixedSetOfThreads) {
+  handlers::HandlerRegistry registry;
+  handlers::RegisterBuiltinHandlers(registry);
+  engine::EventLoop loop(GetParam());
+  std::string children;
+  for (int i = 0; i < 10'000; ++i) {
+    absl::StrAppend(&children, i ? "," : "",
+                    R"({"call": {"handler": "sleep", "args": {"duration": "0.2s", "value": 1}}})");
+  }
+  auto plan = plan::Compile(
+      PlanFromJson(absl::StrCat(R"({"parallel": {"children": [)", children, "]}}")),
+      "plan", registry, Limits{.max_plan_nodes = 10'001});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const int threads = engine::testing::ThreadCount();
+  weft::testing::Notification done;
+  NodeOutcome outcome;
+  RunOptions options;
+  options.env = &loop;
+  options.root_only = true;
+  Execute(*std::move(plan), options, [&](NodeOutcome o) {
+    outcome = std::move(o);
+    done.Notify();
+  });
+  EXPECT_EQ(engine::testing::ThreadCount(), threads);
+  EXPECT_EQ(loop.pending_timers(), 10'000u);  // Waiting leaves hold timers, not threads.
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
+  EXPECT_EQ(engine::testing::ThreadCount(), threads);
+  EXPECT_EQ(outcome.state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome.value().list_value().values_size(), 10'000);
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, InterpreterThreadsTest, ::testing::Values(1, 2, 4));
+
+}  // namespace
+}  // namespace weft::plan

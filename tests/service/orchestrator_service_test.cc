@@ -1,0 +1,378 @@
+// weft.v1.Orchestrator end to end over loopback: real server, real stubs.
+
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "tests/service/server_fixture.h"
+#include "tests/testing/deep.h"
+
+namespace weft::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using weft::v1::NodeOutcome;
+using ::weft::testing::DeepArgsBytes;
+using ::weft::testing::DeepPlanBytes;
+using weft::v1::RunResponse;
+
+absl::Time ToTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+constexpr char kDashboard[] = R"({"plan": {"parallel": {"children": [
+  {"id": "user",  "call": {"handler": "sleep", "args": {"duration": "0.3s", "value": {"name": "Ada"}}}},
+  {"id": "posts", "call": {"handler": "sleep", "args": {"duration": "0.2s", "value": ["p1", "p2"]}}},
+  {"id": "stats", "call": {"handler": "value", "args": {"value": {"followers": 42}}}}
+]}}})";
+
+TEST(OrchestratorServiceTest, RunsTheDashboardPlanWithItsChildrenAtOnce) {
+  ServerFixture f;
+  RunResponse response;
+  grpc::Status s = f.Run(kDashboard, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const NodeOutcome& root = response.outcome();
+  EXPECT_EQ(root.state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(ToJson(root.value()),
+            R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
+  ASSERT_EQ(root.children_size(), 3);
+  // The two sleeps overlapped: each started before the other ended.
+  const NodeOutcome& user = root.children(0);
+  const NodeOutcome& posts = root.children(1);
+  EXPECT_LT(ToTime(user.start_time()), ToTime(posts.end_time()));
+  EXPECT_LT(ToTime(posts.start_time()), ToTime(user.end_time()));
+  // The root ended with its slowest child, and the sleeps took their time.
+  EXPECT_GE(ToTime(root.end_time()), ToTime(user.end_time()));
+  EXPECT_GE(ToTime(user.end_time()) - ToTime(user.start_time()), absl::Milliseconds(300));
+}
+
+TEST(OrchestratorServiceTest, RootOnlyDetailBuildsNoChildren) {
+  ServerFixture f;
+  RunResponse response;
+  ASSERT_TRUE(f.Run(R"({"detail": "OUTCOME_DETAIL_ROOT", "plan": {"parallel": {"children": [
+      {"id": "a", "call": {"handler": "value", "args": {"value": 1}}}]}}})",
+                    &response).ok());
+  EXPECT_EQ(response.outcome().children_size(), 0);
+  EXPECT_EQ(ToJson(response.outcome().value()), R"({"a":1})");
+}
+
+TEST(OrchestratorServiceTest, FailedPlanIsAnOutcomeNotAnRpcError) {
+  ServerFixture f;
+  RunResponse response;
+  grpc::Status s = f.Run(R"({"plan": {"parallel": {"children": [
+      {"id": "slow", "call": {"handler": "sleep", "args": {"duration": "3600s"}}},
+      {"id": "bad", "call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "message": "down", "after": "0.05s"}}}]}}})",
+                         &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const NodeOutcome& root = response.outcome();
+  EXPECT_EQ(root.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(root.error().code(), "UNAVAILABLE");
+  EXPECT_EQ(root.error().message(), "children[1] \"bad\": down");
+  EXPECT_EQ(root.children(0).state(), weft::v1::NODE_STATE_CANCELLED);
+  EXPECT_FALSE(root.has_value());
+}
+
+struct BadRequest {
+  const char* name;
+  const char* json;
+  const char* message;
+  friend void PrintTo(const BadRequest& r, std::ostream* os) { *os << r.name; }
+};
+
+class BadRequestTest : public ::testing::TestWithParam<BadRequest> {
+ protected:
+  static void SetUpTestSuite() { fixture_ = new ServerFixture(); }
+  static void TearDownTestSuite() { delete fixture_; }
+  static ServerFixture* fixture_;
+};
+ServerFixture* BadRequestTest::fixture_ = nullptr;
+
+TEST_P(BadRequestTest, GetsInvalidArgumentNamingThePathAndTheServerStaysUp) {
+  RunResponse response;
+  grpc::Status s = fixture_->Run(GetParam().json, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr(GetParam().message));
+  ASSERT_TRUE(fixture_->Run(R"({"plan": {"call": {"handler": "value", "args": {"value": 1}}}})",
+                            &response).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadRequestTest,
+    ::testing::Values(
+        BadRequest{"NoPlan", R"({})", "plan: missing; a request needs a plan"},
+        BadRequest{"NodeWithNoKind", R"({"plan": {"id": "x"}})",
+                   "plan: the node has no kind; set one of call, parallel"},
+        BadRequest{"EmptyParallel", R"({"plan": {"parallel": {"children": []}}})",
+                   "plan.parallel.children: a parallel needs at least one child"},
+        BadRequest{"DuplicateIds",
+                   R"({"plan": {"parallel": {"children": [
+                     {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
+                     {"id": "a", "call": {"handler": "value", "args": {"value": 2}}}]}}})",
+                   "plan.parallel.children[1].id: duplicate id \"a\""},
+        BadRequest{"UnknownHandler",
+                   R"({"plan": {"parallel": {"children": [
+                     {"call": {"handler": "value", "args": {"value": 1}}},
+                     {"call": {"handler": "value", "args": {"value": 1}}},
+                     {"call": {"handler": "nope"}}]}}})",
+                   "plan.parallel.children[2].call.handler: unknown handler \"nope\""},
+        BadRequest{"MissingArgument",
+                   R"({"plan": {"call": {"handler": "sleep", "args": {}}}})",
+                   "plan.call.args.duration: required by handler \"sleep\" but missing"},
+        BadRequest{"MistypedArgument",
+                   R"({"plan": {"parallel": {"children": [
+                     {"call": {"handler": "value", "args": {"value": 1}}},
+                     {"call": {"handler": "value", "args": {"value": 1}}},
+                     {"call": {"handler": "sleep", "args": {"duration": true}}}]}}})",
+                   "plan.parallel.children[2].call.args.duration: expected a duration"},
+        BadRequest{"NegativeArgument",
+                   R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "-2s"}}}})",
+                   "plan.call.args.duration: must not be negative"},
+        BadRequest{"UnknownCodeName",
+                   R"({"plan": {"call": {"handler": "fail", "args": {"code": "UNAVAILBLE"}}}})",
+                   "plan.call.args.code: \"UNAVAILBLE\" is not a status code name"},
+        BadRequest{"NegativeTimeout",
+                   R"({"plan": {"timeout": "-1s", "call": {"handler": "value", "args": {"value": 1}}}})",
+                   "plan.timeout: must be a positive duration"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Sends raw request bytes to Run, bypassing client-side parsers and limits.
+grpc::Status RunRaw(ServerFixture& f, const std::string& bytes) {
+  grpc::GenericStub stub(f.channel());
+  grpc::ClientContext context;
+  grpc::Slice slice(bytes.data(), bytes.size());
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer reply;
+  Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/weft.v1.Orchestrator/Run", grpc::StubOptions(),
+                 &request, &reply, [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  return status;
+}
+
+std::string Nested(int depth) {
+  std::string json = R"({"call": {"handler": "value", "args": {"value": 1}}})";
+  for (int i = 1; i < depth; ++i) {
+    json = absl::StrCat(R"({"parallel": {"children": [)", json, "]}}");
+  }
+  return absl::StrCat(R"({"plan": )", json, "}");
+}
+
+TEST(OrchestratorServiceTest, PlanAtTheDepthLimitRuns) {
+  ServerFixture f;
+  RunResponse response;
+  grpc::Status s = f.Run(Nested(32), &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+}
+
+TEST(OrchestratorServiceTest, PlanOverTheDepthLimitNamesTheFlag) {
+  ServerFixture f;
+  RunResponse response;
+  grpc::Status s = f.Run(Nested(33), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
+}
+
+TEST(OrchestratorServiceTest, PlanDeeperThanProtobufParsesStillNamesTheFlag) {
+  ServerFixture f;
+  // 300 plan levels are 600 message levels: far past protobuf's default of
+  // 100, which without care gRPC answers with a bare INTERNAL.
+  grpc::Status s = RunRaw(f, DeepPlanBytes(300));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("plan.parallel.children[0]."));
+  RunResponse response;
+  ASSERT_TRUE(f.Run(Nested(2), &response).ok());
+}
+
+TEST(OrchestratorServiceTest, ArgumentsNestedTooDeeplyAreNamed) {
+  ServerFixture f;
+  grpc::Status s = RunRaw(f, DeepArgsBytes(200));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("plan.call.args: arguments nested deeper"));
+}
+
+TEST(OrchestratorServiceTest, PlanOverTheNodeLimitNamesTheFlag) {
+  service::ServerOptions options;
+  options.orchestrator.limits.max_plan_nodes = 100;
+  ServerFixture f(options);
+  std::string children;
+  for (int i = 0; i < 100; ++i) {
+    absl::StrAppend(&children, i ? "," : "",
+                    R"({"call": {"handler": "value", "args": {"value": 1}}})");
+  }
+  RunResponse response;
+  grpc::Status s = f.Run(
+      absl::StrCat(R"({"plan": {"parallel": {"children": [)", children, "]}}}"), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("more than 100 nodes, the limit (--max_plan_nodes)"));
+}
+
+TEST(OrchestratorServiceTest, BytesThatAreNotARequestAreInvalidArgument) {
+  ServerFixture f;
+  grpc::Status s = RunRaw(f, std::string("\x0a\xff\xff\xff\xff\x0f garbage"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("not a valid weft.v1.RunRequest message"));
+}
+
+TEST(OrchestratorServiceTest, RequestOverTheMessageLimitIsRefused) {
+  service::ServerOptions options;
+  options.max_message_bytes = 1024;
+  ServerFixture f(options);
+  RunResponse response;
+  grpc::Status s = f.Run(absl::StrCat(R"({"plan": {"call": {"handler": "value", "args": {"value": ")",
+                                      std::string(2000, 'x'), R"("}}}})"),
+                         &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+// Starts a Run on the callback API; `done` is notified with its status.
+struct AsyncRun {
+  grpc::ClientContext context;
+  weft::v1::RunRequest request;
+  RunResponse response;
+  grpc::Status status;
+  Notification done;
+
+  void Start(weft::v1::Orchestrator::Stub& stub, absl::string_view json) {
+    request = FromJson<weft::v1::RunRequest>(json);
+    stub.async()->Run(&context, &request, &response, [this](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
+  }
+};
+
+constexpr char kLongSleep[] =
+    R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "3600s"}}}})";
+
+TEST(OrchestratorServiceTest, RunsBeyondTheActiveLimitGetResourceExhaustedWithARetryDelay) {
+  service::ServerOptions options;
+  options.orchestrator.max_active_runs = 2;
+  ServerFixture f(options);
+  AsyncRun a, b;
+  a.Start(f.orchestrator(), kLongSleep);
+  b.Start(f.orchestrator(), kLongSleep);
+  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
+
+  grpc::ClientContext context;
+  RunResponse response;
+  grpc::Status s = f.orchestrator().Run(
+      &context, FromJson<weft::v1::RunRequest>(kLongSleep), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("too many runs in flight: 2 of at most 2 (--max_active_runs); "
+                        "retry after 1s"));
+  auto pushback = context.GetServerTrailingMetadata().find("grpc-retry-pushback-ms");
+  ASSERT_NE(pushback, context.GetServerTrailingMetadata().end());
+  EXPECT_EQ(std::string(pushback->second.data(), pushback->second.size()), "1000");
+
+  a.context.TryCancel();
+  b.context.TryCancel();
+  ASSERT_TRUE(a.done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(b.done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+}
+
+TEST(OrchestratorServiceTest, CallerCancelStopsThePlanAndFreesItsSlot) {
+  ServerFixture f;
+  AsyncRun run;
+  run.Start(f.orchestrator(), kLongSleep);
+  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 1; }));
+  run.context.TryCancel();
+  ASSERT_TRUE(run.done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+}
+
+TEST(OrchestratorServiceTest, CallerDeadlineBoundsThePlan) {
+  ServerFixture f;
+  RunResponse response;
+  grpc::Status s = f.Run(kLongSleep, &response, absl::Milliseconds(200));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+}
+
+TEST(OrchestratorServiceTest, RunWithoutDeadlineIsBoundedByMaxRunDuration) {
+  service::ServerOptions options;
+  options.orchestrator.max_run_duration = absl::Milliseconds(200);
+  ServerFixture f(options);
+  RunResponse response;
+  grpc::Status s = f.Run(kLongSleep, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_TIMED_OUT);
+  EXPECT_EQ(response.outcome().error().code(), "DEADLINE_EXCEEDED");
+  EXPECT_THAT(response.outcome().error().message(),
+              HasSubstr("longer than 0.200s, the limit for a call without a "
+                        "deadline (--max_run_duration)"));
+}
+
+TEST(OrchestratorServiceTest, ShutdownLetsRunsFinishWithinGraceThenCancelsTheRest) {
+  ServerFixture f;
+  AsyncRun quick, slow;
+  quick.Start(f.orchestrator(),
+              R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "0.5s", "value": "done"}}}})");
+  slow.Start(f.orchestrator(), kLongSleep);
+  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
+
+  service::ShutdownReport report;
+  std::thread stopper([&] { report = f.server().Shutdown(absl::Seconds(3)); });
+
+  // At once: health says NOT_SERVING and new runs are refused.
+  ASSERT_TRUE(f.WaitFor([&] {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckResponse response;
+    f.health().Check(&context, {}, &response);
+    return response.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  }));
+  RunResponse refused;
+  grpc::Status s = f.Run(kLongSleep, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("shutting down"));
+
+  // The quick run finishes normally within the grace period.
+  ASSERT_TRUE(quick.done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(quick.status.ok()) << quick.status.error_message();
+  EXPECT_EQ(quick.response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+
+  // The slow one is cancelled when the grace period ends.
+  ASSERT_TRUE(slow.done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(slow.status.ok()) << slow.status.error_message();
+  EXPECT_EQ(slow.response.outcome().state(), weft::v1::NODE_STATE_CANCELLED);
+  EXPECT_EQ(slow.response.outcome().error().message(), "server shutting down");
+  stopper.join();
+  EXPECT_EQ(report.runs_in_flight, 2);
+  EXPECT_EQ(report.runs_cancelled, 1);
+}
+
+TEST(OrchestratorServiceTest, ListHandlersDescribesEachHandlerAndItsArguments) {
+  ServerFixture f;
+  grpc::ClientContext context;
+  weft::v1::ListHandlersResponse response;
+  ASSERT_TRUE(f.orchestrator().ListHandlers(&context, {}, &response).ok());
+  ASSERT_EQ(response.handlers_size(), 3);
+  EXPECT_EQ(response.handlers(0).name(), "fail");
+  EXPECT_EQ(response.handlers(1).name(), "sleep");
+  EXPECT_EQ(response.handlers(2).name(), "value");
+  const weft::v1::Handler& sleep = response.handlers(1);
+  EXPECT_FALSE(sleep.blocking());
+  ASSERT_EQ(sleep.arguments_size(), 2);
+  EXPECT_EQ(sleep.arguments(0).name(), "duration");
+  EXPECT_EQ(sleep.arguments(0).type(), weft::v1::ARGUMENT_TYPE_DURATION);
+  EXPECT_TRUE(sleep.arguments(0).required());
+  EXPECT_EQ(sleep.arguments(1).type(), weft::v1::ARGUMENT_TYPE_ANY);
+  EXPECT_FALSE(sleep.arguments(1).required());
+}
+
+}  // namespace
+}  // namespace weft::testing

@@ -1,0 +1,32 @@
+// Messages for tests, written as the JSON clients send.
+
+#ifndef WEFT_TESTS_TESTING_JSON_H_
+#define WEFT_TESTS_TESTING_JSON_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "client/client.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+
+namespace weft::testing {
+
+template <typename Message>
+Message FromJson(absl::string_view json) {
+  Message m;
+  auto s = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &m);
+  EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << json;
+  return m;
+}
+
+// Compact JSON with object keys sorted, so tests can compare strings.
+inline std::string ToJson(const google::protobuf::Message& m) {
+  return weft::client::ToCompactJson(m);
+}
+
+}  // namespace weft::testing
+
+#endif  // WEFT_TESTS_TESTING_JSON_H_
