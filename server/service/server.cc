@@ -29,6 +29,9 @@ absl::StatusOr<std::string> WeftServer::Start() {
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
                            &port);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second weftd bind
+  // the same port and split its traffic: fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(orchestrator_.get());
   builder.RegisterService(&health_);
   server_ = builder.BuildAndStart();

@@ -1,0 +1,104 @@
+# weft: the two commands are `make run` and `make test` (see README.md).
+#
+#   make run     install missing packages, build, start weftd on 127.0.0.1:50051
+#   make test    install missing packages and tools, build, run every test
+#                (buf lint, unit, service, smoke, README tour, then the
+#                engine tests under ThreadSanitizer and everything under
+#                AddressSanitizer + UndefinedBehaviorSanitizer)
+#   make check   build and run the tests once, without the sanitizer builds
+#   make bench   build and run the benchmarks
+#   make format  clang-format every source file
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BUILD     ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS      ?= $(shell nproc)
+WEFTD_FLAGS ?= --listen=127.0.0.1:50051
+# Warnings are errors in CI (CI=true) and wherever WERROR=ON is set.
+WERROR    ?= $(if $(filter true,$(CI)),ON,OFF)
+
+BUF := $(CURDIR)/.tools/node_modules/.bin/buf
+
+# Debian 12 packages the build and the tests need.
+APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
+  libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest \
+  libbenchmark-dev python3 procps
+
+CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
+
+.PHONY: help deps tools configure build run test check sanitizers tsan asan \
+        lint bench format clean
+
+help:
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+
+# Installs the missing Debian packages (as root, or through sudo).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# buf (lint, and `buf curl` for the smoke and README tests) from npm.
+tools: deps
+	@command -v npm >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
+	@[ -x $(BUF) ] || npm install --prefix .tools --no-audit --no-fund --silent @bufbuild/buf@1
+	@$(BUF) --version >/dev/null
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/server/weftd $(WEFTD_FLAGS)
+
+lint: tools
+	$(BUF) lint
+
+check: tools build lint
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# The engine, handler and plan tests (no gRPC inside) under TSan; every test
+# under ASan+UBSan. Debian's gRPC, protobuf and Abseil are not instrumented,
+# which ASan tolerates and TSan does not, hence the split.
+tsan: deps
+	cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DWEFT_SANITIZER=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
+	cmake --build $(BUILD)-tsan -j $(JOBS) --target weft_core_tests
+	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j $(JOBS) -L '^(engine|handlers|plan)$$' --timeout 900
+
+asan: tools
+	cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DWEFT_SANITIZER=address -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ASAN_OPTIONS="detect_leaks=1" \
+	  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+	  ctest --output-on-failure -j $(JOBS) --timeout 900
+
+sanitizers: tsan asan
+
+test: check sanitizers
+
+bench: build
+	$(BUILD)/bench/engine_bench --benchmark_counters_tabular=true
+
+format:
+	find server client tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-tsan $(BUILD)-asan

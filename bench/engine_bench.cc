@@ -1,0 +1,128 @@
+// Engine and interpreter costs, measured without gRPC.
+//
+//   build/bench/engine_bench
+//
+// BM_ValueCallNode: one plan of one value call, compiled once and run many
+// times: the per-node cost of the interpreter and engine.
+// BM_ParallelOfValues/N: a parallel of N value calls (root-only outcome);
+// the counter node_ns is the cost per node.
+// BM_SleepingLeaves/N: a parallel of N sleeps of 1 ms on a 2-thread event
+// loop; wall time per run, most of it waiting.
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/engine/cancellation.h"
+#include "server/engine/event_loop.h"
+#include "server/engine/manual_env.h"
+#include "server/engine/sync.h"
+#include "server/engine/task_group.h"
+#include "server/handlers/registry.h"
+#include "server/plan/interpreter.h"
+
+namespace weft {
+namespace {
+
+std::shared_ptr<const plan::CompiledPlan> CompileJson(const std::string& json, int max_nodes) {
+  static handlers::HandlerRegistry* registry = [] {
+    auto* r = new handlers::HandlerRegistry();
+    handlers::RegisterBuiltinHandlers(*r);
+    return r;
+  }();
+  auto node = std::make_unique<weft::v1::PlanNode>();
+  if (!google::protobuf::util::JsonStringToMessage(json, node.get()).ok()) std::abort();
+  auto plan = plan::Compile(std::move(node), "plan", *registry,
+                            plan::Limits{.max_plan_nodes = max_nodes});
+  if (!plan.ok()) std::abort();
+  return *std::move(plan);
+}
+
+std::string ParallelJson(int n, const std::string& leaf) {
+  std::string children;
+  for (int i = 0; i < n; ++i) absl::StrAppend(&children, i ? "," : "", leaf);
+  return absl::StrCat(R"({"parallel": {"children": [)", children, "]}}");
+}
+
+void BM_ValueCallNode(benchmark::State& state) {
+  engine::ManualEnv env;
+  auto plan = CompileJson(R"({"call": {"handler": "value", "args": {"value": 1}}})", 10);
+  for (auto _ : state) {
+    plan::RunOptions options;
+    options.env = &env;
+    options.root_only = true;
+    bool done = false;
+    plan::Execute(plan, options, [&](weft::v1::NodeOutcome o) {
+      done = true;
+      benchmark::DoNotOptimize(o);
+    });
+    if (!done) std::abort();
+  }
+}
+BENCHMARK(BM_ValueCallNode);
+
+void BM_ParallelOfValues(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  engine::ManualEnv env;
+  auto plan = CompileJson(
+      ParallelJson(n, R"({"call": {"handler": "value", "args": {"value": 1}}})"), n + 1);
+  for (auto _ : state) {
+    plan::RunOptions options;
+    options.env = &env;
+    options.root_only = true;
+    plan::Execute(plan, options,
+                  [&](weft::v1::NodeOutcome o) { benchmark::DoNotOptimize(o); });
+  }
+  state.counters["node_ns"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * (n + 1),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_ParallelOfValues)->Arg(100)->Arg(10'000);
+
+void BM_TaskGroupSpawnJoin(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    engine::TaskGroup group;
+    for (int i = 0; i < n; ++i) {
+      group.Spawn([](const engine::CancellationToken&, engine::Done done) {
+        std::move(done)(absl::OkStatus());
+      });
+    }
+    std::move(group).Join([](absl::Status s) { benchmark::DoNotOptimize(s); });
+  }
+  state.counters["task_ns"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * n,
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_TaskGroupSpawnJoin)->Arg(100);
+
+void BM_SleepingLeaves(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  engine::EventLoop loop(2);
+  auto plan = CompileJson(
+      ParallelJson(n, R"({"call": {"handler": "sleep", "args": {"duration": "0.001s"}}})"),
+      n + 1);
+  for (auto _ : state) {
+    engine::Mutex mu;
+    engine::CondVar cv;
+    bool done = false;
+    plan::RunOptions options;
+    options.env = &loop;
+    options.root_only = true;
+    plan::Execute(plan, options, [&](weft::v1::NodeOutcome) {
+      engine::MutexLock lock(&mu);
+      done = true;
+      cv.SignalAll();
+    });
+    engine::MutexLock lock(&mu);
+    while (!done) cv.Wait(&mu);
+  }
+}
+BENCHMARK(BM_SleepingLeaves)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace weft
+
+BENCHMARK_MAIN();

@@ -1,0 +1,159 @@
+#include "client/client.h"
+
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health_mock.grpc.pb.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "weft/v1/orchestrator_mock.grpc.pb.h"
+
+namespace weft::client {
+namespace {
+
+using ::testing::_;
+using ::testing::DoAll;
+using ::testing::HasSubstr;
+using ::testing::Invoke;
+using ::testing::Return;
+using ::weft::testing::StatusIs;
+
+class ClientTest : public ::testing::Test {
+ protected:
+  ClientTest() {
+    auto orchestrator = std::make_unique<weft::v1::MockOrchestratorStub>();
+    auto health = std::make_unique<grpc::health::v1::MockHealthStub>();
+    orchestrator_ = orchestrator.get();
+    health_ = health.get();
+    client_ = std::make_unique<Client>(std::move(orchestrator), std::move(health));
+  }
+
+  weft::v1::MockOrchestratorStub* orchestrator_;
+  grpc::health::v1::MockHealthStub* health_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClientTest, RunSendsTheRequestWithItsDeadlineAndReturnsTheOutcome) {
+  weft::v1::RunRequest request;
+  *request.mutable_plan() = Call("value");
+  EXPECT_CALL(*orchestrator_, Run(_, _, _))
+      .WillOnce(Invoke([](grpc::ClientContext* context, const weft::v1::RunRequest& r,
+                          weft::v1::RunResponse* response) {
+        EXPECT_EQ(r.plan().call().handler(), "value");
+        const auto left = context->deadline() - std::chrono::system_clock::now();
+        EXPECT_GT(left, std::chrono::seconds(5));
+        EXPECT_LE(left, std::chrono::seconds(10));
+        response->mutable_outcome()->set_state(weft::v1::NODE_STATE_SUCCEEDED);
+        return grpc::Status::OK;
+      }));
+  absl::StatusOr<weft::v1::RunResponse> response = client_->Run(request, absl::Seconds(10));
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+}
+
+TEST_F(ClientTest, RunWithoutTimeoutSetsNoDeadline) {
+  EXPECT_CALL(*orchestrator_, Run(_, _, _))
+      .WillOnce(Invoke([](grpc::ClientContext* context, const weft::v1::RunRequest&,
+                          weft::v1::RunResponse*) {
+        EXPECT_EQ(context->deadline(), std::chrono::system_clock::time_point::max());
+        return grpc::Status::OK;
+      }));
+  EXPECT_TRUE(client_->Run({}, absl::ZeroDuration()).ok());
+}
+
+TEST_F(ClientTest, RpcErrorsComeBackWithTheServersCodeAndMessage) {
+  EXPECT_CALL(*orchestrator_, Run(_, _, _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                    "plan.parallel.children: a parallel needs at least one child")));
+  EXPECT_THAT(client_->Run({}, absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "plan.parallel.children: a parallel needs at least one child"));
+  EXPECT_CALL(*orchestrator_, ListHandlers(_, _, _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused")));
+  EXPECT_THAT(client_->ListHandlers(absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kUnavailable, "connection refused"));
+}
+
+TEST_F(ClientTest, CheckAsksForTheNamedService) {
+  EXPECT_CALL(*health_, Check(_, _, _))
+      .WillOnce(Invoke([](grpc::ClientContext*, const grpc::health::v1::HealthCheckRequest& r,
+                          grpc::health::v1::HealthCheckResponse* response) {
+        EXPECT_EQ(r.service(), "weft.v1.Orchestrator");
+        response->set_status(grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+        return grpc::Status::OK;
+      }));
+  auto status = client_->Check("weft.v1.Orchestrator", absl::ZeroDuration());
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(*status, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+TEST(PlanBuildersTest, BuildTheSameMessageAsTheJson) {
+  weft::v1::RunRequest built;
+  *built.mutable_plan() = Parallel({
+      Id("user", Call("sleep", *ArgsFromJson(R"({"duration": "0.3s"})"))),
+      Timeout(absl::Milliseconds(1500), Call("value", *ArgsFromJson(R"({"value": 42})"))),
+  });
+  absl::StatusOr<weft::v1::RunRequest> parsed = ParseRunRequestJson(R"({"plan": {"parallel": {"children": [
+      {"id": "user", "call": {"handler": "sleep", "args": {"duration": "0.3s"}}},
+      {"timeout": "1.5s", "call": {"handler": "value", "args": {"value": 42}}}]}}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(ToCompactJson(built), ToCompactJson(*parsed));
+}
+
+TEST(JsonTest, ABarePlanIsReadAsTheRequestsPlan) {
+  absl::StatusOr<weft::v1::RunRequest> r =
+      ParseRunRequestJson(R"({"call": {"handler": "value", "args": {"value": 1}}})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->plan().call().handler(), "value");
+  EXPECT_EQ(r->detail(), weft::v1::OUTCOME_DETAIL_UNSPECIFIED);
+}
+
+TEST(JsonTest, ARunRequestKeepsItsDetail) {
+  absl::StatusOr<weft::v1::RunRequest> r = ParseRunRequestJson(
+      R"({"detail": "OUTCOME_DETAIL_ROOT", "plan": {"call": {"handler": "value"}}})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->detail(), weft::v1::OUTCOME_DETAIL_ROOT);
+}
+
+TEST(JsonTest, SnakeCaseAndCamelCaseAreBothAccepted) {
+  EXPECT_TRUE(ParseRunRequestJson(R"({"plan": {"call": {"handler": "v"}}, "detail": 2})").ok());
+  // Field names of the proto3 JSON mapping, either spelling.
+  weft::v1::NodeOutcome o;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(R"({"start_time": "2026-01-01T00:00:00Z"})", &o).ok());
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(R"({"startTime": "2026-01-01T00:00:00Z"})", &o).ok());
+}
+
+TEST(JsonTest, BadInputSaysWhatIsWrong) {
+  EXPECT_THAT(ParseRunRequestJson("not json"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a JSON object")));
+  EXPECT_THAT(ParseRunRequestJson(R"({"paralel": {}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a weft.v1.RunRequest or weft.v1.PlanNode")));
+  EXPECT_THAT(ArgsFromJson("[1]"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("not a JSON object")));
+}
+
+TEST(JsonTest, PrintsIndentedWithSortedKeysAndIntactStrings) {
+  weft::v1::RunResponse response;
+  auto* fields = response.mutable_outcome()->mutable_value()->mutable_struct_value()->mutable_fields();
+  (*fields)["zeta"].set_string_value("a \"quoted\", {braced} [x]: y");
+  (*fields)["alpha"].mutable_list_value();
+  (*fields)["mid"].mutable_struct_value();
+  response.mutable_outcome()->set_state(weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(ToJson(response),
+            "{\n"
+            "  \"outcome\": {\n"
+            "    \"state\": \"NODE_STATE_SUCCEEDED\",\n"
+            "    \"value\": {\n"
+            "      \"alpha\": [],\n"
+            "      \"mid\": {},\n"
+            "      \"zeta\": \"a \\\"quoted\\\", {braced} [x]: y\"\n"
+            "    }\n"
+            "  }\n"
+            "}");
+}
+
+}  // namespace
+}  // namespace weft::client

@@ -1,0 +1,182 @@
+"""Smoke test: a real weftd process, driven with `buf curl` and the weft CLI.
+
+Checks what a newcomer does first: list services and methods through
+reflection, call the health service without local .proto files, run the
+dashboard plan, see a bad plan refused while weftd stays up, use the CLI's
+exit codes, and stop weftd with SIGTERM.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from weftd import Weftd, buf_curl, normalize  # noqa: E402
+
+ARGS = None
+
+DASHBOARD = """{"plan": {"parallel": {"children": [
+  {"id": "user",  "call": {"handler": "sleep", "args": {"duration": "0.3s", "value": {"name": "Ada"}}}},
+  {"id": "posts", "call": {"handler": "sleep", "args": {"duration": "0.2s", "value": ["p1", "p2"]}}},
+  {"id": "stats", "call": {"handler": "value", "args": {"value": {"followers": 42}}}}
+]}}}"""
+
+
+class SmokeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.weftd = Weftd(ARGS.weftd)
+
+    @classmethod
+    def tearDownClass(cls):
+        code, err = cls.weftd.stop()
+        cls.stop_code, cls.stop_log = code, err
+
+    def curl(self, *args, stdin=None):
+        return buf_curl(ARGS.buf, self.weftd.address, *args, stdin=stdin)
+
+    def weft(self, *args, stdin=None):
+        env = dict(os.environ, WEFT_ADDR=self.weftd.address)
+        return subprocess.run([ARGS.weft, *args], input=stdin, capture_output=True,
+                              text=True, timeout=120, env=env)
+
+    def test_reflection_lists_the_services(self):
+        r = self.curl("--list-services", "http://{addr}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        services = r.stdout.split()
+        self.assertIn("weft.v1.Orchestrator", services)
+        self.assertIn("grpc.health.v1.Health", services)
+
+    def test_reflection_describes_the_methods(self):
+        r = self.curl("--list-methods", "http://{addr}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        methods = set(r.stdout.split())
+        self.assertLessEqual({"weft.v1.Orchestrator/Run", "weft.v1.Orchestrator/ListHandlers",
+                              "grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"},
+                             methods)
+
+    def test_health_check_through_reflection_says_serving(self):
+        r = self.curl("http://{addr}/grpc.health.v1.Health/Check")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), {"status": "SERVING"})
+
+    def test_dashboard_plan_returns_values_by_id(self):
+        r = self.curl("-d", DASHBOARD, "http://{addr}/weft.v1.Orchestrator/Run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        outcome = json.loads(r.stdout)["outcome"]
+        self.assertEqual(outcome["state"], "NODE_STATE_SUCCEEDED")
+        self.assertEqual(outcome["value"], {"user": {"name": "Ada"}, "posts": ["p1", "p2"],
+                                            "stats": {"followers": 42}})
+        self.assertEqual([c["id"] for c in outcome["children"]], ["user", "posts", "stats"])
+        for child in outcome["children"]:
+            self.assertEqual(child["state"], "NODE_STATE_SUCCEEDED")
+            self.assertIn("startTime", child)
+            self.assertIn("endTime", child)
+
+    def test_bad_plan_is_invalid_argument_and_weftd_stays_up(self):
+        bad = '{"plan": {"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "-1s"}}}]}}}'
+        r = self.curl("-d", bad, "http://{addr}/weft.v1.Orchestrator/Run")
+        self.assertNotEqual(r.returncode, 0)
+        err = json.loads(r.stdout or r.stderr)
+        self.assertEqual(err["code"], "invalid_argument")
+        self.assertIn("plan.parallel.children[0].call.args.duration: must not be negative",
+                      err["message"])
+        self.assertEqual(self.curl("http://{addr}/grpc.health.v1.Health/Check").returncode, 0)
+
+    def test_cli_run_prints_the_outcome_and_exits_zero(self):
+        r = self.weft("run", "-", stdin=DASHBOARD)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        outcome = json.loads(r.stdout)["outcome"]
+        self.assertEqual(outcome["value"]["stats"], {"followers": 42})
+
+    def test_cli_exit_codes(self):
+        failing = '{"call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}'
+        r = self.weft("run", "-", stdin=failing)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["outcome"]["state"], "NODE_STATE_FAILED")
+
+        r = self.weft("run", "-", stdin='{"parallel": {"children": []}}')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("INVALID_ARGUMENT: plan.parallel.children", r.stderr)
+
+        r = self.weft("run", "-", stdin="not json")
+        self.assertEqual(r.returncode, 64)
+        r = self.weft("frobnicate")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn('unknown command "frobnicate"', r.stderr)
+
+        r = self.weft("health")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "SERVING"))
+        r = self.weft("handlers")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("sleep: Waits args.duration", r.stdout)
+
+    def test_cli_reads_a_plan_file(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write('{"call": {"handler": "value", "args": {"value": "hi"}}}')
+        try:
+            r = self.weft("run", f.name)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["outcome"]["value"], "hi")
+        finally:
+            os.unlink(f.name)
+        r = self.weft("run", "/nonexistent/plan.json")
+        self.assertEqual(r.returncode, 64)
+
+    def test_cli_cannot_reach_a_dead_server(self):
+        env = dict(os.environ, WEFT_ADDR="127.0.0.1:1")
+        r = subprocess.run([ARGS.weft, "health"], capture_output=True, text=True,
+                           timeout=120, env=env)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("UNAVAILABLE", r.stderr)
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_sigterm_stops_with_exit_zero_and_a_log_line(self):
+        with Weftd(ARGS.weftd, "--shutdown_grace=0.2s") as w:
+            code, err = w.stop()
+        self.assertEqual(code, 0, err)
+        self.assertIn("serving on 127.0.0.1:", err)
+        self.assertIn("stopped on SIGTERM", err)
+
+    def test_environment_sets_flags_and_command_line_wins(self):
+        env = dict(os.environ, WEFT_MAX_PLAN_DEPTH="0")
+        r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--max_plan_depth must be positive, got 0", r.stderr)
+        env = dict(os.environ, WEFT_MAX_PLAN_DEPTH="nope")
+        r = subprocess.run([ARGS.weftd], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("WEFT_MAX_PLAN_DEPTH=nope", r.stderr)
+        # The command line overrides the environment.
+        os.environ["WEFT_MAX_PLAN_DEPTH"] = "0"
+        try:
+            with Weftd(ARGS.weftd, "--max_plan_depth=3") as w:
+                deep = '{"plan": {"parallel": {"children": [{"parallel": {"children": [{"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}]}}]}}]}}}'
+                r = buf_curl(ARGS.buf, w.address, "-d", deep,
+                             "http://{addr}/weft.v1.Orchestrator/Run")
+                self.assertIn("limit (--max_plan_depth)", r.stdout + r.stderr)
+                self.assertIn("deeper than 3 levels", r.stdout + r.stderr)
+        finally:
+            del os.environ["WEFT_MAX_PLAN_DEPTH"]
+
+    def test_address_in_use_is_refused_clearly(self):
+        with Weftd(ARGS.weftd) as w:
+            r = subprocess.run([ARGS.weftd, "--listen=" + w.address], capture_output=True,
+                               text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot listen on " + w.address, r.stderr)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weftd", required=True)
+    parser.add_argument("--weft", required=True)
+    parser.add_argument("--buf", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0], "-v", *rest])

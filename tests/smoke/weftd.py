@@ -1,0 +1,62 @@
+"""Starts a real weftd for the end-to-end tests and stops it."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+
+class Weftd:
+    """A weftd process on a free loopback port."""
+
+    def __init__(self, path, *flags):
+        self.proc = subprocess.Popen(
+            [path, "--listen=127.0.0.1:0", *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        match = re.fullmatch(r"listening on (\S+)\n", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError("weftd did not start: %r %s" % (line, self.proc.stderr.read()))
+        self.address = match.group(1)
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Sends `sig`; returns (exit code, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        return self.proc.returncode, err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def buf_curl(buf, address, *args, stdin=None):
+    """Runs `buf curl` against `address`; returns the CompletedProcess."""
+    cmd = [buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args]
+    cmd = [c.replace("{addr}", address) for c in cmd]
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
+
+
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def normalize(value):
+    """Replaces timestamps, so outcomes of different runs compare equal."""
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    if isinstance(value, str) and TIME.match(value):
+        return "<time>"
+    return value
