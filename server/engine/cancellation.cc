@@ -10,10 +10,14 @@ CancelState::CancelState() { head_.prev = head_.next = &head_; }
 CancelState::CancelState(const CancellationToken& parent) : CancelState() {
   if (!parent.state_) return;
   // The link runs on the parent's cancelling thread. It holds a reference so
-  // that a callback of ours dropping the last outside reference cannot free
-  // this state while the link is still cancelling it.
+  // that one of our callbacks dropping the last outside reference cannot free
+  // this state while the link is still cancelling it. If the count already
+  // reached zero, this state is being destroyed on another thread, whose
+  // destructor waits (in the link's deregistration) for this function to
+  // return: then there is nothing left to cancel.
   parent_link_ = new CancellationCallback(parent, [this](const absl::Status& r) {
-    RefPtr<CancelState> self(this);
+    if (!TryRef()) return;
+    RefPtr<CancelState> self = RefPtr<CancelState>::Adopt(this);
     Cancel(r, /*from_parent=*/true);
   });
 }

@@ -21,6 +21,18 @@ class RefCounted {
   RefCounted& operator=(const RefCounted&) = delete;
 
   void Ref() const { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // Takes a reference unless the object is already being destroyed (its
+  // count reached zero); for callbacks that may race with the destructor
+  // and must never bring the object back.
+  bool TryRef() const {
+    int32_t n = refs_.load(std::memory_order_relaxed);
+    while (n != 0) {
+      if (refs_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) {
+        return true;
+      }
+    }
+    return false;
+  }
   void Unref() const {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       delete static_cast<const T*>(this);

@@ -44,6 +44,8 @@ class SleepOp : public RefCounted<SleepOp> {
   }
 
   void OnCancel(const absl::Status& reason) {
+    // Never from zero: until this returns, either the timer's function (held
+    // back in OnTimer's on_cancel_.reset()) or the starter holds a reference.
     RefPtr<SleepOp> self(this);
     TimerId timer;
     {

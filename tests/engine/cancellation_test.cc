@@ -144,6 +144,28 @@ TEST(CancellationTest, DestroyingACallbackWaitsForItsRunningFunction) {
   canceller.join();
 }
 
+// A scope dropped on one thread while its parent cancels on another: the
+// link must neither run on a freed scope nor bring a dying one back.
+TEST(CancellationTest, ChildScopeMayDieWhileItsParentCancels) {
+  for (int round = 0; round < 2000; ++round) {
+    CancellationSource parent;
+    auto child = std::make_unique<CancellationSource>(parent.token());
+    std::atomic<int> ran{0};
+    auto cb = std::make_unique<CancellationCallback>(
+        child->token(), [&](const absl::Status&) { ran++; });
+    weft::testing::Notification go;
+    std::thread canceller([&] {
+      go.WaitForNotification();
+      parent.Cancel(absl::CancelledError("x"));
+    });
+    go.Notify();
+    cb.reset();
+    child.reset();
+    canceller.join();
+    ASSERT_LE(ran.load(), 1);
+  }
+}
+
 class CancellationConcurrencyTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(CancellationConcurrencyTest, KeptCallbacksRunExactlyOnceOthersAtMostOnce) {

@@ -275,7 +275,7 @@ std::string MixedTree(int width) {
         leaf = absl::StrCat(R"({"call": {"handler": "sleep", "args": {"duration": "0.00)", i % 10, R"(s"}}})");
         break;
       case 1:
-        leaf = R"({"timeout": "0.001s", "call": {"handler": "sleep", "args": {"duration": "0.002s"}}})";
+        leaf = R"({"timeout": "0.001s", "call": {"handler": "sleep", "args": {"duration": "10s"}}})";
         break;
       case 2:
         leaf = R"({"call": {"handler": "value", "args": {"value": 1}}})";
