@@ -21,34 +21,42 @@ WERROR    ?= $(if $(filter true,$(CI)),ON,OFF)
 
 BUF := $(CURDIR)/.tools/node_modules/.bin/buf
 
-# Debian 12 packages the build and the tests need.
-APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
+# Debian 12 packages: what the build needs, and what only the tests need
+# (clang for the ThreadSanitizer build, python3 for the end-to-end tests).
+APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
-  libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest \
-  libbenchmark-dev python3 procps clang libclang-rt-14-dev
+  libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev
+APT_TEST := python3 procps clang libclang-rt-14-dev clang-format
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 
-.PHONY: help deps tools configure build run test check sanitizers tsan asan \
-        lint bench format clean
+.PHONY: help deps deps-test tools configure build run test check sanitizers tsan asan \
+        lint bench format format-check clean
 
 help:
 	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # Installs the missing Debian packages (as root, or through sudo).
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+define apt_install
+	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
-	  echo "Installing: $$missing"; \
+	  echo "Installing:" $$missing; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_BUILD))
+
+deps-test: deps
+	$(call apt_install,$(APT_TEST))
 
 # buf (lint, and `buf curl` for the smoke and README tests) from npm.
-tools: deps
+tools: deps-test
 	@command -v npm >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
@@ -69,7 +77,7 @@ run: build
 lint: tools
 	$(BUF) lint
 
-check: tools build lint
+check: tools build lint format-check
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 # The engine, handler and plan tests (no gRPC inside) under TSan; every test
@@ -77,7 +85,7 @@ check: tools build lint
 # which ASan tolerates and TSan does not, hence the split. The TSan build uses
 # clang: GCC 12's TSan crashes inside protobuf's Map, clang's does not, and
 # clang also checks the thread-safety annotations.
-tsan: deps
+tsan: deps-test
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DWEFT_SANITIZER=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
 	cmake --build $(BUILD)-tsan -j $(JOBS) --target weft_core_tests
@@ -99,8 +107,13 @@ test: check sanitizers
 bench: build
 	$(BUILD)/bench/engine_bench --benchmark_counters_tabular=true
 
+SOURCES = $(shell find server client tests bench -name '*.h' -o -name '*.cc')
+
 format:
-	find server client tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
+	clang-format -i $(SOURCES)
+
+format-check: deps-test
+	clang-format --dry-run -Werror $(SOURCES)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-tsan $(BUILD)-asan

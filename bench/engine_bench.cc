@@ -26,14 +26,16 @@
 namespace weft {
 namespace {
 
-std::shared_ptr<const plan::CompiledPlan> CompileJson(const std::string& json, int max_nodes) {
+std::shared_ptr<const plan::CompiledPlan> CompileJson(const std::string& json,
+                                                      int max_nodes) {
   static handlers::HandlerRegistry* registry = [] {
     auto* r = new handlers::HandlerRegistry();
     handlers::RegisterBuiltinHandlers(*r);
     return r;
   }();
   auto node = std::make_unique<weft::v1::PlanNode>();
-  if (!google::protobuf::util::JsonStringToMessage(json, node.get()).ok()) std::abort();
+  if (!google::protobuf::util::JsonStringToMessage(json, node.get()).ok())
+    std::abort();
   auto plan = plan::Compile(std::move(node), "plan", *registry,
                             plan::Limits{.max_plan_nodes = max_nodes});
   if (!plan.ok()) std::abort();
@@ -48,7 +50,8 @@ std::string ParallelJson(int n, const std::string& leaf) {
 
 void BM_ValueCallNode(benchmark::State& state) {
   engine::ManualEnv env;
-  auto plan = CompileJson(R"({"call": {"handler": "value", "args": {"value": 1}}})", 10);
+  auto plan = CompileJson(
+      R"({"call": {"handler": "value", "args": {"value": 1}}})", 10);
   for (auto _ : state) {
     plan::RunOptions options;
     options.env = &env;
@@ -67,13 +70,16 @@ void BM_ParallelOfValues(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   engine::ManualEnv env;
   auto plan = CompileJson(
-      ParallelJson(n, R"({"call": {"handler": "value", "args": {"value": 1}}})"), n + 1);
+      ParallelJson(n,
+                   R"({"call": {"handler": "value", "args": {"value": 1}}})"),
+      n + 1);
   for (auto _ : state) {
     plan::RunOptions options;
     options.env = &env;
     options.root_only = true;
-    plan::Execute(plan, options,
-                  [&](weft::v1::NodeOutcome o) { benchmark::DoNotOptimize(o); });
+    plan::Execute(plan, options, [&](weft::v1::NodeOutcome o) {
+      benchmark::DoNotOptimize(o);
+    });
   }
   state.counters["node_ns"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * (n + 1),
@@ -102,7 +108,9 @@ void BM_SleepingLeaves(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   engine::EventLoop loop(2);
   auto plan = CompileJson(
-      ParallelJson(n, R"({"call": {"handler": "sleep", "args": {"duration": "0.001s"}}})"),
+      ParallelJson(
+          n,
+          R"({"call": {"handler": "sleep", "args": {"duration": "0.001s"}}})"),
       n + 1);
   for (auto _ : state) {
     engine::Mutex mu;
@@ -120,7 +128,11 @@ void BM_SleepingLeaves(benchmark::State& state) {
     while (!done) cv.Wait(&mu);
   }
 }
-BENCHMARK(BM_SleepingLeaves)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SleepingLeaves)
+    ->Arg(10'000)
+    ->Arg(100'000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace weft

@@ -55,7 +55,8 @@ std::string Indent(const std::string& compact) {
       case '{':
       case '[':
         // Keep empty objects and lists on one line.
-        if (i + 1 < compact.size() && (compact[i + 1] == '}' || compact[i + 1] == ']')) {
+        if (i + 1 < compact.size() &&
+            (compact[i + 1] == '}' || compact[i + 1] == ']')) {
           out += c;
           out += compact[++i];
           break;
@@ -95,8 +96,9 @@ std::unique_ptr<Client> Client::Connect(const std::string& address) {
                                   grpc::health::v1::Health::NewStub(channel));
 }
 
-Client::Client(std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator,
-               std::unique_ptr<grpc::health::v1::Health::StubInterface> health)
+Client::Client(
+    std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator,
+    std::unique_ptr<grpc::health::v1::Health::StubInterface> health)
     : orchestrator_(std::move(orchestrator)), health_(std::move(health)) {}
 
 absl::StatusOr<weft::v1::RunResponse> Client::Run(
@@ -120,8 +122,8 @@ absl::StatusOr<weft::v1::ListHandlersResponse> Client::ListHandlers(
   return response;
 }
 
-absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Client::Check(
-    const std::string& service, absl::Duration timeout) const {
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus>
+Client::Check(const std::string& service, absl::Duration timeout) const {
   grpc::ClientContext context;
   SetTimeout(&context, timeout);
   grpc::health::v1::HealthCheckRequest request;
@@ -156,7 +158,8 @@ weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node) {
 weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node) {
   const int64_t nanos = absl::ToInt64Nanoseconds(timeout);
   node.mutable_timeout()->set_seconds(nanos / 1'000'000'000);
-  node.mutable_timeout()->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+  node.mutable_timeout()->set_nanos(
+      static_cast<int32_t>(nanos % 1'000'000'000));
   return node;
 }
 
@@ -171,7 +174,8 @@ absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json) {
   return args;
 }
 
-absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(absl::string_view json) {
+absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(
+    absl::string_view json) {
   // A RunRequest has a "plan" field; a plan node never does.
   google::protobuf::Struct probe;
   auto s = google::protobuf::util::JsonStringToMessage(
@@ -212,7 +216,8 @@ std::string ToCompactJson(const google::protobuf::Message& message) {
   }
   static google::protobuf::util::TypeResolver* const resolver =
       google::protobuf::util::NewTypeResolverForDescriptorPool(
-          "type.googleapis.com", google::protobuf::DescriptorPool::generated_pool());
+          "type.googleapis.com",
+          google::protobuf::DescriptorPool::generated_pool());
   std::string json;
   (void)google::protobuf::util::BinaryToJsonString(
       resolver, "type.googleapis.com/" + message.GetDescriptor()->full_name(),

@@ -61,7 +61,8 @@ absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json);
 
 // Reads what `weft run` accepts: a RunRequest ({"plan": ...}) or a bare plan
 // node ({"parallel": ...}), in the proto3 JSON mapping.
-absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(absl::string_view json);
+absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(
+    absl::string_view json);
 
 // Proto3 JSON, camelCase field names, indented by two spaces like grpcurl.
 // Object keys of Struct values come out sorted, so output is stable.

@@ -20,8 +20,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/client.h"
@@ -113,7 +113,8 @@ int Handlers(const weft::client::Client& client) {
       std::string type = weft::v1::ArgumentType_Name(a.type());
       type = absl::AsciiStrToLower(type.substr(sizeof("ARGUMENT_TYPE_") - 1));
       std::cout << absl::StrFormat("  %-10s %-9s %-9s %s\n", a.name(), type,
-                                   a.required() ? "required" : "", a.description());
+                                   a.required() ? "required" : "",
+                                   a.description());
     }
   }
   return kExitOk;
@@ -123,7 +124,8 @@ int Health(const weft::client::Client& client, const std::string& service) {
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> status =
       client.Check(service, absl::GetFlag(FLAGS_timeout));
   if (!status.ok()) return CallFailed(status.status());
-  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*status)
+  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+                   *status)
             << std::endl;
   return *status == grpc::health::v1::HealthCheckResponse::SERVING
              ? kExitOk

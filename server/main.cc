@@ -2,11 +2,13 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -30,7 +32,7 @@ ABSL_FLAG(int, max_active_runs, 1000,
           "Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM or SIGINT, how long runs in flight may go on before "
-          "they are cancelled.");
+          "they are cancelled; a second signal ends it at once.");
 ABSL_FLAG(int, event_loop_threads, 2,
           "Threads of the engine's event loop (timers and completions).");
 
@@ -39,9 +41,9 @@ namespace {
 // Every flag above; each can also be set by WEFT_<NAME> in the environment.
 const std::vector<std::string>& FlagNames() {
   static const auto* names = new std::vector<std::string>{
-      "listen",          "max_run_duration",  "max_plan_nodes",
-      "max_plan_depth",  "max_message_bytes", "max_active_runs",
-      "shutdown_grace",  "event_loop_threads"};
+      "listen",         "max_run_duration",  "max_plan_nodes",
+      "max_plan_depth", "max_message_bytes", "max_active_runs",
+      "shutdown_grace", "event_loop_threads"};
   return *names;
 }
 
@@ -66,7 +68,8 @@ void ApplyEnvironment() {
 }
 
 void CheckPositive(const char* name, int value) {
-  if (value <= 0) Die(absl::StrCat("--", name, " must be positive, got ", value));
+  if (value <= 0)
+    Die(absl::StrCat("--", name, " must be positive, got ", value));
 }
 
 }  // namespace
@@ -78,7 +81,8 @@ int main(int argc, char** argv) {
       "command line wins.");
   ApplyEnvironment();
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) Die(absl::StrCat("unexpected argument \"", rest[1], "\""));
+  if (rest.size() > 1)
+    Die(absl::StrCat("unexpected argument \"", rest[1], "\""));
 
   weft::service::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -103,7 +107,8 @@ int main(int argc, char** argv) {
   if (orch.max_run_duration <= absl::ZeroDuration()) {
     Die("--max_run_duration must be positive");
   }
-  if (grace < absl::ZeroDuration()) Die("--shutdown_grace must not be negative");
+  if (grace < absl::ZeroDuration())
+    Die("--shutdown_grace must not be negative");
 
   // Block the stop signals in every thread; this one waits for them.
   sigset_t stop_signals;
@@ -130,11 +135,24 @@ int main(int argc, char** argv) {
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
+  // A second signal during the grace period cuts it short.
+  std::atomic<bool> stopped{false};
+  std::thread impatient([&] {
+    int again = 0;
+    sigwait(&stop_signals, &again);
+    if (!stopped.load()) server.EndGracePeriod();
+  });
   const weft::service::ShutdownReport report = server.Shutdown(grace);
-  std::cerr << "weftd: stopped on " << (signal == SIGTERM ? "SIGTERM" : "SIGINT")
-            << "; " << report.runs_in_flight << " run(s) were in flight, "
-            << report.runs_cancelled << " cancelled after the "
-            << weft::handlers::FormatJsonDuration(grace) << " grace period"
+  stopped.store(true);
+  pthread_kill(impatient.native_handle(), SIGTERM);
+  impatient.join();
+  std::cerr << "weftd: stopped on "
+            << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << "; "
+            << report.runs_in_flight << " run(s) were in flight, "
+            << report.runs_cancelled << " cancelled when the "
+            << weft::handlers::FormatJsonDuration(grace) << " grace period "
+            << (report.grace_cut_short ? "was cut short by a second signal"
+                                       : "ended")
             << std::endl;
   return 0;
 }

@@ -15,11 +15,12 @@ CancelState::CancelState(const CancellationToken& parent) : CancelState() {
   // reached zero, this state is being destroyed on another thread, whose
   // destructor waits (in the link's deregistration) for this function to
   // return: then there is nothing left to cancel.
-  parent_link_ = new CancellationCallback(parent, [this](const absl::Status& r) {
-    if (!TryRef()) return;
-    RefPtr<CancelState> self = RefPtr<CancelState>::Adopt(this);
-    Cancel(r, /*from_parent=*/true);
-  });
+  parent_link_ =
+      new CancellationCallback(parent, [this](const absl::Status& r) {
+        if (!TryRef()) return;
+        RefPtr<CancelState> self = RefPtr<CancelState>::Adopt(this);
+        Cancel(r, /*from_parent=*/true);
+      });
 }
 
 CancelState::~CancelState() { delete parent_link_; }
@@ -97,7 +98,8 @@ absl::Status CancellationToken::reason() const {
 }
 
 CancellationSource::CancellationSource()
-    : state_(RefPtr<internal::CancelState>::Adopt(new internal::CancelState())) {}
+    : state_(
+          RefPtr<internal::CancelState>::Adopt(new internal::CancelState())) {}
 
 CancellationSource::CancellationSource(const CancellationToken& parent)
     : state_(RefPtr<internal::CancelState>::Adopt(

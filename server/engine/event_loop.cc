@@ -8,7 +8,8 @@ namespace weft::engine {
 EventLoop::EventLoop(int threads) {
   threads = std::max(threads, 1);
   workers_.reserve(threads);
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 0; i < threads; ++i)
+    workers_.emplace_back([this] { WorkerLoop(); });
   timer_thread_ = std::thread([this] { TimerLoop(); });
 }
 

@@ -19,15 +19,14 @@ class SleepOp : public RefCounted<SleepOp> {
   void Start(const CancellationToken& token, absl::Time until) {
     // Register first: if the token is already cancelled, OnCancel runs now
     // and sees no timer.
-    on_cancel_.emplace(token,
-                       [this](const absl::Status& reason) { OnCancel(reason); });
+    on_cancel_.emplace(
+        token, [this](const absl::Status& reason) { OnCancel(reason); });
     absl::Status early;
     {
       MutexLock lock(&mu_);
       if (early_reason_.ok()) {
-        timer_ = env_.Schedule(until, [self = RefPtr<SleepOp>(this)] {
-          self->OnTimer();
-        });
+        timer_ = env_.Schedule(
+            until, [self = RefPtr<SleepOp>(this)] { self->OnTimer(); });
         armed_ = true;
         return;
       }
@@ -87,7 +86,8 @@ void SleepUntil(Env& env, const CancellationToken& token, absl::Time until,
     std::move(done)(token.reason());
     return;
   }
-  RefPtr<SleepOp> op = RefPtr<SleepOp>::Adopt(new SleepOp(env, std::move(done)));
+  RefPtr<SleepOp> op =
+      RefPtr<SleepOp>::Adopt(new SleepOp(env, std::move(done)));
   op->Start(token, until);
 }
 

@@ -18,8 +18,8 @@ namespace weft::engine {
 void SleepUntil(Env& env, const CancellationToken& token, absl::Time until,
                 Done done);
 
-inline void SleepFor(Env& env, const CancellationToken& token,
-                     absl::Duration d, Done done) {
+inline void SleepFor(Env& env, const CancellationToken& token, absl::Duration d,
+                     Done done) {
   SleepUntil(env, token, env.Now() + d, std::move(done));
 }
 

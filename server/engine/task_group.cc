@@ -83,7 +83,9 @@ void TaskGroup::Spawn(Task task) {
                   [state](absl::Status s) { state->TaskDone(std::move(s)); });
 }
 
-void TaskGroup::Cancel(absl::Status reason) { state_->Cancel(std::move(reason)); }
+void TaskGroup::Cancel(absl::Status reason) {
+  state_->Cancel(std::move(reason));
+}
 
 CancellationToken TaskGroup::token() const { return state_->token(); }
 

@@ -35,7 +35,8 @@ class TimerQueue {
   bool empty() const { return timers_.empty(); }
   size_t size() const { return timers_.size(); }
   absl::Time earliest() const {
-    return timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first.first;
+    return timers_.empty() ? absl::InfiniteFuture()
+                           : timers_.begin()->first.first;
   }
 
   // Moves every timer due at `now` into `out`, earliest first.

@@ -25,7 +25,8 @@ class SimpleHandler : public Handler {
  public:
   explicit SimpleHandler(HandlerInfo info) : info_(std::move(info)) {}
   const HandlerInfo& info() const override { return info_; }
-  absl::StatusOr<std::unique_ptr<Call>> Prepare(const Struct& args) const override {
+  absl::StatusOr<std::unique_ptr<Call>> Prepare(
+      const Struct& args) const override {
     return std::make_unique<CallT>(Args(args));
   }
 
@@ -52,14 +53,15 @@ class SleepCall : public Call {
   explicit SleepCall(const Args& args)
       : duration_(args.Duration("duration")), value_(args.Find("value")) {}
   void Start(const CallContext& ctx, CallDone done) const override {
-    engine::SleepFor(ctx.env, ctx.token, duration_,
-                     [this, done = std::move(done)](absl::Status s) mutable {
-                       if (!s.ok()) {
-                         std::move(done)(std::move(s));
-                       } else {
-                         std::move(done)(value_ != nullptr ? *value_ : NullValue());
-                       }
-                     });
+    engine::SleepFor(
+        ctx.env, ctx.token, duration_,
+        [this, done = std::move(done)](absl::Status s) mutable {
+          if (!s.ok()) {
+            std::move(done)(std::move(s));
+          } else {
+            std::move(done)(value_ != nullptr ? *value_ : NullValue());
+          }
+        });
   }
 
  private:
@@ -72,7 +74,8 @@ class FailCall : public Call {
  public:
   explicit FailCall(const Args& args)
       : error_(args.Code("code"),
-               args.String("message", "failed as the plan asked (handler \"fail\")")),
+               args.String("message",
+                           "failed as the plan asked (handler \"fail\")")),
         after_(args.Duration("after")) {}
   void Start(const CallContext& ctx, CallDone done) const override {
     if (after_ <= absl::ZeroDuration()) {

@@ -14,9 +14,10 @@ namespace {
 constexpr int64_t kMaxSeconds = 315'576'000'000;
 
 absl::Status BadDuration(absl::string_view text) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "\"", text,
-      "\" is not a duration; write seconds with an \"s\" suffix, like \"1.5s\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", text,
+                   "\" is not a duration; write seconds with an \"s\" suffix, "
+                   "like \"1.5s\""));
 }
 
 }  // namespace
@@ -32,7 +33,8 @@ absl::StatusOr<absl::Duration> ParseJsonDuration(absl::string_view text) {
   s.remove_suffix(1);
   const size_t dot = s.find('.');
   absl::string_view whole = s.substr(0, dot);
-  absl::string_view frac = dot == absl::string_view::npos ? "" : s.substr(dot + 1);
+  absl::string_view frac =
+      dot == absl::string_view::npos ? "" : s.substr(dot + 1);
   if (whole.empty() || whole.size() > 12) return BadDuration(text);
   if (dot != absl::string_view::npos && (frac.empty() || frac.size() > 9)) {
     return BadDuration(text);

@@ -7,9 +7,9 @@
 #define WEFT_SERVER_HANDLERS_DURATION_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace weft::handlers {

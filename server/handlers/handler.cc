@@ -40,8 +40,10 @@ absl::Status ArgError(absl::string_view name, absl::string_view what) {
 
 absl::Status Mistyped(const ArgSpec& spec, const Value& v) {
   std::string expected(ArgTypeName(spec.type));
-  if (spec.type == ArgType::kDuration) expected = "a duration string like \"1.5s\"";
-  if (spec.type == ArgType::kCode) expected = "a status code name like \"UNAVAILABLE\"";
+  if (spec.type == ArgType::kDuration)
+    expected = "a duration string like \"1.5s\"";
+  if (spec.type == ArgType::kCode)
+    expected = "a status code name like \"UNAVAILABLE\"";
   return ArgError(spec.name,
                   absl::StrCat("expected ", expected, ", got ", JsonTypeOf(v)));
 }
@@ -65,7 +67,8 @@ absl::Status CheckOne(const ArgSpec& spec, const Value& v) {
           std::fabs(v.number_value()) > 9007199254740992.0) {
         return ArgError(spec.name, "expected a whole number");
       }
-      if (v.number_value() < 0) return ArgError(spec.name, "must not be negative");
+      if (v.number_value() < 0)
+        return ArgError(spec.name, "must not be negative");
       return absl::OkStatus();
     case ArgType::kBool:
       if (!v.has_bool_value()) return Mistyped(spec, v);
@@ -138,10 +141,11 @@ absl::Status CheckArgs(const HandlerInfo& info,
     std::sort(unknown.begin(), unknown.end());
     std::vector<absl::string_view> names;
     for (const ArgSpec& spec : info.args) names.push_back(spec.name);
-    return ArgError(unknown.front(),
-                    absl::StrCat("unknown argument of handler \"", info.name,
-                                 "\"; it takes ",
-                                 names.empty() ? "none" : absl::StrJoin(names, ", ")));
+    return ArgError(
+        unknown.front(),
+        absl::StrCat("unknown argument of handler \"", info.name,
+                     "\"; it takes ",
+                     names.empty() ? "none" : absl::StrJoin(names, ", ")));
   }
   for (const ArgSpec& spec : info.args) {
     auto it = args.fields().find(spec.name);
@@ -162,7 +166,8 @@ const google::protobuf::Value* Args::Find(absl::string_view name) const {
   return it == args_.fields().end() ? nullptr : &it->second;
 }
 
-std::string Args::String(absl::string_view name, absl::string_view fallback) const {
+std::string Args::String(absl::string_view name,
+                         absl::string_view fallback) const {
   const Value* v = Find(name);
   return v != nullptr && v->has_string_value() ? v->string_value()
                                                : std::string(fallback);

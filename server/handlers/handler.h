@@ -17,12 +17,12 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
 #include "server/engine/cancellation.h"
@@ -90,7 +90,8 @@ class Args {
 
   // nullptr when absent.
   const google::protobuf::Value* Find(absl::string_view name) const;
-  std::string String(absl::string_view name, absl::string_view fallback = "") const;
+  std::string String(absl::string_view name,
+                     absl::string_view fallback = "") const;
   absl::Duration Duration(absl::string_view name,
                           absl::Duration fallback = absl::ZeroDuration()) const;
   absl::StatusCode Code(absl::string_view name) const;

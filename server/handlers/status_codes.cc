@@ -9,25 +9,26 @@
 namespace weft::handlers {
 namespace {
 
-constexpr std::array<std::pair<absl::string_view, absl::StatusCode>, 17> kCodes = {{
-    {"OK", absl::StatusCode::kOk},
-    {"CANCELLED", absl::StatusCode::kCancelled},
-    {"UNKNOWN", absl::StatusCode::kUnknown},
-    {"INVALID_ARGUMENT", absl::StatusCode::kInvalidArgument},
-    {"DEADLINE_EXCEEDED", absl::StatusCode::kDeadlineExceeded},
-    {"NOT_FOUND", absl::StatusCode::kNotFound},
-    {"ALREADY_EXISTS", absl::StatusCode::kAlreadyExists},
-    {"PERMISSION_DENIED", absl::StatusCode::kPermissionDenied},
-    {"RESOURCE_EXHAUSTED", absl::StatusCode::kResourceExhausted},
-    {"FAILED_PRECONDITION", absl::StatusCode::kFailedPrecondition},
-    {"ABORTED", absl::StatusCode::kAborted},
-    {"OUT_OF_RANGE", absl::StatusCode::kOutOfRange},
-    {"UNIMPLEMENTED", absl::StatusCode::kUnimplemented},
-    {"INTERNAL", absl::StatusCode::kInternal},
-    {"UNAVAILABLE", absl::StatusCode::kUnavailable},
-    {"DATA_LOSS", absl::StatusCode::kDataLoss},
-    {"UNAUTHENTICATED", absl::StatusCode::kUnauthenticated},
-}};
+constexpr std::array<std::pair<absl::string_view, absl::StatusCode>, 17>
+    kCodes = {{
+        {"OK", absl::StatusCode::kOk},
+        {"CANCELLED", absl::StatusCode::kCancelled},
+        {"UNKNOWN", absl::StatusCode::kUnknown},
+        {"INVALID_ARGUMENT", absl::StatusCode::kInvalidArgument},
+        {"DEADLINE_EXCEEDED", absl::StatusCode::kDeadlineExceeded},
+        {"NOT_FOUND", absl::StatusCode::kNotFound},
+        {"ALREADY_EXISTS", absl::StatusCode::kAlreadyExists},
+        {"PERMISSION_DENIED", absl::StatusCode::kPermissionDenied},
+        {"RESOURCE_EXHAUSTED", absl::StatusCode::kResourceExhausted},
+        {"FAILED_PRECONDITION", absl::StatusCode::kFailedPrecondition},
+        {"ABORTED", absl::StatusCode::kAborted},
+        {"OUT_OF_RANGE", absl::StatusCode::kOutOfRange},
+        {"UNIMPLEMENTED", absl::StatusCode::kUnimplemented},
+        {"INTERNAL", absl::StatusCode::kInternal},
+        {"UNAVAILABLE", absl::StatusCode::kUnavailable},
+        {"DATA_LOSS", absl::StatusCode::kDataLoss},
+        {"UNAUTHENTICATED", absl::StatusCode::kUnauthenticated},
+    }};
 
 }  // namespace
 

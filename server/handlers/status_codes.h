@@ -7,10 +7,10 @@
 #define WEFT_SERVER_HANDLERS_STATUS_CODES_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace weft::handlers {
 

@@ -42,9 +42,9 @@ class Compiler {
                                       " levels, the limit (--max_plan_depth)"));
     }
     if (static_cast<int>(plan_->nodes_.size()) >= limits_.max_plan_nodes) {
-      return Error(path, absl::StrCat("the plan has more than ",
-                                      limits_.max_plan_nodes,
-                                      " nodes, the limit (--max_plan_nodes)"));
+      return Error(
+          path, absl::StrCat("the plan has more than ", limits_.max_plan_nodes,
+                             " nodes, the limit (--max_plan_nodes)"));
     }
     const int32_t index = static_cast<int32_t>(plan_->nodes_.size());
     plan_->nodes_.emplace_back();
@@ -58,7 +58,8 @@ class Compiler {
       const absl::Duration d =
           absl::Seconds(t.seconds()) + absl::Nanoseconds(t.nanos());
       if (t.seconds() > kMaxDurationSeconds || t.nanos() < 0 ||
-          t.nanos() > 999'999'999 || t.seconds() < 0 || d == absl::ZeroDuration()) {
+          t.nanos() > 999'999'999 || t.seconds() < 0 ||
+          d == absl::ZeroDuration()) {
         return Error(absl::StrCat(path, ".timeout"),
                      absl::StrCat("must be a positive duration, got ",
                                   handlers::FormatJsonDuration(d)));

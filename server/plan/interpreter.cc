@@ -38,9 +38,10 @@ absl::Status ChildError(const CompiledNode& child, int index,
                         const absl::Status& s) {
   const std::string& id = child.source->id();
   return absl::Status(
-      s.code(), id.empty() ? absl::StrCat("children[", index, "]: ", s.message())
-                           : absl::StrCat("children[", index, "] \"", id,
-                                          "\": ", s.message()));
+      s.code(),
+      id.empty()
+          ? absl::StrCat("children[", index, "]: ", s.message())
+          : absl::StrCat("children[", index, "] \"", id, "\": ", s.message()));
 }
 
 // One run of a plan. Owns itself: deleted after `done` has run.
@@ -77,8 +78,8 @@ class Execution {
     std::string timeout_message;
     if (node.timeout != absl::InfiniteDuration()) {
       deadline = rec.start + node.timeout;
-      timeout_message = absl::StrCat("timed out after ",
-                                     handlers::FormatJsonDuration(node.timeout));
+      timeout_message = absl::StrCat(
+          "timed out after ", handlers::FormatJsonDuration(node.timeout));
     }
     if (index == 0 && options_.deadline < deadline) {
       deadline = options_.deadline;
@@ -102,17 +103,16 @@ class Execution {
 
     switch (node.kind) {
       case NodeKind::kCall:
-        node.call->Start(
-            handlers::CallContext{*options_.env, inner},
-            [this, index, settle = std::move(settle)](
-                handlers::CallResult result) mutable {
-              if (!result.ok()) {
-                std::move(settle)(std::move(result).status());
-                return;
-              }
-              records_[index].value = *std::move(result);
-              std::move(settle)(absl::OkStatus());
-            });
+        node.call->Start(handlers::CallContext{*options_.env, inner},
+                         [this, index, settle = std::move(settle)](
+                             handlers::CallResult result) mutable {
+                           if (!result.ok()) {
+                             std::move(settle)(std::move(result).status());
+                             return;
+                           }
+                           records_[index].value = *std::move(result);
+                           std::move(settle)(absl::OkStatus());
+                         });
         return;
       case NodeKind::kParallel:
         StartParallel(index, inner, std::move(settle));
@@ -128,11 +128,11 @@ class Execution {
       const int32_t child = node.children[i];
       group.Spawn([this, child, i](const engine::CancellationToken& t,
                                    engine::Done d) {
-        StartNode(child, t, [this, child, i, d = std::move(d)](
-                                absl::Status s) mutable {
-          if (!s.ok()) s = ChildError(plan_->nodes()[child], i, s);
-          std::move(d)(std::move(s));
-        });
+        StartNode(child, t,
+                  [this, child, i, d = std::move(d)](absl::Status s) mutable {
+                    if (!s.ok()) s = ChildError(plan_->nodes()[child], i, s);
+                    std::move(d)(std::move(s));
+                  });
       });
     }
     std::move(group).Join(
@@ -239,7 +239,8 @@ class Execution {
 
 void Execute(std::shared_ptr<const CompiledPlan> plan, RunOptions options,
              OutcomeDone done) {
-  (new Execution(std::move(plan), std::move(options), std::move(done)))->Start();
+  (new Execution(std::move(plan), std::move(options), std::move(done)))
+      ->Start();
 }
 
 }  // namespace weft::plan

@@ -34,8 +34,10 @@ class HealthService::Watcher final
     engine::MutexLock lock(&mu_);
     if (finished_) return;
     finished_ = true;
-    if (!writing_) Finish(std::move(status));
-    else final_status_ = std::move(status);
+    if (!writing_)
+      Finish(std::move(status));
+    else
+      final_status_ = std::move(status);
   }
 
   void OnWriteDone(bool ok) override {
@@ -158,7 +160,8 @@ grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
   engine::MutexLock lock(&mu_);
   watchers_.insert(watcher);
   if (shut_down_) {
-    watcher->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+    watcher->End(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
   } else {
     watcher->Update(StatusOf(request->service()));
   }

@@ -72,9 +72,9 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     }
     if (absl::Status s = service_->Admit(&run_id_, &source_); !s.ok()) {
       if (s.code() == absl::StatusCode::kResourceExhausted) {
-        context->AddTrailingMetadata(
-            "grpc-retry-pushback-ms",
-            std::to_string(absl::ToInt64Milliseconds(service_->options_.retry_after)));
+        context->AddTrailingMetadata("grpc-retry-pushback-ms",
+                                     std::to_string(absl::ToInt64Milliseconds(
+                                         service_->options_.retry_after)));
       }
       Finish(ToGrpc(s));
       return;
@@ -154,9 +154,9 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   absl::Time caller_deadline_ = absl::InfiniteFuture();
 };
 
-OrchestratorService::OrchestratorService(OrchestratorOptions options,
-                                         const handlers::HandlerRegistry& registry,
-                                         engine::Env& env)
+OrchestratorService::OrchestratorService(
+    OrchestratorOptions options, const handlers::HandlerRegistry& registry,
+    engine::Env& env)
     : options_(std::move(options)), registry_(registry), env_(env) {}
 
 grpc::ServerUnaryReactor* OrchestratorService::Run(
@@ -219,14 +219,18 @@ void OrchestratorService::StopAccepting() {
   accepting_ = false;
 }
 
+void OrchestratorService::EndWait() {
+  engine::MutexLock lock(&mu_);
+  end_wait_ = true;
+  idle_.SignalAll();
+}
+
 bool OrchestratorService::WaitForRuns(absl::Time deadline) {
   engine::MutexLock lock(&mu_);
-  while (!runs_.empty()) {
-    if (!idle_.WaitUntil(&mu_, deadline) && absl::Now() >= deadline) {
-      return runs_.empty();
-    }
+  while (!runs_.empty() && !end_wait_) {
+    if (!idle_.WaitUntil(&mu_, deadline) && absl::Now() >= deadline) break;
   }
-  return true;
+  return runs_.empty();
 }
 
 void OrchestratorService::CancelRuns(const absl::Status& reason) {

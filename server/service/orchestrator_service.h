@@ -57,8 +57,10 @@ class OrchestratorService final
 
   // From now on, Run answers UNAVAILABLE. Runs in flight go on.
   void StopAccepting();
-  // Waits until no run is in flight or `deadline` passes; true if none is.
+  // Waits until no run is in flight, `deadline` passes or EndWait() is
+  // called; true if no run is in flight.
   bool WaitForRuns(absl::Time deadline);
+  void EndWait();
   // Cancels every run in flight; each ends CANCELLED with `reason`.
   void CancelRuns(const absl::Status& reason);
 
@@ -78,6 +80,7 @@ class OrchestratorService final
   mutable engine::Mutex mu_;
   engine::CondVar idle_;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  bool end_wait_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, engine::CancellationSource> runs_
       ABSL_GUARDED_BY(mu_);

@@ -31,8 +31,8 @@ class NestingScanner {
  public:
   NestingScanner(const Descriptor* root, int max_plan_depth)
       : max_plan_depth_(max_plan_depth),
-        plan_node_(root->file()->pool()->FindMessageTypeByName(
-            "weft.v1.PlanNode")) {
+        plan_node_(
+            root->file()->pool()->FindMessageTypeByName("weft.v1.PlanNode")) {
     frames_.push_back({root, 0, 0, ""});
   }
 
@@ -40,7 +40,8 @@ class NestingScanner {
     frames_[0].end = bytes.size();
     size_t pos = 0;
     while (true) {
-      while (frames_.size() > 1 && pos == frames_.back().end) frames_.pop_back();
+      while (frames_.size() > 1 && pos == frames_.back().end)
+        frames_.pop_back();
       if (frames_.size() == 1 && pos == bytes.size()) break;
       Frame& frame = frames_.back();
       uint64_t tag;
@@ -62,11 +63,13 @@ class NestingScanner {
           break;
         case 2: {  // length-delimited
           uint64_t len;
-          if (!ReadVarint(bytes, frame.end, &pos, &len) || len > frame.end - pos) {
+          if (!ReadVarint(bytes, frame.end, &pos, &len) ||
+              len > frame.end - pos) {
             return Malformed();
           }
           const FieldDescriptor* field =
-              frame.type == nullptr ? nullptr : frame.type->FindFieldByNumber(number);
+              frame.type == nullptr ? nullptr
+                                    : frame.type->FindFieldByNumber(number);
           if (field == nullptr ||
               field->type() != FieldDescriptor::TYPE_MESSAGE) {
             pos += len;

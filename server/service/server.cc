@@ -3,9 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "grpcpp/create_channel.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 
@@ -55,6 +53,7 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
   report.runs_in_flight = orchestrator_->active_runs();
   if (!orchestrator_->WaitForRuns(absl::Now() + grace)) {
     report.runs_cancelled = orchestrator_->active_runs();
+    report.grace_cut_short = grace_cut_short_.load();
     orchestrator_->CancelRuns(absl::CancelledError("server shutting down"));
   }
   health_.Shutdown();
@@ -65,8 +64,9 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
   return report;
 }
 
-std::shared_ptr<grpc::Channel> WeftServer::InProcessChannel() {
-  return server_->InProcessChannel(grpc::ChannelArguments());
+void WeftServer::EndGracePeriod() {
+  grace_cut_short_.store(true);
+  orchestrator_->EndWait();
 }
 
 }  // namespace weft::service

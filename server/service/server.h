@@ -8,6 +8,7 @@
 #ifndef WEFT_SERVER_SERVICE_SERVER_H_
 #define WEFT_SERVER_SERVICE_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -33,8 +34,9 @@ struct ServerOptions {
 
 // What Shutdown() did, for its log line.
 struct ShutdownReport {
-  int runs_in_flight = 0;  // When shutdown began.
-  int runs_cancelled = 0;  // Still running when the grace period ended.
+  int runs_in_flight = 0;        // When shutdown began.
+  int runs_cancelled = 0;        // Still running when the grace period ended.
+  bool grace_cut_short = false;  // By EndGracePeriod().
 };
 
 class WeftServer {
@@ -49,9 +51,10 @@ class WeftServer {
   // flight get `grace` to finish and are then cancelled ("server shutting
   // down"); then the server stops.
   ShutdownReport Shutdown(absl::Duration grace);
+  // Ends a Shutdown()'s grace period now (from another thread).
+  void EndGracePeriod();
 
   // For tests.
-  std::shared_ptr<grpc::Channel> InProcessChannel();
   OrchestratorService& orchestrator() { return *orchestrator_; }
   HealthService& health() { return health_; }
   const std::string& address() const { return address_; }
@@ -65,6 +68,7 @@ class WeftServer {
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;
+  std::atomic<bool> grace_cut_short_{false};
 };
 
 }  // namespace weft::service

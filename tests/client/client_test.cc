@@ -27,7 +27,8 @@ class ClientTest : public ::testing::Test {
     auto health = std::make_unique<grpc::health::v1::MockHealthStub>();
     orchestrator_ = orchestrator.get();
     health_ = health.get();
-    client_ = std::make_unique<Client>(std::move(orchestrator), std::move(health));
+    client_ =
+        std::make_unique<Client>(std::move(orchestrator), std::move(health));
   }
 
   weft::v1::MockOrchestratorStub* orchestrator_;
@@ -39,25 +40,29 @@ TEST_F(ClientTest, RunSendsTheRequestWithItsDeadlineAndReturnsTheOutcome) {
   weft::v1::RunRequest request;
   *request.mutable_plan() = Call("value");
   EXPECT_CALL(*orchestrator_, Run(_, _, _))
-      .WillOnce(Invoke([](grpc::ClientContext* context, const weft::v1::RunRequest& r,
+      .WillOnce(Invoke([](grpc::ClientContext* context,
+                          const weft::v1::RunRequest& r,
                           weft::v1::RunResponse* response) {
         EXPECT_EQ(r.plan().call().handler(), "value");
-        const auto left = context->deadline() - std::chrono::system_clock::now();
+        const auto left =
+            context->deadline() - std::chrono::system_clock::now();
         EXPECT_GT(left, std::chrono::seconds(5));
         EXPECT_LE(left, std::chrono::seconds(10));
         response->mutable_outcome()->set_state(weft::v1::NODE_STATE_SUCCEEDED);
         return grpc::Status::OK;
       }));
-  absl::StatusOr<weft::v1::RunResponse> response = client_->Run(request, absl::Seconds(10));
+  absl::StatusOr<weft::v1::RunResponse> response =
+      client_->Run(request, absl::Seconds(10));
   ASSERT_TRUE(response.ok());
   EXPECT_EQ(response->outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
 }
 
 TEST_F(ClientTest, RunWithoutTimeoutSetsNoDeadline) {
   EXPECT_CALL(*orchestrator_, Run(_, _, _))
-      .WillOnce(Invoke([](grpc::ClientContext* context, const weft::v1::RunRequest&,
-                          weft::v1::RunResponse*) {
-        EXPECT_EQ(context->deadline(), std::chrono::system_clock::time_point::max());
+      .WillOnce(Invoke([](grpc::ClientContext* context,
+                          const weft::v1::RunRequest&, weft::v1::RunResponse*) {
+        EXPECT_EQ(context->deadline(),
+                  std::chrono::system_clock::time_point::max());
         return grpc::Status::OK;
       }));
   EXPECT_TRUE(client_->Run({}, absl::ZeroDuration()).ok());
@@ -65,23 +70,28 @@ TEST_F(ClientTest, RunWithoutTimeoutSetsNoDeadline) {
 
 TEST_F(ClientTest, RpcErrorsComeBackWithTheServersCodeAndMessage) {
   EXPECT_CALL(*orchestrator_, Run(_, _, _))
-      .WillOnce(Return(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                    "plan.parallel.children: a parallel needs at least one child")));
-  EXPECT_THAT(client_->Run({}, absl::ZeroDuration()),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       "plan.parallel.children: a parallel needs at least one child"));
+      .WillOnce(Return(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "plan.parallel.children: a parallel needs at least one child")));
+  EXPECT_THAT(
+      client_->Run({}, absl::ZeroDuration()),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "plan.parallel.children: a parallel needs at least one child"));
   EXPECT_CALL(*orchestrator_, ListHandlers(_, _, _))
-      .WillOnce(Return(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused")));
+      .WillOnce(Return(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused")));
   EXPECT_THAT(client_->ListHandlers(absl::ZeroDuration()),
               StatusIs(absl::StatusCode::kUnavailable, "connection refused"));
 }
 
 TEST_F(ClientTest, CheckAsksForTheNamedService) {
   EXPECT_CALL(*health_, Check(_, _, _))
-      .WillOnce(Invoke([](grpc::ClientContext*, const grpc::health::v1::HealthCheckRequest& r,
+      .WillOnce(Invoke([](grpc::ClientContext*,
+                          const grpc::health::v1::HealthCheckRequest& r,
                           grpc::health::v1::HealthCheckResponse* response) {
         EXPECT_EQ(r.service(), "weft.v1.Orchestrator");
-        response->set_status(grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+        response->set_status(
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
         return grpc::Status::OK;
       }));
   auto status = client_->Check("weft.v1.Orchestrator", absl::ZeroDuration());
@@ -93,9 +103,11 @@ TEST(PlanBuildersTest, BuildTheSameMessageAsTheJson) {
   weft::v1::RunRequest built;
   *built.mutable_plan() = Parallel({
       Id("user", Call("sleep", *ArgsFromJson(R"({"duration": "0.3s"})"))),
-      Timeout(absl::Milliseconds(1500), Call("value", *ArgsFromJson(R"({"value": 42})"))),
+      Timeout(absl::Milliseconds(1500),
+              Call("value", *ArgsFromJson(R"({"value": 42})"))),
   });
-  absl::StatusOr<weft::v1::RunRequest> parsed = ParseRunRequestJson(R"({"plan": {"parallel": {"children": [
+  absl::StatusOr<weft::v1::RunRequest> parsed =
+      ParseRunRequestJson(R"({"plan": {"parallel": {"children": [
       {"id": "user", "call": {"handler": "sleep", "args": {"duration": "0.3s"}}},
       {"timeout": "1.5s", "call": {"handler": "value", "args": {"value": 42}}}]}}})");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -103,8 +115,8 @@ TEST(PlanBuildersTest, BuildTheSameMessageAsTheJson) {
 }
 
 TEST(JsonTest, ABarePlanIsReadAsTheRequestsPlan) {
-  absl::StatusOr<weft::v1::RunRequest> r =
-      ParseRunRequestJson(R"({"call": {"handler": "value", "args": {"value": 1}}})");
+  absl::StatusOr<weft::v1::RunRequest> r = ParseRunRequestJson(
+      R"({"call": {"handler": "value", "args": {"value": 1}}})");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->plan().call().handler(), "value");
   EXPECT_EQ(r->detail(), weft::v1::OUTCOME_DETAIL_UNSPECIFIED);
@@ -118,26 +130,37 @@ TEST(JsonTest, ARunRequestKeepsItsDetail) {
 }
 
 TEST(JsonTest, SnakeCaseAndCamelCaseAreBothAccepted) {
-  EXPECT_TRUE(ParseRunRequestJson(R"({"plan": {"call": {"handler": "v"}}, "detail": 2})").ok());
+  EXPECT_TRUE(ParseRunRequestJson(
+                  R"({"plan": {"call": {"handler": "v"}}, "detail": 2})")
+                  .ok());
   // Field names of the proto3 JSON mapping, either spelling.
   weft::v1::NodeOutcome o;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(R"({"start_time": "2026-01-01T00:00:00Z"})", &o).ok());
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(R"({"startTime": "2026-01-01T00:00:00Z"})", &o).ok());
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  R"({"start_time": "2026-01-01T00:00:00Z"})", &o)
+                  .ok());
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  R"({"startTime": "2026-01-01T00:00:00Z"})", &o)
+                  .ok());
 }
 
 TEST(JsonTest, BadInputSaysWhatIsWrong) {
   EXPECT_THAT(ParseRunRequestJson("not json"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a JSON object")));
-  EXPECT_THAT(ParseRunRequestJson(R"({"paralel": {}})"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("not a weft.v1.RunRequest or weft.v1.PlanNode")));
+                       HasSubstr("not a JSON object")));
+  EXPECT_THAT(
+      ParseRunRequestJson(R"({"paralel": {}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("not a weft.v1.RunRequest or weft.v1.PlanNode")));
   EXPECT_THAT(ArgsFromJson("[1]"), StatusIs(absl::StatusCode::kInvalidArgument,
                                             HasSubstr("not a JSON object")));
 }
 
 TEST(JsonTest, PrintsIndentedWithSortedKeysAndIntactStrings) {
   weft::v1::RunResponse response;
-  auto* fields = response.mutable_outcome()->mutable_value()->mutable_struct_value()->mutable_fields();
+  auto* fields = response.mutable_outcome()
+                     ->mutable_value()
+                     ->mutable_struct_value()
+                     ->mutable_fields();
   (*fields)["zeta"].set_string_value("a \"quoted\", {braced} [x]: y");
   (*fields)["alpha"].mutable_list_value();
   (*fields)["mid"].mutable_struct_value();

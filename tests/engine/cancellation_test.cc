@@ -44,7 +44,8 @@ TEST(CancellationTest, CallbackRegisteredAfterCancelRunsAtOnce) {
   CancellationSource source;
   source.Cancel(absl::CancelledError("early"));
   absl::Status got;
-  CancellationCallback cb(source.token(), [&](const absl::Status& r) { got = r; });
+  CancellationCallback cb(source.token(),
+                          [&](const absl::Status& r) { got = r; });
   EXPECT_EQ(got, absl::CancelledError("early"));
 }
 
@@ -52,7 +53,8 @@ TEST(CancellationTest, DestroyedCallbackNeverRuns) {
   CancellationSource source;
   bool ran = false;
   {
-    CancellationCallback cb(source.token(), [&](const absl::Status&) { ran = true; });
+    CancellationCallback cb(source.token(),
+                            [&](const absl::Status&) { ran = true; });
   }
   source.Cancel(absl::CancelledError("x"));
   EXPECT_FALSE(ran);
@@ -62,7 +64,8 @@ TEST(CancellationTest, LinkedScopeIsCancelledWithTheParentsReason) {
   CancellationSource parent;
   CancellationSource child(parent.token());
   absl::Status got;
-  CancellationCallback cb(child.token(), [&](const absl::Status& r) { got = r; });
+  CancellationCallback cb(child.token(),
+                          [&](const absl::Status& r) { got = r; });
   parent.Cancel(absl::CancelledError("parent went away"));
   EXPECT_TRUE(child.cancelled());
   EXPECT_EQ(got, absl::CancelledError("parent went away"));
@@ -168,7 +171,8 @@ TEST(CancellationTest, ChildScopeMayDieWhileItsParentCancels) {
 
 class CancellationConcurrencyTest : public ::testing::TestWithParam<int> {};
 
-TEST_P(CancellationConcurrencyTest, KeptCallbacksRunExactlyOnceOthersAtMostOnce) {
+TEST_P(CancellationConcurrencyTest,
+       KeptCallbacksRunExactlyOnceOthersAtMostOnce) {
   const int threads = GetParam();
   constexpr int kPerThread = 2000;
   CancellationSource source;

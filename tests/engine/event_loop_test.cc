@@ -6,14 +6,14 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/testing/sync.h"
 #include "tests/engine/test_util.h"
+#include "tests/testing/sync.h"
 
 namespace weft::engine {
 namespace {
 
-using ::weft::testing::kWait;
 using ::weft::engine::testing::ThreadCount;
+using ::weft::testing::kWait;
 
 TEST(EventLoopTest, PostRunsOnALoopThread) {
   EventLoop loop(2);
@@ -48,7 +48,8 @@ TEST(EventLoopTest, TimersNeverFireEarlyAndFireInOrder) {
 // function is destroyed without running.
 struct Tracker {
   explicit Tracker(std::atomic<int>* d) : destroyed(d) {}
-  Tracker(Tracker&& o) noexcept : destroyed(std::exchange(o.destroyed, nullptr)) {}
+  Tracker(Tracker&& o) noexcept
+      : destroyed(std::exchange(o.destroyed, nullptr)) {}
   ~Tracker() {
     if (destroyed != nullptr) (*destroyed)++;
   }

@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/testing/sync.h"
 #include "server/engine/event_loop.h"
 #include "server/engine/manual_env.h"
 #include "tests/engine/test_util.h"
+#include "tests/testing/sync.h"
 
 namespace weft::engine {
 namespace {
@@ -29,7 +29,8 @@ TEST(SleepTest, CancelEndsItAtOnceWithTheReasonAndDropsTheTimer) {
   ManualEnv env;
   CancellationSource source;
   std::optional<absl::Status> result;
-  SleepFor(env, source.token(), absl::Hours(1), [&](absl::Status s) { result = s; });
+  SleepFor(env, source.token(), absl::Hours(1),
+           [&](absl::Status s) { result = s; });
   EXPECT_EQ(env.pending_timers(), 1u);
   source.Cancel(absl::CancelledError("lost the race"));
   ASSERT_TRUE(result.has_value());
@@ -42,7 +43,8 @@ TEST(SleepTest, AlreadyCancelledTokenCompletesInline) {
   CancellationSource source;
   source.Cancel(absl::CancelledError("gone"));
   std::optional<absl::Status> result;
-  SleepFor(env, source.token(), absl::Seconds(1), [&](absl::Status s) { result = s; });
+  SleepFor(env, source.token(), absl::Seconds(1),
+           [&](absl::Status s) { result = s; });
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(*result, absl::CancelledError("gone"));
   EXPECT_EQ(env.pending_timers(), 0u);

@@ -6,18 +6,18 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/sync.h"
 #include "server/engine/event_loop.h"
 #include "server/engine/manual_env.h"
 #include "server/engine/sleep.h"
 #include "tests/engine/test_util.h"
+#include "tests/testing/sync.h"
 
 namespace weft::engine {
 namespace {
 
 using ::testing::HasSubstr;
-using ::weft::testing::kWait;
 using ::weft::engine::testing::ThreadCount;
+using ::weft::testing::kWait;
 
 TEST(TaskGroupTest, EmptyGroupJoinsAtOnce) {
   std::optional<absl::Status> result;
@@ -191,7 +191,8 @@ TEST_P(TaskGroupRaceTest, JoinRunsOnceAfterEveryTaskWhenFailuresRace) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Threads, TaskGroupRaceTest, ::testing::Values(1, 2, 4));
+INSTANTIATE_TEST_SUITE_P(Threads, TaskGroupRaceTest,
+                         ::testing::Values(1, 2, 4));
 
 }  // namespace
 }  // namespace weft::engine

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <string>
 
-
 namespace weft::engine::testing {
 
 // Threads in this process, from /proc/self/status.

@@ -10,18 +10,19 @@
 namespace weft::handlers {
 namespace {
 
+using google::protobuf::Struct;
+using google::protobuf::Value;
 using ::testing::HasSubstr;
 using ::weft::testing::FromJson;
 using ::weft::testing::StatusIs;
-using google::protobuf::Struct;
-using google::protobuf::Value;
 
 class BuiltinTest : public ::testing::Test {
  protected:
   BuiltinTest() { RegisterBuiltinHandlers(registry_); }
 
   // Checks and prepares a call; args_ keeps the args alive.
-  std::unique_ptr<Call> Prepare(absl::string_view handler, absl::string_view args) {
+  std::unique_ptr<Call> Prepare(absl::string_view handler,
+                                absl::string_view args) {
     args_ = FromJson<Struct>(args);
     const Handler* h = registry_.Find(handler);
     EXPECT_NE(h, nullptr);
@@ -54,7 +55,8 @@ TEST_F(BuiltinTest, RegisteringANameTwiceIsRefused) {
   class Dup : public Handler {
    public:
     const HandlerInfo& info() const override { return info_; }
-    absl::StatusOr<std::unique_ptr<Call>> Prepare(const Struct&) const override {
+    absl::StatusOr<std::unique_ptr<Call>> Prepare(
+        const Struct&) const override {
       return absl::UnimplementedError("unused");
     }
     HandlerInfo info_{.name = "sleep"};
@@ -69,7 +71,8 @@ TEST_F(BuiltinTest, ValueReturnsItsArgumentInline) {
   Start(*call);
   ASSERT_TRUE(result_.has_value());
   ASSERT_TRUE(result_->ok());
-  EXPECT_EQ((*result_)->struct_value().fields().at("followers").number_value(), 42);
+  EXPECT_EQ((*result_)->struct_value().fields().at("followers").number_value(),
+            42);
 }
 
 TEST_F(BuiltinTest, SleepWaitsItsDurationThenReturnsItsValue) {
@@ -97,7 +100,8 @@ TEST_F(BuiltinTest, SleepEndsAtOnceWhenCancelledAndHoldsNoTimer) {
   EXPECT_EQ(env_.pending_timers(), 1u);
   source.Cancel(absl::CancelledError("sibling failed"));
   ASSERT_TRUE(result_.has_value());
-  EXPECT_THAT(*result_, StatusIs(absl::StatusCode::kCancelled, "sibling failed"));
+  EXPECT_THAT(*result_,
+              StatusIs(absl::StatusCode::kCancelled, "sibling failed"));
   EXPECT_EQ(env_.pending_timers(), 0u);
 }
 
@@ -121,7 +125,8 @@ TEST_F(BuiltinTest, FailAfterWaitsFirstAndCanBeCancelled) {
   env_.AdvanceBy(absl::Milliseconds(499));
   EXPECT_FALSE(result_.has_value());
   env_.AdvanceBy(absl::Milliseconds(1));
-  EXPECT_THAT(*result_, StatusIs(absl::StatusCode::kNotFound, HasSubstr("fail")));
+  EXPECT_THAT(*result_,
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("fail")));
 
   result_.reset();
   engine::CancellationSource source;

@@ -13,7 +13,8 @@ using ::weft::testing::StatusIs;
 TEST(DurationTest, ParsesTheJsonFormOfDurations) {
   EXPECT_EQ(*ParseJsonDuration("2s"), absl::Seconds(2));
   EXPECT_EQ(*ParseJsonDuration("0.3s"), absl::Milliseconds(300));
-  EXPECT_EQ(*ParseJsonDuration("1.000000001s"), absl::Seconds(1) + absl::Nanoseconds(1));
+  EXPECT_EQ(*ParseJsonDuration("1.000000001s"),
+            absl::Seconds(1) + absl::Nanoseconds(1));
   EXPECT_EQ(*ParseJsonDuration("-1.5s"), absl::Milliseconds(-1500));
   EXPECT_EQ(*ParseJsonDuration("0s"), absl::ZeroDuration());
 }

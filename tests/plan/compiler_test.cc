@@ -53,7 +53,8 @@ TEST_F(CompilerTest, ParallelWithAnUnnamedChildIsAList) {
 }
 
 TEST_F(CompilerTest, TimeoutIsKept) {
-  auto plan = Compile(R"({"timeout": "2.5s", "call": {"handler": "value", "args": {"value": 1}}})");
+  auto plan = Compile(
+      R"({"timeout": "2.5s", "call": {"handler": "value", "args": {"value": 1}}})");
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ((*plan)->root().timeout, absl::Milliseconds(2500));
 }
@@ -85,9 +86,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadPlan{"NodeWithNoKind", R"({})",
                 "plan: the node has no kind; set one of call, parallel"},
-        BadPlan{"NestedNodeWithNoKind",
-                R"({"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}, {"id": "x"}]}})",
-                "plan.parallel.children[1]: the node has no kind"},
+        BadPlan{
+            "NestedNodeWithNoKind",
+            R"({"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}, {"id": "x"}]}})",
+            "plan.parallel.children[1]: the node has no kind"},
         BadPlan{"EmptyParallel", R"({"parallel": {}})",
                 "plan.parallel.children: a parallel needs at least one child"},
         BadPlan{"DuplicateSiblingIds",
@@ -95,18 +97,21 @@ INSTANTIATE_TEST_SUITE_P(
                   {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
                   {"id": "b", "call": {"handler": "value", "args": {"value": 1}}},
                   {"id": "a", "call": {"handler": "value", "args": {"value": 1}}}]}})",
-                "plan.parallel.children[2].id: duplicate id \"a\"; children[0] has it too"},
-        BadPlan{"UnknownHandler",
-                R"({"parallel": {"children": [
+                "plan.parallel.children[2].id: duplicate id \"a\"; children[0] "
+                "has it too"},
+        BadPlan{
+            "UnknownHandler",
+            R"({"parallel": {"children": [
                   {"call": {"handler": "value", "args": {"value": 1}}},
                   {"call": {"handler": "value", "args": {"value": 1}}},
                   {"call": {"handler": "slep", "args": {}}}]}})",
-                "plan.parallel.children[2].call.handler: unknown handler \"slep\"; "
-                "known handlers: fail, sleep, value"},
+            "plan.parallel.children[2].call.handler: unknown handler \"slep\"; "
+            "known handlers: fail, sleep, value"},
         BadPlan{"MissingHandler", R"({"call": {}})",
                 "plan.call.handler: missing; name one of fail, sleep, value"},
         BadPlan{"MissingArgument", R"({"call": {"handler": "sleep"}})",
-                "plan.call.args.duration: required by handler \"sleep\" but missing"},
+                "plan.call.args.duration: required by handler \"sleep\" but "
+                "missing"},
         BadPlan{"MistypedArgument",
                 R"({"parallel": {"children": [
                   {"call": {"handler": "value", "args": {"value": 1}}},
@@ -114,24 +119,29 @@ INSTANTIATE_TEST_SUITE_P(
                   {"call": {"handler": "sleep", "args": {"duration": 3}}}]}})",
                 "plan.parallel.children[2].call.args.duration: expected a "
                 "duration string like \"1.5s\", got number"},
-        BadPlan{"NegativeArgument",
-                R"({"call": {"handler": "sleep", "args": {"duration": "-0.5s"}}})",
-                "plan.call.args.duration: must not be negative, got \"-0.5s\""},
+        BadPlan{
+            "NegativeArgument",
+            R"({"call": {"handler": "sleep", "args": {"duration": "-0.5s"}}})",
+            "plan.call.args.duration: must not be negative, got \"-0.5s\""},
         BadPlan{"UnknownCodeName",
                 R"({"call": {"handler": "fail", "args": {"code": "BROKEN"}}})",
                 "plan.call.args.code: \"BROKEN\" is not a status code name"},
-        BadPlan{"UnknownArgument",
-                R"({"call": {"handler": "sleep", "args": {"duration": "1s", "durration": "2s"}}})",
-                "plan.call.args.durration: unknown argument of handler \"sleep\""},
-        BadPlan{"NegativeTimeout",
-                R"({"timeout": "-1s", "call": {"handler": "value", "args": {"value": 1}}})",
-                "plan.timeout: must be a positive duration, got -1s"},
-        BadPlan{"ZeroTimeout",
-                R"({"timeout": "0s", "call": {"handler": "value", "args": {"value": 1}}})",
-                "plan.timeout: must be a positive duration, got 0s"},
-        BadPlan{"LongId",
-                R"({"id": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "call": {"handler": "value", "args": {"value": 1}}})",
-                "plan.id: longer than 128 characters"}),
+        BadPlan{
+            "UnknownArgument",
+            R"({"call": {"handler": "sleep", "args": {"duration": "1s", "durration": "2s"}}})",
+            "plan.call.args.durration: unknown argument of handler \"sleep\""},
+        BadPlan{
+            "NegativeTimeout",
+            R"({"timeout": "-1s", "call": {"handler": "value", "args": {"value": 1}}})",
+            "plan.timeout: must be a positive duration, got -1s"},
+        BadPlan{
+            "ZeroTimeout",
+            R"({"timeout": "0s", "call": {"handler": "value", "args": {"value": 1}}})",
+            "plan.timeout: must be a positive duration, got 0s"},
+        BadPlan{
+            "LongId",
+            R"({"id": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "call": {"handler": "value", "args": {"value": 1}}})",
+            "plan.id: longer than 128 characters"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 std::string Nested(int depth) {
@@ -164,7 +174,8 @@ TEST_F(CompilerTest, PlanOverTheNodeLimitNamesTheLimitAndItsFlag) {
     absl::StrAppend(&children, i ? "," : "",
                     R"({"call": {"handler": "value", "args": {"value": 1}}})");
   }
-  const std::string json = absl::StrCat(R"({"parallel": {"children": [)", children, "]}}");
+  const std::string json =
+      absl::StrCat(R"({"parallel": {"children": [)", children, "]}}");
   EXPECT_THAT(Compile(json),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "plan.parallel.children[9]: the plan has more than 10 "

@@ -67,8 +67,9 @@ TEST_F(InterpreterTest, ParallelEndsWithItsSlowestChildAndMapsValuesById) {
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome_->kind(), weft::v1::NODE_KIND_PARALLEL);
-  EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
-            R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
+  EXPECT_EQ(
+      weft::testing::ToJson(outcome_->value()),
+      R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
   EXPECT_EQ(Since(outcome_->start_time()), absl::ZeroDuration());
   EXPECT_EQ(Since(outcome_->end_time()), absl::Milliseconds(300));
   ASSERT_EQ(outcome_->children_size(), 3);
@@ -87,8 +88,9 @@ TEST_F(InterpreterTest, RootOnlyOutcomeHasTheValueButNoChildren) {
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->children_size(), 0);
-  EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
-            R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
+  EXPECT_EQ(
+      weft::testing::ToJson(outcome_->value()),
+      R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
 }
 
 TEST_F(InterpreterTest, ParallelWithAnUnnamedChildGivesAListInChildOrder) {
@@ -118,14 +120,16 @@ TEST_F(InterpreterTest, FirstFailureCancelsTheSleepingSiblingsAtOnce) {
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_EQ(outcome_->error().code(), "UNAVAILABLE");
-  EXPECT_EQ(outcome_->error().message(), "children[1] \"posts\": posts backend down");
+  EXPECT_EQ(outcome_->error().message(),
+            "children[1] \"posts\": posts backend down");
   EXPECT_EQ(Since(outcome_->end_time()), absl::Milliseconds(100));
   for (int i : {0, 2}) {
     const NodeOutcome& sibling = outcome_->children(i);
     EXPECT_EQ(sibling.state(), weft::v1::NODE_STATE_CANCELLED);
     EXPECT_EQ(sibling.error().code(), "CANCELLED");
-    EXPECT_THAT(sibling.error().message(),
-                HasSubstr("sibling failed: children[1] \"posts\": posts backend down"));
+    EXPECT_THAT(
+        sibling.error().message(),
+        HasSubstr("sibling failed: children[1] \"posts\": posts backend down"));
     EXPECT_EQ(Since(sibling.end_time()), absl::Milliseconds(100));
   }
   EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_FAILED);
@@ -139,7 +143,8 @@ TEST_F(InterpreterTest, NestedFailureNamesEachLevel) {
        {"id": "b", "call": {"handler": "fail", "args": {"code": "NOT_FOUND", "message": "boom"}}}]}}]}})");
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->error().code(), "NOT_FOUND");
-  EXPECT_EQ(outcome_->error().message(), "children[0] \"a\": children[1] \"b\": boom");
+  EXPECT_EQ(outcome_->error().message(),
+            "children[0] \"a\": children[1] \"b\": boom");
 }
 
 TEST_F(InterpreterTest, TimedOutChildIsTimedOutAndFailsItsParent) {
@@ -154,7 +159,8 @@ TEST_F(InterpreterTest, TimedOutChildIsTimedOutAndFailsItsParent) {
   EXPECT_EQ(slow.error().message(), "timed out after 0.100s");
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_EQ(outcome_->error().code(), "DEADLINE_EXCEEDED");
-  EXPECT_EQ(outcome_->error().message(), "children[0] \"slow\": timed out after 0.100s");
+  EXPECT_EQ(outcome_->error().message(),
+            "children[0] \"slow\": timed out after 0.100s");
   EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_CANCELLED);
 }
 
@@ -168,12 +174,14 @@ TEST_F(InterpreterTest, TimedOutParallelCancelsItsChildren) {
   EXPECT_EQ(outcome_->error().message(), "timed out after 0.200s");
   EXPECT_EQ(outcome_->children(0).state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_CANCELLED);
-  EXPECT_EQ(outcome_->children(1).error().message(), "cancelled: timed out after 0.200s");
+  EXPECT_EQ(outcome_->children(1).error().message(),
+            "cancelled: timed out after 0.200s");
   EXPECT_EQ(env_.pending_timers(), 0u);
 }
 
 TEST_F(InterpreterTest, TimeoutThatDoesNotFireLeavesNoTimerBehind) {
-  Start(R"({"timeout": "10s", "call": {"handler": "sleep", "args": {"duration": "0.1s"}}})");
+  Start(
+      R"({"timeout": "10s", "call": {"handler": "sleep", "args": {"duration": "0.1s"}}})");
   env_.AdvanceBy(absl::Milliseconds(100));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
@@ -184,8 +192,9 @@ TEST_F(InterpreterTest, RunDeadlineTimesOutTheRootWithItsMessage) {
   RunOptions options;
   options.deadline = t0_ + absl::Seconds(1);
   options.deadline_message = "the caller's deadline passed";
-  Start(R"({"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "3600s"}}}]}})",
-        options);
+  Start(
+      R"({"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "3600s"}}}]}})",
+      options);
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_TIMED_OUT);
@@ -195,7 +204,9 @@ TEST_F(InterpreterTest, RunDeadlineTimesOutTheRootWithItsMessage) {
 TEST_F(InterpreterTest, RootTimeoutShorterThanTheRunDeadlineWins) {
   RunOptions options;
   options.deadline = t0_ + absl::Seconds(10);
-  Start(R"({"timeout": "1s", "call": {"handler": "sleep", "args": {"duration": "3600s"}}})", options);
+  Start(
+      R"({"timeout": "1s", "call": {"handler": "sleep", "args": {"duration": "3600s"}}})",
+      options);
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->error().message(), "timed out after 1s");
@@ -212,13 +223,15 @@ constexpr char kTree[] = R"({"parallel": {"children": [
 
 void ExpectEveryNodeIs(const NodeOutcome& o, weft::v1::NodeState state,
                        const std::string& message, absl::Time end) {
-  if (o.kind() == weft::v1::NODE_KIND_CALL && o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
+  if (o.kind() == weft::v1::NODE_KIND_CALL &&
+      o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
     return;  // The value call finished before the cancel.
   }
   EXPECT_EQ(o.state(), state) << o.DebugString();
   EXPECT_EQ(o.error().message(), message);
   EXPECT_EQ(ToTime(o.end_time()), end);
-  for (const NodeOutcome& c : o.children()) ExpectEveryNodeIs(c, state, message, end);
+  for (const NodeOutcome& c : o.children())
+    ExpectEveryNodeIs(c, state, message, end);
 }
 
 TEST_F(InterpreterTest, CancellingTheRunReachesEveryLeafAtOnce) {
@@ -272,16 +285,20 @@ std::string MixedTree(int width) {
     std::string leaf;
     switch (i % 4) {
       case 0:
-        leaf = absl::StrCat(R"({"call": {"handler": "sleep", "args": {"duration": "0.00)", i % 10, R"(s"}}})");
+        leaf = absl::StrCat(
+            R"({"call": {"handler": "sleep", "args": {"duration": "0.00)",
+            i % 10, R"(s"}}})");
         break;
       case 1:
-        leaf = R"({"timeout": "0.001s", "call": {"handler": "sleep", "args": {"duration": "10s"}}})";
+        leaf =
+            R"({"timeout": "0.001s", "call": {"handler": "sleep", "args": {"duration": "10s"}}})";
         break;
       case 2:
         leaf = R"({"call": {"handler": "value", "args": {"value": 1}}})";
         break;
       default:
-        leaf = R"({"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "0.003s"}}}, {"call": {"handler": "value", "args": {"value": 2}}}]}})";
+        leaf =
+            R"({"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "0.003s"}}}, {"call": {"handler": "value", "args": {"value": 2}}}]}})";
     }
     absl::StrAppend(&children, i ? "," : "", leaf);
   }
@@ -295,7 +312,8 @@ TEST_P(InterpreterThreadsTest, EveryNodeStartsAndEndsExactlyOnce) {
   handlers::RegisterBuiltinHandlers(registry);
   engine::EventLoop loop(GetParam());
   for (int round = 0; round < 20; ++round) {
-    auto plan = plan::Compile(PlanFromJson(MixedTree(40)), "plan", registry, Limits());
+    auto plan =
+        plan::Compile(PlanFromJson(MixedTree(40)), "plan", registry, Limits());
     ASSERT_TRUE(plan.ok());
     std::shared_ptr<const CompiledPlan> compiled = *std::move(plan);
     CountingObserver observer(compiled->nodes().size());
@@ -320,18 +338,21 @@ TEST_P(InterpreterThreadsTest, EveryNodeStartsAndEndsExactlyOnce) {
   }
 }
 
-TEST_P(InterpreterThreadsTest, TenThousandSleepingLeavesRunOnAFixedSetOfThreads) {
+TEST_P(InterpreterThreadsTest,
+       TenThousandSleepingLeavesRunOnAFixedSetOfThreads) {
   handlers::HandlerRegistry registry;
   handlers::RegisterBuiltinHandlers(registry);
   engine::EventLoop loop(GetParam());
   std::string children;
   for (int i = 0; i < 10'000; ++i) {
-    absl::StrAppend(&children, i ? "," : "",
-                    R"({"call": {"handler": "sleep", "args": {"duration": "0.2s", "value": 1}}})");
+    absl::StrAppend(
+        &children, i ? "," : "",
+        R"({"call": {"handler": "sleep", "args": {"duration": "0.2s", "value": 1}}})");
   }
-  auto plan = plan::Compile(
-      PlanFromJson(absl::StrCat(R"({"parallel": {"children": [)", children, "]}}")),
-      "plan", registry, Limits{.max_plan_nodes = 10'001});
+  auto plan =
+      plan::Compile(PlanFromJson(absl::StrCat(R"({"parallel": {"children": [)",
+                                              children, "]}}")),
+                    "plan", registry, Limits{.max_plan_nodes = 10'001});
   ASSERT_TRUE(plan.ok()) << plan.status();
   const int threads = engine::testing::ThreadCount();
   weft::testing::Notification done;
@@ -344,14 +365,16 @@ TEST_P(InterpreterThreadsTest, TenThousandSleepingLeavesRunOnAFixedSetOfThreads)
     done.Notify();
   });
   EXPECT_EQ(engine::testing::ThreadCount(), threads);
-  EXPECT_EQ(loop.pending_timers(), 10'000u);  // Waiting leaves hold timers, not threads.
+  EXPECT_EQ(loop.pending_timers(),
+            10'000u);  // Waiting leaves hold timers, not threads.
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
   EXPECT_EQ(engine::testing::ThreadCount(), threads);
   EXPECT_EQ(outcome.state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome.value().list_value().values_size(), 10'000);
 }
 
-INSTANTIATE_TEST_SUITE_P(Threads, InterpreterThreadsTest, ::testing::Values(1, 2, 4));
+INSTANTIATE_TEST_SUITE_P(Threads, InterpreterThreadsTest,
+                         ::testing::Values(1, 2, 4));
 
 }  // namespace
 }  // namespace weft::plan

@@ -10,7 +10,8 @@ namespace {
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
-HealthCheckResponse::ServingStatus Check(ServerFixture& f, const std::string& service,
+HealthCheckResponse::ServingStatus Check(ServerFixture& f,
+                                         const std::string& service,
                                          grpc::Status* status = nullptr) {
   grpc::ClientContext context;
   HealthCheckRequest request;
@@ -32,7 +33,8 @@ TEST(HealthServiceTest, UnknownServiceIsNotFound) {
   grpc::Status s;
   Check(f, "nope.Service", &s);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("unknown service \"nope.Service\""));
+  EXPECT_THAT(s.error_message(),
+              ::testing::HasSubstr("unknown service \"nope.Service\""));
 }
 
 TEST(HealthServiceTest, WatchSeesEachChangeAndEndsAtShutdown) {

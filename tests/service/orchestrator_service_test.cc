@@ -14,9 +14,9 @@ namespace weft::testing {
 namespace {
 
 using ::testing::HasSubstr;
-using weft::v1::NodeOutcome;
 using ::weft::testing::DeepArgsBytes;
 using ::weft::testing::DeepPlanBytes;
+using weft::v1::NodeOutcome;
 using weft::v1::RunResponse;
 
 absl::Time ToTime(const google::protobuf::Timestamp& t) {
@@ -36,8 +36,9 @@ TEST(OrchestratorServiceTest, RunsTheDashboardPlanWithItsChildrenAtOnce) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   const NodeOutcome& root = response.outcome();
   EXPECT_EQ(root.state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(ToJson(root.value()),
-            R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
+  EXPECT_EQ(
+      ToJson(root.value()),
+      R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
   ASSERT_EQ(root.children_size(), 3);
   // The two sleeps overlapped: each started before the other ended.
   const NodeOutcome& user = root.children(0);
@@ -46,15 +47,19 @@ TEST(OrchestratorServiceTest, RunsTheDashboardPlanWithItsChildrenAtOnce) {
   EXPECT_LT(ToTime(posts.start_time()), ToTime(user.end_time()));
   // The root ended with its slowest child, and the sleeps took their time.
   EXPECT_GE(ToTime(root.end_time()), ToTime(user.end_time()));
-  EXPECT_GE(ToTime(user.end_time()) - ToTime(user.start_time()), absl::Milliseconds(300));
+  EXPECT_GE(ToTime(user.end_time()) - ToTime(user.start_time()),
+            absl::Milliseconds(300));
 }
 
 TEST(OrchestratorServiceTest, RootOnlyDetailBuildsNoChildren) {
   ServerFixture f;
   RunResponse response;
-  ASSERT_TRUE(f.Run(R"({"detail": "OUTCOME_DETAIL_ROOT", "plan": {"parallel": {"children": [
+  ASSERT_TRUE(
+      f.Run(
+           R"({"detail": "OUTCOME_DETAIL_ROOT", "plan": {"parallel": {"children": [
       {"id": "a", "call": {"handler": "value", "args": {"value": 1}}}]}}})",
-                    &response).ok());
+           &response)
+          .ok());
   EXPECT_EQ(response.outcome().children_size(), 0);
   EXPECT_EQ(ToJson(response.outcome().value()), R"({"a":1})");
 }
@@ -95,8 +100,12 @@ TEST_P(BadRequestTest, GetsInvalidArgumentNamingThePathAndTheServerStaysUp) {
   grpc::Status s = fixture_->Run(GetParam().json, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr(GetParam().message));
-  ASSERT_TRUE(fixture_->Run(R"({"plan": {"call": {"handler": "value", "args": {"value": 1}}}})",
-                            &response).ok());
+  ASSERT_TRUE(
+      fixture_
+          ->Run(
+              R"({"plan": {"call": {"handler": "value", "args": {"value": 1}}}})",
+              &response)
+          .ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -105,37 +114,44 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"NoPlan", R"({})", "plan: missing; a request needs a plan"},
         BadRequest{"NodeWithNoKind", R"({"plan": {"id": "x"}})",
                    "plan: the node has no kind; set one of call, parallel"},
-        BadRequest{"EmptyParallel", R"({"plan": {"parallel": {"children": []}}})",
-                   "plan.parallel.children: a parallel needs at least one child"},
+        BadRequest{
+            "EmptyParallel", R"({"plan": {"parallel": {"children": []}}})",
+            "plan.parallel.children: a parallel needs at least one child"},
         BadRequest{"DuplicateIds",
                    R"({"plan": {"parallel": {"children": [
                      {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
                      {"id": "a", "call": {"handler": "value", "args": {"value": 2}}}]}}})",
                    "plan.parallel.children[1].id: duplicate id \"a\""},
-        BadRequest{"UnknownHandler",
-                   R"({"plan": {"parallel": {"children": [
+        BadRequest{
+            "UnknownHandler",
+            R"({"plan": {"parallel": {"children": [
                      {"call": {"handler": "value", "args": {"value": 1}}},
                      {"call": {"handler": "value", "args": {"value": 1}}},
                      {"call": {"handler": "nope"}}]}}})",
-                   "plan.parallel.children[2].call.handler: unknown handler \"nope\""},
+            "plan.parallel.children[2].call.handler: unknown handler \"nope\""},
         BadRequest{"MissingArgument",
                    R"({"plan": {"call": {"handler": "sleep", "args": {}}}})",
-                   "plan.call.args.duration: required by handler \"sleep\" but missing"},
+                   "plan.call.args.duration: required by handler \"sleep\" but "
+                   "missing"},
         BadRequest{"MistypedArgument",
                    R"({"plan": {"parallel": {"children": [
                      {"call": {"handler": "value", "args": {"value": 1}}},
                      {"call": {"handler": "value", "args": {"value": 1}}},
                      {"call": {"handler": "sleep", "args": {"duration": true}}}]}}})",
-                   "plan.parallel.children[2].call.args.duration: expected a duration"},
-        BadRequest{"NegativeArgument",
-                   R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "-2s"}}}})",
-                   "plan.call.args.duration: must not be negative"},
-        BadRequest{"UnknownCodeName",
-                   R"({"plan": {"call": {"handler": "fail", "args": {"code": "UNAVAILBLE"}}}})",
-                   "plan.call.args.code: \"UNAVAILBLE\" is not a status code name"},
-        BadRequest{"NegativeTimeout",
-                   R"({"plan": {"timeout": "-1s", "call": {"handler": "value", "args": {"value": 1}}}})",
-                   "plan.timeout: must be a positive duration"}),
+                   "plan.parallel.children[2].call.args.duration: expected a "
+                   "duration"},
+        BadRequest{
+            "NegativeArgument",
+            R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "-2s"}}}})",
+            "plan.call.args.duration: must not be negative"},
+        BadRequest{
+            "UnknownCodeName",
+            R"({"plan": {"call": {"handler": "fail", "args": {"code": "UNAVAILBLE"}}}})",
+            "plan.call.args.code: \"UNAVAILBLE\" is not a status code name"},
+        BadRequest{
+            "NegativeTimeout",
+            R"({"plan": {"timeout": "-1s", "call": {"handler": "value", "args": {"value": 1}}}})",
+            "plan.timeout: must be a positive duration"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Sends raw request bytes to Run, bypassing client-side parsers and limits.
@@ -177,8 +193,9 @@ TEST(OrchestratorServiceTest, PlanOverTheDepthLimitNamesTheFlag) {
   RunResponse response;
   grpc::Status s = f.Run(Nested(33), &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(s.error_message(),
-              HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
+  EXPECT_THAT(
+      s.error_message(),
+      HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
 }
 
 TEST(OrchestratorServiceTest, PlanDeeperThanProtobufParsesStillNamesTheFlag) {
@@ -187,9 +204,11 @@ TEST(OrchestratorServiceTest, PlanDeeperThanProtobufParsesStillNamesTheFlag) {
   // 100, which without care gRPC answers with a bare INTERNAL.
   grpc::Status s = RunRaw(f, DeepPlanBytes(300));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(
+      s.error_message(),
+      HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
   EXPECT_THAT(s.error_message(),
-              HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
-  EXPECT_THAT(s.error_message(), ::testing::StartsWith("plan.parallel.children[0]."));
+              ::testing::StartsWith("plan.parallel.children[0]."));
   RunResponse response;
   ASSERT_TRUE(f.Run(Nested(2), &response).ok());
 }
@@ -198,7 +217,8 @@ TEST(OrchestratorServiceTest, ArgumentsNestedTooDeeplyAreNamed) {
   ServerFixture f;
   grpc::Status s = RunRaw(f, DeepArgsBytes(200));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(s.error_message(), HasSubstr("plan.call.args: arguments nested deeper"));
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("plan.call.args: arguments nested deeper"));
 }
 
 TEST(OrchestratorServiceTest, PlanOverTheNodeLimitNamesTheFlag) {
@@ -212,7 +232,8 @@ TEST(OrchestratorServiceTest, PlanOverTheNodeLimitNamesTheFlag) {
   }
   RunResponse response;
   grpc::Status s = f.Run(
-      absl::StrCat(R"({"plan": {"parallel": {"children": [)", children, "]}}}"), &response);
+      absl::StrCat(R"({"plan": {"parallel": {"children": [)", children, "]}}}"),
+      &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(),
               HasSubstr("more than 100 nodes, the limit (--max_plan_nodes)"));
@@ -222,7 +243,8 @@ TEST(OrchestratorServiceTest, BytesThatAreNotARequestAreInvalidArgument) {
   ServerFixture f;
   grpc::Status s = RunRaw(f, std::string("\x0a\xff\xff\xff\xff\x0f garbage"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(s.error_message(), HasSubstr("not a valid weft.v1.RunRequest message"));
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("not a valid weft.v1.RunRequest message"));
 }
 
 TEST(OrchestratorServiceTest, RequestOverTheMessageLimitIsRefused) {
@@ -230,9 +252,11 @@ TEST(OrchestratorServiceTest, RequestOverTheMessageLimitIsRefused) {
   options.max_message_bytes = 1024;
   ServerFixture f(options);
   RunResponse response;
-  grpc::Status s = f.Run(absl::StrCat(R"({"plan": {"call": {"handler": "value", "args": {"value": ")",
-                                      std::string(2000, 'x'), R"("}}}})"),
-                         &response);
+  grpc::Status s =
+      f.Run(absl::StrCat(
+                R"({"plan": {"call": {"handler": "value", "args": {"value": ")",
+                std::string(2000, 'x'), R"("}}}})"),
+            &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
@@ -256,43 +280,51 @@ struct AsyncRun {
 constexpr char kLongSleep[] =
     R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "3600s"}}}})";
 
-TEST(OrchestratorServiceTest, RunsBeyondTheActiveLimitGetResourceExhaustedWithARetryDelay) {
+TEST(OrchestratorServiceTest,
+     RunsBeyondTheActiveLimitGetResourceExhaustedWithARetryDelay) {
   service::ServerOptions options;
   options.orchestrator.max_active_runs = 2;
   ServerFixture f(options);
   AsyncRun a, b;
   a.Start(f.orchestrator(), kLongSleep);
   b.Start(f.orchestrator(), kLongSleep);
-  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
+  ASSERT_TRUE(
+      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
 
   grpc::ClientContext context;
   RunResponse response;
   grpc::Status s = f.orchestrator().Run(
       &context, FromJson<weft::v1::RunRequest>(kLongSleep), &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_THAT(s.error_message(),
-              HasSubstr("too many runs in flight: 2 of at most 2 (--max_active_runs); "
-                        "retry after 1s"));
-  auto pushback = context.GetServerTrailingMetadata().find("grpc-retry-pushback-ms");
+  EXPECT_THAT(
+      s.error_message(),
+      HasSubstr("too many runs in flight: 2 of at most 2 (--max_active_runs); "
+                "retry after 1s"));
+  auto pushback =
+      context.GetServerTrailingMetadata().find("grpc-retry-pushback-ms");
   ASSERT_NE(pushback, context.GetServerTrailingMetadata().end());
-  EXPECT_EQ(std::string(pushback->second.data(), pushback->second.size()), "1000");
+  EXPECT_EQ(std::string(pushback->second.data(), pushback->second.size()),
+            "1000");
 
   a.context.TryCancel();
   b.context.TryCancel();
   ASSERT_TRUE(a.done.WaitForNotificationWithTimeout(kWait));
   ASSERT_TRUE(b.done.WaitForNotificationWithTimeout(kWait));
-  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+  ASSERT_TRUE(
+      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
 }
 
 TEST(OrchestratorServiceTest, CallerCancelStopsThePlanAndFreesItsSlot) {
   ServerFixture f;
   AsyncRun run;
   run.Start(f.orchestrator(), kLongSleep);
-  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 1; }));
+  ASSERT_TRUE(
+      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 1; }));
   run.context.TryCancel();
   ASSERT_TRUE(run.done.WaitForNotificationWithTimeout(kWait));
   EXPECT_EQ(run.status.error_code(), grpc::StatusCode::CANCELLED);
-  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+  ASSERT_TRUE(
+      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
 }
 
 TEST(OrchestratorServiceTest, CallerDeadlineBoundsThePlan) {
@@ -300,7 +332,8 @@ TEST(OrchestratorServiceTest, CallerDeadlineBoundsThePlan) {
   RunResponse response;
   grpc::Status s = f.Run(kLongSleep, &response, absl::Milliseconds(200));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+  ASSERT_TRUE(
+      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
 }
 
 TEST(OrchestratorServiceTest, RunWithoutDeadlineIsBoundedByMaxRunDuration) {
@@ -317,13 +350,16 @@ TEST(OrchestratorServiceTest, RunWithoutDeadlineIsBoundedByMaxRunDuration) {
                         "deadline (--max_run_duration)"));
 }
 
-TEST(OrchestratorServiceTest, ShutdownLetsRunsFinishWithinGraceThenCancelsTheRest) {
+TEST(OrchestratorServiceTest,
+     ShutdownLetsRunsFinishWithinGraceThenCancelsTheRest) {
   ServerFixture f;
   AsyncRun quick, slow;
-  quick.Start(f.orchestrator(),
-              R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "0.5s", "value": "done"}}}})");
+  quick.Start(
+      f.orchestrator(),
+      R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "0.5s", "value": "done"}}}})");
   slow.Start(f.orchestrator(), kLongSleep);
-  ASSERT_TRUE(f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
+  ASSERT_TRUE(
+      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
 
   service::ShutdownReport report;
   std::thread stopper([&] { report = f.server().Shutdown(absl::Seconds(3)); });
@@ -333,7 +369,8 @@ TEST(OrchestratorServiceTest, ShutdownLetsRunsFinishWithinGraceThenCancelsTheRes
     grpc::ClientContext context;
     grpc::health::v1::HealthCheckResponse response;
     f.health().Check(&context, {}, &response);
-    return response.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+    return response.status() ==
+           grpc::health::v1::HealthCheckResponse::NOT_SERVING;
   }));
   RunResponse refused;
   grpc::Status s = f.Run(kLongSleep, &refused);
@@ -353,6 +390,33 @@ TEST(OrchestratorServiceTest, ShutdownLetsRunsFinishWithinGraceThenCancelsTheRes
   stopper.join();
   EXPECT_EQ(report.runs_in_flight, 2);
   EXPECT_EQ(report.runs_cancelled, 1);
+}
+
+TEST(OrchestratorServiceTest, EndingTheGracePeriodCancelsRunsAtOnce) {
+  ServerFixture f;
+  AsyncRun slow;
+  slow.Start(f.orchestrator(), kLongSleep);
+  ASSERT_TRUE(
+      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 1; }));
+  Notification stopped;
+  std::thread stopper([&] {
+    f.server().Shutdown(absl::Hours(1));
+    stopped.Notify();
+  });
+  ASSERT_TRUE(f.WaitFor([&] {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckResponse response;
+    f.health().Check(&context, {}, &response);
+    return response.status() ==
+           grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  }));
+  EXPECT_FALSE(stopped.HasBeenNotified());
+  f.server().EndGracePeriod();  // What weftd does on a second signal.
+  ASSERT_TRUE(slow.done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(slow.response.outcome().state(), weft::v1::NODE_STATE_CANCELLED);
+  EXPECT_EQ(slow.response.outcome().error().message(), "server shutting down");
+  ASSERT_TRUE(stopped.WaitForNotificationWithTimeout(kWait));
+  stopper.join();
 }
 
 TEST(OrchestratorServiceTest, ListHandlersDescribesEachHandlerAndItsArguments) {

@@ -40,8 +40,10 @@ TEST(RequestParserTest, PlanTooDeepToParseNamesTheLimitAndWhereItIsCrossed) {
         << depth;
     // The path counts 33 plan nodes: the root and 32 children[0].
     std::string expected = "plan";
-    for (int i = 0; i < 32; ++i) absl::StrAppend(&expected, ".parallel.children[0]");
-    EXPECT_THAT(std::string(s.message()), ::testing::StartsWith(expected + ":"));
+    for (int i = 0; i < 32; ++i)
+      absl::StrAppend(&expected, ".parallel.children[0]");
+    EXPECT_THAT(std::string(s.message()),
+                ::testing::StartsWith(expected + ":"));
   }
 }
 
@@ -49,9 +51,10 @@ TEST(RequestParserTest, TruncatedBytesAreNotAValidRequest) {
   std::string bytes = DeepPlanBytes(3);
   bytes.resize(bytes.size() - 2);
   weft::v1::RunRequest request;
-  EXPECT_THAT(ParseRequestBytes(bytes, 32, &request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       "the request is not a valid weft.v1.RunRequest message"));
+  EXPECT_THAT(
+      ParseRequestBytes(bytes, 32, &request),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "the request is not a valid weft.v1.RunRequest message"));
 }
 
 TEST(RequestParserTest, RepeatedSiblingsAreCountedInThePath) {
@@ -65,8 +68,9 @@ TEST(RequestParserTest, RepeatedSiblingsAreCountedInThePath) {
   for (int i = 0; i < 200; ++i) node = node->mutable_parallel()->add_children();
   weft::v1::RunRequest parsed;
   absl::Status s = ParseRequestBytes(request.SerializeAsString(), 32, &parsed);
-  EXPECT_THAT(std::string(s.message()),
-              ::testing::StartsWith("plan.parallel.children[2].parallel.children[0]"));
+  EXPECT_THAT(
+      std::string(s.message()),
+      ::testing::StartsWith("plan.parallel.children[2].parallel.children[0]"));
 }
 
 TEST(RequestParserTest, ArgumentsTooDeepToParseAreNamed) {

@@ -28,20 +28,22 @@ class ServerFixture {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetMaxSendMessageSize(-1);
-    channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+    channel_ = grpc::CreateCustomChannel(
+        address_, grpc::InsecureChannelCredentials(), args);
     orchestrator_ = weft::v1::Orchestrator::NewStub(channel_);
     health_ = grpc::health::v1::Health::NewStub(channel_);
   }
 
   // Runs `request_json` (a RunRequest in JSON) and returns the RPC status.
-  grpc::Status Run(absl::string_view request_json, weft::v1::RunResponse* response,
+  grpc::Status Run(absl::string_view request_json,
+                   weft::v1::RunResponse* response,
                    absl::Duration timeout = absl::ZeroDuration()) {
     grpc::ClientContext context;
     if (timeout > absl::ZeroDuration()) {
       context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     }
-    return orchestrator_->Run(&context, FromJson<weft::v1::RunRequest>(request_json),
-                              response);
+    return orchestrator_->Run(
+        &context, FromJson<weft::v1::RunRequest>(request_json), response);
   }
 
   // Waits until `condition` holds; false if it never did within kWait.

@@ -20,7 +20,8 @@ inline std::string DeepPlanBytes(int depth) {
     node = node->mutable_parallel()->add_children();
   }
   node->mutable_call()->set_handler("value");
-  (*node->mutable_call()->mutable_args()->mutable_fields())["value"].set_number_value(1);
+  (*node->mutable_call()->mutable_args()->mutable_fields())["value"]
+      .set_number_value(1);
   return request.SerializeAsString();
 }
 
@@ -29,7 +30,8 @@ inline std::string DeepArgsBytes(int depth) {
   weft::v1::RunRequest request;
   weft::v1::CallNode* call = request.mutable_plan()->mutable_call();
   call->set_handler("value");
-  google::protobuf::Value* v = &(*call->mutable_args()->mutable_fields())["value"];
+  google::protobuf::Value* v =
+      &(*call->mutable_args()->mutable_fields())["value"];
   for (int i = 0; i < depth; ++i) v = v->mutable_list_value()->add_values();
   v->set_number_value(1);
   return request.SerializeAsString();

@@ -1,6 +1,6 @@
 // Small local status matchers (Debian's Abseil ships none):
-//   EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x")));
-//   EXPECT_THAT(result, IsOk());
+//   EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
+//   HasSubstr("x"))); EXPECT_THAT(result, IsOk());
 
 #ifndef WEFT_TESTS_TESTING_STATUS_MATCHERS_H_
 #define WEFT_TESTS_TESTING_STATUS_MATCHERS_H_

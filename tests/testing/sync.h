@@ -38,7 +38,9 @@ class Notification {
     }
     return true;
   }
-  void WaitForNotification() const { WaitForNotificationWithTimeout(absl::InfiniteDuration()); }
+  void WaitForNotification() const {
+    WaitForNotificationWithTimeout(absl::InfiniteDuration());
+  }
 
  private:
   mutable engine::Mutex mu_;
