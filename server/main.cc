@@ -28,6 +28,9 @@ ABSL_FLAG(int, max_plan_nodes, 10'000, "Most nodes a plan may have.");
 ABSL_FLAG(int, max_plan_depth, 32, "Deepest a plan may nest (1 to 256).");
 ABSL_FLAG(int, max_message_bytes, 4 << 20,
           "Largest request accepted, in bytes.");
+ABSL_FLAG(int, max_outcome_bytes, 64 << 20,
+          "Largest outcome a Run returns, in bytes; larger ones get "
+          "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_active_runs, 1000,
           "Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
   orch.limits.max_plan_nodes = absl::GetFlag(FLAGS_max_plan_nodes);
   orch.limits.max_plan_depth = absl::GetFlag(FLAGS_max_plan_depth);
   orch.max_active_runs = absl::GetFlag(FLAGS_max_active_runs);
+  orch.max_outcome_bytes = absl::GetFlag(FLAGS_max_outcome_bytes);
   orch.max_run_duration = absl::GetFlag(FLAGS_max_run_duration);
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
 
@@ -103,6 +107,7 @@ int main(int argc, char** argv) {
   }
   CheckPositive("max_message_bytes", options.max_message_bytes);
   CheckPositive("max_active_runs", orch.max_active_runs);
+  CheckPositive("max_outcome_bytes", orch.max_outcome_bytes);
   CheckPositive("event_loop_threads", options.event_loop_threads);
   if (orch.max_run_duration <= absl::ZeroDuration()) {
     Die("--max_run_duration must be positive");
@@ -126,6 +131,7 @@ int main(int argc, char** argv) {
             << " max_plan_nodes=" << orch.limits.max_plan_nodes
             << " max_plan_depth=" << orch.limits.max_plan_depth
             << " max_message_bytes=" << options.max_message_bytes
+            << " max_outcome_bytes=" << orch.max_outcome_bytes
             << " max_run_duration="
             << weft::handlers::FormatJsonDuration(orch.max_run_duration)
             << " shutdown_grace=" << weft::handlers::FormatJsonDuration(grace)

@@ -77,13 +77,16 @@ bool CancelState::Cancel(absl::Status reason, bool from_parent) {
     link->next->prev = link->prev;
     CancellationCallback* cb = link->owner;
     cb->registered_ = false;
-    // Move the function out, so the callback may be destroyed by its own
-    // function (or by another thread once this one is done with it).
-    CancellationCallback::Fn fn = std::move(cb->fn_);
     running_ = cb;
     running_thread_ = std::this_thread::get_id();
-    mu_.Unlock();
-    std::move(fn)(r);
+    {
+      // Move the function out, so the callback may be destroyed by its own
+      // function (or by another thread once this one is done with it), and
+      // destroy it before locking again: what it holds may use this scope.
+      CancellationCallback::Fn fn = std::move(cb->fn_);
+      mu_.Unlock();
+      std::move(fn)(r);
+    }
     mu_.Lock();
     running_ = nullptr;
     running_done_.SignalAll();

@@ -52,6 +52,10 @@ void ManualEnv::AdvanceTo(absl::Time t) {
         if (now_ < t) now_ = t;
         break;
       }
+      if (timers_.empty()) {
+        if (now_ < t) now_ = t;
+        break;
+      }
       if (timers_.earliest() > now_) now_ = timers_.earliest();
       timers_.PopOne(now_, &fn);
     }

@@ -54,6 +54,19 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
 
   void Start(grpc::CallbackServerContext* context,
              const grpc::ByteBuffer* request) {
+    // Admission first: when the server is full or shutting down, say so
+    // before spending time on the request.
+    if (absl::Status s = service_->Admit(&run_id_, &source_); !s.ok()) {
+      if (s.code() == absl::StatusCode::kResourceExhausted) {
+        context->AddTrailingMetadata("grpc-retry-pushback-ms",
+                                     std::to_string(absl::ToInt64Milliseconds(
+                                         service_->options_.retry_after)));
+      }
+      Finish(ToGrpc(s));
+      return;
+    }
+    admitted_ = true;  // OnDone releases the slot, whatever happens next.
+
     weft::v1::RunRequest req;
     if (absl::Status s = ParseRequest(
             *request, service_->options_.limits.max_plan_depth, &req);
@@ -70,34 +83,24 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
       Finish(ToGrpc(compiled.status()));
       return;
     }
-    if (absl::Status s = service_->Admit(&run_id_, &source_); !s.ok()) {
-      if (s.code() == absl::StatusCode::kResourceExhausted) {
-        context->AddTrailingMetadata("grpc-retry-pushback-ms",
-                                     std::to_string(absl::ToInt64Milliseconds(
-                                         service_->options_.retry_after)));
-      }
-      Finish(ToGrpc(s));
-      return;
-    }
-    admitted_ = true;
 
     plan::RunOptions options;
     options.env = &service_->env_;
     options.token = source_.token();
     options.root_only = root_only;
-    const absl::Time now = service_->env_.Now();
-    const absl::Time caller_deadline = absl::FromChrono(context->deadline());
-    options.deadline = now + service_->options_.max_run_duration;
-    options.deadline_message = absl::StrCat(
-        "the run took longer than ",
-        handlers::FormatJsonDuration(service_->options_.max_run_duration),
-        ", the limit for a call without a deadline (--max_run_duration)");
-    if (caller_deadline < options.deadline) {
-      // The caller will see DEADLINE_EXCEEDED from gRPC at that moment; the
+    if (context->deadline() == std::chrono::system_clock::time_point::max()) {
+      options.deadline =
+          service_->env_.Now() + service_->options_.max_run_duration;
+      options.deadline_message = absl::StrCat(
+          "the run took longer than ",
+          handlers::FormatJsonDuration(service_->options_.max_run_duration),
+          ", the limit for a call without a deadline (--max_run_duration)");
+    } else {
+      // The caller sees DEADLINE_EXCEEDED from gRPC at that moment; the
       // plan stops with it.
-      options.deadline = caller_deadline;
+      caller_deadline_ = absl::FromChrono(context->deadline());
+      options.deadline = caller_deadline_;
       options.deadline_message = "the caller's deadline passed";
-      caller_deadline_ = caller_deadline;
     }
     plan::Execute(*std::move(compiled), std::move(options),
                   [this](weft::v1::NodeOutcome outcome) {
@@ -105,9 +108,13 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
                   });
   }
 
+  // gRPC calls this when the caller cancels or disconnects, and when the
+  // caller's deadline passes.
   void OnCancel() override {
     caller_cancelled_.store(true, std::memory_order_release);
-    source_.Cancel(absl::CancelledError("the caller cancelled the run"));
+    source_.Cancel(absl::CancelledError(
+        "the call ended: the caller cancelled it, went away, or its deadline "
+        "passed"));
   }
 
   void OnDone() override {
@@ -119,8 +126,8 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   void OnOutcome(weft::v1::NodeOutcome outcome) {
     // A caller that has gone gets a status, not an outcome it cannot read.
     if (caller_cancelled_.load(std::memory_order_acquire)) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                          "the caller cancelled the run"));
+      Finish(
+          grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
       return;
     }
     if (outcome.state() == weft::v1::NODE_STATE_TIMED_OUT &&
@@ -131,9 +138,20 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     }
     weft::v1::RunResponse response;
     *response.mutable_outcome() = std::move(outcome);
+    // Full outcomes repeat each value in every enclosing parallel, so a
+    // small request can ask for a large answer: bound it.
+    const size_t size = response.ByteSizeLong();
+    if (size > static_cast<size_t>(service_->options_.max_outcome_bytes)) {
+      Finish(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("the outcome is ", size, " bytes, over the limit of ",
+                       service_->options_.max_outcome_bytes,
+                       " (--max_outcome_bytes); ask for OUTCOME_DETAIL_ROOT "
+                       "or return smaller values")));
+      return;
+    }
     // Deterministic, so a value's object keys come out sorted and the same
     // plan always prints the same way.
-    const size_t size = response.ByteSizeLong();
     {
       grpc::ProtoBufferWriter writer(response_,
                                      grpc::kProtoBufferWriterMaxBufferLength,

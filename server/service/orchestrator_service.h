@@ -34,6 +34,9 @@ struct OrchestratorOptions {
   absl::Duration max_run_duration = absl::Minutes(10);
   // Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.
   int max_active_runs = 1000;
+  // Largest serialized outcome a Run returns (at most 2^31 - 1, gRPC's
+  // limit); a larger one gets RESOURCE_EXHAUSTED.
+  int max_outcome_bytes = 64 << 20;
   // What RESOURCE_EXHAUSTED tells the caller to wait before retrying.
   absl::Duration retry_after = absl::Seconds(1);
 };

@@ -128,6 +128,29 @@ TEST(CancellationTest, CallbackMayDestroyItselfFromItsFunction) {
   EXPECT_FALSE(cb->has_value());
 }
 
+// What a callback's function holds may use the scope when it is destroyed
+// (here it reads the reason): that must not deadlock on the scope's lock.
+TEST(CancellationTest, FunctionStateMayUseTheScopeWhenDestroyed) {
+  CancellationSource source;
+  struct ReadsReasonOnDestruction {
+    CancellationToken token;
+    absl::Status* seen;
+    ~ReadsReasonOnDestruction() {
+      if (seen != nullptr) *seen = token.reason();
+    }
+    ReadsReasonOnDestruction(CancellationToken t, absl::Status* s)
+        : token(std::move(t)), seen(s) {}
+    ReadsReasonOnDestruction(ReadsReasonOnDestruction&& o) noexcept
+        : token(o.token), seen(std::exchange(o.seen, nullptr)) {}
+  };
+  absl::Status seen;
+  CancellationCallback cb(source.token(),
+                          [holder = ReadsReasonOnDestruction(
+                               source.token(), &seen)](const absl::Status&) {});
+  source.Cancel(absl::CancelledError("bye"));
+  EXPECT_EQ(seen, absl::CancelledError("bye"));
+}
+
 TEST(CancellationTest, DestroyingACallbackWaitsForItsRunningFunction) {
   CancellationSource source;
   weft::testing::Notification running;

@@ -43,6 +43,15 @@ TEST(ManualEnvTest, TimerScheduledByATimerRunsInTheSameAdvance) {
   EXPECT_EQ(inner_ran, t0 + absl::Seconds(2));
 }
 
+TEST(ManualEnvTest, AdvancingWithNoTimersJustMovesTheClock) {
+  ManualEnv env;
+  const absl::Time t0 = env.Now();
+  env.AdvanceBy(absl::Hours(1));
+  EXPECT_EQ(env.Now(), t0 + absl::Hours(1));
+  env.AdvanceTo(absl::InfiniteFuture());
+  EXPECT_EQ(env.Now(), absl::InfiniteFuture());
+}
+
 TEST(ManualEnvTest, CancelledTimerNeverRuns) {
   ManualEnv env;
   bool ran = false;

@@ -347,7 +347,7 @@ TEST_P(InterpreterThreadsTest,
   for (int i = 0; i < 10'000; ++i) {
     absl::StrAppend(
         &children, i ? "," : "",
-        R"({"call": {"handler": "sleep", "args": {"duration": "0.2s", "value": 1}}})");
+        R"({"call": {"handler": "sleep", "args": {"duration": "3600s"}}})");
   }
   auto plan =
       plan::Compile(PlanFromJson(absl::StrCat(R"({"parallel": {"children": [)",
@@ -357,20 +357,27 @@ TEST_P(InterpreterThreadsTest,
   const int threads = engine::testing::ThreadCount();
   weft::testing::Notification done;
   NodeOutcome outcome;
+  engine::CancellationSource source;
   RunOptions options;
   options.env = &loop;
-  options.root_only = true;
+  options.token = source.token();
   Execute(*std::move(plan), options, [&](NodeOutcome o) {
     outcome = std::move(o);
     done.Notify();
   });
+  // Every leaf is waiting: each holds a timer, none holds a thread.
+  EXPECT_EQ(loop.pending_timers(), 10'000u);
   EXPECT_EQ(engine::testing::ThreadCount(), threads);
-  EXPECT_EQ(loop.pending_timers(),
-            10'000u);  // Waiting leaves hold timers, not threads.
+  EXPECT_FALSE(done.HasBeenNotified());
+  source.Cancel(absl::CancelledError("enough"));
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
   EXPECT_EQ(engine::testing::ThreadCount(), threads);
-  EXPECT_EQ(outcome.state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(outcome.value().list_value().values_size(), 10'000);
+  EXPECT_EQ(loop.pending_timers(), 0u);
+  EXPECT_EQ(outcome.state(), weft::v1::NODE_STATE_CANCELLED);
+  ASSERT_EQ(outcome.children_size(), 10'000);
+  for (const NodeOutcome& leaf : outcome.children()) {
+    ASSERT_EQ(leaf.state(), weft::v1::NODE_STATE_CANCELLED);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, InterpreterThreadsTest,

@@ -362,7 +362,7 @@ TEST(OrchestratorServiceTest,
       f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
 
   service::ShutdownReport report;
-  std::thread stopper([&] { report = f.server().Shutdown(absl::Seconds(3)); });
+  std::thread stopper([&] { report = f.server().Shutdown(absl::Seconds(5)); });
 
   // At once: health says NOT_SERVING and new runs are refused.
   ASSERT_TRUE(f.WaitFor([&] {
