@@ -43,9 +43,11 @@ class SleepOp : public RefCounted<SleepOp> {
   }
 
   void OnCancel(const absl::Status& reason) {
-    // Never from zero: until this returns, either the timer's function (held
-    // back in OnTimer's on_cancel_.reset()) or the starter holds a reference.
-    RefPtr<SleepOp> self(this);
+    // Until this returns, the timer's function (held back in OnTimer's
+    // on_cancel_.reset()) or the starter holds a reference; TryRef keeps that
+    // from mattering.
+    if (!TryRef()) return;
+    RefPtr<SleepOp> self = RefPtr<SleepOp>::Adopt(this);
     TimerId timer;
     {
       MutexLock lock(&mu_);

@@ -1,5 +1,6 @@
 // TaskGroup: fan out, fail fast, cancel the siblings (Python's
-// asyncio.TaskGroup, Nexios's TaskGroup), for callback-style work.
+// asyncio.TaskGroup, Nexios's TaskGroup), for callback-style work; with
+// options, also gather-all-settled, quorum, and a bound on concurrency.
 //
 //   TaskGroup group(parent_token);
 //   for (const Item& item : items) {
@@ -9,12 +10,23 @@
 //   }
 //   std::move(group).Join([](absl::Status first_failure) { ... });
 //
-// Each task starts at once, inside Spawn(), with the group's token. The first
-// task to fail cancels the group, so every other task sees its token
-// cancelled with the reason "cancelled because a sibling failed: ...". Join's
-// callback runs once, after every task has called its Done, with OK or the
-// first failure. Cancelling the parent cancels the group the same way, and
-// Join then reports the first task's failure (normally that cancellation).
+// Join policies:
+//  - kAll (the default): the first task to fail cancels the group, so every
+//    other task sees its token cancelled ("cancelled because a sibling
+//    failed: ..."); Join gets that failure.
+//  - kAllSettled: nothing is cancelled; Join gets OK once every task is done,
+//    whatever each one did.
+//  - kQuorum: Join gets OK as soon as `quorum` tasks have succeeded, and the
+//    rest are cancelled ("quorum reached"); it fails (with the code of the
+//    last failure and a message listing the failures) as soon as the quorum
+//    can no longer be reached, and the rest are cancelled.
+// With max_concurrency > 0, at most that many tasks run at once; the others
+// wait and start as running ones finish. Tasks still waiting when the group
+// is decided or cancelled start with their token already cancelled.
+//
+// Join's callback runs once, after every task has called its Done. Cancelling
+// the parent cancels the group the same way, and Join then reports the first
+// failure (normally that cancellation).
 //
 // Thread-safety: tasks may complete on any thread. Spawn, Cancel and Join are
 // for the owner; Spawn must not be called after Join.
@@ -29,24 +41,35 @@
 
 namespace weft::engine {
 
+enum class JoinPolicy { kAll, kAllSettled, kQuorum };
+
+struct TaskGroupOptions {
+  JoinPolicy join = JoinPolicy::kAll;
+  // kQuorum: how many tasks must succeed (at least 1).
+  int quorum = 1;
+  // At most this many tasks run at once; 0 for no bound.
+  int max_concurrency = 0;
+};
+
 class TaskGroup {
  public:
   using Task = absl::AnyInvocable<void(const CancellationToken&, Done) &&>;
-  using OnDone = absl::AnyInvocable<void(absl::Status first_failure) &&>;
+  using OnDone = absl::AnyInvocable<void(absl::Status) &&>;
 
-  explicit TaskGroup(const CancellationToken& parent = {});
+  explicit TaskGroup(const CancellationToken& parent = {},
+                     TaskGroupOptions options = {});
   // A group must be joined before it is destroyed.
   ~TaskGroup();
   TaskGroup(TaskGroup&& other) noexcept;
   TaskGroup& operator=(TaskGroup&&) = delete;
   TaskGroup(const TaskGroup&) = delete;
 
-  // Starts `task` now. If the group is already cancelled the task still
-  // runs, and sees its token cancelled.
+  // Starts `task` now, or queues it under max_concurrency. If the group is
+  // already decided or cancelled the task still runs, and sees its token
+  // cancelled.
   void Spawn(Task task);
 
-  // Cancels every task still running. Later failures are still reported to
-  // Join as the first failure if none came before.
+  // Cancels every task still running or waiting.
   void Cancel(absl::Status reason);
 
   CancellationToken token() const;

@@ -157,6 +157,133 @@ TEST(TaskGroupTest, TenThousandSleepingTasksOnAFixedSetOfThreads) {
   EXPECT_EQ(ThreadCount(), threads);
 }
 
+// A task that sleeps `d`, then ends with `result`; counts how it ended.
+TaskGroup::Task After(Env& env, absl::Duration d, absl::Status result,
+                      std::vector<absl::Status>* log = nullptr) {
+  return [&env, d, result, log](const CancellationToken& token, Done done) {
+    SleepFor(env, token, d,
+             [result, log, done = std::move(done)](absl::Status s) mutable {
+               absl::Status out = s.ok() ? result : s;
+               if (log != nullptr) log->push_back(out);
+               std::move(done)(out);
+             });
+  };
+}
+
+TEST(TaskGroupOptionsTest, AllSettledNeverCancelsAndSucceeds) {
+  ManualEnv env;
+  std::vector<absl::Status> log;
+  std::optional<absl::Status> result;
+  TaskGroup group({}, {.join = JoinPolicy::kAllSettled});
+  group.Spawn(After(env, absl::Seconds(1), absl::UnavailableError("a"), &log));
+  group.Spawn(After(env, absl::Seconds(2), absl::OkStatus(), &log));
+  group.Spawn(After(env, absl::Seconds(3), absl::NotFoundError("c"), &log));
+  std::move(group).Join([&](absl::Status s) { result = s; });
+  env.AdvanceBy(absl::Seconds(2));
+  EXPECT_FALSE(result.has_value());
+  env.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->ok());
+  EXPECT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[1], absl::OkStatus());  // Not cancelled by the first failure.
+}
+
+TEST(TaskGroupOptionsTest, QuorumSucceedsAtKAndCancelsTheRest) {
+  ManualEnv env;
+  std::vector<absl::Status> log;
+  std::optional<absl::Status> result;
+  TaskGroup group({}, {.join = JoinPolicy::kQuorum, .quorum = 2});
+  group.Spawn(After(env, absl::Seconds(1), absl::OkStatus(), &log));
+  group.Spawn(After(env, absl::Seconds(2), absl::OkStatus(), &log));
+  group.Spawn(After(env, absl::Seconds(9), absl::OkStatus(), &log));
+  std::move(group).Join([&](absl::Status s) { result = s; });
+  env.AdvanceBy(absl::Seconds(2));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->ok());
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[2].code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(std::string(log[2].message()),
+              HasSubstr("quorum of 2 was reached"));
+}
+
+TEST(TaskGroupOptionsTest, QuorumFailsAsSoonAsItIsImpossible) {
+  ManualEnv env;
+  std::vector<absl::Status> log;
+  std::optional<absl::Status> result;
+  TaskGroup group({}, {.join = JoinPolicy::kQuorum, .quorum = 2});
+  group.Spawn(
+      After(env, absl::Seconds(1), absl::UnavailableError("a down"), &log));
+  group.Spawn(
+      After(env, absl::Seconds(2), absl::NotFoundError("b gone"), &log));
+  group.Spawn(After(env, absl::Seconds(9), absl::OkStatus(), &log));
+  std::move(group).Join([&](absl::Status s) { result = s; });
+  env.AdvanceBy(absl::Seconds(2));  // Two of three failed: 2 can't succeed.
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(result->message(),
+            "the quorum of 2 can no longer be reached: 2 of 3 failed: a down; "
+            "b gone");
+  EXPECT_EQ(log[2].code(), absl::StatusCode::kCancelled);
+}
+
+TEST(TaskGroupOptionsTest, MaxConcurrencyBoundsTheRunningTasks) {
+  ManualEnv env;
+  int running = 0;
+  int peak = 0;
+  std::optional<absl::Status> result;
+  TaskGroup group({}, {.max_concurrency = 2});
+  for (int i = 0; i < 5; ++i) {
+    group.Spawn([&](const CancellationToken& token, Done done) {
+      peak = std::max(peak, ++running);
+      SleepFor(env, token, absl::Seconds(1),
+               [&, done = std::move(done)](absl::Status s) mutable {
+                 --running;
+                 std::move(done)(s);
+               });
+    });
+  }
+  std::move(group).Join([&](absl::Status s) { result = s; });
+  EXPECT_EQ(running, 2);
+  env.AdvanceBy(absl::Seconds(2));
+  EXPECT_FALSE(result.has_value());
+  env.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->ok());
+  EXPECT_EQ(peak, 2);
+}
+
+TEST(TaskGroupOptionsTest, WaitingTasksStartCancelledAfterAFailure) {
+  ManualEnv env;
+  std::vector<absl::Status> log;
+  std::optional<absl::Status> result;
+  TaskGroup group({}, {.max_concurrency = 1});
+  group.Spawn(After(env, absl::Seconds(1), absl::InternalError("boom"), &log));
+  for (int i = 0; i < 3; ++i)
+    group.Spawn(After(env, absl::Seconds(1), absl::OkStatus(), &log));
+  std::move(group).Join([&](absl::Status s) { result = s; });
+  env.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(*result, absl::InternalError("boom"));
+  ASSERT_EQ(log.size(), 4u);
+  for (int i = 1; i < 4; ++i)
+    EXPECT_EQ(log[i].code(), absl::StatusCode::kCancelled);
+}
+
+TEST(TaskGroupOptionsTest, InlineTasksUnderConcurrencyOneDoNotGrowTheStack) {
+  std::optional<absl::Status> result;
+  int ran = 0;
+  TaskGroup group({}, {.max_concurrency = 1});
+  for (int i = 0; i < 100'000; ++i) {
+    group.Spawn([&](const CancellationToken&, Done done) {
+      ++ran;
+      std::move(done)(absl::OkStatus());
+    });
+  }
+  std::move(group).Join([&](absl::Status s) { result = s; });
+  EXPECT_EQ(ran, 100'000);
+  EXPECT_TRUE(result->ok());
+}
+
 class TaskGroupRaceTest : public ::testing::TestWithParam<int> {};
 
 // Failures and completions on several loop threads at once: Join runs exactly
