@@ -6,6 +6,8 @@
 // times: the per-node cost of the interpreter and engine.
 // BM_ParallelOfValues/N: a parallel of N value calls (root-only outcome);
 // the counter node_ns is the cost per node.
+// BM_RaceOfValues/N: a race of N value calls; node_ns per node.
+// BM_OffloadRoundTrip: one offloaded value call, loop -> pool -> loop.
 // BM_SleepingLeaves/N: a parallel of N sleeps of 1 ms on a 2-thread event
 // loop; wall time per run, most of it waiting.
 
@@ -22,6 +24,7 @@
 #include "server/engine/task_group.h"
 #include "server/handlers/registry.h"
 #include "server/plan/interpreter.h"
+#include "server/plan/pools.h"
 
 namespace weft {
 namespace {
@@ -103,6 +106,69 @@ void BM_TaskGroupSpawnJoin(benchmark::State& state) {
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_TaskGroupSpawnJoin)->Arg(100);
+
+void BM_RaceOfValues(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  engine::ManualEnv env;
+  std::string children;
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&children, i ? "," : "",
+                    R"({"call": {"handler": "value", "args": {"value": 1}}})");
+  }
+  auto plan = CompileJson(
+      absl::StrCat(R"({"race": {"children": [)", children, "]}}"), n + 1);
+  for (auto _ : state) {
+    plan::RunOptions options;
+    options.env = &env;
+    options.root_only = true;
+    plan::Execute(plan, options, [&](weft::v1::NodeOutcome o) {
+      benchmark::DoNotOptimize(o);
+    });
+  }
+  state.counters["node_ns"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * (n + 1),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_RaceOfValues)->Arg(3)->Arg(100);
+
+// A value call offloaded to a pool: submit, run on a pool thread, post the
+// completion back to the loop.
+void BM_OffloadRoundTrip(benchmark::State& state) {
+  engine::EventLoop loop(1);
+  plan::PoolSet pools({{"default", 1, 1000}});
+  static handlers::HandlerRegistry* registry = [] {
+    auto* r = new handlers::HandlerRegistry();
+    handlers::RegisterBuiltinHandlers(*r);
+    return r;
+  }();
+  auto node = std::make_unique<weft::v1::PlanNode>();
+  if (!google::protobuf::util::JsonStringToMessage(
+           R"({"offload": {"child": {"call": {"handler": "value", "args": {"value": 1}}}}})",
+           node.get())
+           .ok()) {
+    std::abort();
+  }
+  auto compiled =
+      plan::Compile(std::move(node), "plan", *registry, plan::Limits(), &pools);
+  if (!compiled.ok()) std::abort();
+  std::shared_ptr<const plan::CompiledPlan> plan = *std::move(compiled);
+  for (auto _ : state) {
+    engine::Mutex mu;
+    engine::CondVar cv;
+    bool done = false;
+    plan::RunOptions options;
+    options.env = &loop;
+    options.root_only = true;
+    plan::Execute(plan, options, [&](weft::v1::NodeOutcome) {
+      engine::MutexLock lock(&mu);
+      done = true;
+      cv.SignalAll();
+    });
+    engine::MutexLock lock(&mu);
+    while (!done) cv.Wait(&mu);
+  }
+}
+BENCHMARK(BM_OffloadRoundTrip)->UseRealTime();
 
 void BM_SleepingLeaves(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));

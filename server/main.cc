@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/handlers/duration.h"
@@ -36,18 +37,23 @@ ABSL_FLAG(int, max_active_runs, 1000,
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM or SIGINT, how long runs in flight may go on before "
           "they are cancelled; a second signal ends it at once.");
+ABSL_FLAG(std::string, pools, "default=2:1000",
+          "Thread pools for offload nodes and blocking handlers, as "
+          "name=threads:queue,...; must include default.");
 ABSL_FLAG(int, event_loop_threads, 2,
           "Threads of the engine's event loop (timers and completions).");
 
 namespace {
 
-// Every flag above; each can also be set by WEFT_<NAME> in the environment.
-const std::vector<std::string>& FlagNames() {
-  static const auto* names = new std::vector<std::string>{
-      "listen",         "max_run_duration",  "max_plan_nodes",
-      "max_plan_depth", "max_message_bytes", "max_active_runs",
-      "shutdown_grace", "event_loop_threads"};
-  return *names;
+// Every flag defined in this file; each can also be set by WEFT_<NAME> in
+// the environment.
+std::vector<absl::CommandLineFlag*> OurFlags() {
+  std::vector<absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), "server/main.cc"))
+      flags.push_back(flag);
+  }
+  return flags;
 }
 
 [[noreturn]] void Die(const std::string& message) {
@@ -57,14 +63,13 @@ const std::vector<std::string>& FlagNames() {
 
 // Sets flags from WEFT_* variables; the command line, parsed after, wins.
 void ApplyEnvironment() {
-  for (const std::string& name : FlagNames()) {
+  for (absl::CommandLineFlag* flag : OurFlags()) {
     std::string var = "WEFT_";
-    for (char c : name) var += static_cast<char>(std::toupper(c));
+    for (char c : flag->Name()) var += static_cast<char>(std::toupper(c));
     const char* value = std::getenv(var.c_str());
     if (value == nullptr) continue;
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     std::string error;
-    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+    if (!flag->ParseFrom(value, &error)) {
       Die(absl::StrCat(var, "=", value, ": ", error));
     }
   }
@@ -91,6 +96,10 @@ int main(int argc, char** argv) {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.event_loop_threads = absl::GetFlag(FLAGS_event_loop_threads);
+  absl::StatusOr<std::vector<weft::plan::PoolSpec>> pools =
+      weft::plan::ParsePoolSpecs(absl::GetFlag(FLAGS_pools));
+  if (!pools.ok()) Die(std::string(pools.status().message()));
+  options.pools = *std::move(pools);
   auto& orch = options.orchestrator;
   orch.limits.max_plan_nodes = absl::GetFlag(FLAGS_max_plan_nodes);
   orch.limits.max_plan_depth = absl::GetFlag(FLAGS_max_plan_depth);
@@ -135,8 +144,8 @@ int main(int argc, char** argv) {
             << " max_run_duration="
             << weft::handlers::FormatJsonDuration(orch.max_run_duration)
             << " shutdown_grace=" << weft::handlers::FormatJsonDuration(grace)
-            << " event_loop_threads=" << options.event_loop_threads << ")"
-            << std::endl;
+            << " event_loop_threads=" << options.event_loop_threads
+            << " pools=" << absl::GetFlag(FLAGS_pools) << ")" << std::endl;
   std::cout << "listening on " << *address << std::endl;
 
   int signal = 0;

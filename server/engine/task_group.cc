@@ -26,9 +26,23 @@ class TaskGroup::State {
       MutexLock lock(&mu_);
       ++pending_;
       ++spawned_;
-      waiting_.push_back(std::move(task));
+      // Start at once when nothing waits ahead of it and there is room;
+      // otherwise queue, in order, for the pump.
+      const bool room =
+          options_.max_concurrency <= 0 || running_ < options_.max_concurrency;
+      if (!waiting_.empty() || !room || pumping_) {
+        waiting_.push_back(std::move(task));
+        task = nullptr;
+      } else {
+        ++running_;
+      }
     }
-    Pump();
+    if (task) {
+      std::move(task)(source_.token(),
+                      [this](absl::Status s) { TaskDone(std::move(s)); });
+    } else {
+      Pump();
+    }
   }
 
   void Join(OnDone on_done) {

@@ -33,7 +33,9 @@ absl::StatusOr<uint64_t> ThreadPool::Submit(Closure fn) {
       return absl::UnavailableError(
           absl::StrCat("thread pool \"", name_, "\" is stopping"));
     }
-    if (static_cast<int>(queue_.size()) >= capacity_) {
+    // Room for one task per thread, plus the queue.
+    if (static_cast<int>(queue_.size()) + running_ >=
+        static_cast<int>(threads_.size()) + capacity_) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "thread pool \"", name_, "\" is full: ", running_, " running and ",
           queue_.size(), " queued, the most it holds (--pools)"));
@@ -88,16 +90,17 @@ void ThreadPool::Worker() {
 namespace {
 
 // One RunInThreadPool call. References: the starter's, the queued closure's
-// (until it runs or is withdrawn), and the cancellation function's while it
-// runs.
+// (until it runs or is withdrawn), the task's Done, and the cancellation
+// function's while it runs.
 class PoolOp : public RefCounted<PoolOp> {
  public:
-  PoolOp(ThreadPool& pool, Env& env,
-         absl::AnyInvocable<absl::Status(const CancellationToken&) &&> fn,
-         Done done, CancellationToken token)
+  using Task = absl::AnyInvocable<void(const CancellationToken&, Done) &&>;
+
+  PoolOp(ThreadPool& pool, Env& env, Task task, Done done,
+         CancellationToken token)
       : pool_(pool),
         env_(env),
-        fn_(std::move(fn)),
+        task_(std::move(task)),
         done_(std::move(done)),
         token_(std::move(token)) {}
 
@@ -132,8 +135,9 @@ class PoolOp : public RefCounted<PoolOp> {
  private:
   // On a pool thread.
   void Run() {
-    absl::Status status = std::move(fn_)(token_);
-    Finish(std::move(status), /*post=*/true);
+    std::move(task_)(token_, [self = RefPtr<PoolOp>(this)](absl::Status s) {
+      self->Finish(std::move(s), /*post=*/true);
+    });
   }
 
   void Finish(absl::Status status, bool post) {
@@ -155,7 +159,7 @@ class PoolOp : public RefCounted<PoolOp> {
 
   ThreadPool& pool_;
   Env& env_;
-  absl::AnyInvocable<absl::Status(const CancellationToken&) &&> fn_;
+  Task task_;
   Mutex mu_;
   Done done_ ABSL_GUARDED_BY(mu_);
   uint64_t ticket_ ABSL_GUARDED_BY(mu_) = 0;
@@ -167,15 +171,27 @@ class PoolOp : public RefCounted<PoolOp> {
 
 void RunInThreadPool(
     ThreadPool& pool, Env& env, const CancellationToken& token,
-    absl::AnyInvocable<absl::Status(const CancellationToken&) &&> fn,
+    absl::AnyInvocable<void(const CancellationToken&, Done) &&> task,
     Done done) {
   if (token.cancelled()) {
     std::move(done)(token.reason());
     return;
   }
   RefPtr<PoolOp>::Adopt(
-      new PoolOp(pool, env, std::move(fn), std::move(done), token))
+      new PoolOp(pool, env, std::move(task), std::move(done), token))
       ->Start();
+}
+
+void RunInThreadPool(
+    ThreadPool& pool, Env& env, const CancellationToken& token,
+    absl::AnyInvocable<absl::Status(const CancellationToken&) &&> fn,
+    Done done) {
+  RunInThreadPool(
+      pool, env, token,
+      [fn = std::move(fn)](const CancellationToken& t, Done d) mutable {
+        std::move(d)(std::move(fn)(t));
+      },
+      std::move(done));
 }
 
 }  // namespace weft::engine

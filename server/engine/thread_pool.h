@@ -8,7 +8,8 @@
 //                   },
 //                   [](absl::Status s) { ... });
 //
-// A full queue refuses work at once with RESOURCE_EXHAUSTED. Work still
+// A pool holds one task per thread plus `queue_capacity` waiting ones; a full
+// pool refuses work at once with RESOURCE_EXHAUSTED. Work still
 // queued when its token is cancelled is dropped from the queue and completes
 // with the token's reason at once; running work sees its token and should
 // poll it. Completions are posted to the Env (the event loop), so a pool
@@ -83,10 +84,17 @@ class ThreadPool {
   std::vector<std::thread> threads_;
 };
 
-// Runs `fn(token)` on `pool`, then `done(status)` on `env`. If the queue is
-// full, `done` gets RESOURCE_EXHAUSTED at once (inline). If `token` is
-// cancelled while `fn` waits in the queue, `fn` never runs and `done` gets
-// the reason at once.
+// Runs `task` on `pool` and `done` on `env` when the task's own Done is
+// called (from the pool thread, or later from any thread for a task that
+// goes asynchronous). If the queue is full, `done` gets RESOURCE_EXHAUSTED at
+// once (inline). If `token` is cancelled while the task waits in the queue,
+// the task never runs and `done` gets the reason at once.
+void RunInThreadPool(
+    ThreadPool& pool, Env& env, const CancellationToken& token,
+    absl::AnyInvocable<void(const CancellationToken&, Done) &&> task,
+    Done done);
+
+// The same for a function that blocks and returns its status.
 void RunInThreadPool(
     ThreadPool& pool, Env& env, const CancellationToken& token,
     absl::AnyInvocable<absl::Status(const CancellationToken&) &&> fn,

@@ -1,9 +1,11 @@
-// The built-in handlers: value, sleep, fail.
+// The built-in handlers: value, sleep, fail, hash.
 
 #include <memory>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "openssl/sha.h"
 #include "server/engine/sleep.h"
 #include "server/handlers/registry.h"
 
@@ -93,6 +95,35 @@ class FailCall : public Call {
   const absl::Duration after_;
 };
 
+// hash: SHA-256 of args.data, then of each digest again, args.rounds times in
+// all; the hex digest. CPU work: it blocks, so it runs on a thread pool, and
+// polls its token between rounds.
+class HashCall : public Call {
+ public:
+  explicit HashCall(const Args& args)
+      : data_(args.String("data")), rounds_(args.Integer("rounds", 1)) {}
+  void Start(const CallContext& ctx, CallDone done) const override {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(data_.data()), data_.size(),
+           digest);
+    for (int64_t i = 1; i < rounds_; ++i) {
+      if ((i & 1023) == 0 && ctx.token.cancelled()) {
+        std::move(done)(ctx.token.reason());
+        return;
+      }
+      SHA256(digest, sizeof(digest), digest);
+    }
+    Value v;
+    v.set_string_value(absl::BytesToHexString(absl::string_view(
+        reinterpret_cast<const char*>(digest), sizeof(digest))));
+    std::move(done)(std::move(v));
+  }
+
+ private:
+  const std::string data_;
+  const int64_t rounds_;
+};
+
 }  // namespace
 
 void RegisterBuiltinHandlers(HandlerRegistry& registry) {
@@ -139,6 +170,26 @@ void RegisterBuiltinHandlers(HandlerRegistry& registry) {
                     .type = ArgType::kDuration,
                     .description = "Wait this long first, like \"0.1s\"; "
                                    "fails at once if absent."}},
+      }))
+      .IgnoreError();
+  registry
+      .Register(std::make_unique<SimpleHandler<HashCall>>(HandlerInfo{
+          .name = "hash",
+          .description = "SHA-256 of args.data, hashed again args.rounds "
+                         "times in all; returns the hex digest. CPU work: runs "
+                         "on a thread pool and stops between rounds when "
+                         "cancelled.",
+          .args = {{.name = "data",
+                    .type = ArgType::kString,
+                    .required = true,
+                    .description = "The bytes to hash, as a string."},
+                   {.name = "rounds",
+                    .type = ArgType::kInteger,
+                    .description = "How many times to hash, 1 to "
+                                   "100000000; 1 if absent.",
+                    .min = 1,
+                    .max = 100'000'000}},
+          .blocking = true,
       }))
       .IgnoreError();
 }

@@ -67,8 +67,15 @@ absl::Status CheckOne(const ArgSpec& spec, const Value& v) {
           std::fabs(v.number_value()) > 9007199254740992.0) {
         return ArgError(spec.name, "expected a whole number");
       }
-      if (v.number_value() < 0)
-        return ArgError(spec.name, "must not be negative");
+      if (v.number_value() < static_cast<double>(spec.min) ||
+          v.number_value() > static_cast<double>(spec.max)) {
+        if (spec.min == 0 && v.number_value() < 0) {
+          return ArgError(spec.name, "must not be negative");
+        }
+        return ArgError(spec.name,
+                        absl::StrCat("must be between ", spec.min, " and ",
+                                     spec.max, ", got ", v.number_value()));
+      }
       return absl::OkStatus();
     case ArgType::kBool:
       if (!v.has_bool_value()) return Mistyped(spec, v);
@@ -179,6 +186,13 @@ absl::Duration Args::Duration(absl::string_view name,
   if (v == nullptr || !v->has_string_value()) return fallback;
   absl::StatusOr<absl::Duration> d = ParseJsonDuration(v->string_value());
   return d.ok() ? *d : fallback;
+}
+
+int64_t Args::Integer(absl::string_view name, int64_t fallback) const {
+  const Value* v = Find(name);
+  return v != nullptr && v->has_number_value()
+             ? static_cast<int64_t>(v->number_value())
+             : fallback;
 }
 
 absl::StatusCode Args::Code(absl::string_view name) const {

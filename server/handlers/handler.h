@@ -15,6 +15,7 @@
 #ifndef WEFT_SERVER_HANDLERS_HANDLER_H_
 #define WEFT_SERVER_HANDLERS_HANDLER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,9 @@ struct ArgSpec {
   ArgType type = ArgType::kAny;
   bool required = false;
   std::string description;
+  // For kInteger: the accepted range.
+  int64_t min = 0;
+  int64_t max = int64_t{1} << 53;
 };
 
 // What ListHandlers shows, and what the compiler checks args against.
@@ -95,6 +99,7 @@ class Args {
   absl::Duration Duration(absl::string_view name,
                           absl::Duration fallback = absl::ZeroDuration()) const;
   absl::StatusCode Code(absl::string_view name) const;
+  int64_t Integer(absl::string_view name, int64_t fallback = 0) const;
 
  private:
   const google::protobuf::Struct& args_;

@@ -5,24 +5,59 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "server/handlers/duration.h"
+#include "server/handlers/status_codes.h"
 
 namespace weft::plan {
 
 using weft::v1::PlanNode;
 
+namespace {
+
 // google.protobuf.Duration's largest value.
 constexpr int64_t kMaxDurationSeconds = 315'576'000'000;
+constexpr int kMaxAttempts = 100;
+
+absl::Status Error(absl::string_view path, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+}
+
+// Converts a Duration field, checking that it is valid and not negative
+// (and positive when `positive`).
+absl::StatusOr<absl::Duration> DurationField(
+    const google::protobuf::Duration& d, absl::string_view path,
+    bool positive) {
+  const absl::Duration out =
+      absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  const bool valid = d.seconds() >= 0 && d.seconds() <= kMaxDurationSeconds &&
+                     d.nanos() >= 0 && d.nanos() <= 999'999'999;
+  if (!valid || (positive && out == absl::ZeroDuration())) {
+    return Error(path,
+                 absl::StrCat(positive ? "must be a positive duration"
+                                       : "must not be negative",
+                              ", got ", handlers::FormatJsonDuration(out)));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string ChildName(const CompiledNode& child, int index) {
+  const std::string& id = child.source->id();
+  return id.empty() ? absl::StrCat("children[", index, "]") : id;
+}
 
 class Compiler {
  public:
-  Compiler(const handlers::HandlerRegistry& registry, const Limits& limits)
-      : registry_(registry), limits_(limits) {}
+  Compiler(const handlers::HandlerRegistry& registry, const Limits& limits,
+           const PoolSet* pools)
+      : registry_(registry), limits_(limits), pools_(pools) {}
 
   absl::StatusOr<std::unique_ptr<const CompiledPlan>> Run(
       std::unique_ptr<const PlanNode> plan, absl::string_view path) {
     auto compiled = std::unique_ptr<CompiledPlan>(new CompiledPlan());
     plan_ = compiled.get();
-    if (absl::Status s = CompileNode(*plan, std::string(path), 1); !s.ok()) {
+    if (absl::Status s = CompileNode(*plan, std::string(path), 1, nullptr);
+        !s.ok()) {
       return s;
     }
     compiled->source_ = std::move(plan);
@@ -30,12 +65,9 @@ class Compiler {
   }
 
  private:
-  static absl::Status Error(absl::string_view path, absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
-  }
-
-  // Compiles `node` at `path` and returns its index.
-  absl::Status CompileNode(const PlanNode& node, std::string path, int depth) {
+  // `pool`: the pool of the nearest enclosing offload, or nullptr.
+  absl::Status CompileNode(const PlanNode& node, std::string path, int depth,
+                           engine::ThreadPool* pool) {
     if (depth > limits_.max_plan_depth) {
       return Error(path, absl::StrCat("the plan is nested deeper than ",
                                       limits_.max_plan_depth,
@@ -49,40 +81,119 @@ class Compiler {
     const int32_t index = static_cast<int32_t>(plan_->nodes_.size());
     plan_->nodes_.emplace_back();
     plan_->nodes_[index].source = &node;
+    plan_->nodes_[index].position = position_;
+    position_ = 0;
 
     if (node.id().size() > 128) {
       return Error(absl::StrCat(path, ".id"), "longer than 128 characters");
     }
     if (node.has_timeout()) {
-      const google::protobuf::Duration& t = node.timeout();
-      const absl::Duration d =
-          absl::Seconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-      if (t.seconds() > kMaxDurationSeconds || t.nanos() < 0 ||
-          t.nanos() > 999'999'999 || t.seconds() < 0 ||
-          d == absl::ZeroDuration()) {
-        return Error(absl::StrCat(path, ".timeout"),
-                     absl::StrCat("must be a positive duration, got ",
-                                  handlers::FormatJsonDuration(d)));
-      }
-      plan_->nodes_[index].timeout = d;
+      absl::StatusOr<absl::Duration> t =
+          DurationField(node.timeout(), absl::StrCat(path, ".timeout"), true);
+      if (!t.ok()) return t.status();
+      plan_->nodes_[index].timeout = *t;
+    }
+    if (node.has_retry()) {
+      absl::StatusOr<CompiledRetry> retry =
+          CompileRetry(node.retry(), absl::StrCat(path, ".retry"));
+      if (!retry.ok()) return retry.status();
+      plan_->nodes_[index].retry =
+          std::make_unique<const CompiledRetry>(*std::move(retry));
     }
 
+    absl::Status s;
     switch (node.kind_case()) {
       case PlanNode::kCall:
-        return CompileCall(node.call(), absl::StrCat(path, ".call"), index);
+        s = CompileCall(node.call(), absl::StrCat(path, ".call"), index, pool);
+        break;
       case PlanNode::kParallel:
-        return CompileParallel(node.parallel(), absl::StrCat(path, ".parallel"),
-                               index, depth);
+        s = CompileParallel(node.parallel(), absl::StrCat(path, ".parallel"),
+                            index, depth, pool);
+        break;
+      case PlanNode::kRace:
+        s = CompileRace(node.race(), absl::StrCat(path, ".race"), index, depth,
+                        pool);
+        break;
+      case PlanNode::kOffload:
+        s = CompileOffload(node.offload(), absl::StrCat(path, ".offload"),
+                           index, depth);
+        break;
+      case PlanNode::kSequence:
+        plan_->nodes_[index].kind = NodeKind::kSequence;
+        s = CompileChildren(node.sequence().children(),
+                            absl::StrCat(path, ".sequence"), "a sequence",
+                            index, depth, pool);
+        break;
       case PlanNode::KIND_NOT_SET:
+        s = Error(path,
+                  "the node has no kind; set one of call, parallel, race, "
+                  "offload, sequence");
         break;
     }
-    return Error(path, "the node has no kind; set one of call, parallel");
+    if (!s.ok()) return s;
+    plan_->nodes_[index].subtree_size =
+        static_cast<int32_t>(plan_->nodes_.size()) - index;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<CompiledRetry> CompileRetry(const weft::v1::RetryPolicy& r,
+                                             const std::string& path) {
+    CompiledRetry out;
+    if (r.max_attempts() < 1 || r.max_attempts() > kMaxAttempts) {
+      return Error(absl::StrCat(path, ".max_attempts"),
+                   absl::StrCat("must be from 1 to ", kMaxAttempts, ", got ",
+                                r.max_attempts()));
+    }
+    out.max_attempts = r.max_attempts();
+    if (r.has_initial_backoff()) {
+      auto d = DurationField(r.initial_backoff(),
+                             absl::StrCat(path, ".initial_backoff"), false);
+      if (!d.ok()) return d.status();
+      out.initial_backoff = *d;
+    }
+    if (r.has_max_backoff()) {
+      auto d = DurationField(r.max_backoff(),
+                             absl::StrCat(path, ".max_backoff"), false);
+      if (!d.ok()) return d.status();
+      out.max_backoff = *d;
+    }
+    if (out.max_backoff < out.initial_backoff) {
+      return Error(
+          absl::StrCat(path, ".max_backoff"),
+          absl::StrCat("must not be shorter than initial_backoff (",
+                       handlers::FormatJsonDuration(out.initial_backoff), ")"));
+    }
+    if (r.multiplier() != 0) {
+      if (!(r.multiplier() >= 1 && r.multiplier() <= 100)) {
+        return Error(
+            absl::StrCat(path, ".multiplier"),
+            absl::StrCat("must be from 1 to 100, got ", r.multiplier()));
+      }
+      out.multiplier = r.multiplier();
+    }
+    if (!(r.jitter() >= 0 && r.jitter() <= 1)) {
+      return Error(absl::StrCat(path, ".jitter"),
+                   absl::StrCat("must be from 0 to 1, got ", r.jitter()));
+    }
+    if (r.jitter() != 0) out.jitter = r.jitter();
+    for (int i = 0; i < r.retryable_codes_size(); ++i) {
+      absl::StatusOr<absl::StatusCode> code =
+          handlers::ParseCodeName(r.retryable_codes(i));
+      const std::string code_path =
+          absl::StrCat(path, ".retryable_codes[", i, "]");
+      if (!code.ok()) return Error(code_path, code.status().message());
+      if (*code == absl::StatusCode::kOk) {
+        return Error(code_path, "OK is not a failure to retry");
+      }
+      out.retryable_codes.insert(*code);
+    }
+    return out;
   }
 
   absl::Status CompileCall(const weft::v1::CallNode& call,
-                           const std::string& path, int32_t index) {
-    CompiledNode& out = plan_->nodes_[index];
-    out.kind = NodeKind::kCall;
+                           const std::string& path, int32_t index,
+                           engine::ThreadPool* pool) {
+    plan_->nodes_[index].kind = NodeKind::kCall;
     ++plan_->leaves_;
     if (call.handler().empty()) {
       return Error(absl::StrCat(path, ".handler"),
@@ -105,25 +216,36 @@ class Compiler {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ".", prepared.status().message()));
     }
-    out.call = *std::move(prepared);
+    // A blocking handler never runs on the event loop.
+    if (pool == nullptr && handler->info().blocking) {
+      pool = pools_ != nullptr ? pools_->Find("default") : nullptr;
+      if (pool == nullptr) {
+        return Error(path, absl::StrCat("handler \"", call.handler(),
+                                        "\" blocks and needs a thread pool, "
+                                        "but none is configured (--pools)"));
+      }
+    }
+    plan_->nodes_[index].call = *std::move(prepared);
+    plan_->nodes_[index].pool = pool;
     return absl::OkStatus();
   }
 
-  absl::Status CompileParallel(const weft::v1::ParallelNode& parallel,
-                               const std::string& path, int32_t index,
-                               int depth) {
-    plan_->nodes_[index].kind = NodeKind::kParallel;
-    if (parallel.children().empty()) {
+  // Compiles `children` as the children of node `index`.
+  absl::Status CompileChildren(
+      const google::protobuf::RepeatedPtrField<PlanNode>& children,
+      const std::string& path, absl::string_view what, int32_t index, int depth,
+      engine::ThreadPool* pool) {
+    if (children.empty()) {
       return Error(absl::StrCat(path, ".children"),
-                   "a parallel needs at least one child");
+                   absl::StrCat(what, " needs at least one child"));
     }
     // Ids must be unique among siblings; remember where each was first seen.
     absl::flat_hash_map<absl::string_view, int> seen;
     bool all_ids = true;
-    std::vector<int32_t> children;
-    children.reserve(parallel.children_size());
-    for (int i = 0; i < parallel.children_size(); ++i) {
-      const PlanNode& child = parallel.children(i);
+    std::vector<int32_t> indices;
+    indices.reserve(children.size());
+    for (int i = 0; i < children.size(); ++i) {
+      const PlanNode& child = children.Get(i);
       std::string child_path = absl::StrCat(path, ".children[", i, "]");
       if (child.id().empty()) {
         all_ids = false;
@@ -132,31 +254,139 @@ class Compiler {
                      absl::StrCat("duplicate id \"", child.id(),
                                   "\"; children[", it->second, "] has it too"));
       }
-      children.push_back(static_cast<int32_t>(plan_->nodes_.size()));
-      if (absl::Status s = CompileNode(child, std::move(child_path), depth + 1);
+      indices.push_back(static_cast<int32_t>(plan_->nodes_.size()));
+      position_ = i;
+      if (absl::Status s =
+              CompileNode(child, std::move(child_path), depth + 1, pool);
           !s.ok()) {
         return s;
       }
     }
     // nodes_ may have grown: index again.
-    plan_->nodes_[index].children = std::move(children);
+    plan_->nodes_[index].children = std::move(indices);
     plan_->nodes_[index].keyed_by_id = all_ids;
+    return absl::OkStatus();
+  }
+
+  absl::Status CompileParallel(const weft::v1::ParallelNode& parallel,
+                               const std::string& path, int32_t index,
+                               int depth, engine::ThreadPool* pool) {
+    plan_->nodes_[index].kind = NodeKind::kParallel;
+    if (absl::Status s = CompileChildren(parallel.children(), path,
+                                         "a parallel", index, depth, pool);
+        !s.ok()) {
+      return s;
+    }
+    engine::TaskGroupOptions join;
+    switch (parallel.join()) {
+      case weft::v1::JOIN_UNSPECIFIED:
+      case weft::v1::JOIN_ALL:
+        join.join = engine::JoinPolicy::kAll;
+        break;
+      case weft::v1::JOIN_ALL_SETTLED:
+        join.join = engine::JoinPolicy::kAllSettled;
+        break;
+      case weft::v1::JOIN_QUORUM:
+        join.join = engine::JoinPolicy::kQuorum;
+        if (parallel.quorum() < 1 ||
+            parallel.quorum() > parallel.children_size()) {
+          return Error(
+              absl::StrCat(path, ".quorum"),
+              absl::StrCat("must be from 1 to the number of children (",
+                           parallel.children_size(), "), got ",
+                           parallel.quorum()));
+        }
+        join.quorum = parallel.quorum();
+        break;
+      default:
+        return Error(absl::StrCat(path, ".join"),
+                     absl::StrCat("unknown join ", parallel.join()));
+    }
+    if (parallel.quorum() != 0 && join.join != engine::JoinPolicy::kQuorum) {
+      return Error(absl::StrCat(path, ".quorum"),
+                   "only means something with join JOIN_QUORUM");
+    }
+    if (parallel.max_concurrency() < 0) {
+      return Error(absl::StrCat(path, ".max_concurrency"),
+                   absl::StrCat("must not be negative, got ",
+                                parallel.max_concurrency()));
+    }
+    join.max_concurrency = parallel.max_concurrency();
+    plan_->nodes_[index].join = join;
+    return absl::OkStatus();
+  }
+
+  absl::Status CompileRace(const weft::v1::RaceNode& race,
+                           const std::string& path, int32_t index, int depth,
+                           engine::ThreadPool* pool) {
+    CompiledNode& out = plan_->nodes_[index];
+    out.kind = NodeKind::kRace;
+    switch (race.mode()) {
+      case weft::v1::RACE_MODE_UNSPECIFIED:
+      case weft::v1::RACE_MODE_FIRST_SUCCESS:
+        out.race_mode = engine::RaceMode::kFirstSuccess;
+        break;
+      case weft::v1::RACE_MODE_FIRST_COMPLETE:
+        out.race_mode = engine::RaceMode::kFirstComplete;
+        break;
+      default:
+        return Error(absl::StrCat(path, ".mode"),
+                     absl::StrCat("unknown mode ", race.mode()));
+    }
+    if (race.has_hedge_delay()) {
+      absl::StatusOr<absl::Duration> d = DurationField(
+          race.hedge_delay(), absl::StrCat(path, ".hedge_delay"), false);
+      if (!d.ok()) return d.status();
+      out.hedge_delay = *d;
+    }
+    return CompileChildren(race.children(), path, "a race", index, depth, pool);
+  }
+
+  absl::Status CompileOffload(const weft::v1::OffloadNode& offload,
+                              const std::string& path, int32_t index,
+                              int depth) {
+    plan_->nodes_[index].kind = NodeKind::kOffload;
+    const std::string name =
+        offload.pool().empty() ? "default" : offload.pool();
+    engine::ThreadPool* pool = pools_ != nullptr ? pools_->Find(name) : nullptr;
+    if (pool == nullptr) {
+      return Error(absl::StrCat(path, ".pool"),
+                   absl::StrCat("unknown pool \"", name, "\"; pools: ",
+                                pools_ != nullptr ? pools_->Names() : "none",
+                                " (--pools)"));
+    }
+    if (!offload.has_child()) {
+      return Error(absl::StrCat(path, ".child"),
+                   "missing; an offload runs one child");
+    }
+    const int32_t child = static_cast<int32_t>(plan_->nodes_.size());
+    plan_->nodes_[index].children = {child};
+    if (absl::Status s = CompileNode(
+            offload.child(), absl::StrCat(path, ".child"), depth + 1, pool);
+        !s.ok()) {
+      return s;
+    }
+    plan_->nodes_[child].parent_is_offload = true;
     return absl::OkStatus();
   }
 
   const handlers::HandlerRegistry& registry_;
   const Limits& limits_;
+  const PoolSet* const pools_;
   CompiledPlan* plan_ = nullptr;
+  // The position of the next node among its siblings.
+  int position_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const PlanNode> plan, absl::string_view path,
-    const handlers::HandlerRegistry& registry, const Limits& limits) {
+    const handlers::HandlerRegistry& registry, const Limits& limits,
+    const PoolSet* pools) {
   if (plan == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": missing; a request needs a plan"));
   }
-  return Compiler(registry, limits).Run(std::move(plan), path);
+  return Compiler(registry, limits, pools).Run(std::move(plan), path);
 }
 
 }  // namespace weft::plan

@@ -1,5 +1,5 @@
-// The plan compiler: checks a plan against the limits and the handler
-// registry, and turns it into the form the interpreter runs.
+// The plan compiler: checks a plan against the limits, the handler registry
+// and the thread pools, and turns it into the form the interpreter runs.
 //
 // Every error is INVALID_ARGUMENT and its message starts with the path of
 // what is wrong, in the request's field names:
@@ -13,14 +13,20 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/engine/race.h"
+#include "server/engine/task_group.h"
+#include "server/engine/thread_pool.h"
 #include "server/handlers/handler.h"
 #include "server/handlers/registry.h"
+#include "server/plan/pools.h"
 #include "weft/v1/plan.pb.h"
 
 namespace weft::plan {
@@ -31,20 +37,47 @@ struct Limits {
   int max_plan_depth = 32;
 };
 
-enum class NodeKind { kCall, kParallel };
+enum class NodeKind { kCall, kParallel, kRace, kOffload, kSequence };
+
+// A node's retry policy, checked; the interpreter builds the engine's policy
+// from it.
+struct CompiledRetry {
+  int max_attempts = 1;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(10);
+  double multiplier = 2.0;
+  double jitter = 0.2;
+  // Empty: the default set (UNAVAILABLE, RESOURCE_EXHAUSTED, and the
+  // attempt's own DEADLINE_EXCEEDED).
+  absl::flat_hash_set<absl::StatusCode> retryable_codes;
+};
 
 struct CompiledNode {
   NodeKind kind = NodeKind::kCall;
   // The node as the client wrote it; owned by the CompiledPlan.
   const weft::v1::PlanNode* source = nullptr;
-  // InfiniteDuration() when the node has no timeout.
+  // Per attempt; InfiniteDuration() when the node has no timeout.
   absl::Duration timeout = absl::InfiniteDuration();
+  std::unique_ptr<const CompiledRetry> retry;
   // Indices into CompiledPlan::nodes(), in plan order.
   std::vector<int32_t> children;
-  // For a parallel: whether its value is an object keyed by child id.
+  // This node and its descendants: nodes()[index, index + subtree_size).
+  int32_t subtree_size = 1;
+  // The node's position among its parent's children (0 for the root).
+  int32_t position = 0;
+  // An offload passes its child's result on as its own, without naming it.
+  bool parent_is_offload = false;
+  // For a parallel or race: whether its value is an object keyed by child id.
   bool keyed_by_id = false;
-  // For a call.
+  // For a parallel.
+  engine::TaskGroupOptions join;
+  // For a race.
+  engine::RaceMode race_mode = engine::RaceMode::kFirstSuccess;
+  absl::Duration hedge_delay = absl::ZeroDuration();
+  // For a call: the prepared call, and the pool it runs on (nullptr: on the
+  // event loop).
   std::unique_ptr<handlers::Call> call;
+  engine::ThreadPool* pool = nullptr;
 };
 
 class CompiledPlan {
@@ -63,10 +96,16 @@ class CompiledPlan {
 };
 
 // Compiles `plan`, which the result keeps. `path` names the plan in error
-// messages ("plan" for a RunRequest).
+// messages ("plan" for a RunRequest). `pools` may be null: then offload
+// nodes and blocking handlers are refused.
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const weft::v1::PlanNode> plan, absl::string_view path,
-    const handlers::HandlerRegistry& registry, const Limits& limits);
+    const handlers::HandlerRegistry& registry, const Limits& limits,
+    const PoolSet* pools = nullptr);
+
+// The name a node goes by in messages and outcomes: its id, or
+// "children[i]" when it has none.
+std::string ChildName(const CompiledNode& child, int index);
 
 }  // namespace weft::plan
 

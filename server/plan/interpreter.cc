@@ -7,7 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/deadline.h"
+#include "server/engine/race.h"
+#include "server/engine/retry.h"
+#include "server/engine/sequence.h"
 #include "server/engine/task_group.h"
+#include "server/engine/thread_pool.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
 
@@ -18,13 +22,28 @@ using google::protobuf::Value;
 using weft::v1::NodeOutcome;
 using weft::v1::NodeState;
 
-// What happened to one node.
+// One node of a run: what happened to it (in its last attempt, for the
+// state, value and error), and while it runs, where it reports and the scope
+// it runs in. Continuations live here rather than in closures, so the
+// closures the engine holds capture only (this, index) and need no heap.
 struct NodeRecord {
   NodeState state = weft::v1::NODE_STATE_UNSPECIFIED;
   absl::Status error;
   Value value;
   absl::Time start;
   absl::Time end;
+  int attempts = 0;
+  bool started = false;
+  // Whether the current attempt's deadline is the run's (root only).
+  bool run_deadline = false;
+  std::string winner;
+
+  // While running.
+  engine::Done done;                           // To the parent.
+  engine::CancellationToken token;             // The scope the node runs in.
+  engine::CancellationToken inner;             // The current attempt's scope.
+  std::unique_ptr<engine::Deadline> deadline;  // The current attempt's.
+  engine::Done attempt_done;                   // To Retry, for retried nodes.
 };
 
 void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
@@ -33,15 +52,47 @@ void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
 }
 
-// The message a parent's error carries for a failed child.
+// How a child is named in its parent's messages: children[1] "posts".
+std::string ChildLabel(const CompiledNode& child, int index) {
+  const std::string& id = child.source->id();
+  return id.empty() ? absl::StrCat("children[", index, "]")
+                    : absl::StrCat("children[", index, "] \"", id, "\"");
+}
+
+// The error a parent passes on for a failed child, naming the child.
 absl::Status ChildError(const CompiledNode& child, int index,
                         const absl::Status& s) {
-  const std::string& id = child.source->id();
   return absl::Status(
-      s.code(),
-      id.empty()
-          ? absl::StrCat("children[", index, "]: ", s.message())
-          : absl::StrCat("children[", index, "] \"", id, "\": ", s.message()));
+      s.code(), absl::StrCat(ChildLabel(child, index), ": ", s.message()));
+}
+
+weft::v1::NodeKind ToProto(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kCall:
+      return weft::v1::NODE_KIND_CALL;
+    case NodeKind::kParallel:
+      return weft::v1::NODE_KIND_PARALLEL;
+    case NodeKind::kRace:
+      return weft::v1::NODE_KIND_RACE;
+    case NodeKind::kOffload:
+      return weft::v1::NODE_KIND_OFFLOAD;
+    case NodeKind::kSequence:
+      return weft::v1::NODE_KIND_SEQUENCE;
+  }
+  return weft::v1::NODE_KIND_UNSPECIFIED;
+}
+
+bool DefaultRetryable(const absl::Status& s, NodeState attempt_state) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+      return true;
+    case absl::StatusCode::kDeadlineExceeded:
+      // Only the attempt's own timeout, not a deadline inside it.
+      return attempt_state == weft::v1::NODE_STATE_TIMED_OUT;
+    default:
+      return false;
+  }
 }
 
 // One run of a plan. Owns itself: deleted after `done` has run.
@@ -59,81 +110,158 @@ class Execution {
   }
 
  private:
+  const CompiledNode& node(int32_t index) const {
+    return plan_->nodes()[index];
+  }
+
+  // Runs node `index` to its end, with its retry policy if it has one;
+  // `done` gets its status, naming the node for its parent.
   void StartNode(int32_t index, const engine::CancellationToken& token,
                  engine::Done done) {
-    const CompiledNode& node = plan_->nodes()[index];
     NodeRecord& rec = records_[index];
     rec.start = options_.env->Now();
+    rec.started = true;
+    rec.done = std::move(done);
+    rec.token = token;
     if (options_.observer != nullptr) options_.observer->OnNodeStarted(index);
 
-    // A call whose scope is already cancelled does not start. (A parallel
-    // goes on, so that each of its children also ends CANCELLED.)
-    if (node.kind == NodeKind::kCall && token.cancelled()) {
-      Settle(index, token.reason(), token, nullptr, "", std::move(done));
+    const CompiledNode& n = node(index);
+    if (n.retry == nullptr) {
+      RunAttempt(index, 1);
+      return;
+    }
+    const CompiledRetry& r = *n.retry;
+    engine::RetryPolicy policy;
+    policy.max_attempts = r.max_attempts;
+    policy.initial_backoff = r.initial_backoff;
+    policy.max_backoff = r.max_backoff;
+    policy.multiplier = r.multiplier;
+    policy.jitter = r.jitter;
+    policy.retryable = [this, index](const absl::Status& s, int) {
+      const CompiledRetry& r = *node(index).retry;
+      if (r.retryable_codes.empty()) {
+        return DefaultRetryable(s, records_[index].state);
+      }
+      return r.retryable_codes.contains(s.code());
+    };
+    engine::Retry(
+        *options_.env, token, std::move(policy),
+        [this, index](const engine::CancellationToken&, int attempt,
+                      engine::Done d) {
+          records_[index].attempt_done = std::move(d);
+          RunAttempt(index, attempt);
+        },
+        [this, index](absl::Status s, int) { Finalize(index, std::move(s)); });
+  }
+
+  // One attempt of node `index`; AttemptEnded records how it went.
+  void RunAttempt(int32_t index, int attempt) {
+    const CompiledNode& n = node(index);
+    if (attempt > 1) ResetSubtree(index);
+    NodeRecord& rec = records_[index];
+    rec.attempts = attempt;
+    rec.inner = rec.token;
+    rec.run_deadline = false;
+
+    // A call whose scope is already cancelled does not start. (Composite
+    // nodes go on, so that each of their children also ends.)
+    if (n.kind == NodeKind::kCall && rec.token.cancelled()) {
+      AttemptEnded(index, rec.token.reason());
       return;
     }
 
-    // The node's deadline: its own timeout, and for the root the run's.
+    // The attempt's deadline: the node's timeout, and for the root the run's.
     absl::Time deadline = absl::InfiniteFuture();
-    std::string timeout_message;
-    if (node.timeout != absl::InfiniteDuration()) {
-      deadline = rec.start + node.timeout;
-      timeout_message = absl::StrCat(
-          "timed out after ", handlers::FormatJsonDuration(node.timeout));
+    if (n.timeout != absl::InfiniteDuration()) {
+      deadline = options_.env->Now() + n.timeout;
     }
     if (index == 0 && options_.deadline < deadline) {
       deadline = options_.deadline;
-      timeout_message = options_.deadline_message;
+      rec.run_deadline = true;
     }
-    std::unique_ptr<engine::Deadline> scope;
-    engine::CancellationToken inner = token;
     if (deadline != absl::InfiniteFuture()) {
-      scope = std::make_unique<engine::Deadline>(
-          *options_.env, token, deadline,
-          absl::CancelledError(absl::StrCat("cancelled: ", timeout_message)));
-      inner = scope->token();
+      rec.deadline = std::make_unique<engine::Deadline>(
+          *options_.env, rec.token, deadline,
+          absl::CancelledError(
+              absl::StrCat("cancelled: ", TimeoutMessage(index))));
+      rec.inner = rec.deadline->token();
     }
 
-    engine::Done settle = [this, index, token, scope = std::move(scope),
-                           timeout_message = std::move(timeout_message),
-                           done = std::move(done)](absl::Status s) mutable {
-      Settle(index, std::move(s), token, scope.get(), timeout_message,
-             std::move(done));
+    engine::Done ended = [this, index](absl::Status s) {
+      AttemptEnded(index, std::move(s));
     };
-
-    switch (node.kind) {
+    switch (n.kind) {
       case NodeKind::kCall:
-        node.call->Start(handlers::CallContext{*options_.env, inner},
-                         [this, index, settle = std::move(settle)](
-                             handlers::CallResult result) mutable {
-                           if (!result.ok()) {
-                             std::move(settle)(std::move(result).status());
-                             return;
-                           }
-                           records_[index].value = *std::move(result);
-                           std::move(settle)(absl::OkStatus());
-                         });
+        StartCall(index, rec.inner, std::move(ended));
         return;
       case NodeKind::kParallel:
-        StartParallel(index, inner, std::move(settle));
+        StartParallel(index, rec.inner, std::move(ended));
+        return;
+      case NodeKind::kRace:
+        StartRace(index, rec.inner, std::move(ended));
+        return;
+      case NodeKind::kOffload:
+        StartOffload(index, rec.inner, std::move(ended));
+        return;
+      case NodeKind::kSequence:
+        StartSequence(index, rec.inner, std::move(ended));
         return;
     }
   }
 
+  std::string TimeoutMessage(int32_t index) const {
+    return records_[index].run_deadline
+               ? options_.deadline_message
+               : absl::StrCat("timed out after ", handlers::FormatJsonDuration(
+                                                      node(index).timeout));
+  }
+
+  void StartCall(int32_t index, const engine::CancellationToken& token,
+                 engine::Done done) {
+    const CompiledNode& n = node(index);
+    if (n.pool == nullptr) {
+      // On this thread; the callback ends the attempt directly.
+      n.call->Start(handlers::CallContext{*options_.env, token},
+                    [this, index](handlers::CallResult result) {
+                      AttemptEnded(index, Record(index, std::move(result)));
+                    });
+      return;
+    }
+    engine::RunInThreadPool(
+        *n.pool, *options_.env, token,
+        [this, index](const engine::CancellationToken& t, engine::Done d) {
+          node(index).call->Start(
+              handlers::CallContext{*options_.env, t},
+              [this, index,
+               d = std::move(d)](handlers::CallResult result) mutable {
+                std::move(d)(Record(index, std::move(result)));
+              });
+        },
+        std::move(done));
+  }
+
+  // Keeps a call's value; returns its status.
+  absl::Status Record(int32_t index, handlers::CallResult result) {
+    if (!result.ok()) return std::move(result).status();
+    records_[index].value = *std::move(result);
+    return absl::OkStatus();
+  }
+
+  // Starts child `i` of node `index`; its failure reaches `done` named.
+  void StartChild(int32_t index, int32_t i,
+                  const engine::CancellationToken& token, engine::Done done) {
+    StartNode(node(index).children[i], token, std::move(done));
+  }
+
   void StartParallel(int32_t index, const engine::CancellationToken& token,
                      engine::Done done) {
-    const CompiledNode& node = plan_->nodes()[index];
-    engine::TaskGroup group(token);
-    for (size_t i = 0; i < node.children.size(); ++i) {
-      const int32_t child = node.children[i];
-      group.Spawn([this, child, i](const engine::CancellationToken& t,
-                                   engine::Done d) {
-        StartNode(child, t,
-                  [this, child, i, d = std::move(d)](absl::Status s) mutable {
-                    if (!s.ok()) s = ChildError(plan_->nodes()[child], i, s);
-                    std::move(d)(std::move(s));
-                  });
-      });
+    const CompiledNode& n = node(index);
+    engine::TaskGroup group(token, n.join);
+    for (size_t i = 0; i < n.children.size(); ++i) {
+      group.Spawn(
+          [this, index, i](const engine::CancellationToken& t, engine::Done d) {
+            StartChild(index, i, t, std::move(d));
+          });
     }
     std::move(group).Join(
         [this, index, done = std::move(done)](absl::Status s) mutable {
@@ -142,59 +270,220 @@ class Execution {
         });
   }
 
-  // A parallel's value: an object by child id when every child has one,
-  // else a list in child order.
-  void BuildParallelValue(int32_t index) {
-    const CompiledNode& node = plan_->nodes()[index];
-    Value& out = records_[index].value;
-    // With the full outcome each child keeps its value; else it moves up.
-    auto take = [this](int32_t child) -> Value {
-      return options_.root_only ? std::move(records_[child].value)
-                                : records_[child].value;
+  void StartRace(int32_t index, const engine::CancellationToken& token,
+                 engine::Done done) {
+    const CompiledNode& n = node(index);
+    std::vector<engine::RaceTask> tasks;
+    tasks.reserve(n.children.size());
+    for (size_t i = 0; i < n.children.size(); ++i) {
+      tasks.push_back(
+          [this, index, i](const engine::CancellationToken& t, engine::Done d) {
+            StartChild(index, i, t, std::move(d));
+          });
+    }
+    engine::RaceOptions race;
+    race.mode = n.race_mode;
+    race.hedge_delay = n.hedge_delay;
+    race.task_name = [this, index](int i) {
+      return ChildLabel(node(node(index).children[i]), i);
     };
-    if (node.keyed_by_id) {
-      auto* fields = out.mutable_struct_value()->mutable_fields();
-      for (int32_t child : node.children) {
-        (*fields)[plan_->nodes()[child].source->id()] = take(child);
+    engine::RunUntilFirstComplete(
+        *options_.env, token, std::move(tasks), std::move(race),
+        [this, index, done = std::move(done)](engine::RaceResult r) mutable {
+          const CompiledNode& n = node(index);
+          for (size_t i = 0; i < n.children.size(); ++i) {
+            if (!r.started[i]) {
+              SkipSubtree(n.children[i],
+                          absl::CancelledError(
+                              "not started: the race ended before its turn"));
+            }
+          }
+          if (r.winner >= 0) {
+            const int32_t winner = n.children[r.winner];
+            records_[index].winner = ChildName(node(winner), r.winner);
+            if (r.status.ok()) records_[index].value = Take(winner);
+          }
+          std::move(done)(std::move(r.status));
+        });
+  }
+
+  void StartOffload(int32_t index, const engine::CancellationToken& token,
+                    engine::Done done) {
+    // The pool applies to the calls below (resolved by the compiler); the
+    // offload itself passes its child's result on as its own.
+    const int32_t child = node(index).children[0];
+    StartNode(
+        child, token,
+        [this, index, child, done = std::move(done)](absl::Status s) mutable {
+          if (s.ok()) records_[index].value = Take(child);
+          std::move(done)(std::move(s));
+        });
+  }
+
+  void StartSequence(int32_t index, const engine::CancellationToken& token,
+                     engine::Done done) {
+    const CompiledNode& n = node(index);
+    std::vector<engine::SequenceTask> steps;
+    steps.reserve(n.children.size());
+    for (size_t i = 0; i < n.children.size(); ++i) {
+      steps.push_back(
+          [this, index, i](const engine::CancellationToken& t, engine::Done d) {
+            StartChild(index, i, t, std::move(d));
+          });
+    }
+    engine::RunInSequence(
+        token, std::move(steps),
+        [this, index, token,
+         done = std::move(done)](engine::SequenceResult r) mutable {
+          const CompiledNode& n = node(index);
+          for (size_t i = r.ran; i < n.children.size(); ++i) {
+            SkipSubtree(n.children[i],
+                        absl::CancelledError(
+                            token.cancelled()
+                                ? "not started: the sequence was cancelled"
+                                : "not started: an earlier step failed"));
+          }
+          if (r.status.ok()) {
+            auto* list = records_[index].value.mutable_list_value();
+            for (int32_t child : n.children) *list->add_values() = Take(child);
+          }
+          std::move(done)(std::move(r.status));
+        });
+  }
+
+  // A child's value for its parent: moved when only the root's outcome is
+  // built, copied when the child's own outcome shows it too.
+  Value Take(int32_t child) {
+    return options_.root_only ? std::move(records_[child].value)
+                              : records_[child].value;
+  }
+
+  // A parallel's value: an object by child id when every child has one,
+  // else a list in child order. JOIN_ALL_SETTLED gives each child's state
+  // with its value or error; JOIN_QUORUM only the children that succeeded.
+  void BuildParallelValue(int32_t index) {
+    const CompiledNode& n = node(index);
+    Value& out = records_[index].value;
+    auto* fields =
+        n.keyed_by_id ? out.mutable_struct_value()->mutable_fields() : nullptr;
+    auto* list = n.keyed_by_id ? nullptr : out.mutable_list_value();
+    for (int32_t child : n.children) {
+      const NodeRecord& rec = records_[child];
+      Value v;
+      switch (n.join.join) {
+        case engine::JoinPolicy::kAll:
+          v = Take(child);
+          break;
+        case engine::JoinPolicy::kQuorum:
+          if (rec.state != weft::v1::NODE_STATE_SUCCEEDED) continue;
+          v = Take(child);
+          break;
+        case engine::JoinPolicy::kAllSettled: {
+          auto* f = v.mutable_struct_value()->mutable_fields();
+          (*f)["state"].set_string_value(weft::v1::NodeState_Name(rec.state));
+          if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
+            (*f)["value"] = Take(child);
+          } else {
+            auto* e = (*f)["error"].mutable_struct_value()->mutable_fields();
+            (*e)["code"].set_string_value(handlers::CodeName(rec.error.code()));
+            (*e)["message"].set_string_value(std::string(rec.error.message()));
+          }
+          break;
+        }
       }
-    } else {
-      auto* list = out.mutable_list_value();
-      for (int32_t child : node.children) *list->add_values() = take(child);
+      if (fields != nullptr) {
+        (*fields)[node(child).source->id()] = std::move(v);
+      } else {
+        *list->add_values() = std::move(v);
+      }
     }
   }
 
-  // Records how node `index` ended and passes its status up.
+  // Records how an attempt of node `index` ended:
   //   - OK: SUCCEEDED.
   //   - Its deadline expired and it stopped for that: TIMED_OUT, with
   //     DEADLINE_EXCEEDED.
   //   - Cancelled from outside (its incoming token): CANCELLED, with the
   //     reason.
   //   - Otherwise FAILED with its own (or its failing child's) error.
-  void Settle(int32_t index, absl::Status s,
-              const engine::CancellationToken& token,
-              const engine::Deadline* scope, const std::string& timeout_message,
-              engine::Done done) {
+  // Then hands the status to Retry, or ends the node.
+  void AttemptEnded(int32_t index, absl::Status s) {
     NodeRecord& rec = records_[index];
-    assert(rec.state == weft::v1::NODE_STATE_UNSPECIFIED && "node ended twice");
-    rec.end = options_.env->Now();
+    assert(rec.state == weft::v1::NODE_STATE_UNSPECIFIED &&
+           "attempt ended twice");
+    // A composite that ended OK although its scope was cancelled (its
+    // children absorbed the cancellation, as JOIN_ALL_SETTLED does) was
+    // stopped, not finished.
+    if (s.ok() && node(index).kind != NodeKind::kCall &&
+        rec.inner.cancelled()) {
+      s = rec.inner.reason();
+    }
     if (s.ok()) {
       rec.state = weft::v1::NODE_STATE_SUCCEEDED;
-    } else if (scope != nullptr && scope->expired() &&
+    } else if (rec.deadline != nullptr && rec.deadline->expired() &&
                (s.code() == absl::StatusCode::kCancelled ||
                 s.code() == absl::StatusCode::kDeadlineExceeded)) {
       rec.state = weft::v1::NODE_STATE_TIMED_OUT;
-      s = absl::DeadlineExceededError(timeout_message);
-    } else if (s.code() == absl::StatusCode::kCancelled && token.cancelled()) {
+      s = absl::DeadlineExceededError(TimeoutMessage(index));
+    } else if (s.code() == absl::StatusCode::kCancelled &&
+               rec.token.cancelled()) {
       rec.state = weft::v1::NODE_STATE_CANCELLED;
-      s = token.reason();
+      s = rec.token.reason();
     } else {
       rec.state = weft::v1::NODE_STATE_FAILED;
     }
     rec.error = s;
+    rec.deadline.reset();
+    if (node(index).retry == nullptr) {
+      Finalize(index, std::move(s));
+    } else {
+      engine::Done next = std::move(rec.attempt_done);
+      std::move(next)(std::move(s));
+    }
+  }
+
+  // The node's end, after its last attempt (or a cancelled backoff wait):
+  // reports to the parent, naming the node in a failure.
+  void Finalize(int32_t index, absl::Status s) {
+    NodeRecord& rec = records_[index];
+    rec.end = options_.env->Now();
+    if (!s.ok() && rec.state == weft::v1::NODE_STATE_FAILED &&
+        s.code() == absl::StatusCode::kCancelled && rec.token.cancelled() &&
+        s == rec.token.reason()) {
+      // Cancelled while waiting to retry.
+      rec.state = weft::v1::NODE_STATE_CANCELLED;
+      rec.error = s;
+    }
     if (options_.observer != nullptr) {
       options_.observer->OnNodeFinished(index, rec.state);
     }
+    const CompiledNode& n = node(index);
+    if (!s.ok() && index != 0 && !n.parent_is_offload) {
+      s = ChildError(n, n.position, s);
+    }
+    engine::Done done = std::move(rec.done);
+    rec.token = engine::CancellationToken();
+    rec.inner = engine::CancellationToken();
     std::move(done)(std::move(s));
+  }
+
+  // Marks a node that never started, and everything below it, SKIPPED.
+  void SkipSubtree(int32_t index, const absl::Status& reason) {
+    const int32_t end = index + node(index).subtree_size;
+    for (int32_t i = index; i < end; ++i) {
+      records_[i] = NodeRecord();
+      records_[i].state = weft::v1::NODE_STATE_SKIPPED;
+      records_[i].error = reason;
+    }
+  }
+
+  // Before another attempt: forget the last one, below and at the node.
+  void ResetSubtree(int32_t index) {
+    const int32_t end = index + node(index).subtree_size;
+    records_[index].state = weft::v1::NODE_STATE_UNSPECIFIED;
+    records_[index].value.Clear();
+    records_[index].winner.clear();
+    for (int32_t i = index + 1; i < end; ++i) records_[i] = NodeRecord();
   }
 
   void Finish() {
@@ -206,11 +495,10 @@ class Execution {
   }
 
   void BuildOutcome(int32_t index, bool root_only, NodeOutcome* out) {
-    const CompiledNode& node = plan_->nodes()[index];
+    const CompiledNode& n = node(index);
     NodeRecord& rec = records_[index];
-    out->set_id(node.source->id());
-    out->set_kind(node.kind == NodeKind::kCall ? weft::v1::NODE_KIND_CALL
-                                               : weft::v1::NODE_KIND_PARALLEL);
+    out->set_id(n.source->id());
+    out->set_kind(ToProto(n.kind));
     out->set_state(rec.state);
     if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
       *out->mutable_value() = std::move(rec.value);
@@ -218,11 +506,15 @@ class Execution {
       out->mutable_error()->set_code(handlers::CodeName(rec.error.code()));
       out->mutable_error()->set_message(std::string(rec.error.message()));
     }
-    SetTimestamp(rec.start, out->mutable_start_time());
-    SetTimestamp(rec.end, out->mutable_end_time());
+    if (rec.started) {
+      SetTimestamp(rec.start, out->mutable_start_time());
+      SetTimestamp(rec.end, out->mutable_end_time());
+    }
+    out->set_attempts(rec.attempts);
+    out->set_winner(std::move(rec.winner));
     if (root_only) return;
-    out->mutable_children()->Reserve(static_cast<int>(node.children.size()));
-    for (int32_t child : node.children) {
+    out->mutable_children()->Reserve(static_cast<int>(n.children.size()));
+    for (int32_t child : n.children) {
       BuildOutcome(child, false, out->add_children());
     }
   }

@@ -2,10 +2,13 @@
 // outcome tree.
 //
 // Each node kind maps onto an engine primitive: a call runs its handler's
-// Call with the node's cancellation token, a parallel is a TaskGroup, and a
-// node's timeout is a Deadline scope. Work that can finish at once (value
-// calls) finishes inline on the caller's thread; waiting work (sleeps) holds
-// no thread and finishes on the engine's threads.
+// Call with the node's cancellation token (through RunInThreadPool when it
+// is offloaded or blocks), a parallel is a TaskGroup with the node's join
+// policy, a race is RunUntilFirstComplete, a sequence is RunInSequence, a
+// retry policy is Retry, and a node's timeout is a Deadline scope per
+// attempt. Work that can finish at once (value calls) finishes inline on the
+// caller's thread; waiting work (sleeps) holds no thread and finishes on the
+// engine's threads.
 //
 // Thread-safety: Execute() may be called from any thread; `done` runs once,
 // on whichever thread finishes the root (possibly inline).
@@ -25,9 +28,10 @@
 
 namespace weft::plan {
 
-// Sees nodes start and end, e.g. to count progress. Calls may come from any
-// thread, concurrently; they must be quick and must not call back into the
-// run.
+// Sees nodes start and end, e.g. to count progress: once per run of a node
+// (a subtree under a retry runs again on each attempt). Calls may come from
+// any thread, concurrently; they must be quick and must not call back into
+// the run.
 class NodeObserver {
  public:
   virtual ~NodeObserver() = default;

@@ -78,7 +78,8 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
         plan::Compile(std::unique_ptr<const weft::v1::PlanNode>(
                           req.has_plan() ? req.release_plan() : nullptr),
-                      "plan", service_->registry_, service_->options_.limits);
+                      "plan", service_->registry_, service_->options_.limits,
+                      service_->pools_);
     if (!compiled.ok()) {
       Finish(ToGrpc(compiled.status()));
       return;
@@ -174,8 +175,11 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
 
 OrchestratorService::OrchestratorService(
     OrchestratorOptions options, const handlers::HandlerRegistry& registry,
-    engine::Env& env)
-    : options_(std::move(options)), registry_(registry), env_(env) {}
+    engine::Env& env, const plan::PoolSet* pools)
+    : options_(std::move(options)),
+      registry_(registry),
+      env_(env),
+      pools_(pools) {}
 
 grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,

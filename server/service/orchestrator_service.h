@@ -24,6 +24,7 @@
 #include "server/engine/sync.h"
 #include "server/handlers/registry.h"
 #include "server/plan/compiler.h"
+#include "server/plan/pools.h"
 #include "weft/v1/orchestrator.grpc.pb.h"
 
 namespace weft::service {
@@ -45,9 +46,10 @@ class OrchestratorService final
     : public weft::v1::Orchestrator::WithRawCallbackMethod_Run<
           weft::v1::Orchestrator::CallbackService> {
  public:
+  // `pools` may be null (then offload and blocking handlers are refused).
   OrchestratorService(OrchestratorOptions options,
                       const handlers::HandlerRegistry& registry,
-                      engine::Env& env);
+                      engine::Env& env, const plan::PoolSet* pools);
 
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 const grpc::ByteBuffer* request,
@@ -79,6 +81,7 @@ class OrchestratorService final
   const OrchestratorOptions options_;
   const handlers::HandlerRegistry& registry_;
   engine::Env& env_;
+  const plan::PoolSet* const pools_;
 
   mutable engine::Mutex mu_;
   engine::CondVar idle_;

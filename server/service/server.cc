@@ -10,10 +10,12 @@
 namespace weft::service {
 
 WeftServer::WeftServer(ServerOptions options)
-    : options_(std::move(options)), loop_(options_.event_loop_threads) {
+    : options_(std::move(options)),
+      loop_(options_.event_loop_threads),
+      pools_(options_.pools) {
   handlers::RegisterBuiltinHandlers(registry_);
-  orchestrator_ = std::make_unique<OrchestratorService>(options_.orchestrator,
-                                                        registry_, loop_);
+  orchestrator_ = std::make_unique<OrchestratorService>(
+      options_.orchestrator, registry_, loop_, &pools_);
 }
 
 WeftServer::~WeftServer() {

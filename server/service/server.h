@@ -11,12 +11,14 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/engine/event_loop.h"
 #include "server/handlers/registry.h"
+#include "server/plan/pools.h"
 #include "server/service/health_service.h"
 #include "server/service/orchestrator_service.h"
 
@@ -30,6 +32,9 @@ struct ServerOptions {
   int max_message_bytes = 4 << 20;
   // Threads of the engine's event loop.
   int event_loop_threads = 2;
+  // Thread pools for offload nodes and blocking handlers; must name
+  // "default".
+  std::vector<plan::PoolSpec> pools = {{"default", 2, 1000}};
 };
 
 // What Shutdown() did, for its log line.
@@ -56,12 +61,14 @@ class WeftServer {
 
   // For tests.
   OrchestratorService& orchestrator() { return *orchestrator_; }
+  const plan::PoolSet& pools() const { return pools_; }
   HealthService& health() { return health_; }
   const std::string& address() const { return address_; }
 
  private:
   const ServerOptions options_;
   engine::EventLoop loop_;
+  plan::PoolSet pools_;
   handlers::HandlerRegistry registry_;
   std::unique_ptr<OrchestratorService> orchestrator_;
   HealthService health_;

@@ -45,7 +45,7 @@ class BuiltinTest : public ::testing::Test {
 };
 
 TEST_F(BuiltinTest, RegistryListsTheBuiltinsByName) {
-  EXPECT_EQ(registry_.Names(), "fail, sleep, value");
+  EXPECT_EQ(registry_.Names(), "fail, hash, sleep, value");
   EXPECT_EQ(registry_.Find("nope"), nullptr);
 }
 
@@ -145,14 +145,51 @@ TEST_F(BuiltinTest, ACallCanBeStartedAgainForAnotherAttempt) {
   }
 }
 
-TEST_F(BuiltinTest, EveryBuiltinIsNonBlockingAndDescribed) {
+TEST_F(BuiltinTest, OnlyHashBlocksAndEveryBuiltinIsDescribed) {
   for (const Handler* h : registry_.List()) {
-    EXPECT_FALSE(h->info().blocking) << h->info().name;
+    EXPECT_EQ(h->info().blocking, h->info().name == "hash") << h->info().name;
     EXPECT_FALSE(h->info().description.empty()) << h->info().name;
     for (const ArgSpec& a : h->info().args) {
       EXPECT_FALSE(a.description.empty()) << h->info().name << "." << a.name;
     }
   }
+}
+
+TEST_F(BuiltinTest, HashIsSha256RepeatedRoundsTimes) {
+  // sha256("abc"), a published test vector.
+  auto once = Prepare("hash", R"({"data": "abc"})");
+  Start(*once);
+  ASSERT_TRUE(result_.has_value() && result_->ok());
+  EXPECT_EQ((*result_)->string_value(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // Two rounds: sha256 of that digest's 32 bytes.
+  result_.reset();
+  auto twice = Prepare("hash", R"({"data": "abc", "rounds": 2})");
+  Start(*twice);
+  EXPECT_EQ((*result_)->string_value(),
+            "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358");
+}
+
+TEST_F(BuiltinTest, HashStopsBetweenRoundsWhenCancelled) {
+  auto call = Prepare("hash", R"({"data": "x", "rounds": 100000000})");
+  engine::CancellationSource source;
+  source.Cancel(absl::CancelledError("lost the race"));
+  Start(*call, source.token());
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_THAT(*result_,
+              StatusIs(absl::StatusCode::kCancelled, "lost the race"));
+}
+
+TEST_F(BuiltinTest, HashRoundsAreBounded) {
+  const Handler* h = registry_.Find("hash");
+  EXPECT_THAT(
+      CheckArgs(h->info(), FromJson<Struct>(R"({"data": "x", "rounds": 0})")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "args.rounds: must be between 1 and 100000000, got 0"));
+  EXPECT_THAT(
+      CheckArgs(h->info(), FromJson<Struct>(R"({"data": "x", "rounds": 1e9})")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("args.rounds: must be between 1 and 100000000")));
 }
 
 }  // namespace

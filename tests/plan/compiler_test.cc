@@ -21,11 +21,13 @@ class CompilerTest : public ::testing::Test {
 
   absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
       absl::string_view json) {
-    return plan::Compile(PlanFromJson(json), "plan", registry_, limits_);
+    return plan::Compile(PlanFromJson(json), "plan", registry_, limits_,
+                         &pools_);
   }
 
   handlers::HandlerRegistry registry_;
   Limits limits_;
+  PoolSet pools_{{{"default", 1, 10}, {"images", 1, 10}}};
 };
 
 TEST_F(CompilerTest, CompilesTheIssueExampleInPreOrder) {
@@ -59,6 +61,50 @@ TEST_F(CompilerTest, TimeoutIsKept) {
   EXPECT_EQ((*plan)->root().timeout, absl::Milliseconds(2500));
 }
 
+TEST_F(CompilerTest, EveryKindCompilesWithItsOptions) {
+  auto plan = Compile(R"({"sequence": {"children": [
+    {"race": {"mode": "RACE_MODE_FIRST_COMPLETE", "hedgeDelay": "0.05s", "children": [
+      {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
+      {"id": "b", "call": {"handler": "value", "args": {"value": 2}}}]}},
+    {"parallel": {"join": "JOIN_QUORUM", "quorum": 1, "maxConcurrency": 2, "children": [
+      {"offload": {"pool": "images", "child": {"call": {"handler": "hash", "args": {"data": "x"}}}}},
+      {"retry": {"maxAttempts": 3, "initialBackoff": "0.2s", "retryableCodes": ["NOT_FOUND"]},
+       "call": {"handler": "hash", "args": {"data": "y"}}}]}}]}})");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const auto& nodes = (*plan)->nodes();
+  ASSERT_EQ(nodes.size(), 8u);
+  EXPECT_EQ(nodes[0].kind, NodeKind::kSequence);
+  EXPECT_EQ(nodes[0].subtree_size, 8);
+  EXPECT_EQ(nodes[1].kind, NodeKind::kRace);
+  EXPECT_EQ(nodes[1].race_mode, engine::RaceMode::kFirstComplete);
+  EXPECT_EQ(nodes[1].hedge_delay, absl::Milliseconds(50));
+  EXPECT_EQ(nodes[1].subtree_size, 3);
+  EXPECT_EQ(nodes[4].join.join, engine::JoinPolicy::kQuorum);
+  EXPECT_EQ(nodes[4].join.quorum, 1);
+  EXPECT_EQ(nodes[4].join.max_concurrency, 2);
+  EXPECT_EQ(nodes[5].kind, NodeKind::kOffload);
+  // The offloaded call runs on its pool; the blocking call on "default";
+  // the value calls on the event loop.
+  EXPECT_EQ(nodes[6].pool, pools_.Find("images"));
+  EXPECT_EQ(nodes[7].pool, pools_.Find("default"));
+  EXPECT_EQ(nodes[2].pool, nullptr);
+  ASSERT_NE(nodes[7].retry, nullptr);
+  EXPECT_EQ(nodes[7].retry->max_attempts, 3);
+  EXPECT_EQ(nodes[7].retry->initial_backoff, absl::Milliseconds(200));
+  EXPECT_TRUE(
+      nodes[7].retry->retryable_codes.contains(absl::StatusCode::kNotFound));
+}
+
+TEST_F(CompilerTest, BlockingHandlerWithoutPoolsIsRefused) {
+  auto plan = plan::Compile(
+      PlanFromJson(R"({"call": {"handler": "hash", "args": {"data": "x"}}})"),
+      "plan", registry_, limits_, nullptr);
+  EXPECT_THAT(
+      plan,
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("handler \"hash\" blocks and needs a thread pool")));
+}
+
 TEST_F(CompilerTest, MissingPlanIsNamed) {
   EXPECT_THAT(plan::Compile(nullptr, "plan", registry_, limits_),
               StatusIs(absl::StatusCode::kInvalidArgument,
@@ -85,7 +131,8 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, BadPlanTest,
     ::testing::Values(
         BadPlan{"NodeWithNoKind", R"({})",
-                "plan: the node has no kind; set one of call, parallel"},
+                "plan: the node has no kind; set one of call, parallel, race, "
+                "offload, sequence"},
         BadPlan{
             "NestedNodeWithNoKind",
             R"({"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}, {"id": "x"}]}})",
@@ -106,9 +153,10 @@ INSTANTIATE_TEST_SUITE_P(
                   {"call": {"handler": "value", "args": {"value": 1}}},
                   {"call": {"handler": "slep", "args": {}}}]}})",
             "plan.parallel.children[2].call.handler: unknown handler \"slep\"; "
-            "known handlers: fail, sleep, value"},
-        BadPlan{"MissingHandler", R"({"call": {}})",
-                "plan.call.handler: missing; name one of fail, sleep, value"},
+            "known handlers: fail, hash, sleep, value"},
+        BadPlan{
+            "MissingHandler", R"({"call": {}})",
+            "plan.call.handler: missing; name one of fail, hash, sleep, value"},
         BadPlan{"MissingArgument", R"({"call": {"handler": "sleep"}})",
                 "plan.call.args.duration: required by handler \"sleep\" but "
                 "missing"},

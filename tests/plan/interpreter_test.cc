@@ -1,6 +1,7 @@
 #include "server/plan/interpreter.h"
 
 #include <atomic>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -278,12 +279,14 @@ class CountingObserver : public NodeObserver {
   std::atomic<int> bad_states_{0};
 };
 
-// A wide tree of short sleeps, failures and timeouts, on real threads.
+// A wide tree of every kind: short sleeps, failures, timeouts, races,
+// sequences, retries and offloaded hashes, on real threads, so that
+// completions, cancellations and timers race each other.
 std::string MixedTree(int width) {
   std::string children;
   for (int i = 0; i < width; ++i) {
     std::string leaf;
-    switch (i % 4) {
+    switch (i % 7) {
       case 0:
         leaf = absl::StrCat(
             R"({"call": {"handler": "sleep", "args": {"duration": "0.00)",
@@ -296,9 +299,21 @@ std::string MixedTree(int width) {
       case 2:
         leaf = R"({"call": {"handler": "value", "args": {"value": 1}}})";
         break;
+      case 3:
+        leaf =
+            R"({"race": {"hedgeDelay": "0.0005s", "children": [{"call": {"handler": "sleep", "args": {"duration": "0.002s"}}}, {"call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "after": "0.001s"}}}, {"call": {"handler": "value", "args": {"value": 2}}}]}})";
+        break;
+      case 4:
+        leaf =
+            R"({"sequence": {"children": [{"call": {"handler": "sleep", "args": {"duration": "0.001s"}}}, {"retry": {"maxAttempts": 3, "initialBackoff": "0.0001s"}, "call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}]}})";
+        break;
+      case 5:
+        leaf =
+            R"({"offload": {"child": {"call": {"handler": "hash", "args": {"data": "x", "rounds": 2000}}}}})";
+        break;
       default:
         leaf =
-            R"({"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "0.003s"}}}, {"call": {"handler": "value", "args": {"value": 2}}}]}})";
+            R"({"parallel": {"join": "JOIN_ALL_SETTLED", "children": [{"call": {"handler": "sleep", "args": {"duration": "0.003s"}}}, {"call": {"handler": "value", "args": {"value": 2}}}]}})";
     }
     absl::StrAppend(&children, i ? "," : "", leaf);
   }
@@ -311,9 +326,10 @@ TEST_P(InterpreterThreadsTest, EveryNodeStartsAndEndsExactlyOnce) {
   handlers::HandlerRegistry registry;
   handlers::RegisterBuiltinHandlers(registry);
   engine::EventLoop loop(GetParam());
+  PoolSet pools({{"default", 2, 1000}});
   for (int round = 0; round < 20; ++round) {
-    auto plan =
-        plan::Compile(PlanFromJson(MixedTree(40)), "plan", registry, Limits());
+    auto plan = plan::Compile(PlanFromJson(MixedTree(42)), "plan", registry,
+                              Limits(), &pools);
     ASSERT_TRUE(plan.ok());
     std::shared_ptr<const CompiledPlan> compiled = *std::move(plan);
     CountingObserver observer(compiled->nodes().size());
@@ -327,9 +343,22 @@ TEST_P(InterpreterThreadsTest, EveryNodeStartsAndEndsExactlyOnce) {
       done.Notify();
     });
     ASSERT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
+    // Outcomes in pre-order are the compiled nodes in order.
+    std::vector<weft::v1::NodeState> states;
+    std::function<void(const NodeOutcome&)> flatten =
+        [&](const NodeOutcome& o) {
+          states.push_back(o.state());
+          for (const NodeOutcome& c : o.children()) flatten(c);
+        };
+    flatten(outcome);
+    ASSERT_EQ(states.size(), compiled->nodes().size());
     for (size_t i = 0; i < compiled->nodes().size(); ++i) {
-      ASSERT_EQ(observer.started_[i].load(), 1) << i;
-      ASSERT_EQ(observer.finished_[i].load(), 1) << i;
+      // A node either ran once, start to end, or never started (a hedge
+      // whose race was decided first).
+      const int runs = states[i] == weft::v1::NODE_STATE_SKIPPED ? 0 : 1;
+      ASSERT_EQ(observer.started_[i].load(), runs) << i;
+      ASSERT_EQ(observer.finished_[i].load(), runs) << i;
+      ASSERT_NE(states[i], weft::v1::NODE_STATE_UNSPECIFIED) << i;
     }
     EXPECT_EQ(observer.bad_states_.load(), 0);
     // The timeouts fail the root; everything else was cancelled or ended.

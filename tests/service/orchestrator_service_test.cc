@@ -113,7 +113,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadRequest{"NoPlan", R"({})", "plan: missing; a request needs a plan"},
         BadRequest{"NodeWithNoKind", R"({"plan": {"id": "x"}})",
-                   "plan: the node has no kind; set one of call, parallel"},
+                   "plan: the node has no kind; set one of call, parallel, "
+                   "race, offload, sequence"},
         BadRequest{
             "EmptyParallel", R"({"plan": {"parallel": {"children": []}}})",
             "plan.parallel.children: a parallel needs at least one child"},
@@ -419,16 +420,110 @@ TEST(OrchestratorServiceTest, EndingTheGracePeriodCancelsRunsAtOnce) {
   stopper.join();
 }
 
+// The scenarios the engine issue asks grpcurl to run, end to end.
+TEST(OrchestratorServiceTest, RaceWhoseSlowWinnerBeatsAFastFailingChild) {
+  ServerFixture f;
+  RunResponse response;
+  ASSERT_TRUE(f.Run(R"({"plan": {"race": {"children": [
+      {"id": "flaky", "call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "after": "0.01s"}}},
+      {"id": "steady", "call": {"handler": "sleep", "args": {"duration": "0.3s", "value": "found"}}}]}}})",
+                    &response)
+                  .ok());
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(response.outcome().winner(), "steady");
+  EXPECT_EQ(ToJson(response.outcome().value()), R"("found")");
+}
+
+TEST(OrchestratorServiceTest, HedgedRaceWithAFallbackOnItsOwnTimeout) {
+  ServerFixture f;
+  RunResponse response;
+  ASSERT_TRUE(f.Run(R"({"plan": {"race": {"hedgeDelay": "0.05s", "children": [
+      {"id": "primary",  "call": {"handler": "sleep", "args": {"duration": "5s", "value": "a"}}},
+      {"id": "backup",   "call": {"handler": "sleep", "args": {"duration": "0.1s", "value": "b"}}},
+      {"id": "fallback", "timeout": "2s", "call": {"handler": "sleep", "args": {"duration": "5s", "value": "c"}}}]}}})",
+                    &response)
+                  .ok());
+  const NodeOutcome& race = response.outcome();
+  EXPECT_EQ(race.winner(), "backup");
+  // The backup started a hedge delay after the primary.
+  EXPECT_GE(ToTime(race.children(1).start_time()) -
+                ToTime(race.children(0).start_time()),
+            absl::Milliseconds(50));
+  EXPECT_EQ(race.children(0).state(), weft::v1::NODE_STATE_CANCELLED);
+}
+
+TEST(OrchestratorServiceTest, QuorumOfTwoOutOfThree) {
+  ServerFixture f;
+  RunResponse response;
+  ASSERT_TRUE(
+      f.Run(
+           R"({"plan": {"parallel": {"join": "JOIN_QUORUM", "quorum": 2, "children": [
+      {"id": "r1", "call": {"handler": "sleep", "args": {"duration": "0.05s", "value": 1}}},
+      {"id": "r2", "call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}},
+      {"id": "r3", "call": {"handler": "sleep", "args": {"duration": "0.1s", "value": 3}}}]}}})",
+           &response)
+          .ok());
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(ToJson(response.outcome().value()), R"({"r1":1,"r3":3})");
+}
+
+TEST(OrchestratorServiceTest, OffloadedHashBesideASleepThatEndsOnTime) {
+  ServerFixture f;
+  RunResponse response;
+  ASSERT_TRUE(f.Run(R"({"plan": {"parallel": {"children": [
+      {"id": "digest", "offload": {"pool": "default", "child":
+         {"call": {"handler": "hash", "args": {"data": "large payload", "rounds": 200000}}}}},
+      {"id": "heartbeat", "call": {"handler": "sleep", "args": {"duration": "0.1s", "value": "on time"}}}]}}})",
+                    &response)
+                  .ok());
+  const NodeOutcome& root = response.outcome();
+  ASSERT_EQ(root.state(), weft::v1::NODE_STATE_SUCCEEDED) << root.DebugString();
+  EXPECT_EQ(root.value().struct_value().fields().at("heartbeat").string_value(),
+            "on time");
+  EXPECT_EQ(
+      root.value().struct_value().fields().at("digest").string_value().size(),
+      64u);
+  // How late the heartbeat is beside a busy pool is measured in bench/.
+}
+
+TEST(OrchestratorServiceTest, RetriedFailCountsItsAttempts) {
+  ServerFixture f;
+  RunResponse response;
+  ASSERT_TRUE(
+      f.Run(R"({"plan": {"retry": {"maxAttempts": 3, "initialBackoff": "0.01s"},
+      "call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "message": "still down"}}}})",
+            &response)
+          .ok());
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(response.outcome().attempts(), 3);
+  EXPECT_EQ(response.outcome().error().message(), "still down");
+}
+
+TEST(OrchestratorServiceTest, UnknownPoolIsInvalidArgument) {
+  ServerFixture f;
+  RunResponse response;
+  grpc::Status s = f.Run(R"({"plan": {"offload": {"pool": "gpu", "child":
+      {"call": {"handler": "value", "args": {"value": 1}}}}}})",
+                         &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(
+      s.error_message(),
+      HasSubstr(
+          "plan.offload.pool: unknown pool \"gpu\"; pools: default (--pools)"));
+}
+
 TEST(OrchestratorServiceTest, ListHandlersDescribesEachHandlerAndItsArguments) {
   ServerFixture f;
   grpc::ClientContext context;
   weft::v1::ListHandlersResponse response;
   ASSERT_TRUE(f.orchestrator().ListHandlers(&context, {}, &response).ok());
-  ASSERT_EQ(response.handlers_size(), 3);
+  ASSERT_EQ(response.handlers_size(), 4);
   EXPECT_EQ(response.handlers(0).name(), "fail");
-  EXPECT_EQ(response.handlers(1).name(), "sleep");
-  EXPECT_EQ(response.handlers(2).name(), "value");
-  const weft::v1::Handler& sleep = response.handlers(1);
+  EXPECT_EQ(response.handlers(1).name(), "hash");
+  EXPECT_TRUE(response.handlers(1).blocking());
+  EXPECT_EQ(response.handlers(2).name(), "sleep");
+  EXPECT_EQ(response.handlers(3).name(), "value");
+  const weft::v1::Handler& sleep = response.handlers(2);
   EXPECT_FALSE(sleep.blocking());
   ASSERT_EQ(sleep.arguments_size(), 2);
   EXPECT_EQ(sleep.arguments(0).name(), "duration");

@@ -6,6 +6,9 @@ their `buf curl` equivalents (grpcurl is not packaged for Debian 12); other
 commands run in bash from the repository root. Outputs compare as JSON with
 timestamps ignored, as grpcurl-style errors against buf's error JSON, or line by
 line.
+
+With --update it rewrites the README's outputs from what the commands print
+now (grpcurl's error form for RPC errors), for a developer to review.
 """
 
 import argparse
@@ -27,21 +30,26 @@ README_ADDR = "127.0.0.1:50051"
 def parse_blocks(text):
     """Yields (command, expected output) pairs from ```console blocks."""
     for block in re.findall(r"```console\n(.*?)```", text, re.S):
-        lines = block.splitlines()
-        i = 0
-        while i < len(lines):
-            if not lines[i].startswith("$ "):
-                raise ValueError("output before a command: %r" % lines[i])
-            command = lines[i][2:]
+        yield from parse_block(block)
+
+
+def parse_block(block):
+    """The (command, output) pairs of one block."""
+    lines = block.splitlines()
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith("$ "):
+            raise ValueError("output before a command: %r" % lines[i])
+        command = lines[i][2:]
+        i += 1
+        while not complete(command):
+            command += "\n" + lines[i]
             i += 1
-            while not complete(command):
-                command += "\n" + lines[i]
-                i += 1
-            output = []
-            while i < len(lines) and not lines[i].startswith("$ "):
-                output.append(lines[i])
-                i += 1
-            yield command, "\n".join(output)
+        output = []
+        while i < len(lines) and not lines[i].startswith("$ "):
+            output.append(lines[i])
+            i += 1
+        yield command, "\n".join(output)
 
 
 def complete(command):
@@ -98,27 +106,29 @@ class TourTest(unittest.TestCase):
                 with self.subTest(command=command[:80]):
                     self.check(command, expected, weftd.address, env)
 
-    def check(self, command, expected, address, env):
+    def execute(self, command, address, env):
+        """Runs a tour command; returns (ok, output as the README shows it)."""
         if command.startswith("grpcurl "):
-            argv, kind = grpcurl_to_buf(command, address)
+            argv, _ = grpcurl_to_buf(command, address)
             r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-            actual = r.stdout + r.stderr
-            if expected.startswith("ERROR:"):
-                self.assertNotEqual(r.returncode, 0)
-                got = json.loads(actual)
-                want = dict(re.findall(r"^\s+(Code|Message): (.*)$", expected, re.M))
-                self.assertEqual(camel(got["code"]), want["Code"])
-                self.assertEqual(got["message"], want["Message"])
-                return
-            self.assertEqual(r.returncode, 0, actual)
-        else:
-            # The CLI as built here, at the README's address.
-            command = command.replace("build/client/weft", ARGS.weft)
-            # One stream, in the order a terminal shows it.
-            r = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, timeout=120,
-                               env=env, cwd=ARGS.root)
-            actual = r.stdout
+            if r.returncode != 0:
+                err = json.loads(r.stdout + r.stderr)
+                return False, "ERROR:\n  Code: %s\n  Message: %s" % (
+                    camel(err["code"]), err["message"])
+            out = r.stdout.strip()
+            if out.startswith("{"):
+                out = json.dumps(json.loads(out), indent=2, ensure_ascii=False)
+            return True, out
+        command = command.replace("build/client/weft", ARGS.weft)
+        r = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120,
+                           env=env, cwd=ARGS.root)
+        return r.returncode == 0, r.stdout.rstrip("\n")
+
+    def check(self, command, expected, address, env):
+        ok, actual = self.execute(command, address, env)
+        if command.startswith("grpcurl "):
+            self.assertEqual(ok, not expected.startswith("ERROR:"), actual)
         self.compare(actual, expected)
 
     def compare(self, actual, expected):
@@ -133,6 +143,29 @@ class TourTest(unittest.TestCase):
             self.assertEqual(actual.strip().splitlines(), expected.strip().splitlines())
 
 
+def update():
+    """Rewrites every tour output in the README from a real run."""
+    with open(ARGS.readme) as f:
+        text = f.read()
+    test = TourTest()
+    with Weftd(ARGS.weftd) as weftd:
+        env = dict(os.environ, WEFT_ADDR=weftd.address)
+
+        def redo(match):
+            block = match.group(1)
+            out = []
+            for command, _ in parse_block(block):
+                _, actual = test.execute(command, weftd.address, env)
+                out.append("$ " + command)
+                if actual:
+                    out.append(actual)
+            return "```console\n" + "\n".join(out) + "\n```"
+
+        text = re.sub(r"```console\n(.*?)```", redo, text, flags=re.S)
+    with open(ARGS.readme, "w") as f:
+        f.write(text)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--weftd", required=True)
@@ -140,5 +173,9 @@ if __name__ == "__main__":
     parser.add_argument("--buf", required=True)
     parser.add_argument("--readme", required=True)
     parser.add_argument("--root", required=True)
+    parser.add_argument("--update", action="store_true")
     ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0], "-v", *rest])
+    if ARGS.update:
+        update()
+    else:
+        unittest.main(argv=[sys.argv[0], "-v", *rest])
