@@ -1,5 +1,6 @@
 #include "server/plan/compiler.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -12,6 +13,36 @@ namespace weft::plan {
 using weft::v1::PlanNode;
 
 namespace {
+
+// Counts the nodes of `node`'s tree, stopping once past `limit` (so a huge
+// plan costs no more than the limit).
+int CountNodes(const PlanNode& node, int limit) {
+  int count = 1;
+  auto add = [&](const google::protobuf::RepeatedPtrField<PlanNode>& children) {
+    for (const PlanNode& c : children) {
+      if (count > limit) return;
+      count += CountNodes(c, limit - count);
+    }
+  };
+  switch (node.kind_case()) {
+    case PlanNode::kParallel:
+      add(node.parallel().children());
+      break;
+    case PlanNode::kRace:
+      add(node.race().children());
+      break;
+    case PlanNode::kSequence:
+      add(node.sequence().children());
+      break;
+    case PlanNode::kOffload:
+      if (node.offload().has_child())
+        count += CountNodes(node.offload().child(), limit);
+      break;
+    default:
+      break;
+  }
+  return count;
+}
 
 // google.protobuf.Duration's largest value.
 constexpr int64_t kMaxDurationSeconds = 315'576'000'000;
@@ -53,14 +84,17 @@ class Compiler {
       : registry_(registry), limits_(limits), pools_(pools) {}
 
   absl::StatusOr<std::unique_ptr<const CompiledPlan>> Run(
-      std::unique_ptr<const PlanNode> plan, absl::string_view path) {
+      const PlanNode& plan, std::shared_ptr<const void> owner,
+      absl::string_view path) {
     auto compiled = std::unique_ptr<CompiledPlan>(new CompiledPlan());
     plan_ = compiled.get();
-    if (absl::Status s = CompileNode(*plan, std::string(path), 1, nullptr);
+    plan_->nodes_.reserve(std::min(CountNodes(plan, limits_.max_plan_nodes + 1),
+                                   limits_.max_plan_nodes + 1));
+    if (absl::Status s = CompileNode(plan, std::string(path), 1, nullptr);
         !s.ok()) {
       return s;
     }
-    compiled->source_ = std::move(plan);
+    compiled->source_ = std::move(owner);
     return std::unique_ptr<const CompiledPlan>(std::move(compiled));
   }
 
@@ -379,6 +413,13 @@ class Compiler {
 };
 
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
+    const PlanNode& plan, std::shared_ptr<const void> owner,
+    absl::string_view path, const handlers::HandlerRegistry& registry,
+    const Limits& limits, const PoolSet* pools) {
+  return Compiler(registry, limits, pools).Run(plan, std::move(owner), path);
+}
+
+absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const PlanNode> plan, absl::string_view path,
     const handlers::HandlerRegistry& registry, const Limits& limits,
     const PoolSet* pools) {
@@ -386,7 +427,9 @@ absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": missing; a request needs a plan"));
   }
-  return Compiler(registry, limits, pools).Run(std::move(plan), path);
+  const PlanNode& root = *plan;
+  return Compile(root, std::shared_ptr<const PlanNode>(std::move(plan)), path,
+                 registry, limits, pools);
 }
 
 }  // namespace weft::plan

@@ -90,7 +90,9 @@ class CompiledPlan {
 
  private:
   friend class Compiler;
-  std::unique_ptr<const weft::v1::PlanNode> source_;
+  // Keeps the plan's messages alive (the message itself, or the arena
+  // holding it).
+  std::shared_ptr<const void> source_;
   std::vector<CompiledNode> nodes_;
   int leaves_ = 0;
 };
@@ -102,6 +104,13 @@ absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const weft::v1::PlanNode> plan, absl::string_view path,
     const handlers::HandlerRegistry& registry, const Limits& limits,
     const PoolSet* pools = nullptr);
+
+// The same for a plan whose memory `owner` keeps alive (e.g. the arena it
+// was parsed into); the result keeps `owner`.
+absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
+    const weft::v1::PlanNode& plan, std::shared_ptr<const void> owner,
+    absl::string_view path, const handlers::HandlerRegistry& registry,
+    const Limits& limits, const PoolSet* pools = nullptr);
 
 // The name a node goes by in messages and outcomes: its id, or
 // "children[i]" when it has none.

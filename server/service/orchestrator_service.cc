@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "server/handlers/duration.h"
@@ -67,19 +68,28 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     }
     admitted_ = true;  // OnDone releases the slot, whatever happens next.
 
-    weft::v1::RunRequest req;
+    // The request lives on an arena that the compiled plan keeps: one
+    // allocation for many nodes, and one release.
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.start_block_size = 16 << 10;
+    arena_options.max_block_size = 1 << 20;
+    auto arena = std::make_shared<google::protobuf::Arena>(arena_options);
+    auto* req = google::protobuf::Arena::CreateMessage<weft::v1::RunRequest>(
+        arena.get());
     if (absl::Status s = ParseRequest(
-            *request, service_->options_.limits.max_plan_depth, &req);
+            *request, service_->options_.limits.max_plan_depth, req);
         !s.ok()) {
       Finish(ToGrpc(s));
       return;
     }
-    const bool root_only = req.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    const bool root_only = req->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
     absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
-        plan::Compile(std::unique_ptr<const weft::v1::PlanNode>(
-                          req.has_plan() ? req.release_plan() : nullptr),
-                      "plan", service_->registry_, service_->options_.limits,
-                      service_->pools_);
+        req->has_plan()
+            ? plan::Compile(req->plan(), std::move(arena), "plan",
+                            service_->registry_, service_->options_.limits,
+                            service_->pools_)
+            : plan::Compile(nullptr, "plan", service_->registry_,
+                            service_->options_.limits, service_->pools_);
     if (!compiled.ok()) {
       Finish(ToGrpc(compiled.status()));
       return;
