@@ -45,6 +45,24 @@ std::shared_ptr<const plan::CompiledPlan> CompileJson(const std::string& json,
   return *std::move(plan);
 }
 
+// Runs `plan` (root-only outcome) on `loop` and waits for it to end.
+void RunAndWait(engine::Env& loop,
+                const std::shared_ptr<const plan::CompiledPlan>& plan) {
+  engine::Mutex mu;
+  engine::CondVar cv;
+  bool done = false;
+  plan::RunOptions options;
+  options.env = &loop;
+  options.root_only = true;
+  plan::Execute(plan, options, [&](weft::v1::NodeOutcome) {
+    engine::MutexLock lock(&mu);
+    done = true;
+    cv.SignalAll();
+  });
+  engine::MutexLock lock(&mu);
+  while (!done) cv.Wait(&mu);
+}
+
 std::string ParallelJson(int n, const std::string& leaf) {
   std::string children;
   for (int i = 0; i < n; ++i) absl::StrAppend(&children, i ? "," : "", leaf);
@@ -153,19 +171,7 @@ void BM_OffloadRoundTrip(benchmark::State& state) {
   if (!compiled.ok()) std::abort();
   std::shared_ptr<const plan::CompiledPlan> plan = *std::move(compiled);
   for (auto _ : state) {
-    engine::Mutex mu;
-    engine::CondVar cv;
-    bool done = false;
-    plan::RunOptions options;
-    options.env = &loop;
-    options.root_only = true;
-    plan::Execute(plan, options, [&](weft::v1::NodeOutcome) {
-      engine::MutexLock lock(&mu);
-      done = true;
-      cv.SignalAll();
-    });
-    engine::MutexLock lock(&mu);
-    while (!done) cv.Wait(&mu);
+    RunAndWait(loop, plan);
   }
 }
 BENCHMARK(BM_OffloadRoundTrip)->UseRealTime();
@@ -179,19 +185,7 @@ void BM_SleepingLeaves(benchmark::State& state) {
           R"({"call": {"handler": "sleep", "args": {"duration": "0.001s"}}})"),
       n + 1);
   for (auto _ : state) {
-    engine::Mutex mu;
-    engine::CondVar cv;
-    bool done = false;
-    plan::RunOptions options;
-    options.env = &loop;
-    options.root_only = true;
-    plan::Execute(plan, options, [&](weft::v1::NodeOutcome) {
-      engine::MutexLock lock(&mu);
-      done = true;
-      cv.SignalAll();
-    });
-    engine::MutexLock lock(&mu);
-    while (!done) cv.Wait(&mu);
+    RunAndWait(loop, plan);
   }
 }
 BENCHMARK(BM_SleepingLeaves)

@@ -15,17 +15,16 @@
 #include "tests/testing/plan_util.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/sync.h"
+#include "tests/testing/time.h"
 
 namespace weft::plan {
 namespace {
 
+using ::weft::testing::ToTime;
+
 using ::testing::HasSubstr;
 using ::weft::testing::PlanFromJson;
 using weft::v1::NodeOutcome;
-
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 class InterpreterTest : public ::testing::Test {
  protected:

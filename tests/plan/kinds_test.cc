@@ -14,18 +14,17 @@
 #include "server/plan/interpreter.h"
 #include "tests/testing/plan_util.h"
 #include "tests/testing/sync.h"
+#include "tests/testing/time.h"
 
 namespace weft::plan {
 namespace {
+
+using ::weft::testing::ToTime;
 
 using ::testing::HasSubstr;
 using ::weft::testing::PlanFromJson;
 using ::weft::testing::ToJson;
 using weft::v1::NodeOutcome;
-
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 // "flaky": fails with UNAVAILABLE until it has been called args.fails times,
 // then returns "ok". Counts calls across the test.

@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "tests/service/server_fixture.h"
 #include "tests/testing/deep.h"
+#include "tests/testing/time.h"
 
 namespace weft::testing {
 namespace {
@@ -18,10 +19,6 @@ using ::weft::testing::DeepArgsBytes;
 using ::weft::testing::DeepPlanBytes;
 using weft::v1::NodeOutcome;
 using weft::v1::RunResponse;
-
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 constexpr char kDashboard[] = R"({"plan": {"parallel": {"children": [
   {"id": "user",  "call": {"handler": "sleep", "args": {"duration": "0.3s", "value": {"name": "Ada"}}}},
@@ -289,8 +286,7 @@ TEST(OrchestratorServiceTest,
   AsyncRun a, b;
   a.Start(f.orchestrator(), kLongSleep);
   b.Start(f.orchestrator(), kLongSleep);
-  ASSERT_TRUE(
-      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
+  ASSERT_TRUE(f.WaitForActiveRuns(2));
 
   grpc::ClientContext context;
   RunResponse response;
@@ -311,21 +307,18 @@ TEST(OrchestratorServiceTest,
   b.context.TryCancel();
   ASSERT_TRUE(a.done.WaitForNotificationWithTimeout(kWait));
   ASSERT_TRUE(b.done.WaitForNotificationWithTimeout(kWait));
-  ASSERT_TRUE(
-      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+  ASSERT_TRUE(f.WaitForActiveRuns(0));
 }
 
 TEST(OrchestratorServiceTest, CallerCancelStopsThePlanAndFreesItsSlot) {
   ServerFixture f;
   AsyncRun run;
   run.Start(f.orchestrator(), kLongSleep);
-  ASSERT_TRUE(
-      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 1; }));
+  ASSERT_TRUE(f.WaitForActiveRuns(1));
   run.context.TryCancel();
   ASSERT_TRUE(run.done.WaitForNotificationWithTimeout(kWait));
   EXPECT_EQ(run.status.error_code(), grpc::StatusCode::CANCELLED);
-  ASSERT_TRUE(
-      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+  ASSERT_TRUE(f.WaitForActiveRuns(0));
 }
 
 TEST(OrchestratorServiceTest, CallerDeadlineBoundsThePlan) {
@@ -333,8 +326,7 @@ TEST(OrchestratorServiceTest, CallerDeadlineBoundsThePlan) {
   RunResponse response;
   grpc::Status s = f.Run(kLongSleep, &response, absl::Milliseconds(200));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  ASSERT_TRUE(
-      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 0; }));
+  ASSERT_TRUE(f.WaitForActiveRuns(0));
 }
 
 TEST(OrchestratorServiceTest, RunWithoutDeadlineIsBoundedByMaxRunDuration) {
@@ -359,20 +351,13 @@ TEST(OrchestratorServiceTest,
       f.orchestrator(),
       R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "0.5s", "value": "done"}}}})");
   slow.Start(f.orchestrator(), kLongSleep);
-  ASSERT_TRUE(
-      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 2; }));
+  ASSERT_TRUE(f.WaitForActiveRuns(2));
 
   service::ShutdownReport report;
   std::thread stopper([&] { report = f.server().Shutdown(absl::Seconds(5)); });
 
   // At once: health says NOT_SERVING and new runs are refused.
-  ASSERT_TRUE(f.WaitFor([&] {
-    grpc::ClientContext context;
-    grpc::health::v1::HealthCheckResponse response;
-    f.health().Check(&context, {}, &response);
-    return response.status() ==
-           grpc::health::v1::HealthCheckResponse::NOT_SERVING;
-  }));
+  ASSERT_TRUE(f.WaitUntilNotServing());
   RunResponse refused;
   grpc::Status s = f.Run(kLongSleep, &refused);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -397,20 +382,13 @@ TEST(OrchestratorServiceTest, EndingTheGracePeriodCancelsRunsAtOnce) {
   ServerFixture f;
   AsyncRun slow;
   slow.Start(f.orchestrator(), kLongSleep);
-  ASSERT_TRUE(
-      f.WaitFor([&] { return f.server().orchestrator().active_runs() == 1; }));
+  ASSERT_TRUE(f.WaitForActiveRuns(1));
   Notification stopped;
   std::thread stopper([&] {
     f.server().Shutdown(absl::Hours(1));
     stopped.Notify();
   });
-  ASSERT_TRUE(f.WaitFor([&] {
-    grpc::ClientContext context;
-    grpc::health::v1::HealthCheckResponse response;
-    f.health().Check(&context, {}, &response);
-    return response.status() ==
-           grpc::health::v1::HealthCheckResponse::NOT_SERVING;
-  }));
+  ASSERT_TRUE(f.WaitUntilNotServing());
   EXPECT_FALSE(stopped.HasBeenNotified());
   f.server().EndGracePeriod();  // What weftd does on a second signal.
   ASSERT_TRUE(slow.done.WaitForNotificationWithTimeout(kWait));

@@ -57,6 +57,22 @@ class ServerFixture {
     return true;
   }
 
+  // Waits until `n` runs are in flight; false if that never happened.
+  bool WaitForActiveRuns(int n) {
+    return WaitFor([&] { return server_->orchestrator().active_runs() == n; });
+  }
+
+  // Waits until the health service says NOT_SERVING.
+  bool WaitUntilNotServing() {
+    return WaitFor([&] {
+      grpc::ClientContext context;
+      grpc::health::v1::HealthCheckResponse response;
+      health_->Check(&context, {}, &response);
+      return response.status() ==
+             grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+    });
+  }
+
   service::WeftServer& server() { return *server_; }
   weft::v1::Orchestrator::Stub& orchestrator() { return *orchestrator_; }
   grpc::health::v1::Health::Stub& health() { return *health_; }
