@@ -90,7 +90,7 @@ tsan: deps-test
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DWEFT_SANITIZER=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
 	cmake --build $(BUILD)-tsan -j $(JOBS) --target weft_core_tests
-	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  ctest --output-on-failure -j $(JOBS) -L '^(engine|handlers|plan)$$' --timeout 900
 
 asan: tools
