@@ -105,9 +105,8 @@ sanitizers: tsan asan
 
 test: check sanitizers
 
-bench: build
-	$(BUILD)/bench/engine_bench --benchmark_counters_tabular=true
-	$(BUILD)/bench/scale_run --weftd=$(BUILD)/server/weftd --leaves=100000 --sleep=1s --runs=2
+bench: build deps-test
+	python3 bench/bench.py --build=$(BUILD)
 
 SOURCES = $(shell find server client tests bench -name '*.h' -o -name '*.cc')
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -34,6 +35,20 @@ ABSL_FLAG(int, runs, 2,
           "process faulting its memory in), the rest warm.");
 
 namespace {
+
+// Threads of `pid` whose name starts with "weft-" (the event loop, its
+// timer, the pools): the ones weft owns.
+long WeftThreads(pid_t pid) {
+  long n = 0;
+  for (const auto& task : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/task"))) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("weft-", 0) == 0) ++n;
+  }
+  return n;
+}
 
 // A field of /proc/PID/status, in kB or a count.
 long ProcStatus(pid_t pid, const std::string& key) {
@@ -89,14 +104,16 @@ int main(int argc, char** argv) {
       weft::client::Client::Connect(address);
   // Warm the connection, then measure.
   (void)client->Check("", absl::Seconds(10));
-  const long threads_before = ProcStatus(pid, "Threads");
+  const long weft_threads_before = WeftThreads(pid);
   const long rss_before = ProcStatus(pid, "VmRSS");
   bool ok = true;
   for (int run = 0; run < absl::GetFlag(FLAGS_runs); ++run) {
     // Sample the thread count while the run is in flight.
     weft::engine::Mutex mu;
     bool running = true;
-    long threads_max = ProcStatus(pid, "Threads");
+    const long threads_before = ProcStatus(pid, "Threads");
+    long threads_max = threads_before;
+    long weft_threads_max = weft_threads_before;
     std::thread sampler([&] {
       for (;;) {
         {
@@ -104,6 +121,7 @@ int main(int argc, char** argv) {
           if (!running) return;
         }
         threads_max = std::max(threads_max, ProcStatus(pid, "Threads"));
+        weft_threads_max = std::max(weft_threads_max, WeftThreads(pid));
         usleep(20'000);
       }
     });
@@ -131,7 +149,9 @@ int main(int argc, char** argv) {
               << " weftd_extra_peak_rss_mb="
               << (ProcStatus(pid, "VmHWM") - rss_before) / 1024
               << " weftd_threads_before=" << threads_before
-              << " weftd_threads_max_during=" << threads_max << std::endl;
+              << " weftd_threads_max_during=" << threads_max
+              << " weft_threads_before=" << weft_threads_before
+              << " weft_threads_max_during=" << weft_threads_max << std::endl;
   }
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);

@@ -41,10 +41,12 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(std::string, pools, "default=2:1000",
           "Thread pools for offload nodes and blocking handlers, as "
           "name=threads:queue,...; must include default.");
-ABSL_FLAG(bool, huge_pages, true,
-          "Let malloc back its heap with transparent huge pages "
-          "(glibc.malloc.hugetlb=1; weftd restarts itself once with it set). "
-          "Large plans fault in far fewer pages.");
+ABSL_FLAG(bool, malloc_tuning, true,
+          "Tune glibc's malloc for weft's many small allocations: transparent "
+          "huge pages, one arena with large per-thread caches, freed memory "
+          "kept for reuse. Tunables can only be set at start, so weftd "
+          "restarts itself once with GLIBC_TUNABLES set (any given there "
+          "already are kept).");
 ABSL_FLAG(int, event_loop_threads, 2,
           "Threads of the engine's event loop (timers and completions).");
 
@@ -80,19 +82,26 @@ void ApplyEnvironment() {
   }
 }
 
-// Restarts this process once with glibc's malloc told to use transparent
-// huge pages, unless the environment already says how. A tunable can only
-// be set before the process starts; failing to restart is harmless.
-void MaybeRestartWithHugePages(char** argv) {
-  const char* tunables = std::getenv("GLIBC_TUNABLES");
-  if (tunables != nullptr &&
-      std::string(tunables).find("glibc.malloc.hugetlb") != std::string::npos) {
-    return;
+// Restarts this process once with glibc's malloc tunables set, keeping any
+// the environment already gives: transparent huge pages for the heap (a page
+// fault costs microseconds on this kind of VM, and large plans touch a lot
+// of memory), one arena so that memory freed by one run serves the next
+// whatever thread it lands on, and large per-thread caches so that one arena
+// costs no throughput. Failing to restart is harmless.
+void MaybeRestartWithMallocTunables(char** argv) {
+  const std::string given = std::getenv("GLIBC_TUNABLES") != nullptr
+                                ? std::getenv("GLIBC_TUNABLES")
+                                : "";
+  std::string tunables = given;
+  for (const char* t : {"glibc.malloc.hugetlb=1", "glibc.malloc.arena_max=1",
+                        "glibc.malloc.tcache_count=2000"}) {
+    const std::string name(t, std::string(t).find('='));
+    if (given.find(name) != std::string::npos) continue;
+    if (!tunables.empty()) tunables += ':';
+    tunables += t;
   }
-  std::string value = "glibc.malloc.hugetlb=1";
-  if (tunables != nullptr && *tunables != '\0')
-    value = absl::StrCat(tunables, ":", value);
-  setenv("GLIBC_TUNABLES", value.c_str(), 1);
+  if (tunables == given) return;
+  setenv("GLIBC_TUNABLES", tunables.c_str(), 1);
   execv("/proc/self/exe", argv);
 }
 
@@ -113,7 +122,7 @@ int main(int argc, char** argv) {
   if (rest.size() > 1) {
     Die(absl::StrCat("unexpected argument \"", rest[1], "\""));
   }
-  if (absl::GetFlag(FLAGS_huge_pages)) MaybeRestartWithHugePages(argv);
+  if (absl::GetFlag(FLAGS_malloc_tuning)) MaybeRestartWithMallocTunables(argv);
 
   weft::service::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -147,13 +156,13 @@ int main(int argc, char** argv) {
   if (grace < absl::ZeroDuration())
     Die("--shutdown_grace must not be negative");
 
-  // Keep freed memory for the next run instead of handing it back to the
-  // kernel and faulting it in again: a large plan's nodes are many small
-  // allocations, and on this kind of VM a page fault costs microseconds.
-  // The price: after a burst, RSS stays at its peak.
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_ARENA_MAX, 1);
+  if (absl::GetFlag(FLAGS_malloc_tuning)) {
+    // Keep freed memory for the next run instead of handing it back to the
+    // kernel and faulting it in again. The price: after a burst, RSS stays
+    // near its peak.
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
 
   // Block the stop signals in every thread; this one waits for them.
   sigset_t stop_signals;

@@ -1,5 +1,7 @@
 #include "server/engine/event_loop.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -8,9 +10,16 @@ namespace weft::engine {
 EventLoop::EventLoop(int threads) {
   threads = std::max(threads, 1);
   workers_.reserve(threads);
-  for (int i = 0; i < threads; ++i)
-    workers_.emplace_back([this] { WorkerLoop(); });
-  timer_thread_ = std::thread([this] { TimerLoop(); });
+  for (int i = 0; i < threads; ++i) {
+    workers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "weft-loop");
+      WorkerLoop();
+    });
+  }
+  timer_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "weft-timer");
+    TimerLoop();
+  });
 }
 
 EventLoop::~EventLoop() {

@@ -1,5 +1,7 @@
 #include "server/engine/thread_pool.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <optional>
 #include <utility>
@@ -13,7 +15,15 @@ ThreadPool::ThreadPool(std::string name, int threads, int queue_capacity)
     : name_(std::move(name)), capacity_(std::max(queue_capacity, 0)) {
   threads = std::max(threads, 1);
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Worker(); });
+  // Thread names are at most 15 characters: "weft-pool-" and the name's
+  // start.
+  const std::string thread_name = ("weft-pool-" + name_).substr(0, 15);
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this, thread_name] {
+      pthread_setname_np(pthread_self(), thread_name.c_str());
+      Worker();
+    });
+  }
 }
 
 ThreadPool::~ThreadPool() {

@@ -1,5 +1,6 @@
 #include "server/service/orchestrator_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <utility>
@@ -68,16 +69,39 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     }
     admitted_ = true;  // OnDone releases the slot, whatever happens next.
 
+    if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+      caller_deadline_ = absl::FromChrono(context->deadline());
+    }
+    // Large requests are parsed and compiled on a thread of their own: the
+    // gRPC thread stays free, and the memory of large plans comes from one
+    // malloc arena, reused run after run, rather than from whichever gRPC
+    // thread took the call.
+    const size_t bytes = request->Length();
+    if (bytes > kLargeRequestBytes && service_->large_requests_ != nullptr) {
+      absl::StatusOr<uint64_t> queued = service_->large_requests_->Submit(
+          [this, copy = grpc::ByteBuffer(*request)] { Prepare(copy); });
+      if (!queued.ok()) Finish(ToGrpc(queued.status()));
+      return;
+    }
+    Prepare(*request);
+  }
+
+ private:
+  static constexpr size_t kLargeRequestBytes = 256 << 10;
+
+  // Parses, compiles and starts the plan; the outcome arrives in OnOutcome.
+  void Prepare(const grpc::ByteBuffer& request) {
     // The request lives on an arena that the compiled plan keeps: one
     // allocation for many nodes, and one release.
     google::protobuf::ArenaOptions arena_options;
-    arena_options.start_block_size = 16 << 10;
+    arena_options.start_block_size =
+        std::clamp<size_t>(request.Length() * 8, 1 << 10, 1 << 20);
     arena_options.max_block_size = 1 << 20;
     auto arena = std::make_shared<google::protobuf::Arena>(arena_options);
     auto* req = google::protobuf::Arena::CreateMessage<weft::v1::RunRequest>(
         arena.get());
     if (absl::Status s = ParseRequest(
-            *request, service_->options_.limits.max_plan_depth, req);
+            request, service_->options_.limits.max_plan_depth, req);
         !s.ok()) {
       Finish(ToGrpc(s));
       return;
@@ -99,7 +123,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     options.env = &service_->env_;
     options.token = source_.token();
     options.root_only = root_only;
-    if (context->deadline() == std::chrono::system_clock::time_point::max()) {
+    if (caller_deadline_ == absl::InfiniteFuture()) {
       options.deadline =
           service_->env_.Now() + service_->options_.max_run_duration;
       options.deadline_message = absl::StrCat(
@@ -109,7 +133,6 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     } else {
       // The caller sees DEADLINE_EXCEEDED from gRPC at that moment; the
       // plan stops with it.
-      caller_deadline_ = absl::FromChrono(context->deadline());
       options.deadline = caller_deadline_;
       options.deadline_message = "the caller's deadline passed";
     }
@@ -119,6 +142,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
                   });
   }
 
+ public:
   // gRPC calls this when the caller cancels or disconnects, and when the
   // caller's deadline passes.
   void OnCancel() override {
@@ -185,11 +209,13 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
 
 OrchestratorService::OrchestratorService(
     OrchestratorOptions options, const handlers::HandlerRegistry& registry,
-    engine::Env& env, const plan::PoolSet* pools)
+    engine::Env& env, const plan::PoolSet* pools,
+    engine::ThreadPool* large_requests)
     : options_(std::move(options)),
       registry_(registry),
       env_(env),
-      pools_(pools) {}
+      pools_(pools),
+      large_requests_(large_requests) {}
 
 grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,

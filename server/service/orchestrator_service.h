@@ -22,6 +22,7 @@
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
 #include "server/engine/sync.h"
+#include "server/engine/thread_pool.h"
 #include "server/handlers/registry.h"
 #include "server/plan/compiler.h"
 #include "server/plan/pools.h"
@@ -47,9 +48,12 @@ class OrchestratorService final
           weft::v1::Orchestrator::CallbackService> {
  public:
   // `pools` may be null (then offload and blocking handlers are refused).
+  // `large_requests`, if given, is where requests over 256 KiB are parsed
+  // and compiled (one thread, so that their memory is reused).
   OrchestratorService(OrchestratorOptions options,
                       const handlers::HandlerRegistry& registry,
-                      engine::Env& env, const plan::PoolSet* pools);
+                      engine::Env& env, const plan::PoolSet* pools,
+                      engine::ThreadPool* large_requests = nullptr);
 
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 const grpc::ByteBuffer* request,
@@ -82,6 +86,7 @@ class OrchestratorService final
   const handlers::HandlerRegistry& registry_;
   engine::Env& env_;
   const plan::PoolSet* const pools_;
+  engine::ThreadPool* const large_requests_;
 
   mutable engine::Mutex mu_;
   engine::CondVar idle_;

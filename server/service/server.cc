@@ -12,10 +12,11 @@ namespace weft::service {
 WeftServer::WeftServer(ServerOptions options)
     : options_(std::move(options)),
       loop_(options_.event_loop_threads),
-      pools_(options_.pools) {
+      pools_(options_.pools),
+      large_requests_("large", 1, options_.orchestrator.max_active_runs) {
   handlers::RegisterBuiltinHandlers(registry_);
   orchestrator_ = std::make_unique<OrchestratorService>(
-      options_.orchestrator, registry_, loop_, &pools_);
+      options_.orchestrator, registry_, loop_, &pools_, &large_requests_);
 }
 
 WeftServer::~WeftServer() {

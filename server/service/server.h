@@ -69,6 +69,8 @@ class WeftServer {
   const ServerOptions options_;
   engine::EventLoop loop_;
   plan::PoolSet pools_;
+  // Parses and compiles requests over 256 KiB (see OrchestratorService).
+  engine::ThreadPool large_requests_;
   handlers::HandlerRegistry registry_;
   std::unique_ptr<OrchestratorService> orchestrator_;
   HealthService health_;

@@ -490,6 +490,38 @@ TEST(OrchestratorServiceTest, UnknownPoolIsInvalidArgument) {
           "plan.offload.pool: unknown pool \"gpu\"; pools: default (--pools)"));
 }
 
+TEST(OrchestratorServiceTest, LargeRequestRunsLikeASmallOne) {
+  // Over 256 KiB: parsed and compiled on the large-request thread.
+  service::ServerOptions options;
+  options.orchestrator.limits.max_plan_nodes = 20'000;
+  ServerFixture f(options);
+  weft::v1::RunRequest request;
+  request.set_detail(weft::v1::OUTCOME_DETAIL_ROOT);
+  for (int i = 0; i < 9000; ++i) {
+    auto* call = request.mutable_plan()
+                     ->mutable_parallel()
+                     ->add_children()
+                     ->mutable_call();
+    call->set_handler("value");
+    (*call->mutable_args()->mutable_fields())["value"].set_number_value(i);
+  }
+  ASSERT_GT(request.ByteSizeLong(), 256u << 10);
+  grpc::ClientContext context;
+  RunResponse response;
+  ASSERT_TRUE(f.orchestrator().Run(&context, request, &response).ok());
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  ASSERT_EQ(response.outcome().value().list_value().values_size(), 9000);
+  EXPECT_EQ(response.outcome().value().list_value().values(8999).number_value(),
+            8999);
+  // A bad large request is refused the same way.
+  request.mutable_plan()->mutable_parallel()->mutable_children(5)->clear_call();
+  grpc::ClientContext again;
+  grpc::Status s = f.orchestrator().Run(&again, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("plan.parallel.children[5]: the node has no kind"));
+}
+
 TEST(OrchestratorServiceTest, ListHandlersDescribesEachHandlerAndItsArguments) {
   ServerFixture f;
   grpc::ClientContext context;
