@@ -41,6 +41,17 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(std::string, pools, "default=2:1000",
           "Thread pools for offload nodes and blocking handlers, as "
           "name=threads:queue,...; must include default.");
+ABSL_FLAG(int, max_running_tasks, 100,
+          "Background tasks running at once; others wait in QUEUED.");
+ABSL_FLAG(int, max_queued_tasks, 10'000,
+          "Background tasks waiting at once; beyond it CreateTask gets "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, task_retention, absl::Hours(1),
+          "How long finished tasks are kept.");
+ABSL_FLAG(int, max_retained_tasks, 10'000,
+          "Most finished tasks kept; the oldest finished go first.");
+ABSL_FLAG(absl::Duration, max_task_duration, absl::Hours(24),
+          "Longest a background task may run; it then ends TIMED_OUT.");
 ABSL_FLAG(bool, malloc_tuning, true,
           "Tune glibc's malloc for weft's many small allocations: transparent "
           "huge pages, one arena with large per-thread caches, freed memory "
@@ -137,6 +148,13 @@ int main(int argc, char** argv) {
   orch.limits.max_plan_depth = absl::GetFlag(FLAGS_max_plan_depth);
   orch.max_active_runs = absl::GetFlag(FLAGS_max_active_runs);
   orch.max_outcome_bytes = absl::GetFlag(FLAGS_max_outcome_bytes);
+  orch.version = WEFT_VERSION;
+  auto& tasks = options.tasks;
+  tasks.max_running_tasks = absl::GetFlag(FLAGS_max_running_tasks);
+  tasks.max_queued_tasks = absl::GetFlag(FLAGS_max_queued_tasks);
+  tasks.task_retention = absl::GetFlag(FLAGS_task_retention);
+  tasks.max_retained_tasks = absl::GetFlag(FLAGS_max_retained_tasks);
+  tasks.max_task_duration = absl::GetFlag(FLAGS_max_task_duration);
   orch.max_run_duration = absl::GetFlag(FLAGS_max_run_duration);
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
 
@@ -149,6 +167,18 @@ int main(int argc, char** argv) {
   CheckPositive("max_message_bytes", options.max_message_bytes);
   CheckPositive("max_active_runs", orch.max_active_runs);
   CheckPositive("max_outcome_bytes", orch.max_outcome_bytes);
+  CheckPositive("max_running_tasks", tasks.max_running_tasks);
+  if (tasks.max_queued_tasks < 0)
+    Die("--max_queued_tasks must not be negative");
+  CheckPositive("max_retained_tasks", tasks.max_retained_tasks);
+  for (const auto& [name, d] :
+       {std::pair<const char*, absl::Duration>{"task_retention",
+                                               tasks.task_retention},
+        {"max_task_duration", tasks.max_task_duration}}) {
+    if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+      Die(absl::StrCat("--", name, " must be positive and finite"));
+    }
+  }
   CheckPositive("event_loop_threads", options.event_loop_threads);
   if (orch.max_run_duration <= absl::ZeroDuration()) {
     Die("--max_run_duration must be positive");
@@ -204,7 +234,9 @@ int main(int argc, char** argv) {
   std::cerr << "weftd: stopped on "
             << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << "; "
             << report.runs_in_flight << " run(s) were in flight, "
-            << report.runs_cancelled << " cancelled when the "
+            << report.runs_cancelled << " cancelled; " << report.tasks_running
+            << " task(s) were running, " << report.tasks_cancelled
+            << " cancelled; when the "
             << weft::handlers::FormatJsonDuration(grace) << " grace period "
             << (report.grace_cut_short ? "was cut short by a second signal"
                                        : "ended")

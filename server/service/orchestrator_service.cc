@@ -91,33 +91,16 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
 
   // Parses, compiles and starts the plan; the outcome arrives in OnOutcome.
   void Prepare(const grpc::ByteBuffer& request) {
-    // The request lives on an arena that the compiled plan keeps: one
-    // allocation for many nodes, and one release.
-    google::protobuf::ArenaOptions arena_options;
-    arena_options.start_block_size =
-        std::clamp<size_t>(request.Length() * 8, 1 << 10, 1 << 20);
-    arena_options.max_block_size = 1 << 20;
-    auto arena = std::make_shared<google::protobuf::Arena>(arena_options);
-    auto* req = google::protobuf::Arena::CreateMessage<weft::v1::RunRequest>(
-        arena.get());
-    if (absl::Status s = ParseRequest(
-            request, service_->options_.limits.max_plan_depth, req);
-        !s.ok()) {
-      Finish(ToGrpc(s));
+    auto parsed = service_->ParseAndCompile(
+        request, &weft::v1::RunRequest::has_plan, &weft::v1::RunRequest::plan);
+    if (!parsed.ok()) {
+      Finish(ToGrpc(parsed.status()));
       return;
     }
-    const bool root_only = req->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
-    absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
-        req->has_plan()
-            ? plan::Compile(req->plan(), std::move(arena), "plan",
-                            service_->registry_, service_->options_.limits,
-                            service_->pools_)
-            : plan::Compile(nullptr, "plan", service_->registry_,
-                            service_->options_.limits, service_->pools_);
-    if (!compiled.ok()) {
-      Finish(ToGrpc(compiled.status()));
-      return;
-    }
+    const bool root_only =
+        parsed->request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    std::shared_ptr<const plan::CompiledPlan> compiled =
+        std::move(parsed->plan);
 
     plan::RunOptions options;
     options.env = &service_->env_;
@@ -136,7 +119,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
       options.deadline = caller_deadline_;
       options.deadline_message = "the caller's deadline passed";
     }
-    plan::Execute(*std::move(compiled), std::move(options),
+    plan::Execute(std::move(compiled), std::move(options),
                   [this](weft::v1::NodeOutcome outcome) {
                     OnOutcome(std::move(outcome));
                   });
@@ -185,16 +168,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
                        "or return smaller values")));
       return;
     }
-    // Deterministic, so a value's object keys come out sorted and the same
-    // plan always prints the same way.
-    {
-      grpc::ProtoBufferWriter writer(response_,
-                                     grpc::kProtoBufferWriterMaxBufferLength,
-                                     static_cast<int>(size));
-      google::protobuf::io::CodedOutputStream out(&writer);
-      out.SetSerializationDeterministic(true);
-      response.SerializeWithCachedSizes(&out);
-    }
+    SerializeResponse(response, response_);
     Finish(grpc::Status::OK);
   }
 
@@ -207,15 +181,55 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   absl::Time caller_deadline_ = absl::InfiniteFuture();
 };
 
-OrchestratorService::OrchestratorService(
-    OrchestratorOptions options, const handlers::HandlerRegistry& registry,
-    engine::Env& env, const plan::PoolSet* pools,
-    engine::ThreadPool* large_requests)
+OrchestratorService::OrchestratorService(OrchestratorOptions options,
+                                         OrchestratorDeps deps)
     : options_(std::move(options)),
-      registry_(registry),
-      env_(env),
-      pools_(pools),
-      large_requests_(large_requests) {}
+      registry_(*deps.handlers),
+      env_(*deps.env),
+      tasks_(*deps.tasks),
+      pools_(deps.pools),
+      large_requests_(deps.large_requests),
+      started_(absl::Now()) {}
+
+template <typename Request>
+absl::StatusOr<OrchestratorService::Parsed<Request>>
+OrchestratorService::ParseAndCompile(
+    const grpc::ByteBuffer& bytes, bool (Request::*has_plan)() const,
+    const weft::v1::PlanNode& (Request::*plan)() const) {
+  // The request lives on an arena that the compiled plan keeps: one
+  // allocation for many nodes, and one release.
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size =
+      std::clamp<size_t>(bytes.Length() * 8, 1 << 10, 1 << 20);
+  arena_options.max_block_size = 1 << 20;
+  Parsed<Request> out;
+  out.arena = std::make_shared<google::protobuf::Arena>(arena_options);
+  out.request =
+      google::protobuf::Arena::CreateMessage<Request>(out.arena.get());
+  if (absl::Status s =
+          ParseRequest(bytes, options_.limits.max_plan_depth, out.request);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+      (out.request->*has_plan)()
+          ? plan::Compile((out.request->*plan)(), out.arena, "plan", registry_,
+                          options_.limits, pools_)
+          : plan::Compile(nullptr, "plan", registry_, options_.limits, pools_);
+  if (!compiled.ok()) return compiled.status();
+  out.plan = *std::move(compiled);
+  return out;
+}
+
+template absl::StatusOr<OrchestratorService::Parsed<weft::v1::RunRequest>>
+OrchestratorService::ParseAndCompile(
+    const grpc::ByteBuffer&, bool (weft::v1::RunRequest::*)() const,
+    const weft::v1::PlanNode& (weft::v1::RunRequest::*)() const);
+template absl::StatusOr<
+    OrchestratorService::Parsed<weft::v1::CreateTaskRequest>>
+OrchestratorService::ParseAndCompile(
+    const grpc::ByteBuffer&, bool (weft::v1::CreateTaskRequest::*)() const,
+    const weft::v1::PlanNode& (weft::v1::CreateTaskRequest::*)() const);
 
 grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,

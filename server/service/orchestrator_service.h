@@ -18,7 +18,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "google/protobuf/arena.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
 #include "server/engine/sync.h"
@@ -26,6 +28,7 @@
 #include "server/handlers/registry.h"
 #include "server/plan/compiler.h"
 #include "server/plan/pools.h"
+#include "server/plan/task_registry.h"
 #include "weft/v1/orchestrator.grpc.pb.h"
 
 namespace weft::service {
@@ -39,21 +42,33 @@ struct OrchestratorOptions {
   // Largest serialized outcome a Run returns (at most 2^31 - 1, gRPC's
   // limit); a larger one gets RESOURCE_EXHAUSTED.
   int max_outcome_bytes = 64 << 20;
+  // WaitTask's wait when the request gives none.
+  absl::Duration default_wait = absl::Seconds(30);
+  // The version GetServerInfo reports.
+  std::string version = "dev";
   // What RESOURCE_EXHAUSTED tells the caller to wait before retrying.
   absl::Duration retry_after = absl::Seconds(1);
 };
 
+// What the service works with; it owns none of it.
+struct OrchestratorDeps {
+  // Required.
+  const handlers::HandlerRegistry* handlers = nullptr;
+  engine::Env* env = nullptr;
+  plan::TaskRegistry* tasks = nullptr;
+  // Optional: without pools, offload and blocking handlers are refused.
+  const plan::PoolSet* pools = nullptr;
+  // Optional: where requests over 256 KiB are parsed and compiled (one
+  // thread, off gRPC's, so that their memory is reused).
+  engine::ThreadPool* large_requests = nullptr;
+};
+
 class OrchestratorService final
     : public weft::v1::Orchestrator::WithRawCallbackMethod_Run<
-          weft::v1::Orchestrator::CallbackService> {
+          weft::v1::Orchestrator::WithRawCallbackMethod_CreateTask<
+              weft::v1::Orchestrator::CallbackService>> {
  public:
-  // `pools` may be null (then offload and blocking handlers are refused).
-  // `large_requests`, if given, is where requests over 256 KiB are parsed
-  // and compiled (one thread, so that their memory is reused).
-  OrchestratorService(OrchestratorOptions options,
-                      const handlers::HandlerRegistry& registry,
-                      engine::Env& env, const plan::PoolSet* pools,
-                      engine::ThreadPool* large_requests = nullptr);
+  OrchestratorService(OrchestratorOptions options, OrchestratorDeps deps);
 
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 const grpc::ByteBuffer* request,
@@ -64,7 +79,38 @@ class OrchestratorService final
       const weft::v1::ListHandlersRequest* request,
       weft::v1::ListHandlersResponse* response) override;
 
-  // From now on, Run answers UNAVAILABLE. Runs in flight go on.
+  // Background tasks (task_methods.cc).
+  grpc::ServerUnaryReactor* CreateTask(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* context,
+                                    const weft::v1::GetTaskRequest* request,
+                                    weft::v1::Task* response) override;
+  grpc::ServerUnaryReactor* ListTasks(
+      grpc::CallbackServerContext* context,
+      const weft::v1::ListTasksRequest* request,
+      weft::v1::ListTasksResponse* response) override;
+  grpc::ServerUnaryReactor* CancelTask(
+      grpc::CallbackServerContext* context,
+      const weft::v1::CancelTaskRequest* request,
+      weft::v1::Task* response) override;
+  grpc::ServerUnaryReactor* WaitTask(grpc::CallbackServerContext* context,
+                                     const weft::v1::WaitTaskRequest* request,
+                                     weft::v1::Task* response) override;
+  grpc::ServerWriteReactor<weft::v1::TaskEvent>* WatchTask(
+      grpc::CallbackServerContext* context,
+      const weft::v1::WatchTaskRequest* request) override;
+  grpc::ServerUnaryReactor* DeleteTask(
+      grpc::CallbackServerContext* context,
+      const weft::v1::DeleteTaskRequest* request,
+      google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(
+      grpc::CallbackServerContext* context,
+      const weft::v1::GetServerInfoRequest* request,
+      weft::v1::ServerInfo* response) override;
+
+  // From now on, Run and CreateTask answer UNAVAILABLE. Runs in flight go
+  // on.
   void StopAccepting();
   // Waits until no run is in flight, `deadline` passes or EndWait() is
   // called; true if no run is in flight.
@@ -77,6 +123,22 @@ class OrchestratorService final
 
  private:
   class RunReactor;
+  class CreateTaskReactor;
+  class WaitReactor;
+  class WatchReactor;
+
+  // Parses a request holding a plan onto a new arena and compiles the plan
+  // (`plan_of` picks it out of the parsed message). On failure, the status.
+  template <typename Request>
+  struct Parsed {
+    std::shared_ptr<google::protobuf::Arena> arena;
+    Request* request = nullptr;
+    std::shared_ptr<const plan::CompiledPlan> plan;
+  };
+  template <typename Request>
+  absl::StatusOr<Parsed<Request>> ParseAndCompile(
+      const grpc::ByteBuffer& bytes, bool (Request::*has_plan)() const,
+      const weft::v1::PlanNode& (Request::*plan)() const);
 
   // Admits a run, or returns why not.
   absl::Status Admit(uint64_t* id, engine::CancellationSource* source);
@@ -85,8 +147,10 @@ class OrchestratorService final
   const OrchestratorOptions options_;
   const handlers::HandlerRegistry& registry_;
   engine::Env& env_;
+  plan::TaskRegistry& tasks_;
   const plan::PoolSet* const pools_;
   engine::ThreadPool* const large_requests_;
+  const absl::Time started_;
 
   mutable engine::Mutex mu_;
   engine::CondVar idle_;

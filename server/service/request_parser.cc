@@ -10,6 +10,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 
 namespace weft::service {
 namespace {
@@ -161,6 +162,16 @@ absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
     return absl::OkStatus();
   }
   return NestingScanner(message->GetDescriptor(), max_plan_depth).Scan(bytes);
+}
+
+void SerializeResponse(const google::protobuf::Message& message,
+                       grpc::ByteBuffer* out) {
+  const size_t size = message.ByteSizeLong();
+  grpc::ProtoBufferWriter writer(out, grpc::kProtoBufferWriterMaxBufferLength,
+                                 static_cast<int>(size));
+  google::protobuf::io::CodedOutputStream stream(&writer);
+  stream.SetSerializationDeterministic(true);
+  message.SerializeWithCachedSizes(&stream);
 }
 
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,

@@ -22,6 +22,11 @@ namespace weft::service {
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,
                           google::protobuf::Message* message);
 
+// Serializes `message` into `out` deterministically, so that object keys in
+// values come out sorted and the same answer always prints the same way.
+void SerializeResponse(const google::protobuf::Message& message,
+                       grpc::ByteBuffer* out);
+
 // The same on flat bytes; exposed for tests.
 absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
                                google::protobuf::Message* message);

@@ -1,5 +1,6 @@
 #include "server/service/server.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,10 +14,16 @@ WeftServer::WeftServer(ServerOptions options)
     : options_(std::move(options)),
       loop_(options_.event_loop_threads),
       pools_(options_.pools),
-      large_requests_("large", 1, options_.orchestrator.max_active_runs) {
+      large_requests_("large", 1, options_.orchestrator.max_active_runs),
+      tasks_(loop_, task_store_, options_.tasks) {
   handlers::RegisterBuiltinHandlers(registry_);
   orchestrator_ = std::make_unique<OrchestratorService>(
-      options_.orchestrator, registry_, loop_, &pools_, &large_requests_);
+      options_.orchestrator,
+      OrchestratorDeps{.handlers = &registry_,
+                       .env = &loop_,
+                       .tasks = &tasks_,
+                       .pools = &pools_,
+                       .large_requests = &large_requests_});
 }
 
 WeftServer::~WeftServer() {
@@ -51,13 +58,28 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
   ShutdownReport report;
   if (shut_down_ || server_ == nullptr) return report;
   shut_down_ = true;
+  const absl::Status reason = absl::CancelledError("server shutting down");
   health_.SetServing(false);
   orchestrator_->StopAccepting();
+  tasks_.StopAccepting(reason);  // Queued tasks end CANCELLED now.
   report.runs_in_flight = orchestrator_->active_runs();
-  if (!orchestrator_->WaitForRuns(absl::Now() + grace)) {
+  report.tasks_running = tasks_.running();
+  const absl::Time deadline = absl::Now() + grace;
+  const bool runs_done = orchestrator_->WaitForRuns(deadline);
+  bool tasks_done;
+  for (;;) {  // In slices, so that a cut-short grace period ends this too.
+    tasks_done = tasks_.WaitForRunning(
+        std::min(deadline, absl::Now() + absl::Milliseconds(50)));
+    if (tasks_done || absl::Now() >= deadline || grace_cut_short_.load()) break;
+  }
+  report.grace_cut_short = grace_cut_short_.load();
+  if (!runs_done) {
     report.runs_cancelled = orchestrator_->active_runs();
-    report.grace_cut_short = grace_cut_short_.load();
-    orchestrator_->CancelRuns(absl::CancelledError("server shutting down"));
+    orchestrator_->CancelRuns(reason);
+  }
+  if (!tasks_done) {
+    report.tasks_cancelled = tasks_.running();
+    tasks_.CancelRunning(reason);  // Waits until each is recorded.
   }
   health_.Shutdown();
   // Cancelled runs finish at once; the deadline only bounds calls that do

@@ -19,6 +19,8 @@
 #include "server/engine/event_loop.h"
 #include "server/handlers/registry.h"
 #include "server/plan/pools.h"
+#include "server/plan/task_registry.h"
+#include "server/plan/task_store.h"
 #include "server/service/health_service.h"
 #include "server/service/orchestrator_service.h"
 
@@ -35,12 +37,16 @@ struct ServerOptions {
   // Thread pools for offload nodes and blocking handlers; must name
   // "default".
   std::vector<plan::PoolSpec> pools = {{"default", 2, 1000}};
+  // Background tasks: admission, retention, longest run.
+  plan::TaskOptions tasks;
 };
 
 // What Shutdown() did, for its log line.
 struct ShutdownReport {
   int runs_in_flight = 0;        // When shutdown began.
   int runs_cancelled = 0;        // Still running when the grace period ended.
+  int tasks_running = 0;         // When shutdown began.
+  int tasks_cancelled = 0;       // Still running when the grace period ended.
   bool grace_cut_short = false;  // By EndGracePeriod().
 };
 
@@ -62,6 +68,7 @@ class WeftServer {
   // For tests.
   OrchestratorService& orchestrator() { return *orchestrator_; }
   const plan::PoolSet& pools() const { return pools_; }
+  plan::TaskRegistry& tasks() { return tasks_; }
   HealthService& health() { return health_; }
   const std::string& address() const { return address_; }
 
@@ -72,6 +79,8 @@ class WeftServer {
   // Parses and compiles requests over 256 KiB (see OrchestratorService).
   engine::ThreadPool large_requests_;
   handlers::HandlerRegistry registry_;
+  plan::InMemoryTaskStore task_store_;
+  plan::TaskRegistry tasks_;
   std::unique_ptr<OrchestratorService> orchestrator_;
   HealthService health_;
   std::unique_ptr<grpc::Server> server_;

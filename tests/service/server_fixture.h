@@ -49,12 +49,7 @@ class ServerFixture {
   // Waits until `condition` holds; false if it never did within kWait.
   template <typename F>
   static bool WaitFor(F condition) {
-    const absl::Time deadline = absl::Now() + kWait;
-    while (!condition()) {
-      if (absl::Now() > deadline) return false;
-      Notification().WaitForNotificationWithTimeout(absl::Milliseconds(5));
-    }
-    return true;
+    return weft::testing::WaitFor(std::move(condition));
   }
 
   // Waits until `n` runs are in flight; false if that never happened.

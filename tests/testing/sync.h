@@ -73,6 +73,17 @@ class BlockingCounter {
   int count_ ABSL_GUARDED_BY(mu_);
 };
 
+// Polls `condition` until it holds; false if it did not within `timeout`.
+template <typename F>
+bool WaitFor(F condition, absl::Duration timeout = kWait) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    Notification().WaitForNotificationWithTimeout(absl::Milliseconds(5));
+  }
+  return true;
+}
+
 }  // namespace weft::testing
 
 #endif  // WEFT_TESTS_TESTING_SYNC_H_

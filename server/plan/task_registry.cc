@@ -1,0 +1,709 @@
+#include "server/plan/task_registry.h"
+
+#include <sys/random.h>
+
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "server/engine/ref_counted.h"
+#include "server/handlers/duration.h"
+#include "server/plan/interpreter.h"
+
+namespace weft::plan {
+namespace {
+
+using weft::v1::Task;
+using weft::v1::TaskState;
+
+constexpr char kPrefix[] = "tasks/";
+constexpr int kIdHexDigits = 32;
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t nanos = absl::ToUnixNanos(t);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
+// 128 random bits from the kernel, in hex.
+std::string NewId() {
+  unsigned char bytes[kIdHexDigits / 2];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+std::string Fingerprint(const weft::v1::PlanNode& plan) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    plan.SerializeToCodedStream(&out);
+  }
+  return absl::StrCat(absl::Hash<std::string>{}(bytes), ":", bytes.size());
+}
+
+TaskState StateOf(const weft::v1::NodeOutcome& outcome) {
+  switch (outcome.state()) {
+    case weft::v1::NODE_STATE_SUCCEEDED:
+      return weft::v1::TASK_STATE_SUCCEEDED;
+    case weft::v1::NODE_STATE_TIMED_OUT:
+      return weft::v1::TASK_STATE_TIMED_OUT;
+    case weft::v1::NODE_STATE_CANCELLED:
+      return weft::v1::TASK_STATE_CANCELLED;
+    default:
+      return weft::v1::TASK_STATE_FAILED;
+  }
+}
+
+bool Terminal(TaskState s) {
+  return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
+}
+
+// A callback that runs at most once, from whichever path gets there first.
+class OnceFn {
+ public:
+  explicit OnceFn(TaskRegistry::WaitFn fn) : fn_(std::move(fn)) {}
+  TaskRegistry::WaitFn Take() {
+    engine::MutexLock lock(&mu_);
+    TaskRegistry::WaitFn fn = std::move(fn_);
+    fn_ = nullptr;
+    return fn;
+  }
+
+ private:
+  engine::Mutex mu_;
+  TaskRegistry::WaitFn fn_ ABSL_GUARDED_BY(mu_);
+};
+
+// A watcher's callback; Stop() waits for a call in progress, so the callback
+// never runs after its handle is gone.
+class WatchFn {
+ public:
+  explicit WatchFn(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void Call() {
+    engine::MutexLock lock(&mu_);
+    if (fn_) fn_();
+  }
+  void Stop() {
+    std::function<void()> fn;
+    engine::MutexLock lock(&mu_);
+    fn = std::move(fn_);
+    fn_ = nullptr;
+  }
+
+ private:
+  engine::Mutex mu_;
+  std::function<void()> fn_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+// A queued or running task.
+struct TaskRegistry::Live : public NodeObserver,
+                            public std::enable_shared_from_this<Live> {
+  Live(TaskRegistry* r, NewTask t) : registry(r), created(std::move(t)) {}
+
+  void OnNodeStarted(int32_t node) override {
+    if (created.plan->nodes()[node].kind != NodeKind::kCall) return;
+    running.fetch_add(1, std::memory_order_relaxed);
+    NotifyWatchers();
+  }
+  void OnNodeFinished(int32_t node, weft::v1::NodeState state) override {
+    if (created.plan->nodes()[node].kind != NodeKind::kCall) return;
+    running.fetch_sub(1, std::memory_order_relaxed);
+    done.fetch_add(1, std::memory_order_relaxed);
+    if (state != weft::v1::NODE_STATE_SUCCEEDED) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+    }
+    NotifyWatchers();
+  }
+
+  void NotifyWatchers() {
+    if (watcher_count.load(std::memory_order_acquire) == 0) return;
+    std::vector<std::shared_ptr<WatchFn>> copy;
+    {
+      engine::MutexLock lock(&watchers_mu);
+      copy = watchers;
+    }
+    for (const auto& w : copy) w->Call();
+  }
+
+  TaskRegistry* const registry;
+  NewTask created;
+  Task task;  // Guarded by registry->mu_.
+  engine::CancellationSource cancel;
+  std::atomic<int> done{0};
+  std::atomic<int> failed{0};
+  std::atomic<int> running{0};
+  std::vector<std::shared_ptr<OnceFn>> waiters;  // Guarded by registry->mu_.
+
+  engine::Mutex watchers_mu;
+  std::vector<std::shared_ptr<WatchFn>> watchers ABSL_GUARDED_BY(watchers_mu);
+  std::atomic<int> watcher_count{0};
+};
+
+class TaskRegistry::WaitHandle final : public Handle {
+ public:
+  WaitHandle(engine::Env* env, std::shared_ptr<OnceFn> once,
+             std::optional<engine::TimerId> timer)
+      : env_(env), once_(std::move(once)), timer_(timer) {}
+  ~WaitHandle() override {
+    if (once_ != nullptr) once_->Take();
+    if (timer_.has_value()) env_->Cancel(*timer_);
+  }
+
+ private:
+  engine::Env* env_;
+  std::shared_ptr<OnceFn> once_;
+  std::optional<engine::TimerId> timer_;
+};
+
+class TaskRegistry::WatchHandle final : public Handle {
+ public:
+  WatchHandle(std::shared_ptr<Live> live, std::shared_ptr<WatchFn> fn)
+      : live_(std::move(live)), fn_(std::move(fn)) {}
+  ~WatchHandle() override {
+    fn_->Stop();
+    if (live_ == nullptr) return;
+    engine::MutexLock lock(&live_->watchers_mu);
+    auto& v = live_->watchers;
+    v.erase(std::remove(v.begin(), v.end(), fn_), v.end());
+    live_->watcher_count.store(static_cast<int>(v.size()),
+                               std::memory_order_release);
+  }
+
+ private:
+  std::shared_ptr<Live> live_;
+  std::shared_ptr<WatchFn> fn_;
+};
+
+// Keeps the sweep timer from reaching a destroyed registry: the timer holds
+// a reference, and the destructor clears the pointer under the lock.
+struct TaskRegistry::Alive : engine::RefCounted<Alive> {
+  engine::Mutex mu;
+  TaskRegistry* registry ABSL_GUARDED_BY(mu) = nullptr;
+};
+
+TaskRegistry::TaskRegistry(engine::Env& env, TaskStore& store,
+                           TaskOptions options)
+    : env_(env),
+      store_(store),
+      options_(options),
+      alive_(engine::MakeRef<Alive>()) {
+  engine::MutexLock lock(&alive_->mu);
+  alive_->registry = this;
+}
+
+TaskRegistry::~TaskRegistry() {
+  {
+    // Waits for a sweep in progress; none starts after this.
+    engine::MutexLock lock(&alive_->mu);
+    alive_->registry = nullptr;
+  }
+  engine::MutexLock lock(&mu_);
+  if (sweep_timer_.has_value()) env_.Cancel(*sweep_timer_);
+}
+
+absl::StatusOr<std::string> TaskRegistry::ParseName(absl::string_view name) {
+  absl::string_view id = name;
+  if (!absl::ConsumePrefix(&id, kPrefix) || id.size() != kIdHexDigits ||
+      !std::all_of(id.begin(), id.end(), [](char c) {
+        return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+      })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "name: \"", name, "\" is not a task name; task names look like tasks/",
+        std::string(kIdHexDigits, 'f').replace(0, 8, "0123abcd"), " (",
+        kIdHexDigits, " hex digits)"));
+  }
+  return std::string(id);
+}
+
+absl::Status TaskRegistry::NotFound(absl::string_view name) const {
+  auto it = forgotten_.find(name);
+  if (it != forgotten_.end()) {
+    return absl::NotFoundError(absl::StrCat(name, ": ", it->second));
+  }
+  return absl::NotFoundError(absl::StrCat(name, ": no such task"));
+}
+
+absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
+  if (t.labels.size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels: ", t.labels.size(), " labels, more than 64"));
+  }
+  for (const auto& [k, v] : t.labels) {
+    if (k.empty() || k.size() > 63) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("labels: key \"", k, "\" must be 1 to 63 characters"));
+    }
+    if (v.size() > 255) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "labels[\"", k, "\"]: the value is longer than 255 characters"));
+    }
+  }
+  if (t.request_id.size() > 128) {
+    return absl::InvalidArgumentError("request_id: longer than 128 characters");
+  }
+  const std::string fingerprint =
+      t.request_id.empty() ? std::string() : Fingerprint(*t.source);
+
+  std::vector<std::function<void()>> after;
+  std::string name;
+  {
+    engine::MutexLock lock(&mu_);
+    if (!accepting_) {
+      return absl::UnavailableError(absl::StrCat(
+          "the server takes no new tasks: ", stop_reason_.message()));
+    }
+    if (!t.request_id.empty()) {
+      auto it = requests_.find(t.request_id);
+      if (it != requests_.end()) {
+        const auto& [name, fp] = it->second;
+        if (fp != fingerprint) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("request_id \"", t.request_id, "\" was used for ",
+                           name, " with another plan"));
+        }
+        auto live = live_.find(name);
+        if (live != live_.end())
+          return SnapshotLocked(*live->second, false, true);
+        std::optional<Task> stored = store_.Get(name);
+        if (stored.has_value()) return *stored;
+      }
+    }
+    const bool run_now =
+        running_ < options_.max_running_tasks && queue_.empty();
+    if (!run_now &&
+        static_cast<int>(queue_.size()) >= options_.max_queued_tasks) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("too many tasks waiting: ", queue_.size(),
+                       " queued behind ", running_,
+                       " running, the most allowed (--max_queued_tasks, "
+                       "--max_running_tasks); "
+                       "retry after ",
+                       handlers::FormatJsonDuration(options_.retry_after)));
+    }
+    auto live = std::make_shared<Live>(this, std::move(t));
+    Task& task = live->task;
+    task.set_name(absl::StrCat(kPrefix, NewId()));
+    task.set_state(weft::v1::TASK_STATE_QUEUED);
+    for (const auto& [k, v] : live->created.labels)
+      (*task.mutable_labels())[k] = v;
+    task.set_request_id(live->created.request_id);
+    SetTimestamp(env_.Now(), task.mutable_create_time());
+    task.mutable_progress()->set_leaves_total(live->created.plan->leaves());
+    if (!live->created.request_id.empty()) {
+      requests_[live->created.request_id] = {task.name(), fingerprint};
+      request_of_[task.name()] = live->created.request_id;
+    }
+    live_[task.name()] = live;
+    ++counts_[weft::v1::TASK_STATE_QUEUED];
+    store_.Put(task);
+    if (run_now) {
+      StartLocked(live, &after);
+    } else {
+      queue_.push_back(live);
+    }
+    name = task.name();
+  }
+  for (auto& fn : after) fn();
+  // As it stands once started (a plan of values may have ended already).
+  return Get(name, false, true);
+}
+
+void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
+                               std::vector<std::function<void()>>* after) {
+  --counts_[weft::v1::TASK_STATE_QUEUED];
+  ++counts_[weft::v1::TASK_STATE_RUNNING];
+  ++running_;
+  live->task.set_state(weft::v1::TASK_STATE_RUNNING);
+  SetTimestamp(env_.Now(), live->task.mutable_start_time());
+  store_.Put(live->task);
+  // Run outside the lock: the plan may finish inline.
+  after->push_back([this, live] {
+    RunOptions options;
+    options.env = &env_;
+    options.token = live->cancel.token();
+    options.root_only = live->created.root_only;
+    options.observer = live.get();
+    options.deadline = env_.Now() + options_.max_task_duration;
+    options.deadline_message =
+        absl::StrCat("the task ran longer than ",
+                     handlers::FormatJsonDuration(options_.max_task_duration),
+                     " (--max_task_duration)");
+    Execute(live->created.plan, std::move(options),
+            [this, live](weft::v1::NodeOutcome outcome) {
+              Finished(live, std::move(outcome));
+            });
+    live->NotifyWatchers();
+  });
+}
+
+void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
+                            weft::v1::NodeOutcome outcome) {
+  std::vector<std::function<void()>> after;
+  {
+    engine::MutexLock lock(&mu_);
+    --running_;
+    --counts_[weft::v1::TASK_STATE_RUNNING];
+    *live->task.mutable_outcome() = std::move(outcome);
+    EndLocked(live, StateOf(live->task.outcome()), &after);
+    // A slot is free: start the oldest queued task.
+    while (!queue_.empty() && running_ < options_.max_running_tasks) {
+      std::shared_ptr<Live> next = std::move(queue_.front());
+      queue_.pop_front();
+      StartLocked(next, &after);
+    }
+    if (running_ == 0) idle_.SignalAll();
+  }
+  for (auto& fn : after) fn();
+}
+
+void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
+                             std::vector<std::function<void()>>* after) {
+  Task& task = live->task;
+  task.set_state(state);
+  ++counts_[state];
+  const absl::Time now = env_.Now();
+  SetTimestamp(now, task.mutable_end_time());
+  auto* progress = task.mutable_progress();
+  progress->set_leaves_done(live->done.load());
+  progress->set_leaves_failed(live->failed.load());
+  progress->set_leaves_running(0);
+  store_.Put(task);
+  finished_.emplace_back(now, task.name());
+  finished_names_.insert(task.name());
+  retained_sources_[task.name()] = live->created.source;
+  live_.erase(task.name());
+  // Tell waiters and watchers, outside the lock.
+  const Task final_task = task;
+  std::vector<std::shared_ptr<OnceFn>> waiters = std::move(live->waiters);
+  after->push_back([live, final_task, waiters = std::move(waiters)]() mutable {
+    for (auto& w : waiters) {
+      if (WaitFn fn = w->Take()) std::move(fn)(final_task);
+    }
+    live->NotifyWatchers();
+  });
+  Retain(after);
+}
+
+void TaskRegistry::Retain(std::vector<std::function<void()>>*) {
+  const absl::Time now = env_.Now();
+  while (!finished_.empty() &&
+         (static_cast<int>(finished_.size()) > options_.max_retained_tasks ||
+          finished_.front().first + options_.task_retention <= now)) {
+    const std::string name = std::move(finished_.front().second);
+    finished_.pop_front();
+    if (!finished_names_.erase(name)) continue;  // Deleted already.
+    Forget(name,
+           "expired: finished tasks are kept for the time of --task_retention "
+           "and at most --max_retained_tasks of them");
+  }
+  SweepLater();
+}
+
+void TaskRegistry::SweepLater() {
+  if (finished_.empty() || sweep_scheduled_) return;
+  sweep_scheduled_ = true;
+  sweep_timer_ = env_.Schedule(
+      finished_.front().first + options_.task_retention, [alive = alive_] {
+        engine::MutexLock guard(&alive->mu);
+        TaskRegistry* self = alive->registry;
+        if (self == nullptr) return;
+        engine::MutexLock lock(&self->mu_);
+        self->sweep_scheduled_ = false;
+        self->sweep_timer_.reset();
+        self->Retain(nullptr);
+      });
+}
+
+void TaskRegistry::Forget(const std::string& name, const char* why) {
+  std::optional<Task> stored = store_.Get(name);
+  if (stored.has_value()) {
+    --counts_[stored->state()];
+    store_.Delete(name);
+  }
+  retained_sources_.erase(name);
+  auto req = request_of_.find(name);
+  if (req != request_of_.end()) {
+    requests_.erase(req->second);
+    request_of_.erase(req);
+  }
+  if (forgotten_.emplace(name, why).second) {
+    forgotten_order_.push_back(name);
+    while (static_cast<int>(forgotten_order_.size()) >
+           options_.remembered_names) {
+      forgotten_.erase(forgotten_order_.front());
+      forgotten_order_.pop_front();
+    }
+  } else {
+    forgotten_[name] = why;
+  }
+}
+
+Task TaskRegistry::SnapshotLocked(const Live& live, bool with_plan,
+                                  bool with_outcome) const {
+  Task task = live.task;
+  if (!Terminal(task.state())) {
+    auto* progress = task.mutable_progress();
+    progress->set_leaves_done(live.done.load(std::memory_order_relaxed));
+    progress->set_leaves_failed(live.failed.load(std::memory_order_relaxed));
+    progress->set_leaves_running(live.running.load(std::memory_order_relaxed));
+  }
+  if (!with_outcome) task.clear_outcome();
+  if (with_plan) *task.mutable_plan() = *live.created.source;
+  return task;
+}
+
+absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
+                                       bool with_outcome) const {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  engine::MutexLock lock(&mu_);
+  auto live = live_.find(name);
+  if (live != live_.end())
+    return SnapshotLocked(*live->second, with_plan, with_outcome);
+  std::optional<Task> stored = store_.Get(name);
+  if (!stored.has_value()) return NotFound(name);
+  if (!with_outcome) stored->clear_outcome();
+  if (with_plan) {
+    auto source = retained_sources_.find(name);
+    if (source != retained_sources_.end())
+      *stored->mutable_plan() = *source->second;
+  }
+  return *std::move(stored);
+}
+
+absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
+    const weft::v1::ListTasksRequest& request) const {
+  if (request.page_size() < 0 || request.page_size() > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be from 1 to 1000 (0 for 100), got ",
+                     request.page_size()));
+  }
+  const int page_size = request.page_size() == 0 ? 100 : request.page_size();
+  absl::flat_hash_set<int> states;
+  for (int s : request.states()) {
+    if (!weft::v1::TaskState_IsValid(s) ||
+        s == weft::v1::TASK_STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("states: unknown state ", s));
+    }
+    states.insert(s);
+  }
+  // The token binds the filters it was made with: "<position>.<filters hash>".
+  std::string filters;
+  for (int s : request.states()) absl::StrAppend(&filters, s, ",");
+  std::map<std::string, std::string> labels(request.labels().begin(),
+                                            request.labels().end());
+  for (const auto& [k, v] : labels) absl::StrAppend(&filters, k, "=", v, ";");
+  const std::string filter_hash =
+      absl::StrCat(absl::Hash<std::string>{}(filters));
+  uint64_t before = 0;
+  if (!request.page_token().empty()) {
+    const size_t dot = request.page_token().find('.');
+    if (dot == std::string::npos ||
+        !absl::SimpleAtoi(request.page_token().substr(0, dot), &before) ||
+        request.page_token().substr(dot + 1) != filter_hash) {
+      return absl::InvalidArgumentError(
+          "page_token: not a token from an earlier ListTasks with these same "
+          "filters");
+    }
+  }
+  const bool with_plan = request.view() == weft::v1::TASK_VIEW_FULL;
+  const bool with_outcome = request.view() == weft::v1::TASK_VIEW_FULL;
+
+  ListResult result;
+  uint64_t last = 0;
+  bool more = false;
+  store_.Scan(before, [&](uint64_t position, const Task& stored) {
+    if (static_cast<int>(result.tasks.size()) == page_size) {
+      more = true;
+      return false;
+    }
+    if (!states.empty() && !states.contains(stored.state())) return true;
+    for (const auto& [k, v] : labels) {
+      auto it = stored.labels().find(k);
+      if (it == stored.labels().end() || it->second != v) return true;
+    }
+    result.tasks.push_back(stored);
+    last = position;
+    return true;
+  });
+  // Live tasks: fresh progress (and the plan, if asked).
+  for (Task& task : result.tasks) {
+    absl::StatusOr<Task> fresh = Get(task.name(), with_plan, with_outcome);
+    if (fresh.ok()) task = *std::move(fresh);
+    if (!with_outcome) task.clear_outcome();
+  }
+  if (more) result.next_page_token = absl::StrCat(last, ".", filter_hash);
+  return result;
+}
+
+absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  std::vector<std::function<void()>> after;
+  std::shared_ptr<Live> running;
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = live_.find(name);
+    if (it == live_.end()) {
+      std::optional<Task> stored = store_.Get(name);
+      if (!stored.has_value()) return NotFound(name);
+      return *std::move(stored);  // Finished: unchanged.
+    }
+    std::shared_ptr<Live> live = it->second;
+    if (live->task.state() == weft::v1::TASK_STATE_QUEUED) {
+      queue_.erase(std::remove(queue_.begin(), queue_.end(), live),
+                   queue_.end());
+      --counts_[weft::v1::TASK_STATE_QUEUED];
+      auto* outcome = live->task.mutable_outcome();
+      outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
+      outcome->mutable_error()->set_code("CANCELLED");
+      outcome->mutable_error()->set_message(
+          "cancelled before it started (CancelTask)");
+      EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
+    } else {
+      running = live;
+    }
+  }
+  for (auto& fn : after) fn();
+  if (running != nullptr) {
+    running->cancel.Cancel(absl::CancelledError("cancelled by CancelTask"));
+  }
+  return Get(name, false, true);
+}
+
+absl::Status TaskRegistry::Delete(absl::string_view name) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  engine::MutexLock lock(&mu_);
+  auto live = live_.find(name);
+  if (live != live_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        name, " is ", weft::v1::TaskState_Name(live->second->task.state()),
+        "; only a finished task can be deleted (cancel it first)"));
+  }
+  if (!finished_names_.erase(std::string(name))) return NotFound(name);
+  Forget(std::string(name), "deleted (DeleteTask)");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
+    absl::string_view name, absl::Time deadline, WaitFn fn) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  std::optional<Task> now;
+  std::shared_ptr<OnceFn> once;
+  std::optional<engine::TimerId> timer;
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = live_.find(name);
+    if (it == live_.end()) {
+      now = store_.Get(name);
+      if (!now.has_value()) return NotFound(name);
+    } else {
+      once = std::make_shared<OnceFn>(std::move(fn));
+      it->second->waiters.push_back(once);
+      std::weak_ptr<Live> weak = it->second;
+      timer =
+          env_.Schedule(deadline, [this, once, weak, n = std::string(name)] {
+            WaitFn fn = once->Take();
+            if (!fn) return;
+            absl::StatusOr<Task> task = Get(n, false, true);
+            std::move(fn)(task.ok() ? *task : Task());
+          });
+    }
+  }
+  if (now.has_value()) {
+    std::move(fn)(*std::move(now));
+    return std::unique_ptr<Handle>(
+        new WaitHandle(&env_, nullptr, std::nullopt));
+  }
+  return std::unique_ptr<Handle>(new WaitHandle(&env_, std::move(once), timer));
+}
+
+absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
+    absl::string_view name, std::function<void()> on_change) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  auto fn = std::make_shared<WatchFn>(std::move(on_change));
+  std::shared_ptr<Live> live;
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = live_.find(name);
+    if (it == live_.end()) {
+      if (!finished_names_.contains(name)) return NotFound(name);
+    } else {
+      live = it->second;
+      engine::MutexLock wl(&live->watchers_mu);
+      live->watchers.push_back(fn);
+      live->watcher_count.store(static_cast<int>(live->watchers.size()),
+                                std::memory_order_release);
+    }
+  }
+  return std::unique_ptr<Handle>(
+      new WatchHandle(std::move(live), std::move(fn)));
+}
+
+std::map<TaskState, int> TaskRegistry::Counts() const {
+  engine::MutexLock lock(&mu_);
+  std::map<TaskState, int> out;
+  for (const auto& [state, n] : counts_) {
+    if (n > 0) out[state] = n;
+  }
+  return out;
+}
+
+void TaskRegistry::StopAccepting(const absl::Status& reason) {
+  std::vector<std::function<void()>> after;
+  {
+    engine::MutexLock lock(&mu_);
+    accepting_ = false;
+    stop_reason_ = reason;
+    while (!queue_.empty()) {
+      std::shared_ptr<Live> live = std::move(queue_.front());
+      queue_.pop_front();
+      --counts_[weft::v1::TASK_STATE_QUEUED];
+      auto* outcome = live->task.mutable_outcome();
+      outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
+      outcome->mutable_error()->set_code("CANCELLED");
+      outcome->mutable_error()->set_message(std::string(reason.message()));
+      EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
+    }
+  }
+  for (auto& fn : after) fn();
+}
+
+bool TaskRegistry::WaitForRunning(absl::Time deadline) {
+  engine::MutexLock lock(&mu_);
+  while (running_ > 0) {
+    if (!idle_.WaitUntil(&mu_, deadline) && absl::Now() >= deadline) break;
+  }
+  return running_ == 0;
+}
+
+void TaskRegistry::CancelRunning(const absl::Status& reason) {
+  std::vector<std::shared_ptr<Live>> running;
+  {
+    engine::MutexLock lock(&mu_);
+    for (const auto& [name, live] : live_) running.push_back(live);
+  }
+  for (const auto& live : running) live->cancel.Cancel(reason);
+  WaitForRunning(absl::InfiniteFuture());
+}
+
+int TaskRegistry::running() const {
+  engine::MutexLock lock(&mu_);
+  return running_;
+}
+
+}  // namespace weft::plan

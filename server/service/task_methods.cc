@@ -1,0 +1,413 @@
+// weft.v1.Orchestrator's background-task methods: adapters from RPCs to the
+// TaskRegistry.
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/engine/ref_counted.h"
+#include "server/handlers/duration.h"
+#include "server/service/orchestrator_service.h"
+#include "server/service/request_parser.h"
+
+namespace weft::service {
+namespace {
+
+using weft::v1::Task;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+// Finishes a unary call with `result`, copying the value into `response`.
+template <typename T>
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
+                                 absl::StatusOr<T> result, T* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!result.ok()) {
+    reactor->Finish(ToGrpc(result.status()));
+  } else {
+    *response = *std::move(result);
+    reactor->Finish(grpc::Status::OK);
+  }
+  return reactor;
+}
+
+bool Terminal(weft::v1::TaskState s) {
+  return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
+}
+
+}  // namespace
+
+// CreateTask: parse and compile the plan (like Run, on the large-request
+// thread for big requests), then hand it to the registry.
+class OrchestratorService::CreateTaskReactor final
+    : public grpc::ServerUnaryReactor {
+ public:
+  CreateTaskReactor(OrchestratorService* service, grpc::ByteBuffer* response)
+      : service_(service), response_(response) {}
+
+  void Start(grpc::CallbackServerContext* context,
+             const grpc::ByteBuffer* request) {
+    if (request->Length() > (256u << 10) &&
+        service_->large_requests_ != nullptr) {
+      absl::StatusOr<uint64_t> queued = service_->large_requests_->Submit(
+          [this, copy = grpc::ByteBuffer(*request)] { Prepare(copy); });
+      if (!queued.ok()) Finish(ToGrpc(queued.status()));
+      return;
+    }
+    Prepare(*request);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Prepare(const grpc::ByteBuffer& bytes) {
+    auto parsed =
+        service_->ParseAndCompile(bytes, &weft::v1::CreateTaskRequest::has_plan,
+                                  &weft::v1::CreateTaskRequest::plan);
+    if (!parsed.ok()) {
+      Finish(ToGrpc(parsed.status()));
+      return;
+    }
+    const weft::v1::CreateTaskRequest& request = *parsed->request;
+    plan::NewTask task;
+    task.plan = std::move(parsed->plan);
+    // The plan as given, kept alive by the arena it was parsed into.
+    task.source = std::shared_ptr<const weft::v1::PlanNode>(parsed->arena,
+                                                            &request.plan());
+    task.labels.insert(request.labels().begin(), request.labels().end());
+    task.request_id = request.request_id();
+    task.root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    absl::StatusOr<Task> created = service_->tasks_.Create(std::move(task));
+    if (!created.ok()) {
+      Finish(ToGrpc(created.status()));
+      return;
+    }
+    SerializeResponse(*created, response_);
+    Finish(grpc::Status::OK);
+  }
+
+  OrchestratorService* const service_;
+  grpc::ByteBuffer* const response_;
+};
+
+grpc::ServerUnaryReactor* OrchestratorService::CreateTask(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  auto* reactor = new CreateTaskReactor(this, response);
+  reactor->Start(context, request);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::GetTask(
+    grpc::CallbackServerContext* context,
+    const weft::v1::GetTaskRequest* request, Task* response) {
+  const bool full = request->view() == weft::v1::TASK_VIEW_FULL;
+  const bool basic = request->view() == weft::v1::TASK_VIEW_BASIC;
+  return Answer(context, tasks_.Get(request->name(), full, !basic), response);
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
+    grpc::CallbackServerContext* context,
+    const weft::v1::ListTasksRequest* request,
+    weft::v1::ListTasksResponse* response) {
+  absl::StatusOr<plan::TaskRegistry::ListResult> listed = tasks_.List(*request);
+  absl::StatusOr<weft::v1::ListTasksResponse> result;
+  if (!listed.ok()) {
+    result = listed.status();
+  } else {
+    weft::v1::ListTasksResponse out;
+    for (Task& t : listed->tasks) *out.add_tasks() = std::move(t);
+    out.set_next_page_token(listed->next_page_token);
+    result = std::move(out);
+  }
+  return Answer(context, std::move(result), response);
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::CancelTask(
+    grpc::CallbackServerContext* context,
+    const weft::v1::CancelTaskRequest* request, Task* response) {
+  return Answer(context, tasks_.Cancel(request->name()), response);
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
+    grpc::CallbackServerContext* context,
+    const weft::v1::DeleteTaskRequest* request,
+    google::protobuf::Empty* response) {
+  absl::Status s = tasks_.Delete(request->name());
+  return Answer(context,
+                s.ok() ? absl::StatusOr<google::protobuf::Empty>(
+                             google::protobuf::Empty())
+                       : absl::StatusOr<google::protobuf::Empty>(s),
+                response);
+}
+
+// WaitTask: answers when the task ends or the wait's own timeout passes,
+// and always a little before the caller's deadline.
+class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WaitReactor(OrchestratorService* service, Task* response)
+      : service_(service), response_(response) {}
+
+  void Start(grpc::CallbackServerContext* context,
+             const weft::v1::WaitTaskRequest* request) {
+    absl::Duration wait = service_->options_.default_wait;
+    if (request->has_timeout()) {
+      const auto& t = request->timeout();
+      wait = absl::Seconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+      if (t.seconds() < 0 || t.nanos() < 0 || wait > absl::Hours(24)) {
+        Finish(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("timeout: must be from 0s to 86400s, got ",
+                         handlers::FormatJsonDuration(wait))));
+        return;
+      }
+    }
+    absl::Time deadline = service_->env_.Now() + wait;
+    if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+      // Answer before the caller gives up, so it gets the task, not an error.
+      const absl::Time caller = absl::FromChrono(context->deadline());
+      const absl::Duration margin =
+          std::min(absl::Milliseconds(100), (caller - absl::Now()) / 10);
+      deadline = std::min(deadline, caller - margin);
+    }
+    absl::StatusOr<std::unique_ptr<plan::TaskRegistry::Handle>> handle =
+        service_->tasks_.Wait(request->name(), deadline,
+                              [this](Task task) { Done(std::move(task)); });
+    engine::MutexLock lock(&mu_);
+    if (!handle.ok()) {
+      FinishLocked(ToGrpc(handle.status()));
+      return;
+    }
+    handle_ = *std::move(handle);
+  }
+
+  void OnCancel() override {
+    engine::MutexLock lock(&mu_);
+    FinishLocked(
+        grpc::Status(grpc::StatusCode::CANCELLED, "the wait was cancelled"));
+  }
+
+  void OnDone() override {
+    std::unique_ptr<plan::TaskRegistry::Handle> handle;
+    {
+      engine::MutexLock lock(&mu_);
+      handle = std::move(handle_);
+    }
+    handle.reset();  // Outside the lock: it may wait for Done in progress.
+    delete this;
+  }
+
+ private:
+  void Done(Task task) {
+    engine::MutexLock lock(&mu_);
+    if (finished_) return;
+    *response_ = std::move(task);
+    FinishLocked(grpc::Status::OK);
+  }
+
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(std::move(status));
+  }
+
+  OrchestratorService* const service_;
+  Task* const response_;
+  engine::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::ServerUnaryReactor* OrchestratorService::WaitTask(
+    grpc::CallbackServerContext* context,
+    const weft::v1::WaitTaskRequest* request, Task* response) {
+  auto* reactor = new WaitReactor(this, response);
+  reactor->Start(context, request);
+  return reactor;
+}
+
+// WatchTask: the task as it stands, then every change of state at once and
+// progress at most ten times a second, then the terminal event, then the end.
+class OrchestratorService::WatchReactor final
+    : public grpc::ServerWriteReactor<weft::v1::TaskEvent> {
+ public:
+  WatchReactor(OrchestratorService* service, std::string name)
+      : service_(service),
+        name_(std::move(name)),
+        pulse_(engine::MakeRef<Pulse>()) {
+    engine::MutexLock lock(&pulse_->mu);
+    pulse_->reactor = this;
+  }
+
+  void Start() {
+    absl::StatusOr<std::unique_ptr<plan::TaskRegistry::Handle>> handle =
+        service_->tasks_.Watch(name_, [this] { Changed(); });
+    engine::MutexLock lock(&mu_);
+    if (!handle.ok()) {
+      done_ = true;
+      Finish(ToGrpc(handle.status()));
+      return;
+    }
+    handle_ = *std::move(handle);
+    SendLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    engine::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      done_ = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
+      return;
+    }
+    if (sent_terminal_) {
+      done_ = true;
+      Finish(grpc::Status::OK);
+      return;
+    }
+    if (pending_) SendLocked();
+  }
+
+  void OnCancel() override {
+    engine::MutexLock lock(&mu_);
+    if (done_) return;
+    cancelled_ = true;
+    if (!writing_) {
+      done_ = true;
+      Finish(grpc::Status::CANCELLED);
+    }
+  }
+
+  void OnDone() override {
+    {
+      // The coalescing timer no longer reaches this reactor.
+      engine::MutexLock lock(&pulse_->mu);
+      pulse_->reactor = nullptr;
+    }
+    std::unique_ptr<plan::TaskRegistry::Handle> handle;
+    {
+      engine::MutexLock lock(&mu_);
+      handle = std::move(handle_);
+    }
+    handle.reset();  // Outside the lock: waits for a Changed() in progress.
+    delete this;
+  }
+
+ private:
+  // Lets a timer find the reactor only while it lives.
+  struct Pulse : engine::RefCounted<Pulse> {
+    engine::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  static constexpr absl::Duration kMinInterval = absl::Milliseconds(100);
+
+  void Changed() {
+    engine::MutexLock lock(&mu_);
+    pending_ = true;
+    if (!writing_) SendLocked();
+  }
+
+  // Sends the task as it stands, unless only its progress moved and the last
+  // event left less than kMinInterval ago (then a timer sends it later).
+  void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (done_ || cancelled_ || writing_ || sent_terminal_) return;
+    absl::StatusOr<Task> task = service_->tasks_.Get(name_, false, true);
+    if (!task.ok()) {
+      done_ = true;
+      Finish(ToGrpc(task.status()));
+      return;
+    }
+    const absl::Time now = service_->env_.Now();
+    const bool state_changed = task->state() != last_state_;
+    if (!state_changed && !Terminal(task->state()) && sequence_ > 0 &&
+        now - last_sent_ < kMinInterval) {
+      if (!timer_armed_) {
+        timer_armed_ = true;
+        service_->env_.Schedule(last_sent_ + kMinInterval, [pulse = pulse_] {
+          engine::MutexLock guard(&pulse->mu);
+          if (pulse->reactor != nullptr) pulse->reactor->Tick();
+        });
+      }
+      return;
+    }
+    pending_ = false;
+    last_state_ = task->state();
+    last_sent_ = now;
+    sent_terminal_ = Terminal(task->state());
+    event_.set_sequence(++sequence_);
+    *event_.mutable_task() = *std::move(task);
+    writing_ = true;
+    StartWrite(&event_);
+  }
+
+  void Tick() {
+    engine::MutexLock lock(&mu_);
+    timer_armed_ = false;
+    if (pending_) SendLocked();
+  }
+
+  OrchestratorService* const service_;
+  const std::string name_;
+  engine::RefPtr<Pulse> pulse_;
+  engine::Mutex mu_;
+  std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
+  weft::v1::TaskEvent event_ ABSL_GUARDED_BY(mu_);
+  int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  weft::v1::TaskState last_state_ ABSL_GUARDED_BY(mu_) =
+      weft::v1::TASK_STATE_UNSPECIFIED;
+  absl::Time last_sent_ ABSL_GUARDED_BY(mu_);
+  bool pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool timer_armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool sent_terminal_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
+    grpc::CallbackServerContext* context,
+    const weft::v1::WatchTaskRequest* request) {
+  auto* reactor = new WatchReactor(this, request->name());
+  reactor->Start();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
+    grpc::CallbackServerContext* context, const weft::v1::GetServerInfoRequest*,
+    weft::v1::ServerInfo* response) {
+  response->set_version(options_.version);
+  const int64_t uptime_ns = absl::ToInt64Nanoseconds(absl::Now() - started_);
+  response->mutable_uptime()->set_seconds(uptime_ns / 1'000'000'000);
+  response->mutable_uptime()->set_nanos(
+      static_cast<int32_t>(uptime_ns % 1'000'000'000));
+  for (const auto& [state, count] : tasks_.Counts()) {
+    auto* c = response->add_tasks();
+    c->set_state(state);
+    c->set_count(count);
+  }
+  response->set_active_runs(active_runs());
+  if (pools_ != nullptr) {
+    for (const engine::ThreadPool* pool : pools_->pools()) {
+      auto* p = response->add_pools();
+      p->set_name(pool->name());
+      p->set_threads(pool->threads());
+      p->set_queue_capacity(pool->queue_capacity());
+      p->set_running(pool->running());
+      p->set_queued(pool->queued());
+    }
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace weft::service

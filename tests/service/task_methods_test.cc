@@ -1,0 +1,374 @@
+// The background-task methods of weft.v1.Orchestrator, over loopback.
+
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/service/server_fixture.h"
+#include "tests/testing/deep.h"
+#include "tests/testing/time.h"
+
+namespace weft::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using weft::v1::Task;
+
+constexpr char kSleep[] =
+    R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "%s", "value": "done"}}}, "labels": {"job": "%s"}})";
+
+std::string SleepTask(absl::string_view duration,
+                      absl::string_view job = "test") {
+  return absl::StrFormat(kSleep, duration, job);
+}
+
+class TaskMethodsTest : public ::testing::Test {
+ protected:
+  explicit TaskMethodsTest(service::ServerOptions options = {}) : f_(options) {}
+
+  grpc::Status Create(absl::string_view json, Task* task) {
+    grpc::ClientContext context;
+    return f_.orchestrator().CreateTask(
+        &context, FromJson<weft::v1::CreateTaskRequest>(json), task);
+  }
+  Task MustCreate(absl::string_view json) {
+    Task task;
+    grpc::Status s = Create(json, &task);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return task;
+  }
+  grpc::Status Get(const std::string& name, Task* task,
+                   weft::v1::TaskView view = weft::v1::TASK_VIEW_UNSPECIFIED) {
+    grpc::ClientContext context;
+    weft::v1::GetTaskRequest request;
+    request.set_name(name);
+    request.set_view(view);
+    return f_.orchestrator().GetTask(&context, request, task);
+  }
+  Task Wait(const std::string& name, absl::Duration timeout = kWait) {
+    grpc::ClientContext context;
+    weft::v1::WaitTaskRequest request;
+    request.set_name(name);
+    request.mutable_timeout()->set_seconds(absl::ToInt64Seconds(timeout));
+    Task task;
+    grpc::Status s = f_.orchestrator().WaitTask(&context, request, &task);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return task;
+  }
+  std::vector<weft::v1::TaskEvent> Watch(const std::string& name,
+                                         grpc::Status* status) {
+    grpc::ClientContext context;
+    weft::v1::WatchTaskRequest request;
+    request.set_name(name);
+    auto reader = f_.orchestrator().WatchTask(&context, request);
+    std::vector<weft::v1::TaskEvent> events;
+    weft::v1::TaskEvent event;
+    while (reader->Read(&event)) events.push_back(event);
+    *status = reader->Finish();
+    return events;
+  }
+
+  ServerFixture f_;
+};
+
+TEST_F(TaskMethodsTest, CreateReturnsAtOnceAndWaitSeesTheEnd) {
+  Task t = MustCreate(SleepTask("0.2s"));
+  EXPECT_THAT(t.name(), ::testing::MatchesRegex("tasks/[0-9a-f]{32}"));
+  EXPECT_EQ(t.state(), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(t.labels().at("job"), "test");
+  Task done = Wait(t.name());
+  EXPECT_EQ(done.state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(done.outcome().value().string_value(), "done");
+  EXPECT_EQ(done.progress().leaves_done(), 1);
+  EXPECT_GE(ToTime(done.end_time()), ToTime(done.start_time()));
+}
+
+TEST_F(TaskMethodsTest, ViewsChooseWhatATaskCarries) {
+  Task t = MustCreate(SleepTask("0.01s"));
+  Wait(t.name());
+  Task basic, standard, full;
+  ASSERT_TRUE(Get(t.name(), &basic, weft::v1::TASK_VIEW_BASIC).ok());
+  ASSERT_TRUE(Get(t.name(), &standard).ok());
+  ASSERT_TRUE(Get(t.name(), &full, weft::v1::TASK_VIEW_FULL).ok());
+  EXPECT_FALSE(basic.has_outcome());
+  EXPECT_FALSE(basic.has_plan());
+  EXPECT_TRUE(standard.has_outcome());
+  EXPECT_FALSE(standard.has_plan());
+  EXPECT_TRUE(full.has_outcome());
+  EXPECT_EQ(full.plan().call().handler(), "sleep");
+}
+
+TEST_F(TaskMethodsTest,
+       WaitAnswersWhenItsTimeoutPassesAndWithinTheCallersDeadline) {
+  Task t = MustCreate(SleepTask("3600s"));
+  {
+    grpc::ClientContext context;
+    weft::v1::WaitTaskRequest request;
+    request.set_name(t.name());
+    request.mutable_timeout()->set_nanos(200'000'000);
+    Task got;
+    ASSERT_TRUE(f_.orchestrator().WaitTask(&context, request, &got).ok());
+    EXPECT_EQ(got.state(), weft::v1::TASK_STATE_RUNNING);
+  }
+  {
+    // The default wait is 30 s; the caller's 0.5 s deadline wins, and the
+    // answer is the task, not DEADLINE_EXCEEDED.
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
+    weft::v1::WaitTaskRequest request;
+    request.set_name(t.name());
+    Task got;
+    grpc::Status s = f_.orchestrator().WaitTask(&context, request, &got);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(got.state(), weft::v1::TASK_STATE_RUNNING);
+  }
+  grpc::ClientContext context;
+  weft::v1::CancelTaskRequest cancel;
+  cancel.set_name(t.name());
+  Task cancelled;
+  ASSERT_TRUE(f_.orchestrator().CancelTask(&context, cancel, &cancelled).ok());
+  EXPECT_EQ(Wait(t.name()).state(), weft::v1::TASK_STATE_CANCELLED);
+}
+
+TEST_F(TaskMethodsTest,
+       WatchStreamsSnapshotThenChangesInOrderAndEndsAfterTheEnd) {
+  std::string children;
+  for (int i = 0; i < 30; ++i) {
+    absl::StrAppend(&children, i ? "," : "",
+                    R"({"call": {"handler": "sleep", "args": {"duration": "0.)",
+                    absl::StrFormat("%02d", 20 + i * 2), R"(s"}}})");
+  }
+  Task t = MustCreate(absl::StrCat(R"({"plan": {"parallel": {"children": [)",
+                                   children, "]}}}"));
+  grpc::Status status;
+  std::vector<weft::v1::TaskEvent> events = Watch(t.name(), &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GE(events.size(), 2u);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i + 1));
+  }
+  EXPECT_EQ(events.back().task().state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(events.back().task().progress().leaves_done(), 30);
+  // 30 leaves ending over about 0.6 s: progress is coalesced, not one
+  // event per leaf.
+  EXPECT_LT(events.size(), 30u);
+  int last_done = -1;
+  for (const auto& e : events) {
+    EXPECT_GE(e.task().progress().leaves_done(), last_done);
+    last_done = e.task().progress().leaves_done();
+  }
+}
+
+TEST_F(TaskMethodsTest, WatchCanBeResumedByGettingTheTaskAndWatchingAgain) {
+  Task t = MustCreate(SleepTask("0.5s"));
+  {
+    grpc::ClientContext context;
+    weft::v1::WatchTaskRequest request;
+    request.set_name(t.name());
+    auto reader = f_.orchestrator().WatchTask(&context, request);
+    weft::v1::TaskEvent first;
+    ASSERT_TRUE(reader->Read(&first));
+    EXPECT_EQ(first.sequence(), 1);
+    EXPECT_EQ(first.task().state(), weft::v1::TASK_STATE_RUNNING);
+    context.TryCancel();  // The connection drops.
+    while (reader->Read(&first)) {
+    }
+    reader->Finish();
+  }
+  Task now;
+  ASSERT_TRUE(Get(t.name(), &now).ok());
+  grpc::Status status;
+  std::vector<weft::v1::TaskEvent> events = Watch(t.name(), &status);
+  ASSERT_TRUE(status.ok());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().sequence(), 1);
+  EXPECT_EQ(events.back().task().state(), weft::v1::TASK_STATE_SUCCEEDED);
+  // Watching a finished task: one event, the end.
+  events = Watch(t.name(), &status);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].task().state(), weft::v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(TaskMethodsTest, ListFindsTasksByLabelNewestFirstAPageAtATime) {
+  std::vector<std::string> names;
+  for (int i = 0; i < 5; ++i)
+    names.push_back(MustCreate(SleepTask("0.01s", "news")).name());
+  MustCreate(SleepTask("0.01s", "other"));
+  weft::v1::ListTasksRequest request;
+  (*request.mutable_labels())["job"] = "news";
+  request.set_page_size(3);
+  std::vector<std::string> seen;
+  for (;;) {
+    grpc::ClientContext context;
+    weft::v1::ListTasksResponse page;
+    ASSERT_TRUE(f_.orchestrator().ListTasks(&context, request, &page).ok());
+    for (const Task& t : page.tasks()) {
+      seen.push_back(t.name());
+      EXPECT_FALSE(t.has_outcome());
+    }
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(seen, std::vector<std::string>(names.rbegin(), names.rend()));
+}
+
+TEST_F(TaskMethodsTest, DeleteOnlyFinishedTasksThenNotFoundSaysDeleted) {
+  Task t = MustCreate(SleepTask("3600s"));
+  grpc::ClientContext c1;
+  weft::v1::DeleteTaskRequest del;
+  del.set_name(t.name());
+  google::protobuf::Empty empty;
+  grpc::Status s = f_.orchestrator().DeleteTask(&c1, del, &empty);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  grpc::ClientContext c2;
+  weft::v1::CancelTaskRequest cancel;
+  cancel.set_name(t.name());
+  Task cancelled;
+  ASSERT_TRUE(f_.orchestrator().CancelTask(&c2, cancel, &cancelled).ok());
+  Wait(t.name());
+  grpc::ClientContext c3;
+  ASSERT_TRUE(f_.orchestrator().DeleteTask(&c3, del, &empty).ok());
+  Task gone;
+  s = Get(t.name(), &gone);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("deleted (DeleteTask)"));
+}
+
+TEST_F(TaskMethodsTest, BadNamesAndUnknownTasks) {
+  Task t;
+  grpc::Status s = Get("task/123", &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("is not a task name"));
+  s = Get("tasks/" + std::string(32, '0'), &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("no such task"));
+  grpc::Status watch;
+  Watch("tasks/" + std::string(32, '0'), &watch);
+  EXPECT_EQ(watch.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(TaskMethodsTest, CreateChecksThePlanLikeRun) {
+  Task t;
+  grpc::Status s = Create(R"({"plan": {"parallel": {"children": []}}})", &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("plan.parallel.children: a parallel needs"));
+  s = Create(R"({"labels": {"job": "x"}})", &t);
+  EXPECT_THAT(s.error_message(), HasSubstr("plan: missing"));
+}
+
+TEST_F(TaskMethodsTest, SameRequestIdIsTheSameTaskAndAnotherPlanIsRefused) {
+  const std::string a =
+      R"({"requestId": "r1", "plan": {"call": {"handler": "sleep", "args": {"duration": "1s"}}}})";
+  Task first = MustCreate(a);
+  Task second = MustCreate(a);
+  EXPECT_EQ(first.name(), second.name());
+  Task t;
+  grpc::Status s = Create(
+      R"({"requestId": "r1", "plan": {"call": {"handler": "sleep", "args": {"duration": "2s"}}}})",
+      &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr(first.name()));
+}
+
+TEST_F(TaskMethodsTest, ServerInfoCountsTasksAndDescribesPools) {
+  MustCreate(SleepTask("3600s"));
+  Wait(MustCreate(SleepTask("0.01s")).name());
+  grpc::ClientContext context;
+  weft::v1::ServerInfo info;
+  ASSERT_TRUE(f_.orchestrator().GetServerInfo(&context, {}, &info).ok());
+  std::map<int, int> counts;
+  for (const auto& c : info.tasks()) counts[c.state()] = c.count();
+  EXPECT_EQ(counts[weft::v1::TASK_STATE_RUNNING], 1);
+  EXPECT_EQ(counts[weft::v1::TASK_STATE_SUCCEEDED], 1);
+  ASSERT_EQ(info.pools_size(), 1);
+  EXPECT_EQ(info.pools(0).name(), "default");
+  EXPECT_EQ(info.pools(0).threads(), 2);
+  EXPECT_GT(info.uptime().seconds() + info.uptime().nanos(), 0);
+}
+
+class TaskAdmissionTest : public TaskMethodsTest {
+ protected:
+  static service::ServerOptions Options() {
+    service::ServerOptions options;
+    options.tasks.max_running_tasks = 1;
+    options.tasks.max_queued_tasks = 1;
+    return options;
+  }
+  TaskAdmissionTest() : TaskMethodsTest(Options()) {}
+};
+
+TEST_F(TaskAdmissionTest, BeyondTheQueueCreateIsResourceExhausted) {
+  EXPECT_EQ(MustCreate(SleepTask("3600s")).state(),
+            weft::v1::TASK_STATE_RUNNING);
+  Task queued = MustCreate(SleepTask("3600s"));
+  EXPECT_EQ(queued.state(), weft::v1::TASK_STATE_QUEUED);
+  Task t;
+  grpc::Status s = Create(SleepTask("1s"), &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("retry after 1s"));
+  grpc::ClientContext context;
+  weft::v1::CancelTaskRequest cancel;
+  cancel.set_name(queued.name());
+  Task c;
+  ASSERT_TRUE(f_.orchestrator().CancelTask(&context, cancel, &c).ok());
+  EXPECT_EQ(c.state(), weft::v1::TASK_STATE_CANCELLED);
+}
+
+TEST_F(TaskMethodsTest, ShutdownCancelsRunningTasksAfterTheGracePeriod) {
+  Task quick = MustCreate(SleepTask("0.3s"));
+  Task slow = MustCreate(SleepTask("3600s"));
+  service::ShutdownReport report;
+  std::thread stopper([&] { report = f_.server().Shutdown(absl::Seconds(2)); });
+  ASSERT_TRUE(f_.WaitUntilNotServing());
+  Task refused;
+  grpc::Status s = Create(SleepTask("1s"), &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  stopper.join();
+  EXPECT_EQ(report.tasks_running, 2);
+  EXPECT_EQ(report.tasks_cancelled, 1);
+  auto q = f_.server().tasks().Get(quick.name(), false, true);
+  auto l = f_.server().tasks().Get(slow.name(), false, true);
+  ASSERT_TRUE(q.ok() && l.ok());
+  EXPECT_EQ(q->state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(l->state(), weft::v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(l->outcome().error().message(), "server shutting down");
+}
+
+TEST_F(TaskMethodsTest, ThousandConcurrentCreatesFromSeveralThreadsAllEnd) {
+  std::vector<std::thread> threads;
+  std::vector<std::vector<std::string>> names(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto stub = weft::v1::Orchestrator::NewStub(f_.channel());
+      for (int i = 0; i < 250; ++i) {
+        grpc::ClientContext context;
+        Task task;
+        if (stub->CreateTask(
+                    &context,
+                    FromJson<weft::v1::CreateTaskRequest>(SleepTask("0.01s")),
+                    &task)
+                .ok()) {
+          names[t].push_back(task.name());
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> all;
+  for (const auto& v : names) all.insert(v.begin(), v.end());
+  ASSERT_EQ(all.size(), 1000u);
+  for (const std::string& name : all) {
+    ASSERT_EQ(Wait(name).state(), weft::v1::TASK_STATE_SUCCEEDED) << name;
+  }
+}
+
+}  // namespace
+}  // namespace weft::testing
