@@ -1,8 +1,12 @@
 #include "client/client.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -101,25 +105,107 @@ Client::Client(
     std::unique_ptr<grpc::health::v1::Health::StubInterface> health)
     : orchestrator_(std::move(orchestrator)), health_(std::move(health)) {}
 
-absl::StatusOr<weft::v1::RunResponse> Client::Run(
-    const weft::v1::RunRequest& request, absl::Duration timeout) const {
+namespace {
+
+// Calls one unary method of `stub` with a fresh context and `timeout`.
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> Unary(
+    Stub& stub,
+    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                 Response*),
+    const Request& request, absl::Duration timeout) {
   grpc::ClientContext context;
   SetTimeout(&context, timeout);
-  weft::v1::RunResponse response;
-  grpc::Status s = orchestrator_->Run(&context, request, &response);
+  Response response;
+  grpc::Status s = (stub.*method)(&context, request, &response);
   if (!s.ok()) return FromGrpc(s);
   return response;
 }
 
+using Stub = weft::v1::Orchestrator::StubInterface;
+
+}  // namespace
+
+absl::StatusOr<weft::v1::RunResponse> Client::Run(
+    const weft::v1::RunRequest& request, absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::Run, request, timeout);
+}
+
 absl::StatusOr<weft::v1::ListHandlersResponse> Client::ListHandlers(
     absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::ListHandlers,
+               weft::v1::ListHandlersRequest(), timeout);
+}
+
+absl::StatusOr<weft::v1::Task> Client::CreateTask(
+    const weft::v1::CreateTaskRequest& request, absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::CreateTask, request, timeout);
+}
+
+absl::StatusOr<weft::v1::Task> Client::GetTask(
+    const weft::v1::GetTaskRequest& request, absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::GetTask, request, timeout);
+}
+
+absl::StatusOr<weft::v1::ListTasksResponse> Client::ListTasks(
+    const weft::v1::ListTasksRequest& request, absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::ListTasks, request, timeout);
+}
+
+absl::StatusOr<weft::v1::Task> Client::CancelTask(
+    const std::string& name, absl::Duration timeout) const {
+  weft::v1::CancelTaskRequest request;
+  request.set_name(name);
+  return Unary(*orchestrator_, &Stub::CancelTask, request, timeout);
+}
+
+absl::StatusOr<weft::v1::Task> Client::WaitTask(const std::string& name,
+                                                absl::Duration wait,
+                                                absl::Duration timeout) const {
+  weft::v1::WaitTaskRequest request;
+  request.set_name(name);
+  const int64_t nanos = absl::ToInt64Nanoseconds(wait);
+  request.mutable_timeout()->set_seconds(nanos / 1'000'000'000);
+  request.mutable_timeout()->set_nanos(
+      static_cast<int32_t>(nanos % 1'000'000'000));
+  return Unary(*orchestrator_, &Stub::WaitTask, request, timeout);
+}
+
+absl::Status Client::DeleteTask(const std::string& name,
+                                absl::Duration timeout) const {
+  weft::v1::DeleteTaskRequest request;
+  request.set_name(name);
+  return Unary(*orchestrator_, &Stub::DeleteTask, request, timeout).status();
+}
+
+absl::Status Client::WatchTask(
+    const std::string& name, absl::Duration timeout,
+    const std::function<void(const weft::v1::TaskEvent&)>& on_event) const {
   grpc::ClientContext context;
   SetTimeout(&context, timeout);
-  weft::v1::ListHandlersResponse response;
-  grpc::Status s = orchestrator_->ListHandlers(
-      &context, weft::v1::ListHandlersRequest(), &response);
+  weft::v1::WatchTaskRequest request;
+  request.set_name(name);
+  std::unique_ptr<grpc::ClientReaderInterface<weft::v1::TaskEvent>> reader =
+      orchestrator_->WatchTask(&context, request);
+  weft::v1::TaskEvent event;
+  bool ended = false;
+  while (reader->Read(&event)) {
+    ended = IsTerminal(event.task().state());
+    on_event(event);
+  }
+  grpc::Status s = reader->Finish();
   if (!s.ok()) return FromGrpc(s);
-  return response;
+  if (!ended) {
+    return absl::UnavailableError(
+        "the watch ended before the task did; get the task and watch again");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<weft::v1::ServerInfo> Client::GetServerInfo(
+    absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::GetServerInfo,
+               weft::v1::GetServerInfoRequest(), timeout);
 }
 
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus>
@@ -174,34 +260,92 @@ absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json) {
   return args;
 }
 
-absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(
-    absl::string_view json) {
-  // A RunRequest has a "plan" field; a plan node never does.
+namespace {
+
+// Reads a request that has a "plan" field, or a bare plan node (which never
+// has one) as that request's plan.
+template <typename Request>
+absl::StatusOr<Request> ParseRequestWithPlan(absl::string_view json) {
+  const google::protobuf::StringPiece text(json.data(), json.size());
   google::protobuf::Struct probe;
-  auto s = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &probe);
+  auto s = google::protobuf::util::JsonStringToMessage(text, &probe);
   if (!s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the input is not a JSON object: ", s.message().ToString()));
   }
-  weft::v1::RunRequest request;
+  Request request;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   if (probe.fields().contains("plan")) {
-    s = google::protobuf::util::JsonStringToMessage(
-        google::protobuf::StringPiece(json.data(), json.size()), &request,
-        options);
+    s = google::protobuf::util::JsonStringToMessage(text, &request, options);
   } else {
     s = google::protobuf::util::JsonStringToMessage(
-        google::protobuf::StringPiece(json.data(), json.size()),
-        request.mutable_plan(), options);
+        text, request.mutable_plan(), options);
   }
   if (!s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the input is not a weft.v1.RunRequest or weft.v1.PlanNode: ",
-        s.message().ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the input is not a ", Request::descriptor()->full_name(),
+                     " or weft.v1.PlanNode: ", s.message().ToString()));
   }
   return request;
+}
+
+}  // namespace
+
+absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(
+    absl::string_view json) {
+  return ParseRequestWithPlan<weft::v1::RunRequest>(json);
+}
+
+absl::StatusOr<weft::v1::CreateTaskRequest> ParseCreateTaskRequestJson(
+    absl::string_view json) {
+  return ParseRequestWithPlan<weft::v1::CreateTaskRequest>(json);
+}
+
+std::string TaskName(absl::string_view name_or_id) {
+  if (absl::StartsWith(name_or_id, "tasks/")) return std::string(name_or_id);
+  return absl::StrCat("tasks/", name_or_id);
+}
+
+bool IsTerminal(weft::v1::TaskState state) {
+  switch (state) {
+    case weft::v1::TASK_STATE_SUCCEEDED:
+    case weft::v1::TASK_STATE_FAILED:
+    case weft::v1::TASK_STATE_CANCELLED:
+    case weft::v1::TASK_STATE_TIMED_OUT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Duration Elapsed(const weft::v1::Task& task) {
+  auto to_time = [](const google::protobuf::Timestamp& t) {
+    return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  };
+  if (!task.has_start_time()) return absl::ZeroDuration();
+  const absl::Time end =
+      task.has_end_time() ? to_time(task.end_time()) : absl::Now();
+  return std::max(end - to_time(task.start_time()), absl::ZeroDuration());
+}
+
+std::string ProgressLine(const weft::v1::Task& task, int width) {
+  const weft::v1::TaskProgress& p = task.progress();
+  const int total = std::max(p.leaves_total(), 0);
+  const int done = std::clamp(p.leaves_done(), 0, total);
+  width = std::max(width, 1);
+  const int filled =
+      total == 0 ? (IsTerminal(task.state()) ? width : 0)
+                 : static_cast<int>(static_cast<int64_t>(done) * width / total);
+  std::string state = weft::v1::TaskState_Name(task.state());
+  if (absl::StartsWith(state, "TASK_STATE_")) {
+    state = state.substr(sizeof("TASK_STATE_") - 1);
+  }
+  const int digits = static_cast<int>(absl::StrCat(total).size());
+  return absl::StrFormat("[%s%s] %*d/%d leaves  %d failed  %d running  %s",
+                         std::string(filled, '#'),
+                         std::string(width - filled, '.'), digits, done, total,
+                         p.leaves_failed(), p.leaves_running(), state);
 }
 
 std::string ToCompactJson(const google::protobuf::Message& message) {

@@ -9,6 +9,7 @@
 #ifndef WEFT_CLIENT_CLIENT_H_
 #define WEFT_CLIENT_CLIENT_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,29 @@ class Client {
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Check(
       const std::string& service, absl::Duration timeout) const;
 
+  // Background tasks (see task.proto).
+  absl::StatusOr<weft::v1::Task> CreateTask(
+      const weft::v1::CreateTaskRequest& request, absl::Duration timeout) const;
+  absl::StatusOr<weft::v1::Task> GetTask(
+      const weft::v1::GetTaskRequest& request, absl::Duration timeout) const;
+  absl::StatusOr<weft::v1::ListTasksResponse> ListTasks(
+      const weft::v1::ListTasksRequest& request, absl::Duration timeout) const;
+  absl::StatusOr<weft::v1::Task> CancelTask(const std::string& name,
+                                            absl::Duration timeout) const;
+  // One WaitTask call: the task when it ends or when `wait` passes.
+  absl::StatusOr<weft::v1::Task> WaitTask(const std::string& name,
+                                          absl::Duration wait,
+                                          absl::Duration timeout) const;
+  absl::Status DeleteTask(const std::string& name,
+                          absl::Duration timeout) const;
+  // Calls `on_event` for each event of WatchTask until the stream ends; OK
+  // when it ended after the task's terminal event.
+  absl::Status WatchTask(
+      const std::string& name, absl::Duration timeout,
+      const std::function<void(const weft::v1::TaskEvent&)>& on_event) const;
+  absl::StatusOr<weft::v1::ServerInfo> GetServerInfo(
+      absl::Duration timeout) const;
+
  private:
   std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator_;
   std::unique_ptr<grpc::health::v1::Health::StubInterface> health_;
@@ -56,8 +80,27 @@ weft::v1::PlanNode Parallel(std::vector<weft::v1::PlanNode> children);
 weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node);
 weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node);
 
+// Accepts "tasks/{id}" or the bare id.
+std::string TaskName(absl::string_view name_or_id);
+
+// Whether a task has reached one of its terminal states.
+bool IsTerminal(weft::v1::TaskState state);
+
+// How long the task has run: from its start to its end, or to now while it
+// runs; zero while it is queued.
+absl::Duration Elapsed(const weft::v1::Task& task);
+
+// One line for a terminal: a bar `width` characters wide, then counts, e.g.
+//   [##########..........]  50/100 leaves  2 failed  3 running  RUNNING
+std::string ProgressLine(const weft::v1::Task& task, int width);
+
 // Parses a JSON object into handler args.
 absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json);
+
+// Reads what `weft task create` accepts: a CreateTaskRequest ({"plan": ...})
+// or a bare plan node.
+absl::StatusOr<weft::v1::CreateTaskRequest> ParseCreateTaskRequestJson(
+    absl::string_view json);
 
 // Reads what `weft run` accepts: a RunRequest ({"plan": ...}) or a bare plan
 // node ({"parallel": ...}), in the proto3 JSON mapping.

@@ -3,17 +3,15 @@
 //   weft run FILE|-        runs a plan (or RunRequest) given as JSON
 //   weft handlers          lists the handlers a plan can call
 //   weft health [SERVICE]  checks the server's health
+//   weft task ...          background tasks (task_commands.h)
+//   weft info              the server's version, uptime, tasks and pools
 //
-// Exit codes: 0 success; 1 the plan ran and did not succeed (or the server is
-// not serving); 2 the call failed (the server refused the request or could
-// not be reached); 64 bad usage or unreadable input.
-
-#include <unistd.h>
+// Exit codes (cli.h): 0 success; 1 the plan ran and did not succeed (or the
+// server is not serving); 2 the call failed (the server refused the request
+// or could not be reached); 64 bad usage or unreadable input.
 
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,34 +22,45 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "client/cli.h"
 #include "client/client.h"
+#include "client/task_commands.h"
 
 ABSL_FLAG(std::string, addr, "",
           "Server address, host:port (default: $WEFT_ADDR, else "
           "127.0.0.1:50051).");
 ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(),
-          "Deadline for the call; 0 sets none (the server then bounds a Run "
-          "by its --max_run_duration).");
-ABSL_FLAG(bool, json, false, "weft handlers: print JSON instead of a table.");
+          "Deadline for the call (for task wait and watch: for the whole "
+          "command); 0 sets none (the server then bounds a Run by its "
+          "--max_run_duration).");
+ABSL_FLAG(bool, json, false,
+          "weft handlers, weft task list: print JSON instead of a table.");
 
-namespace {
+namespace weft::cli {
 
-constexpr int kExitOk = 0;
-constexpr int kExitNotSucceeded = 1;
-constexpr int kExitCallFailed = 2;
-constexpr int kExitUsage = 64;
-
-constexpr char kUsage[] =
+const char kUsage[] =
     "weft: runs plans on a weft server.\n"
     "\n"
     "  weft run FILE|-        run a plan or RunRequest given as JSON; prints "
     "the outcome\n"
     "  weft handlers          list the handlers a plan can call\n"
     "  weft health [SERVICE]  check the server's health\n"
+    "%s\n"
     "\n"
-    "Flags: --addr (or WEFT_ADDR), --timeout, --json.\n"
-    "Exit codes: 0 success; 1 the plan ran and did not succeed, or the "
-    "server is not serving; 2 the call failed; 64 bad usage or input.";
+    "Flags: --addr (or WEFT_ADDR), --timeout, --json; see --helpfull.\n"
+    "Exit codes: 0 success; 1 the plan ran (or the task ended) and did not "
+    "succeed, or the server is not serving; 2 the call failed; 64 bad usage "
+    "or input.";
+
+}  // namespace weft::cli
+
+namespace {
+
+using weft::cli::CallFailed;
+using weft::cli::kExitNotSucceeded;
+using weft::cli::kExitOk;
+using weft::cli::kExitUsage;
+using weft::cli::Usage;
 
 std::string Address() {
   std::string addr = absl::GetFlag(FLAGS_addr);
@@ -62,28 +71,11 @@ std::string Address() {
   return addr;
 }
 
-int CallFailed(const absl::Status& s) {
-  std::cerr << "weft: " << absl::StatusCodeToString(s.code()) << ": "
-            << s.message() << "\n";
-  return kExitCallFailed;
-}
-
-int Usage(const std::string& message) {
-  std::cerr << "weft: " << message << "\n\n" << kUsage << "\n";
-  return kExitUsage;
-}
-
 int Run(const weft::client::Client& client, const std::string& file) {
-  std::stringstream text;
-  if (file == "-") {
-    text << std::cin.rdbuf();
-  } else {
-    std::ifstream in(file);
-    if (!in) return Usage(absl::StrCat("cannot read \"", file, "\""));
-    text << in.rdbuf();
-  }
+  absl::StatusOr<std::string> text = weft::cli::ReadInput(file);
+  if (!text.ok()) return Usage(text.status().message());
   absl::StatusOr<weft::v1::RunRequest> request =
-      weft::client::ParseRunRequestJson(text.str());
+      weft::client::ParseRunRequestJson(*text);
   if (!request.ok()) {
     std::cerr << "weft: " << (file == "-" ? "stdin" : file) << ": "
               << request.status().message() << "\n";
@@ -135,10 +127,33 @@ int Health(const weft::client::Client& client, const std::string& service) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(kUsage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  const std::string usage =
+      absl::StrFormat(weft::cli::kUsage, weft::cli::kTaskUsage);
+  absl::SetProgramUsageMessage(usage);
+  // --label and --state may be given more than once: taken out before absl
+  // parses the rest.
+  std::vector<std::string> raw(argv, argv + argc);
+  weft::cli::RepeatedFlags repeated;
+  absl::StatusOr<std::vector<std::string>> labels =
+      weft::cli::TakeRepeatedFlag(raw, "label");
+  if (!labels.ok()) return Usage(labels.status().message());
+  absl::StatusOr<std::vector<std::string>> states =
+      weft::cli::TakeRepeatedFlag(raw, "state");
+  if (!states.ok()) return Usage(states.status().message());
+  repeated.labels = *std::move(labels);
+  repeated.states = *std::move(states);
+  std::vector<char*> rest;
+  for (std::string& a : raw) rest.push_back(a.data());
+  std::vector<char*> parsed =
+      absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
+  std::vector<std::string> args(parsed.begin(), parsed.end());
+
   if (args.size() < 2) return Usage("no command given");
   const std::string command = args[1];
+  if (command != "task" &&
+      (!repeated.labels.empty() || !repeated.states.empty())) {
+    return Usage("--label and --state are for the task commands");
+  }
   std::unique_ptr<weft::client::Client> client =
       weft::client::Client::Connect(Address());
   if (command == "run") {
@@ -152,6 +167,15 @@ int main(int argc, char** argv) {
   if (command == "health") {
     if (args.size() > 3) return Usage("health takes at most one SERVICE");
     return Health(*client, args.size() == 3 ? args[2] : "");
+  }
+  if (command == "task") {
+    return weft::cli::TaskCommand(
+        *client, std::vector<std::string>(args.begin() + 2, args.end()),
+        repeated);
+  }
+  if (command == "info") {
+    if (args.size() != 2) return Usage("info takes no arguments");
+    return weft::cli::Info(*client);
   }
   return Usage(absl::StrCat("unknown command \"", command, "\""));
 }

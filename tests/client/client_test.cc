@@ -6,6 +6,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health_mock.grpc.pb.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/test/mock_stream.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 #include "weft/v1/orchestrator_mock.grpc.pb.h"
@@ -18,6 +19,7 @@ using ::testing::DoAll;
 using ::testing::HasSubstr;
 using ::testing::Invoke;
 using ::testing::Return;
+using ::testing::SetArgPointee;
 using ::weft::testing::StatusIs;
 
 class ClientTest : public ::testing::Test {
@@ -97,6 +99,153 @@ TEST_F(ClientTest, CheckAsksForTheNamedService) {
   auto status = client_->Check("weft.v1.Orchestrator", absl::ZeroDuration());
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(*status, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+TEST_F(ClientTest, TaskCallsNameTheTaskAndWaitCarriesItsOwnTimeout) {
+  EXPECT_CALL(*orchestrator_, WaitTask(_, _, _))
+      .WillOnce(
+          Invoke([](grpc::ClientContext* context,
+                    const weft::v1::WaitTaskRequest& r, weft::v1::Task* task) {
+            EXPECT_EQ(r.name(), "tasks/00ff");
+            EXPECT_EQ(r.timeout().seconds(), 2);
+            EXPECT_EQ(r.timeout().nanos(), 500'000'000);
+            const auto left =
+                context->deadline() - std::chrono::system_clock::now();
+            EXPECT_GT(left, std::chrono::seconds(5));
+            task->set_name(r.name());
+            task->set_state(weft::v1::TASK_STATE_RUNNING);
+            return grpc::Status::OK;
+          }));
+  absl::StatusOr<weft::v1::Task> task = client_->WaitTask(
+      "tasks/00ff", absl::Milliseconds(2500), absl::Seconds(10));
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->state(), weft::v1::TASK_STATE_RUNNING);
+
+  EXPECT_CALL(*orchestrator_, DeleteTask(_, _, _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                    "tasks/00ff is TASK_STATE_RUNNING")));
+  EXPECT_THAT(client_->DeleteTask("tasks/00ff", absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "tasks/00ff is TASK_STATE_RUNNING"));
+}
+
+weft::v1::TaskEvent Event(int64_t sequence, weft::v1::TaskState state) {
+  weft::v1::TaskEvent e;
+  e.set_sequence(sequence);
+  e.mutable_task()->set_state(state);
+  return e;
+}
+
+TEST_F(ClientTest, WatchPassesEveryEventOnAndEndsOkAfterTheTerminalOne) {
+  auto* reader = new grpc::testing::MockClientReader<weft::v1::TaskEvent>();
+  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _))
+      .WillOnce(Invoke(
+          [reader](grpc::ClientContext*, const weft::v1::WatchTaskRequest& r) {
+            EXPECT_EQ(r.name(), "tasks/00ff");
+            return reader;
+          }));
+  EXPECT_CALL(*reader, Read(_))
+      .WillOnce(DoAll(SetArgPointee<0>(Event(1, weft::v1::TASK_STATE_QUEUED)),
+                      Return(true)))
+      .WillOnce(DoAll(SetArgPointee<0>(Event(2, weft::v1::TASK_STATE_RUNNING)),
+                      Return(true)))
+      .WillOnce(
+          DoAll(SetArgPointee<0>(Event(3, weft::v1::TASK_STATE_SUCCEEDED)),
+                Return(true)))
+      .WillOnce(Return(false));
+  EXPECT_CALL(*reader, Finish()).WillOnce(Return(grpc::Status::OK));
+  std::vector<int64_t> seen;
+  EXPECT_TRUE(client_
+                  ->WatchTask("tasks/00ff", absl::ZeroDuration(),
+                              [&](const weft::v1::TaskEvent& e) {
+                                seen.push_back(e.sequence());
+                              })
+                  .ok());
+  EXPECT_EQ(seen, (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST_F(ClientTest, AWatchCutBeforeTheEndIsUnavailableAndSaysHowToResume) {
+  auto* reader = new grpc::testing::MockClientReader<weft::v1::TaskEvent>();
+  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _)).WillOnce(Return(reader));
+  EXPECT_CALL(*reader, Read(_))
+      .WillOnce(DoAll(SetArgPointee<0>(Event(1, weft::v1::TASK_STATE_RUNNING)),
+                      Return(true)))
+      .WillOnce(Return(false));
+  EXPECT_CALL(*reader, Finish()).WillOnce(Return(grpc::Status::OK));
+  EXPECT_THAT(client_->WatchTask("tasks/00ff", absl::ZeroDuration(),
+                                 [](const weft::v1::TaskEvent&) {}),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("get the task and watch again")));
+
+  auto* failing = new grpc::testing::MockClientReader<weft::v1::TaskEvent>();
+  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _)).WillOnce(Return(failing));
+  EXPECT_CALL(*failing, Read(_)).WillOnce(Return(false));
+  EXPECT_CALL(*failing, Finish())
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                    "tasks/00ff: no such task")));
+  EXPECT_THAT(
+      client_->WatchTask("tasks/00ff", absl::ZeroDuration(),
+                         [](const weft::v1::TaskEvent&) {}),
+      StatusIs(absl::StatusCode::kNotFound, "tasks/00ff: no such task"));
+}
+
+TEST(TaskHelpersTest, TaskNameAcceptsTheBareId) {
+  EXPECT_EQ(TaskName("00ff"), "tasks/00ff");
+  EXPECT_EQ(TaskName("tasks/00ff"), "tasks/00ff");
+}
+
+TEST(TaskHelpersTest, OnlyTheFourEndStatesAreTerminal) {
+  EXPECT_FALSE(IsTerminal(weft::v1::TASK_STATE_UNSPECIFIED));
+  EXPECT_FALSE(IsTerminal(weft::v1::TASK_STATE_QUEUED));
+  EXPECT_FALSE(IsTerminal(weft::v1::TASK_STATE_RUNNING));
+  EXPECT_TRUE(IsTerminal(weft::v1::TASK_STATE_SUCCEEDED));
+  EXPECT_TRUE(IsTerminal(weft::v1::TASK_STATE_FAILED));
+  EXPECT_TRUE(IsTerminal(weft::v1::TASK_STATE_CANCELLED));
+  EXPECT_TRUE(IsTerminal(weft::v1::TASK_STATE_TIMED_OUT));
+}
+
+TEST(TaskHelpersTest, ProgressLineFillsTheBarByLeavesDone) {
+  weft::v1::Task task;
+  task.set_state(weft::v1::TASK_STATE_RUNNING);
+  task.mutable_progress()->set_leaves_total(100);
+  task.mutable_progress()->set_leaves_done(50);
+  task.mutable_progress()->set_leaves_failed(2);
+  task.mutable_progress()->set_leaves_running(3);
+  EXPECT_EQ(ProgressLine(task, 10),
+            "[#####.....]  50/100 leaves  2 failed  3 running  RUNNING");
+  task.set_state(weft::v1::TASK_STATE_QUEUED);
+  task.mutable_progress()->set_leaves_done(0);
+  EXPECT_EQ(ProgressLine(task, 4),
+            "[....]   0/100 leaves  2 failed  3 running  QUEUED");
+  // Never more than full, even from a confused server.
+  task.mutable_progress()->set_leaves_done(500);
+  EXPECT_EQ(ProgressLine(task, 4).substr(0, 6), "[####]");
+}
+
+TEST(TaskHelpersTest, ElapsedRunsFromStartToEnd) {
+  weft::v1::Task task;
+  EXPECT_EQ(Elapsed(task), absl::ZeroDuration());
+  task.mutable_start_time()->set_seconds(100);
+  task.mutable_end_time()->set_seconds(102);
+  task.mutable_end_time()->set_nanos(500'000'000);
+  EXPECT_EQ(Elapsed(task), absl::Milliseconds(2500));
+}
+
+TEST(JsonTest, ACreateTaskRequestOrABarePlan) {
+  absl::StatusOr<weft::v1::CreateTaskRequest> bare =
+      ParseCreateTaskRequestJson(R"({"call": {"handler": "value"}})");
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_EQ(bare->plan().call().handler(), "value");
+  absl::StatusOr<weft::v1::CreateTaskRequest> full = ParseCreateTaskRequestJson(
+      R"({"plan": {"call": {"handler": "value"}}, "labels": {"env": "dev"},
+          "requestId": "r-1"})");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->labels().at("env"), "dev");
+  EXPECT_EQ(full->request_id(), "r-1");
+  EXPECT_THAT(ParseCreateTaskRequestJson(R"({"plan": {}, "lables": {}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a weft.v1.CreateTaskRequest or "
+                                 "weft.v1.PlanNode")));
 }
 
 TEST(PlanBuildersTest, BuildTheSameMessageAsTheJson) {

@@ -1,0 +1,252 @@
+"""Background tasks end to end: a real weftd, `buf curl` (as grpcurl) and the
+weft CLI.
+
+What the issue asks a user to be able to do with grpcurl alone: create a task,
+watch its progress to the end, list tasks by label, and cancel one; then the
+same with the CLI, whose watch draws a progress bar on a terminal (checked
+through a pseudo-terminal) and prints JSON lines when piped.
+"""
+
+import argparse
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from weftd import Weftd, buf_curl  # noqa: E402
+
+ARGS = None
+
+# Three leaves ending at 0.3 s, 0.6 s and 0.9 s: progress to watch.
+STEPS = """{"parallel": {"children": [
+  {"call": {"handler": "sleep", "args": {"duration": "0.3s"}}},
+  {"call": {"handler": "sleep", "args": {"duration": "0.6s"}}},
+  {"call": {"handler": "sleep", "args": {"duration": "0.9s"}}}
+]}}"""
+LONG = '{"call": {"handler": "sleep", "args": {"duration": "300s"}}}'
+NAME = re.compile(r"^tasks/[0-9a-f]{32}$")
+
+
+def json_documents(text):
+    """The JSON documents of a stream's output, one after another."""
+    decoder = json.JSONDecoder()
+    docs, i = [], 0
+    text = text.strip()
+    while i < len(text):
+        doc, end = decoder.raw_decode(text, i)
+        docs.append(doc)
+        i = end
+        while i < len(text) and text[i].isspace():
+            i += 1
+    return docs
+
+
+class TaskTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.weftd = Weftd(ARGS.weftd)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.weftd.stop()
+
+    def call(self, method, body):
+        r = buf_curl(ARGS.buf, self.weftd.address, "-d", json.dumps(body),
+                     "http://{addr}/weft.v1.Orchestrator/" + method)
+        return r
+
+    def ok(self, method, body):
+        r = self.call(method, body)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return json_documents(r.stdout)
+
+    def weft(self, *args, stdin=None):
+        env = dict(os.environ, WEFT_ADDR=self.weftd.address)
+        return subprocess.run([ARGS.weft, *args], input=stdin, capture_output=True,
+                              text=True, timeout=120, env=env)
+
+    # --- grpcurl alone --------------------------------------------------------
+
+    def test_grpcurl_creates_watches_lists_and_cancels(self):
+        [task] = self.ok("CreateTask", {"plan": json.loads(STEPS),
+                                        "labels": {"suite": "grpcurl", "run": "1"}})
+        self.assertRegex(task["name"], NAME)
+        self.assertIn(task["state"], ("TASK_STATE_QUEUED", "TASK_STATE_RUNNING"))
+
+        events = self.ok("WatchTask", {"name": task["name"]})
+        sequences = [int(e["sequence"]) for e in events]
+        self.assertEqual(sequences, list(range(1, len(events) + 1)))
+        self.assertEqual(events[-1]["task"]["state"], "TASK_STATE_SUCCEEDED")
+        done = [e["task"]["progress"].get("leavesDone", 0) for e in events]
+        self.assertEqual(done, sorted(done), "progress never goes back")
+        self.assertEqual(done[-1], 3)
+        self.assertEqual(events[-1]["task"]["outcome"]["state"], "NODE_STATE_SUCCEEDED")
+        for e in events[:-1]:
+            self.assertNotEqual(e["task"]["state"], "TASK_STATE_SUCCEEDED")
+
+        [long] = self.ok("CreateTask", {"plan": json.loads(LONG),
+                                        "labels": {"suite": "grpcurl", "run": "2"}})
+        [listed] = self.ok("ListTasks", {"labels": {"suite": "grpcurl"}})
+        self.assertEqual([t["name"] for t in listed["tasks"]], [long["name"], task["name"]])
+        [listed] = self.ok("ListTasks", {"labels": {"suite": "grpcurl", "run": "1"}})
+        self.assertEqual([t["name"] for t in listed["tasks"]], [task["name"]])
+        [listed] = self.ok("ListTasks", {"labels": {"suite": "grpcurl"},
+                                         "states": ["TASK_STATE_RUNNING"]})
+        self.assertEqual([t["name"] for t in listed["tasks"]], [long["name"]])
+
+        [cancelled] = self.ok("CancelTask", {"name": long["name"]})
+        self.assertEqual(cancelled["state"], "TASK_STATE_CANCELLED")
+        self.assertEqual(cancelled["outcome"]["error"]["message"], "cancelled by CancelTask")
+        [again] = self.ok("CancelTask", {"name": long["name"]})
+        self.assertEqual(again["endTime"], cancelled["endTime"], "cancel is idempotent")
+
+        [info] = self.ok("GetServerInfo", {})
+        self.assertIn("version", info)
+        counts = {c["state"]: c["count"] for c in info["tasks"]}
+        self.assertGreaterEqual(counts.get("TASK_STATE_CANCELLED", 0), 1)
+
+    def test_grpcurl_errors_name_what_is_wrong(self):
+        r = self.call("GetTask", {"name": "tasks/0123456789abcdef0123456789abcdef"})
+        err = json.loads(r.stdout or r.stderr)
+        self.assertEqual(err["code"], "not_found")
+        self.assertIn("tasks/0123456789abcdef0123456789abcdef", err["message"])
+
+        r = self.call("GetTask", {"name": "jobs/1"})
+        err = json.loads(r.stdout or r.stderr)
+        self.assertEqual(err["code"], "invalid_argument")
+        self.assertIn("name:", err["message"])
+
+        r = self.call("CreateTask", {"plan": {"parallel": {"children": []}}})
+        err = json.loads(r.stdout or r.stderr)
+        self.assertEqual(err["code"], "invalid_argument")
+        self.assertIn("plan.parallel.children", err["message"])
+
+        [long] = self.ok("CreateTask", {"plan": json.loads(LONG)})
+        r = self.call("DeleteTask", {"name": long["name"]})
+        err = json.loads(r.stdout or r.stderr)
+        self.assertEqual(err["code"], "failed_precondition")
+        self.ok("CancelTask", {"name": long["name"]})
+        self.ok("DeleteTask", {"name": long["name"]})
+
+    # --- the CLI ----------------------------------------------------------------
+
+    def test_cli_create_wait_get_list_cancel_delete(self):
+        r = self.weft("task", "create", "-", "--label", "suite=cli", "--wait", stdin=STEPS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        done = json.loads(r.stdout)
+        self.assertEqual(done["state"], "TASK_STATE_SUCCEEDED")
+        self.assertEqual(done["labels"], {"suite": "cli"})
+
+        failing = '{"call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}'
+        r = self.weft("task", "create", "-", "--label=suite=cli", "--wait", stdin=failing)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["state"], "TASK_STATE_FAILED")
+
+        r = self.weft("task", "create", "-", "--label", "suite=cli", stdin=LONG)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        long = json.loads(r.stdout)["name"]
+
+        r = self.weft("task", "wait", long, "--timeout=0.5s")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("DEADLINE_EXCEEDED: %s is still RUNNING" % long, r.stderr)
+
+        r = self.weft("task", "list", "--label", "suite=cli")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "STATE", "LEAVES", "CREATED", "LABELS"])
+        self.assertEqual([line.split()[0] for line in lines[1:]][0], long)
+        self.assertEqual(len(lines), 4)
+
+        r = self.weft("task", "list", "--label", "suite=cli", "--state", "failed", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([t["state"] for t in json.loads(r.stdout)["tasks"]],
+                         ["TASK_STATE_FAILED"])
+
+        r = self.weft("task", "get", long.split("/")[1], "--full")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["plan"]["call"]["handler"], "sleep")
+
+        r = self.weft("task", "delete", long)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("FAILED_PRECONDITION", r.stderr)
+        r = self.weft("task", "cancel", long)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["state"], "TASK_STATE_CANCELLED")
+        r = self.weft("task", "wait", long)
+        self.assertEqual(r.returncode, 1)
+        r = self.weft("task", "delete", long)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "deleted " + long))
+        r = self.weft("task", "get", long)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("NOT_FOUND: %s: deleted" % long, r.stderr)
+
+    def test_cli_watch_prints_json_lines_when_piped(self):
+        r = self.weft("task", "create", "-", "--watch", stdin=STEPS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([int(e["sequence"]) for e in events],
+                         list(range(1, len(events) + 1)))
+        self.assertEqual(events[-1]["task"]["state"], "TASK_STATE_SUCCEEDED")
+
+        # Resuming: a second watch of the finished task starts from its
+        # snapshot, which is the end.
+        name = events[-1]["task"]["name"]
+        r = self.weft("task", "watch", name)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        [only] = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual((only["sequence"], only["task"]["state"]),
+                         ("1", "TASK_STATE_SUCCEEDED"))
+
+    def test_cli_watch_draws_a_progress_bar_on_a_terminal(self):
+        master, slave = pty.openpty()
+        env = dict(os.environ, WEFT_ADDR=self.weftd.address)
+        proc = subprocess.Popen([ARGS.weft, "task", "create", "-", "--watch"],
+                                stdin=subprocess.PIPE, stdout=slave, stderr=slave, env=env)
+        os.close(slave)
+        proc.stdin.write(STEPS.encode())
+        proc.stdin.close()
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # The terminal closed: weft has exited.
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        self.assertEqual(proc.wait(timeout=120), 0, out)
+        text = out.decode()
+        frames = [f for f in text.replace("\x1b[K", "").split("\r") if f.strip()]
+        self.assertRegex(frames[0].strip(), NAME)
+        self.assertRegex(frames[-1], r"^\[#{30}\] 3/3 leaves  0 failed  0 running  "
+                                     r"SUCCEEDED  \d+\.\ds\s*$")
+        self.assertNotIn("{", text, "no JSON on a terminal")
+
+    def test_cli_bad_usage(self):
+        r = self.weft("task", "list", "--state", "sleeping")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn('--state: unknown state "sleeping"', r.stderr)
+        r = self.weft("task", "create", "-", "--label", "novalue", stdin=STEPS)
+        self.assertEqual(r.returncode, 64)
+        self.assertIn('--label: expected key=value, got "novalue"', r.stderr)
+        r = self.weft("task", "create", "-", "--wait", "--watch", stdin=STEPS)
+        self.assertEqual(r.returncode, 64)
+        r = self.weft("task", "get")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("task get takes one NAME", r.stderr)
+        r = self.weft("run", "-", "--label", "a=b", stdin=STEPS)
+        self.assertEqual(r.returncode, 64)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weftd", required=True)
+    parser.add_argument("--weft", required=True)
+    parser.add_argument("--buf", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0], "-v", *rest])
