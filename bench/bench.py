@@ -5,7 +5,8 @@ Starts a bare gRPC echo server (bench/echo_server.cc) and weftd, sends each
 scenario's request to both with the same closed-loop load generator
 (bench/loadgen.cc), and prints a table with weft's requests per second as a
 fraction of echo's for the same bytes. Then the scale runs: 100,000 sleeping
-leaves in one Run (bench/scale_run.cc), sleeps beside a saturated hash pool
+leaves in one Run (bench/scale_run.cc), 100,000 background tasks created
+by one client (bench/task_scale.cc), sleeps beside a saturated hash pool
 (lateness measured from the server's own timestamps), and the engine's
 per-node costs (bench/engine_bench.cc). Targets are checked and marked.
 """
@@ -31,9 +32,11 @@ def children(n, leaf):
 VALUE = '{"call": {"handler": "value", "args": {"value": 1}}}'
 
 SCENARIOS = [
-    # name, request, target ratio (or None)
+    # name, request, target ratio (or None), method (Run when absent)
     ("Run: one value call",
      {"plan": json.loads(VALUE)}, 0.7),
+    ("CreateTask: one value call (the task runs and is kept)",
+     {"plan": json.loads(VALUE)}, None, "CreateTask"),
     ("Run: parallel of 100 value calls, root-only outcome",
      {"detail": "OUTCOME_DETAIL_ROOT", "plan": {"parallel": {"children": children(100, VALUE)}}}, 0.25),
     ("Run: parallel of 100 value calls, full outcome",
@@ -50,14 +53,14 @@ def start(path, *flags):
     return Weftd(path, *flags)
 
 
-def loadgen(args, target, method, request, label):
+def loadgen(args, target, method, request, label, request_type="weft.v1.RunRequest"):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(request, f)
     out = os.path.join(tempfile.gettempdir(), "loadgen.json")
     try:
         subprocess.run(
             [args.loadgen, "--target=" + target, "--method=" + method,
-             "--request_type=weft.v1.RunRequest", "--request_file=" + f.name,
+             "--request_type=" + request_type, "--request_file=" + f.name,
              "--concurrency=%d" % args.concurrency, "--connections=%d" % args.connections,
              "--duration=%s" % args.duration, "--warmup=%s" % args.warmup,
              "--label=" + label, "--json_out=" + out],
@@ -123,9 +126,12 @@ def main():
     echo_addr = echo.stdout.readline().split()[-1]
     try:
         with Weftd(args.weftd) as w:
-            for name, request, target in SCENARIOS:
-                e = loadgen(args, echo_addr, "/bench.Echo/Echo", request, "echo")
-                r = loadgen(args, w.address, "/weft.v1.Orchestrator/Run", request, "weft")
+            for name, request, target, *method in SCENARIOS:
+                method = method[0] if method else "Run"
+                request_type = "weft.v1.%sRequest" % method
+                e = loadgen(args, echo_addr, "/bench.Echo/Echo", request, "echo", request_type)
+                r = loadgen(args, w.address, "/weft.v1.Orchestrator/" + method, request, "weft",
+                            request_type)
                 if r["errors"] or e["errors"]:
                     failed.append(name + ": calls failed")
                 ratio = r["rps"] / e["rps"]
@@ -173,6 +179,24 @@ def main():
             line.split()[0], wall, rss, wb, wd, tb, td, "met" if ok else "MISSED"))
     if scale.returncode != 0:
         failed.append("scale_run failed: " + scale.stderr[-300:])
+
+    print()
+    tasks = subprocess.run(
+        [os.path.join(b, "bench", "task_scale"), "--weftd=" + args.weftd,
+         "--tasks=100000", "--sleep=1s"],
+        capture_output=True, text=True, timeout=900)
+    print("Tasks: 100,000 background tasks of one 1 s sleep each, created by one client "
+          "(256 calls in flight on one channel), admission limits raised by flags:")
+    print()
+    print("| created | errors | creation rate | all SUCCEEDED after | weftd extra peak RSS | per task |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for line in tasks.stdout.splitlines():
+        f = dict(kv.split("=", 1) for kv in line.split())
+        print("| %s | %s | %s/s | %s (%s SUCCEEDED, %s other) | %s MB | %s bytes |" % (
+            f["created"], f["errors"], f["create_rate"][:-2], f["all_succeeded_after"],
+            f["succeeded"], f["other"], f["weftd_extra_peak_rss_mb"], f["peak_bytes_per_task"]))
+    if tasks.returncode != 0:
+        failed.append("task_scale: not every task succeeded: " + (tasks.stdout + tasks.stderr)[-300:])
 
     print()
     lat = lateness(args)

@@ -7,13 +7,8 @@
 // It starts weftd itself (limits raised by flags), reads its /proc entries,
 // and stops it with SIGTERM.
 
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -21,8 +16,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "client/client.h"
 #include "server/engine/sync.h"
 
@@ -34,60 +31,18 @@ ABSL_FLAG(int, runs, 2,
           "Runs in a row against the same weftd; the first is cold (a fresh "
           "process faulting its memory in), the rest warm.");
 
-namespace {
-
-// Threads of `pid` whose name starts with "weft-" (the event loop, its
-// timer, the pools): the ones weft owns.
-long WeftThreads(pid_t pid) {
-  long n = 0;
-  for (const auto& task : std::filesystem::directory_iterator(
-           absl::StrCat("/proc/", pid, "/task"))) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    if (name.rfind("weft-", 0) == 0) ++n;
-  }
-  return n;
-}
-
-// A field of /proc/PID/status, in kB or a count.
-long ProcStatus(pid_t pid, const std::string& key) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0)
-      return std::stol(line.substr(key.size() + 1));
-  }
-  return -1;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
+  // As weftd does: no lock-order graph for gRPC's absl::Mutex (Debian's
+  // Abseil is built without NDEBUG).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::ParseCommandLine(argc, argv);
   const int leaves = absl::GetFlag(FLAGS_leaves);
 
-  int out[2];
-  if (pipe(out) != 0) return 1;
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    const std::string nodes = absl::StrCat("--max_plan_nodes=", leaves + 1);
-    execl(absl::GetFlag(FLAGS_weftd).c_str(), "weftd", "--listen=127.0.0.1:0",
-          nodes.c_str(), "--max_message_bytes=268435456",
-          "--max_outcome_bytes=268435456", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(out[1]);
-  FILE* f = fdopen(out[0], "r");
-  char line[256];
-  if (fgets(line, sizeof line, f) == nullptr) {
-    std::cerr << "weftd did not start\n";
-    return 1;
-  }
-  std::string address(line);
-  address = address.substr(std::string("listening on ").size());
-  address.erase(address.find_last_not_of("\n") + 1);
+  weft::bench::WeftdProcess weftd(
+      absl::GetFlag(FLAGS_weftd),
+      {absl::StrCat("--max_plan_nodes=", leaves + 1),
+       "--max_message_bytes=268435456", "--max_outcome_bytes=268435456"});
+  const std::string& address = weftd.address();
 
   weft::v1::RunRequest request;
   request.set_detail(weft::v1::OUTCOME_DETAIL_ROOT);
@@ -104,14 +59,14 @@ int main(int argc, char** argv) {
       weft::client::Client::Connect(address);
   // Warm the connection, then measure.
   (void)client->Check("", absl::Seconds(10));
-  const long weft_threads_before = WeftThreads(pid);
-  const long rss_before = ProcStatus(pid, "VmRSS");
+  const long weft_threads_before = weftd.WeftThreads();
+  const long rss_before = weftd.Status("VmRSS");
   bool ok = true;
   for (int run = 0; run < absl::GetFlag(FLAGS_runs); ++run) {
     // Sample the thread count while the run is in flight.
     weft::engine::Mutex mu;
     bool running = true;
-    const long threads_before = ProcStatus(pid, "Threads");
+    const long threads_before = weftd.Status("Threads");
     long threads_max = threads_before;
     long weft_threads_max = weft_threads_before;
     std::thread sampler([&] {
@@ -120,8 +75,8 @@ int main(int argc, char** argv) {
           weft::engine::MutexLock lock(&mu);
           if (!running) return;
         }
-        threads_max = std::max(threads_max, ProcStatus(pid, "Threads"));
-        weft_threads_max = std::max(weft_threads_max, WeftThreads(pid));
+        threads_max = std::max(threads_max, weftd.Status("Threads"));
+        weft_threads_max = std::max(weft_threads_max, weftd.WeftThreads());
         usleep(20'000);
       }
     });
@@ -147,13 +102,11 @@ int main(int argc, char** argv) {
               << response->outcome().value().list_value().values_size()
               << " wall=" << absl::FormatDuration(wall)
               << " weftd_extra_peak_rss_mb="
-              << (ProcStatus(pid, "VmHWM") - rss_before) / 1024
+              << (weftd.Status("VmHWM") - rss_before) / 1024
               << " weftd_threads_before=" << threads_before
               << " weftd_threads_max_during=" << threads_max
               << " weft_threads_before=" << weft_threads_before
               << " weft_threads_max_during=" << weft_threads_max << std::endl;
   }
-  kill(pid, SIGTERM);
-  waitpid(pid, nullptr, 0);
   return ok ? 0 : 1;
 }

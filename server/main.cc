@@ -18,6 +18,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/handlers/duration.h"
 #include "server/service/server.h"
@@ -128,6 +129,11 @@ int main(int argc, char** argv) {
       "weftd: runs plans of concurrent work over gRPC.\n"
       "Every flag can also be set as WEFT_<FLAG> in the environment; the "
       "command line wins.");
+  // Debian's Abseil is built without NDEBUG, so every absl::Mutex (gRPC
+  // takes several per call) would also maintain a lock-order graph for
+  // deadlock detection: a few percent of weftd's time under load, for checks
+  // meant for debug builds. Our own locks are engine::Mutex.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   ApplyEnvironment();
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {

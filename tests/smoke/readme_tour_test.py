@@ -12,6 +12,7 @@ now (grpcurl's error form for RPC errors), for a developer to review.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -88,6 +89,39 @@ def grpcurl_to_buf(command, address):
     return argv, "call"
 
 
+TASK = re.compile(r"tasks/[0-9a-f]{32}")
+
+
+class TaskNames:
+    """Maps the task names the README shows to the ones weftd made this run.
+
+    Task ids are random, so the README's commands name the tasks its earlier
+    outputs showed; each output's names are paired, in order, with the names
+    at the same places in the README's output, and later commands get the
+    real names."""
+
+    def __init__(self):
+        self.real = {}  # README name -> this run's name
+
+    def to_real(self, command):
+        for name in TASK.findall(command):
+            self.real.setdefault(name, name)  # Named in the README only.
+        return TASK.sub(lambda m: self.real.get(m.group(0), m.group(0)), command)
+
+    def to_readme(self, actual, expected):
+        known = set(self.real.values())
+        shown = iter(n for n in TASK.findall(expected) if n not in self.real)
+        for name in dict.fromkeys(TASK.findall(actual)):
+            if name not in known:
+                readme = next(shown, None)
+                if readme is None:  # --update: a name the README lacks.
+                    readme = "tasks/" + hashlib.md5(name.encode()).hexdigest()
+                self.real[readme] = name
+                known.add(name)
+        back = {v: k for k, v in self.real.items()}
+        return TASK.sub(lambda m: back.get(m.group(0), m.group(0)), actual)
+
+
 def camel(code):
     return "".join(part.capitalize() for part in code.split("_"))
 
@@ -99,12 +133,14 @@ class TourTest(unittest.TestCase):
         with open(ARGS.readme) as f:
             pairs = list(parse_blocks(f.read()))
         self.assertGreaterEqual(len(pairs), 8, "the tour lost its commands")
+        names = TaskNames()
         with Weftd(ARGS.weftd) as weftd:
             env = dict(os.environ, WEFT_ADDR=weftd.address)
             env["PATH"] = os.path.dirname(ARGS.weft) + os.pathsep + env["PATH"]
             for command, expected in pairs:
                 with self.subTest(command=command[:80]):
-                    self.check(command, expected, weftd.address, env)
+                    self.check(names.to_real(command), expected, weftd.address, env,
+                               names)
 
     def execute(self, command, address, env):
         """Runs a tour command; returns (ok, output as the README shows it)."""
@@ -125,8 +161,9 @@ class TourTest(unittest.TestCase):
                            env=env, cwd=ARGS.root)
         return r.returncode == 0, r.stdout.rstrip("\n")
 
-    def check(self, command, expected, address, env):
+    def check(self, command, expected, address, env, names):
         ok, actual = self.execute(command, address, env)
+        actual = names.to_readme(actual, expected)
         if command.startswith("grpcurl "):
             self.assertEqual(ok, not expected.startswith("ERROR:"), actual)
         self.compare(actual, expected)
@@ -148,14 +185,16 @@ def update():
     with open(ARGS.readme) as f:
         text = f.read()
     test = TourTest()
+    names = TaskNames()
     with Weftd(ARGS.weftd) as weftd:
         env = dict(os.environ, WEFT_ADDR=weftd.address)
 
         def redo(match):
             block = match.group(1)
             out = []
-            for command, _ in parse_block(block):
-                _, actual = test.execute(command, weftd.address, env)
+            for command, expected in parse_block(block):
+                _, actual = test.execute(names.to_real(command), weftd.address, env)
+                actual = names.to_readme(actual, expected)
                 out.append("$ " + command)
                 if actual:
                     out.append(actual)
