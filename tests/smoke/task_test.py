@@ -243,6 +243,17 @@ class TaskTest(unittest.TestCase):
         self.assertEqual(r.returncode, 64)
 
 
+class ShutdownTest(unittest.TestCase):
+    def test_sigterm_gives_running_tasks_the_grace_then_cancels_them(self):
+        with Weftd(ARGS.weftd, "--shutdown_grace=0.3s") as w:
+            r = buf_curl(ARGS.buf, w.address, "-d", json.dumps({"plan": json.loads(LONG)}),
+                         "http://{addr}/weft.v1.Orchestrator/CreateTask")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            code, log = w.stop()
+        self.assertEqual(code, 0, log)
+        self.assertIn("1 task(s) were running, 1 cancelled", log)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--weftd", required=True)
