@@ -51,6 +51,12 @@ ABSL_FLAG(absl::Duration, task_retention, absl::Hours(1),
           "How long finished tasks are kept.");
 ABSL_FLAG(int, max_retained_tasks, 10'000,
           "Most finished tasks kept; the oldest finished go first.");
+ABSL_FLAG(absl::Duration, lazy_compute_timeout, absl::Minutes(10),
+          "Longest one computation of a lazy value may run (its plan's own "
+          "timeout may be shorter); it then fails with DEADLINE_EXCEEDED.");
+ABSL_FLAG(int, max_lazy_values, 10'000,
+          "Most lazy values that may exist; beyond it CreateLazyValue gets "
+          "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, max_task_duration, absl::Hours(24),
           "Longest a background task may run; it then ends TIMED_OUT.");
 ABSL_FLAG(bool, malloc_tuning, true,
@@ -162,6 +168,8 @@ int main(int argc, char** argv) {
   tasks.max_retained_tasks = absl::GetFlag(FLAGS_max_retained_tasks);
   tasks.max_task_duration = absl::GetFlag(FLAGS_max_task_duration);
   orch.max_run_duration = absl::GetFlag(FLAGS_max_run_duration);
+  options.lazies.compute_timeout = absl::GetFlag(FLAGS_lazy_compute_timeout);
+  options.lazies.max_values = absl::GetFlag(FLAGS_max_lazy_values);
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
 
   CheckPositive("max_plan_nodes", orch.limits.max_plan_nodes);
@@ -177,10 +185,12 @@ int main(int argc, char** argv) {
   if (tasks.max_queued_tasks < 0)
     Die("--max_queued_tasks must not be negative");
   CheckPositive("max_retained_tasks", tasks.max_retained_tasks);
+  CheckPositive("max_lazy_values", options.lazies.max_values);
   for (const auto& [name, d] :
        {std::pair<const char*, absl::Duration>{"task_retention",
                                                tasks.task_retention},
-        {"max_task_duration", tasks.max_task_duration}}) {
+        {"max_task_duration", tasks.max_task_duration},
+        {"lazy_compute_timeout", options.lazies.compute_timeout}}) {
     if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
       Die(absl::StrCat("--", name, " must be positive and finite"));
     }

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
@@ -77,11 +79,42 @@ std::string ChildName(const CompiledNode& child, int index) {
   return id.empty() ? absl::StrCat("children[", index, "]") : id;
 }
 
+// A lazy node's call: resolves its lazy value.
+class LazyCall : public handlers::Call {
+ public:
+  LazyCall(LazyResolver* resolver, std::string name)
+      : resolver_(resolver), name_(std::move(name)) {}
+  void Start(const handlers::CallContext& ctx,
+             handlers::CallDone done) const override {
+    resolver_->Resolve(name_, ctx.token, std::move(done));
+  }
+
+ private:
+  LazyResolver* const resolver_;
+  const std::string name_;
+};
+
+bool IsLazyValueName(absl::string_view name) {
+  constexpr absl::string_view kPrefix = "lazyValues/";
+  if (!absl::StartsWith(name, kPrefix)) return false;
+  const absl::string_view id = name.substr(kPrefix.size());
+  if (id.empty() || id.size() > 63 || !absl::ascii_islower(id[0])) {
+    return false;
+  }
+  for (char c : id) {
+    if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '_' &&
+        c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
 class Compiler {
  public:
   Compiler(const handlers::HandlerRegistry& registry, const Limits& limits,
-           const PoolSet* pools)
-      : registry_(registry), limits_(limits), pools_(pools) {}
+           const PoolSet* pools, LazyResolver* lazies)
+      : registry_(registry), limits_(limits), pools_(pools), lazies_(lazies) {}
 
   absl::StatusOr<std::unique_ptr<const CompiledPlan>> Run(
       const PlanNode& plan, std::shared_ptr<const void> owner,
@@ -152,6 +185,9 @@ class Compiler {
         s = CompileOffload(node.offload(), absl::StrCat(path, ".offload"),
                            index, depth);
         break;
+      case PlanNode::kLazy:
+        s = CompileLazy(node.lazy(), absl::StrCat(path, ".lazy"), index);
+        break;
       case PlanNode::kSequence:
         plan_->nodes_[index].kind = NodeKind::kSequence;
         s = CompileChildren(node.sequence().children(),
@@ -161,7 +197,7 @@ class Compiler {
       case PlanNode::KIND_NOT_SET:
         s = Error(path,
                   "the node has no kind; set one of call, parallel, race, "
-                  "offload, sequence");
+                  "offload, sequence, lazy");
         break;
     }
     if (!s.ok()) return s;
@@ -261,6 +297,28 @@ class Compiler {
     }
     plan_->nodes_[index].call = *std::move(prepared);
     plan_->nodes_[index].pool = pool;
+    return absl::OkStatus();
+  }
+
+  absl::Status CompileLazy(const weft::v1::LazyNode& lazy,
+                           const std::string& path, int32_t index) {
+    plan_->nodes_[index].kind = NodeKind::kLazy;
+    ++plan_->leaves_;
+    if (!IsLazyValueName(lazy.name())) {
+      return Error(absl::StrCat(path, ".name"),
+                   absl::StrCat("\"", lazy.name(),
+                                "\" is not a lazy value name; lazy value "
+                                "names look like lazyValues/daily_stats"));
+    }
+    if (lazies_ == nullptr) {
+      return Error(path, "lazy values cannot be resolved here");
+    }
+    plan_->nodes_[index].call =
+        std::make_unique<LazyCall>(lazies_, lazy.name());
+    if (std::find(plan_->lazy_names_.begin(), plan_->lazy_names_.end(),
+                  lazy.name()) == plan_->lazy_names_.end()) {
+      plan_->lazy_names_.push_back(lazy.name());
+    }
     return absl::OkStatus();
   }
 
@@ -407,6 +465,7 @@ class Compiler {
   const handlers::HandlerRegistry& registry_;
   const Limits& limits_;
   const PoolSet* const pools_;
+  LazyResolver* const lazies_;
   CompiledPlan* plan_ = nullptr;
   // The position of the next node among its siblings.
   int position_ = 0;
@@ -415,21 +474,22 @@ class Compiler {
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     const PlanNode& plan, std::shared_ptr<const void> owner,
     absl::string_view path, const handlers::HandlerRegistry& registry,
-    const Limits& limits, const PoolSet* pools) {
-  return Compiler(registry, limits, pools).Run(plan, std::move(owner), path);
+    const Limits& limits, const PoolSet* pools, LazyResolver* lazies) {
+  return Compiler(registry, limits, pools, lazies)
+      .Run(plan, std::move(owner), path);
 }
 
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const PlanNode> plan, absl::string_view path,
     const handlers::HandlerRegistry& registry, const Limits& limits,
-    const PoolSet* pools) {
+    const PoolSet* pools, LazyResolver* lazies) {
   if (plan == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": missing; a request needs a plan"));
   }
   const PlanNode& root = *plan;
   return Compile(root, std::shared_ptr<const PlanNode>(std::move(plan)), path,
-                 registry, limits, pools);
+                 registry, limits, pools, lazies);
 }
 
 }  // namespace weft::plan

@@ -26,6 +26,7 @@
 #include "server/engine/thread_pool.h"
 #include "server/handlers/handler.h"
 #include "server/handlers/registry.h"
+#include "server/plan/lazy_resolver.h"
 #include "server/plan/pools.h"
 #include "weft/v1/plan.pb.h"
 
@@ -37,7 +38,13 @@ struct Limits {
   int max_plan_depth = 32;
 };
 
-enum class NodeKind { kCall, kParallel, kRace, kOffload, kSequence };
+// kLazy nodes run like calls (their `call` resolves the lazy value).
+enum class NodeKind { kCall, kParallel, kRace, kOffload, kSequence, kLazy };
+
+// Calls and lazy nodes: the leaves whose progress tasks count.
+inline bool IsLeaf(NodeKind kind) {
+  return kind == NodeKind::kCall || kind == NodeKind::kLazy;
+}
 
 // A node's retry policy, checked; the interpreter builds the engine's policy
 // from it.
@@ -85,8 +92,10 @@ class CompiledPlan {
   // Nodes in pre-order; nodes()[0] is the root.
   const std::vector<CompiledNode>& nodes() const { return nodes_; }
   const CompiledNode& root() const { return nodes_.front(); }
-  // How many leaves (call nodes) the plan has.
+  // How many leaves (call and lazy nodes) the plan has.
   int leaves() const { return leaves_; }
+  // The lazy values its lazy nodes resolve, each once, in plan order.
+  const std::vector<std::string>& lazy_names() const { return lazy_names_; }
 
  private:
   friend class Compiler;
@@ -95,22 +104,29 @@ class CompiledPlan {
   std::shared_ptr<const void> source_;
   std::vector<CompiledNode> nodes_;
   int leaves_ = 0;
+  std::vector<std::string> lazy_names_;
 };
 
 // Compiles `plan`, which the result keeps. `path` names the plan in error
 // messages ("plan" for a RunRequest). `pools` may be null: then offload
-// nodes and blocking handlers are refused.
+// nodes and blocking handlers are refused. `lazies` may be null: then lazy
+// nodes are refused.
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const weft::v1::PlanNode> plan, absl::string_view path,
     const handlers::HandlerRegistry& registry, const Limits& limits,
-    const PoolSet* pools = nullptr);
+    const PoolSet* pools = nullptr, LazyResolver* lazies = nullptr);
 
 // The same for a plan whose memory `owner` keeps alive (e.g. the arena it
 // was parsed into); the result keeps `owner`.
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     const weft::v1::PlanNode& plan, std::shared_ptr<const void> owner,
     absl::string_view path, const handlers::HandlerRegistry& registry,
-    const Limits& limits, const PoolSet* pools = nullptr);
+    const Limits& limits, const PoolSet* pools = nullptr,
+    LazyResolver* lazies = nullptr);
+
+// Whether `name` is a well-formed "lazyValues/{id}": an id of 1 to 63
+// characters of a-z, 0-9, '_' and '-', starting with a letter.
+bool IsLazyValueName(absl::string_view name);
 
 // The name a node goes by in messages and outcomes: its id, or
 // "children[i]" when it has none.

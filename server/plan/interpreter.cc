@@ -14,6 +14,7 @@
 #include "server/engine/thread_pool.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
+#include "server/plan/proto_time.h"
 
 namespace weft::plan {
 namespace {
@@ -46,12 +47,6 @@ struct NodeRecord {
   engine::Done attempt_done;                   // To Retry, for retried nodes.
 };
 
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t nanos = absl::ToUnixNanos(t);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-}
-
 // How a child is named in its parent's messages: children[1] "posts".
 std::string ChildLabel(const CompiledNode& child, int index) {
   const std::string& id = child.source->id();
@@ -78,6 +73,8 @@ weft::v1::NodeKind ToProto(NodeKind kind) {
       return weft::v1::NODE_KIND_OFFLOAD;
     case NodeKind::kSequence:
       return weft::v1::NODE_KIND_SEQUENCE;
+    case NodeKind::kLazy:
+      return weft::v1::NODE_KIND_LAZY;
   }
   return weft::v1::NODE_KIND_UNSPECIFIED;
 }
@@ -165,7 +162,7 @@ class Execution {
 
     // A call whose scope is already cancelled does not start. (Composite
     // nodes go on, so that each of their children also ends.)
-    if (n.kind == NodeKind::kCall && rec.token.cancelled()) {
+    if (IsLeaf(n.kind) && rec.token.cancelled()) {
       AttemptEnded(index, rec.token.reason());
       return;
     }
@@ -192,6 +189,7 @@ class Execution {
     };
     switch (n.kind) {
       case NodeKind::kCall:
+      case NodeKind::kLazy:
         StartCall(index, rec.inner, std::move(ended));
         return;
       case NodeKind::kParallel:
@@ -414,8 +412,7 @@ class Execution {
     // A composite that ended OK although its scope was cancelled (its
     // children absorbed the cancellation, as JOIN_ALL_SETTLED does) was
     // stopped, not finished.
-    if (s.ok() && node(index).kind != NodeKind::kCall &&
-        rec.inner.cancelled()) {
+    if (s.ok() && !IsLeaf(node(index).kind) && rec.inner.cancelled()) {
       s = rec.inner.reason();
     }
     if (s.ok()) {

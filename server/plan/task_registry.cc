@@ -15,6 +15,7 @@
 #include "server/engine/ref_counted.h"
 #include "server/handlers/duration.h"
 #include "server/plan/interpreter.h"
+#include "server/plan/proto_time.h"
 
 namespace weft::plan {
 namespace {
@@ -24,12 +25,6 @@ using weft::v1::TaskState;
 
 constexpr char kPrefix[] = "tasks/";
 constexpr int kIdHexDigits = 32;
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t nanos = absl::ToUnixNanos(t);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-}
 
 // 128 random bits from the kernel, in hex.
 std::string NewId() {
@@ -116,12 +111,12 @@ struct TaskRegistry::Live : public NodeObserver,
   Live(TaskRegistry* r, NewTask t) : registry(r), created(std::move(t)) {}
 
   void OnNodeStarted(int32_t node) override {
-    if (created.plan->nodes()[node].kind != NodeKind::kCall) return;
+    if (!IsLeaf(created.plan->nodes()[node].kind)) return;
     running.fetch_add(1, std::memory_order_relaxed);
     NotifyWatchers();
   }
   void OnNodeFinished(int32_t node, weft::v1::NodeState state) override {
-    if (created.plan->nodes()[node].kind != NodeKind::kCall) return;
+    if (!IsLeaf(created.plan->nodes()[node].kind)) return;
     running.fetch_sub(1, std::memory_order_relaxed);
     done.fetch_add(1, std::memory_order_relaxed);
     if (state != weft::v1::NODE_STATE_SUCCEEDED) {

@@ -12,15 +12,11 @@
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "server/handlers/duration.h"
 #include "server/plan/interpreter.h"
+#include "server/service/reply.h"
 #include "server/service/request_parser.h"
 
 namespace weft::service {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      std::string(s.message()));
-}
 
 weft::v1::ArgumentType ToProto(handlers::ArgType t) {
   switch (t) {
@@ -91,8 +87,10 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
 
   // Parses, compiles and starts the plan; the outcome arrives in OnOutcome.
   void Prepare(const grpc::ByteBuffer& request) {
-    auto parsed = service_->ParseAndCompile(
-        request, &weft::v1::RunRequest::has_plan, &weft::v1::RunRequest::plan);
+    auto parsed = service_->ParseAndCompile<weft::v1::RunRequest>(
+        request, [](const weft::v1::RunRequest& r) {
+          return r.has_plan() ? &r.plan() : nullptr;
+        });
     if (!parsed.ok()) {
       Finish(ToGrpc(parsed.status()));
       return;
@@ -188,14 +186,16 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       env_(*deps.env),
       tasks_(*deps.tasks),
       pools_(deps.pools),
+      lazies_(deps.lazies),
       large_requests_(deps.large_requests),
       started_(absl::Now()) {}
 
 template <typename Request>
 absl::StatusOr<OrchestratorService::Parsed<Request>>
 OrchestratorService::ParseAndCompile(
-    const grpc::ByteBuffer& bytes, bool (Request::*has_plan)() const,
-    const weft::v1::PlanNode& (Request::*plan)() const) {
+    const grpc::ByteBuffer& bytes,
+    const weft::v1::PlanNode* (*plan_of)(const Request&),
+    absl::string_view path) {
   // The request lives on an arena that the compiled plan keeps: one
   // allocation for many nodes, and one release.
   google::protobuf::ArenaOptions arena_options;
@@ -211,11 +211,12 @@ OrchestratorService::ParseAndCompile(
       !s.ok()) {
     return s;
   }
+  const weft::v1::PlanNode* plan = plan_of(*out.request);
   absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
-      (out.request->*has_plan)()
-          ? plan::Compile((out.request->*plan)(), out.arena, "plan", registry_,
-                          options_.limits, pools_)
-          : plan::Compile(nullptr, "plan", registry_, options_.limits, pools_);
+      plan != nullptr ? plan::Compile(*plan, out.arena, path, registry_,
+                                      options_.limits, pools_, lazies_)
+                      : plan::Compile(nullptr, path, registry_, options_.limits,
+                                      pools_, lazies_);
   if (!compiled.ok()) return compiled.status();
   out.plan = *std::move(compiled);
   return out;
@@ -223,13 +224,28 @@ OrchestratorService::ParseAndCompile(
 
 template absl::StatusOr<OrchestratorService::Parsed<weft::v1::RunRequest>>
 OrchestratorService::ParseAndCompile(
-    const grpc::ByteBuffer&, bool (weft::v1::RunRequest::*)() const,
-    const weft::v1::PlanNode& (weft::v1::RunRequest::*)() const);
+    const grpc::ByteBuffer&,
+    const weft::v1::PlanNode* (*)(const weft::v1::RunRequest&),
+    absl::string_view);
 template absl::StatusOr<
     OrchestratorService::Parsed<weft::v1::CreateTaskRequest>>
 OrchestratorService::ParseAndCompile(
-    const grpc::ByteBuffer&, bool (weft::v1::CreateTaskRequest::*)() const,
-    const weft::v1::PlanNode& (weft::v1::CreateTaskRequest::*)() const);
+    const grpc::ByteBuffer&,
+    const weft::v1::PlanNode* (*)(const weft::v1::CreateTaskRequest&),
+    absl::string_view);
+template absl::StatusOr<
+    OrchestratorService::Parsed<weft::v1::CreateLazyValueRequest>>
+OrchestratorService::ParseAndCompile(
+    const grpc::ByteBuffer&,
+    const weft::v1::PlanNode* (*)(const weft::v1::CreateLazyValueRequest&),
+    absl::string_view);
+
+absl::StatusOr<plan::LazyRegistry*> OrchestratorService::Lazies() const {
+  if (lazies_ == nullptr) {
+    return absl::UnimplementedError("lazy values are not enabled");
+  }
+  return lazies_;
+}
 
 grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,

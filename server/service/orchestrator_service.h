@@ -27,6 +27,7 @@
 #include "server/engine/thread_pool.h"
 #include "server/handlers/registry.h"
 #include "server/plan/compiler.h"
+#include "server/plan/lazy_registry.h"
 #include "server/plan/pools.h"
 #include "server/plan/task_registry.h"
 #include "weft/v1/orchestrator.grpc.pb.h"
@@ -58,6 +59,9 @@ struct OrchestratorDeps {
   plan::TaskRegistry* tasks = nullptr;
   // Optional: without pools, offload and blocking handlers are refused.
   const plan::PoolSet* pools = nullptr;
+  // Optional: without it, lazy nodes and the lazy value methods are
+  // refused.
+  plan::LazyRegistry* lazies = nullptr;
   // Optional: where requests over 256 KiB are parsed and compiled (one
   // thread, off gRPC's, so that their memory is reused).
   engine::ThreadPool* large_requests = nullptr;
@@ -66,7 +70,8 @@ struct OrchestratorDeps {
 class OrchestratorService final
     : public weft::v1::Orchestrator::WithRawCallbackMethod_Run<
           weft::v1::Orchestrator::WithRawCallbackMethod_CreateTask<
-              weft::v1::Orchestrator::CallbackService>> {
+              weft::v1::Orchestrator::WithRawCallbackMethod_CreateLazyValue<
+                  weft::v1::Orchestrator::CallbackService>>> {
  public:
   OrchestratorService(OrchestratorOptions options, OrchestratorDeps deps);
 
@@ -104,6 +109,31 @@ class OrchestratorService final
       grpc::CallbackServerContext* context,
       const weft::v1::DeleteTaskRequest* request,
       google::protobuf::Empty* response) override;
+  // Lazy values (lazy_methods.cc).
+  grpc::ServerUnaryReactor* CreateLazyValue(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetLazyValue(
+      grpc::CallbackServerContext* context,
+      const weft::v1::GetLazyValueRequest* request,
+      weft::v1::LazyValue* response) override;
+  grpc::ServerUnaryReactor* ResolveLazyValue(
+      grpc::CallbackServerContext* context,
+      const weft::v1::ResolveLazyValueRequest* request,
+      weft::v1::ResolveLazyValueResponse* response) override;
+  grpc::ServerUnaryReactor* ResetLazyValue(
+      grpc::CallbackServerContext* context,
+      const weft::v1::ResetLazyValueRequest* request,
+      weft::v1::LazyValue* response) override;
+  grpc::ServerUnaryReactor* ListLazyValues(
+      grpc::CallbackServerContext* context,
+      const weft::v1::ListLazyValuesRequest* request,
+      weft::v1::ListLazyValuesResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteLazyValue(
+      grpc::CallbackServerContext* context,
+      const weft::v1::DeleteLazyValueRequest* request,
+      google::protobuf::Empty* response) override;
+
   grpc::ServerUnaryReactor* GetServerInfo(
       grpc::CallbackServerContext* context,
       const weft::v1::GetServerInfoRequest* request,
@@ -126,9 +156,15 @@ class OrchestratorService final
   class CreateTaskReactor;
   class WaitReactor;
   class WatchReactor;
+  class CreateLazyValueReactor;
+  class ResolveReactor;
+
+  // The lazy registry, or UNIMPLEMENTED.
+  absl::StatusOr<plan::LazyRegistry*> Lazies() const;
 
   // Parses a request holding a plan onto a new arena and compiles the plan
-  // (`plan_of` picks it out of the parsed message). On failure, the status.
+  // (`plan_of` picks it out of the parsed message, nullptr when absent;
+  // `path` names it in errors). On failure, the status.
   template <typename Request>
   struct Parsed {
     std::shared_ptr<google::protobuf::Arena> arena;
@@ -137,8 +173,9 @@ class OrchestratorService final
   };
   template <typename Request>
   absl::StatusOr<Parsed<Request>> ParseAndCompile(
-      const grpc::ByteBuffer& bytes, bool (Request::*has_plan)() const,
-      const weft::v1::PlanNode& (Request::*plan)() const);
+      const grpc::ByteBuffer& bytes,
+      const weft::v1::PlanNode* (*plan_of)(const Request&),
+      absl::string_view path = "plan");
 
   // Admits a run, or returns why not.
   absl::Status Admit(uint64_t* id, engine::CancellationSource* source);
@@ -149,6 +186,7 @@ class OrchestratorService final
   engine::Env& env_;
   plan::TaskRegistry& tasks_;
   const plan::PoolSet* const pools_;
+  plan::LazyRegistry* const lazies_;
   engine::ThreadPool* const large_requests_;
   const absl::Time started_;
 

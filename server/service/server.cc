@@ -15,6 +15,7 @@ WeftServer::WeftServer(ServerOptions options)
       loop_(options_.event_loop_threads),
       pools_(options_.pools),
       large_requests_("large", 1, options_.orchestrator.max_active_runs),
+      lazies_(loop_, options_.lazies),
       tasks_(loop_, task_store_, options_.tasks) {
   handlers::RegisterBuiltinHandlers(registry_);
   orchestrator_ = std::make_unique<OrchestratorService>(
@@ -23,6 +24,7 @@ WeftServer::WeftServer(ServerOptions options)
                        .env = &loop_,
                        .tasks = &tasks_,
                        .pools = &pools_,
+                       .lazies = &lazies_,
                        .large_requests = &large_requests_});
 }
 
@@ -81,6 +83,8 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
     report.tasks_cancelled = tasks_.running();
     tasks_.CancelRunning(reason);  // Waits until each is recorded.
   }
+  // Resolvers still waiting (ResolveLazyValue calls) get ABORTED.
+  lazies_.CloseAll(reason);
   health_.Shutdown();
   // Cancelled runs finish at once; the deadline only bounds calls that do
   // not (none should).

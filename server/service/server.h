@@ -39,6 +39,8 @@ struct ServerOptions {
   std::vector<plan::PoolSpec> pools = {{"default", 2, 1000}};
   // Background tasks: admission, retention, longest run.
   plan::TaskOptions tasks;
+  // Lazy values: how long one computation may run, how many may exist.
+  plan::LazyRegistry::Options lazies;
 };
 
 // What Shutdown() did, for its log line.
@@ -69,6 +71,7 @@ class WeftServer {
   OrchestratorService& orchestrator() { return *orchestrator_; }
   const plan::PoolSet& pools() const { return pools_; }
   plan::TaskRegistry& tasks() { return tasks_; }
+  plan::LazyRegistry& lazies() { return lazies_; }
   HealthService& health() { return health_; }
   const std::string& address() const { return address_; }
 
@@ -79,6 +82,8 @@ class WeftServer {
   // Parses and compiles requests over 256 KiB (see OrchestratorService).
   engine::ThreadPool large_requests_;
   handlers::HandlerRegistry registry_;
+  // Before the tasks: their plans may resolve lazy values.
+  plan::LazyRegistry lazies_;
   plan::InMemoryTaskStore task_store_;
   plan::TaskRegistry tasks_;
   std::unique_ptr<OrchestratorService> orchestrator_;

@@ -13,31 +13,13 @@
 #include "server/engine/ref_counted.h"
 #include "server/handlers/duration.h"
 #include "server/service/orchestrator_service.h"
+#include "server/service/reply.h"
 #include "server/service/request_parser.h"
 
 namespace weft::service {
 namespace {
 
 using weft::v1::Task;
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      std::string(s.message()));
-}
-
-// Finishes a unary call with `result`, copying the value into `response`.
-template <typename T>
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
-                                 absl::StatusOr<T> result, T* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!result.ok()) {
-    reactor->Finish(ToGrpc(result.status()));
-  } else {
-    *response = *std::move(result);
-    reactor->Finish(grpc::Status::OK);
-  }
-  return reactor;
-}
 
 bool Terminal(weft::v1::TaskState s) {
   return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
@@ -69,9 +51,10 @@ class OrchestratorService::CreateTaskReactor final
 
  private:
   void Prepare(const grpc::ByteBuffer& bytes) {
-    auto parsed =
-        service_->ParseAndCompile(bytes, &weft::v1::CreateTaskRequest::has_plan,
-                                  &weft::v1::CreateTaskRequest::plan);
+    auto parsed = service_->ParseAndCompile<weft::v1::CreateTaskRequest>(
+        bytes, [](const weft::v1::CreateTaskRequest& r) {
+          return r.has_plan() ? &r.plan() : nullptr;
+        });
     if (!parsed.ok()) {
       Finish(ToGrpc(parsed.status()));
       return;
@@ -404,6 +387,15 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
       p->set_running(pool->running());
       p->set_queued(pool->queued());
     }
+  }
+  if (lazies_ != nullptr) {
+    const plan::LazyRegistry::Totals t = lazies_->totals();
+    weft::v1::LazyCacheInfo& l = *response->mutable_lazy_values();
+    l.set_count(t.count);
+    l.set_hits(t.hits);
+    l.set_misses(t.misses);
+    l.set_loads(t.loads);
+    l.set_load_failures(t.load_failures);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);

@@ -119,6 +119,146 @@ TEST_F(AsyncLazyTest, ResetAfterwardsMakesTheNextGetComputeAgain) {
   EXPECT_EQ(lazy.loads(), 2);
 }
 
+// Gets now; returns what it got, if it answered inline.
+std::optional<absl::StatusOr<std::string>> GetNow(Lazy& lazy) {
+  std::optional<absl::StatusOr<std::string>> got;
+  lazy.Get({}, [&](absl::StatusOr<std::string> v) { got = std::move(v); });
+  return got;
+}
+
+TEST_F(AsyncLazyTest, AGetAfterAResetStartsANewGenerationsComputation) {
+  Lazy lazy(Factory());
+  std::optional<absl::StatusOr<std::string>> early, late;
+  lazy.Get({}, [&](absl::StatusOr<std::string> v) { early = v; });
+  env_.AdvanceBy(absl::Milliseconds(500));
+  lazy.Reset();
+  lazy.Get({}, [&](absl::StatusOr<std::string> v) { late = v; });
+  EXPECT_EQ(computations_, 2);
+  env_.AdvanceBy(absl::Milliseconds(500));
+  EXPECT_EQ(**early, "v1");  // Joined before the reset.
+  EXPECT_FALSE(late.has_value());
+  EXPECT_FALSE(lazy.Peek().has_value());  // v1 stays out of the cache.
+  env_.AdvanceBy(absl::Milliseconds(500));
+  EXPECT_EQ(**late, "v2");
+  EXPECT_EQ(*lazy.Peek(), "v2");
+}
+
+TEST_F(AsyncLazyTest, ValuesExpireAfterTheirTtl) {
+  Lazy lazy(Factory(), {.env = &env_, .ttl = absl::Seconds(10)});
+  EXPECT_FALSE(GetNow(lazy).has_value());
+  env_.AdvanceBy(absl::Seconds(1));  // Computed at 1 s: served until 11 s.
+  env_.AdvanceBy(absl::Seconds(10) - absl::Nanoseconds(1));
+  EXPECT_EQ(**GetNow(lazy), "v1");
+  env_.AdvanceBy(absl::Nanoseconds(1));
+  EXPECT_FALSE(lazy.Peek().has_value());
+  EXPECT_FALSE(GetNow(lazy).has_value());  // Expired: computes again.
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(**GetNow(lazy), "v2");
+  EXPECT_EQ(lazy.loads(), 2);
+}
+
+TEST_F(AsyncLazyTest, RefreshAheadServesTheOldValueWhileOneRefreshRuns) {
+  Lazy lazy(Factory(), {.env = &env_,
+                        .ttl = absl::Seconds(100),
+                        .refresh_after = absl::Seconds(10)});
+  GetNow(lazy);
+  env_.AdvanceBy(absl::Seconds(1));
+  env_.AdvanceBy(absl::Seconds(10));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(**GetNow(lazy), "v1");
+  EXPECT_EQ(computations_, 2);  // Exactly one refresh.
+  EXPECT_TRUE(lazy.Snapshot().refreshing);
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(**GetNow(lazy), "v2");
+  EXPECT_FALSE(lazy.Snapshot().refreshing);
+}
+
+TEST_F(AsyncLazyTest, AFailedRefreshKeepsTheOldValue) {
+  Lazy lazy(Factory(), {.env = &env_,
+                        .ttl = absl::Seconds(100),
+                        .refresh_after = absl::Seconds(10)});
+  GetNow(lazy);
+  env_.AdvanceBy(absl::Seconds(11));
+  fail_ = true;
+  EXPECT_EQ(**GetNow(lazy), "v1");
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(**GetNow(lazy), "v1");
+  const LazySnapshot<std::string> snap = lazy.Snapshot();
+  EXPECT_EQ(snap.state, LazyState::kReady);
+  EXPECT_EQ(snap.error, absl::UnavailableError("down"));
+  EXPECT_EQ(snap.stats.load_failures, 1);
+}
+
+TEST_F(AsyncLazyTest, FailuresAreCachedOnlyWhenAskedAndOnlyForThatLong) {
+  fail_ = true;
+  Lazy lazy(Factory(), {.env = &env_, .cache_failures_for = absl::Seconds(5)});
+  GetNow(lazy);
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(GetNow(lazy)->status(), absl::UnavailableError("down"));
+  EXPECT_EQ(computations_, 1);  // Served from the negative cache.
+  EXPECT_EQ(lazy.Snapshot().state, LazyState::kFailed);
+  env_.AdvanceBy(absl::Seconds(5));
+  fail_ = false;
+  EXPECT_FALSE(GetNow(lazy).has_value());
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(**GetNow(lazy), "v2");
+}
+
+TEST_F(AsyncLazyTest, AResetCancelsARefreshNobodyWaitsFor) {
+  std::vector<absl::Status> ends;
+  Lazy lazy(
+      [&](const CancellationToken& token, Lazy::Callback done) {
+        SleepFor(
+            env_, token, absl::Seconds(1),
+            [&, done = std::move(done)](absl::Status s) mutable {
+              ends.push_back(s);
+              std::move(done)(s.ok() ? absl::StatusOr<std::string>("v") : s);
+            });
+      },
+      {.env = &env_, .refresh_after = absl::Seconds(5)});
+  GetNow(lazy);
+  env_.AdvanceBy(absl::Seconds(6));
+  GetNow(lazy);  // Starts a refresh.
+  lazy.Reset();
+  ASSERT_EQ(ends.size(), 2u);
+  EXPECT_EQ(ends[1].code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(lazy.Snapshot().stats.load_failures, 0);  // Not this generation's.
+}
+
+TEST_F(AsyncLazyTest, CloseEndsWaitersAndEveryLaterGet) {
+  Lazy lazy(Factory());
+  std::optional<absl::StatusOr<std::string>> waiting;
+  lazy.Get({}, [&](absl::StatusOr<std::string> v) { waiting = v; });
+  lazy.Close(absl::AbortedError("deleted"));
+  EXPECT_EQ(waiting->status(), absl::AbortedError("deleted"));
+  EXPECT_EQ(GetNow(lazy)->status(), absl::AbortedError("deleted"));
+  env_.AdvanceBy(absl::Seconds(1));  // The computation was cancelled.
+  EXPECT_FALSE(lazy.Peek().has_value());
+}
+
+TEST_F(AsyncLazyTest, SnapshotShowsStateGenerationAndCounters) {
+  Lazy lazy(Factory(), {.env = &env_, .ttl = absl::Seconds(60)});
+  EXPECT_EQ(lazy.Snapshot().state, LazyState::kEmpty);
+  GetNow(lazy);
+  GetNow(lazy);
+  EXPECT_EQ(lazy.Snapshot().state, LazyState::kComputing);
+  const absl::Time start = env_.Now();
+  env_.AdvanceBy(absl::Seconds(1));
+  GetNow(lazy);
+  LazySnapshot<std::string> snap = lazy.Snapshot();
+  EXPECT_EQ(snap.state, LazyState::kReady);
+  EXPECT_EQ(*snap.value, "v1");
+  EXPECT_EQ(snap.computed_at, start + absl::Seconds(1));
+  EXPECT_EQ(snap.expires_at, start + absl::Seconds(61));
+  EXPECT_EQ(snap.stats.misses, 2);
+  EXPECT_EQ(snap.stats.hits, 1);
+  EXPECT_EQ(snap.stats.loads, 1);
+  EXPECT_EQ(snap.stats.last_load_duration, absl::Seconds(1));
+  lazy.Reset();
+  snap = lazy.Snapshot();
+  EXPECT_EQ(snap.state, LazyState::kEmpty);
+  EXPECT_EQ(snap.generation, 1u);
+}
+
 TEST(AsyncLazyThreadsTest, ManyThreadsGetOneComputation) {
   EventLoop loop(2);
   std::atomic<int> computations{0};

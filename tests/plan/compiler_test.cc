@@ -137,6 +137,12 @@ INSTANTIATE_TEST_SUITE_P(
             "NestedNodeWithNoKind",
             R"({"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}, {"id": "x"}]}})",
             "plan.parallel.children[1]: the node has no kind"},
+        BadPlan{"LazyWithABadName", R"({"lazy": {"name": "daily_stats"}})",
+                "plan.lazy.name: \"daily_stats\" is not a lazy value name; "
+                "lazy value names look like lazyValues/daily_stats"},
+        BadPlan{"LazyWhereNoneCanBeResolved",
+                R"({"lazy": {"name": "lazyValues/daily_stats"}})",
+                "plan.lazy: lazy values cannot be resolved here"},
         BadPlan{"EmptyParallel", R"({"parallel": {}})",
                 "plan.parallel.children: a parallel needs at least one child"},
         BadPlan{"DuplicateSiblingIds",

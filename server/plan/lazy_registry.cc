@@ -1,0 +1,390 @@
+#include "server/plan/lazy_registry.h"
+
+#include <algorithm>
+#include <functional>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "server/engine/async_lazy.h"
+#include "server/handlers/duration.h"
+#include "server/handlers/status_codes.h"
+#include "server/plan/interpreter.h"
+#include "server/plan/proto_time.h"
+
+namespace weft::plan {
+namespace {
+
+constexpr char kPrefix[] = "lazyValues/";
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+using Lazy = engine::AsyncLazy<google::protobuf::Value>;
+
+// The definition's fields, encoded deterministically: two definitions are
+// the same when these bytes are.
+std::string DefinitionBytes(const weft::v1::LazyValue& d) {
+  weft::v1::LazyValue only;
+  *only.mutable_plan() = d.plan();
+  *only.mutable_ttl() = d.ttl();
+  *only.mutable_refresh_after() = d.refresh_after();
+  *only.mutable_cache_failures_for() = d.cache_failures_for();
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream out(&stream);
+  out.SetSerializationDeterministic(true);
+  only.SerializeToCodedStream(&out);
+  out.Trim();
+  return bytes;
+}
+
+absl::Status BadName(absl::string_view name) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("name: \"", name,
+                   "\" is not a lazy value name; lazy value names look like "
+                   "lazyValues/daily_stats"));
+}
+
+absl::Duration OrInfinite(absl::Duration d) {
+  return d == absl::ZeroDuration() ? absl::InfiniteDuration() : d;
+}
+
+weft::v1::LazyValueState ToProto(engine::LazyState s) {
+  switch (s) {
+    case engine::LazyState::kEmpty:
+      return weft::v1::LAZY_VALUE_STATE_EMPTY;
+    case engine::LazyState::kComputing:
+      return weft::v1::LAZY_VALUE_STATE_COMPUTING;
+    case engine::LazyState::kReady:
+      return weft::v1::LAZY_VALUE_STATE_READY;
+    case engine::LazyState::kFailed:
+      return weft::v1::LAZY_VALUE_STATE_FAILED;
+  }
+  return weft::v1::LAZY_VALUE_STATE_UNSPECIFIED;
+}
+
+}  // namespace
+
+struct LazyRegistry::Entry {
+  std::string name;
+  weft::v1::LazyValue definition;  // Name and definition fields only.
+  std::string definition_bytes;
+  std::shared_ptr<const CompiledPlan> plan;
+  std::unique_ptr<Lazy> lazy;
+
+  weft::v1::LazyValue Snapshot() const {
+    weft::v1::LazyValue out = definition;
+    const engine::LazySnapshot<google::protobuf::Value> s = lazy->Snapshot();
+    out.set_state(ToProto(s.state));
+    if (s.value.has_value()) *out.mutable_value() = *s.value;
+    if (!s.error.ok()) {
+      out.mutable_error()->set_code(handlers::CodeName(s.error.code()));
+      out.mutable_error()->set_message(std::string(s.error.message()));
+    }
+    if (s.computed_at != absl::InfinitePast()) {
+      SetTimestamp(s.computed_at, out.mutable_compute_time());
+    }
+    if (s.state != engine::LazyState::kEmpty &&
+        s.state != engine::LazyState::kComputing &&
+        s.expires_at != absl::InfiniteFuture()) {
+      SetTimestamp(s.expires_at, out.mutable_expire_time());
+    }
+    out.set_generation(static_cast<int64_t>(s.generation));
+    out.set_refreshing(s.refreshing);
+    weft::v1::LazyValueStats& st = *out.mutable_stats();
+    st.set_hits(s.stats.hits);
+    st.set_misses(s.stats.misses);
+    st.set_loads(s.stats.loads);
+    st.set_load_failures(s.stats.load_failures);
+    SetDuration(s.stats.last_load_duration, st.mutable_last_load_duration());
+    return out;
+  }
+};
+
+LazyRegistry::LazyRegistry(engine::Env& env, Options options)
+    : env_(env), options_(options) {}
+
+LazyRegistry::~LazyRegistry() {
+  CloseAll(absl::CancelledError("the server is shutting down"));
+}
+
+void LazyRegistry::CloseAll(const absl::Status& reason) {
+  std::map<std::string, std::shared_ptr<Entry>, std::less<>> entries;
+  {
+    engine::MutexLock lock(&mu_);
+    entries.swap(entries_);
+  }
+  for (auto& [name, entry] : entries) {
+    entry->lazy->Close(
+        absl::AbortedError(absl::StrCat(name, ": ", reason.message())));
+  }
+}
+
+absl::Status LazyRegistry::CheckDefinition(const weft::v1::LazyValue& d,
+                                           absl::string_view path) {
+  struct Field {
+    const char* name;
+    bool has;
+    const google::protobuf::Duration& value;
+  };
+  const Field fields[] = {
+      {"ttl", d.has_ttl(), d.ttl()},
+      {"refresh_after", d.has_refresh_after(), d.refresh_after()},
+      {"cache_failures_for", d.has_cache_failures_for(),
+       d.cache_failures_for()},
+  };
+  for (const Field& f : fields) {
+    if (!f.has) continue;
+    const absl::Duration v = FromProto(f.value);
+    if (f.value.seconds() < 0 || f.value.nanos() < 0 ||
+        f.value.nanos() > 999'999'999 || v > absl::Hours(24 * 366)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ".", f.name, ": must be from 0s to 366 days, got ",
+                       handlers::FormatJsonDuration(v)));
+    }
+  }
+  if (d.has_refresh_after() && d.has_ttl() &&
+      FromProto(d.ttl()) != absl::ZeroDuration() &&
+      FromProto(d.refresh_after()) >= FromProto(d.ttl())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ".refresh_after: must be shorter than ttl (",
+                     handlers::FormatJsonDuration(FromProto(d.ttl())),
+                     "), or the value expires before it is refreshed"));
+  }
+  if (d.has_refresh_after() &&
+      FromProto(d.refresh_after()) == absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ".refresh_after: must be positive (leave it out for no "
+                     "refresh)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
+    absl::string_view id, const weft::v1::LazyValue& definition,
+    std::shared_ptr<const CompiledPlan> plan) {
+  const std::string name = absl::StrCat(kPrefix, id);
+  if (!IsLazyValueName(name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lazy_value_id: \"", id,
+        "\" is not a lazy value id: 1 to 63 characters of a-z, 0-9, _ and -, "
+        "starting with a letter"));
+  }
+  if (absl::Status s = CheckDefinition(definition, "lazy_value"); !s.ok()) {
+    return s;
+  }
+  auto entry = std::make_shared<Entry>();
+  entry->name = name;
+  entry->definition_bytes = DefinitionBytes(definition);
+  entry->definition.set_name(name);
+  *entry->definition.mutable_plan() = definition.plan();
+  if (definition.has_ttl()) {
+    *entry->definition.mutable_ttl() = definition.ttl();
+  }
+  if (definition.has_refresh_after()) {
+    *entry->definition.mutable_refresh_after() = definition.refresh_after();
+  }
+  if (definition.has_cache_failures_for()) {
+    *entry->definition.mutable_cache_failures_for() =
+        definition.cache_failures_for();
+  }
+  entry->plan = std::move(plan);
+  engine::AsyncLazyOptions lazy_options;
+  lazy_options.env = &env_;
+  lazy_options.ttl = OrInfinite(FromProto(definition.ttl()));
+  if (definition.has_refresh_after()) {
+    lazy_options.refresh_after = FromProto(definition.refresh_after());
+  }
+  lazy_options.cache_failures_for = FromProto(definition.cache_failures_for());
+  entry->lazy = std::make_unique<Lazy>(
+      [this, plan = entry->plan, name](const engine::CancellationToken& token,
+                                       Lazy::Callback done) {
+        Compute(plan, name, token, std::move(done));
+      },
+      lazy_options);
+
+  engine::MutexLock lock(&mu_);
+  auto it = entries_.find(name);
+  if (it != entries_.end()) {
+    if (it->second->definition_bytes != entry->definition_bytes) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(name,
+                       " exists with another definition; delete it first to "
+                       "change it"));
+    }
+    return it->second->Snapshot();
+  }
+  if (static_cast<int>(entries_.size()) >= options_.max_values) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("there are ", entries_.size(),
+                     " lazy values, the most allowed (--max_lazy_values)"));
+  }
+  entries_.emplace(name, entry);
+  return entry->Snapshot();
+}
+
+absl::StatusOr<std::shared_ptr<LazyRegistry::Entry>> LazyRegistry::Find(
+    absl::string_view name) const {
+  if (!IsLazyValueName(name)) return BadName(name);
+  engine::MutexLock lock(&mu_);
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat(name, ": no such lazy value"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Get(
+    absl::string_view name) const {
+  absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
+  if (!entry.ok()) return entry.status();
+  return (*entry)->Snapshot();
+}
+
+absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Reset(
+    absl::string_view name) {
+  absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
+  if (!entry.ok()) return entry.status();
+  (*entry)->lazy->Reset();
+  return (*entry)->Snapshot();
+}
+
+absl::Status LazyRegistry::Delete(absl::string_view name) {
+  absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
+  if (!entry.ok()) return entry.status();
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end() || it->second != *entry) {
+      return absl::NotFoundError(absl::StrCat(name, ": no such lazy value"));
+    }
+    entries_.erase(it);
+  }
+  (*entry)->lazy->Close(absl::AbortedError(absl::StrCat(name, " was deleted")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LazyRegistry::Page> LazyRegistry::List(
+    int page_size, absl::string_view page_token) const {
+  if (page_size < 0 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_size: must be from 0 to ", kMaxPageSize, ", got ", page_size));
+  }
+  if (page_size == 0) page_size = kDefaultPageSize;
+  if (!page_token.empty() && !IsLazyValueName(page_token)) {
+    return absl::InvalidArgumentError(
+        "page_token: not a token from ListLazyValues");
+  }
+  std::vector<std::shared_ptr<Entry>> entries;
+  bool more = false;
+  {
+    engine::MutexLock lock(&mu_);
+    // The token is the last name returned: the next page starts after it,
+    // so values created or deleted meanwhile do not shift it.
+    auto it = page_token.empty() ? entries_.begin()
+                                 : entries_.upper_bound(page_token);
+    for (; it != entries_.end(); ++it) {
+      if (static_cast<int>(entries.size()) == page_size) {
+        more = true;
+        break;
+      }
+      entries.push_back(it->second);
+    }
+  }
+  Page page;
+  for (const auto& e : entries) page.values.push_back(e->Snapshot());
+  if (more) page.next_page_token = entries.back()->name;
+  return page;
+}
+
+LazyRegistry::Totals LazyRegistry::totals() const {
+  std::vector<std::shared_ptr<Entry>> entries;
+  {
+    engine::MutexLock lock(&mu_);
+    for (const auto& [name, e] : entries_) entries.push_back(e);
+  }
+  Totals t;
+  t.count = static_cast<int>(entries.size());
+  for (const auto& e : entries) {
+    const engine::LazyStats s = e->lazy->Snapshot().stats;
+    t.hits += s.hits;
+    t.misses += s.misses;
+    t.loads += s.loads;
+    t.load_failures += s.load_failures;
+  }
+  return t;
+}
+
+void LazyRegistry::Resolve(const std::string& name,
+                           const engine::CancellationToken& token,
+                           handlers::CallDone done) {
+  absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
+  if (!entry.ok()) return std::move(done)(entry.status());
+  (*entry)->lazy->Get(token, std::move(done));
+}
+
+void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
+                           const std::string& name,
+                           const engine::CancellationToken& token,
+                           handlers::CallDone done) {
+  if (std::string cycle = FindCycle(name); !cycle.empty()) {
+    return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
+        name,
+        " cannot be computed: lazy values resolve each other in a cycle, ",
+        cycle)));
+  }
+  RunOptions run;
+  run.env = &env_;
+  run.token = token;
+  run.deadline = env_.Now() + options_.compute_timeout;
+  run.deadline_message =
+      absl::StrCat("the computation of ", name, " ran past ",
+                   handlers::FormatJsonDuration(options_.compute_timeout),
+                   " (--lazy_compute_timeout)");
+  run.root_only = true;
+  Execute(plan, std::move(run),
+          [name, done = std::move(done)](weft::v1::NodeOutcome o) mutable {
+            if (o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
+              return std::move(done)(std::move(*o.mutable_value()));
+            }
+            absl::StatusOr<absl::StatusCode> code =
+                handlers::ParseCodeName(o.error().code());
+            std::move(done)(
+                absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
+                             absl::StrCat(name, ": ", o.error().message())));
+          });
+}
+
+std::string LazyRegistry::FindCycle(const std::string& start) const {
+  engine::MutexLock lock(&mu_);
+  // Depth-first from `start`; a name met again on the current path closes
+  // a cycle.
+  std::vector<std::string> path;
+  absl::flat_hash_set<std::string> acyclic;  // Explored: no cycle below.
+  std::function<bool(const std::string&)> visit = [&](const std::string& name) {
+    if (std::find(path.begin(), path.end(), name) != path.end()) {
+      path.push_back(name);
+      return true;
+    }
+    if (acyclic.contains(name)) return false;
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return false;
+    path.push_back(name);
+    for (const std::string& next : it->second->plan->lazy_names()) {
+      if (visit(next)) return true;
+    }
+    path.pop_back();
+    acyclic.insert(name);
+    return false;
+  };
+  if (!visit(start)) return "";
+  // Show the cycle itself, from where it starts.
+  auto first = std::find(path.begin(), path.end(), path.back());
+  return absl::StrJoin(first, path.end(), " -> ");
+}
+
+}  // namespace weft::plan

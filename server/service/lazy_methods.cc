@@ -1,0 +1,166 @@
+// weft.v1.Orchestrator's lazy value methods: adapters from RPCs to the
+// LazyRegistry.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/engine/cancellation.h"
+#include "server/service/orchestrator_service.h"
+#include "server/service/reply.h"
+#include "server/service/request_parser.h"
+
+namespace weft::service {
+
+// CreateLazyValue: a raw method, so its plan is parsed and depth-checked
+// like Run's, then compiled with the registry as its lazy resolver.
+class OrchestratorService::CreateLazyValueReactor final
+    : public grpc::ServerUnaryReactor {
+ public:
+  CreateLazyValueReactor(OrchestratorService* service,
+                         grpc::ByteBuffer* response)
+      : service_(service), response_(response) {}
+
+  void Start(const grpc::ByteBuffer* request) {
+    absl::StatusOr<plan::LazyRegistry*> lazies = service_->Lazies();
+    if (!lazies.ok()) {
+      Finish(ToGrpc(lazies.status()));
+      return;
+    }
+    auto parsed = service_->ParseAndCompile<weft::v1::CreateLazyValueRequest>(
+        *request,
+        [](const weft::v1::CreateLazyValueRequest& r) {
+          return r.lazy_value().has_plan() ? &r.lazy_value().plan() : nullptr;
+        },
+        "lazy_value.plan");
+    if (!parsed.ok()) {
+      Finish(ToGrpc(parsed.status()));
+      return;
+    }
+    const weft::v1::CreateLazyValueRequest& r = *parsed->request;
+    absl::StatusOr<weft::v1::LazyValue> created = (*lazies)->Create(
+        r.lazy_value_id(), r.lazy_value(), std::move(parsed->plan));
+    if (!created.ok()) {
+      Finish(ToGrpc(created.status()));
+      return;
+    }
+    SerializeResponse(*created, response_);
+    Finish(grpc::Status::OK);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  OrchestratorService* const service_;
+  grpc::ByteBuffer* const response_;
+};
+
+grpc::ServerUnaryReactor* OrchestratorService::CreateLazyValue(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  auto* reactor = new CreateLazyValueReactor(this, response);
+  reactor->Start(request);
+  return reactor;
+}
+
+// ResolveLazyValue: waits for the value; a caller who cancels or whose
+// deadline passes leaves (the computation goes on for the others).
+class OrchestratorService::ResolveReactor final
+    : public grpc::ServerUnaryReactor {
+ public:
+  explicit ResolveReactor(weft::v1::ResolveLazyValueResponse* response)
+      : response_(response) {}
+
+  void Start(plan::LazyRegistry& lazies, const std::string& name) {
+    // The reactor lives until OnDone, which comes after Finish: the
+    // callback below may finish it inline.
+    lazies.Resolve(name, source_.token(),
+                   [this](absl::StatusOr<google::protobuf::Value> v) {
+                     if (!v.ok()) {
+                       Finish(ToGrpc(v.status()));
+                       return;
+                     }
+                     *response_->mutable_value() = *std::move(v);
+                     Finish(grpc::Status::OK);
+                   });
+  }
+
+  void OnCancel() override {
+    source_.Cancel(absl::CancelledError("the caller went away"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  weft::v1::ResolveLazyValueResponse* const response_;
+  engine::CancellationSource source_;
+};
+
+grpc::ServerUnaryReactor* OrchestratorService::ResolveLazyValue(
+    grpc::CallbackServerContext* context,
+    const weft::v1::ResolveLazyValueRequest* request,
+    weft::v1::ResolveLazyValueResponse* response) {
+  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  if (!lazies.ok()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpc(lazies.status()));
+    return reactor;
+  }
+  auto* reactor = new ResolveReactor(response);
+  reactor->Start(**lazies, request->name());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::GetLazyValue(
+    grpc::CallbackServerContext* context,
+    const weft::v1::GetLazyValueRequest* request,
+    weft::v1::LazyValue* response) {
+  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
+  return Answer(context, (*lazies)->Get(request->name()), response);
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::ResetLazyValue(
+    grpc::CallbackServerContext* context,
+    const weft::v1::ResetLazyValueRequest* request,
+    weft::v1::LazyValue* response) {
+  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
+  return Answer(context, (*lazies)->Reset(request->name()), response);
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
+    grpc::CallbackServerContext* context,
+    const weft::v1::ListLazyValuesRequest* request,
+    weft::v1::ListLazyValuesResponse* response) {
+  absl::StatusOr<weft::v1::ListLazyValuesResponse> result;
+  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
+  absl::StatusOr<plan::LazyRegistry::Page> page =
+      (*lazies)->List(request->page_size(), request->page_token());
+  if (!page.ok()) {
+    result = page.status();
+  } else {
+    result.emplace();
+    for (weft::v1::LazyValue& v : page->values) {
+      *result->add_lazy_values() = std::move(v);
+    }
+    result->set_next_page_token(page->next_page_token);
+  }
+  return Answer(context, std::move(result), response);
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::DeleteLazyValue(
+    grpc::CallbackServerContext* context,
+    const weft::v1::DeleteLazyValueRequest* request,
+    google::protobuf::Empty* response) {
+  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  absl::Status s =
+      lazies.ok() ? (*lazies)->Delete(request->name()) : lazies.status();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpc(s));
+  return reactor;
+}
+
+}  // namespace weft::service
