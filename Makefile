@@ -15,7 +15,7 @@ SHELL := /bin/bash
 BUILD     ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS      ?= $(shell nproc)
-WEFTD_FLAGS ?= --listen=127.0.0.1:50051
+WEFTD_FLAGS ?= --config=config/weftd.json --listen=127.0.0.1:50051
 # Warnings are errors in CI (CI=true) and wherever WERROR=ON is set.
 WERROR    ?= $(if $(filter true,$(CI)),ON,OFF)
 

@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/handlers/duration.h"
+#include "server/service/config.h"
 #include "server/service/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -59,6 +60,10 @@ ABSL_FLAG(int, max_lazy_values, 10'000,
           "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, max_task_duration, absl::Hours(24),
           "Longest a background task may run; it then ends TIMED_OUT.");
+ABSL_FLAG(std::string, config, "",
+          "A config file: JSON of weft.v1.ServerConfig (proto/weft/v1/"
+          "config.proto), which can set every flag, define pools and declare "
+          "lazy values; flags and WEFT_* variables override it.");
 ABSL_FLAG(bool, malloc_tuning, true,
           "Tune glibc's malloc for weft's many small allocations: transparent "
           "huge pages, one arena with large per-thread caches, freed memory "
@@ -123,6 +128,40 @@ void MaybeRestartWithMallocTunables(char** argv) {
   execv("/proc/self/exe", argv);
 }
 
+// The --config path, read before the flags are parsed (the file sets
+// flags, which the environment and then the command line override).
+std::string ConfigPath(int argc, char** argv) {
+  const char* env = std::getenv("WEFT_CONFIG");
+  std::string path = env != nullptr ? env : "";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    if ((arg == "--config" || arg == "-config") && i + 1 < argc) {
+      path = argv[++i];
+    } else if (absl::StartsWith(arg, "--config=")) {
+      path = arg.substr(sizeof("--config=") - 1);
+    } else if (absl::StartsWith(arg, "-config=")) {
+      path = arg.substr(sizeof("-config=") - 1);
+    }
+  }
+  return path;
+}
+
+// Sets the flags the config file gives.
+weft::v1::ServerConfig ApplyConfig(const std::string& path) {
+  absl::StatusOr<weft::v1::ServerConfig> config =
+      weft::service::LoadConfig(path);
+  if (!config.ok()) Die(absl::StrCat("--config ", config.status().message()));
+  for (const auto& [name, value] : weft::service::ConfigFlags(*config)) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error = "no such flag";
+    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+      Die(absl::StrCat("--config ", path, ": ", name, ": ", error));
+    }
+  }
+  return *std::move(config);
+}
+
 void CheckPositive(const char* name, int value) {
   if (value <= 0)
     Die(absl::StrCat("--", name, " must be positive, got ", value));
@@ -140,6 +179,9 @@ int main(int argc, char** argv) {
   // deadlock detection: a few percent of weftd's time under load, for checks
   // meant for debug builds. Our own locks are engine::Mutex.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  const std::string config_path = ConfigPath(argc, argv);
+  weft::v1::ServerConfig config;
+  if (!config_path.empty()) config = ApplyConfig(config_path);
   ApplyEnvironment();
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
@@ -218,6 +260,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   weft::service::WeftServer server(options);
+  if (absl::Status s = server.DeclareLazyValues(config); !s.ok()) {
+    Die(absl::StrCat("--config ", config_path, ": ", s.message()));
+  }
   absl::StatusOr<std::string> address = server.Start();
   if (!address.ok()) Die(std::string(address.status().message()));
 
@@ -231,7 +276,8 @@ int main(int argc, char** argv) {
             << weft::handlers::FormatJsonDuration(orch.max_run_duration)
             << " shutdown_grace=" << weft::handlers::FormatJsonDuration(grace)
             << " event_loop_threads=" << options.event_loop_threads
-            << " pools=" << absl::GetFlag(FLAGS_pools) << ")" << std::endl;
+            << " pools=" << absl::GetFlag(FLAGS_pools)
+            << " lazy_values=" << config.lazy_values_size() << ")" << std::endl;
   std::cout << "listening on " << *address << std::endl;
 
   int signal = 0;

@@ -32,6 +32,31 @@ WeftServer::~WeftServer() {
   if (server_ != nullptr && !shut_down_) Shutdown(absl::ZeroDuration());
 }
 
+absl::Status WeftServer::DeclareLazyValues(
+    const weft::v1::ServerConfig& config) {
+  for (int i = 0; i < config.lazy_values_size(); ++i) {
+    const std::string where = absl::StrCat("lazy_values[", i, "].");
+    auto request = std::make_shared<const weft::v1::CreateLazyValueRequest>(
+        config.lazy_values(i));
+    absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+        request->lazy_value().has_plan()
+            ? plan::Compile(request->lazy_value().plan(), request,
+                            absl::StrCat(where, "lazy_value.plan"), registry_,
+                            options_.orchestrator.limits, &pools_, &lazies_)
+            : plan::Compile(nullptr, absl::StrCat(where, "lazy_value.plan"),
+                            registry_, options_.orchestrator.limits, &pools_,
+                            &lazies_);
+    if (!compiled.ok()) return compiled.status();
+    absl::StatusOr<weft::v1::LazyValue> created = lazies_.Create(
+        request->lazy_value_id(), request->lazy_value(), *std::move(compiled));
+    if (!created.ok()) {
+      return absl::Status(created.status().code(),
+                          absl::StrCat(where, created.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> WeftServer::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

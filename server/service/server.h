@@ -23,6 +23,7 @@
 #include "server/plan/task_store.h"
 #include "server/service/health_service.h"
 #include "server/service/orchestrator_service.h"
+#include "weft/v1/config.pb.h"
 
 namespace weft::service {
 
@@ -56,6 +57,10 @@ class WeftServer {
  public:
   explicit WeftServer(ServerOptions options);
   ~WeftServer();
+
+  // Declares the config's lazy values, as CreateLazyValue would. Errors
+  // name the value: "lazy_values[1].lazy_value.plan.call.handler: ...".
+  absl::Status DeclareLazyValues(const weft::v1::ServerConfig& config);
 
   // Binds and starts serving. Returns the bound "host:port".
   absl::StatusOr<std::string> Start();

@@ -165,6 +165,61 @@ class LifecycleTest(unittest.TestCase):
         finally:
             del os.environ["WEFT_MAX_PLAN_DEPTH"]
 
+    def test_config_file_sets_flags_and_declares_lazy_values(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump({"maxActiveRuns": 7, "maxPlanDepth": 5, "lazyValues": [
+                {"lazyValueId": "greeting", "lazyValue": {"plan": {"call": {
+                    "handler": "value", "args": {"value": "hello"}}}}}]}, f)
+        try:
+            with Weftd(ARGS.weftd, "--config=" + f.name) as w:
+                r = buf_curl(ARGS.buf, w.address, "-d", '{"name": "lazyValues/greeting"}',
+                             "http://{addr}/weft.v1.Orchestrator/ResolveLazyValue")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertEqual(json.loads(r.stdout), {"value": "hello"})
+                _, log = w.stop()
+            self.assertIn("max_active_runs=7 ", log)
+            self.assertIn("max_plan_depth=5 ", log)
+            self.assertIn("lazy_values=1)", log)
+            # The environment overrides the file; the command line, both.
+            os.environ["WEFT_MAX_ACTIVE_RUNS"] = "8"
+            try:
+                with Weftd(ARGS.weftd, "--config=" + f.name, "--max_plan_depth=6") as w:
+                    _, log = w.stop()
+            finally:
+                del os.environ["WEFT_MAX_ACTIVE_RUNS"]
+            self.assertIn("max_active_runs=8 ", log)
+            self.assertIn("max_plan_depth=6 ", log)
+        finally:
+            os.unlink(f.name)
+
+    def test_a_bad_config_file_stops_weftd_naming_the_field(self):
+        cases = [
+            ({"maxPlanNodes": "many"}, "(max_plan_nodes): invalid value"),
+            ({"maxPlanNode": 5}, "maxPlanNode: Cannot find field"),
+            ({"lazyValues": [{"lazyValueId": "x", "lazyValue": {"plan": {"call": {
+                "handler": "slep"}}}}]},
+             'lazy_values[0].lazy_value.plan.call.handler: unknown handler "slep"'),
+        ]
+        for config, message in cases:
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                json.dump(config, f)
+            try:
+                r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0", "--config", f.name],
+                                   capture_output=True, text=True, timeout=60)
+            finally:
+                os.unlink(f.name)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("--config " + f.name + ": ", r.stderr)
+            self.assertIn(message, r.stderr)
+
+    def test_the_make_run_config_declares_daily_stats(self):
+        config = os.path.join(os.path.dirname(__file__), "..", "..", "config", "weftd.json")
+        with Weftd(ARGS.weftd, "--config=" + config) as w:
+            r = buf_curl(ARGS.buf, w.address, "-d", '{"name": "lazyValues/daily_stats"}',
+                         "http://{addr}/weft.v1.Orchestrator/GetLazyValue")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(json.loads(r.stdout)["state"], "LAZY_VALUE_STATE_EMPTY")
+
     def test_address_in_use_is_refused_clearly(self):
         with Weftd(ARGS.weftd) as w:
             r = subprocess.run([ARGS.weftd, "--listen=" + w.address], capture_output=True,
