@@ -202,6 +202,50 @@ absl::Status Client::WatchTask(
   return absl::OkStatus();
 }
 
+absl::StatusOr<weft::v1::LazyValue> Client::CreateLazyValue(
+    const weft::v1::CreateLazyValueRequest& request,
+    absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::CreateLazyValue, request, timeout);
+}
+
+absl::StatusOr<weft::v1::LazyValue> Client::GetLazyValue(
+    const std::string& name, absl::Duration timeout) const {
+  weft::v1::GetLazyValueRequest request;
+  request.set_name(name);
+  return Unary(*orchestrator_, &Stub::GetLazyValue, request, timeout);
+}
+
+absl::StatusOr<google::protobuf::Value> Client::ResolveLazyValue(
+    const std::string& name, absl::Duration timeout) const {
+  weft::v1::ResolveLazyValueRequest request;
+  request.set_name(name);
+  absl::StatusOr<weft::v1::ResolveLazyValueResponse> response =
+      Unary(*orchestrator_, &Stub::ResolveLazyValue, request, timeout);
+  if (!response.ok()) return response.status();
+  return response->value();
+}
+
+absl::StatusOr<weft::v1::LazyValue> Client::ResetLazyValue(
+    const std::string& name, absl::Duration timeout) const {
+  weft::v1::ResetLazyValueRequest request;
+  request.set_name(name);
+  return Unary(*orchestrator_, &Stub::ResetLazyValue, request, timeout);
+}
+
+absl::StatusOr<weft::v1::ListLazyValuesResponse> Client::ListLazyValues(
+    const weft::v1::ListLazyValuesRequest& request,
+    absl::Duration timeout) const {
+  return Unary(*orchestrator_, &Stub::ListLazyValues, request, timeout);
+}
+
+absl::Status Client::DeleteLazyValue(const std::string& name,
+                                     absl::Duration timeout) const {
+  weft::v1::DeleteLazyValueRequest request;
+  request.set_name(name);
+  return Unary(*orchestrator_, &Stub::DeleteLazyValue, request, timeout)
+      .status();
+}
+
 absl::StatusOr<weft::v1::ServerInfo> Client::GetServerInfo(
     absl::Duration timeout) const {
   return Unary(*orchestrator_, &Stub::GetServerInfo,
@@ -300,6 +344,17 @@ absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(
 absl::StatusOr<weft::v1::CreateTaskRequest> ParseCreateTaskRequestJson(
     absl::string_view json) {
   return ParseRequestWithPlan<weft::v1::CreateTaskRequest>(json);
+}
+
+absl::StatusOr<weft::v1::LazyValue> ParseLazyValueJson(absl::string_view json) {
+  return ParseRequestWithPlan<weft::v1::LazyValue>(json);
+}
+
+std::string LazyValueName(absl::string_view name_or_id) {
+  if (absl::StartsWith(name_or_id, "lazyValues/")) {
+    return std::string(name_or_id);
+  }
+  return absl::StrCat("lazyValues/", name_or_id);
 }
 
 std::string TaskName(absl::string_view name_or_id) {

@@ -64,6 +64,22 @@ class Client {
   absl::StatusOr<weft::v1::ServerInfo> GetServerInfo(
       absl::Duration timeout) const;
 
+  // Lazy values (see lazy.proto).
+  absl::StatusOr<weft::v1::LazyValue> CreateLazyValue(
+      const weft::v1::CreateLazyValueRequest& request,
+      absl::Duration timeout) const;
+  absl::StatusOr<weft::v1::LazyValue> GetLazyValue(
+      const std::string& name, absl::Duration timeout) const;
+  absl::StatusOr<google::protobuf::Value> ResolveLazyValue(
+      const std::string& name, absl::Duration timeout) const;
+  absl::StatusOr<weft::v1::LazyValue> ResetLazyValue(
+      const std::string& name, absl::Duration timeout) const;
+  absl::StatusOr<weft::v1::ListLazyValuesResponse> ListLazyValues(
+      const weft::v1::ListLazyValuesRequest& request,
+      absl::Duration timeout) const;
+  absl::Status DeleteLazyValue(const std::string& name,
+                               absl::Duration timeout) const;
+
  private:
   std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator_;
   std::unique_ptr<grpc::health::v1::Health::StubInterface> health_;
@@ -82,6 +98,8 @@ weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node);
 
 // Accepts "tasks/{id}" or the bare id.
 std::string TaskName(absl::string_view name_or_id);
+// Accepts "lazyValues/{id}" or the bare id.
+std::string LazyValueName(absl::string_view name_or_id);
 
 // Whether a task has reached one of its terminal states.
 bool IsTerminal(weft::v1::TaskState state);
@@ -101,6 +119,10 @@ absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json);
 // or a bare plan node.
 absl::StatusOr<weft::v1::CreateTaskRequest> ParseCreateTaskRequestJson(
     absl::string_view json);
+
+// Reads what `weft lazy create` accepts: a LazyValue ({"plan": ...,
+// "ttl": ...}) or a bare plan node.
+absl::StatusOr<weft::v1::LazyValue> ParseLazyValueJson(absl::string_view json);
 
 // Reads what `weft run` accepts: a RunRequest ({"plan": ...}) or a bare plan
 // node ({"parallel": ...}), in the proto3 JSON mapping.

@@ -4,6 +4,7 @@
 //   weft handlers          lists the handlers a plan can call
 //   weft health [SERVICE]  checks the server's health
 //   weft task ...          background tasks (task_commands.h)
+//   weft lazy ...          lazy values (lazy_commands.h)
 //   weft info              the server's version, uptime, tasks and pools
 //
 // Exit codes (cli.h): 0 success; 1 the plan ran and did not succeed (or the
@@ -24,6 +25,7 @@
 #include "absl/time/time.h"
 #include "client/cli.h"
 #include "client/client.h"
+#include "client/lazy_commands.h"
 #include "client/task_commands.h"
 
 ABSL_FLAG(std::string, addr, "",
@@ -45,7 +47,11 @@ const char kUsage[] =
     "the outcome\n"
     "  weft handlers          list the handlers a plan can call\n"
     "  weft health [SERVICE]  check the server's health\n"
-    "%s\n"
+    "%s"
+    "%s"
+    "\n"
+    "NAME is tasks/{id} or lazyValues/{id}, or the bare id. --timeout bounds "
+    "the whole\nof task wait and task watch.\n"
     "\n"
     "Flags: --addr (or WEFT_ADDR), --timeout, --json; see --helpfull.\n"
     "Exit codes: 0 success; 1 the plan ran (or the task ended) and did not "
@@ -127,8 +133,8 @@ int Health(const weft::client::Client& client, const std::string& service) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string usage =
-      absl::StrFormat(weft::cli::kUsage, weft::cli::kTaskUsage);
+  const std::string usage = absl::StrFormat(
+      weft::cli::kUsage, weft::cli::kTaskUsage, weft::cli::kLazyUsage);
   absl::SetProgramUsageMessage(usage);
   // --label and --state may be given more than once: taken out before absl
   // parses the rest.
@@ -172,6 +178,10 @@ int main(int argc, char** argv) {
     return weft::cli::TaskCommand(
         *client, std::vector<std::string>(args.begin() + 2, args.end()),
         repeated);
+  }
+  if (command == "lazy") {
+    return weft::cli::LazyCommand(
+        *client, std::vector<std::string>(args.begin() + 2, args.end()));
   }
   if (command == "info") {
     if (args.size() != 2) return Usage("info takes no arguments");

@@ -48,10 +48,8 @@ const char kTaskUsage[] =
     "                         when piped\n"
     "  weft task cancel NAME\n"
     "  weft task delete NAME  forget a task that has ended\n"
-    "  weft info              the server's version, uptime, tasks and pools\n"
-    "\n"
-    "NAME is tasks/{id} or the bare id. --timeout bounds the whole of wait "
-    "and watch.";
+    "  weft info              the server's version, uptime, tasks, pools and "
+    "caches\n";
 
 namespace {
 

@@ -189,6 +189,43 @@ TEST_F(ClientTest, AWatchCutBeforeTheEndIsUnavailableAndSaysHowToResume) {
       StatusIs(absl::StatusCode::kNotFound, "tasks/00ff: no such task"));
 }
 
+TEST_F(ClientTest, ResolveReturnsTheValueAndErrorsComeBackAsSent) {
+  EXPECT_CALL(*orchestrator_, ResolveLazyValue(_, _, _))
+      .WillOnce(Invoke([](grpc::ClientContext*,
+                          const weft::v1::ResolveLazyValueRequest& r,
+                          weft::v1::ResolveLazyValueResponse* response) {
+        EXPECT_EQ(r.name(), "lazyValues/daily_stats");
+        response->mutable_value()->set_number_value(42);
+        return grpc::Status::OK;
+      }))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                    "lazyValues/daily_stats: warehouse down")));
+  absl::StatusOr<google::protobuf::Value> v =
+      client_->ResolveLazyValue("lazyValues/daily_stats", absl::ZeroDuration());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->number_value(), 42);
+  EXPECT_THAT(
+      client_->ResolveLazyValue("lazyValues/daily_stats", absl::ZeroDuration()),
+      StatusIs(absl::StatusCode::kUnavailable,
+               "lazyValues/daily_stats: warehouse down"));
+}
+
+TEST(LazyHelpersTest, LazyValueNameAcceptsTheBareId) {
+  EXPECT_EQ(LazyValueName("daily_stats"), "lazyValues/daily_stats");
+  EXPECT_EQ(LazyValueName("lazyValues/daily_stats"), "lazyValues/daily_stats");
+}
+
+TEST(JsonTest, ALazyValueOrABarePlan) {
+  absl::StatusOr<weft::v1::LazyValue> bare =
+      ParseLazyValueJson(R"({"call": {"handler": "value"}})");
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_EQ(bare->plan().call().handler(), "value");
+  absl::StatusOr<weft::v1::LazyValue> full = ParseLazyValueJson(
+      R"({"plan": {"call": {"handler": "value"}}, "ttl": "60s"})");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->ttl().seconds(), 60);
+}
+
 TEST(TaskHelpersTest, TaskNameAcceptsTheBareId) {
   EXPECT_EQ(TaskName("00ff"), "tasks/00ff");
   EXPECT_EQ(TaskName("tasks/00ff"), "tasks/00ff");
