@@ -99,7 +99,9 @@ struct LazyRegistry::Entry {
     st.set_misses(s.stats.misses);
     st.set_loads(s.stats.loads);
     st.set_load_failures(s.stats.load_failures);
-    SetDuration(s.stats.last_load_duration, st.mutable_last_load_duration());
+    if (s.stats.loads > 0) {
+      SetDuration(s.stats.last_load_duration, st.mutable_last_load_duration());
+    }
     return out;
   }
 };

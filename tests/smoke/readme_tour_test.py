@@ -26,6 +26,9 @@ from weftd import Weftd, normalize  # noqa: E402
 
 ARGS = None
 README_ADDR = "127.0.0.1:50051"
+# As `make run` starts it.
+WEFTD_FLAGS = ["--config=" + os.path.join(os.path.dirname(__file__), "..", "..", "config",
+                                          "weftd.json")]
 
 
 def parse_blocks(text):
@@ -134,13 +137,22 @@ class TourTest(unittest.TestCase):
             pairs = list(parse_blocks(f.read()))
         self.assertGreaterEqual(len(pairs), 8, "the tour lost its commands")
         names = TaskNames()
-        with Weftd(ARGS.weftd) as weftd:
+        with Weftd(ARGS.weftd, *WEFTD_FLAGS) as weftd:
             env = dict(os.environ, WEFT_ADDR=weftd.address)
             env["PATH"] = os.path.dirname(ARGS.weft) + os.pathsep + env["PATH"]
             for command, expected in pairs:
                 with self.subTest(command=command[:80]):
                     self.check(names.to_real(command), expected, weftd.address, env,
                                names)
+
+    def test_the_config_file_shown_is_the_one_make_run_uses(self):
+        with open(ARGS.readme) as f:
+            readme = f.read()
+        shown = re.search(r"`config/weftd.json`, which `make run` uses:\n\n```json\n(.*?)```",
+                          readme, re.S)
+        self.assertIsNotNone(shown, "the README lost its config example")
+        with open(os.path.join(ARGS.root, "config", "weftd.json")) as f:
+            self.assertEqual(shown.group(1), f.read())
 
     def execute(self, command, address, env):
         """Runs a tour command; returns (ok, output as the README shows it)."""
@@ -186,7 +198,7 @@ def update():
         text = f.read()
     test = TourTest()
     names = TaskNames()
-    with Weftd(ARGS.weftd) as weftd:
+    with Weftd(ARGS.weftd, *WEFTD_FLAGS) as weftd:
         env = dict(os.environ, WEFT_ADDR=weftd.address)
 
         def redo(match):
