@@ -41,6 +41,8 @@ SCENARIOS = [
      {"detail": "OUTCOME_DETAIL_ROOT", "plan": {"parallel": {"children": children(100, VALUE)}}}, 0.25),
     ("Run: parallel of 100 value calls, full outcome",
      {"plan": {"parallel": {"children": children(100, VALUE)}}}, None),
+    ("ResolveLazyValue: a warm value (computed once by a value call)",
+     {"name": "lazyValues/bench_value"}, None, "ResolveLazyValue"),
     ("Run: race of three, two lose",
      {"plan": {"race": {"children": [
          {"call": {"handler": "sleep", "args": {"duration": "1s"}}},
@@ -124,8 +126,14 @@ def main():
     failed = []
     echo = subprocess.Popen([echo_bin, "--listen=127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
     echo_addr = echo.stdout.readline().split()[-1]
+    # The lazy value the ResolveLazyValue scenario reads.
+    config = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump({"lazyValues": [{"lazyValueId": "bench_value", "lazyValue": {
+        "plan": json.loads(VALUE)}}]}, config)
+    config.close()
+    rps = {}
     try:
-        with Weftd(args.weftd) as w:
+        with Weftd(args.weftd, "--config=" + config.name) as w:
             for name, request, target, *method in SCENARIOS:
                 method = method[0] if method else "Run"
                 request_type = "weft.v1.%sRequest" % method
@@ -139,9 +147,11 @@ def main():
                 if not ok:
                     failed.append("%s: ratio %.2f < %.2f" % (name, ratio, target))
                 rows.append((name, r, e, ratio, target, ok))
+                rps[method] = rps.get(method, r["rps"])
     finally:
         echo.terminate()
         echo.wait()
+        os.unlink(config.name)
 
     print()
     print("Load: concurrency %d over %d connections, %s measured after %s warm-up, "
@@ -154,6 +164,9 @@ def main():
         print("| %s | %d | %.0f | %.2f / %.2f | %.0f | %.2f | %s |" % (
             name, r["request_bytes"], r["rps"], r["p50_ms"], r["p99_ms"], e["rps"], ratio,
             "-" if target is None else ("≥ %.2f %s" % (target, "met" if ok else "MISSED"))))
+    print()
+    print("A warm ResolveLazyValue against a Run of one value call: %.2f of its rate."
+          % (rps["ResolveLazyValue"] / rps["Run"]))
 
     print()
     scale = subprocess.run(
