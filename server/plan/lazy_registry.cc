@@ -4,6 +4,7 @@
 #include <functional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -362,7 +363,16 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
 }
 
 std::string LazyRegistry::FindCycle(const std::string& start) const {
-  engine::MutexLock lock(&mu_);
+  // The graph of lazy nodes, copied so the search runs without the lock.
+  absl::flat_hash_map<std::string, const std::vector<std::string>*> edges;
+  std::vector<std::shared_ptr<Entry>> keep;  // Keeps the plans alive.
+  {
+    engine::MutexLock lock(&mu_);
+    for (const auto& [name, entry] : entries_) {
+      edges.emplace(name, &entry->plan->lazy_names());
+      keep.push_back(entry);
+    }
+  }
   // Depth-first from `start`; a name met again on the current path closes
   // a cycle.
   std::vector<std::string> path;
@@ -373,10 +383,10 @@ std::string LazyRegistry::FindCycle(const std::string& start) const {
       return true;
     }
     if (acyclic.contains(name)) return false;
-    auto it = entries_.find(name);
-    if (it == entries_.end()) return false;
+    auto it = edges.find(name);
+    if (it == edges.end()) return false;
     path.push_back(name);
-    for (const std::string& next : it->second->plan->lazy_names()) {
+    for (const std::string& next : *it->second) {
       if (visit(next)) return true;
     }
     path.pop_back();
