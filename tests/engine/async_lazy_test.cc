@@ -1,6 +1,7 @@
 #include "server/engine/async_lazy.h"
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -119,11 +120,12 @@ TEST_F(AsyncLazyTest, ResetAfterwardsMakesTheNextGetComputeAgain) {
   EXPECT_EQ(lazy.loads(), 2);
 }
 
-// Gets now; returns what it got, if it answered inline.
+// Gets now; returns what it got, if it answered inline. (An answer that
+// comes later lands in a slot the callback owns.)
 std::optional<absl::StatusOr<std::string>> GetNow(Lazy& lazy) {
-  std::optional<absl::StatusOr<std::string>> got;
-  lazy.Get({}, [&](absl::StatusOr<std::string> v) { got = std::move(v); });
-  return got;
+  auto got = std::make_shared<std::optional<absl::StatusOr<std::string>>>();
+  lazy.Get({}, [got](absl::StatusOr<std::string> v) { *got = std::move(v); });
+  return *got;
 }
 
 TEST_F(AsyncLazyTest, AGetAfterAResetStartsANewGenerationsComputation) {
