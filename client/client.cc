@@ -164,10 +164,7 @@ absl::StatusOr<weft::v1::Task> Client::WaitTask(const std::string& name,
                                                 absl::Duration timeout) const {
   weft::v1::WaitTaskRequest request;
   request.set_name(name);
-  const int64_t nanos = absl::ToInt64Nanoseconds(wait);
-  request.mutable_timeout()->set_seconds(nanos / 1'000'000'000);
-  request.mutable_timeout()->set_nanos(
-      static_cast<int32_t>(nanos % 1'000'000'000));
+  SetDuration(wait, request.mutable_timeout());
   return Unary(*orchestrator_, &Stub::WaitTask, request, timeout);
 }
 
@@ -285,11 +282,14 @@ weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node) {
   return node;
 }
 
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
 weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(timeout);
-  node.mutable_timeout()->set_seconds(nanos / 1'000'000'000);
-  node.mutable_timeout()->set_nanos(
-      static_cast<int32_t>(nanos % 1'000'000'000));
+  SetDuration(timeout, node.mutable_timeout());
   return node;
 }
 

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/struct.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -95,6 +96,9 @@ weft::v1::PlanNode Call(absl::string_view handler,
 weft::v1::PlanNode Parallel(std::vector<weft::v1::PlanNode> children);
 weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node);
 weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node);
+
+// Sets a google.protobuf.Duration from `d` (finite).
+void SetDuration(absl::Duration d, google::protobuf::Duration* out);
 
 // Accepts "tasks/{id}" or the bare id.
 std::string TaskName(absl::string_view name_or_id);

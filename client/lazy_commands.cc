@@ -55,9 +55,7 @@ absl::Status DurationFlag(const std::string& name, const std::string& text,
     return absl::InvalidArgumentError(absl::StrCat(
         "--", name, ": expected a duration like 3600s, got \"", text, "\""));
   }
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+  client::SetDuration(d, out);
   return absl::OkStatus();
 }
 
