@@ -26,7 +26,7 @@ BUF := $(CURDIR)/.tools/node_modules/.bin/buf
 APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
-  libssl-dev
+  libssl-dev libcurl4-openssl-dev
 APT_TEST := python3 procps clang libclang-rt-14-dev clang-format
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)

@@ -182,8 +182,7 @@ absl::StatusOr<AllowList> AllowList::Parse(absl::string_view text) {
   return list;
 }
 
-bool AllowList::Allows(absl::string_view url_host, const IpAddress& address,
-                       int port) const {
+bool AllowList::MatchesRange(const IpAddress& address, int port) const {
   for (const Range& r : ranges_) {
     if (r.port.has_value() && *r.port != port) continue;
     const int full = r.prefix_bits / 8;
@@ -199,6 +198,10 @@ bool AllowList::Allows(absl::string_view url_host, const IpAddress& address,
     }
     return true;
   }
+  return false;
+}
+
+bool AllowList::MatchesHost(absl::string_view url_host, int port) const {
   const std::string host = absl::AsciiStrToLower(url_host);
   if (!IsHostName(host)) return false;
   for (const Host& h : hosts_) {
@@ -209,6 +212,18 @@ bool AllowList::Allows(absl::string_view url_host, const IpAddress& address,
     }
   }
   return false;
+}
+
+bool AllowList::Allows(absl::string_view url_host, const IpAddress& address,
+                       int port) const {
+  return MatchesRange(address, port) || MatchesHost(url_host, port);
+}
+
+bool AllowList::AllowsUrlHost(absl::string_view url_host, int port) const {
+  if (std::optional<IpAddress> ip = IpAddress::Parse(url_host)) {
+    return MatchesRange(*ip, port);
+  }
+  return MatchesHost(url_host, port);
 }
 
 }  // namespace weft::handlers

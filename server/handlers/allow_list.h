@@ -62,6 +62,12 @@ class AllowList {
   bool Allows(absl::string_view url_host, const IpAddress& address,
               int port) const;
 
+  // Whether a URL naming `url_host` and `port` is allowed when the address
+  // it connects to cannot be seen (through a proxy): host entries match
+  // names, address and range entries match a host written as a canonical
+  // address. Numeric forms such as "2130706433" match nothing.
+  bool AllowsUrlHost(absl::string_view url_host, int port) const;
+
   // The entries, as given, for messages.
   const std::string& text() const { return text_; }
 
@@ -76,6 +82,9 @@ class AllowList {
     int prefix_bits = 128;  // Of the 128-bit (mapped) form.
     std::optional<int> port;
   };
+
+  bool MatchesRange(const IpAddress& address, int port) const;
+  bool MatchesHost(absl::string_view url_host, int port) const;
 
   std::string text_;
   std::vector<Host> hosts_;

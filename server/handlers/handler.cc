@@ -202,4 +202,17 @@ absl::StatusCode Args::Code(absl::string_view name) const {
   return c.ok() ? *c : absl::StatusCode::kUnknown;
 }
 
+namespace {
+constexpr absl::string_view kPermanentUrl = "type.weft.dev/permanent";
+}  // namespace
+
+absl::Status Permanent(absl::Status error) {
+  error.SetPayload(kPermanentUrl, absl::Cord("1"));
+  return error;
+}
+
+bool IsPermanent(const absl::Status& error) {
+  return error.GetPayload(kPermanentUrl).has_value();
+}
+
 }  // namespace weft::handlers

@@ -123,6 +123,11 @@ class Handler {
 absl::Status CheckArgs(const HandlerInfo& info,
                        const google::protobuf::Struct& args);
 
+// Marks an error that trying again cannot mend, such as a destination the
+// operator has not allowed: retry policies skip it whatever codes they list.
+absl::Status Permanent(absl::Status error);
+bool IsPermanent(const absl::Status& error);
+
 // "string", "duration", ... as the error messages and the CLI print them.
 absl::string_view ArgTypeName(ArgType type);
 

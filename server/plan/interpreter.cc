@@ -135,6 +135,7 @@ class Execution {
     policy.multiplier = r.multiplier;
     policy.jitter = r.jitter;
     policy.retryable = [this, index](const absl::Status& s, int) {
+      if (handlers::IsPermanent(s)) return false;
       const CompiledRetry& r = *node(index).retry;
       if (r.retryable_codes.empty()) {
         return DefaultRetryable(s, records_[index].state);

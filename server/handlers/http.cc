@@ -1,0 +1,859 @@
+#include "server/handlers/http.h"
+
+#include <curl/curl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/engine/sync.h"
+
+namespace weft::handlers {
+namespace {
+
+using engine::Mutex;
+using engine::MutexLock;
+
+// libcurl's process-wide set-up, once, before any thread uses it.
+void GlobalInit() {
+  static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+  (void)code;
+}
+
+// A URL's parts, as libcurl's URL parser reads them.
+struct UrlParts {
+  std::string scheme;
+  std::string host;  // Without brackets.
+  int port = 0;
+};
+
+// INVALID_ARGUMENT unless `url` is an absolute http or https URL with a host.
+absl::StatusOr<UrlParts> ParseUrl(const std::string& url) {
+  CURLU* u = curl_url();
+  if (u == nullptr) return absl::ResourceExhaustedError("out of memory");
+  UrlParts parts;
+  absl::Status status;
+  auto part = [&](CURLUPart which, std::string* out, unsigned flags) {
+    char* text = nullptr;
+    if (curl_url_get(u, which, &text, flags) != CURLUE_OK) return false;
+    *out = text;
+    curl_free(text);
+    return true;
+  };
+  std::string port;
+  if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat("\"", url, "\" is not an absolute http or https URL"));
+  } else if (!part(CURLUPART_SCHEME, &parts.scheme, 0) ||
+             (parts.scheme != "http" && parts.scheme != "https")) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "\"", url, "\": only http and https URLs are allowed, not \"",
+        parts.scheme, ":\""));
+  } else if (!part(CURLUPART_HOST, &parts.host, 0) || parts.host.empty()) {
+    status =
+        absl::InvalidArgumentError(absl::StrCat("\"", url, "\" has no host"));
+  } else if (!part(CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ||
+             !absl::SimpleAtoi(port, &parts.port)) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat("\"", url, "\" has no valid port"));
+  }
+  curl_url_cleanup(u);
+  if (!status.ok()) return status;
+  if (parts.host.size() > 2 && parts.host.front() == '[' &&
+      parts.host.back() == ']') {
+    parts.host = parts.host.substr(1, parts.host.size() - 2);
+    // A zone id ("fe80::1%25eth0") is not part of the address.
+    parts.host = parts.host.substr(0, parts.host.find('%'));
+  }
+  return parts;
+}
+
+}  // namespace
+
+absl::StatusCode CodeForHttpStatus(int status) {
+  if (status == 404) return absl::StatusCode::kNotFound;
+  if (status == 401) return absl::StatusCode::kUnauthenticated;
+  if (status == 403) return absl::StatusCode::kPermissionDenied;
+  if (status == 429 || (status >= 500 && status <= 599)) {
+    return absl::StatusCode::kUnavailable;
+  }
+  return absl::StatusCode::kFailedPrecondition;
+}
+
+class HttpClient::Impl {
+ public:
+  explicit Impl(HttpOptions options) : options_(std::move(options)) {}
+
+  ~Impl() {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (multi_ != nullptr) curl_multi_wakeup(multi_);
+    if (thread_.joinable()) thread_.join();
+    if (multi_ != nullptr) curl_multi_cleanup(multi_);
+  }
+
+  absl::Status Init() {
+    GlobalInit();
+    multi_ = curl_multi_init();
+    if (multi_ == nullptr) {
+      return absl::InternalError("libcurl: curl_multi_init failed");
+    }
+    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
+                      static_cast<long>(options_.max_idle_connections));
+    thread_ = std::thread([this] { Loop(); });
+    return absl::OkStatus();
+  }
+
+  const HttpOptions& options() const { return options_; }
+  int active() const { return active_.load(std::memory_order_relaxed); }
+
+  void Fetch(HttpRequest request, const engine::CancellationToken& token,
+             Done done) {
+    absl::StatusOr<UrlParts> url = ParseUrl(request.url);
+    if (!url.ok()) {
+      std::move(done)(url.status());
+      return;
+    }
+    if (absl::Status allowed = CheckBeforeStart(*url); !allowed.ok()) {
+      std::move(done)(std::move(allowed));
+      return;
+    }
+    auto t = std::make_unique<Transfer>();
+    t->impl = this;
+    t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    t->url = std::move(*url);
+    t->request = std::move(request);
+    t->current_url = t->request.url;
+    t->done = std::move(done);
+    if (t->request.timeout > absl::ZeroDuration()) {
+      t->deadline = absl::Now() + t->request.timeout;
+    }
+    active_.fetch_add(1, std::memory_order_relaxed);
+    // The callback may run at once (a cancelled token); it only records the
+    // reason, which the IO thread reads when it takes the transfer.
+    Transfer* raw = t.get();
+    t->on_cancel.emplace(token, [this, raw](const absl::Status& reason) {
+      {
+        MutexLock lock(&mu_);
+        raw->cancel_reason = reason;
+        cancels_.push_back(raw->id);
+      }
+      curl_multi_wakeup(multi_);
+    });
+    {
+      MutexLock lock(&mu_);
+      if (!stopping_) {
+        incoming_.push_back(std::move(t));
+        t = nullptr;
+      }
+    }
+    if (t != nullptr) {
+      t->on_cancel.reset();
+      active_.fetch_sub(1, std::memory_order_relaxed);
+      std::move(t->done)(absl::CancelledError("weftd is shutting down"));
+      return;
+    }
+    curl_multi_wakeup(multi_);
+  }
+
+ private:
+  struct Transfer {
+    Impl* impl = nullptr;
+    uint64_t id = 0;
+    HttpRequest request;
+    UrlParts url;
+    std::string current_url;
+    absl::Time deadline = absl::InfiniteFuture();
+    Done done;
+    int redirects = 0;
+    CURL* easy = nullptr;
+    curl_slist* header_list = nullptr;
+    HttpResponse response;
+    std::string status_line;
+    bool too_big = false;
+    // "127.0.0.1 port 8080" when the guard refused an address.
+    std::string refused;
+    char error[CURL_ERROR_SIZE] = {};
+    absl::Status cancel_reason;  // Guarded by impl->mu_.
+    std::optional<engine::CancellationCallback> on_cancel;
+  };
+
+  // Checks made before any connection: the allow list is not empty, and
+  // with a proxy, the URL's host is allowed (the proxy hides the address).
+  absl::Status CheckBeforeStart(const UrlParts& url) const {
+    if (options_.allow.empty()) {
+      return Permanent(absl::PermissionDeniedError(
+          "http calls are refused: weftd allows no destinations (set "
+          "--http_allow, or httpAllow in the config file)"));
+    }
+    if (!options_.proxy.empty() &&
+        !options_.allow.AllowsUrlHost(url.host, url.port)) {
+      return Permanent(absl::PermissionDeniedError(absl::StrCat(
+          "http: ", url.host, " port ", url.port,
+          " is not allowed by --http_allow (", options_.allow.text(), ")")));
+    }
+    return absl::OkStatus();
+  }
+
+  static curl_socket_t OpenSocket(void* clientp, curlsocktype purpose,
+                                  curl_sockaddr* address) {
+    auto* t = static_cast<Transfer*>(clientp);
+    const HttpOptions& options = t->impl->options_;
+    if (purpose == CURLSOCKTYPE_IPCXN && options.proxy.empty()) {
+      int port = 0;
+      std::optional<IpAddress> ip =
+          IpAddress::FromSockaddr(&address->addr, &port);
+      if (!ip.has_value() || !options.allow.Allows(t->url.host, *ip, port)) {
+        t->refused =
+            absl::StrCat(ip.has_value() ? ip->ToString() : "?", " port ", port);
+        return CURL_SOCKET_BAD;
+      }
+    }
+    return socket(address->family, address->socktype | SOCK_CLOEXEC,
+                  address->protocol);
+  }
+
+  static size_t OnBody(char* data, size_t size, size_t n, void* userdata) {
+    auto* t = static_cast<Transfer*>(userdata);
+    const size_t bytes = size * n;
+    if (static_cast<int64_t>(t->response.body.size() + bytes) >
+        t->request.max_response_bytes) {
+      t->too_big = true;
+      return 0;  // Ends the transfer with CURLE_WRITE_ERROR.
+    }
+    t->response.body.append(data, bytes);
+    return bytes;
+  }
+
+  static size_t OnHeader(char* data, size_t size, size_t n, void* userdata) {
+    auto* t = static_cast<Transfer*>(userdata);
+    const size_t bytes = size * n;
+    absl::string_view line(data, bytes);
+    line = absl::StripTrailingAsciiWhitespace(line);
+    if (absl::StartsWith(line, "HTTP/")) {
+      // A new response (after a 100 Continue, say): start again.
+      t->response.headers.clear();
+      t->status_line = std::string(line);
+      return bytes;
+    }
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) return bytes;
+    t->response.headers.emplace_back(
+        absl::AsciiStrToLower(
+            absl::StripAsciiWhitespace(line.substr(0, colon))),
+        std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
+    return bytes;
+  }
+
+  // Sets the easy handle up for the transfer's current URL and method.
+  absl::Status Configure(Transfer& t) {
+    if (t.easy == nullptr) {
+      t.easy = curl_easy_init();
+      if (t.easy == nullptr) return absl::ResourceExhaustedError("libcurl");
+    } else {
+      curl_easy_reset(t.easy);
+    }
+    CURL* e = t.easy;
+    curl_easy_setopt(e, CURLOPT_URL, t.current_url.c_str());
+    curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.error);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::OpenSocket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::OnBody);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::OnHeader);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "weft");
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+                     static_cast<curl_off_t>(t.request.max_response_bytes));
+    // "" means "no proxy, whatever the environment says"; no_proxy "" means
+    // the proxy, when there is one, is used for every host.
+    curl_easy_setopt(e, CURLOPT_PROXY, options_.proxy.c_str());
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    if (t.deadline != absl::InfiniteFuture()) {
+      const int64_t ms = std::max<int64_t>(
+          1, absl::ToInt64Milliseconds(t.deadline - absl::Now()));
+      curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(ms));
+    }
+    const std::string& method = t.request.method;
+    if (method == "HEAD") {
+      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (t.request.has_body || method == "POST") {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(t.request.body.size()));
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, t.request.body.data());
+      if (method != "POST") {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method.c_str());
+      }
+    } else if (method != "GET") {
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method.c_str());
+    }
+    if (t.header_list == nullptr) {
+      // No "Expect: 100-continue" round trip for large bodies.
+      t.header_list = curl_slist_append(nullptr, "Expect:");
+      for (const auto& [name, value] : t.request.headers) {
+        t.header_list = curl_slist_append(
+            t.header_list, absl::StrCat(name, ": ", value).c_str());
+      }
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.header_list);
+    return absl::OkStatus();
+  }
+
+  void Start(std::unique_ptr<Transfer> t) {
+    Transfer& ref = *t;
+    absl::Status status = Configure(ref);
+    if (status.ok() && curl_multi_add_handle(multi_, ref.easy) != CURLM_OK) {
+      status = absl::InternalError("libcurl: curl_multi_add_handle failed");
+    }
+    const uint64_t id = ref.id;
+    transfers_.emplace(id, std::move(t));
+    if (!status.ok()) Finish(id, std::move(status), /*added=*/false);
+  }
+
+  // Ends transfer `id`: frees its handles, then calls its done.
+  void Finish(uint64_t id, absl::StatusOr<HttpResponse> result, bool added) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) return;
+    std::unique_ptr<Transfer> t = std::move(it->second);
+    transfers_.erase(it);
+    if (added) curl_multi_remove_handle(multi_, t->easy);
+    if (t->easy != nullptr) curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->header_list);
+    // After this the cancellation function is not running and never will.
+    t->on_cancel.reset();
+    active_.fetch_sub(1, std::memory_order_relaxed);
+    std::move(t->done)(std::move(result));
+  }
+
+  // What a finished transfer (CURLMSG_DONE) amounts to; nullopt when it
+  // was sent on to a redirect.
+  std::optional<absl::StatusOr<HttpResponse>> Completed(Transfer& t,
+                                                        CURLcode code) {
+    const std::string where =
+        absl::StrCat(t.request.method, " ", t.current_url);
+    if (code == CURLE_OK) {
+      long status = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+      t.response.status = static_cast<int>(status);
+      t.response.url = t.current_url;
+      if (status >= 300 && status < 400 && t.request.max_redirects > 0) {
+        return Redirect(t, where);
+      }
+      return std::move(t.response);
+    }
+    if (!t.refused.empty()) {
+      return Permanent(absl::PermissionDeniedError(absl::StrCat(
+          where, ": the destination ", t.refused,
+          " is not allowed by --http_allow (",
+          options_.allow.empty() ? "nothing" : options_.allow.text(), ")")));
+    }
+    const std::string detail =
+        t.error[0] != '\0' ? std::string(t.error) : curl_easy_strerror(code);
+    switch (code) {
+      case CURLE_OPERATION_TIMEDOUT:
+        return absl::DeadlineExceededError(absl::StrCat(
+            where, ": no answer within ",
+            absl::FormatDuration(t.request.timeout), " (args.timeout)"));
+      case CURLE_WRITE_ERROR:
+      case CURLE_FILESIZE_EXCEEDED:
+        if (t.too_big || code == CURLE_FILESIZE_EXCEEDED) {
+          return absl::OutOfRangeError(
+              absl::StrCat(where, ": the response body is larger than ",
+                           t.request.max_response_bytes,
+                           " bytes (args.max_response_bytes)"));
+        }
+        break;
+      case CURLE_UNSUPPORTED_PROTOCOL:
+      case CURLE_URL_MALFORMAT:
+        return absl::InvalidArgumentError(absl::StrCat(where, ": ", detail));
+      default:
+        break;
+    }
+    return absl::UnavailableError(absl::StrCat(where, ": ", detail));
+  }
+
+  // Sends `t` on to its response's Location, through the same checks as
+  // the first URL.
+  std::optional<absl::StatusOr<HttpResponse>> Redirect(
+      Transfer& t, const std::string& where) {
+    char* location = nullptr;
+    curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &location);
+    if (location == nullptr) return std::move(t.response);  // No Location.
+    if (++t.redirects > t.request.max_redirects) {
+      return absl::OutOfRangeError(
+          absl::StrCat(where, ": more than ", t.request.max_redirects,
+                       " redirects (args.follow_redirects)"));
+    }
+    std::string next = location;
+    absl::StatusOr<UrlParts> url = ParseUrl(next);
+    if (!url.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": redirected to ", url.status().message()));
+    }
+    if (absl::Status allowed = CheckBeforeStart(*url); !allowed.ok()) {
+      return allowed;
+    }
+    const int status = t.response.status;
+    if (status == 303 ||
+        ((status == 301 || status == 302) && t.request.method == "POST")) {
+      t.request.method = "GET";
+      t.request.has_body = false;
+      t.request.body.clear();
+    }
+    curl_multi_remove_handle(multi_, t.easy);
+    t.url = *std::move(url);
+    t.current_url = std::move(next);
+    t.response = HttpResponse();
+    t.status_line.clear();
+    absl::Status status_ok = Configure(t);
+    if (status_ok.ok() && curl_multi_add_handle(multi_, t.easy) != CURLM_OK) {
+      status_ok = absl::InternalError("libcurl: curl_multi_add_handle failed");
+    }
+    if (!status_ok.ok()) {
+      // Not in the multi handle any more; Finish must not remove it.
+      curl_easy_cleanup(t.easy);
+      t.easy = nullptr;
+      return status_ok;
+    }
+    return std::nullopt;
+  }
+
+  void Loop() {
+    for (;;) {
+      std::vector<std::unique_ptr<Transfer>> incoming;
+      std::vector<std::pair<uint64_t, absl::Status>> cancels;
+      bool stopping;
+      {
+        MutexLock lock(&mu_);
+        incoming.swap(incoming_);
+        for (const auto& t : incoming) {
+          if (!t->cancel_reason.ok())
+            cancels.emplace_back(t->id, absl::Status());
+        }
+        for (uint64_t id : cancels_) cancels.emplace_back(id, absl::Status());
+        cancels_.clear();
+        stopping = stopping_;
+      }
+      for (auto& t : incoming) Start(std::move(t));
+      for (auto& [id, reason] : cancels) {
+        auto it = transfers_.find(id);
+        if (it == transfers_.end()) continue;
+        {
+          MutexLock lock(&mu_);
+          reason = it->second->cancel_reason;
+        }
+        Finish(id, std::move(reason), it->second->easy != nullptr);
+      }
+      if (stopping) break;
+      int running = 0;
+      curl_multi_perform(multi_, &running);
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        Transfer* t = nullptr;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+        const CURLcode code = msg->data.result;
+        std::optional<absl::StatusOr<HttpResponse>> result =
+            Completed(*t, code);
+        if (result.has_value()) {
+          Finish(t->id, *std::move(result), t->easy != nullptr);
+        }
+      }
+      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+    }
+    // Shutting down: end what is left, queued or running.
+    {
+      MutexLock lock(&mu_);
+      for (auto& t : incoming_) {
+        const uint64_t id = t->id;
+        transfers_.emplace(id, std::move(t));
+      }
+      incoming_.clear();
+    }
+    while (!transfers_.empty()) {
+      auto it = transfers_.begin();
+      Finish(it->first, absl::CancelledError("weftd is shutting down"),
+             it->second->easy != nullptr);
+    }
+  }
+
+  const HttpOptions options_;
+  CURLM* multi_ = nullptr;
+  std::thread thread_;
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<int> active_{0};
+
+  Mutex mu_;
+  std::vector<std::unique_ptr<Transfer>> incoming_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> cancels_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // The IO thread's own.
+  std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+};
+
+absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::Create(
+    HttpOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status s = impl->Init(); !s.ok()) return s;
+  return std::unique_ptr<HttpClient>(new HttpClient(std::move(impl)));
+}
+
+HttpClient::HttpClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpClient::~HttpClient() = default;
+
+void HttpClient::Fetch(HttpRequest request,
+                       const engine::CancellationToken& token, Done done) {
+  impl_->Fetch(std::move(request), token, std::move(done));
+}
+
+const HttpOptions& HttpClient::options() const { return impl_->options(); }
+int HttpClient::active() const { return impl_->active(); }
+
+namespace {
+
+using google::protobuf::Struct;
+using google::protobuf::Value;
+
+constexpr int kMaxRedirects = 10;
+
+bool IsValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    int extra;
+    uint32_t min;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      extra = 1;
+      min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+      min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3;
+      min = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + extra >= s.size()) return false;
+    uint32_t cp = c & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+// "application/json", "application/problem+json; charset=utf-8".
+bool IsJsonMediaType(absl::string_view content_type) {
+  absl::string_view type = content_type.substr(0, content_type.find(';'));
+  type = absl::StripAsciiWhitespace(type);
+  const std::string lower = absl::AsciiStrToLower(type);
+  return lower == "application/json" || absl::EndsWith(lower, "+json");
+}
+
+// An HTTP token (RFC 9110): method and header names.
+bool IsToken(absl::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c))) continue;
+    if (c == '\0' || std::strchr("!#$%&'*+-.^_`|~", c) == nullptr) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status ArgError(absl::string_view name, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("args.", name, ": ", what));
+}
+
+// A status range from accept_status: 200, or "200-299".
+struct StatusRange {
+  int low;
+  int high;
+};
+
+absl::StatusOr<std::vector<StatusRange>> ParseAcceptStatus(const Value* list) {
+  if (list == nullptr) return std::vector<StatusRange>{{200, 299}};
+  std::vector<StatusRange> ranges;
+  const auto& values = list->list_value().values();
+  if (values.empty()) {
+    return ArgError("accept_status", "must list at least one status");
+  }
+  for (int i = 0; i < values.size(); ++i) {
+    const Value& v = values[i];
+    const std::string where = absl::StrCat("accept_status[", i, "]");
+    StatusRange r{0, 0};
+    if (v.has_number_value() &&
+        v.number_value() == static_cast<int>(v.number_value())) {
+      r.low = r.high = static_cast<int>(v.number_value());
+    } else if (v.has_string_value()) {
+      std::vector<absl::string_view> parts =
+          absl::StrSplit(v.string_value(), '-');
+      if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &r.low) ||
+          !absl::SimpleAtoi(parts.back(), &r.high)) {
+        return ArgError(where, absl::StrCat("expected a status like 204 or a "
+                                            "range like \"200-299\", got \"",
+                                            v.string_value(), "\""));
+      }
+    } else {
+      return ArgError(where,
+                      "expected a status like 204 or a range like "
+                      "\"200-299\"");
+    }
+    if (r.low < 100 || r.high > 599 || r.low > r.high) {
+      return ArgError(where, "statuses are from 100 to 599, low to high");
+    }
+    ranges.push_back(r);
+  }
+  return ranges;
+}
+
+std::string RangesText(const std::vector<StatusRange>& ranges) {
+  return absl::StrJoin(ranges, ", ", [](std::string* out, StatusRange r) {
+    absl::StrAppend(out, r.low);
+    if (r.high != r.low) absl::StrAppend(out, "-", r.high);
+  });
+}
+
+// The handler's value for a response: {status, headers, body} with body
+// parsed JSON, a string, or body_base64.
+Value ResponseValue(const HttpResponse& response) {
+  Value out;
+  Struct& fields = *out.mutable_struct_value();
+  (*fields.mutable_fields())["status"].set_number_value(response.status);
+  Struct& headers =
+      *(*fields.mutable_fields())["headers"].mutable_struct_value();
+  std::string content_type;
+  for (const auto& [name, value] : response.headers) {
+    Value& v = (*headers.mutable_fields())[name];
+    if (v.has_string_value()) {
+      v.set_string_value(absl::StrCat(v.string_value(), ", ", value));
+    } else {
+      v.set_string_value(value);
+    }
+    if (name == "content-type") content_type = value;
+  }
+  Value& body = (*fields.mutable_fields())["body"];
+  if (IsJsonMediaType(content_type) && !response.body.empty() &&
+      google::protobuf::util::JsonStringToMessage(response.body, &body).ok()) {
+    return out;
+  }
+  if (IsValidUtf8(response.body)) {
+    body.set_string_value(response.body);
+  } else {
+    fields.mutable_fields()->erase("body");
+    (*fields.mutable_fields())["body_base64"].set_string_value(
+        absl::Base64Escape(response.body));
+  }
+  return out;
+}
+
+// The text of a body for an error message: its start, if it is text.
+std::string BodySnippet(const std::string& body) {
+  if (body.empty() || !IsValidUtf8(body)) return "";
+  constexpr size_t kMax = 200;
+  std::string s = body.size() <= kMax ? body : body.substr(0, kMax) + "...";
+  return absl::StrCat(": ", absl::StripAsciiWhitespace(s));
+}
+
+class HttpCall : public Call {
+ public:
+  HttpCall(HttpClient& client, HttpRequest request,
+           std::vector<StatusRange> accept)
+      : client_(client),
+        request_(std::move(request)),
+        accept_(std::move(accept)) {}
+
+  void Start(const CallContext& ctx, CallDone done) const override {
+    engine::Env* env = &ctx.env;
+    client_.Fetch(request_, ctx.token,
+                  [this, env, done = std::move(done)](
+                      absl::StatusOr<HttpResponse> response) mutable {
+                    CallResult result = Answer(std::move(response));
+                    env->Post([done = std::move(done),
+                               result = std::move(result)]() mutable {
+                      std::move(done)(std::move(result));
+                    });
+                  });
+  }
+
+ private:
+  CallResult Answer(absl::StatusOr<HttpResponse> response) const {
+    if (!response.ok()) return response.status();
+    for (const StatusRange& r : accept_) {
+      if (response->status >= r.low && response->status <= r.high) {
+        return ResponseValue(*response);
+      }
+    }
+    return absl::Status(
+        CodeForHttpStatus(response->status),
+        absl::StrCat(request_.method, " ", response->url, " answered ",
+                     response->status, " (args.accept_status is ",
+                     RangesText(accept_), ")", BodySnippet(response->body)));
+  }
+
+  HttpClient& client_;
+  const HttpRequest request_;
+  const std::vector<StatusRange> accept_;
+};
+
+class HttpHandler : public Handler {
+ public:
+  explicit HttpHandler(HttpClient& client) : client_(client) {
+    info_ = HandlerInfo{
+        .name = "http",
+        .description =
+            "Calls an HTTP service without holding a thread; returns "
+            "{status, headers, body} (body parsed when the response is "
+            "JSON, body_base64 when it is not UTF-8). Destinations must be "
+            "allowed by --http_allow.",
+        .args =
+            {
+                {.name = "url",
+                 .type = ArgType::kString,
+                 .required = true,
+                 .description = "An http or https URL."},
+                {.name = "method",
+                 .type = ArgType::kString,
+                 .description = "GET if absent."},
+                {.name = "headers",
+                 .type = ArgType::kObject,
+                 .description = "Request headers, name to string value."},
+                {.name = "body",
+                 .type = ArgType::kAny,
+                 .description = "A string is sent as it is; any other JSON "
+                                "value is sent as JSON."},
+                {.name = "timeout",
+                 .type = ArgType::kDuration,
+                 .description = "For the whole exchange, like \"2s\"; "
+                                "DEADLINE_EXCEEDED when it passes."},
+                {.name = "max_response_bytes",
+                 .type = ArgType::kInteger,
+                 .description = "The largest body accepted, 1 MiB if absent "
+                                "(at most 64 MiB); OUT_OF_RANGE beyond.",
+                 .min = 1,
+                 .max = 64 << 20},
+                {.name = "follow_redirects",
+                 .type = ArgType::kBool,
+                 .description = "Follow up to 10 redirects; false if absent."},
+                {.name = "accept_status",
+                 .type = ArgType::kList,
+                 .description =
+                     "Statuses that succeed, like [200, \"300-304\"]; "
+                     "200-299 if absent. Others fail: 404 NOT_FOUND, "
+                     "401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 429 "
+                     "and 5xx UNAVAILABLE, the rest "
+                     "FAILED_PRECONDITION."},
+            },
+    };
+  }
+
+  const HandlerInfo& info() const override { return info_; }
+
+  absl::StatusOr<std::unique_ptr<Call>> Prepare(
+      const Struct& struct_args) const override {
+    Args args(struct_args);
+    HttpRequest request;
+    request.url = args.String("url");
+    if (absl::StatusOr<UrlParts> url = ParseUrl(request.url); !url.ok()) {
+      return ArgError("url", url.status().message());
+    }
+    request.method = args.String("method", "GET");
+    if (!IsToken(request.method)) {
+      return ArgError("method", absl::StrCat("\"", request.method,
+                                             "\" is not an HTTP method"));
+    }
+    bool has_content_type = false;
+    if (const Value* headers = args.Find("headers")) {
+      for (const auto& [name, value] : headers->struct_value().fields()) {
+        if (!IsToken(name)) {
+          return ArgError("headers",
+                          absl::StrCat("\"", name, "\" is not a header name"));
+        }
+        if (!value.has_string_value()) {
+          return ArgError(absl::StrCat("headers.", name), "expected a string");
+        }
+        if (value.string_value().find_first_of(std::string("\r\n\0", 3)) !=
+            std::string::npos) {
+          return ArgError(absl::StrCat("headers.", name),
+                          "must not hold CR, LF or NUL");
+        }
+        if (absl::EqualsIgnoreCase(name, "content-type")) {
+          has_content_type = true;
+        }
+        request.headers.emplace_back(name, value.string_value());
+      }
+      // Stable order, whatever the map's.
+      std::sort(request.headers.begin(), request.headers.end());
+    }
+    if (const Value* body = args.Find("body")) {
+      request.has_body = true;
+      if (body->has_string_value()) {
+        request.body = body->string_value();
+      } else {
+        if (!google::protobuf::util::MessageToJsonString(*body, &request.body)
+                 .ok()) {
+          return ArgError("body", "cannot be written as JSON");
+        }
+        if (!has_content_type) {
+          request.headers.emplace_back("Content-Type", "application/json");
+        }
+      }
+    }
+    request.timeout = args.Duration("timeout");
+    request.max_response_bytes = args.Integer("max_response_bytes", 1 << 20);
+    const Value* follow = args.Find("follow_redirects");
+    request.max_redirects =
+        follow != nullptr && follow->bool_value() ? kMaxRedirects : 0;
+    absl::StatusOr<std::vector<StatusRange>> accept =
+        ParseAcceptStatus(args.Find("accept_status"));
+    if (!accept.ok()) return accept.status();
+    return std::make_unique<HttpCall>(client_, std::move(request),
+                                      *std::move(accept));
+  }
+
+ private:
+  HttpClient& client_;
+  HandlerInfo info_;
+};
+
+}  // namespace
+
+void RegisterHttpHandler(HandlerRegistry& registry, HttpClient& client) {
+  registry.Register(std::make_unique<HttpHandler>(client)).IgnoreError();
+}
+
+}  // namespace weft::handlers
