@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cctype>
@@ -72,8 +73,28 @@ ABSL_FLAG(bool, malloc_tuning, true,
           "already are kept).");
 ABSL_FLAG(int, event_loop_threads, 2,
           "Threads of the engine's event loop (timers and completions).");
+ABSL_FLAG(std::string, http_allow, "",
+          "Where the http handler may connect, comma-separated: host names "
+          "(api.example.com), host:port, *.suffix, addresses (10.1.2.3, "
+          "[::1]:8080) and CIDR ranges (10.0.0.0/8). Checked on the address "
+          "each connection is about to use. Empty: every http call is "
+          "refused.");
+ABSL_FLAG(std::string, http_proxy, "",
+          "Send every http call through this proxy (http://host:port). The "
+          "*_proxy environment variables are always ignored.");
 
 namespace {
+
+// Every http call in flight holds a socket, and so does every client: raise
+// the soft limit on open files to the hard one (often 1,024 of 524,288).
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 &&
+      limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
 
 // Every flag defined in this file; each can also be set by WEFT_<NAME> in
 // the environment.
@@ -213,6 +234,13 @@ int main(int argc, char** argv) {
   options.lazies.compute_timeout = absl::GetFlag(FLAGS_lazy_compute_timeout);
   options.lazies.max_values = absl::GetFlag(FLAGS_max_lazy_values);
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  absl::StatusOr<weft::handlers::AllowList> allow =
+      weft::handlers::AllowList::Parse(absl::GetFlag(FLAGS_http_allow));
+  if (!allow.ok()) {
+    Die(absl::StrCat("--http_allow: ", allow.status().message()));
+  }
+  options.http.allow = *std::move(allow);
+  options.http.proxy = absl::GetFlag(FLAGS_http_proxy);
 
   CheckPositive("max_plan_nodes", orch.limits.max_plan_nodes);
   CheckPositive("max_plan_depth", orch.limits.max_plan_depth);
@@ -243,6 +271,8 @@ int main(int argc, char** argv) {
   }
   if (grace < absl::ZeroDuration())
     Die("--shutdown_grace must not be negative");
+
+  RaiseOpenFileLimit();
 
   if (absl::GetFlag(FLAGS_malloc_tuning)) {
     // Keep freed memory for the next run instead of handing it back to the
@@ -276,7 +306,9 @@ int main(int argc, char** argv) {
             << weft::handlers::FormatJsonDuration(orch.max_run_duration)
             << " shutdown_grace=" << weft::handlers::FormatJsonDuration(grace)
             << " event_loop_threads=" << options.event_loop_threads
-            << " pools=" << absl::GetFlag(FLAGS_pools)
+            << " pools=" << absl::GetFlag(FLAGS_pools) << " http_allow="
+            << (options.http.allow.empty() ? "(nothing)"
+                                           : options.http.allow.text())
             << " lazy_values=" << config.lazy_values_size() << ")" << std::endl;
   std::cout << "listening on " << *address << std::endl;
 

@@ -59,6 +59,13 @@ std::vector<std::pair<std::string, std::string>> ConfigFlags(
             absl::StrCat(p.name(), "=", p.threads(), ":", p.queue()));
       }
       value = absl::StrJoin(pools, ",");
+    } else if (f->is_repeated()) {
+      // Only lists of strings are left: http_allow.
+      std::vector<std::string> items;
+      for (int i = 0; i < r->FieldSize(config, f); ++i) {
+        items.push_back(r->GetRepeatedString(config, f, i));
+      }
+      value = absl::StrJoin(items, ",");
     } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
       // Only google.protobuf.Duration fields are messages here.
       const auto& d = static_cast<const google::protobuf::Duration&>(

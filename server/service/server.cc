@@ -1,6 +1,7 @@
 #include "server/service/server.h"
 
 #include <algorithm>
+#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,15 @@ WeftServer::WeftServer(ServerOptions options)
       lazies_(loop_, options_.lazies),
       tasks_(loop_, task_store_, options_.tasks) {
   handlers::RegisterBuiltinHandlers(registry_);
+  absl::StatusOr<std::unique_ptr<handlers::HttpClient>> http =
+      handlers::HttpClient::Create(options_.http);
+  if (http.ok()) {
+    http_ = *std::move(http);
+    handlers::RegisterHttpHandler(registry_, *http_);
+  } else {
+    std::cerr << "weftd: the http handler is not available: "
+              << http.status().message() << std::endl;
+  }
   orchestrator_ = std::make_unique<OrchestratorService>(
       options_.orchestrator,
       OrchestratorDeps{.handlers = &registry_,

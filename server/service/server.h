@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/engine/event_loop.h"
+#include "server/handlers/http.h"
 #include "server/handlers/registry.h"
 #include "server/plan/pools.h"
 #include "server/plan/task_registry.h"
@@ -42,6 +43,8 @@ struct ServerOptions {
   plan::TaskOptions tasks;
   // Lazy values: how long one computation may run, how many may exist.
   plan::LazyRegistry::Options lazies;
+  // The http handler: allowed destinations, proxy.
+  handlers::HttpOptions http;
 };
 
 // What Shutdown() did, for its log line.
@@ -83,6 +86,9 @@ class WeftServer {
  private:
   const ServerOptions options_;
   engine::EventLoop loop_;
+  // After the loop, which its calls answer on; before everything that runs
+  // plans, so it outlives them.
+  std::unique_ptr<handlers::HttpClient> http_;
   plan::PoolSet pools_;
   // Parses and compiles requests over 256 KiB (see OrchestratorService).
   engine::ThreadPool large_requests_;

@@ -246,7 +246,9 @@ class OrchestratorService::WatchReactor final
   void OnWriteDone(bool ok) override {
     engine::MutexLock lock(&mu_);
     writing_ = false;
-    if (!ok) {
+    // A cancel that came while the write was out left the finishing to us:
+    // the write may still have gone through (ok), but nothing follows it.
+    if (!ok || cancelled_) {
       done_ = true;
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
       return;
