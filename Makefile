@@ -7,6 +7,7 @@
 #                AddressSanitizer + UndefinedBehaviorSanitizer)
 #   make check   build and run the tests once, without the sanitizer builds
 #   make bench   build and run the benchmarks
+#   make fixture start the HTTP fixture on 127.0.0.1:8080 (README tour)
 #   make format  clang-format every source file
 
 SHELL := /bin/bash
@@ -31,7 +32,7 @@ APT_TEST := python3 procps clang libclang-rt-14-dev clang-format
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 
-.PHONY: help deps deps-test tools configure build run test check sanitizers tsan asan \
+.PHONY: help deps deps-test tools configure build run fixture test check sanitizers tsan asan \
         lint bench format format-check clean
 
 help:
@@ -74,6 +75,10 @@ build: configure
 
 run: build
 	$(BUILD)/server/weftd $(WEFTD_FLAGS)
+
+# The HTTP server the tests use, where config/weftd.json allows http calls.
+fixture: build
+	$(BUILD)/tests/fixture/http_fixture --listen=127.0.0.1:8080
 
 lint: tools
 	$(BUF) lint

@@ -5,7 +5,8 @@ Starts a bare gRPC echo server (bench/echo_server.cc) and weftd, sends each
 scenario's request to both with the same closed-loop load generator
 (bench/loadgen.cc), and prints a table with weft's requests per second as a
 fraction of echo's for the same bytes. Then the scale runs: 100,000 sleeping
-leaves in one Run (bench/scale_run.cc), 100,000 background tasks created
+leaves in one Run (bench/scale_run.cc), 1,000 http calls at once to the local
+HTTP fixture (bench/http_scale.cc), 100,000 background tasks created
 by one client (bench/task_scale.cc), sleeps beside a saturated hash pool
 (lateness measured from the server's own timestamps), and the engine's
 per-node costs (bench/engine_bench.cc). Targets are checked and marked.
@@ -192,6 +193,38 @@ def main():
             line.split()[0], wall, rss, wb, wd, tb, td, "met" if ok else "MISSED"))
     if scale.returncode != 0:
         failed.append("scale_run failed: " + scale.stderr[-300:])
+
+    print()
+    hs = subprocess.run(
+        [os.path.join(b, "bench", "http_scale"), "--weftd=" + args.weftd,
+         "--calls=1000", "--delay_ms=200", "--runs=3"],
+        capture_output=True, text=True, timeout=600)
+    print("HTTP: one Run of 1,000 `http` calls in parallel to the local HTTP fixture "
+          "(tests/fixture, one epoll thread), which answers each after 200 ms; "
+          "root-only outcome:")
+    print()
+    print("| run | answered | wall | new connections | weft's threads before / during "
+          "| all threads before / during | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for line in hs.stdout.splitlines():
+        f = dict(kv.split("=", 1) for kv in line.split()[1:])
+        run = line.split()[0]
+        wall = f["wall"]
+        ms = float(wall[:-2]) if wall.endswith("ms") else float(wall[:-1]) * 1000
+        tb, td = int(f["weftd_threads_before"]), int(f["weftd_threads_max_during"])
+        wb, wd = int(f["weft_threads_before"]), int(f["weft_threads_max_during"])
+        # The first run also opens 1,000 connections; later runs reuse them.
+        ok = (f["answered"] == "1000" and wd == wb and f["state"] == "NODE_STATE_SUCCEEDED"
+              and (run == "first" or ms < 300))
+        if not ok:
+            failed.append("http %s: wall %s, answered %s, weft threads %d/%d" % (
+                run, wall, f["answered"], wb, wd))
+        print("| %s | %s | %s | %s | %d / %d | %d / %d | all answered, weft's threads "
+              "unchanged%s: %s |" % (
+                  run, f["answered"], wall, f["new_connections"], wb, wd, tb, td,
+                  "" if run == "first" else ", < 300 ms", "met" if ok else "MISSED"))
+    if hs.returncode != 0:
+        failed.append("http_scale failed: " + hs.stderr[-300:])
 
     print()
     tasks = subprocess.run(

@@ -11,6 +11,7 @@
 // server is not serving); 2 the call failed (the server refused the request
 // or could not be reached); 64 bad usage or unreadable input.
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -107,11 +108,16 @@ int Handlers(const weft::client::Client& client) {
   for (const weft::v1::Handler& h : response->handlers()) {
     std::cout << h.name() << (h.blocking() ? " (blocking)" : "") << ": "
               << h.description() << "\n";
+    // The names' column fits this handler's longest name.
+    int width = 10;
+    for (const weft::v1::HandlerArgument& a : h.arguments()) {
+      width = std::max(width, static_cast<int>(a.name().size()));
+    }
     for (const weft::v1::HandlerArgument& a : h.arguments()) {
       std::string type = weft::v1::ArgumentType_Name(a.type());
       type = absl::AsciiStrToLower(type.substr(sizeof("ARGUMENT_TYPE_") - 1));
-      std::cout << absl::StrFormat("  %-10s %-9s %-9s %s\n", a.name(), type,
-                                   a.required() ? "required" : "",
+      std::cout << absl::StrFormat("  %-*s %-9s %-9s %s\n", width, a.name(),
+                                   type, a.required() ? "required" : "",
                                    a.description());
     }
   }

@@ -1,10 +1,16 @@
 #include "server/handlers/http.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -103,9 +109,13 @@ class HttpClient::Impl {
       MutexLock lock(&mu_);
       stopping_ = true;
     }
-    if (multi_ != nullptr) curl_multi_wakeup(multi_);
+    Wake();
     if (thread_.joinable()) thread_.join();
+    for (CURL* e : idle_easy_) curl_easy_cleanup(e);
     if (multi_ != nullptr) curl_multi_cleanup(multi_);
+    for (int fd : {epoll_fd_, wake_fd_}) {
+      if (fd >= 0) close(fd);
+    }
   }
 
   absl::Status Init() {
@@ -116,7 +126,26 @@ class HttpClient::Impl {
     }
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
                       static_cast<long>(options_.max_idle_connections));
-    thread_ = std::thread([this] { Loop(); });
+    // libcurl tells us which sockets to watch and when its next timeout is;
+    // the IO thread waits on them with epoll, so each wake-up costs what
+    // happened, not the number of transfers in flight.
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epoll_fd_ < 0 || wake_fd_ < 0) {
+      return absl::InternalError("http client: cannot create epoll/eventfd");
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Impl::OnSocket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "weft-http");
+      Loop();
+    });
     return absl::OkStatus();
   }
 
@@ -154,7 +183,7 @@ class HttpClient::Impl {
         raw->cancel_reason = reason;
         cancels_.push_back(raw->id);
       }
-      curl_multi_wakeup(multi_);
+      Wake();
     });
     {
       MutexLock lock(&mu_);
@@ -169,7 +198,7 @@ class HttpClient::Impl {
       std::move(t->done)(absl::CancelledError("weftd is shutting down"));
       return;
     }
-    curl_multi_wakeup(multi_);
+    Wake();
   }
 
  private:
@@ -263,7 +292,12 @@ class HttpClient::Impl {
 
   // Sets the easy handle up for the transfer's current URL and method.
   absl::Status Configure(Transfer& t) {
-    if (t.easy == nullptr) {
+    if (t.easy == nullptr && !idle_easy_.empty()) {
+      // A handle kept from an earlier transfer (already reset): its buffers
+      // are allocated and touched.
+      t.easy = idle_easy_.back();
+      idle_easy_.pop_back();
+    } else if (t.easy == nullptr) {
       t.easy = curl_easy_init();
       if (t.easy == nullptr) return absl::ResourceExhaustedError("libcurl");
     } else {
@@ -339,7 +373,14 @@ class HttpClient::Impl {
     std::unique_ptr<Transfer> t = std::move(it->second);
     transfers_.erase(it);
     if (added) curl_multi_remove_handle(multi_, t->easy);
-    if (t->easy != nullptr) curl_easy_cleanup(t->easy);
+    if (t->easy != nullptr) {
+      if (idle_easy_.size() < kMaxIdleEasyHandles) {
+        curl_easy_reset(t->easy);
+        idle_easy_.push_back(t->easy);
+      } else {
+        curl_easy_cleanup(t->easy);
+      }
+    }
     curl_slist_free_all(t->header_list);
     // After this the cancellation function is not running and never will.
     t->on_cancel.reset();
@@ -440,7 +481,53 @@ class HttpClient::Impl {
     return std::nullopt;
   }
 
+  using Clock = std::chrono::steady_clock;
+
+  void Wake() {
+    const uint64_t one = 1;
+    if (wake_fd_ >= 0) (void)!write(wake_fd_, &one, sizeof(one));
+  }
+
+  // CURLMOPT_SOCKETFUNCTION: watch `s` for what libcurl asks.
+  static int OnSocket(CURL*, curl_socket_t s, int what, void* userp, void*) {
+    auto* self = static_cast<Impl*>(userp);
+    if (what == CURL_POLL_REMOVE) {
+      epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, s, nullptr);
+      return 0;
+    }
+    epoll_event ev{};
+    ev.data.fd = s;
+    if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
+    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, s, &ev) != 0 &&
+        errno == ENOENT) {
+      epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, s, &ev);
+    }
+    return 0;
+  }
+
+  // CURLMOPT_TIMERFUNCTION: libcurl's next timeout (-1: none).
+  static int OnTimer(CURLM*, long timeout_ms, void* userp) {
+    auto* self = static_cast<Impl*>(userp);
+    if (timeout_ms < 0) {
+      self->timer_.reset();
+    } else {
+      self->timer_ = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    }
+    return 0;
+  }
+
+  // How long epoll may wait: until libcurl's timer, or until woken.
+  int TimerWaitMs() const {
+    if (!timer_.has_value()) return -1;
+    const auto left = *timer_ - Clock::now();
+    if (left <= Clock::duration::zero()) return 0;
+    return static_cast<int>(
+        std::chrono::ceil<std::chrono::milliseconds>(left).count());
+  }
+
   void Loop() {
+    std::vector<epoll_event> events(256);
     for (;;) {
       std::vector<std::unique_ptr<Transfer>> incoming;
       std::vector<std::pair<uint64_t, absl::Status>> cancels;
@@ -468,7 +555,28 @@ class HttpClient::Impl {
       }
       if (stopping) break;
       int running = 0;
-      curl_multi_perform(multi_, &running);
+      const int wait_ms = TimerWaitMs();
+      const int n = wait_ms == 0
+                        ? 0
+                        : epoll_wait(epoll_fd_, events.data(),
+                                     static_cast<int>(events.size()), wait_ms);
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == wake_fd_) {
+          uint64_t count;
+          (void)!read(wake_fd_, &count, sizeof(count));
+          continue;
+        }
+        int flags = 0;
+        if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+        if (events[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(multi_, fd, flags, &running);
+      }
+      if (timer_.has_value() && Clock::now() >= *timer_) {
+        timer_.reset();  // The action may set the next one.
+        curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+      }
       int left = 0;
       while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
         if (msg->msg != CURLMSG_DONE) continue;
@@ -481,7 +589,6 @@ class HttpClient::Impl {
           Finish(t->id, *std::move(result), t->easy != nullptr);
         }
       }
-      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
     }
     // Shutting down: end what is left, queued or running.
     {
@@ -499,8 +606,12 @@ class HttpClient::Impl {
     }
   }
 
+  static constexpr size_t kMaxIdleEasyHandles = 1024;
+
   const HttpOptions options_;
   CURLM* multi_ = nullptr;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
   std::thread thread_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int> active_{0};
@@ -512,6 +623,8 @@ class HttpClient::Impl {
 
   // The IO thread's own.
   std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+  std::optional<Clock::time_point> timer_;
+  std::vector<CURL*> idle_easy_;
 };
 
 absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::Create(

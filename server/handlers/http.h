@@ -45,7 +45,7 @@ struct HttpOptions {
   // the http_proxy/https_proxy/all_proxy/no_proxy environment is ignored.
   std::string proxy;
   // Idle connections kept for reuse.
-  int max_idle_connections = 256;
+  int max_idle_connections = 1024;
 };
 
 struct HttpRequest {

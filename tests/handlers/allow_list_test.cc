@@ -124,5 +124,19 @@ TEST(AllowListTest, BadEntriesAreNamed) {
                        HasSubstr("\"exa_mple.com\"")));
 }
 
+TEST(AllowListTest, BehindAProxyTheUrlHostIsCheckedAsWritten) {
+  AllowList list = List("api.example.com:443, *.internal, 10.0.0.0/8");
+  EXPECT_TRUE(list.AllowsUrlHost("api.example.com", 443));
+  EXPECT_FALSE(list.AllowsUrlHost("api.example.com", 80));
+  EXPECT_TRUE(list.AllowsUrlHost("users.internal", 80));
+  EXPECT_TRUE(list.AllowsUrlHost("10.1.2.3", 80));
+  EXPECT_TRUE(list.AllowsUrlHost("::ffff:10.1.2.3", 80));
+  // A name is not an address, and numeric forms are neither.
+  EXPECT_FALSE(list.AllowsUrlHost("11.0.0.1", 80));
+  EXPECT_FALSE(list.AllowsUrlHost("167772161", 80));  // 10.0.0.1
+  EXPECT_FALSE(list.AllowsUrlHost("0xa.1", 80));
+  EXPECT_FALSE(list.AllowsUrlHost("evil.example.com", 443));
+}
+
 }  // namespace
 }  // namespace weft::handlers

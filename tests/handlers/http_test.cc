@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -489,6 +490,14 @@ TEST_F(HttpTest, WithHttpProxyTheUrlHostIsCheckedAndTheProxyCarriesTheCall) {
 
 TEST_F(HttpTest, AThousandCallsAtOnceAllAnswerOnAFixedNumberOfThreads) {
   constexpr int kCalls = 1000;
+  // Two sockets a call in this process (client and fixture): raise the soft
+  // open-file limit to the hard one, as weftd does.
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  limit.rlim_cur = limit.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  ASSERT_GE(limit.rlim_cur, rlim_t{2 * kCalls + 100})
+      << "the hard limit on open files is too low for this test";
   const int threads_before = ThreadCount();
   std::vector<std::shared_ptr<Outcome>> outcomes;
   const std::string args =

@@ -26,6 +26,8 @@ from weftd import Weftd, normalize  # noqa: E402
 
 ARGS = None
 README_ADDR = "127.0.0.1:50051"
+# Where the README's http examples find the HTTP fixture (`make fixture`).
+README_FIXTURE = "127.0.0.1:8080"
 # As `make run` starts it.
 WEFTD_FLAGS = ["--config=" + os.path.join(os.path.dirname(__file__), "..", "..", "config",
                                           "weftd.json")]
@@ -125,6 +127,31 @@ class TaskNames:
         return TASK.sub(lambda m: back.get(m.group(0), m.group(0)), actual)
 
 
+class Fixture:
+    """The HTTP fixture on a free port; maps the README's address to it."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([ARGS.fixture, "--listen=127.0.0.1:0"],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        self.address = line.strip().rsplit("//", 1)[-1]
+        assert self.address.startswith("127.0.0.1:"), line
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+    def flags(self):
+        return ["--http_allow=" + self.address]
+
+    def to_real(self, command):
+        return command.replace(README_FIXTURE, self.address)
+
+    def to_readme(self, output):
+        return output.replace(self.address, README_FIXTURE)
+
+
 def camel(code):
     return "".join(part.capitalize() for part in code.split("_"))
 
@@ -137,13 +164,13 @@ class TourTest(unittest.TestCase):
             pairs = list(parse_blocks(f.read()))
         self.assertGreaterEqual(len(pairs), 8, "the tour lost its commands")
         names = TaskNames()
-        with Weftd(ARGS.weftd, *WEFTD_FLAGS) as weftd:
+        with Fixture() as fixture, Weftd(ARGS.weftd, *WEFTD_FLAGS, *fixture.flags()) as weftd:
             env = dict(os.environ, WEFT_ADDR=weftd.address)
             env["PATH"] = os.path.dirname(ARGS.weft) + os.pathsep + env["PATH"]
             for command, expected in pairs:
                 with self.subTest(command=command[:80]):
-                    self.check(names.to_real(command), expected, weftd.address, env,
-                               names)
+                    self.check(fixture.to_real(names.to_real(command)), expected,
+                               weftd.address, env, names, fixture)
 
     def test_the_config_file_shown_is_the_one_make_run_uses(self):
         with open(ARGS.readme) as f:
@@ -173,9 +200,9 @@ class TourTest(unittest.TestCase):
                            env=env, cwd=ARGS.root)
         return r.returncode == 0, r.stdout.rstrip("\n")
 
-    def check(self, command, expected, address, env, names):
+    def check(self, command, expected, address, env, names, fixture):
         ok, actual = self.execute(command, address, env)
-        actual = names.to_readme(actual, expected)
+        actual = fixture.to_readme(names.to_readme(actual, expected))
         if command.startswith("grpcurl "):
             self.assertEqual(ok, not expected.startswith("ERROR:"), actual)
         self.compare(actual, expected)
@@ -198,15 +225,16 @@ def update():
         text = f.read()
     test = TourTest()
     names = TaskNames()
-    with Weftd(ARGS.weftd, *WEFTD_FLAGS) as weftd:
+    with Fixture() as fixture, Weftd(ARGS.weftd, *WEFTD_FLAGS, *fixture.flags()) as weftd:
         env = dict(os.environ, WEFT_ADDR=weftd.address)
 
         def redo(match):
             block = match.group(1)
             out = []
             for command, expected in parse_block(block):
-                _, actual = test.execute(names.to_real(command), weftd.address, env)
-                actual = names.to_readme(actual, expected)
+                _, actual = test.execute(fixture.to_real(names.to_real(command)),
+                                         weftd.address, env)
+                actual = fixture.to_readme(names.to_readme(actual, expected))
                 out.append("$ " + command)
                 if actual:
                     out.append(actual)
@@ -222,6 +250,7 @@ if __name__ == "__main__":
     parser.add_argument("--weftd", required=True)
     parser.add_argument("--weft", required=True)
     parser.add_argument("--buf", required=True)
+    parser.add_argument("--fixture", required=True)
     parser.add_argument("--readme", required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--update", action="store_true")

@@ -167,7 +167,8 @@ class LifecycleTest(unittest.TestCase):
 
     def test_config_file_sets_flags_and_declares_lazy_values(self):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump({"maxActiveRuns": 7, "maxPlanDepth": 5, "lazyValues": [
+            json.dump({"maxActiveRuns": 7, "maxPlanDepth": 5,
+                       "httpAllow": ["10.0.0.0/8", "api.example.com:443"], "lazyValues": [
                 {"lazyValueId": "greeting", "lazyValue": {"plan": {"call": {
                     "handler": "value", "args": {"value": "hello"}}}}}]}, f)
         try:
@@ -180,6 +181,7 @@ class LifecycleTest(unittest.TestCase):
             self.assertIn("max_active_runs=7 ", log)
             self.assertIn("max_plan_depth=5 ", log)
             self.assertIn("lazy_values=1)", log)
+            self.assertIn("http_allow=10.0.0.0/8,api.example.com:443 ", log)
             # The environment overrides the file; the command line, both.
             os.environ["WEFT_MAX_ACTIVE_RUNS"] = "8"
             try:
@@ -219,6 +221,26 @@ class LifecycleTest(unittest.TestCase):
                          "http://{addr}/weft.v1.Orchestrator/GetLazyValue")
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertEqual(json.loads(r.stdout)["state"], "LAZY_VALUE_STATE_EMPTY")
+
+    def test_http_allow_is_checked_at_start_and_refusals_name_it(self):
+        r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0", "--http_allow=10.0.0.0/33"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--http_allow: ", r.stderr)
+        self.assertIn("10.0.0.0/33", r.stderr)
+        plan = ('{"plan": {"call": {"handler": "http", "args": '
+                '{"url": "http://127.0.0.1:9/x"}}}}')
+        for flags, message in [
+                ((), "weftd allows no destinations (set --http_allow"),
+                (("--http_allow=10.0.0.0/8",),
+                 "the destination 127.0.0.1 port 9 is not allowed by --http_allow (10.0.0.0/8)")]:
+            with Weftd(ARGS.weftd, *flags) as w:
+                r = buf_curl(ARGS.buf, w.address, "-d", plan,
+                             "http://{addr}/weft.v1.Orchestrator/Run")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                error = json.loads(r.stdout)["outcome"]["error"]
+                self.assertEqual(error["code"], "PERMISSION_DENIED")
+                self.assertIn(message, error["message"])
 
     def test_address_in_use_is_refused_clearly(self):
         with Weftd(ARGS.weftd) as w:
