@@ -22,7 +22,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from weftd import Weftd, normalize  # noqa: E402
+from weftd import HttpFixture, Weftd, normalize  # noqa: E402
 
 ARGS = None
 README_ADDR = "127.0.0.1:50051"
@@ -127,20 +127,11 @@ class TaskNames:
         return TASK.sub(lambda m: back.get(m.group(0), m.group(0)), actual)
 
 
-class Fixture:
+class Fixture(HttpFixture):
     """The HTTP fixture on a free port; maps the README's address to it."""
 
-    def __enter__(self):
-        self.proc = subprocess.Popen([ARGS.fixture, "--listen=127.0.0.1:0"],
-                                     stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        self.address = line.strip().rsplit("//", 1)[-1]
-        assert self.address.startswith("127.0.0.1:"), line
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+    def __init__(self):
+        super().__init__(ARGS.fixture)
 
     def flags(self):
         return ["--http_allow=" + self.address]

@@ -1,7 +1,9 @@
 """Starts a real weftd for the end-to-end tests and stops it."""
 
 import os
+import json
 import re
+import urllib.request
 import signal
 import subprocess
 import time
@@ -39,6 +41,37 @@ class Weftd:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class HttpFixture:
+    """tests/fixture's HTTP server (http_fixture) on a free loopback port."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([self.path, "--listen=127.0.0.1:0"],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        self.address = line.strip().rsplit("//", 1)[-1]
+        if not self.address.startswith("127.0.0.1:"):
+            self.proc.kill()
+            raise RuntimeError("http_fixture did not start: %r" % line)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+
+    def url(self, path_and_query):
+        return "http://" + self.address + path_and_query
+
+    def stats(self):
+        """The fixture's counters (GET /fixture/stats), never through a proxy."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(self.url("/fixture/stats"), timeout=30) as r:
+            return json.loads(r.read())
 
 
 def buf_curl(buf, address, *args, stdin=None):
