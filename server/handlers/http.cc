@@ -214,10 +214,11 @@ class HttpClient::Impl {
     CURL* easy = nullptr;
     curl_slist* header_list = nullptr;
     HttpResponse response;
-    std::string status_line;
     bool too_big = false;
-    // "127.0.0.1 port 8080" when the guard refused an address.
+    // "127.0.0.1 port 8080" when the guard refused an address, and how many
+    // sockets it allowed (this hop).
     std::string refused;
+    int allowed = 0;
     char error[CURL_ERROR_SIZE] = {};
     absl::Status cancel_reason;  // Guarded by impl->mu_.
     std::optional<engine::CancellationCallback> on_cancel;
@@ -253,6 +254,7 @@ class HttpClient::Impl {
             absl::StrCat(ip.has_value() ? ip->ToString() : "?", " port ", port);
         return CURL_SOCKET_BAD;
       }
+      ++t->allowed;
     }
     return socket(address->family, address->socktype | SOCK_CLOEXEC,
                   address->protocol);
@@ -278,7 +280,11 @@ class HttpClient::Impl {
     if (absl::StartsWith(line, "HTTP/")) {
       // A new response (after a 100 Continue, say): start again.
       t->response.headers.clear();
-      t->status_line = std::string(line);
+      // "HTTP/1.1 503 Service Unavailable": keep the reason phrase.
+      std::vector<absl::string_view> parts =
+          absl::StrSplit(line, absl::MaxSplits(' ', 2));
+      t->response.reason =
+          parts.size() == 3 ? std::string(parts[2]) : std::string();
       return bytes;
     }
     const size_t colon = line.find(':');
@@ -404,7 +410,9 @@ class HttpClient::Impl {
       }
       return std::move(t.response);
     }
-    if (!t.refused.empty()) {
+    // Refused, unless another address of the same name was allowed and
+    // failed in its own way (then that is the error).
+    if (!t.refused.empty() && t.allowed == 0) {
       return Permanent(absl::PermissionDeniedError(absl::StrCat(
           where, ": the destination ", t.refused,
           " is not allowed by --http_allow (",
@@ -467,7 +475,8 @@ class HttpClient::Impl {
     t.url = *std::move(url);
     t.current_url = std::move(next);
     t.response = HttpResponse();
-    t.status_line.clear();
+    t.refused.clear();
+    t.allowed = 0;
     absl::Status status_ok = Configure(t);
     if (status_ok.ok() && curl_multi_add_handle(multi_, t.easy) != CURLM_OK) {
       status_ok = absl::InternalError("libcurl: curl_multi_add_handle failed");
@@ -834,7 +843,8 @@ class HttpCall : public Call {
     return absl::Status(
         CodeForHttpStatus(response->status),
         absl::StrCat(request_.method, " ", response->url, " answered ",
-                     response->status, " (args.accept_status is ",
+                     response->status, response->reason.empty() ? "" : " ",
+                     response->reason, " (args.accept_status is ",
                      RangesText(accept_), ")", BodySnippet(response->body)));
   }
 

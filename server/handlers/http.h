@@ -63,6 +63,8 @@ struct HttpRequest {
 
 struct HttpResponse {
   int status = 0;
+  // The status line's reason phrase, "Service Unavailable"; may be empty.
+  std::string reason;
   // Lowercase names, in order; repeated names repeated.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
