@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -67,6 +68,26 @@ long WeftdProcess::WeftThreads() const {
     if (name.rfind("weft-", 0) == 0) ++n;
   }
   return n;
+}
+
+ThreadSampler::ThreadSampler(const WeftdProcess& weftd)
+    : weftd_(weftd),
+      threads_before_(weftd.Status("Threads")),
+      weft_threads_before_(weftd.WeftThreads()),
+      threads_max_(threads_before_),
+      weft_threads_max_(weft_threads_before_) {
+  thread_ = std::thread([this] {
+    while (running_.load()) {
+      threads_max_ = std::max(threads_max_, weftd_.Status("Threads"));
+      weft_threads_max_ = std::max(weft_threads_max_, weftd_.WeftThreads());
+      usleep(10'000);
+    }
+  });
+}
+
+void ThreadSampler::Stop() {
+  running_.store(false);
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace weft::bench

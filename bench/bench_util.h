@@ -6,7 +6,9 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace weft::bench {
@@ -34,6 +36,32 @@ class WeftdProcess {
  private:
   pid_t pid_ = -1;
   std::string address_;
+};
+
+// Samples a weftd's thread counts every 10 ms from construction until
+// Stop(), keeping the most seen: how many threads a run needed.
+class ThreadSampler {
+ public:
+  explicit ThreadSampler(const WeftdProcess& weftd);
+  ~ThreadSampler() { Stop(); }
+  ThreadSampler(const ThreadSampler&) = delete;
+  ThreadSampler& operator=(const ThreadSampler&) = delete;
+
+  void Stop();
+  long threads_before() const { return threads_before_; }
+  long weft_threads_before() const { return weft_threads_before_; }
+  // Valid after Stop().
+  long threads_max() const { return threads_max_; }
+  long weft_threads_max() const { return weft_threads_max_; }
+
+ private:
+  const WeftdProcess& weftd_;
+  long threads_before_ = 0;
+  long weft_threads_before_ = 0;
+  long threads_max_ = 0;
+  long weft_threads_max_ = 0;
+  std::atomic<bool> running_{true};
+  std::thread thread_;
 };
 
 }  // namespace weft::bench

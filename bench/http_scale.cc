@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <iostream>
 #include <string>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -24,12 +23,13 @@
 #include "absl/time/time.h"
 #include "bench/bench_util.h"
 #include "client/client.h"
-#include "server/engine/sync.h"
 #include "tests/fixture/http_fixture.h"
 
 ABSL_FLAG(std::string, weftd, "build/server/weftd", "The weftd binary.");
 ABSL_FLAG(int, calls, 1000, "http calls in the parallel.");
 ABSL_FLAG(int, delay_ms, 200, "How long the fixture takes to answer each.");
+ABSL_FLAG(std::string, path, "/users/42",
+          "What each call asks the fixture for (a small JSON body).");
 ABSL_FLAG(int, runs, 3,
           "Runs in a row against the same weftd; the first opens the "
           "connections, the rest may reuse them.");
@@ -57,40 +57,21 @@ int main(int argc, char** argv) {
     auto* call = parallel->add_children()->mutable_call();
     call->set_handler("http");
     (*call->mutable_args()->mutable_fields())["url"].set_string_value(
-        (*fixture)->Url(absl::StrCat("/users/42?delay=", delay_ms)));
+        (*fixture)->Url(
+            absl::StrCat(absl::GetFlag(FLAGS_path), "?delay=", delay_ms)));
   }
   std::unique_ptr<weft::client::Client> client =
       weft::client::Client::Connect(weftd.address());
   (void)client->Check("", absl::Seconds(10));
   bool ok = true;
   for (int run = 0; run < absl::GetFlag(FLAGS_runs); ++run) {
-    weft::engine::Mutex mu;
-    bool running = true;
-    const long threads_before = weftd.Status("Threads");
-    const long weft_threads_before = weftd.WeftThreads();
-    long threads_max = threads_before;
-    long weft_threads_max = weft_threads_before;
-    std::thread sampler([&] {
-      for (;;) {
-        {
-          weft::engine::MutexLock lock(&mu);
-          if (!running) return;
-        }
-        threads_max = std::max(threads_max, weftd.Status("Threads"));
-        weft_threads_max = std::max(weft_threads_max, weftd.WeftThreads());
-        usleep(10'000);
-      }
-    });
+    weft::bench::ThreadSampler sampler(weftd);
     const int64_t connections_before = (*fixture)->connections();
     const absl::Time start = absl::Now();
     absl::StatusOr<weft::v1::RunResponse> response =
         client->Run(request, absl::Minutes(2));
     const absl::Duration wall = absl::Now() - start;
-    {
-      weft::engine::MutexLock lock(&mu);
-      running = false;
-    }
-    sampler.join();
+    sampler.Stop();
     if (!response.ok()) {
       std::cerr << "Run failed: " << response.status() << "\n";
       return 1;
@@ -104,10 +85,11 @@ int main(int argc, char** argv) {
               << " answered=" << outcome.value().list_value().values_size()
               << " wall=" << absl::FormatDuration(wall) << " new_connections="
               << (*fixture)->connections() - connections_before
-              << " weftd_threads_before=" << threads_before
-              << " weftd_threads_max_during=" << threads_max
-              << " weft_threads_before=" << weft_threads_before
-              << " weft_threads_max_during=" << weft_threads_max << std::endl;
+              << " weftd_threads_before=" << sampler.threads_before()
+              << " weftd_threads_max_during=" << sampler.threads_max()
+              << " weft_threads_before=" << sampler.weft_threads_before()
+              << " weft_threads_max_during=" << sampler.weft_threads_max()
+              << std::endl;
   }
   return ok ? 0 : 1;
 }

@@ -11,7 +11,6 @@
 
 #include <iostream>
 #include <string>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -21,7 +20,6 @@
 #include "absl/time/time.h"
 #include "bench/bench_util.h"
 #include "client/client.h"
-#include "server/engine/sync.h"
 
 ABSL_FLAG(std::string, weftd, "build/server/weftd", "The weftd binary.");
 ABSL_FLAG(int, leaves, 100'000, "Sleeping leaves in the parallel.");
@@ -64,31 +62,12 @@ int main(int argc, char** argv) {
   bool ok = true;
   for (int run = 0; run < absl::GetFlag(FLAGS_runs); ++run) {
     // Sample the thread count while the run is in flight.
-    weft::engine::Mutex mu;
-    bool running = true;
-    const long threads_before = weftd.Status("Threads");
-    long threads_max = threads_before;
-    long weft_threads_max = weft_threads_before;
-    std::thread sampler([&] {
-      for (;;) {
-        {
-          weft::engine::MutexLock lock(&mu);
-          if (!running) return;
-        }
-        threads_max = std::max(threads_max, weftd.Status("Threads"));
-        weft_threads_max = std::max(weft_threads_max, weftd.WeftThreads());
-        usleep(20'000);
-      }
-    });
+    weft::bench::ThreadSampler sampler(weftd);
     const absl::Time start = absl::Now();
     absl::StatusOr<weft::v1::RunResponse> response =
         client->Run(request, absl::Minutes(5));
     const absl::Duration wall = absl::Now() - start;
-    {
-      weft::engine::MutexLock lock(&mu);
-      running = false;
-    }
-    sampler.join();
+    sampler.Stop();
     if (!response.ok()) {
       std::cerr << "Run failed: " << response.status() << "\n";
       ok = false;
@@ -103,10 +82,11 @@ int main(int argc, char** argv) {
               << " wall=" << absl::FormatDuration(wall)
               << " weftd_extra_peak_rss_mb="
               << (weftd.Status("VmHWM") - rss_before) / 1024
-              << " weftd_threads_before=" << threads_before
-              << " weftd_threads_max_during=" << threads_max
+              << " weftd_threads_before=" << sampler.threads_before()
+              << " weftd_threads_max_during=" << sampler.threads_max()
               << " weft_threads_before=" << weft_threads_before
-              << " weft_threads_max_during=" << weft_threads_max << std::endl;
+              << " weft_threads_max_during=" << sampler.weft_threads_max()
+              << std::endl;
   }
   return ok ? 0 : 1;
 }
