@@ -23,7 +23,7 @@ WERROR    ?= $(if $(filter true,$(CI)),ON,OFF)
 BUF := $(CURDIR)/.tools/node_modules/.bin/buf
 
 # Debian 12 packages: what the build needs, and what only the tests need
-# (clang for the ThreadSanitizer build, python3 for the end-to-end tests).
+# (clang for the sanitizer builds, python3 for the end-to-end tests).
 APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
@@ -91,9 +91,11 @@ check: tools build lint format-check
 # start hundreds of CLI processes (slow under ASan) and add no C++ paths that
 # the other end-to-end tests do not already run there. Debian's gRPC,
 # protobuf and Abseil are not instrumented, which ASan tolerates and TSan does
-# not, hence the split. The TSan build uses
-# clang: GCC 12's TSan crashes inside protobuf's Map, clang's does not, and
-# clang also checks the thread-safety annotations.
+# not, hence the split. Both sanitizer builds use clang: GCC 12's TSan
+# crashes inside protobuf's Map, clang's does not; clang checks the
+# thread-safety annotations; and with sanitizers clang compiles this code
+# about twice as fast as GCC (the ASan build was the longest part of CI).
+# Line tables only (-g1): reports keep file:line, builds are lighter.
 tsan: deps-test
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DWEFT_SANITIZER=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
@@ -102,7 +104,7 @@ tsan: deps-test
 	  ctest --output-on-failure -j $(JOBS) -L '^(engine|handlers|plan)$$' --timeout 900
 
 asan: tools
-	cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DWEFT_SANITIZER=address -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS="detect_leaks=1" \

@@ -21,9 +21,9 @@ using ::weft::testing::Notification;
 
 TEST(ThreadPoolTest, RunsWorkOnItsOwnThreadsAndCompletesOnTheLoop) {
   EventLoop loop(1);
+  Notification done;
   ThreadPool pool("default", 2, 10);
   std::thread::id worker, completion;
-  Notification done;
   absl::Status result;
   RunInThreadPool(
       pool, loop, {},
@@ -44,8 +44,8 @@ TEST(ThreadPoolTest, RunsWorkOnItsOwnThreadsAndCompletesOnTheLoop) {
 
 TEST(ThreadPoolTest, FullQueueIsResourceExhaustedNamingThePool) {
   EventLoop loop(1);
-  ThreadPool pool("images", 1, 1);
   Notification release, started;
+  ThreadPool pool("images", 1, 1);
   // Occupy the thread, then the one queue slot.
   ASSERT_TRUE(pool.Submit([&] {
                     started.Notify();
@@ -67,8 +67,8 @@ TEST(ThreadPoolTest, FullQueueIsResourceExhaustedNamingThePool) {
 
 TEST(ThreadPoolTest, CancelledQueuedWorkIsDroppedAtOnceAndNeverRuns) {
   EventLoop loop(1);
-  ThreadPool pool("default", 1, 10);
   Notification release, started;
+  ThreadPool pool("default", 1, 10);
   ASSERT_TRUE(pool.Submit([&] {
                     started.Notify();
                     release.WaitForNotification();
@@ -96,9 +96,9 @@ TEST(ThreadPoolTest, CancelledQueuedWorkIsDroppedAtOnceAndNeverRuns) {
 
 TEST(ThreadPoolTest, RunningWorkSeesItsTokenCancelled) {
   EventLoop loop(1);
+  Notification started, done;
   ThreadPool pool("default", 1, 10);
   CancellationSource source;
-  Notification started, done;
   absl::Status result;
   RunInThreadPool(
       pool, loop, source.token(),
@@ -121,8 +121,8 @@ TEST(ThreadPoolTest, RunningWorkSeesItsTokenCancelled) {
 
 TEST(ThreadPoolTest, ASaturatedPoolDoesNotDelayTimers) {
   EventLoop loop(1);
-  ThreadPool pool("cpu", 1, 100);
   Notification release;
+  ThreadPool pool("cpu", 1, 100);
   for (int i = 0; i < 50; ++i) {
     RunInThreadPool(
         pool, loop, {},
