@@ -95,7 +95,10 @@ check: tools build lint format-check
 # crashes inside protobuf's Map, clang's does not; clang checks the
 # thread-safety annotations; and with sanitizers clang compiles this code
 # about twice as fast as GCC (the ASan build was the longest part of CI).
-# Line tables only (-g1): reports keep file:line, builds are lighter.
+# The ASan build keeps line tables only (-g1): reports keep file:line and
+# the build is lighter. The TSan build keeps full debug info: its Status
+# suppression (tests/tsan.supp) matches the qualified names of inlined frames,
+# which line tables alone do not carry.
 tsan: deps-test
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DWEFT_SANITIZER=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
