@@ -34,10 +34,6 @@ absl::string_view JsonTypeOf(const Value& v) {
   return "nothing";
 }
 
-absl::Status ArgError(absl::string_view name, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("args.", name, ": ", what));
-}
-
 absl::Status Mistyped(const ArgSpec& spec, const Value& v) {
   std::string expected(ArgTypeName(spec.type));
   if (spec.type == ArgType::kDuration)
@@ -213,6 +209,10 @@ absl::Status Permanent(absl::Status error) {
 
 bool IsPermanent(const absl::Status& error) {
   return error.GetPayload(kPermanentUrl).has_value();
+}
+
+absl::Status ArgError(absl::string_view name, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("args.", name, ": ", what));
 }
 
 }  // namespace weft::handlers

@@ -123,6 +123,10 @@ class Handler {
 absl::Status CheckArgs(const HandlerInfo& info,
                        const google::protobuf::Struct& args);
 
+// INVALID_ARGUMENT "args.<name>: <what>", the form every argument error
+// takes; for handlers' own checks in Prepare().
+absl::Status ArgError(absl::string_view name, absl::string_view what);
+
 // Marks an error that trying again cannot mend, such as a destination the
 // operator has not allowed: retry policies skip it whatever codes they list.
 absl::Status Permanent(absl::Status error);

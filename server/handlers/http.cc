@@ -149,7 +149,6 @@ class HttpClient::Impl {
     return absl::OkStatus();
   }
 
-  const HttpOptions& options() const { return options_; }
   int active() const { return active_.load(std::memory_order_relaxed); }
 
   void Fetch(HttpRequest request, const engine::CancellationToken& token,
@@ -651,7 +650,6 @@ void HttpClient::Fetch(HttpRequest request,
   impl_->Fetch(std::move(request), token, std::move(done));
 }
 
-const HttpOptions& HttpClient::options() const { return impl_->options(); }
 int HttpClient::active() const { return impl_->active(); }
 
 namespace {
@@ -715,10 +713,6 @@ bool IsToken(absl::string_view s) {
     }
   }
   return true;
-}
-
-absl::Status ArgError(absl::string_view name, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("args.", name, ": ", what));
 }
 
 // A status range from accept_status: 200, or "200-299".

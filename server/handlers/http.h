@@ -98,8 +98,6 @@ class HttpClient {
   void Fetch(HttpRequest request, const engine::CancellationToken& token,
              Done done);
 
-  const HttpOptions& options() const;
-
   // Transfers in flight, for tests and GetServerInfo.
   int active() const;
 
