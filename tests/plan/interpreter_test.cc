@@ -303,8 +303,11 @@ std::string MixedTree(int width) {
             R"({"race": {"hedgeDelay": "0.0005s", "children": [{"call": {"handler": "sleep", "args": {"duration": "0.002s"}}}, {"call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "after": "0.001s"}}}, {"call": {"handler": "value", "args": {"value": 2}}}]}})";
         break;
       case 4:
+        // Its UNAVAILABLE comes 20 ms in, well after the 1 ms timeouts, so
+        // a late timer thread on a loaded machine cannot let it fail the
+        // root first.
         leaf =
-            R"({"sequence": {"children": [{"call": {"handler": "sleep", "args": {"duration": "0.001s"}}}, {"retry": {"maxAttempts": 3, "initialBackoff": "0.0001s"}, "call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}]}})";
+            R"({"sequence": {"children": [{"call": {"handler": "sleep", "args": {"duration": "0.02s"}}}, {"retry": {"maxAttempts": 3, "initialBackoff": "0.0001s"}, "call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}]}})";
         break;
       case 5:
         leaf =
