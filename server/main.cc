@@ -4,12 +4,16 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -22,19 +26,40 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/handlers/duration.h"
+#include "server/handlers/text.h"
 #include "server/service/config.h"
+#include "server/service/log.h"
 #include "server/service/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
-          "Address to serve on, host:port; port 0 picks a free port.");
+          "Address to serve on: host:port (an IPv6 host in brackets, "
+          "[::1]:50051), or unix:PATH; port 0 picks a free port.");
 ABSL_FLAG(absl::Duration, max_run_duration, absl::Minutes(10),
           "Longest a Run may take when its caller set no deadline.");
-ABSL_FLAG(int, max_plan_nodes, 10'000, "Most nodes a plan may have.");
+ABSL_FLAG(int, max_plan_nodes, 10'000,
+          "Most nodes a plan may have (1 to 1000000).");
 ABSL_FLAG(int, max_plan_depth, 32, "Deepest a plan may nest (1 to 256).");
 ABSL_FLAG(int, max_message_bytes, 4 << 20,
-          "Largest request accepted, in bytes.");
+          "Largest request accepted, in bytes (1 KiB to 1 GiB).");
 ABSL_FLAG(int, max_outcome_bytes, 64 << 20,
-          "Largest outcome a Run returns, in bytes; larger ones get "
+          "The most bytes an outcome's values may take (serialized), counted "
+          "while a run, task or lazy value builds them: past it the run stops "
+          "and its outcome is the root, FAILED with RESOURCE_EXHAUSTED. Also "
+          "the most a page of ListTasks or ListLazyValues holds (1 KiB to 1 "
+          "GiB).");
+ABSL_FLAG(int64_t, max_inflight_bytes, int64_t{512} << 20,
+          "The memory that runs, running tasks and lazy computations in "
+          "flight, HTTP bodies being received and answers being sent may "
+          "hold together; what would pass it is refused with "
+          "RESOURCE_EXHAUSTED (retry later).");
+ABSL_FLAG(int64_t, max_retained_task_bytes, int64_t{256} << 20,
+          "The memory every task held (queued, running or finished: its plan "
+          "and outcome) may take together; the oldest finished tasks are "
+          "forgotten early to make room, and CreateTask is refused with "
+          "RESOURCE_EXHAUSTED when live tasks fill it.");
+ABSL_FLAG(int64_t, max_lazy_bytes, int64_t{128} << 20,
+          "The memory lazy values may take together, definitions and cached "
+          "values; a definition or a value that does not fit is refused with "
           "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_active_runs, 1000,
           "Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.");
@@ -96,6 +121,21 @@ void RaiseOpenFileLimit() {
   }
 }
 
+// Where each flag's value came from, for error messages: the config file's
+// field, a WEFT_* variable, or the command line.
+std::map<std::string, std::string>& FlagSources() {
+  static auto* sources = new std::map<std::string, std::string>;
+  return *sources;
+}
+
+// How an error names a flag: "--name", "WEFT_NAME (--name)" or "nameInJson
+// in FILE (--name)".
+std::string FlagSource(const std::string& name) {
+  auto it = FlagSources().find(name);
+  if (it == FlagSources().end()) return absl::StrCat("--", name);
+  return absl::StrCat(it->second, " (--", name, ")");
+}
+
 // Every flag defined in this file; each can also be set by WEFT_<NAME> in
 // the environment.
 std::vector<absl::CommandLineFlag*> OurFlags() {
@@ -121,8 +161,10 @@ void ApplyEnvironment() {
     if (value == nullptr) continue;
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
-      Die(absl::StrCat(var, "=", value, ": ", error));
+      Die(absl::StrCat(var, " (--", flag->Name(),
+                       "): ", weft::handlers::Abbreviate(error, 200)));
     }
+    FlagSources()[std::string(flag->Name())] = var;
   }
 }
 
@@ -175,18 +217,81 @@ weft::v1::ServerConfig ApplyConfig(const std::string& path) {
   if (!config.ok()) Die(absl::StrCat("--config ", config.status().message()));
   for (const auto& [name, value] : weft::service::ConfigFlags(*config)) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    const std::string field = weft::service::ConfigFieldName(name);
     std::string error = "no such flag";
     if (flag == nullptr || !flag->ParseFrom(value, &error)) {
-      Die(absl::StrCat("--config ", path, ": ", name, ": ", error));
+      Die(absl::StrCat("--config ", path, ": ", field, ": ", error));
     }
+    FlagSources()[name] = absl::StrCat(field, " in ", path);
   }
   return *std::move(config);
 }
 
-void CheckPositive(const char* name, int value) {
-  if (value <= 0)
-    Die(absl::StrCat("--", name, " must be positive, got ", value));
+// Every numeric and duration flag within its range, naming where a bad
+// value came from.
+// `before`: the flags' values before the command line was parsed; a flag
+// it changed is named as on the command line.
+void CheckFlags(const std::map<std::string, std::string>& before) {
+  for (absl::CommandLineFlag* flag : OurFlags()) {
+    const std::string name(flag->Name());
+    auto was = before.find(name);
+    if (was == before.end() || was->second != flag->CurrentValue()) {
+      FlagSources().erase(name);
+    }
+    if (absl::Status s =
+            weft::service::CheckFlagValue(name, flag->CurrentValue());
+        !s.ok()) {
+      Die(absl::StrCat(FlagSource(name), ": ", s.message()));
+    }
+  }
 }
+
+// Ends the process if shutting down takes longer than it may: the grace
+// period and a small bound for cancelling, or a few seconds after a second
+// signal. Whatever a handler or a library is doing, weftd then stops.
+class ShutdownWatchdog {
+ public:
+  explicit ShutdownWatchdog(absl::Duration grace)
+      : deadline_(absl::Now() + grace + kCancelBound),
+        thread_([this] { Watch(); }) {}
+  ~ShutdownWatchdog() {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    thread_.join();
+  }
+
+  // A second signal: stop soon, whatever the grace period said.
+  void Hurry() {
+    absl::MutexLock lock(&mu_);
+    deadline_ = std::min(deadline_, absl::Now() + kAfterSecondSignal);
+  }
+
+ private:
+  // How long cancelling what runs may take once the grace period is over.
+  static constexpr absl::Duration kCancelBound = absl::Seconds(10);
+  static constexpr absl::Duration kAfterSecondSignal = absl::Seconds(5);
+
+  void Watch() {
+    absl::MutexLock lock(&mu_);
+    while (!done_) {
+      if (absl::Now() >= deadline_) {
+        std::cerr << "weftd: shutting down took too long; stopping now"
+                  << std::endl;
+        _exit(1);
+      }
+      mu_.AwaitWithDeadline(
+          absl::Condition(&done_),
+          std::min(deadline_, absl::Now() + absl::Seconds(1)));
+    }
+  }
+
+  absl::Mutex mu_;
+  absl::Time deadline_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -204,15 +309,26 @@ int main(int argc, char** argv) {
   weft::v1::ServerConfig config;
   if (!config_path.empty()) config = ApplyConfig(config_path);
   ApplyEnvironment();
+  std::map<std::string, std::string> before;
+  for (absl::CommandLineFlag* flag : OurFlags()) {
+    before[std::string(flag->Name())] = flag->CurrentValue();
+  }
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
-    Die(absl::StrCat("unexpected argument \"", rest[1], "\""));
+    Die(absl::StrCat("unexpected argument ", weft::handlers::Quote(rest[1])));
+  }
+  CheckFlags(before);
+  absl::StatusOr<std::string> listen =
+      weft::service::ParseListenAddress(absl::GetFlag(FLAGS_listen));
+  if (!listen.ok()) {
+    Die(absl::StrCat(FlagSource("listen"), ": ", listen.status().message()));
   }
   if (absl::GetFlag(FLAGS_malloc_tuning)) MaybeRestartWithMallocTunables(argv);
 
   weft::service::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
   options.event_loop_threads = absl::GetFlag(FLAGS_event_loop_threads);
   absl::StatusOr<std::vector<weft::plan::PoolSpec>> pools =
       weft::plan::ParsePoolSpecs(absl::GetFlag(FLAGS_pools));
@@ -233,6 +349,10 @@ int main(int argc, char** argv) {
   orch.max_run_duration = absl::GetFlag(FLAGS_max_run_duration);
   options.lazies.compute_timeout = absl::GetFlag(FLAGS_lazy_compute_timeout);
   options.lazies.max_values = absl::GetFlag(FLAGS_max_lazy_values);
+  options.lazies.max_value_bytes = orch.max_outcome_bytes;
+  options.lazies.max_bytes = absl::GetFlag(FLAGS_max_lazy_bytes);
+  tasks.max_outcome_bytes = orch.max_outcome_bytes;
+  tasks.max_retained_bytes = absl::GetFlag(FLAGS_max_retained_task_bytes);
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   absl::StatusOr<weft::handlers::AllowList> allow =
       weft::handlers::AllowList::Parse(absl::GetFlag(FLAGS_http_allow));
@@ -241,36 +361,6 @@ int main(int argc, char** argv) {
   }
   options.http.allow = *std::move(allow);
   options.http.proxy = absl::GetFlag(FLAGS_http_proxy);
-
-  CheckPositive("max_plan_nodes", orch.limits.max_plan_nodes);
-  CheckPositive("max_plan_depth", orch.limits.max_plan_depth);
-  if (orch.limits.max_plan_depth > 256) {
-    Die(absl::StrCat("--max_plan_depth must be at most 256, got ",
-                     orch.limits.max_plan_depth));
-  }
-  CheckPositive("max_message_bytes", options.max_message_bytes);
-  CheckPositive("max_active_runs", orch.max_active_runs);
-  CheckPositive("max_outcome_bytes", orch.max_outcome_bytes);
-  CheckPositive("max_running_tasks", tasks.max_running_tasks);
-  if (tasks.max_queued_tasks < 0)
-    Die("--max_queued_tasks must not be negative");
-  CheckPositive("max_retained_tasks", tasks.max_retained_tasks);
-  CheckPositive("max_lazy_values", options.lazies.max_values);
-  for (const auto& [name, d] :
-       {std::pair<const char*, absl::Duration>{"task_retention",
-                                               tasks.task_retention},
-        {"max_task_duration", tasks.max_task_duration},
-        {"lazy_compute_timeout", options.lazies.compute_timeout}}) {
-    if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
-      Die(absl::StrCat("--", name, " must be positive and finite"));
-    }
-  }
-  CheckPositive("event_loop_threads", options.event_loop_threads);
-  if (orch.max_run_duration <= absl::ZeroDuration()) {
-    Die("--max_run_duration must be positive");
-  }
-  if (grace < absl::ZeroDuration())
-    Die("--shutdown_grace must not be negative");
 
   RaiseOpenFileLimit();
 
@@ -289,7 +379,21 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  weft::service::WeftServer server(options);
+  // protobuf and gRPC complain about bad requests on their own: rate-limit
+  // them, since any caller can send one.
+  weft::service::InstallLibraryLogs();
+
+  std::unique_ptr<weft::service::WeftServer> owned;
+  try {
+    owned = std::make_unique<weft::service::WeftServer>(options);
+  } catch (const std::system_error& e) {
+    // Threads (the event loop's, the pools') could not be started.
+    Die(
+        absl::StrCat("cannot start weftd's threads (--event_loop_threads, "
+                     "--pools): ",
+                     e.what()));
+  }
+  weft::service::WeftServer& server = *owned;
   if (absl::Status s = server.DeclareLazyValues(config); !s.ok()) {
     Die(absl::StrCat("--config ", config_path, ": ", s.message()));
   }
@@ -314,12 +418,16 @@ int main(int argc, char** argv) {
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
+  ShutdownWatchdog watchdog(grace);
   // A second signal during the grace period cuts it short.
   std::atomic<bool> stopped{false};
   std::thread impatient([&] {
     int again = 0;
     sigwait(&stop_signals, &again);
-    if (!stopped.load()) server.EndGracePeriod();
+    if (!stopped.load()) {
+      watchdog.Hurry();
+      server.EndGracePeriod();
+    }
   });
   const weft::service::ShutdownReport report = server.Shutdown(grace);
   stopped.store(true);

@@ -27,6 +27,8 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/engine/sync.h"
+#include "server/handlers/json.h"
+#include "server/handlers/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -63,19 +65,19 @@ absl::StatusOr<UrlParts> ParseUrl(const std::string& url) {
   std::string port;
   if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
     status = absl::InvalidArgumentError(
-        absl::StrCat("\"", url, "\" is not an absolute http or https URL"));
+        absl::StrCat(Quote(url, 200), " is not an absolute http or https URL"));
   } else if (!part(CURLUPART_SCHEME, &parts.scheme, 0) ||
              (parts.scheme != "http" && parts.scheme != "https")) {
     status = absl::InvalidArgumentError(absl::StrCat(
-        "\"", url, "\": only http and https URLs are allowed, not \"",
-        parts.scheme, ":\""));
+        Quote(url, 200), ": only http and https URLs are allowed, not ",
+        Quote(parts.scheme + ":")));
   } else if (!part(CURLUPART_HOST, &parts.host, 0) || parts.host.empty()) {
-    status =
-        absl::InvalidArgumentError(absl::StrCat("\"", url, "\" has no host"));
+    status = absl::InvalidArgumentError(
+        absl::StrCat(Quote(url, 200), " has no host"));
   } else if (!part(CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ||
              !absl::SimpleAtoi(port, &parts.port)) {
     status = absl::InvalidArgumentError(
-        absl::StrCat("\"", url, "\" has no valid port"));
+        absl::StrCat(Quote(url, 200), " has no valid port"));
   }
   curl_url_cleanup(u);
   if (!status.ok()) return status;
@@ -102,7 +104,8 @@ absl::StatusCode CodeForHttpStatus(int status) {
 
 class HttpClient::Impl {
  public:
-  explicit Impl(HttpOptions options) : options_(std::move(options)) {}
+  explicit Impl(HttpOptions options)
+      : options_(std::move(options)), parse_("http-parse", 1, 1'000'000) {}
 
   ~Impl() {
     {
@@ -150,6 +153,16 @@ class HttpClient::Impl {
   }
 
   int active() const { return active_.load(std::memory_order_relaxed); }
+  int64_t connections_opened() const {
+    return opened_.load(std::memory_order_relaxed);
+  }
+
+  void Offload(engine::Closure fn) {
+    // The queue is long enough for every transfer there can be; if it is
+    // full anyway, the work is dropped unrun, and its owner (which keeps
+    // a deadline of its own) answers.
+    parse_.Submit(std::move(fn)).IgnoreError();
+  }
 
   void Fetch(HttpRequest request, const engine::CancellationToken& token,
              Done done) {
@@ -169,6 +182,7 @@ class HttpClient::Impl {
     t->request = std::move(request);
     t->current_url = t->request.url;
     t->done = std::move(done);
+    t->response.memory = engine::MemoryCharge(options_.memory);
     if (t->request.timeout > absl::ZeroDuration()) {
       t->deadline = absl::Now() + t->request.timeout;
     }
@@ -177,6 +191,10 @@ class HttpClient::Impl {
     // reason, which the IO thread reads when it takes the transfer.
     Transfer* raw = t.get();
     t->on_cancel.emplace(token, [this, raw](const absl::Status& reason) {
+      // Seen at once by the open-socket callback: no connection is opened
+      // for a cancelled transfer, however many wait before the IO thread
+      // gets to the cancel.
+      raw->cancelled.store(true, std::memory_order_release);
       {
         MutexLock lock(&mu_);
         raw->cancel_reason = reason;
@@ -214,6 +232,14 @@ class HttpClient::Impl {
     curl_slist* header_list = nullptr;
     HttpResponse response;
     bool too_big = false;
+    // Headers received, and whether they passed max_header_bytes.
+    int64_t header_bytes = 0;
+    bool headers_too_big = false;
+    // The blank line that ends the headers has come.
+    bool headers_done = false;
+    // The body's memory could not be charged.
+    bool out_of_memory = false;
+    std::atomic<bool> cancelled{false};
     // "127.0.0.1 port 8080" when the guard refused an address, and how many
     // sockets it allowed (this hop).
     std::string refused;
@@ -244,6 +270,7 @@ class HttpClient::Impl {
                                   curl_sockaddr* address) {
     auto* t = static_cast<Transfer*>(clientp);
     const HttpOptions& options = t->impl->options_;
+    if (t->cancelled.load(std::memory_order_acquire)) return CURL_SOCKET_BAD;
     if (purpose == CURLSOCKTYPE_IPCXN && options.proxy.empty()) {
       int port = 0;
       std::optional<IpAddress> ip =
@@ -255,6 +282,7 @@ class HttpClient::Impl {
       }
       ++t->allowed;
     }
+    t->impl->opened_.fetch_add(1, std::memory_order_relaxed);
     return socket(address->family, address->socktype | SOCK_CLOEXEC,
                   address->protocol);
   }
@@ -267,6 +295,10 @@ class HttpClient::Impl {
       t->too_big = true;
       return 0;  // Ends the transfer with CURLE_WRITE_ERROR.
     }
+    if (!t->response.memory.TryAdd(static_cast<int64_t>(bytes))) {
+      t->out_of_memory = true;
+      return 0;
+    }
     t->response.body.append(data, bytes);
     return bytes;
   }
@@ -274,8 +306,14 @@ class HttpClient::Impl {
   static size_t OnHeader(char* data, size_t size, size_t n, void* userdata) {
     auto* t = static_cast<Transfer*>(userdata);
     const size_t bytes = size * n;
+    t->header_bytes += static_cast<int64_t>(bytes);
+    if (t->header_bytes > t->impl->options_.max_header_bytes) {
+      t->headers_too_big = true;
+      return 0;  // Ends the transfer with CURLE_WRITE_ERROR.
+    }
     absl::string_view line(data, bytes);
     line = absl::StripTrailingAsciiWhitespace(line);
+    t->headers_done = line.empty();
     if (absl::StartsWith(line, "HTTP/")) {
       // A new response (after a 100 Continue, say): start again.
       t->response.headers.clear();
@@ -398,7 +436,7 @@ class HttpClient::Impl {
   std::optional<absl::StatusOr<HttpResponse>> Completed(Transfer& t,
                                                         CURLcode code) {
     const std::string where =
-        absl::StrCat(t.request.method, " ", t.current_url);
+        absl::StrCat(t.request.method, " ", Abbreviate(t.current_url, 200));
     if (code == CURLE_OK) {
       long status = 0;
       curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
@@ -424,8 +462,34 @@ class HttpClient::Impl {
         return absl::DeadlineExceededError(absl::StrCat(
             where, ": no answer within ",
             absl::FormatDuration(t.request.timeout), " (args.timeout)"));
+      case CURLE_OUT_OF_MEMORY:
+        // libcurl refuses one header line over 100 KB this way, before
+        // the header callback sees it.
+        if (!t.headers_done) {
+          return Permanent(absl::OutOfRangeError(
+              absl::StrCat(where,
+                           ": the response headers are larger than libcurl "
+                           "accepts (100 KB a line; weft takes ",
+                           options_.max_header_bytes, " bytes in all)")));
+        }
+        break;
       case CURLE_WRITE_ERROR:
       case CURLE_FILESIZE_EXCEEDED:
+        if (t.headers_too_big) {
+          return Permanent(absl::OutOfRangeError(
+              absl::StrCat(where, ": the response headers are larger than ",
+                           options_.max_header_bytes, " bytes")));
+        }
+        if (t.out_of_memory) {
+          const engine::MemoryBudget* b = t.response.memory.budget();
+          return absl::ResourceExhaustedError(absl::StrCat(
+              where, ": weftd holds ", b->used(),
+              " bytes for the runs, tasks and responses in flight and may "
+              "hold ",
+              b->limit(),
+              " (--max_inflight_bytes); this response's body "
+              "did not fit"));
+        }
         if (t.too_big || code == CURLE_FILESIZE_EXCEEDED) {
           return absl::OutOfRangeError(
               absl::StrCat(where, ": the response body is larger than ",
@@ -473,7 +537,13 @@ class HttpClient::Impl {
     curl_multi_remove_handle(multi_, t.easy);
     t.url = *std::move(url);
     t.current_url = std::move(next);
-    t.response = HttpResponse();
+    t.response.status = 0;
+    t.response.reason.clear();
+    t.response.headers.clear();
+    t.response.body.clear();
+    t.response.memory.Reset();
+    t.header_bytes = 0;
+    t.headers_done = false;
     t.refused.clear();
     t.allowed = 0;
     absl::Status status_ok = Configure(t);
@@ -551,7 +621,15 @@ class HttpClient::Impl {
         cancels_.clear();
         stopping = stopping_;
       }
-      for (auto& t : incoming) Start(std::move(t));
+      for (auto& t : incoming) {
+        if (t->cancelled.load(std::memory_order_acquire)) {
+          // Ended below, among the cancels, without ever being added.
+          const uint64_t id = t->id;
+          transfers_.emplace(id, std::move(t));
+          continue;
+        }
+        Start(std::move(t));
+      }
       for (auto& [id, reason] : cancels) {
         auto it = transfers_.find(id);
         if (it == transfers_.end()) continue;
@@ -617,12 +695,15 @@ class HttpClient::Impl {
   static constexpr size_t kMaxIdleEasyHandles = 1024;
 
   const HttpOptions options_;
+  // Reads large bodies (HttpCall), off the IO thread.
+  engine::ThreadPool parse_;
   CURLM* multi_ = nullptr;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::thread thread_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int> active_{0};
+  std::atomic<int64_t> opened_{0};
 
   Mutex mu_;
   std::vector<std::unique_ptr<Transfer>> incoming_ ABSL_GUARDED_BY(mu_);
@@ -652,48 +733,18 @@ void HttpClient::Fetch(HttpRequest request,
 
 int HttpClient::active() const { return impl_->active(); }
 
+int64_t HttpClient::connections_opened() const {
+  return impl_->connections_opened();
+}
+
+void HttpClient::Offload(engine::Closure fn) { impl_->Offload(std::move(fn)); }
+
 namespace {
 
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
 constexpr int kMaxRedirects = 10;
-
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int extra;
-    uint32_t min;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      min = 0x10000;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size()) return false;
-    uint32_t cp = c & (0x3F >> extra);
-    for (int k = 1; k <= extra; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
 
 // "application/json", "application/problem+json; charset=utf-8".
 bool IsJsonMediaType(absl::string_view content_type) {
@@ -765,8 +816,10 @@ std::string RangesText(const std::vector<StatusRange>& ranges) {
 }
 
 // The handler's value for a response: {status, headers, body} with body
-// parsed JSON, a string, or body_base64.
-Value ResponseValue(const HttpResponse& response) {
+// parsed JSON, a string, or body_base64. A JSON body nested deeper than
+// kMaxJsonDepth fails the call (OUT_OF_RANGE, permanent).
+absl::StatusOr<Value> ResponseValue(const HttpResponse& response,
+                                    absl::string_view where) {
   Value out;
   Struct& fields = *out.mutable_struct_value();
   (*fields.mutable_fields())["status"].set_number_value(response.status);
@@ -783,9 +836,18 @@ Value ResponseValue(const HttpResponse& response) {
     if (name == "content-type") content_type = value;
   }
   Value& body = (*fields.mutable_fields())["body"];
-  if (IsJsonMediaType(content_type) && !response.body.empty() &&
-      google::protobuf::util::JsonStringToMessage(response.body, &body).ok()) {
-    return out;
+  if (IsJsonMediaType(content_type) && !response.body.empty()) {
+    absl::StatusOr<Value> parsed = ParseJson(response.body);
+    if (parsed.ok()) {
+      body = *std::move(parsed);
+      return out;
+    }
+    if (parsed.status().code() == absl::StatusCode::kOutOfRange) {
+      return Permanent(absl::OutOfRangeError(
+          absl::StrCat(where, ": the JSON body is ", parsed.status().message(),
+                       ", the most weft keeps in a value")));
+    }
+    // Not JSON after all: the text, as for any other body.
   }
   if (IsValidUtf8(response.body)) {
     body.set_string_value(response.body);
@@ -805,46 +867,144 @@ std::string BodySnippet(const std::string& body) {
   return absl::StrCat(": ", absl::StripAsciiWhitespace(s));
 }
 
+// What an http call needs once its response comes, shared with the
+// completion so that it outlives the plan if the call ends first (cancelled
+// or timed out while the transfer winds down).
+struct HttpCallSpec {
+  HttpRequest request;
+  std::vector<StatusRange> accept;
+
+  CallResult Answer(absl::StatusOr<HttpResponse> response) const {
+    if (!response.ok()) return response.status();
+    const std::string where =
+        absl::StrCat(request.method, " ", Abbreviate(response->url, 200));
+    for (const StatusRange& r : accept) {
+      if (response->status >= r.low && response->status <= r.high) {
+        return ResponseValue(*response, where);
+      }
+    }
+    return absl::Status(
+        CodeForHttpStatus(response->status),
+        absl::StrCat(where, " answered ", response->status,
+                     response->reason.empty() ? "" : " ",
+                     Abbreviate(response->reason, 100),
+                     " (args.accept_status is ", RangesText(accept), ")",
+                     BodySnippet(response->body)));
+  }
+};
+
+// One attempt of an http call. It ends exactly once: with the response, at
+// once when its token is cancelled, or when args.timeout passes, whichever
+// comes first, whatever the IO thread is doing.
+class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
+ public:
+  HttpAttempt(engine::Env& env, const engine::CancellationToken& token,
+              CallDone done)
+      : env_(env), scope_(token), done_(std::move(done)) {}
+
+  ~HttpAttempt() {
+    // Dropped without an answer (its parse work was dropped at shutdown).
+    Complete(absl::UnavailableError("the http call was dropped"));
+  }
+
+  void Start(HttpClient& client, std::shared_ptr<const HttpCallSpec> spec,
+             const engine::CancellationToken& token) {
+    std::weak_ptr<HttpAttempt> weak = weak_from_this();
+    on_cancel_.emplace(token, [weak](const absl::Status& reason) {
+      if (auto self = weak.lock()) self->Complete(reason);
+    });
+    if (spec->request.timeout > absl::ZeroDuration()) {
+      const std::string message = absl::StrCat(
+          spec->request.method, " ", Abbreviate(spec->request.url, 200),
+          ": no answer within ", absl::FormatDuration(spec->request.timeout),
+          " (args.timeout)");
+      timer_ =
+          env_.Schedule(env_.Now() + spec->request.timeout, [weak, message] {
+            auto self = weak.lock();
+            if (self == nullptr) return;
+            const absl::Status timeout = absl::DeadlineExceededError(message);
+            self->Complete(timeout);
+            self->scope_.Cancel(timeout);
+          });
+    }
+    client.Fetch(spec->request, scope_.token(),
+                 [self = shared_from_this(), &client,
+                  spec](absl::StatusOr<HttpResponse> response) mutable {
+                   self->Fetched(client, std::move(spec), std::move(response));
+                 });
+  }
+
+ private:
+  // On the IO thread: the body is read elsewhere, the IO thread goes on.
+  void Fetched(HttpClient& client, std::shared_ptr<const HttpCallSpec> spec,
+               absl::StatusOr<HttpResponse> response) {
+    if (timer_.has_value()) env_.Cancel(*timer_);
+    if (Answered()) return;
+    // Small bodies are read on the event loop (a millisecond at most);
+    // large ones on the client's parse thread.
+    constexpr size_t kReadOnLoopBytes = 64 << 10;
+    const bool small =
+        !response.ok() || response->body.size() <= kReadOnLoopBytes;
+    auto read = [self = shared_from_this(), spec = std::move(spec),
+                 response = std::move(response)]() mutable {
+      self->Complete(spec->Answer(std::move(response)));
+    };
+    if (small) {
+      env_.Post(std::move(read));
+    } else {
+      client.Offload(std::move(read));
+    }
+  }
+
+  bool Answered() {
+    engine::MutexLock lock(&mu_);
+    return !done_;
+  }
+
+  // The first call answers (on the event loop); later ones do nothing.
+  void Complete(CallResult result) {
+    CallDone done;
+    {
+      engine::MutexLock lock(&mu_);
+      done = std::move(done_);
+      done_ = nullptr;
+    }
+    if (!done) return;
+    env_.Post([done = std::move(done), result = std::move(result)]() mutable {
+      std::move(done)(std::move(result));
+    });
+  }
+
+  engine::Env& env_;
+  // The transfer's scope: cancelled with the call, or by its timeout.
+  engine::CancellationSource scope_;
+  engine::Mutex mu_;
+  CallDone done_ ABSL_GUARDED_BY(mu_);
+  std::optional<engine::CancellationCallback> on_cancel_;
+  std::optional<engine::TimerId> timer_;
+};
+
 class HttpCall : public Call {
  public:
   HttpCall(HttpClient& client, HttpRequest request,
            std::vector<StatusRange> accept)
       : client_(client),
-        request_(std::move(request)),
-        accept_(std::move(accept)) {}
+        spec_(std::make_shared<const HttpCallSpec>(
+            HttpCallSpec{std::move(request), std::move(accept)})) {}
 
   void Start(const CallContext& ctx, CallDone done) const override {
-    engine::Env* env = &ctx.env;
-    client_.Fetch(request_, ctx.token,
-                  [this, env, done = std::move(done)](
-                      absl::StatusOr<HttpResponse> response) mutable {
-                    CallResult result = Answer(std::move(response));
-                    env->Post([done = std::move(done),
-                               result = std::move(result)]() mutable {
-                      std::move(done)(std::move(result));
-                    });
-                  });
+    if (ctx.token.cancelled()) {
+      std::move(done)(ctx.token.reason());
+      return;
+    }
+    auto attempt =
+        std::make_shared<HttpAttempt>(ctx.env, ctx.token, std::move(done));
+    attempt->Start(client_, spec_, ctx.token);
   }
 
  private:
-  CallResult Answer(absl::StatusOr<HttpResponse> response) const {
-    if (!response.ok()) return response.status();
-    for (const StatusRange& r : accept_) {
-      if (response->status >= r.low && response->status <= r.high) {
-        return ResponseValue(*response);
-      }
-    }
-    return absl::Status(
-        CodeForHttpStatus(response->status),
-        absl::StrCat(request_.method, " ", response->url, " answered ",
-                     response->status, response->reason.empty() ? "" : " ",
-                     response->reason, " (args.accept_status is ",
-                     RangesText(accept_), ")", BodySnippet(response->body)));
-  }
-
   HttpClient& client_;
-  const HttpRequest request_;
-  const std::vector<StatusRange> accept_;
+  const std::shared_ptr<const HttpCallSpec> spec_;
 };
 
 class HttpHandler : public Handler {

@@ -33,6 +33,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
+#include "server/engine/memory_budget.h"
+#include "server/engine/thread_pool.h"
 #include "server/handlers/allow_list.h"
 #include "server/handlers/registry.h"
 
@@ -46,6 +48,13 @@ struct HttpOptions {
   std::string proxy;
   // Idle connections kept for reuse.
   int max_idle_connections = 1024;
+  // Optional: what response bodies being received are charged to
+  // (weftd's --max_inflight_bytes); a body it cannot take fails its call
+  // with RESOURCE_EXHAUSTED.
+  engine::MemoryBudget* memory = nullptr;
+  // The most bytes of response headers accepted; beyond, the call fails
+  // with OUT_OF_RANGE (and is not retried).
+  int64_t max_header_bytes = 64 << 10;
 };
 
 struct HttpRequest {
@@ -70,6 +79,8 @@ struct HttpResponse {
   std::string body;
   // The URL that answered (after redirects).
   std::string url;
+  // The body's memory, charged to HttpOptions::memory while it is held.
+  engine::MemoryCharge memory;
 };
 
 // Why transfers fail, as statuses:
@@ -78,8 +89,10 @@ struct HttpResponse {
 //                      retries never repeat it
 //   UNAVAILABLE        cannot resolve, connect, or the connection broke
 //   DEADLINE_EXCEEDED  the request's own timeout passed
-//   OUT_OF_RANGE       the body is larger than max_response_bytes, or too
-//                      many redirects
+//   OUT_OF_RANGE       the body is larger than max_response_bytes, the
+//                      headers larger than max_header_bytes (permanent), or
+//                      too many redirects
+//   RESOURCE_EXHAUSTED the body does not fit in HttpOptions::memory
 //   INVALID_ARGUMENT   a URL that is not http(s), also in a redirect
 //   the token's reason when cancelled
 class HttpClient {
@@ -100,6 +113,12 @@ class HttpClient {
 
   // Transfers in flight, for tests and GetServerInfo.
   int active() const;
+  // Connections opened so far (sockets the guard let through).
+  int64_t connections_opened() const;
+
+  // Runs `fn` on the client's parse thread, which reads large response
+  // bodies so that neither the IO thread nor the event loop waits on them.
+  void Offload(engine::Closure fn);
 
   class Impl;
 

@@ -1,5 +1,7 @@
 #include "server/plan/interpreter.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <optional>
 #include <utility>
@@ -14,14 +16,22 @@
 #include "server/engine/thread_pool.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
+#include "server/handlers/text.h"
+#include "server/handlers/value_size.h"
 #include "server/plan/proto_time.h"
 
 namespace weft::plan {
 namespace {
 
 using google::protobuf::Value;
+using handlers::ValueSize;
 using weft::v1::NodeOutcome;
 using weft::v1::NodeState;
+
+// What a node costs in memory besides its value: its record while the run
+// lasts, its outcome (id, times, an error message of at most
+// kMaxMessageBytes) after.
+constexpr int64_t kNodeMemory = 2048;
 
 // One node of a run: what happened to it (in its last attempt, for the
 // state, value and error), and while it runs, where it reports and the scope
@@ -31,6 +41,8 @@ struct NodeRecord {
   NodeState state = weft::v1::NODE_STATE_UNSPECIFIED;
   absl::Status error;
   Value value;
+  // The value's size, as charged to the run.
+  ValueSize size;
   absl::Time start;
   absl::Time end;
   int attempts = 0;
@@ -100,10 +112,18 @@ class Execution {
       : plan_(std::move(plan)),
         options_(std::move(options)),
         done_(std::move(done)),
-        records_(plan_->nodes().size()) {}
+        records_(plan_->nodes().size()),
+        scope_(options_.token) {}
 
   void Start() {
-    StartNode(0, options_.token, [this](absl::Status) { Finish(); });
+    // The records, and the outcome's nodes, before anything runs.
+    const int64_t nodes = static_cast<int64_t>(records_.size()) * kNodeMemory;
+    if (options_.memory != nullptr && !options_.memory->TryAdd(nodes)) {
+      Overflow(MemoryRefusal(nodes)).IgnoreError();
+    } else {
+      node_memory_ = nodes;
+    }
+    StartNode(0, scope_.token(), [this](absl::Status) { Finish(); });
   }
 
  private:
@@ -239,11 +259,77 @@ class Execution {
         std::move(done));
   }
 
-  // Keeps a call's value; returns its status.
+  // Keeps a call's value, if the run's budgets can take it; returns its
+  // status.
   absl::Status Record(int32_t index, handlers::CallResult result) {
     if (!result.ok()) return std::move(result).status();
+    const ValueSize size = handlers::Measure(*result);
+    if (absl::Status s = Charge(size); !s.ok()) return s;
     records_[index].value = *std::move(result);
+    records_[index].size = size;
     return absl::OkStatus();
+  }
+
+  // Adds `size` to what the run holds, or stops the run (Overflow) and
+  // returns why not.
+  absl::Status Charge(const ValueSize& size) {
+    if (overflowed_.load(std::memory_order_acquire)) return OverflowStatus();
+    const int64_t wire =
+        held_wire_.fetch_add(size.wire, std::memory_order_relaxed) + size.wire;
+    if (wire > options_.max_outcome_bytes) {
+      held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
+      return Overflow(absl::ResourceExhaustedError(absl::StrCat(
+          "the outcome's values passed ", options_.max_outcome_bytes,
+          " bytes, the most an outcome may hold (--max_outcome_bytes); ",
+          options_.root_only
+              ? "return smaller values"
+              : "return smaller values, or ask for OUTCOME_DETAIL_ROOT (a "
+                "full outcome holds each value at its node and again in "
+                "every enclosing node)")));
+    }
+    if (options_.memory != nullptr && !options_.memory->TryAdd(size.memory)) {
+      held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
+      return Overflow(MemoryRefusal(size.memory));
+    }
+    return absl::OkStatus();
+  }
+
+  // Gives back what a value no longer held took.
+  void Uncharge(ValueSize& size) {
+    held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
+    if (options_.memory != nullptr) options_.memory->Remove(size.memory);
+    size = ValueSize();
+  }
+
+  absl::Status MemoryRefusal(int64_t bytes) const {
+    const engine::MemoryBudget* budget = options_.memory->budget();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "weftd holds ", budget == nullptr ? 0 : budget->used(),
+        " bytes for the runs, tasks and responses in flight and may hold ",
+        budget == nullptr ? 0 : budget->limit(),
+        " (--max_inflight_bytes); this run needed ", bytes,
+        " more. Retry later"));
+  }
+
+  // Stops the whole run: the first overflow cancels every node with
+  // `reason`, and the outcome becomes the root alone with that error.
+  absl::Status Overflow(absl::Status reason) {
+    bool expected = false;
+    if (overflowed_.compare_exchange_strong(expected, true,
+                                            std::memory_order_acq_rel)) {
+      {
+        engine::MutexLock lock(&overflow_mu_);
+        overflow_ = reason;
+      }
+      scope_.Cancel(reason);
+      return reason;
+    }
+    return OverflowStatus();
+  }
+
+  absl::Status OverflowStatus() const {
+    engine::MutexLock lock(&overflow_mu_);
+    return overflow_;
   }
 
   // Starts child `i` of node `index`; its failure reaches `done` named.
@@ -264,7 +350,7 @@ class Execution {
     }
     std::move(group).Join(
         [this, index, done = std::move(done)](absl::Status s) mutable {
-          if (s.ok()) BuildParallelValue(index);
+          if (s.ok()) s = BuildParallelValue(index);
           std::move(done)(std::move(s));
         });
   }
@@ -300,7 +386,7 @@ class Execution {
           if (r.winner >= 0) {
             const int32_t winner = n.children[r.winner];
             records_[index].winner = ChildName(node(winner), r.winner);
-            if (r.status.ok()) records_[index].value = Take(winner);
+            if (r.status.ok()) r.status = PassOn(winner, index);
           }
           std::move(done)(std::move(r.status));
         });
@@ -314,7 +400,7 @@ class Execution {
     StartNode(
         child, token,
         [this, index, child, done = std::move(done)](absl::Status s) mutable {
-          if (s.ok()) records_[index].value = Take(child);
+          if (s.ok()) s = PassOn(child, index);
           std::move(done)(std::move(s));
         });
   }
@@ -342,26 +428,114 @@ class Execution {
                                 ? "not started: the sequence was cancelled"
                                 : "not started: an earlier step failed"));
           }
-          if (r.status.ok()) {
-            auto* list = records_[index].value.mutable_list_value();
-            for (int32_t child : n.children) *list->add_values() = Take(child);
-          }
+          if (r.status.ok()) r.status = BuildSequenceValue(index);
           std::move(done)(std::move(r.status));
         });
   }
 
   // A child's value for its parent: moved when only the root's outcome is
-  // built, copied when the child's own outcome shows it too.
+  // built (its size goes with it), copied when the child's own outcome
+  // shows it too. The parent's size is charged before (ChargeComposite).
   Value Take(int32_t child) {
-    return options_.root_only ? std::move(records_[child].value)
-                              : records_[child].value;
+    NodeRecord& rec = records_[child];
+    if (!options_.root_only) return rec.value;
+    rec.size = ValueSize();
+    return std::move(rec.value);
+  }
+
+  // Charges a composite value of `size` made of `children`' values: all of
+  // it when the children keep theirs (full outcomes), only what it adds
+  // when their values move into it.
+  absl::Status ChargeComposite(ValueSize size,
+                               const std::vector<int32_t>& children) {
+    if (options_.root_only) {
+      for (int32_t child : children) {
+        size.wire -= records_[child].size.wire;
+        size.memory -= records_[child].size.memory;
+      }
+    }
+    return Charge(size);
+  }
+
+  // A race's or an offload's value: its child's.
+  absl::Status PassOn(int32_t child, int32_t index) {
+    const ValueSize size = records_[child].size;
+    if (absl::Status s = ChargeComposite(size, {child}); !s.ok()) return s;
+    records_[index].value = Take(child);
+    records_[index].size = size;
+    return absl::OkStatus();
+  }
+
+  // A sequence's value: the list of its steps' values.
+  absl::Status BuildSequenceValue(int32_t index) {
+    const CompiledNode& n = node(index);
+    handlers::CompositeSize composite;
+    for (int32_t child : n.children) composite.AddItem(records_[child].size);
+    const ValueSize size = composite.AsList();
+    if (absl::Status s = ChargeComposite(size, n.children); !s.ok()) return s;
+    auto* list = records_[index].value.mutable_list_value();
+    list->mutable_values()->Reserve(static_cast<int>(n.children.size()));
+    for (int32_t child : n.children) *list->add_values() = Take(child);
+    records_[index].size = size;
+    return absl::OkStatus();
+  }
+
+  // What a JOIN_ALL_SETTLED entry adds around a child's value (or error).
+  ValueSize SettledEntrySize(const NodeRecord& rec) const {
+    handlers::CompositeSize entry;
+    entry.AddField(
+        sizeof("state") - 1,
+        handlers::StringSize(weft::v1::NodeState_Name(rec.state).size()));
+    if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
+      entry.AddField(sizeof("value") - 1, rec.size);
+    } else {
+      handlers::CompositeSize error;
+      error.AddField(
+          sizeof("code") - 1,
+          handlers::StringSize(handlers::CodeName(rec.error.code()).size()));
+      error.AddField(sizeof("message") - 1,
+                     handlers::StringSize(rec.error.message().size()));
+      entry.AddField(sizeof("error") - 1, error.AsObject());
+    }
+    return entry.AsObject();
   }
 
   // A parallel's value: an object by child id when every child has one,
   // else a list in child order. JOIN_ALL_SETTLED gives each child's state
   // with its value or error; JOIN_QUORUM only the children that succeeded.
-  void BuildParallelValue(int32_t index) {
+  absl::Status BuildParallelValue(int32_t index) {
     const CompiledNode& n = node(index);
+    // Sized from the children first: a value too large is refused before
+    // it is copied.
+    handlers::CompositeSize composite;
+    std::vector<int32_t> taken;
+    for (int32_t child : n.children) {
+      const NodeRecord& rec = records_[child];
+      ValueSize v;
+      switch (n.join.join) {
+        case engine::JoinPolicy::kAll:
+          v = rec.size;
+          break;
+        case engine::JoinPolicy::kQuorum:
+          if (rec.state != weft::v1::NODE_STATE_SUCCEEDED) continue;
+          v = rec.size;
+          break;
+        case engine::JoinPolicy::kAllSettled:
+          v = SettledEntrySize(rec);
+          break;
+      }
+      if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) taken.push_back(child);
+      if (n.keyed_by_id) {
+        composite.AddField(node(child).source->id().size(), v);
+      } else {
+        composite.AddItem(v);
+      }
+    }
+    const ValueSize size =
+        n.keyed_by_id ? composite.AsObject() : composite.AsList();
+    if (absl::Status s = ChargeComposite(size, taken); !s.ok()) return s;
+    records_[index].size = size;
+
     Value& out = records_[index].value;
     auto* fields =
         n.keyed_by_id ? out.mutable_struct_value()->mutable_fields() : nullptr;
@@ -396,6 +570,7 @@ class Execution {
         *list->add_values() = std::move(v);
       }
     }
+    return absl::OkStatus();
   }
 
   // Records how an attempt of node `index` ended:
@@ -407,6 +582,8 @@ class Execution {
   //   - Otherwise FAILED with its own (or its failing child's) error.
   // Then hands the status to Retry, or ends the node.
   void AttemptEnded(int32_t index, absl::Status s) {
+    // Messages are kept short: each enclosing node repeats its child's.
+    s = handlers::Abbreviate(s);
     NodeRecord& rec = records_[index];
     assert(rec.state == weft::v1::NODE_STATE_UNSPECIFIED &&
            "attempt ended twice");
@@ -469,6 +646,7 @@ class Execution {
   void SkipSubtree(int32_t index, const absl::Status& reason) {
     const int32_t end = index + node(index).subtree_size;
     for (int32_t i = index; i < end; ++i) {
+      Uncharge(records_[i].size);
       records_[i] = NodeRecord();
       records_[i].state = weft::v1::NODE_STATE_SKIPPED;
       records_[i].error = reason;
@@ -480,13 +658,36 @@ class Execution {
     const int32_t end = index + node(index).subtree_size;
     records_[index].state = weft::v1::NODE_STATE_UNSPECIFIED;
     records_[index].value.Clear();
+    Uncharge(records_[index].size);
     records_[index].winner.clear();
-    for (int32_t i = index + 1; i < end; ++i) records_[i] = NodeRecord();
+    for (int32_t i = index + 1; i < end; ++i) {
+      Uncharge(records_[i].size);
+      records_[i] = NodeRecord();
+    }
   }
 
   void Finish() {
     NodeOutcome outcome;
-    BuildOutcome(0, options_.root_only, &outcome);
+    const bool overflowed = overflowed_.load(std::memory_order_acquire);
+    if (overflowed) {
+      // The root alone, failed: what the run made is dropped.
+      NodeRecord& root = records_[0];
+      root.state = weft::v1::NODE_STATE_FAILED;
+      root.error = OverflowStatus();
+      Uncharge(root.size);
+      root.value.Clear();
+    }
+    const bool root_only = options_.root_only || overflowed;
+    BuildOutcome(0, root_only, &outcome);
+    // What the outcome does not keep is freed with the records.
+    for (size_t i = root_only ? 1 : records_.size(); i < records_.size(); ++i) {
+      Uncharge(records_[i].size);
+    }
+    if (options_.memory != nullptr) {
+      const int64_t kept =
+          (root_only ? 1 : static_cast<int64_t>(records_.size())) * kNodeMemory;
+      options_.memory->Remove(node_memory_ - std::min(kept, node_memory_));
+    }
     OutcomeDone done = std::move(done_);
     delete this;
     std::move(done)(std::move(outcome));
@@ -523,6 +724,15 @@ class Execution {
   // One per node; each is written only by its node's own completion, and
   // read by the parent after the engine's completion ordering.
   std::vector<NodeRecord> records_;
+  // The run's own scope, under the caller's token: an overflow cancels it.
+  engine::CancellationSource scope_;
+  // The serialized bytes of the values the records hold.
+  std::atomic<int64_t> held_wire_{0};
+  // What Start() charged for the records.
+  int64_t node_memory_ = 0;
+  std::atomic<bool> overflowed_{false};
+  mutable engine::Mutex overflow_mu_;
+  absl::Status overflow_ ABSL_GUARDED_BY(overflow_mu_);
 };
 
 }  // namespace

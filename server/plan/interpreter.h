@@ -16,6 +16,8 @@
 #ifndef WEFT_SERVER_PLAN_INTERPRETER_H_
 #define WEFT_SERVER_PLAN_INTERPRETER_H_
 
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -23,6 +25,7 @@
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
+#include "server/engine/memory_budget.h"
 #include "server/plan/compiler.h"
 #include "weft/v1/outcome.pb.h"
 
@@ -52,6 +55,17 @@ struct RunOptions {
   bool root_only = false;
   // Optional; must outlive the run.
   NodeObserver* observer = nullptr;
+  // The most bytes (serialized) the values of the outcome may take, counted
+  // as they are made: a full outcome holds each value at its node and again
+  // in every enclosing node's value. The moment a value would pass it, the
+  // run stops (everything in it is cancelled) and its outcome is the root
+  // alone, FAILED with RESOURCE_EXHAUSTED saying so.
+  int64_t max_outcome_bytes = std::numeric_limits<int64_t>::max();
+  // Optional; must outlive the run, and is meant to live as long as its
+  // outcome: the memory the run holds (its nodes' records and values) is
+  // added to it as the run goes, and what the outcome keeps stays in it when
+  // the run ends. When its budget refuses more, the run stops as above.
+  engine::MemoryCharge* memory = nullptr;
 };
 
 using OutcomeDone = absl::AnyInvocable<void(weft::v1::NodeOutcome) &&>;

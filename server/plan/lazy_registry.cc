@@ -13,6 +13,7 @@
 #include "server/engine/async_lazy.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
+#include "server/handlers/value_size.h"
 #include "server/plan/interpreter.h"
 #include "server/plan/proto_time.h"
 
@@ -23,7 +24,7 @@ constexpr char kPrefix[] = "lazyValues/";
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 
-using Lazy = engine::AsyncLazy<google::protobuf::Value>;
+using Lazy = engine::AsyncLazy<LazyRegistry::CachedPtr>;
 
 // The definition's fields, encoded deterministically: two definitions are
 // the same when these bytes are.
@@ -69,18 +70,50 @@ weft::v1::LazyValueState ToProto(engine::LazyState s) {
 
 }  // namespace
 
+static absl::Status ResponseRefusal(const engine::MemoryCharge& charge,
+                                    int64_t bytes) {
+  const engine::MemoryBudget* b = charge.budget();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "weftd holds ", b == nullptr ? 0 : b->used(),
+      " bytes for the runs, tasks and responses in flight and may hold ",
+      b == nullptr ? 0 : b->limit(),
+      " (--max_inflight_bytes); this answer "
+      "needs ",
+      bytes, " more. Retry later"));
+}
+
+// What a lazy value costs besides its definition's bytes and its value.
+constexpr int64_t kEntryMemory = 2048;
+
 struct LazyRegistry::Entry {
   std::string name;
   weft::v1::LazyValue definition;  // Name and definition fields only.
   std::string definition_bytes;
   std::shared_ptr<const CompiledPlan> plan;
   std::unique_ptr<Lazy> lazy;
+  // The definition's memory, in the lazy values' budget.
+  engine::MemoryCharge charge;
 
-  weft::v1::LazyValue Snapshot() const {
+  // The cached value's serialized size; 0 when there is none.
+  int64_t ValueWireBytes() const {
+    std::optional<CachedPtr> v = lazy->Peek();
+    return v.has_value() ? (*v)->wire_bytes : 0;
+  }
+
+  // With `charge`: the value is added to it first; RESOURCE_EXHAUSTED when
+  // it cannot be. Without: the value is left out.
+  absl::StatusOr<weft::v1::LazyValue> Snapshot(
+      engine::MemoryCharge* charge = nullptr) const {
     weft::v1::LazyValue out = definition;
-    const engine::LazySnapshot<google::protobuf::Value> s = lazy->Snapshot();
+    const engine::LazySnapshot<CachedPtr> s = lazy->Snapshot();
     out.set_state(ToProto(s.state));
-    if (s.value.has_value()) *out.mutable_value() = *s.value;
+    if (s.value.has_value() && charge != nullptr) {
+      const Cached& cached = **s.value;
+      if (!charge->TryAdd(cached.charge.bytes())) {
+        return ResponseRefusal(*charge, cached.charge.bytes());
+      }
+      *out.mutable_value() = cached.value;
+    }
     if (!s.error.ok()) {
       out.mutable_error()->set_code(handlers::CodeName(s.error.code()));
       out.mutable_error()->set_message(std::string(s.error.message()));
@@ -108,7 +141,9 @@ struct LazyRegistry::Entry {
 };
 
 LazyRegistry::LazyRegistry(engine::Env& env, Options options)
-    : env_(env), options_(options) {}
+    : env_(env),
+      options_(options),
+      cache_(std::make_shared<engine::MemoryBudget>(options.max_bytes)) {}
 
 LazyRegistry::~LazyRegistry() {
   CloseAll(absl::CancelledError("the server is shutting down"));
@@ -169,7 +204,7 @@ absl::Status LazyRegistry::CheckDefinition(const weft::v1::LazyValue& d,
 
 absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
     absl::string_view id, const weft::v1::LazyValue& definition,
-    std::shared_ptr<const CompiledPlan> plan) {
+    std::shared_ptr<const CompiledPlan> plan, int64_t request_bytes) {
   const std::string name = absl::StrCat(kPrefix, id);
   if (!IsLazyValueName(name)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -196,6 +231,18 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
         definition.cache_failures_for();
   }
   entry->plan = std::move(plan);
+  // The request, and the definition's copy and encoding kept beside it.
+  const int64_t bytes =
+      request_bytes + 2 * static_cast<int64_t>(entry->definition_bytes.size()) +
+      kEntryMemory;
+  entry->charge = engine::MemoryCharge(cache_.get());
+  if (!entry->charge.TryAdd(bytes)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(name, ": the definition takes ", bytes,
+                     " bytes of memory; lazy values hold ", cache_->used(),
+                     " of at most ", cache_->limit(),
+                     " (--max_lazy_bytes). Reset or delete other lazy values"));
+  }
   engine::AsyncLazyOptions lazy_options;
   lazy_options.env = &env_;
   lazy_options.ttl = OrInfinite(FromProto(definition.ttl()));
@@ -242,10 +289,10 @@ absl::StatusOr<std::shared_ptr<LazyRegistry::Entry>> LazyRegistry::Find(
 }
 
 absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Get(
-    absl::string_view name) const {
+    absl::string_view name, engine::MemoryCharge* charge) const {
   absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
   if (!entry.ok()) return entry.status();
-  return (*entry)->Snapshot();
+  return (*entry)->Snapshot(charge);
 }
 
 absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Reset(
@@ -272,7 +319,8 @@ absl::Status LazyRegistry::Delete(absl::string_view name) {
 }
 
 absl::StatusOr<LazyRegistry::Page> LazyRegistry::List(
-    int page_size, absl::string_view page_token) const {
+    int page_size, absl::string_view page_token, int64_t max_bytes,
+    engine::MemoryCharge* charge) const {
   if (page_size < 0 || page_size > kMaxPageSize) {
     return absl::InvalidArgumentError(absl::StrCat(
         "page_size: must be from 0 to ", kMaxPageSize, ", got ", page_size));
@@ -299,8 +347,21 @@ absl::StatusOr<LazyRegistry::Page> LazyRegistry::List(
     }
   }
   Page page;
-  for (const auto& e : entries) page.values.push_back(e->Snapshot());
-  if (more) page.next_page_token = entries.back()->name;
+  int64_t bytes = 0;
+  for (const auto& e : entries) {
+    // A page ends before it would pass max_bytes (the next page starts with
+    // the value that did not fit).
+    const int64_t size = e->ValueWireBytes() + 1024;
+    if (!page.values.empty() && bytes + size > max_bytes) {
+      more = true;
+      break;
+    }
+    absl::StatusOr<weft::v1::LazyValue> v = e->Snapshot(charge);
+    if (!v.ok()) return v.status();
+    bytes += size;
+    page.values.push_back(*std::move(v));
+  }
+  if (more) page.next_page_token = page.values.back().name();
   return page;
 }
 
@@ -312,6 +373,7 @@ LazyRegistry::Totals LazyRegistry::totals() const {
   }
   Totals t;
   t.count = static_cast<int>(entries.size());
+
   for (const auto& e : entries) {
     const engine::LazyStats s = e->lazy->Snapshot().stats;
     t.hits += s.hits;
@@ -325,6 +387,16 @@ LazyRegistry::Totals LazyRegistry::totals() const {
 void LazyRegistry::Resolve(const std::string& name,
                            const engine::CancellationToken& token,
                            handlers::CallDone done) {
+  ResolveShared(name, token,
+                [done = std::move(done)](absl::StatusOr<CachedPtr> v) mutable {
+                  if (!v.ok()) return std::move(done)(v.status());
+                  std::move(done)((*v)->value);
+                });
+}
+
+void LazyRegistry::ResolveShared(const std::string& name,
+                                 const engine::CancellationToken& token,
+                                 ResolveDone done) {
   absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
   if (!entry.ok()) return std::move(done)(entry.status());
   (*entry)->lazy->Get(token, std::move(done));
@@ -333,7 +405,7 @@ void LazyRegistry::Resolve(const std::string& name,
 void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
                            const std::string& name,
                            const engine::CancellationToken& token,
-                           handlers::CallDone done) {
+                           ResolveDone done) {
   if (std::string cycle = FindCycle(name); !cycle.empty()) {
     return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
         name,
@@ -349,17 +421,39 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
                    handlers::FormatJsonDuration(options_.compute_timeout),
                    " (--lazy_compute_timeout)");
   run.root_only = true;
-  Execute(plan, std::move(run),
-          [name, done = std::move(done)](weft::v1::NodeOutcome o) mutable {
-            if (o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
-              return std::move(done)(std::move(*o.mutable_value()));
-            }
-            absl::StatusOr<absl::StatusCode> code =
-                handlers::ParseCodeName(o.error().code());
-            std::move(done)(
-                absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
-                             absl::StrCat(name, ": ", o.error().message())));
-          });
+  run.max_outcome_bytes = options_.max_value_bytes;
+  // What the computation holds while it runs; given back once its value is
+  // in the cache (or dropped).
+  auto inflight = std::make_shared<engine::MemoryCharge>(options_.inflight);
+  run.memory = inflight.get();
+  Execute(
+      plan, std::move(run),
+      [cache = cache_, name, inflight,
+       done = std::move(done)](weft::v1::NodeOutcome o) mutable {
+        if (o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
+          const handlers::ValueSize size = handlers::Measure(o.value());
+          auto cached = std::make_shared<Cached>();
+          cached->cache = cache;
+          cached->charge = engine::MemoryCharge(cache.get());
+          if (!cached->charge.TryAdd(size.memory)) {
+            return std::move(done)(absl::ResourceExhaustedError(
+                absl::StrCat(name, ": its value takes ", size.memory,
+                             " bytes of memory; lazy values hold ",
+                             cache->used(), " of at most ", cache->limit(),
+                             " (--max_lazy_bytes). Reset or delete other lazy "
+                             "values, or return a smaller value")));
+          }
+          cached->wire_bytes = size.wire;
+          cached->value = std::move(*o.mutable_value());
+          inflight.reset();
+          return std::move(done)(CachedPtr(std::move(cached)));
+        }
+        absl::StatusOr<absl::StatusCode> code =
+            handlers::ParseCodeName(o.error().code());
+        std::move(done)(
+            absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
+                         absl::StrCat(name, ": ", o.error().message())));
+      });
 }
 
 std::string LazyRegistry::FindCycle(const std::string& start) const {

@@ -4,17 +4,24 @@
 // cache_failures_for (see engine/async_lazy.h for the semantics).
 //
 // Every computation is bounded by `compute_timeout` (and by its plan's own
-// timeout), so one that every resolver left still ends. Before a computation
-// starts, the definitions are searched for a cycle reachable from the value
-// (a plan that resolves itself, directly or through other lazy values):
-// such a computation fails with FAILED_PRECONDITION naming the cycle instead
-// of waiting forever.
+// timeout), so one that every resolver left still ends. Its value may take at
+// most `max_value_bytes` (serialized), counted while the plan builds it, and
+// lazy values together (their definitions and cached values) at most
+// `max_bytes` of memory: a definition that does not fit is refused, and a
+// value that does not fit fails its computation, with RESOURCE_EXHAUSTED. A
+// cached value is held once, however many resolvers and plans use it. Before a
+// computation starts, the definitions are searched for a cycle reachable from
+// the value (a plan that resolves itself, directly or through other lazy
+// values): such a computation fails with FAILED_PRECONDITION naming the cycle
+// instead of waiting forever.
 //
 // Thread-safety: thread-safe.
 
 #ifndef WEFT_SERVER_PLAN_LAZY_REGISTRY_H_
 #define WEFT_SERVER_PLAN_LAZY_REGISTRY_H_
 
+#include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/engine/env.h"
+#include "server/engine/memory_budget.h"
 #include "server/engine/sync.h"
 #include "server/plan/compiler.h"
 #include "server/plan/lazy_resolver.h"
@@ -39,7 +47,28 @@ class LazyRegistry : public LazyResolver {
     absl::Duration compute_timeout = absl::Minutes(10);
     // The most lazy values that may exist (--max_lazy_values).
     int max_values = 10'000;
+    // The largest value one may have, serialized (--max_outcome_bytes).
+    int64_t max_value_bytes = 64 << 20;
+    // The memory all lazy values may take, definitions and cached values
+    // (--max_lazy_bytes).
+    int64_t max_bytes = 128 << 20;
+    // Optional: what computations in flight are charged to
+    // (--max_inflight_bytes).
+    engine::MemoryBudget* inflight = nullptr;
   };
+
+  // A cached value, shared by the cache and everyone answered with it; its
+  // memory stays charged to the cache's budget while any of them holds it.
+  struct Cached {
+    google::protobuf::Value value;
+    int64_t wire_bytes = 0;
+    // The cache's budget, kept alive by every value charged to it (a value
+    // may outlive the registry in a response being sent).
+    std::shared_ptr<engine::MemoryBudget> cache;
+    engine::MemoryCharge charge;
+  };
+  using CachedPtr = std::shared_ptr<const Cached>;
+  using ResolveDone = absl::AnyInvocable<void(absl::StatusOr<CachedPtr>) &&>;
 
   struct Totals {
     int count = 0;
@@ -67,13 +96,18 @@ class LazyRegistry : public LazyResolver {
   // Declares lazyValues/{id} with `definition` (whose plan `plan` is the
   // compiled form, made with this registry as its LazyResolver). The same
   // definition again returns the existing value; another gets
-  // ALREADY_EXISTS.
+  // ALREADY_EXISTS. `request_bytes`: the memory the request holds (the plan
+  // and its arena), which the definition keeps.
   absl::StatusOr<weft::v1::LazyValue> Create(
       absl::string_view id, const weft::v1::LazyValue& definition,
-      std::shared_ptr<const CompiledPlan> plan);
+      std::shared_ptr<const CompiledPlan> plan, int64_t request_bytes = 0);
 
-  // The definition, cache state and counters; never computes.
-  absl::StatusOr<weft::v1::LazyValue> Get(absl::string_view name) const;
+  // The definition, cache state and counters; never computes. The value
+  // only with `charge`: its size is added to it before the value is copied,
+  // and RESOURCE_EXHAUSTED returned when its budget cannot take it. (Create
+  // and Reset answer without the value.)
+  absl::StatusOr<weft::v1::LazyValue> Get(
+      absl::string_view name, engine::MemoryCharge* charge = nullptr) const;
   // Forgets the cached value; returns the value as it then stands.
   absl::StatusOr<weft::v1::LazyValue> Reset(absl::string_view name);
   // Removes it; its resolvers get ABORTED.
@@ -83,14 +117,24 @@ class LazyRegistry : public LazyResolver {
     std::vector<weft::v1::LazyValue> values;
     std::string next_page_token;
   };
-  // By name; `page_size` 0 means 100.
-  absl::StatusOr<Page> List(int page_size, absl::string_view page_token) const;
+  // By name; `page_size` 0 means 100. A page also ends before its values
+  // would pass `max_bytes` (serialized; it holds at least one value), and
+  // with `charge` they are charged to it as Get does (without, no values).
+  absl::StatusOr<Page> List(
+      int page_size, absl::string_view page_token,
+      int64_t max_bytes = std::numeric_limits<int64_t>::max(),
+      engine::MemoryCharge* charge = nullptr) const;
 
   Totals totals() const;
+  // What lazy values hold (definitions and cached values): --max_lazy_bytes.
+  const engine::MemoryBudget& memory() const { return *cache_; }
 
-  // LazyResolver.
+  // LazyResolver: a copy of the value, for a plan's node.
   void Resolve(const std::string& name, const engine::CancellationToken& token,
                handlers::CallDone done) override;
+  // The cached value itself, shared (ResolveLazyValue).
+  void ResolveShared(const std::string& name,
+                     const engine::CancellationToken& token, ResolveDone done);
 
  private:
   struct Entry;
@@ -99,13 +143,14 @@ class LazyRegistry : public LazyResolver {
   // Starts one computation of `entry`.
   void Compute(const std::shared_ptr<const CompiledPlan>& plan,
                const std::string& name, const engine::CancellationToken& token,
-               handlers::CallDone done);
+               ResolveDone done);
   // A cycle reachable from `name` through the plans' lazy nodes, as
   // "a -> b -> a", or empty.
   std::string FindCycle(const std::string& name) const;
 
   engine::Env& env_;
   const Options options_;
+  const std::shared_ptr<engine::MemoryBudget> cache_;
   mutable engine::Mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>, std::less<>> entries_
       ABSL_GUARDED_BY(mu_);

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/field_mask_util.h"
 #include "server/engine/ref_counted.h"
 #include "server/handlers/duration.h"
 #include "server/plan/interpreter.h"
@@ -66,6 +67,37 @@ bool Terminal(TaskState s) {
   return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
 }
 
+// What a task costs besides its request and outcome (its record, name,
+// labels, the registry's indexes).
+constexpr int64_t kTaskMemory = 2048;
+
+// A copy of `task` without its outcome and plan, which may be large.
+Task CopyWithoutOutcome(const Task& task) {
+  static const google::protobuf::FieldMask* const mask = [] {
+    auto* m = new google::protobuf::FieldMask;
+    const google::protobuf::Descriptor* d = Task::descriptor();
+    for (int i = 0; i < d->field_count(); ++i) {
+      const std::string& name = d->field(i)->name();
+      if (name != "outcome" && name != "plan") m->add_paths(name);
+    }
+    return m;
+  }();
+  Task out;
+  google::protobuf::util::FieldMaskUtil::MergeMessageTo(
+      task, *mask, google::protobuf::util::FieldMaskUtil::MergeOptions(), &out);
+  return out;
+}
+
+absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
+  const engine::MemoryBudget* b = charge.budget();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "weftd holds ", b == nullptr ? 0 : b->used(),
+      " bytes for the runs, tasks and responses in flight and may hold ",
+      b == nullptr ? 0 : b->limit(),
+      " (--max_inflight_bytes); this answer needs ", bytes,
+      " more. Retry later, or ask for TASK_VIEW_BASIC (no outcome)"));
+}
+
 // A callback that runs at most once, from whichever path gets there first.
 class OnceFn {
  public:
@@ -108,7 +140,8 @@ class WatchFn {
 // A queued or running task.
 struct TaskRegistry::Live : public NodeObserver,
                             public std::enable_shared_from_this<Live> {
-  Live(TaskRegistry* r, NewTask t) : registry(r), created(std::move(t)) {}
+  Live(TaskRegistry* r, NewTask t)
+      : registry(r), created(std::move(t)), inflight(r->options_.inflight) {}
 
   void OnNodeStarted(int32_t node) override {
     if (!IsLeaf(created.plan->nodes()[node].kind)) return;
@@ -139,6 +172,8 @@ struct TaskRegistry::Live : public NodeObserver,
   NewTask created;
   Task task;  // Guarded by registry->mu_.
   engine::CancellationSource cancel;
+  // What the task's run holds while it runs.
+  engine::MemoryCharge inflight;
   std::atomic<int> done{0};
   std::atomic<int> failed{0};
   std::atomic<int> running{0};
@@ -196,6 +231,7 @@ TaskRegistry::TaskRegistry(engine::Env& env, TaskStore& store,
     : env_(env),
       store_(store),
       options_(options),
+      retained_(options.max_retained_bytes),
       alive_(engine::MakeRef<Alive>()) {
   engine::MutexLock lock(&alive_->mu);
   alive_->registry = this;
@@ -273,9 +309,9 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
         }
         auto live = live_.find(name);
         if (live != live_.end())
-          return SnapshotLocked(*live->second, false, true);
-        std::optional<Task> stored = store_.Get(name);
-        if (stored.has_value()) return *stored;
+          return SnapshotLocked(*live->second, false, false);
+        std::shared_ptr<const Task> stored = store_.Get(name);
+        if (stored != nullptr) return CopyWithoutOutcome(*stored);
       }
     }
     const bool run_now =
@@ -289,6 +325,15 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
                        "--max_running_tasks); "
                        "retry after ",
                        handlers::FormatJsonDuration(options_.retry_after)));
+    }
+    const int64_t bytes = t.request_bytes + kTaskMemory;
+    if (!MakeRoomLocked(bytes)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the tasks held take ", retained_.used(), " bytes of at most ",
+          retained_.limit(), " (--max_retained_task_bytes), and ", live_.size(),
+          " of them are still queued or running; this one needs ", bytes,
+          ". Retry after ", handlers::FormatJsonDuration(options_.retry_after),
+          ", or delete finished tasks"));
     }
     auto live = std::make_shared<Live>(this, std::move(t));
     Task& task = live->task;
@@ -304,6 +349,7 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
       request_of_[task.name()] = live->created.request_id;
     }
     live_[task.name()] = live;
+    footprints_[task.name()] = Footprint{.request = bytes};
     ++counts_[weft::v1::TASK_STATE_QUEUED];
     store_.Put(task);
     if (run_now) {
@@ -315,7 +361,7 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
   }
   for (auto& fn : after) fn();
   // As it stands once started (a plan of values may have ended already).
-  return Get(name, false, true);
+  return Get(name, false, false);
 }
 
 void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
@@ -333,6 +379,8 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
     options.token = live->cancel.token();
     options.root_only = live->created.root_only;
     options.observer = live.get();
+    options.max_outcome_bytes = options_.max_outcome_bytes;
+    options.memory = &live->inflight;
     options.deadline = env_.Now() + options_.max_task_duration;
     options.deadline_message =
         absl::StrCat("the task ran longer than ",
@@ -353,7 +401,33 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     engine::MutexLock lock(&mu_);
     --running_;
     --counts_[weft::v1::TASK_STATE_RUNNING];
+    // The outcome moves from the runs' memory to the tasks'.
+    const int64_t bytes = static_cast<int64_t>(outcome.SpaceUsedLong());
+    if (MakeRoomLocked(bytes)) {
+      footprints_[live->task.name()].outcome = bytes;
+    } else {
+      weft::v1::NodeOutcome root;
+      root.set_id(outcome.id());
+      root.set_kind(outcome.kind());
+      root.set_state(weft::v1::NODE_STATE_FAILED);
+      *root.mutable_start_time() = outcome.start_time();
+      *root.mutable_end_time() = outcome.end_time();
+      root.set_attempts(outcome.attempts());
+      root.mutable_error()->set_code("RESOURCE_EXHAUSTED");
+      root.mutable_error()->set_message(
+          absl::StrCat("the outcome takes ", bytes,
+                       " bytes, more than the tasks held "
+                       "leave room for: they take ",
+                       retained_.used(), " of at most ", retained_.limit(),
+                       " bytes (--max_retained_task_bytes)"));
+      outcome = std::move(root);
+      const int64_t small = static_cast<int64_t>(outcome.SpaceUsedLong());
+      if (retained_.TryAdd(small)) {
+        footprints_[live->task.name()].outcome = small;
+      }
+    }
     *live->task.mutable_outcome() = std::move(outcome);
+    live->inflight.Reset();
     EndLocked(live, StateOf(live->task.outcome()), &after);
     // A slot is free: start the oldest queued task.
     while (!queue_.empty() && running_ < options_.max_running_tasks) {
@@ -377,13 +451,16 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
   progress->set_leaves_done(live->done.load());
   progress->set_leaves_failed(live->failed.load());
   progress->set_leaves_running(0);
-  store_.Put(task);
-  finished_.emplace_back(now, task.name());
-  finished_names_.insert(task.name());
-  retained_sources_[task.name()] = live->created.source;
-  live_.erase(task.name());
+  // Waiters get the task without its outcome (they read it with Get).
+  const Task final_task = CopyWithoutOutcome(task);
+  const std::string name = task.name();
+  store_.Put(std::move(task));
+  live->task = final_task;
+  finished_.emplace_back(now, name);
+  finished_names_.insert(name);
+  retained_sources_[name] = live->created.source;
+  live_.erase(name);
   // Tell waiters and watchers, outside the lock.
-  const Task final_task = task;
   std::vector<std::shared_ptr<OnceFn>> waiters = std::move(live->waiters);
   after->push_back([live, final_task, waiters = std::move(waiters)]() mutable {
     for (auto& w : waiters) {
@@ -409,6 +486,33 @@ void TaskRegistry::Retain(std::vector<std::function<void()>>*) {
   SweepLater();
 }
 
+bool TaskRegistry::MakeRoomLocked(int64_t bytes) {
+  while (!retained_.TryAdd(bytes)) {
+    // Forget the oldest finished task, if there is one left.
+    bool forgot = false;
+    while (!finished_.empty() && !forgot) {
+      const std::string name = std::move(finished_.front().second);
+      finished_.pop_front();
+      if (!finished_names_.erase(name)) continue;  // Deleted already.
+      Forget(name,
+             "expired: finished tasks are kept for the time of "
+             "--task_retention, at most --max_retained_tasks of them, and "
+             "within --max_retained_task_bytes");
+      forgot = true;
+    }
+    if (!forgot) return false;
+  }
+  return true;
+}
+
+int64_t TaskRegistry::CopyBytesLocked(const std::string& name, bool with_plan,
+                                      bool with_outcome) const {
+  auto it = footprints_.find(name);
+  if (it == footprints_.end()) return kTaskMemory;
+  return kTaskMemory + (with_plan ? it->second.request : 0) +
+         (with_outcome ? it->second.outcome : 0);
+}
+
 void TaskRegistry::SweepLater() {
   if (finished_.empty() || sweep_scheduled_) return;
   sweep_scheduled_ = true;
@@ -425,10 +529,15 @@ void TaskRegistry::SweepLater() {
 }
 
 void TaskRegistry::Forget(const std::string& name, const char* why) {
-  std::optional<Task> stored = store_.Get(name);
-  if (stored.has_value()) {
+  std::shared_ptr<const Task> stored = store_.Get(name);
+  if (stored != nullptr) {
     --counts_[stored->state()];
     store_.Delete(name);
+  }
+  auto footprint = footprints_.find(name);
+  if (footprint != footprints_.end()) {
+    retained_.Remove(footprint->second.request + footprint->second.outcome);
+    footprints_.erase(footprint);
   }
   retained_sources_.erase(name);
   auto req = request_of_.find(name);
@@ -463,25 +572,35 @@ Task TaskRegistry::SnapshotLocked(const Live& live, bool with_plan,
 }
 
 absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
-                                       bool with_outcome) const {
+                                       bool with_outcome,
+                                       engine::MemoryCharge* charge) const {
   if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
   engine::MutexLock lock(&mu_);
+  if (charge != nullptr) {
+    const int64_t bytes =
+        CopyBytesLocked(std::string(name), with_plan, with_outcome);
+    if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
+  }
   auto live = live_.find(name);
   if (live != live_.end())
     return SnapshotLocked(*live->second, with_plan, with_outcome);
-  std::optional<Task> stored = store_.Get(name);
-  if (!stored.has_value()) return NotFound(name);
-  if (!with_outcome) stored->clear_outcome();
+  std::shared_ptr<const Task> stored = store_.Get(name);
+  if (stored == nullptr) return NotFound(name);
+  Task out = CopyWithoutOutcome(*stored);
+  if (with_outcome && stored->has_outcome()) {
+    *out.mutable_outcome() = stored->outcome();
+  }
   if (with_plan) {
     auto source = retained_sources_.find(name);
     if (source != retained_sources_.end())
-      *stored->mutable_plan() = *source->second;
+      *out.mutable_plan() = *source->second;
   }
-  return *std::move(stored);
+  return out;
 }
 
 absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
-    const weft::v1::ListTasksRequest& request) const {
+    const weft::v1::ListTasksRequest& request, int64_t max_bytes,
+    engine::MemoryCharge* charge) const {
   if (request.page_size() < 0 || request.page_size() > 1000) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size: must be from 1 to 1000 (0 for 100), got ",
@@ -519,11 +638,12 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
   const bool with_plan = request.view() == weft::v1::TASK_VIEW_FULL;
   const bool with_outcome = request.view() == weft::v1::TASK_VIEW_FULL;
 
-  ListResult result;
-  uint64_t last = 0;
+  // The page's tasks by name, then each copied as it stands (live tasks
+  // with fresh progress), within max_bytes.
+  std::vector<std::pair<uint64_t, std::string>> matched;
   bool more = false;
   store_.Scan(before, [&](uint64_t position, const Task& stored) {
-    if (static_cast<int>(result.tasks.size()) == page_size) {
+    if (static_cast<int>(matched.size()) == page_size) {
       more = true;
       return false;
     }
@@ -532,21 +652,38 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
       auto it = stored.labels().find(k);
       if (it == stored.labels().end() || it->second != v) return true;
     }
-    result.tasks.push_back(stored);
-    last = position;
+    matched.emplace_back(position, stored.name());
     return true;
   });
-  // Live tasks: fresh progress (and the plan, if asked).
-  for (Task& task : result.tasks) {
-    absl::StatusOr<Task> fresh = Get(task.name(), with_plan, with_outcome);
-    if (fresh.ok()) task = *std::move(fresh);
-    if (!with_outcome) task.clear_outcome();
+  ListResult result;
+  uint64_t last = 0;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < matched.size(); ++i) {
+    const auto& [position, name] = matched[i];
+    int64_t size;
+    {
+      engine::MutexLock lock(&mu_);
+      size = CopyBytesLocked(name, with_plan, with_outcome);
+    }
+    if (!result.tasks.empty() && bytes + size > max_bytes) {
+      more = true;
+      break;
+    }
+    absl::StatusOr<Task> task = Get(name, with_plan, with_outcome, charge);
+    if (!task.ok()) {
+      if (task.status().code() == absl::StatusCode::kNotFound) continue;
+      return task.status();  // Memory refused.
+    }
+    bytes += size;
+    result.tasks.push_back(*std::move(task));
+    last = position;
   }
   if (more) result.next_page_token = absl::StrCat(last, ".", filter_hash);
   return result;
 }
 
-absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name) {
+absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
+                                          engine::MemoryCharge* charge) {
   if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
   std::vector<std::function<void()>> after;
   std::shared_ptr<Live> running;
@@ -554,12 +691,10 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name) {
     engine::MutexLock lock(&mu_);
     auto it = live_.find(name);
     if (it == live_.end()) {
-      std::optional<Task> stored = store_.Get(name);
-      if (!stored.has_value()) return NotFound(name);
-      return *std::move(stored);  // Finished: unchanged.
-    }
-    std::shared_ptr<Live> live = it->second;
-    if (live->task.state() == weft::v1::TASK_STATE_QUEUED) {
+      // Finished: unchanged.
+      if (store_.Get(name) == nullptr) return NotFound(name);
+    } else if (it->second->task.state() == weft::v1::TASK_STATE_QUEUED) {
+      std::shared_ptr<Live> live = it->second;
       queue_.erase(std::remove(queue_.begin(), queue_.end(), live),
                    queue_.end());
       --counts_[weft::v1::TASK_STATE_QUEUED];
@@ -570,14 +705,14 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name) {
           "cancelled before it started (CancelTask)");
       EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
     } else {
-      running = live;
+      running = it->second;
     }
   }
   for (auto& fn : after) fn();
   if (running != nullptr) {
     running->cancel.Cancel(absl::CancelledError("cancelled by CancelTask"));
   }
-  return Get(name, false, true);
+  return Get(name, false, true, charge);
 }
 
 absl::Status TaskRegistry::Delete(absl::string_view name) {
@@ -604,8 +739,9 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
     engine::MutexLock lock(&mu_);
     auto it = live_.find(name);
     if (it == live_.end()) {
-      now = store_.Get(name);
-      if (!now.has_value()) return NotFound(name);
+      std::shared_ptr<const Task> stored = store_.Get(name);
+      if (stored == nullptr) return NotFound(name);
+      now = CopyWithoutOutcome(*stored);
     } else {
       once = std::make_shared<OnceFn>(std::move(fn));
       it->second->waiters.push_back(once);
@@ -614,7 +750,7 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
           env_.Schedule(deadline, [this, once, weak, n = std::string(name)] {
             WaitFn fn = once->Take();
             if (!fn) return;
-            absl::StatusOr<Task> task = Get(n, false, true);
+            absl::StatusOr<Task> task = Get(n, false, false);
             std::move(fn)(task.ok() ? *task : Task());
           });
     }

@@ -9,6 +9,15 @@
 // first); the names of expired and deleted tasks are remembered in a bounded
 // ring so NOT_FOUND can say which.
 //
+// Memory: every task held (its request, and once it ends its outcome) counts
+// against `max_retained_bytes`. To take a new task or an outcome, the oldest
+// finished tasks are forgotten early; when live tasks alone fill it, Create
+// is refused with RESOURCE_EXHAUSTED, and an outcome that cannot be kept is
+// replaced by its root, FAILED with RESOURCE_EXHAUSTED saying so. A running
+// task's values count against `inflight` like a Run's, and its outcome may
+// hold at most `max_outcome_bytes`. Methods that copy a task out take a
+// MemoryCharge and charge the copy to it first.
+//
 // Thread-safety: thread-safe. Callbacks given to Wait and Watch run on the
 // engine's threads (or inline) and must be quick.
 
@@ -19,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,6 +43,7 @@
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
+#include "server/engine/memory_budget.h"
 #include "server/engine/ref_counted.h"
 #include "server/engine/sync.h"
 #include "server/plan/compiler.h"
@@ -52,6 +63,12 @@ struct TaskOptions {
   int remembered_names = 65'536;
   // What RESOURCE_EXHAUSTED tells the caller to wait before retrying.
   absl::Duration retry_after = absl::Seconds(1);
+  // The memory every task held may take together (--max_retained_task_bytes).
+  int64_t max_retained_bytes = int64_t{256} << 20;
+  // The largest outcome a task's plan may build (--max_outcome_bytes).
+  int64_t max_outcome_bytes = 64 << 20;
+  // Optional: what running tasks' values are charged to (--max_inflight_bytes).
+  engine::MemoryBudget* inflight = nullptr;
 };
 
 // What Create needs besides the compiled plan.
@@ -63,12 +80,15 @@ struct NewTask {
   std::map<std::string, std::string> labels;
   std::string request_id;
   bool root_only = false;
+  // The memory the request holds (the plan, its arena) while the task is
+  // kept.
+  int64_t request_bytes = 0;
 };
 
 class TaskRegistry {
  public:
-  // Calls `fn` once with the task as it stands when it is terminal, or when
-  // the wait's deadline passes.
+  // Calls `fn` once with the task as it stands (without its outcome: read it
+  // with Get) when it is terminal, or when the wait's deadline passes.
   using WaitFn = absl::AnyInvocable<void(weft::v1::Task) &&>;
 
   // Stops a Wait or a Watch when destroyed (the caller left).
@@ -81,20 +101,31 @@ class TaskRegistry {
   // Requires that Shutdown() has run and no task is live.
   ~TaskRegistry();
 
+  // The new task as it stands, without its outcome (a plan of values may
+  // have ended already: read it with Get or Wait).
   absl::StatusOr<weft::v1::Task> Create(NewTask task);
 
-  // `view`: whether to include the plan and the outcome.
-  absl::StatusOr<weft::v1::Task> Get(absl::string_view name, bool with_plan,
-                                     bool with_outcome) const;
+  // `view`: whether to include the plan and the outcome. With `charge`,
+  // what the copy holds is added to it first, and RESOURCE_EXHAUSTED
+  // returned when its budget cannot take it.
+  absl::StatusOr<weft::v1::Task> Get(
+      absl::string_view name, bool with_plan, bool with_outcome,
+      engine::MemoryCharge* charge = nullptr) const;
 
   struct ListResult {
     std::vector<weft::v1::Task> tasks;
     std::string next_page_token;
   };
+  // A page also ends before its tasks would pass `max_bytes` (it holds at
+  // least one); the copies are charged to `charge` as Get does.
   absl::StatusOr<ListResult> List(
-      const weft::v1::ListTasksRequest& request) const;
+      const weft::v1::ListTasksRequest& request,
+      int64_t max_bytes = std::numeric_limits<int64_t>::max(),
+      engine::MemoryCharge* charge = nullptr) const;
 
-  absl::StatusOr<weft::v1::Task> Cancel(absl::string_view name);
+  // The task as it then stands; `charge` as for Get.
+  absl::StatusOr<weft::v1::Task> Cancel(absl::string_view name,
+                                        engine::MemoryCharge* charge = nullptr);
   absl::Status Delete(absl::string_view name);
 
   // Calls `fn` when the task is terminal (at once if it is) or at
@@ -109,6 +140,8 @@ class TaskRegistry {
 
   // Tasks held, by state.
   std::map<weft::v1::TaskState, int> Counts() const;
+  // What the tasks held take: --max_retained_task_bytes.
+  const engine::MemoryBudget& memory() const { return retained_; }
 
   // From now on Create answers UNAVAILABLE, and queued tasks are cancelled
   // with `reason`.
@@ -144,6 +177,13 @@ class TaskRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Retain(std::vector<std::function<void()>>* after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the oldest finished tasks until `bytes` more fit; false if they
+  // do not even then.
+  bool MakeRoomLocked(int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The bytes a copy of the task takes with these parts.
+  int64_t CopyBytesLocked(const std::string& name, bool with_plan,
+                          bool with_outcome) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const std::string& name, const char* why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SweepLater() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -176,6 +216,13 @@ class TaskRegistry {
   absl::flat_hash_map<std::string, std::shared_ptr<const weft::v1::PlanNode>>
       retained_sources_ ABSL_GUARDED_BY(mu_);
   std::map<weft::v1::TaskState, int> counts_ ABSL_GUARDED_BY(mu_);
+  // What each task held takes: its request, and its outcome once it ended.
+  struct Footprint {
+    int64_t request = 0;
+    int64_t outcome = 0;
+  };
+  absl::flat_hash_map<std::string, Footprint> footprints_ ABSL_GUARDED_BY(mu_);
+  engine::MemoryBudget retained_;
   bool sweep_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<engine::TimerId> sweep_timer_ ABSL_GUARDED_BY(mu_);
   engine::RefPtr<Alive> alive_;

@@ -4,24 +4,20 @@
 
 namespace weft::plan {
 
-void InMemoryTaskStore::Put(const weft::v1::Task& task) {
-  auto copy = std::make_shared<const weft::v1::Task>(task);
+void InMemoryTaskStore::Put(weft::v1::Task task) {
+  auto copy = std::make_shared<const weft::v1::Task>(std::move(task));
   engine::MutexLock lock(&mu_);
-  auto [it, inserted] = positions_.emplace(task.name(), next_position_);
+  auto [it, inserted] = positions_.emplace(copy->name(), next_position_);
   if (inserted) ++next_position_;
   by_position_[it->second] = std::move(copy);
 }
 
-std::optional<weft::v1::Task> InMemoryTaskStore::Get(
+std::shared_ptr<const weft::v1::Task> InMemoryTaskStore::Get(
     absl::string_view name) const {
-  std::shared_ptr<const weft::v1::Task> task;
-  {
-    engine::MutexLock lock(&mu_);
-    auto it = positions_.find(name);
-    if (it == positions_.end()) return std::nullopt;
-    task = by_position_.at(it->second);
-  }
-  return *task;
+  engine::MutexLock lock(&mu_);
+  auto it = positions_.find(name);
+  if (it == positions_.end()) return nullptr;
+  return by_position_.at(it->second);
 }
 
 bool InMemoryTaskStore::Delete(absl::string_view name) {

@@ -31,10 +31,12 @@ class TaskStore {
 
   // Inserts the task (its name, "tasks/{id}", is the key) or replaces it.
   // A new task gets the next position in creation order.
-  virtual void Put(const weft::v1::Task& task) = 0;
+  virtual void Put(weft::v1::Task task) = 0;
 
-  // nullopt if the store does not hold that name.
-  virtual std::optional<weft::v1::Task> Get(absl::string_view name) const = 0;
+  // nullptr if the store does not hold that name. The task is shared, not
+  // copied: it may hold a large outcome.
+  virtual std::shared_ptr<const weft::v1::Task> Get(
+      absl::string_view name) const = 0;
 
   // False if the store did not hold it.
   virtual bool Delete(absl::string_view name) = 0;
@@ -52,8 +54,9 @@ class TaskStore {
 
 class InMemoryTaskStore final : public TaskStore {
  public:
-  void Put(const weft::v1::Task& task) override;
-  std::optional<weft::v1::Task> Get(absl::string_view name) const override;
+  void Put(weft::v1::Task task) override;
+  std::shared_ptr<const weft::v1::Task> Get(
+      absl::string_view name) const override;
   bool Delete(absl::string_view name) override;
   void Scan(uint64_t before,
             absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn)

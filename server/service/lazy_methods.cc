@@ -40,14 +40,14 @@ class OrchestratorService::CreateLazyValueReactor final
       return;
     }
     const weft::v1::CreateLazyValueRequest& r = *parsed->request;
-    absl::StatusOr<weft::v1::LazyValue> created = (*lazies)->Create(
-        r.lazy_value_id(), r.lazy_value(), std::move(parsed->plan));
+    absl::StatusOr<weft::v1::LazyValue> created =
+        (*lazies)->Create(r.lazy_value_id(), r.lazy_value(),
+                          std::move(parsed->plan), parsed->bytes);
     if (!created.ok()) {
       Finish(ToGrpc(created.status()));
       return;
     }
-    SerializeResponse(*created, response_);
-    Finish(grpc::Status::OK);
+    Finish(ToGrpc(SerializeResponse(*created, response_)));
   }
 
   void OnDone() override { delete this; }
@@ -70,21 +70,35 @@ grpc::ServerUnaryReactor* OrchestratorService::CreateLazyValue(
 class OrchestratorService::ResolveReactor final
     : public grpc::ServerUnaryReactor {
  public:
-  explicit ResolveReactor(weft::v1::ResolveLazyValueResponse* response)
-      : response_(response) {}
+  ResolveReactor(weft::v1::ResolveLazyValueResponse* response,
+                 engine::MemoryBudget* inflight)
+      : response_(response), charge_(inflight) {}
 
   void Start(plan::LazyRegistry& lazies, const std::string& name) {
     // The reactor lives until OnDone, which comes after Finish: the
     // callback below may finish it inline.
-    lazies.Resolve(name, source_.token(),
-                   [this](absl::StatusOr<google::protobuf::Value> v) {
-                     if (!v.ok()) {
-                       Finish(ToGrpc(v.status()));
-                       return;
-                     }
-                     *response_->mutable_value() = *std::move(v);
-                     Finish(grpc::Status::OK);
-                   });
+    lazies.ResolveShared(
+        name, source_.token(),
+        [this](absl::StatusOr<plan::LazyRegistry::CachedPtr> v) {
+          if (!v.ok()) {
+            Finish(ToGrpc(v.status()));
+            return;
+          }
+          // The answer's copy of the shared value, until it is sent.
+          const int64_t bytes = (*v)->charge.bytes();
+          if (!charge_.TryAdd(bytes)) {
+            const engine::MemoryBudget* b = charge_.budget();
+            Finish(ToGrpc(absl::ResourceExhaustedError(absl::StrCat(
+                "weftd holds ", b->used(),
+                " bytes for the runs, tasks and responses in flight and may "
+                "hold ",
+                b->limit(), " (--max_inflight_bytes); this answer needs ",
+                bytes, " more. Retry later"))));
+            return;
+          }
+          *response_->mutable_value() = (*v)->value;
+          Finish(grpc::Status::OK);
+        });
   }
 
   void OnCancel() override {
@@ -94,6 +108,7 @@ class OrchestratorService::ResolveReactor final
 
  private:
   weft::v1::ResolveLazyValueResponse* const response_;
+  engine::MemoryCharge charge_;
   engine::CancellationSource source_;
 };
 
@@ -107,7 +122,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ResolveLazyValue(
     reactor->Finish(ToGrpc(lazies.status()));
     return reactor;
   }
-  auto* reactor = new ResolveReactor(response);
+  auto* reactor = new ResolveReactor(response, inflight_);
   reactor->Start(**lazies, request->name());
   return reactor;
 }
@@ -118,7 +133,9 @@ grpc::ServerUnaryReactor* OrchestratorService::GetLazyValue(
     weft::v1::LazyValue* response) {
   absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
-  return Answer(context, (*lazies)->Get(request->name()), response);
+  auto* reactor = new ChargedReactor(inflight_);
+  return reactor->Answer((*lazies)->Get(request->name(), &reactor->charge),
+                         response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ResetLazyValue(
@@ -137,8 +154,10 @@ grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
   absl::StatusOr<weft::v1::ListLazyValuesResponse> result;
   absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
+  auto* reactor = new ChargedReactor(inflight_);
   absl::StatusOr<plan::LazyRegistry::Page> page =
-      (*lazies)->List(request->page_size(), request->page_token());
+      (*lazies)->List(request->page_size(), request->page_token(),
+                      options_.max_outcome_bytes, &reactor->charge);
   if (!page.ok()) {
     result = page.status();
   } else {
@@ -148,7 +167,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
     }
     result->set_next_page_token(page->next_page_token);
   }
-  return Answer(context, std::move(result), response);
+  return reactor->Answer(std::move(result), response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::DeleteLazyValue(

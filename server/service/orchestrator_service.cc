@@ -48,19 +48,15 @@ weft::v1::ArgumentType ToProto(handlers::ArgType t) {
 class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
  public:
   RunReactor(OrchestratorService* service, grpc::ByteBuffer* response)
-      : service_(service), response_(response) {}
+      : service_(service), response_(response), charge_(service->inflight_) {}
 
   void Start(grpc::CallbackServerContext* context,
              const grpc::ByteBuffer* request) {
     // Admission first: when the server is full or shutting down, say so
     // before spending time on the request.
+    context_ = context;
     if (absl::Status s = service_->Admit(&run_id_, &source_); !s.ok()) {
-      if (s.code() == absl::StatusCode::kResourceExhausted) {
-        context->AddTrailingMetadata("grpc-retry-pushback-ms",
-                                     std::to_string(absl::ToInt64Milliseconds(
-                                         service_->options_.retry_after)));
-      }
-      Finish(ToGrpc(s));
+      Refuse(s);
       return;
     }
     admitted_ = true;  // OnDone releases the slot, whatever happens next.
@@ -95,8 +91,21 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
       Finish(ToGrpc(parsed.status()));
       return;
     }
-    const bool root_only =
-        parsed->request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    // The request is held until the run ends.
+    const int64_t request_bytes =
+        static_cast<int64_t>(request.Length()) + parsed->bytes;
+    if (!charge_.TryAdd(request_bytes)) {
+      Refuse(absl::ResourceExhaustedError(absl::StrCat(
+          "weftd holds ", service_->inflight_->used(),
+          " bytes for the runs, tasks and responses in flight and may hold ",
+          service_->inflight_->limit(),
+          " (--max_inflight_bytes); this run "
+          "needs ",
+          request_bytes, " for its request. Retry later")));
+      return;
+    }
+    root_only_ = parsed->request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    const bool root_only = root_only_;
     std::shared_ptr<const plan::CompiledPlan> compiled =
         std::move(parsed->plan);
 
@@ -104,6 +113,8 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     options.env = &service_->env_;
     options.token = source_.token();
     options.root_only = root_only;
+    options.max_outcome_bytes = service_->options_.max_outcome_bytes;
+    options.memory = &charge_;
     if (caller_deadline_ == absl::InfiniteFuture()) {
       options.deadline =
           service_->env_.Now() + service_->options_.max_run_duration;
@@ -139,6 +150,16 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
+  // RESOURCE_EXHAUSTED (with gRPC's retry pushback) or another refusal.
+  void Refuse(const absl::Status& s) {
+    if (s.code() == absl::StatusCode::kResourceExhausted) {
+      context_->AddTrailingMetadata("grpc-retry-pushback-ms",
+                                    std::to_string(absl::ToInt64Milliseconds(
+                                        service_->options_.retry_after)));
+    }
+    Finish(ToGrpc(s));
+  }
+
   void OnOutcome(weft::v1::NodeOutcome outcome) {
     // A caller that has gone gets a status, not an outcome it cannot read.
     if (caller_cancelled_.load(std::memory_order_acquire)) {
@@ -154,27 +175,45 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     }
     weft::v1::RunResponse response;
     *response.mutable_outcome() = std::move(outcome);
-    // Full outcomes repeat each value in every enclosing parallel, so a
-    // small request can ask for a large answer: bound it.
+    // The values were counted as they were made; ids, times and messages
+    // come on top. The answer stays within the limit whatever they add.
     const size_t size = response.ByteSizeLong();
-    if (size > static_cast<size_t>(service_->options_.max_outcome_bytes)) {
-      Finish(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("the outcome is ", size, " bytes, over the limit of ",
-                       service_->options_.max_outcome_bytes,
-                       " (--max_outcome_bytes); ask for OUTCOME_DETAIL_ROOT "
-                       "or return smaller values")));
+    const auto limit =
+        static_cast<size_t>(service_->options_.max_outcome_bytes);
+    if (size > limit) {
+      weft::v1::NodeOutcome& big = *response.mutable_outcome();
+      weft::v1::NodeOutcome root;
+      root.set_id(big.id());
+      root.set_kind(big.kind());
+      root.set_state(weft::v1::NODE_STATE_FAILED);
+      *root.mutable_start_time() = big.start_time();
+      *root.mutable_end_time() = big.end_time();
+      root.set_attempts(big.attempts());
+      root.mutable_error()->set_code("RESOURCE_EXHAUSTED");
+      root.mutable_error()->set_message(absl::StrCat(
+          "the outcome is ", size, " bytes, more than ", limit,
+          " (--max_outcome_bytes); ",
+          root_only_ ? "return smaller values"
+                     : "ask for OUTCOME_DETAIL_ROOT or return smaller "
+                       "values"));
+      *response.mutable_outcome() = std::move(root);
+    }
+    if (absl::Status s = SerializeResponse(response, response_); !s.ok()) {
+      Finish(ToGrpc(s));
       return;
     }
-    SerializeResponse(response, response_);
     Finish(grpc::Status::OK);
   }
 
   OrchestratorService* const service_;
   grpc::ByteBuffer* const response_;
+  grpc::CallbackServerContext* context_ = nullptr;
+  // The request, the run's values, then its answer until it is sent.
+  engine::MemoryCharge charge_;
   engine::CancellationSource source_;
   uint64_t run_id_ = 0;
   bool admitted_ = false;
+  bool root_only_ = false;
   std::atomic<bool> caller_cancelled_{false};
   absl::Time caller_deadline_ = absl::InfiniteFuture();
 };
@@ -188,6 +227,7 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       pools_(deps.pools),
       lazies_(deps.lazies),
       large_requests_(deps.large_requests),
+      inflight_(deps.inflight),
       started_(absl::Now()) {}
 
 template <typename Request>
@@ -219,6 +259,11 @@ OrchestratorService::ParseAndCompile(
                                       pools_, lazies_);
   if (!compiled.ok()) return compiled.status();
   out.plan = *std::move(compiled);
+  // The arena, and the compiled nodes (each with its prepared call).
+  constexpr int64_t kCompiledNodeBytes = 512;
+  out.bytes =
+      static_cast<int64_t>(out.arena->SpaceAllocated()) +
+      static_cast<int64_t>(out.plan->nodes().size()) * kCompiledNodeBytes;
   return out;
 }
 

@@ -23,6 +23,7 @@
 #include "google/protobuf/arena.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
+#include "server/engine/memory_budget.h"
 #include "server/engine/sync.h"
 #include "server/engine/thread_pool.h"
 #include "server/handlers/registry.h"
@@ -40,9 +41,11 @@ struct OrchestratorOptions {
   absl::Duration max_run_duration = absl::Minutes(10);
   // Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.
   int max_active_runs = 1000;
-  // Largest serialized outcome a Run returns (at most 2^31 - 1, gRPC's
-  // limit); a larger one gets RESOURCE_EXHAUSTED.
-  int max_outcome_bytes = 64 << 20;
+  // The most bytes (serialized) an outcome's values may take, counted while
+  // a run builds them; past it the run stops and its outcome is the root,
+  // FAILED with RESOURCE_EXHAUSTED. Also what a page of ListTasks or
+  // ListLazyValues may hold.
+  int64_t max_outcome_bytes = 64 << 20;
   // WaitTask's wait when the request gives none.
   absl::Duration default_wait = absl::Seconds(30);
   // The version GetServerInfo reports.
@@ -65,6 +68,9 @@ struct OrchestratorDeps {
   // Optional: where requests over 256 KiB are parsed and compiled (one
   // thread, off gRPC's, so that their memory is reused).
   engine::ThreadPool* large_requests = nullptr;
+  // Optional: what runs in flight and responses being sent hold
+  // (--max_inflight_bytes); nothing is limited without it.
+  engine::MemoryBudget* inflight = nullptr;
 };
 
 class OrchestratorService final
@@ -170,6 +176,8 @@ class OrchestratorService final
     std::shared_ptr<google::protobuf::Arena> arena;
     Request* request = nullptr;
     std::shared_ptr<const plan::CompiledPlan> plan;
+    // The memory the parsed request and its compiled plan hold.
+    int64_t bytes = 0;
   };
   template <typename Request>
   absl::StatusOr<Parsed<Request>> ParseAndCompile(
@@ -188,6 +196,7 @@ class OrchestratorService final
   const plan::PoolSet* const pools_;
   plan::LazyRegistry* const lazies_;
   engine::ThreadPool* const large_requests_;
+  engine::MemoryBudget* const inflight_;
   const absl::Time started_;
 
   mutable engine::Mutex mu_;

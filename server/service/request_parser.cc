@@ -1,6 +1,7 @@
 #include "server/service/request_parser.h"
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -164,14 +165,20 @@ absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
   return NestingScanner(message->GetDescriptor(), max_plan_depth).Scan(bytes);
 }
 
-void SerializeResponse(const google::protobuf::Message& message,
-                       grpc::ByteBuffer* out) {
+absl::Status SerializeResponse(const google::protobuf::Message& message,
+                               grpc::ByteBuffer* out) {
   const size_t size = message.ByteSizeLong();
+  if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the answer would be ", size,
+                     " bytes, more than a gRPC message can carry"));
+  }
   grpc::ProtoBufferWriter writer(out, grpc::kProtoBufferWriterMaxBufferLength,
                                  static_cast<int>(size));
   google::protobuf::io::CodedOutputStream stream(&writer);
   stream.SetSerializationDeterministic(true);
   message.SerializeWithCachedSizes(&stream);
+  return absl::OkStatus();
 }
 
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,

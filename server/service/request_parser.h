@@ -24,8 +24,11 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,
 
 // Serializes `message` into `out` deterministically, so that object keys in
 // values come out sorted and the same answer always prints the same way.
-void SerializeResponse(const google::protobuf::Message& message,
-                       grpc::ByteBuffer* out);
+// RESOURCE_EXHAUSTED (and nothing serialized) for a message larger than
+// protobuf and gRPC can carry (2 GiB); weftd's limits keep answers far
+// below that.
+absl::Status SerializeResponse(const google::protobuf::Message& message,
+                               grpc::ByteBuffer* out);
 
 // The same on flat bytes; exposed for tests.
 absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,

@@ -4,23 +4,37 @@
 #include <iostream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 
 namespace weft::service {
+namespace {
+
+// `options` charging their runs to `inflight`.
+template <typename Options>
+Options WithInflight(Options options, engine::MemoryBudget* inflight) {
+  options.inflight = inflight;
+  return options;
+}
+
+}  // namespace
 
 WeftServer::WeftServer(ServerOptions options)
     : options_(std::move(options)),
+      inflight_(options_.max_inflight_bytes),
       loop_(options_.event_loop_threads),
       pools_(options_.pools),
       large_requests_("large", 1, options_.orchestrator.max_active_runs),
-      lazies_(loop_, options_.lazies),
-      tasks_(loop_, task_store_, options_.tasks) {
+      lazies_(loop_, WithInflight(options_.lazies, &inflight_)),
+      tasks_(loop_, task_store_, WithInflight(options_.tasks, &inflight_)) {
   handlers::RegisterBuiltinHandlers(registry_);
+  handlers::HttpOptions http_options = options_.http;
+  http_options.memory = &inflight_;
   absl::StatusOr<std::unique_ptr<handlers::HttpClient>> http =
-      handlers::HttpClient::Create(options_.http);
+      handlers::HttpClient::Create(std::move(http_options));
   if (http.ok()) {
     http_ = *std::move(http);
     handlers::RegisterHttpHandler(registry_, *http_);
@@ -35,7 +49,8 @@ WeftServer::WeftServer(ServerOptions options)
                        .tasks = &tasks_,
                        .pools = &pools_,
                        .lazies = &lazies_,
-                       .large_requests = &large_requests_});
+                       .large_requests = &large_requests_,
+                       .inflight = &inflight_});
 }
 
 WeftServer::~WeftServer() {
@@ -45,23 +60,29 @@ WeftServer::~WeftServer() {
 absl::Status WeftServer::DeclareLazyValues(
     const weft::v1::ServerConfig& config) {
   for (int i = 0; i < config.lazy_values_size(); ++i) {
-    const std::string where = absl::StrCat("lazy_values[", i, "].");
+    const std::string where = absl::StrCat("lazy_values[", i, "]");
     auto request = std::make_shared<const weft::v1::CreateLazyValueRequest>(
         config.lazy_values(i));
     absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
         request->lazy_value().has_plan()
             ? plan::Compile(request->lazy_value().plan(), request,
-                            absl::StrCat(where, "lazy_value.plan"), registry_,
+                            absl::StrCat(where, ".lazy_value.plan"), registry_,
                             options_.orchestrator.limits, &pools_, &lazies_)
-            : plan::Compile(nullptr, absl::StrCat(where, "lazy_value.plan"),
+            : plan::Compile(nullptr, absl::StrCat(where, ".lazy_value.plan"),
                             registry_, options_.orchestrator.limits, &pools_,
                             &lazies_);
     if (!compiled.ok()) return compiled.status();
     absl::StatusOr<weft::v1::LazyValue> created = lazies_.Create(
-        request->lazy_value_id(), request->lazy_value(), *std::move(compiled));
+        request->lazy_value_id(), request->lazy_value(), *std::move(compiled),
+        static_cast<int64_t>(request->SpaceUsedLong()));
     if (!created.ok()) {
-      return absl::Status(created.status().code(),
-                          absl::StrCat(where, created.status().message()));
+      return absl::Status(
+          created.status().code(),
+          absl::StrCat(
+              where,
+              absl::StartsWith(created.status().message(), "lazy_value") ? "."
+                                                                         : ": ",
+              created.status().message()));
     }
   }
   return absl::OkStatus();

@@ -31,6 +31,9 @@ namespace weft::service {
 struct ServerOptions {
   // host:port; port 0 picks a free port.
   std::string listen = "127.0.0.1:50051";
+  // The memory runs in flight and responses being sent may hold
+  // (--max_inflight_bytes).
+  int64_t max_inflight_bytes = int64_t{512} << 20;
   OrchestratorOptions orchestrator;
   // Requests larger than this are refused by gRPC (RESOURCE_EXHAUSTED).
   int max_message_bytes = 4 << 20;
@@ -77,6 +80,7 @@ class WeftServer {
 
   // For tests.
   OrchestratorService& orchestrator() { return *orchestrator_; }
+  const engine::MemoryBudget& inflight() const { return inflight_; }
   const plan::PoolSet& pools() const { return pools_; }
   plan::TaskRegistry& tasks() { return tasks_; }
   plan::LazyRegistry& lazies() { return lazies_; }
@@ -85,6 +89,8 @@ class WeftServer {
 
  private:
   const ServerOptions options_;
+  // First, so that it outlives everything charged to it.
+  engine::MemoryBudget inflight_;
   engine::EventLoop loop_;
   // After the loop, which its calls answer on; before everything that runs
   // plans, so it outlives them.

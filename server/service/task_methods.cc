@@ -68,13 +68,13 @@ class OrchestratorService::CreateTaskReactor final
     task.labels.insert(request.labels().begin(), request.labels().end());
     task.request_id = request.request_id();
     task.root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    task.request_bytes = parsed->bytes;
     absl::StatusOr<Task> created = service_->tasks_.Create(std::move(task));
     if (!created.ok()) {
       Finish(ToGrpc(created.status()));
       return;
     }
-    SerializeResponse(*created, response_);
-    Finish(grpc::Status::OK);
+    Finish(ToGrpc(SerializeResponse(*created, response_)));
   }
 
   OrchestratorService* const service_;
@@ -94,14 +94,18 @@ grpc::ServerUnaryReactor* OrchestratorService::GetTask(
     const weft::v1::GetTaskRequest* request, Task* response) {
   const bool full = request->view() == weft::v1::TASK_VIEW_FULL;
   const bool basic = request->view() == weft::v1::TASK_VIEW_BASIC;
-  return Answer(context, tasks_.Get(request->name(), full, !basic), response);
+  auto* reactor = new ChargedReactor(inflight_);
+  return reactor->Answer(
+      tasks_.Get(request->name(), full, !basic, &reactor->charge), response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
     grpc::CallbackServerContext* context,
     const weft::v1::ListTasksRequest* request,
     weft::v1::ListTasksResponse* response) {
-  absl::StatusOr<plan::TaskRegistry::ListResult> listed = tasks_.List(*request);
+  auto* reactor = new ChargedReactor(inflight_);
+  absl::StatusOr<plan::TaskRegistry::ListResult> listed =
+      tasks_.List(*request, options_.max_outcome_bytes, &reactor->charge);
   absl::StatusOr<weft::v1::ListTasksResponse> result;
   if (!listed.ok()) {
     result = listed.status();
@@ -111,13 +115,15 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
     out.set_next_page_token(listed->next_page_token);
     result = std::move(out);
   }
-  return Answer(context, std::move(result), response);
+  return reactor->Answer(std::move(result), response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::CancelTask(
     grpc::CallbackServerContext* context,
     const weft::v1::CancelTaskRequest* request, Task* response) {
-  return Answer(context, tasks_.Cancel(request->name()), response);
+  auto* reactor = new ChargedReactor(inflight_);
+  return reactor->Answer(tasks_.Cancel(request->name(), &reactor->charge),
+                         response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
@@ -137,7 +143,7 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
 class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
  public:
   WaitReactor(OrchestratorService* service, Task* response)
-      : service_(service), response_(response) {}
+      : service_(service), response_(response), charge_(service->inflight_) {}
 
   void Start(grpc::CallbackServerContext* context,
              const weft::v1::WaitTaskRequest* request) {
@@ -189,10 +195,20 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
+  // The task as it stands; once terminal, read again with its outcome
+  // (charged to this call until it is sent).
   void Done(Task task) {
+    absl::StatusOr<Task> full = std::move(task);
+    if (Terminal(full->state())) {
+      full = service_->tasks_.Get(full->name(), false, true, &charge_);
+    }
     engine::MutexLock lock(&mu_);
     if (finished_) return;
-    *response_ = std::move(task);
+    if (!full.ok()) {
+      FinishLocked(ToGrpc(full.status()));
+      return;
+    }
+    *response_ = *std::move(full);
     FinishLocked(grpc::Status::OK);
   }
 
@@ -204,6 +220,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
 
   OrchestratorService* const service_;
   Task* const response_;
+  engine::MemoryCharge charge_;
   engine::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
@@ -225,7 +242,8 @@ class OrchestratorService::WatchReactor final
   WatchReactor(OrchestratorService* service, std::string name)
       : service_(service),
         name_(std::move(name)),
-        pulse_(engine::MakeRef<Pulse>()) {
+        pulse_(engine::MakeRef<Pulse>()),
+        event_charge_(service->inflight_) {
     engine::MutexLock lock(&pulse_->mu);
     pulse_->reactor = this;
   }
@@ -305,7 +323,11 @@ class OrchestratorService::WatchReactor final
   // event left less than kMinInterval ago (then a timer sends it later).
   void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (done_ || cancelled_ || writing_ || sent_terminal_) return;
-    absl::StatusOr<Task> task = service_->tasks_.Get(name_, false, true);
+    // The last event has been sent: its memory goes back before the next
+    // is copied.
+    event_charge_.Reset();
+    absl::StatusOr<Task> task =
+        service_->tasks_.Get(name_, false, true, &event_charge_);
     if (!task.ok()) {
       done_ = true;
       Finish(ToGrpc(task.status()));
@@ -346,6 +368,7 @@ class OrchestratorService::WatchReactor final
   engine::Mutex mu_;
   std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
   weft::v1::TaskEvent event_ ABSL_GUARDED_BY(mu_);
+  engine::MemoryCharge event_charge_ ABSL_GUARDED_BY(mu_);
   int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   weft::v1::TaskState last_state_ ABSL_GUARDED_BY(mu_) =
       weft::v1::TASK_STATE_UNSPECIFIED;
@@ -380,6 +403,18 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
     c->set_count(count);
   }
   response->set_active_runs(active_runs());
+  auto add_budget = [response](const char* name,
+                               const engine::MemoryBudget& b) {
+    weft::v1::MemoryBudgetInfo* m = response->add_memory();
+    m->set_name(name);
+    m->set_used_bytes(b.used());
+    m->set_limit_bytes(b.limit());
+    m->set_peak_bytes(b.peak());
+    m->set_refusals(b.refusals());
+  };
+  if (inflight_ != nullptr) add_budget("max_inflight_bytes", *inflight_);
+  add_budget("max_retained_task_bytes", tasks_.memory());
+  if (lazies_ != nullptr) add_budget("max_lazy_bytes", lazies_->memory());
   if (pools_ != nullptr) {
     for (const engine::ThreadPool* pool : pools_->pools()) {
       auto* p = response->add_pools();

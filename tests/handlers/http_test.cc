@@ -270,7 +270,9 @@ TEST_F(HttpTest, CancellationEndsTheCallAtOnceAndClosesTheConnection) {
                                            "cancelled: lost the race"));
   EXPECT_TRUE(weft::testing::WaitFor(
       [&] { return fixture_->closed_before_answer() == 1; }));
-  EXPECT_EQ(client_->active(), 0);
+  // The call ended at the cancel; the IO thread lets the transfer go soon
+  // after.
+  EXPECT_TRUE(weft::testing::WaitFor([&] { return client_->active() == 0; }));
 }
 
 TEST_F(HttpTest, AnAlreadyCancelledTokenNeverReachesTheServer) {
@@ -519,6 +521,102 @@ TEST_F(HttpTest, AThousandCallsAtOnceAllAnswerOnAFixedNumberOfThreads) {
   EXPECT_EQ(fixture_->requests(), kCalls);
   // The client's IO thread and the event loop's: no thread per call.
   EXPECT_LE(most_threads, threads_before + 2);
+}
+
+TEST_F(HttpTest, AJsonBodyNestedTooDeeplyFailsAtOnceAndOtherCallsGoOn) {
+  // 100,000 levels, 200 KB: protobuf's parser held the IO thread for
+  // minutes with this.
+  std::shared_ptr<Outcome> deep =
+      Start(*client_,
+            absl::StrCat(R"({"url": ")", Url("/deep?nested=100000"), R"("})"));
+  CallResult other =
+      Fetch(absl::StrCat(R"({"url": ")", Url("/users/42"), R"("})"));
+  EXPECT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE(deep->done.WaitForNotificationWithTimeout(weft::testing::kWait));
+  EXPECT_THAT(deep->result.status(),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("the JSON body is line 1, column 33: nested "
+                                 "deeper than 32 levels")));
+  EXPECT_TRUE(IsPermanent(deep->result.status()));
+  // Within the limit, it is a value like any other.
+  CallResult fine =
+      Fetch(absl::StrCat(R"({"url": ")", Url("/deep?nested=32"), R"("})"));
+  ASSERT_TRUE(fine.ok()) << fine.status();
+}
+
+TEST_F(HttpTest, HugeResponseHeadersAreAClearErrorThatIsNotRetried) {
+  // One header of 200 KB (libcurl refuses lines over 100 KB itself), and
+  // one of 80 KB (over weft's 64 KiB for all headers).
+  CallResult r = Fetch(
+      absl::StrCat(R"({"url": ")", Url("/h?header_bytes=200000"), R"("})"));
+  EXPECT_THAT(r.status(),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("the response headers are larger than "
+                                 "libcurl accepts")));
+  EXPECT_TRUE(IsPermanent(r.status()));
+  r = Fetch(
+      absl::StrCat(R"({"url": ")", Url("/h?header_bytes=80000"), R"("})"));
+  EXPECT_THAT(r.status(),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("the response headers are larger than 65536 "
+                                 "bytes")));
+  EXPECT_TRUE(IsPermanent(r.status()));
+  CallResult ok =
+      Fetch(absl::StrCat(R"({"url": ")", Url("/h?header_bytes=1000"), R"("})"));
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST_F(HttpTest, ABodyTheMemoryBudgetCannotTakeIsRefused) {
+  engine::MemoryBudget budget(100'000);
+  HttpOptions options;
+  options.allow =
+      *AllowList::Parse(absl::StrCat("127.0.0.1:", fixture_->port()));
+  options.memory = &budget;
+  auto client = HttpClient::Create(std::move(options));
+  ASSERT_TRUE(client.ok());
+  CallResult r = Fetch(
+      **client, absl::StrCat(R"({"url": ")", Url("/b?bytes=200000"), R"("})"));
+  EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kResourceExhausted,
+                                   HasSubstr("--max_inflight_bytes")));
+  CallResult small = Fetch(
+      **client, absl::StrCat(R"({"url": ")", Url("/b?bytes=1000"), R"("})"));
+  EXPECT_TRUE(small.ok()) << small.status();
+  calls_.clear();
+  EXPECT_TRUE(weft::testing::WaitFor([&] { return budget.used() == 0; }));
+}
+
+TEST_F(HttpTest, NoConnectionOpensOnceTheCallsAreCancelled) {
+  constexpr int kCalls = 400;
+  engine::CancellationSource source;
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  const std::string args =
+      absl::StrCat(R"({"url": ")", Url("/hang?hang=1"), R"("})");
+  for (int i = 0; i < kCalls; ++i) {
+    outcomes.push_back(Start(*client_, args, source.token()));
+  }
+  source.Cancel(absl::CancelledError("the caller's deadline passed"));
+  const int64_t opened = client_->connections_opened();
+  for (const auto& o : outcomes) {
+    ASSERT_TRUE(o->done.WaitForNotificationWithTimeout(weft::testing::kWait));
+    EXPECT_THAT(o->result.status(), StatusIs(absl::StatusCode::kCancelled,
+                                             "the caller's deadline passed"));
+  }
+  ASSERT_TRUE(weft::testing::WaitFor([&] { return client_->active() == 0; }));
+  // One may have been between the check and the socket when the cancel came.
+  EXPECT_LE(client_->connections_opened(), opened + 1);
+}
+
+TEST_F(HttpTest, ItsOwnTimeoutEndsTheCallOnTheEngineClock) {
+  // The call ends when its timeout passes even before libcurl's own timer:
+  // its completion does not wait for the IO thread.
+  std::shared_ptr<Outcome> o =
+      Start(*client_, absl::StrCat(R"({"url": ")", Url("/hang?hang=1"),
+                                   R"(", "timeout": "0.1s"})"));
+  ASSERT_TRUE(o->done.WaitForNotificationWithTimeout(weft::testing::kWait));
+  EXPECT_THAT(o->result.status(), StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                           HasSubstr("(args.timeout)")));
+  EXPECT_TRUE(weft::testing::WaitFor(
+      [&] { return fixture_->closed_before_answer() == 1; }));
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include "gtest/gtest.h"
 #include "server/engine/event_loop.h"
 #include "server/engine/manual_env.h"
+#include "server/engine/memory_budget.h"
+#include "server/handlers/text.h"
 #include "tests/engine/test_util.h"
 #include "tests/testing/plan_util.h"
 #include "tests/testing/status_matchers.h"
@@ -265,6 +267,198 @@ TEST_F(InterpreterTest, RunCancelledBeforeItStartsEndsEveryNodeCancelled) {
 }
 
 // Counts each node's start and finish.
+// A plan whose leaves return a string of `bytes` bytes each.
+std::string ValuesPlan(int leaves, int bytes, absl::string_view join = "") {
+  std::string children;
+  for (int i = 0; i < leaves; ++i) {
+    absl::StrAppend(&children, i > 0 ? "," : "",
+                    R"({"call": {"handler": "value", "args": {"value": ")",
+                    std::string(bytes, 'v'), R"("}}})");
+  }
+  return absl::StrCat(R"({"parallel": {)", join, R"("children": [)", children,
+                      "]}}");
+}
+
+TEST_F(InterpreterTest, AFullOutcomeOverItsLimitFailsAtTheRootAlone) {
+  // 20 values of 10 KB: 200 KB at the leaves, and again in the parallel.
+  RunOptions options;
+  options.max_outcome_bytes = 300'000;
+  Start(ValuesPlan(20, 10'000), options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(outcome_->error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(outcome_->error().message(),
+              HasSubstr("passed 300000 bytes, the most an outcome may hold "
+                        "(--max_outcome_bytes)"));
+  EXPECT_THAT(outcome_->error().message(), HasSubstr("OUTCOME_DETAIL_ROOT"));
+  EXPECT_EQ(outcome_->children_size(), 0);
+  EXPECT_FALSE(outcome_->has_value());
+}
+
+TEST_F(InterpreterTest, TheSameValuesFitWhenOnlyTheRootIsKept) {
+  RunOptions options;
+  options.max_outcome_bytes = 300'000;
+  options.root_only = true;
+  Start(ValuesPlan(20, 10'000), options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome_->value().list_value().values_size(), 20);
+  EXPECT_LE(outcome_->ByteSizeLong(), 300'000u);
+}
+
+TEST_F(InterpreterTest, ARootOnlyRunOverItsLimitDoesNotSuggestRootOnly) {
+  RunOptions options;
+  options.max_outcome_bytes = 100'000;
+  options.root_only = true;
+  Start(ValuesPlan(20, 10'000), options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(outcome_->error().message(),
+              ::testing::Not(HasSubstr("OUTCOME_DETAIL_ROOT")));
+}
+
+TEST_F(InterpreterTest,
+       OverTheLimitTheRunStopsAtOnceEvenWhereNothingFailsFast) {
+  // JOIN_ALL_SETTLED never cancels siblings for a failure; a run over its
+  // budget stops anyway: the sleep ends now, not in an hour.
+  RunOptions options;
+  options.max_outcome_bytes = 100'000;
+  Start(R"({"parallel": {"join": "JOIN_ALL_SETTLED", "children": [
+    {"call": {"handler": "sleep", "args": {"duration": "3600s"}}},
+    {"call": {"handler": "value", "args": {"value": ")" +
+            std::string(60'000, 'a') + R"("}}},
+    {"call": {"handler": "value", "args": {"value": ")" +
+            std::string(60'000, 'b') + R"("}}}
+  ]}})",
+        options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_EQ(env_.pending_timers(), 0u);
+}
+
+// Counts its calls; returns a string of 64 KiB.
+class CountingValueHandler : public handlers::Handler {
+ public:
+  explicit CountingValueHandler(std::atomic<int>* calls) : calls_(calls) {
+    info_.name = "counted";
+  }
+  const handlers::HandlerInfo& info() const override { return info_; }
+  absl::StatusOr<std::unique_ptr<handlers::Call>> Prepare(
+      const google::protobuf::Struct&) const override {
+    return std::unique_ptr<handlers::Call>(new CountedCall(calls_));
+  }
+
+ private:
+  class CountedCall : public handlers::Call {
+   public:
+    explicit CountedCall(std::atomic<int>* calls) : calls_(calls) {}
+    void Start(const handlers::CallContext&,
+               handlers::CallDone done) const override {
+      calls_->fetch_add(1);
+      google::protobuf::Value v;
+      v.set_string_value(std::string(64 << 10, 'c'));
+      std::move(done)(std::move(v));
+    }
+
+   private:
+    std::atomic<int>* calls_;
+  };
+  std::atomic<int>* calls_;
+  handlers::HandlerInfo info_;
+};
+
+TEST_F(InterpreterTest, NoCallStartsOnceTheRunIsOverItsBudget) {
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(
+      registry_.Register(std::make_unique<CountingValueHandler>(&calls)).ok());
+  std::string children;
+  for (int i = 0; i < 1000; ++i) {
+    absl::StrAppend(&children, i > 0 ? "," : "",
+                    R"({"call": {"handler": "counted"}})");
+  }
+  RunOptions options;
+  options.max_outcome_bytes = 1 << 20;  // 16 values of 64 KiB.
+  Start(
+      absl::StrCat(R"({"parallel": {"join": "JOIN_ALL_SETTLED", "children": [)",
+                   children, "]}}"),
+      options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_EQ(calls.load(), 16);  // The 16th passes the limit; none after.
+}
+
+TEST_F(InterpreterTest,
+       ValuesAreChargedToTheMemoryBudgetAndTheOutcomeKeepsIts) {
+  engine::MemoryBudget budget(10 << 20);
+  {
+    engine::MemoryCharge charge(&budget);
+    RunOptions options;
+    options.memory = &charge;
+    Start(ValuesPlan(20, 10'000), options);
+    ASSERT_TRUE(outcome_.has_value());
+    EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
+    // The outcome holds every value twice (leaves and parallel).
+    EXPECT_GE(charge.bytes(), 400'000);
+    EXPECT_GE(charge.bytes(), static_cast<int64_t>(outcome_->ByteSizeLong()));
+    EXPECT_EQ(budget.used(), charge.bytes());
+  }
+  EXPECT_EQ(budget.used(), 0);
+}
+
+TEST_F(InterpreterTest, ARunThatTheMemoryBudgetCannotHoldFailsSayingSo) {
+  engine::MemoryBudget budget(300'000);
+  engine::MemoryCharge other(&budget);
+  ASSERT_TRUE(other.TryAdd(100'000));  // Another run holds some.
+  engine::MemoryCharge charge(&budget);
+  RunOptions options;
+  options.memory = &charge;
+  options.root_only = true;
+  Start(ValuesPlan(30, 10'000), options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(outcome_->error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(outcome_->error().message(), HasSubstr("--max_inflight_bytes"));
+  EXPECT_THAT(outcome_->error().message(), HasSubstr("Retry later"));
+  // What the run made is gone; the root's record is all it keeps.
+  EXPECT_LT(charge.bytes(), 10'000);
+  EXPECT_EQ(budget.used(), 100'000 + charge.bytes());
+}
+
+TEST_F(InterpreterTest, ARetriedNodeGivesBackWhatItsEarlierAttemptHeld) {
+  engine::MemoryBudget budget(10 << 20);
+  engine::MemoryCharge charge(&budget);
+  RunOptions options;
+  options.memory = &charge;
+  options.root_only = true;
+  // The sequence's first step keeps a value, the second fails: three
+  // attempts, each charging and then giving back the first step's value.
+  Start(R"({"retry": {"max_attempts": 3, "initial_backoff": "0.001s",
+                      "retryable_codes": ["UNAVAILABLE"]},
+            "sequence": {"children": [
+    {"call": {"handler": "value", "args": {"value": ")" +
+            std::string(100'000, 'r') + R"("}}},
+    {"call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}
+  ]}})",
+        options);
+  for (int i = 0; i < 10 && !outcome_.has_value(); ++i) {
+    env_.AdvanceBy(absl::Seconds(1));
+  }
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->attempts(), 3);
+  EXPECT_LT(charge.bytes(), 10'000);
+}
+
+TEST_F(InterpreterTest, LongErrorMessagesAreCutShort) {
+  Start(R"({"sequence": {"children": [{"sequence": {"children": [
+    {"call": {"handler": "fail", "args": {"code": "INTERNAL", "message": ")" +
+        std::string(100'000, 'e') + R"("}}}]}}]}})");
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_LE(outcome_->error().message().size(), handlers::kMaxMessageBytes);
+  EXPECT_THAT(outcome_->error().message(), HasSubstr("bytes in all"));
+  EXPECT_LE(outcome_->children(0).children(0).error().message().size(),
+            handlers::kMaxMessageBytes);
+}
+
 class CountingObserver : public NodeObserver {
  public:
   explicit CountingObserver(size_t nodes) : started_(nodes), finished_(nodes) {}

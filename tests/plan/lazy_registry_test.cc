@@ -62,8 +62,10 @@ class LazyRegistryTest : public ::testing::Test {
     return slot;
   }
 
+  // With the value (charged to a charge without a budget).
   LazyValue Get(absl::string_view name) {
-    absl::StatusOr<LazyValue> v = registry().Get(name);
+    engine::MemoryCharge unlimited;
+    absl::StatusOr<LazyValue> v = registry().Get(name, &unlimited);
     EXPECT_TRUE(v.ok()) << v.status();
     return v.ok() ? *v : LazyValue();
   }
@@ -359,6 +361,124 @@ TEST_F(LazyRegistryTest, ListPagesByName) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
   LazyRegistry::Totals t = registry().totals();
   EXPECT_EQ(t.count, 4);
+}
+
+// A lazy value whose plan returns a string of `bytes` bytes.
+std::string BigValue(int bytes) {
+  return absl::StrCat(
+      R"({"plan": {"call": {"handler": "value", "args": {"value": ")",
+      std::string(bytes, 'z'), R"("}}}})");
+}
+
+TEST_F(LazyRegistryTest, AValueOverTheOutcomeLimitFailsItsComputation) {
+  options_.max_value_bytes = 1000;
+  MustCreate("big", BigValue(2000));
+  const int64_t definitions = registry().memory().used();
+  auto got = Resolve("lazyValues/big");
+  ASSERT_TRUE(got->has_value());
+  EXPECT_THAT(**got, StatusIs(absl::StatusCode::kResourceExhausted,
+                              HasSubstr("--max_outcome_bytes")));
+  EXPECT_EQ(registry().memory().used(), definitions);
+}
+
+TEST_F(LazyRegistryTest, AValueTheCacheCannotHoldFailsNamingTheCacheLimit) {
+  // Room for both definitions (each holds its 60 KB value twice, as the
+  // request's copy and its encoding) and one value of 60 KB, not two.
+  options_.max_bytes = 2 * 122'200 + 90'000;
+  MustCreate("first", BigValue(60'000));
+  MustCreate("second", BigValue(60'000));
+  const int64_t definitions = registry().memory().used();
+  auto first = Resolve("lazyValues/first");
+  ASSERT_TRUE(first->has_value());
+  ASSERT_TRUE((*first)->ok()) << (*first)->status();
+  auto second = Resolve("lazyValues/second");
+  ASSERT_TRUE(second->has_value());
+  EXPECT_THAT(**second,
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("(--max_lazy_bytes). Reset or delete other "
+                                 "lazy values")));
+  // Resetting the first makes room.
+  ASSERT_TRUE(registry().Reset("lazyValues/first").ok());
+  first->reset();
+  EXPECT_EQ(registry().memory().used(), definitions);
+  second = Resolve("lazyValues/second");
+  ASSERT_TRUE(second->has_value());
+  EXPECT_TRUE((*second)->ok()) << (*second)->status();
+}
+
+TEST_F(LazyRegistryTest, EveryResolverSharesTheOneCachedValue) {
+  MustCreate("shared", BigValue(100'000));
+  const int64_t definition = registry().memory().used();
+  std::vector<absl::StatusOr<LazyRegistry::CachedPtr>> got(100);
+  for (auto& slot : got) {
+    registry().ResolveShared(
+        "lazyValues/shared", {},
+        [&slot](absl::StatusOr<LazyRegistry::CachedPtr> v) {
+          slot = std::move(v);
+        });
+  }
+  for (const auto& v : got) {
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->get(), got[0]->get());
+  }
+  const int64_t cached = registry().memory().used() - definition;
+  EXPECT_GT(cached, 100'000);
+  EXPECT_LT(cached, 200'000);
+  // Deleted and answered: nothing is held any more.
+  ASSERT_TRUE(registry().Delete("lazyValues/shared").ok());
+  got.clear();
+  EXPECT_EQ(registry().memory().used(), 0);
+}
+
+TEST_F(LazyRegistryTest, ADefinitionThatDoesNotFitIsRefused) {
+  options_.max_bytes = 50'000;
+  EXPECT_THAT(Create("huge", BigValue(40'000)),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("lazyValues/huge: the definition takes")));
+  EXPECT_EQ(registry().memory().used(), 0);
+  EXPECT_THAT(registry().Get("lazyValues/huge"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no such")));
+}
+
+TEST_F(LazyRegistryTest, GetWithAChargeRefusesWhatItsBudgetCannotTake) {
+  MustCreate("v", BigValue(50'000));
+  ASSERT_TRUE(Resolve("lazyValues/v")->has_value());
+  engine::MemoryBudget budget(10'000);
+  engine::MemoryCharge charge(&budget);
+  EXPECT_THAT(registry().Get("lazyValues/v", &charge),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("--max_inflight_bytes")));
+  engine::MemoryBudget roomy(1 << 20);
+  engine::MemoryCharge fits(&roomy);
+  absl::StatusOr<LazyValue> v = registry().Get("lazyValues/v", &fits);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value().string_value().size(), 50'000u);
+  EXPECT_GT(fits.bytes(), 50'000);
+}
+
+TEST_F(LazyRegistryTest, ListPagesEndBeforeTheyPassTheirByteLimit) {
+  for (const char* id : {"a", "b", "c", "d"}) {
+    MustCreate(id, BigValue(40'000));
+    ASSERT_TRUE(Resolve(absl::StrCat("lazyValues/", id))->has_value());
+  }
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    absl::StatusOr<LazyRegistry::Page> page =
+        registry().List(0, token, 100'000);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_LE(page->values.size(), 2u);
+    for (const LazyValue& v : page->values) seen.push_back(v.name());
+    token = page->next_page_token;
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_THAT(seen, ::testing::ElementsAre("lazyValues/a", "lazyValues/b",
+                                           "lazyValues/c", "lazyValues/d"));
+  // A single value larger than the limit still comes, alone.
+  absl::StatusOr<LazyRegistry::Page> one = registry().List(0, "", 10);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->values.size(), 1u);
 }
 
 }  // namespace

@@ -385,5 +385,136 @@ TEST(TaskRegistryThreadsTest, ThousandConcurrentCreatesAreAllAccountedFor) {
   registry.StopAccepting(absl::CancelledError("done"));
 }
 
+// A task whose plan returns a string of `bytes` bytes at once.
+std::string ValueTask(int bytes) {
+  return absl::StrCat(R"({"call": {"handler": "value", "args": {"value": ")",
+                      std::string(bytes, 'q'), R"("}}})");
+}
+
+TEST_F(TaskRegistryTest, CreateAnswersWithoutTheOutcomeEvenWhenItIsDone) {
+  Task t = Create(ValueTask(1000));
+  EXPECT_EQ(t.state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_FALSE(t.has_outcome());
+  EXPECT_EQ(Get(t.name()).outcome().value().string_value().size(), 1000u);
+}
+
+TEST_F(TaskRegistryTest, ATaskOutcomeOverTheLimitFailsWithResourceExhausted) {
+  TaskOptions options;
+  options.max_outcome_bytes = 10'000;
+  registry(options);
+  Task t = Create(ValueTask(20'000));
+  Task got = Get(t.name());
+  EXPECT_EQ(got.state(), weft::v1::TASK_STATE_FAILED);
+  EXPECT_EQ(got.outcome().error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(got.outcome().error().message(),
+              HasSubstr("--max_outcome_bytes"));
+}
+
+TEST_F(TaskRegistryTest, OldFinishedTasksMakeRoomForNewOnesWithinTheBytes) {
+  TaskOptions options;
+  options.max_retained_bytes = 400'000;
+  registry(options);
+  std::vector<std::string> names;
+  for (int i = 0; i < 10; ++i)
+    names.push_back(Create(ValueTask(100'000)).name());
+  EXPECT_LE(registry().memory().used(), 400'000);
+  // The newest are kept; the oldest were forgotten early, and NOT_FOUND
+  // says why.
+  EXPECT_EQ(Get(names.back()).outcome().value().string_value().size(),
+            100'000u);
+  EXPECT_THAT(registry().Get(names.front(), false, true),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("--max_retained_task_bytes")));
+}
+
+TEST_F(TaskRegistryTest, WhenLiveTasksFillTheBytesCreateIsRefused) {
+  TaskOptions options;
+  options.max_retained_bytes = 100'000;
+  registry(options);
+  NewTask first = Plan(kSleep1s);
+  first.request_bytes = 60'000;
+  ASSERT_TRUE(registry().Create(std::move(first)).ok());
+  NewTask second = Plan(kSleep1s);
+  second.request_bytes = 60'000;
+  EXPECT_THAT(registry().Create(std::move(second)),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("(--max_retained_task_bytes), and 1 of them "
+                                 "are still queued or running")));
+  env_.AdvanceBy(absl::Seconds(1));  // The first ends: it can go now.
+  NewTask third = Plan(kSleep1s);
+  third.request_bytes = 60'000;
+  EXPECT_TRUE(registry().Create(std::move(third)).ok());
+}
+
+TEST_F(TaskRegistryTest, AnOutcomeThatCannotBeKeptBecomesItsRootWithTheReason) {
+  TaskOptions options;
+  options.max_retained_bytes = 200'000;
+  registry(options);
+  // A queued-forever task holds most of the bytes; the outcome of a second
+  // does not fit beside it.
+  NewTask hog =
+      Plan(R"({"call": {"handler": "sleep", "args": {"duration": "3600s"}}})");
+  hog.request_bytes = 150'000;
+  ASSERT_TRUE(registry().Create(std::move(hog)).ok());
+  Task t = Create(ValueTask(100'000));
+  Task got = Get(t.name());
+  EXPECT_EQ(got.state(), weft::v1::TASK_STATE_FAILED);
+  EXPECT_EQ(got.outcome().error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(got.outcome().error().message(),
+              HasSubstr("(--max_retained_task_bytes)"));
+  EXPECT_LE(registry().memory().used(), 200'000);
+}
+
+TEST_F(TaskRegistryTest, ARunningTaskChargesItsValuesToTheInflightBudget) {
+  engine::MemoryBudget inflight(1 << 20);
+  TaskOptions options;
+  options.inflight = &inflight;
+  registry(options);
+  Task t = Create(R"({"sequence": {"children": [
+    {"call": {"handler": "value", "args": {"value": ")" +
+                  std::string(200'000, 'i') + R"("}}},
+    {"call": {"handler": "sleep", "args": {"duration": "1s"}}}]}})");
+  EXPECT_GT(inflight.used(), 200'000);
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(Get(t.name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
+  // Ended: the outcome counts as a retained task's now.
+  EXPECT_EQ(inflight.used(), 0);
+  EXPECT_GT(registry().memory().used(), 200'000);
+}
+
+TEST_F(TaskRegistryTest, CopiesOutAreChargedFirstAndRefusedWhenTheyDoNotFit) {
+  Task t = Create(ValueTask(100'000));
+  engine::MemoryBudget small(50'000);
+  engine::MemoryCharge charge(&small);
+  EXPECT_THAT(registry().Get(t.name(), false, true, &charge),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("ask for TASK_VIEW_BASIC")));
+  EXPECT_TRUE(registry().Get(t.name(), false, false, &charge).ok());
+  engine::MemoryBudget roomy(1 << 20);
+  engine::MemoryCharge fits(&roomy);
+  EXPECT_TRUE(registry().Get(t.name(), false, true, &fits).ok());
+  EXPECT_GT(fits.bytes(), 100'000);
+}
+
+TEST_F(TaskRegistryTest, ListPagesEndBeforeTheyPassTheirBytes) {
+  for (int i = 0; i < 5; ++i) Create(ValueTask(100'000));
+  weft::v1::ListTasksRequest request;
+  request.set_view(weft::v1::TASK_VIEW_FULL);
+  std::set<std::string> seen;
+  for (int page = 0; page < 10; ++page) {
+    absl::StatusOr<TaskRegistry::ListResult> r =
+        registry().List(request, 250'000);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_LE(r->tasks.size(), 2u);
+    for (const Task& t : r->tasks) {
+      EXPECT_EQ(t.outcome().value().string_value().size(), 100'000u);
+      seen.insert(t.name());
+    }
+    if (r->next_page_token.empty()) break;
+    request.set_page_token(r->next_page_token);
+  }
+  EXPECT_EQ(seen.size(), 5u);
+}
+
 }  // namespace
 }  // namespace weft::plan

@@ -60,10 +60,23 @@ TEST(ConfigTest, BadFilesNameWhatIsWrong) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("maxPlanNode")));
   EXPECT_THAT(ParseConfig(R"({"maxPlanNodes": "many"})"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("max_plan_nodes")));
+                       "maxPlanNodes: expected a whole number, got \"many\""));
   EXPECT_THAT(ParseConfig("not json"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("not a weft.v1.ServerConfig")));
+                       "not JSON: line 1, column 1: expected a value"));
+  EXPECT_THAT(ParseConfig(R"({"maxPlanNodes": 5, "max_plan_nodes": 6})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("maxPlanNodes: given more than once")));
+  EXPECT_THAT(ParseConfig(R"({"maxRunDuration": "99999999999999s"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "maxRunDuration: the duration is out of range"));
+  EXPECT_THAT(ParseConfig(R"({"lazyValues": [{"lazyValue": {"ttl": "abc"}}]})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "lazyValues[0].lazyValue.ttl: expected a duration "
+                       "like \"1.5s\""));
+  EXPECT_THAT(ParseConfig("[1]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("must hold one JSON object")));
   EXPECT_THAT(LoadConfig("/nonexistent/weftd.json"),
               StatusIs(absl::StatusCode::kNotFound,
                        "/nonexistent/weftd.json: cannot read the file"));
@@ -74,7 +87,85 @@ TEST(ConfigTest, LoadConfigNamesTheFile) {
   std::ofstream(path) << R"({"listen": 5})";
   EXPECT_THAT(LoadConfig(path),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr(path + ": not a weft.v1.ServerConfig")));
+                       path + ": listen: expected a string, got 5"));
+}
+
+TEST(ConfigTest, ErrorsNeverRepeatTheFile) {
+  const std::string secret(100'000, 's');
+  for (const std::string& json :
+       {"{\"listen\": \"x\"}" + secret, "{\"" + secret + "\": 1}",
+        "{\"listen\": [\"" + secret + "\"]}"}) {
+    absl::StatusOr<weft::v1::ServerConfig> c = ParseConfig(json);
+    ASSERT_FALSE(c.ok());
+    EXPECT_LE(c.status().message().size(), 400u) << c.status();
+  }
+}
+
+TEST(ConfigTest, AByteOrderMarkIsSkipped) {
+  absl::StatusOr<weft::v1::ServerConfig> c =
+      ParseConfig("\xEF\xBB\xBF{\"maxPlanNodes\": 5}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->max_plan_nodes(), 5);
+}
+
+TEST(ConfigTest, ByteBudgetsAreFieldsLikeTheOtherFlags) {
+  absl::StatusOr<weft::v1::ServerConfig> c = ParseConfig(
+      R"({"maxInflightBytes": "1073741824", "maxRetainedTaskBytes": 2097152,
+          "maxLazyBytes": 3145728})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(ConfigFlags(*c),
+              ElementsAre(Pair("max_inflight_bytes", "1073741824"),
+                          Pair("max_retained_task_bytes", "2097152"),
+                          Pair("max_lazy_bytes", "3145728")));
+  EXPECT_EQ(ConfigFieldName("max_inflight_bytes"), "maxInflightBytes");
+  EXPECT_EQ(ConfigFieldName("no_such_flag"), "");
+}
+
+TEST(CheckFlagValueTest, NumbersAndDurationsMustBeInTheirRange) {
+  EXPECT_TRUE(CheckFlagValue("event_loop_threads", "4").ok());
+  EXPECT_THAT(CheckFlagValue("event_loop_threads", "100000"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "must be a whole number from 1 to 64, got \"100000\""));
+  EXPECT_THAT(
+      CheckFlagValue("max_plan_depth", "0"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from 1 to 256")));
+  EXPECT_TRUE(CheckFlagValue("max_queued_tasks", "0").ok());
+  EXPECT_FALSE(CheckFlagValue("max_inflight_bytes", "1000").ok());
+  EXPECT_TRUE(CheckFlagValue("shutdown_grace", "0s").ok());
+  EXPECT_THAT(CheckFlagValue("shutdown_grace", "-1s"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "must be a duration from 0s up to 1h, got \"-1s\""));
+  EXPECT_THAT(
+      CheckFlagValue("task_retention", "0s"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("above 0s")));
+  EXPECT_FALSE(CheckFlagValue("max_run_duration", "inf").ok());
+  EXPECT_TRUE(CheckFlagValue("http_allow", "anything").ok());  // No range.
+}
+
+TEST(ParseListenAddressTest, AcceptsHostPortAndSaysWhatIsWrongOtherwise) {
+  for (const char* ok :
+       {"127.0.0.1:50051", "0.0.0.0:0", "[::1]:50051", "[::]:65535",
+        "localhost:8080", "weft.internal:1", "unix:/run/weft.sock"}) {
+    EXPECT_TRUE(ParseListenAddress(ok).ok()) << ok;
+  }
+  struct Bad {
+    const char* address;
+    const char* why;
+  };
+  for (const Bad& b :
+       {Bad{"127.0.0.1:99999", "from 0 to 65535"},
+        Bad{"127.0.0.1:65536", "from 0 to 65535"}, Bad{"127.0.0.1", "no port"},
+        Bad{"127.0.0.1:", "from 0 to 65535"},
+        Bad{"127.0.0.1:-1", "from 0 to 65535"}, Bad{":50051", "no host"},
+        Bad{"::1:50051", "must be written in brackets"},
+        Bad{"[::1:50051", "without its ']'"},
+        Bad{"[zz]:1", "not an IPv6 address"},
+        Bad{"999.1.1.1:1", "not an IPv4 address"},
+        Bad{"bad host:1", "not a host name"}, Bad{"unix:", "no socket path"}}) {
+    EXPECT_THAT(ParseListenAddress(b.address),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(b.why)))
+        << b.address;
+  }
 }
 
 TEST(ConfigTest, LazyValuesAreDeclaredAndTheirErrorsNamed) {

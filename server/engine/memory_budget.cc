@@ -1,0 +1,66 @@
+#include "server/engine/memory_budget.h"
+
+#include <algorithm>
+
+namespace weft::engine {
+
+bool MemoryBudget::TryAdd(int64_t bytes) {
+  if (bytes <= 0) return true;
+  int64_t used = used_.load(std::memory_order_relaxed);
+  do {
+    if (bytes > limit_ - used) {
+      refusals_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+  } while (!used_.compare_exchange_weak(used, used + bytes,
+                                        std::memory_order_relaxed));
+  const int64_t now = used + bytes;
+  int64_t peak = peak_.load(std::memory_order_relaxed);
+  while (now > peak &&
+         !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+  return true;
+}
+
+void MemoryBudget::Remove(int64_t bytes) {
+  if (bytes > 0) used_.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+MemoryCharge::MemoryCharge(MemoryCharge&& other) noexcept
+    : budget_(other.budget_),
+      bytes_(other.bytes_.exchange(0, std::memory_order_relaxed)) {}
+
+MemoryCharge& MemoryCharge::operator=(MemoryCharge&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    budget_ = other.budget_;
+    bytes_.store(other.bytes_.exchange(0, std::memory_order_relaxed),
+                 std::memory_order_relaxed);
+  }
+  return *this;
+}
+
+bool MemoryCharge::TryAdd(int64_t bytes) {
+  if (bytes <= 0) return true;
+  if (budget_ != nullptr && !budget_->TryAdd(bytes)) return false;
+  bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  return true;
+}
+
+void MemoryCharge::Remove(int64_t bytes) {
+  if (bytes <= 0) return;
+  int64_t held = bytes_.load(std::memory_order_relaxed);
+  int64_t take;
+  do {
+    take = std::min(held, bytes);
+  } while (!bytes_.compare_exchange_weak(held, held - take,
+                                         std::memory_order_relaxed));
+  if (budget_ != nullptr) budget_->Remove(take);
+}
+
+void MemoryCharge::Reset() {
+  const int64_t held = bytes_.exchange(0, std::memory_order_relaxed);
+  if (budget_ != nullptr) budget_->Remove(held);
+}
+
+}  // namespace weft::engine

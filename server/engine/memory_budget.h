@@ -1,0 +1,84 @@
+// MemoryBudget: a limit on the bytes that one kind of memory may hold across
+// the whole process (values of runs in flight, retained tasks, cached lazy
+// values), and MemoryCharge: one holder's share of it.
+//
+// Work that is about to hold memory asks first (TryAdd); when the budget
+// cannot take it, the work is refused at once, before the memory exists, so
+// that no request can grow the process past what its operator configured.
+// A charge gives its bytes back when it is destroyed, so the budget follows
+// the lifetime of what it counts.
+//
+// Bytes here are estimates made by the callers (see handlers/value_size.h);
+// the budget only adds them up.
+//
+// Thread-safety: both classes are safe to use from any thread. A charge must
+// not outlive its budget.
+
+#ifndef WEFT_SERVER_ENGINE_MEMORY_BUDGET_H_
+#define WEFT_SERVER_ENGINE_MEMORY_BUDGET_H_
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+
+namespace weft::engine {
+
+class MemoryBudget {
+ public:
+  // `limit` bytes at most; the default takes everything (it only counts).
+  explicit MemoryBudget(int64_t limit = std::numeric_limits<int64_t>::max())
+      : limit_(limit) {}
+  MemoryBudget(const MemoryBudget&) = delete;
+  MemoryBudget& operator=(const MemoryBudget&) = delete;
+
+  // Adds `bytes` (>= 0) unless the total would pass the limit; false (and
+  // nothing added) then.
+  bool TryAdd(int64_t bytes);
+  // Gives back bytes added earlier.
+  void Remove(int64_t bytes);
+
+  int64_t limit() const { return limit_; }
+  int64_t used() const { return used_.load(std::memory_order_relaxed); }
+  // The most it has held at once.
+  int64_t peak() const { return peak_.load(std::memory_order_relaxed); }
+  // How many TryAdd calls were refused.
+  int64_t refusals() const { return refusals_.load(std::memory_order_relaxed); }
+
+ private:
+  const int64_t limit_;
+  std::atomic<int64_t> used_{0};
+  std::atomic<int64_t> peak_{0};
+  std::atomic<int64_t> refusals_{0};
+};
+
+// One holder's bytes in a budget (or in none: then it only counts). Movable;
+// gives everything back when destroyed or Reset().
+class MemoryCharge {
+ public:
+  MemoryCharge() = default;
+  explicit MemoryCharge(MemoryBudget* budget) : budget_(budget) {}
+  ~MemoryCharge() { Reset(); }
+  MemoryCharge(MemoryCharge&& other) noexcept;
+  MemoryCharge& operator=(MemoryCharge&& other) noexcept;
+  MemoryCharge(const MemoryCharge&) = delete;
+  MemoryCharge& operator=(const MemoryCharge&) = delete;
+
+  // Adds `bytes` (>= 0) to this charge and its budget; false (and nothing
+  // added) if the budget cannot take them.
+  bool TryAdd(int64_t bytes);
+  // Gives back up to `bytes` of this charge.
+  void Remove(int64_t bytes);
+  // Gives everything back.
+  void Reset();
+
+  int64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  MemoryBudget* budget() const { return budget_; }
+
+ private:
+  MemoryBudget* budget_ = nullptr;
+  std::atomic<int64_t> bytes_{0};
+};
+
+}  // namespace weft::engine
+
+#endif  // WEFT_SERVER_ENGINE_MEMORY_BUDGET_H_
