@@ -28,7 +28,8 @@ APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
   libssl-dev libcurl4-openssl-dev
-APT_TEST := python3 procps clang libclang-rt-14-dev clang-format
+APT_TEST := python3 procps util-linux clang libclang-rt-14-dev clang-format \
+  python3-grpcio python3-protobuf
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 
@@ -89,7 +90,9 @@ check: tools build lint format-check
 # The engine, handler and plan tests (no gRPC inside) under TSan; every test
 # under ASan+UBSan except the README tour and the lazy end-to-end test, which
 # start hundreds of CLI processes (slow under ASan) and add no C++ paths that
-# the other end-to-end tests do not already run there. Debian's gRPC,
+# the other end-to-end tests do not already run there, and the hostile suite,
+# which runs weftd under an address-space cap that ASan's shadow memory
+# cannot live in (its paths run under ASan in the service and plan tests). Debian's gRPC,
 # protobuf and Abseil are not instrumented, which ASan tolerates and TSan does
 # not, hence the split. Both sanitizer builds use clang: GCC 12's TSan
 # crashes inside protobuf's Map, clang's does not; clang checks the
@@ -112,7 +115,7 @@ asan: tools
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS="detect_leaks=1" \
 	  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-	  ctest --output-on-failure -j $(JOBS) --timeout 900 -E '^(readme_tour|lazy_e2e)$$'
+	  ctest --output-on-failure -j $(JOBS) --timeout 900 -E '^(readme_tour|lazy_e2e|hostile)$$'
 
 sanitizers: tsan asan
 

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/handlers/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -15,8 +16,8 @@ constexpr int64_t kMaxSeconds = 315'576'000'000;
 
 absl::Status BadDuration(absl::string_view text) {
   return absl::InvalidArgumentError(
-      absl::StrCat("\"", text,
-                   "\" is not a duration; write seconds with an \"s\" suffix, "
+      absl::StrCat(Quote(text),
+                   " is not a duration; write seconds with an \"s\" suffix, "
                    "like \"1.5s\""));
 }
 
@@ -52,7 +53,7 @@ absl::StatusOr<absl::Duration> ParseJsonDuration(absl::string_view text) {
   }
   if (seconds > kMaxSeconds) {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", text, "\" is longer than the largest duration, ",
+        absl::StrCat(Quote(text), " is longer than the largest duration, ",
                      kMaxSeconds, "s"));
   }
   absl::Duration d = absl::Seconds(seconds) + absl::Nanoseconds(nanos);

@@ -4,10 +4,12 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
+#include "server/handlers/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -81,8 +83,8 @@ absl::Status CheckOne(const ArgSpec& spec, const Value& v) {
       absl::StatusOr<absl::Duration> d = ParseJsonDuration(v.string_value());
       if (!d.ok()) return ArgError(spec.name, d.status().message());
       if (*d < absl::ZeroDuration()) {
-        return ArgError(spec.name, absl::StrCat("must not be negative, got \"",
-                                                v.string_value(), "\""));
+        return ArgError(spec.name, absl::StrCat("must not be negative, got ",
+                                                Quote(v.string_value())));
       }
       return absl::OkStatus();
     }
@@ -146,16 +148,17 @@ absl::Status CheckArgs(const HandlerInfo& info,
     for (const ArgSpec& spec : info.args) names.push_back(spec.name);
     return ArgError(
         unknown.front(),
-        absl::StrCat("unknown argument of handler \"", info.name,
-                     "\"; it takes ",
+        absl::StrCat("unknown argument of handler ", Quote(info.name),
+                     "; it takes ",
                      names.empty() ? "none" : absl::StrJoin(names, ", ")));
   }
   for (const ArgSpec& spec : info.args) {
     auto it = args.fields().find(spec.name);
     if (it == args.fields().end()) {
       if (spec.required) {
-        return ArgError(spec.name, absl::StrCat("required by handler \"",
-                                                info.name, "\" but missing"));
+        return ArgError(spec.name,
+                        absl::StrCat("required by handler ", Quote(info.name),
+                                     " but missing"));
       }
       continue;
     }
@@ -211,8 +214,19 @@ bool IsPermanent(const absl::Status& error) {
   return error.GetPayload(kPermanentUrl).has_value();
 }
 
+std::string ArgPath(absl::string_view name) {
+  const bool plain =
+      !name.empty() && name.size() <= kQuoteBytes &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+               c == '.' || c == '[' || c == ']' || c == '-';
+      });
+  return plain ? absl::StrCat("args.", name)
+               : absl::StrCat("args[", Quote(name), "]");
+}
+
 absl::Status ArgError(absl::string_view name, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("args.", name, ": ", what));
+  return absl::InvalidArgumentError(absl::StrCat(ArgPath(name), ": ", what));
 }
 
 }  // namespace weft::handlers

@@ -124,8 +124,10 @@ absl::Status CheckArgs(const HandlerInfo& info,
                        const google::protobuf::Struct& args);
 
 // INVALID_ARGUMENT "args.<name>: <what>", the form every argument error
-// takes; for handlers' own checks in Prepare().
+// takes; for handlers' own checks in Prepare(). A name that is long or not
+// plain (a key a caller chose) is quoted briefly: args["a b"...].
 absl::Status ArgError(absl::string_view name, absl::string_view what);
+std::string ArgPath(absl::string_view name);
 
 // Marks an error that trying again cannot mend, such as a destination the
 // operator has not allowed: retry policies skip it whatever codes they list.

@@ -792,8 +792,8 @@ absl::StatusOr<std::vector<StatusRange>> ParseAcceptStatus(const Value* list) {
       if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &r.low) ||
           !absl::SimpleAtoi(parts.back(), &r.high)) {
         return ArgError(where, absl::StrCat("expected a status like 204 or a "
-                                            "range like \"200-299\", got \"",
-                                            v.string_value(), "\""));
+                                            "range like \"200-299\", got ",
+                                            Quote(v.string_value())));
       }
     } else {
       return ArgError(where,
@@ -1070,15 +1070,15 @@ class HttpHandler : public Handler {
     }
     request.method = args.String("method", "GET");
     if (!IsToken(request.method)) {
-      return ArgError("method", absl::StrCat("\"", request.method,
-                                             "\" is not an HTTP method"));
+      return ArgError("method", absl::StrCat(Quote(request.method),
+                                             " is not an HTTP method"));
     }
     bool has_content_type = false;
     if (const Value* headers = args.Find("headers")) {
       for (const auto& [name, value] : headers->struct_value().fields()) {
         if (!IsToken(name)) {
           return ArgError("headers",
-                          absl::StrCat("\"", name, "\" is not a header name"));
+                          absl::StrCat(Quote(name), " is not a header name"));
         }
         if (!value.has_string_value()) {
           return ArgError(absl::StrCat("headers.", name), "expected a string");

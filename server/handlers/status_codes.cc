@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/handlers/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -44,7 +45,7 @@ absl::StatusOr<absl::StatusCode> ParseCodeName(absl::string_view name) {
     if (n == name) return c;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "\"", name, "\" is not a status code name; use one of ", CodeNameList()));
+      Quote(name), " is not a status code name; use one of ", CodeNameList()));
 }
 
 const std::string& CodeNameList() {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
+#include "server/handlers/text.h"
 
 namespace weft::plan {
 
@@ -61,9 +62,16 @@ absl::StatusOr<absl::Duration> DurationField(
     bool positive) {
   const absl::Duration out =
       absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-  const bool valid = d.seconds() >= 0 && d.seconds() <= kMaxDurationSeconds &&
-                     d.nanos() >= 0 && d.nanos() <= 999'999'999;
-  if (!valid || (positive && out == absl::ZeroDuration())) {
+  if (d.seconds() > kMaxDurationSeconds || d.seconds() < -kMaxDurationSeconds ||
+      d.nanos() > 999'999'999 || d.nanos() < -999'999'999) {
+    return Error(path,
+                 absl::StrCat("is not a valid duration: seconds go up to ",
+                              kMaxDurationSeconds,
+                              " and nanos up to "
+                              "999999999, got seconds ",
+                              d.seconds(), " and nanos ", d.nanos()));
+  }
+  if (out < absl::ZeroDuration() || (positive && out == absl::ZeroDuration())) {
     return Error(path,
                  absl::StrCat(positive ? "must be a positive duration"
                                        : "must not be negative",
@@ -271,9 +279,10 @@ class Compiler {
     }
     const handlers::Handler* handler = registry_.Find(call.handler());
     if (handler == nullptr) {
-      return Error(absl::StrCat(path, ".handler"),
-                   absl::StrCat("unknown handler \"", call.handler(),
-                                "\"; known handlers: ", registry_.Names()));
+      return Error(
+          absl::StrCat(path, ".handler"),
+          absl::StrCat("unknown handler ", handlers::Quote(call.handler()),
+                       "; known handlers: ", registry_.Names()));
     }
     // Handler errors start with "args...": join them to the call's path.
     if (absl::Status s = handlers::CheckArgs(handler->info(), call.args());
@@ -290,9 +299,10 @@ class Compiler {
     if (pool == nullptr && handler->info().blocking) {
       pool = pools_ != nullptr ? pools_->Find("default") : nullptr;
       if (pool == nullptr) {
-        return Error(path, absl::StrCat("handler \"", call.handler(),
-                                        "\" blocks and needs a thread pool, "
-                                        "but none is configured (--pools)"));
+        return Error(path,
+                     absl::StrCat("handler ", handlers::Quote(call.handler()),
+                                  " blocks and needs a thread pool, "
+                                  "but none is configured (--pools)"));
       }
     }
     plan_->nodes_[index].call = *std::move(prepared);
@@ -306,8 +316,8 @@ class Compiler {
     ++plan_->leaves_;
     if (!IsLazyValueName(lazy.name())) {
       return Error(absl::StrCat(path, ".name"),
-                   absl::StrCat("\"", lazy.name(),
-                                "\" is not a lazy value name; lazy value "
+                   absl::StrCat(handlers::Quote(lazy.name()),
+                                " is not a lazy value name; lazy value "
                                 "names look like lazyValues/daily_stats"));
     }
     if (lazies_ == nullptr) {
@@ -343,8 +353,8 @@ class Compiler {
         all_ids = false;
       } else if (auto [it, inserted] = seen.emplace(child.id(), i); !inserted) {
         return Error(absl::StrCat(child_path, ".id"),
-                     absl::StrCat("duplicate id \"", child.id(),
-                                  "\"; children[", it->second, "] has it too"));
+                     absl::StrCat("duplicate id ", handlers::Quote(child.id()),
+                                  "; children[", it->second, "] has it too"));
       }
       indices.push_back(static_cast<int32_t>(plan_->nodes_.size()));
       position_ = i;
@@ -442,10 +452,11 @@ class Compiler {
         offload.pool().empty() ? "default" : offload.pool();
     engine::ThreadPool* pool = pools_ != nullptr ? pools_->Find(name) : nullptr;
     if (pool == nullptr) {
-      return Error(absl::StrCat(path, ".pool"),
-                   absl::StrCat("unknown pool \"", name, "\"; pools: ",
-                                pools_ != nullptr ? pools_->Names() : "none",
-                                " (--pools)"));
+      return Error(
+          absl::StrCat(path, ".pool"),
+          absl::StrCat("unknown pool ", handlers::Quote(name), "; pools: ",
+                       pools_ != nullptr ? pools_->Names() : "none",
+                       " (--pools)"));
     }
     if (!offload.has_child()) {
       return Error(absl::StrCat(path, ".child"),

@@ -13,6 +13,7 @@
 #include "server/engine/async_lazy.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
+#include "server/handlers/text.h"
 #include "server/handlers/value_size.h"
 #include "server/plan/interpreter.h"
 #include "server/plan/proto_time.h"
@@ -45,8 +46,8 @@ std::string DefinitionBytes(const weft::v1::LazyValue& d) {
 
 absl::Status BadName(absl::string_view name) {
   return absl::InvalidArgumentError(
-      absl::StrCat("name: \"", name,
-                   "\" is not a lazy value name; lazy value names look like "
+      absl::StrCat("name: ", handlers::Quote(name),
+                   " is not a lazy value name; lazy value names look like "
                    "lazyValues/daily_stats"));
 }
 
@@ -208,8 +209,8 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
   const std::string name = absl::StrCat(kPrefix, id);
   if (!IsLazyValueName(name)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "lazy_value_id: \"", id,
-        "\" is not a lazy value id: 1 to 63 characters of a-z, 0-9, _ and -, "
+        "lazy_value_id: ", handlers::Quote(id),
+        " is not a lazy value id: 1 to 63 characters of a-z, 0-9, _ and -, "
         "starting with a letter"));
   }
   if (absl::Status s = CheckDefinition(definition, "lazy_value"); !s.ok()) {

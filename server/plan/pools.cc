@@ -7,13 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "server/handlers/text.h"
 
 namespace weft::plan {
 namespace {
 
 absl::Status Bad(absl::string_view item, absl::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("--pools: \"", item, "\": ", why,
+      absl::StrCat("--pools: ", handlers::Quote(item), ": ", why,
                    "; write name=threads:queue, like default=2:1000"));
 }
 
@@ -58,8 +59,8 @@ absl::StatusOr<std::vector<PoolSpec>> ParsePoolSpecs(absl::string_view text) {
   }
   if (!seen.count("default")) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--pools: \"", text,
-        "\" has no pool named default, which blocking handlers use"));
+        "--pools: ", handlers::Quote(text),
+        " has no pool named default, which blocking handlers use"));
   }
   return specs;
 }

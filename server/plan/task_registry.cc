@@ -15,6 +15,7 @@
 #include "google/protobuf/util/field_mask_util.h"
 #include "server/engine/ref_counted.h"
 #include "server/handlers/duration.h"
+#include "server/handlers/text.h"
 #include "server/plan/interpreter.h"
 #include "server/plan/proto_time.h"
 
@@ -253,10 +254,11 @@ absl::StatusOr<std::string> TaskRegistry::ParseName(absl::string_view name) {
       !std::all_of(id.begin(), id.end(), [](char c) {
         return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
       })) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "name: \"", name, "\" is not a task name; task names look like tasks/",
-        std::string(kIdHexDigits, 'f').replace(0, 8, "0123abcd"), " (",
-        kIdHexDigits, " hex digits)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("name: ", handlers::Quote(name),
+                     " is not a task name; task names look like tasks/",
+                     std::string(kIdHexDigits, 'f').replace(0, 8, "0123abcd"),
+                     " (", kIdHexDigits, " hex digits)"));
   }
   return std::string(id);
 }
@@ -276,12 +278,13 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
   }
   for (const auto& [k, v] : t.labels) {
     if (k.empty() || k.size() > 63) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("labels: key \"", k, "\" must be 1 to 63 characters"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "labels: key ", handlers::Quote(k), " must be 1 to 63 characters"));
     }
     if (v.size() > 255) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "labels[\"", k, "\"]: the value is longer than 255 characters"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("labels[", handlers::Quote(k),
+                       "]: the value is longer than 255 characters"));
     }
   }
   if (t.request_id.size() > 128) {
@@ -304,8 +307,8 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
         const auto& [name, fp] = it->second;
         if (fp != fingerprint) {
           return absl::AlreadyExistsError(
-              absl::StrCat("request_id \"", t.request_id, "\" was used for ",
-                           name, " with another plan"));
+              absl::StrCat("request_id ", handlers::Quote(t.request_id),
+                           " was used for ", name, " with another plan"));
         }
         auto live = live_.find(name);
         if (live != live_.end())

@@ -261,8 +261,11 @@ OrchestratorService::ParseAndCompile(
   out.plan = *std::move(compiled);
   // The arena, and the compiled nodes (each with its prepared call).
   constexpr int64_t kCompiledNodeBytes = 512;
+  // Long strings live off the arena: the request's own length stands for
+  // them.
   out.bytes =
       static_cast<int64_t>(out.arena->SpaceAllocated()) +
+      static_cast<int64_t>(bytes.Length()) +
       static_cast<int64_t>(out.plan->nodes().size()) * kCompiledNodeBytes;
   return out;
 }
