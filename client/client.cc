@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -306,30 +308,71 @@ absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json) {
 
 namespace {
 
+// Reads `json` as far as it goes, without building anything: whether its
+// top-level object has the key `key`, and its deepest nesting of objects
+// and lists.
+struct JsonShape {
+  bool has_key = false;
+  int depth = 0;
+};
+JsonShape ShapeOf(absl::string_view json, absl::string_view key) {
+  JsonShape shape;
+  int depth = 0;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"') {
+      const size_t start = ++i;
+      while (i < json.size() && json[i] != '"') i += json[i] == '\\' ? 2 : 1;
+      // A key of the top-level object: a string at depth 1 followed by ':'.
+      size_t next = i + 1;
+      while (next < json.size() && absl::ascii_isspace(json[next])) ++next;
+      if (depth == 1 && next < json.size() && json[next] == ':' &&
+          json.substr(start, i - start) == key) {
+        shape.has_key = true;
+      }
+    } else if (c == '{' || c == '[') {
+      shape.depth = std::max(shape.depth, ++depth);
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return shape;
+}
+
 // Reads a request that has a "plan" field, or a bare plan node (which never
 // has one) as that request's plan.
 template <typename Request>
 absl::StatusOr<Request> ParseRequestWithPlan(absl::string_view json) {
   const google::protobuf::StringPiece text(json.data(), json.size());
-  google::protobuf::Struct probe;
-  auto s = google::protobuf::util::JsonStringToMessage(text, &probe);
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the input is not a JSON object: ", s.message().ToString()));
+  if (!absl::StartsWith(absl::StripLeadingAsciiWhitespace(json), "{")) {
+    return absl::InvalidArgumentError(
+        "the input is not a JSON object: a plan or a request is { ... }");
   }
+  const JsonShape shape = ShapeOf(json, "plan");
   Request request;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  if (probe.fields().contains("plan")) {
+  google::protobuf::util::Status s;
+  if (shape.has_key) {
     s = google::protobuf::util::JsonStringToMessage(text, &request, options);
   } else {
     s = google::protobuf::util::JsonStringToMessage(
         text, request.mutable_plan(), options);
   }
   if (!s.ok()) {
+    const std::string why = s.message().ToString();
+    if (absl::StrContains(why, "transcoder produced invalid protobuf") ||
+        absl::StrContains(why, "Max recursion depth")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the input nests ", shape.depth,
+          " levels of objects and lists, more than protobuf's JSON reader "
+          "takes (100 levels of messages: a plan about 45 levels deep, or "
+          "values about 30 deep); weftd takes plans up to --max_plan_depth "
+          "(32 by default)"));
+    }
     return absl::InvalidArgumentError(
         absl::StrCat("the input is not a ", Request::descriptor()->full_name(),
-                     " or weft.v1.PlanNode: ", s.message().ToString()));
+                     " or weft.v1.PlanNode: ", why.substr(0, why.find('\n'))));
   }
   return request;
 }

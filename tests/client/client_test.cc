@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health_mock.grpc.pb.h"
@@ -339,6 +340,29 @@ TEST(JsonTest, BadInputSaysWhatIsWrong) {
                HasSubstr("not a weft.v1.RunRequest or weft.v1.PlanNode")));
   EXPECT_THAT(ArgsFromJson("[1]"), StatusIs(absl::StatusCode::kInvalidArgument,
                                             HasSubstr("not a JSON object")));
+}
+
+// A plan `levels` deep: sequences around a value call.
+std::string DeepPlan(int levels) {
+  std::string plan = R"({"call": {"handler": "value", "args": {"value": 1}}})";
+  for (int i = 1; i < levels; ++i) {
+    plan = absl::StrCat(R"({"sequence": {"children": [)", plan, "]}}");
+  }
+  return absl::StrCat(R"({"plan": )", plan, "}");
+}
+
+TEST(JsonTest, PlansAsDeepAsWeftdTakesAreRead) {
+  absl::StatusOr<weft::v1::RunRequest> r = ParseRunRequestJson(DeepPlan(32));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->plan().has_sequence());
+}
+
+TEST(JsonTest, APlanTooDeepForProtobufsReaderSaysSo) {
+  EXPECT_THAT(ParseRunRequestJson(DeepPlan(80)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the input nests 241 levels of objects and "
+                                 "lists, more than protobuf's JSON reader "
+                                 "takes")));
 }
 
 TEST(JsonTest, PrintsIndentedWithSortedKeysAndIntactStrings) {
