@@ -946,8 +946,9 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
     const bool small =
         !response.ok() || response->body.size() <= kReadOnLoopBytes;
     auto read = [self = shared_from_this(), spec = std::move(spec),
-                 response = std::move(response)]() mutable {
-      self->Complete(spec->Answer(std::move(response)));
+                 response = std::move(response), small]() mutable {
+      // On the event loop already when small: answer here.
+      self->Complete(spec->Answer(std::move(response)), /*post=*/!small);
     };
     if (small) {
       env_.Post(std::move(read));
@@ -961,8 +962,9 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
     return !done_;
   }
 
-  // The first call answers (on the event loop); later ones do nothing.
-  void Complete(CallResult result) {
+  // The first call answers, on the event loop (posted there unless it runs
+  // there already); later ones do nothing.
+  void Complete(CallResult result, bool post = true) {
     CallDone done;
     {
       engine::MutexLock lock(&mu_);
@@ -970,6 +972,10 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
       done_ = nullptr;
     }
     if (!done) return;
+    if (!post) {
+      std::move(done)(std::move(result));
+      return;
+    }
     env_.Post([done = std::move(done), result = std::move(result)]() mutable {
       std::move(done)(std::move(result));
     });

@@ -232,18 +232,6 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
         definition.cache_failures_for();
   }
   entry->plan = std::move(plan);
-  // The request, and the definition's copy and encoding kept beside it.
-  const int64_t bytes =
-      request_bytes + 2 * static_cast<int64_t>(entry->definition_bytes.size()) +
-      kEntryMemory;
-  entry->charge = engine::MemoryCharge(cache_.get());
-  if (!entry->charge.TryAdd(bytes)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(name, ": the definition takes ", bytes,
-                     " bytes of memory; lazy values hold ", cache_->used(),
-                     " of at most ", cache_->limit(),
-                     " (--max_lazy_bytes). Reset or delete other lazy values"));
-  }
   engine::AsyncLazyOptions lazy_options;
   lazy_options.env = &env_;
   lazy_options.ttl = OrInfinite(FromProto(definition.ttl()));
@@ -273,6 +261,18 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
     return absl::ResourceExhaustedError(
         absl::StrCat("there are ", entries_.size(),
                      " lazy values, the most allowed (--max_lazy_values)"));
+  }
+  // The request, and the definition's copy and encoding kept beside it.
+  const int64_t bytes =
+      request_bytes + 2 * static_cast<int64_t>(entry->definition_bytes.size()) +
+      kEntryMemory;
+  entry->charge = engine::MemoryCharge(cache_.get());
+  if (!entry->charge.TryAdd(bytes)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(name, ": the definition takes ", bytes,
+                     " bytes of memory; lazy values hold ", cache_->used(),
+                     " of at most ", cache_->limit(),
+                     " (--max_lazy_bytes). Reset or delete other lazy values"));
   }
   entries_.emplace(name, entry);
   return entry->Snapshot();

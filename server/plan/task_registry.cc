@@ -400,12 +400,13 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
 void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
                             weft::v1::NodeOutcome outcome) {
   std::vector<std::function<void()>> after;
+  // The outcome moves from the runs' memory to the tasks'. (Measured
+  // outside the lock: it walks the whole outcome.)
+  const int64_t bytes = static_cast<int64_t>(outcome.SpaceUsedLong());
   {
     engine::MutexLock lock(&mu_);
     --running_;
     --counts_[weft::v1::TASK_STATE_RUNNING];
-    // The outcome moves from the runs' memory to the tasks'.
-    const int64_t bytes = static_cast<int64_t>(outcome.SpaceUsedLong());
     if (MakeRoomLocked(bytes)) {
       footprints_[live->task.name()].outcome = bytes;
     } else {
