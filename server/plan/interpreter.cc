@@ -113,7 +113,10 @@ class Execution {
         options_(std::move(options)),
         done_(std::move(done)),
         records_(plan_->nodes().size()),
-        scope_(options_.token) {}
+        scope_(options_.source != nullptr
+                   ? std::nullopt
+                   : std::make_optional<engine::CancellationSource>(
+                         options_.token)) {}
 
   void Start() {
     // The records, and the outcome's nodes, before anything runs.
@@ -123,7 +126,8 @@ class Execution {
     } else {
       node_memory_ = nodes;
     }
-    StartNode(0, scope_.token(), [this](absl::Status) { Finish(); });
+    StartNode(0, scope_.has_value() ? scope_->token() : options_.token,
+              [this](absl::Status) { Finish(); });
   }
 
  private:
@@ -321,7 +325,7 @@ class Execution {
         engine::MutexLock lock(&overflow_mu_);
         overflow_ = reason;
       }
-      scope_.Cancel(reason);
+      (scope_.has_value() ? *scope_ : *options_.source).Cancel(reason);
       return reason;
     }
     return OverflowStatus();
@@ -724,8 +728,9 @@ class Execution {
   // One per node; each is written only by its node's own completion, and
   // read by the parent after the engine's completion ordering.
   std::vector<NodeRecord> records_;
-  // The run's own scope, under the caller's token: an overflow cancels it.
-  engine::CancellationSource scope_;
+  // What an overflow cancels: the caller's source, or without one a scope of
+  // the run's own under the caller's token.
+  std::optional<engine::CancellationSource> scope_;
   // The serialized bytes of the values the records hold.
   std::atomic<int64_t> held_wire_{0};
   // What Start() charged for the records.

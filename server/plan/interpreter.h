@@ -47,6 +47,11 @@ struct RunOptions {
   engine::Env* env = nullptr;
   // Cancelling it cancels the run; its reason becomes the root's error.
   engine::CancellationToken token;
+  // Optional: the source of `token`, when the caller made it for this run
+  // alone; the run cancels it to stop itself (see max_outcome_bytes). Without
+  // it the run makes a scope of its own under `token`, which costs a little
+  // on every run.
+  const engine::CancellationSource* source = nullptr;
   // The whole run must finish by then; the root then ends TIMED_OUT with
   // `deadline_message`.
   absl::Time deadline = absl::InfiniteFuture();

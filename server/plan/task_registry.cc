@@ -380,6 +380,7 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
     RunOptions options;
     options.env = &env_;
     options.token = live->cancel.token();
+    options.source = &live->cancel;
     options.root_only = live->created.root_only;
     options.observer = live.get();
     options.max_outcome_bytes = options_.max_outcome_bytes;

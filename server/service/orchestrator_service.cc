@@ -92,8 +92,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
       return;
     }
     // The request is held until the run ends.
-    const int64_t request_bytes =
-        static_cast<int64_t>(request.Length()) + parsed->bytes;
+    const int64_t request_bytes = parsed->bytes;
     if (!charge_.TryAdd(request_bytes)) {
       Refuse(absl::ResourceExhaustedError(absl::StrCat(
           "weftd holds ", service_->inflight_->used(),
@@ -112,6 +111,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     plan::RunOptions options;
     options.env = &service_->env_;
     options.token = source_.token();
+    options.source = &source_;
     options.root_only = root_only;
     options.max_outcome_bytes = service_->options_.max_outcome_bytes;
     options.memory = &charge_;

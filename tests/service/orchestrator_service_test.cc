@@ -61,6 +61,64 @@ TEST(OrchestratorServiceTest, RootOnlyDetailBuildsNoChildren) {
   EXPECT_EQ(ToJson(response.outcome().value()), R"({"a":1})");
 }
 
+// A Run whose full outcome would hold a 300 KB value three times.
+std::string RepeatedValueRun(absl::string_view detail) {
+  return absl::StrCat(R"({)", detail, R"("plan": {"sequence": {"children": [
+      {"sequence": {"children": [{"call": {"handler": "value", "args": {"value": ")",
+                      std::string(300'000, 'v'), R"("}}}]}}]}}})");
+}
+
+TEST(OrchestratorServiceTest,
+     AnOutcomeOverTheLimitIsTheRootFailedAndTheRunStops) {
+  service::ServerOptions options;
+  options.orchestrator.max_outcome_bytes = 500'000;
+  ServerFixture f(options);
+  RunResponse response;
+  ASSERT_TRUE(f.Run(RepeatedValueRun(""), &response).ok());
+  const NodeOutcome& root = response.outcome();
+  EXPECT_EQ(root.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(root.error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(root.error().message(),
+              HasSubstr("passed 500000 bytes, the most an outcome may hold "
+                        "(--max_outcome_bytes); return smaller values, or ask "
+                        "for OUTCOME_DETAIL_ROOT"));
+  EXPECT_EQ(root.children_size(), 0);
+  // Root only, the value is held once and fits.
+  ASSERT_TRUE(
+      f.Run(RepeatedValueRun(R"("detail": "OUTCOME_DETAIL_ROOT", )"), &response)
+          .ok());
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  // Everything the runs held has been given back.
+  EXPECT_TRUE(WaitFor([&] { return f.server().inflight().used() == 0; }));
+}
+
+TEST(OrchestratorServiceTest, RunsHoldingMoreThanTheInflightBudgetAreRefused) {
+  service::ServerOptions options;
+  options.max_inflight_bytes = 1'800'000;
+  ServerFixture f(options);
+  RunResponse response;
+  // The request (300 KB, parsed into an arena of 1 MiB) fits, and the value
+  // once, but not three copies.
+  ASSERT_TRUE(f.Run(RepeatedValueRun(""), &response).ok());
+  EXPECT_EQ(response.outcome().error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(response.outcome().error().message(),
+              HasSubstr("(--max_inflight_bytes); this run needed"));
+  EXPECT_TRUE(WaitFor([&] { return f.server().inflight().used() == 0; }));
+  EXPECT_GT(f.server().inflight().refusals(), 0);
+}
+
+TEST(OrchestratorServiceTest, ARequestTheInflightBudgetCannotHoldIsRefused) {
+  service::ServerOptions options;
+  options.max_inflight_bytes = 200'000;
+  ServerFixture f(options);
+  RunResponse response;
+  grpc::Status s = f.Run(RepeatedValueRun(""), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("(--max_inflight_bytes); this run needs"));
+  EXPECT_THAT(s.error_message(), HasSubstr("for its request. Retry later"));
+}
+
 TEST(OrchestratorServiceTest, FailedPlanIsAnOutcomeNotAnRpcError) {
   ServerFixture f;
   RunResponse response;
