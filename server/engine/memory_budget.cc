@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace weft::engine {
 
 bool MemoryBudget::TryAdd(int64_t bytes) {
@@ -20,6 +22,24 @@ bool MemoryBudget::TryAdd(int64_t bytes) {
          !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
   }
   return true;
+}
+
+absl::Status MemoryBudget::Refusal(int64_t bytes,
+                                   absl::string_view needed_by) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "weftd holds ", used(), " bytes",
+      what_.empty() ? "" : absl::StrCat(" for ", what_), " and may hold ",
+      limit_, flag_.empty() ? "" : absl::StrCat(" (", flag_, ")"), "; ",
+      needed_by, " needs ", bytes, " more. Retry later"));
+}
+
+absl::Status MemoryCharge::Refusal(int64_t bytes,
+                                   absl::string_view needed_by) const {
+  if (budget_ == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(needed_by, " needs ", bytes, " more bytes. Retry later"));
+  }
+  return budget_->Refusal(bytes, needed_by);
 }
 
 void MemoryBudget::Remove(int64_t bytes) {

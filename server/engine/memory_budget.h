@@ -20,14 +20,21 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace weft::engine {
 
 class MemoryBudget {
  public:
   // `limit` bytes at most; the default takes everything (it only counts).
-  explicit MemoryBudget(int64_t limit = std::numeric_limits<int64_t>::max())
-      : limit_(limit) {}
+  // `what` it holds and the `flag` that sets it name it in refusals:
+  // "the runs in flight", "--max_inflight_bytes".
+  explicit MemoryBudget(int64_t limit = std::numeric_limits<int64_t>::max(),
+                        std::string what = "", std::string flag = "")
+      : limit_(limit), what_(std::move(what)), flag_(std::move(flag)) {}
   MemoryBudget(const MemoryBudget&) = delete;
   MemoryBudget& operator=(const MemoryBudget&) = delete;
 
@@ -44,8 +51,15 @@ class MemoryBudget {
   // How many TryAdd calls were refused.
   int64_t refusals() const { return refusals_.load(std::memory_order_relaxed); }
 
+  // RESOURCE_EXHAUSTED saying that `needed_by` ("this run") could not have
+  // `bytes` more: "weftd holds U bytes for <what> and may hold L (<flag>);
+  // this run needs N more. Retry later".
+  absl::Status Refusal(int64_t bytes, absl::string_view needed_by) const;
+
  private:
   const int64_t limit_;
+  const std::string what_;
+  const std::string flag_;
   std::atomic<int64_t> used_{0};
   std::atomic<int64_t> peak_{0};
   std::atomic<int64_t> refusals_{0};
@@ -73,6 +87,9 @@ class MemoryCharge {
 
   int64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   MemoryBudget* budget() const { return budget_; }
+
+  // Its budget's Refusal (RESOURCE_EXHAUSTED) for `bytes` more.
+  absl::Status Refusal(int64_t bytes, absl::string_view needed_by) const;
 
  private:
   MemoryBudget* budget_ = nullptr;

@@ -481,14 +481,10 @@ class HttpClient::Impl {
                            options_.max_header_bytes, " bytes")));
         }
         if (t.out_of_memory) {
-          const engine::MemoryBudget* b = t.response.memory.budget();
           return absl::ResourceExhaustedError(absl::StrCat(
-              where, ": weftd holds ", b->used(),
-              " bytes for the runs, tasks and responses in flight and may "
-              "hold ",
-              b->limit(),
-              " (--max_inflight_bytes); this response's body "
-              "did not fit"));
+              where, ": ",
+              t.response.memory.Refusal(CURL_MAX_WRITE_SIZE, "its body")
+                  .message()));
         }
         if (t.too_big || code == CURLE_FILESIZE_EXCEEDED) {
           return absl::OutOfRangeError(

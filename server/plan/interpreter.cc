@@ -306,13 +306,7 @@ class Execution {
   }
 
   absl::Status MemoryRefusal(int64_t bytes) const {
-    const engine::MemoryBudget* budget = options_.memory->budget();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "weftd holds ", budget == nullptr ? 0 : budget->used(),
-        " bytes for the runs, tasks and responses in flight and may hold ",
-        budget == nullptr ? 0 : budget->limit(),
-        " (--max_inflight_bytes); this run needed ", bytes,
-        " more. Retry later"));
+    return options_.memory->Refusal(bytes, "this run");
   }
 
   // Stops the whole run: the first overflow cancels every node with
@@ -741,6 +735,20 @@ class Execution {
 };
 
 }  // namespace
+
+weft::v1::NodeOutcome RootFailed(const weft::v1::NodeOutcome& outcome,
+                                 absl::string_view code, std::string message) {
+  weft::v1::NodeOutcome root;
+  root.set_id(outcome.id());
+  root.set_kind(outcome.kind());
+  root.set_state(weft::v1::NODE_STATE_FAILED);
+  *root.mutable_start_time() = outcome.start_time();
+  *root.mutable_end_time() = outcome.end_time();
+  root.set_attempts(outcome.attempts());
+  root.mutable_error()->set_code(std::string(code));
+  root.mutable_error()->set_message(std::move(message));
+  return root;
+}
 
 void Execute(std::shared_ptr<const CompiledPlan> plan, RunOptions options,
              OutcomeDone done) {

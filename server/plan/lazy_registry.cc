@@ -71,18 +71,6 @@ weft::v1::LazyValueState ToProto(engine::LazyState s) {
 
 }  // namespace
 
-static absl::Status ResponseRefusal(const engine::MemoryCharge& charge,
-                                    int64_t bytes) {
-  const engine::MemoryBudget* b = charge.budget();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "weftd holds ", b == nullptr ? 0 : b->used(),
-      " bytes for the runs, tasks and responses in flight and may hold ",
-      b == nullptr ? 0 : b->limit(),
-      " (--max_inflight_bytes); this answer "
-      "needs ",
-      bytes, " more. Retry later"));
-}
-
 // What a lazy value costs besides its definition's bytes and its value.
 constexpr int64_t kEntryMemory = 2048;
 
@@ -111,7 +99,7 @@ struct LazyRegistry::Entry {
     if (s.value.has_value() && charge != nullptr) {
       const Cached& cached = **s.value;
       if (!charge->TryAdd(cached.charge.bytes())) {
-        return ResponseRefusal(*charge, cached.charge.bytes());
+        return charge->Refusal(cached.charge.bytes(), "this answer");
       }
       *out.mutable_value() = cached.value;
     }

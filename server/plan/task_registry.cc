@@ -90,13 +90,9 @@ Task CopyWithoutOutcome(const Task& task) {
 }
 
 absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
-  const engine::MemoryBudget* b = charge.budget();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "weftd holds ", b == nullptr ? 0 : b->used(),
-      " bytes for the runs, tasks and responses in flight and may hold ",
-      b == nullptr ? 0 : b->limit(),
-      " (--max_inflight_bytes); this answer needs ", bytes,
-      " more. Retry later, or ask for TASK_VIEW_BASIC (no outcome)"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat(charge.Refusal(bytes, "this answer").message(),
+                   ", or ask for TASK_VIEW_BASIC (no outcome)"));
 }
 
 // A callback that runs at most once, from whichever path gets there first.
@@ -411,21 +407,13 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     if (MakeRoomLocked(bytes)) {
       footprints_[live->task.name()].outcome = bytes;
     } else {
-      weft::v1::NodeOutcome root;
-      root.set_id(outcome.id());
-      root.set_kind(outcome.kind());
-      root.set_state(weft::v1::NODE_STATE_FAILED);
-      *root.mutable_start_time() = outcome.start_time();
-      *root.mutable_end_time() = outcome.end_time();
-      root.set_attempts(outcome.attempts());
-      root.mutable_error()->set_code("RESOURCE_EXHAUSTED");
-      root.mutable_error()->set_message(
+      outcome = RootFailed(
+          outcome, "RESOURCE_EXHAUSTED",
           absl::StrCat("the outcome takes ", bytes,
-                       " bytes, more than the tasks held "
-                       "leave room for: they take ",
+                       " bytes, more than the tasks held leave room for: they "
+                       "take ",
                        retained_.used(), " of at most ", retained_.limit(),
                        " bytes (--max_retained_task_bytes)"));
-      outcome = std::move(root);
       const int64_t small = static_cast<int64_t>(outcome.SpaceUsedLong());
       if (retained_.TryAdd(small)) {
         footprints_[live->task.name()].outcome = small;

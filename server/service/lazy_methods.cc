@@ -87,13 +87,7 @@ class OrchestratorService::ResolveReactor final
           // The answer's copy of the shared value, until it is sent.
           const int64_t bytes = (*v)->charge.bytes();
           if (!charge_.TryAdd(bytes)) {
-            const engine::MemoryBudget* b = charge_.budget();
-            Finish(ToGrpc(absl::ResourceExhaustedError(absl::StrCat(
-                "weftd holds ", b->used(),
-                " bytes for the runs, tasks and responses in flight and may "
-                "hold ",
-                b->limit(), " (--max_inflight_bytes); this answer needs ",
-                bytes, " more. Retry later"))));
+            Finish(ToGrpc(charge_.Refusal(bytes, "this answer")));
             return;
           }
           *response_->mutable_value() = (*v)->value;

@@ -94,13 +94,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     // The request is held until the run ends.
     const int64_t request_bytes = parsed->bytes;
     if (!charge_.TryAdd(request_bytes)) {
-      Refuse(absl::ResourceExhaustedError(absl::StrCat(
-          "weftd holds ", service_->inflight_->used(),
-          " bytes for the runs, tasks and responses in flight and may hold ",
-          service_->inflight_->limit(),
-          " (--max_inflight_bytes); this run "
-          "needs ",
-          request_bytes, " for its request. Retry later")));
+      Refuse(charge_.Refusal(request_bytes, "this run's request"));
       return;
     }
     root_only_ = parsed->request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
@@ -181,22 +175,13 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     const auto limit =
         static_cast<size_t>(service_->options_.max_outcome_bytes);
     if (size > limit) {
-      weft::v1::NodeOutcome& big = *response.mutable_outcome();
-      weft::v1::NodeOutcome root;
-      root.set_id(big.id());
-      root.set_kind(big.kind());
-      root.set_state(weft::v1::NODE_STATE_FAILED);
-      *root.mutable_start_time() = big.start_time();
-      *root.mutable_end_time() = big.end_time();
-      root.set_attempts(big.attempts());
-      root.mutable_error()->set_code("RESOURCE_EXHAUSTED");
-      root.mutable_error()->set_message(absl::StrCat(
-          "the outcome is ", size, " bytes, more than ", limit,
-          " (--max_outcome_bytes); ",
-          root_only_ ? "return smaller values"
-                     : "ask for OUTCOME_DETAIL_ROOT or return smaller "
-                       "values"));
-      *response.mutable_outcome() = std::move(root);
+      *response.mutable_outcome() = plan::RootFailed(
+          response.outcome(), "RESOURCE_EXHAUSTED",
+          absl::StrCat("the outcome is ", size, " bytes, more than ", limit,
+                       " (--max_outcome_bytes); ",
+                       root_only_ ? "return smaller values"
+                                  : "ask for OUTCOME_DETAIL_ROOT or return "
+                                    "smaller values"));
     }
     if (absl::Status s = SerializeResponse(response, response_); !s.ok()) {
       Finish(ToGrpc(s));

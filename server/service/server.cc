@@ -24,7 +24,9 @@ Options WithInflight(Options options, engine::MemoryBudget* inflight) {
 
 WeftServer::WeftServer(ServerOptions options)
     : options_(std::move(options)),
-      inflight_(options_.max_inflight_bytes),
+      inflight_(options_.max_inflight_bytes,
+                "the runs, tasks and answers in flight",
+                "--max_inflight_bytes"),
       loop_(options_.event_loop_threads),
       pools_(options_.pools),
       large_requests_("large", 1, options_.orchestrator.max_active_runs),

@@ -76,6 +76,19 @@ TEST(MemoryChargeTest, WithoutABudgetItOnlyCounts) {
   EXPECT_EQ(charge.bytes(), int64_t{1} << 40);
 }
 
+TEST(MemoryBudgetTest, ARefusalSaysWhatItHoldsItsFlagAndWhatWasNeeded) {
+  MemoryBudget budget(1000, "the runs in flight", "--max_inflight_bytes");
+  ASSERT_TRUE(budget.TryAdd(600));
+  const absl::Status s = budget.Refusal(500, "this run");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.message(),
+            "weftd holds 600 bytes for the runs in flight and may hold 1000 "
+            "(--max_inflight_bytes); this run needs 500 more. Retry later");
+  MemoryCharge none;
+  EXPECT_EQ(none.Refusal(5, "this answer").code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
 TEST(MemoryBudgetTest, ConcurrentChargesNeverPassTheLimit) {
   MemoryBudget budget(1000);
   std::vector<std::thread> threads;

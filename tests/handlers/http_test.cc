@@ -567,7 +567,7 @@ TEST_F(HttpTest, HugeResponseHeadersAreAClearErrorThatIsNotRetried) {
 }
 
 TEST_F(HttpTest, ABodyTheMemoryBudgetCannotTakeIsRefused) {
-  engine::MemoryBudget budget(100'000);
+  engine::MemoryBudget budget(100'000, "bodies", "--max_inflight_bytes");
   HttpOptions options;
   options.allow =
       *AllowList::Parse(absl::StrCat("127.0.0.1:", fixture_->port()));

@@ -30,6 +30,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "smoke"))
+import weftd  # noqa: E402
 from weftd import HttpFixture  # noqa: E402
 
 ARGS = None
@@ -79,21 +80,11 @@ def lazy(name):
     return {"lazy": {"name": name}}
 
 
-class Weftd:
+class Weftd(weftd.Weftd):
     """weftd under `prlimit --as`, its stderr collected as it comes."""
 
     def __init__(self, *flags, cap=ADDRESS_SPACE_CAP):
-        self.proc = subprocess.Popen(
-            ["prlimit", "--as=%d" % cap, "--", ARGS.weftd,
-             "--listen=127.0.0.1:0", *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            errors="replace")
-        line = self.proc.stdout.readline()
-        match = re.fullmatch(r"listening on (\S+)\n", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError("weftd did not start: %r %s" % (line, self.proc.stderr.read()))
-        self.address = match.group(1)
+        super().__init__(ARGS.weftd, *flags, prefix=("prlimit", "--as=%d" % cap, "--"))
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -406,7 +406,8 @@ TEST_F(InterpreterTest,
 }
 
 TEST_F(InterpreterTest, ARunThatTheMemoryBudgetCannotHoldFailsSayingSo) {
-  engine::MemoryBudget budget(300'000);
+  engine::MemoryBudget budget(300'000, "the runs in flight",
+                              "--max_inflight_bytes");
   engine::MemoryCharge other(&budget);
   ASSERT_TRUE(other.TryAdd(100'000));  // Another run holds some.
   engine::MemoryCharge charge(&budget);

@@ -443,7 +443,7 @@ TEST_F(LazyRegistryTest, ADefinitionThatDoesNotFitIsRefused) {
 TEST_F(LazyRegistryTest, GetWithAChargeRefusesWhatItsBudgetCannotTake) {
   MustCreate("v", BigValue(50'000));
   ASSERT_TRUE(Resolve("lazyValues/v")->has_value());
-  engine::MemoryBudget budget(10'000);
+  engine::MemoryBudget budget(10'000, "answers", "--max_inflight_bytes");
   engine::MemoryCharge charge(&budget);
   EXPECT_THAT(registry().Get("lazyValues/v", &charge),
               StatusIs(absl::StatusCode::kResourceExhausted,

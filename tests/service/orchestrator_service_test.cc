@@ -102,7 +102,7 @@ TEST(OrchestratorServiceTest, RunsHoldingMoreThanTheInflightBudgetAreRefused) {
   ASSERT_TRUE(f.Run(RepeatedValueRun(""), &response).ok());
   EXPECT_EQ(response.outcome().error().code(), "RESOURCE_EXHAUSTED");
   EXPECT_THAT(response.outcome().error().message(),
-              HasSubstr("(--max_inflight_bytes); this run needed"));
+              HasSubstr("(--max_inflight_bytes); this run needs"));
   EXPECT_TRUE(WaitFor([&] { return f.server().inflight().used() == 0; }));
   EXPECT_GT(f.server().inflight().refusals(), 0);
 }
@@ -115,8 +115,8 @@ TEST(OrchestratorServiceTest, ARequestTheInflightBudgetCannotHoldIsRefused) {
   grpc::Status s = f.Run(RepeatedValueRun(""), &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(s.error_message(),
-              HasSubstr("(--max_inflight_bytes); this run needs"));
-  EXPECT_THAT(s.error_message(), HasSubstr("for its request. Retry later"));
+              HasSubstr("(--max_inflight_bytes); this run's request needs"));
+  EXPECT_THAT(s.error_message(), HasSubstr("more. Retry later"));
 }
 
 TEST(OrchestratorServiceTest, FailedPlanIsAnOutcomeNotAnRpcError) {

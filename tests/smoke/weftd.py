@@ -12,10 +12,11 @@ import time
 class Weftd:
     """A weftd process on a free loopback port."""
 
-    def __init__(self, path, *flags):
+    def __init__(self, path, *flags, prefix=()):
+        """`prefix`: a command weftd runs under, like ("prlimit", "--as=N", "--")."""
         self.proc = subprocess.Popen(
-            [path, "--listen=127.0.0.1:0", *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [*prefix, path, "--listen=127.0.0.1:0", *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
         line = self.proc.stdout.readline()
         match = re.fullmatch(r"listening on (\S+)\n", line)
         if not match:
