@@ -24,22 +24,22 @@ bool MemoryBudget::TryAdd(int64_t bytes) {
   return true;
 }
 
-absl::Status MemoryBudget::Refusal(int64_t bytes,
-                                   absl::string_view needed_by) const {
+absl::Status MemoryBudget::Refusal(int64_t bytes, absl::string_view needed_by,
+                                   absl::string_view advice) const {
   return absl::ResourceExhaustedError(absl::StrCat(
       "weftd holds ", used(), " bytes",
       what_.empty() ? "" : absl::StrCat(" for ", what_), " and may hold ",
       limit_, flag_.empty() ? "" : absl::StrCat(" (", flag_, ")"), "; ",
-      needed_by, " needs ", bytes, " more. Retry later"));
+      needed_by, " needs ", bytes, " more. ", advice));
 }
 
-absl::Status MemoryCharge::Refusal(int64_t bytes,
-                                   absl::string_view needed_by) const {
+absl::Status MemoryCharge::Refusal(int64_t bytes, absl::string_view needed_by,
+                                   absl::string_view advice) const {
   if (budget_ == nullptr) {
     return absl::ResourceExhaustedError(
-        absl::StrCat(needed_by, " needs ", bytes, " more bytes. Retry later"));
+        absl::StrCat(needed_by, " needs ", bytes, " more bytes. ", advice));
   }
-  return budget_->Refusal(bytes, needed_by);
+  return budget_->Refusal(bytes, needed_by, advice);
 }
 
 void MemoryBudget::Remove(int64_t bytes) {

@@ -53,8 +53,9 @@ class MemoryBudget {
 
   // RESOURCE_EXHAUSTED saying that `needed_by` ("this run") could not have
   // `bytes` more: "weftd holds U bytes for <what> and may hold L (<flag>);
-  // this run needs N more. Retry later".
-  absl::Status Refusal(int64_t bytes, absl::string_view needed_by) const;
+  // this run needs N more. <advice>".
+  absl::Status Refusal(int64_t bytes, absl::string_view needed_by,
+                       absl::string_view advice = "Retry later") const;
 
  private:
   const int64_t limit_;
@@ -89,7 +90,8 @@ class MemoryCharge {
   MemoryBudget* budget() const { return budget_; }
 
   // Its budget's Refusal (RESOURCE_EXHAUSTED) for `bytes` more.
-  absl::Status Refusal(int64_t bytes, absl::string_view needed_by) const;
+  absl::Status Refusal(int64_t bytes, absl::string_view needed_by,
+                       absl::string_view advice = "Retry later") const;
 
  private:
   MemoryBudget* budget_ = nullptr;

@@ -441,16 +441,13 @@ class Execution {
     return std::move(rec.value);
   }
 
-  // Charges a composite value of `size` made of `children`' values: all of
-  // it when the children keep theirs (full outcomes), only what it adds
-  // when their values move into it.
-  absl::Status ChargeComposite(ValueSize size,
-                               const std::vector<int32_t>& children) {
+  // Charges a composite value of `size` holding children's values of
+  // `moved` in all: all of it when the children keep theirs (full outcomes),
+  // only what it adds when their values move into it.
+  absl::Status ChargeComposite(ValueSize size, const ValueSize& moved) {
     if (options_.root_only) {
-      for (int32_t child : children) {
-        size.wire -= records_[child].size.wire;
-        size.memory -= records_[child].size.memory;
-      }
+      size.wire -= moved.wire;
+      size.memory -= moved.memory;
     }
     return Charge(size);
   }
@@ -458,7 +455,7 @@ class Execution {
   // A race's or an offload's value: its child's.
   absl::Status PassOn(int32_t child, int32_t index) {
     const ValueSize size = records_[child].size;
-    if (absl::Status s = ChargeComposite(size, {child}); !s.ok()) return s;
+    if (absl::Status s = ChargeComposite(size, size); !s.ok()) return s;
     records_[index].value = Take(child);
     records_[index].size = size;
     return absl::OkStatus();
@@ -468,9 +465,13 @@ class Execution {
   absl::Status BuildSequenceValue(int32_t index) {
     const CompiledNode& n = node(index);
     handlers::CompositeSize composite;
-    for (int32_t child : n.children) composite.AddItem(records_[child].size);
+    ValueSize moved;
+    for (int32_t child : n.children) {
+      composite.AddItem(records_[child].size);
+      moved += records_[child].size;
+    }
     const ValueSize size = composite.AsList();
-    if (absl::Status s = ChargeComposite(size, n.children); !s.ok()) return s;
+    if (absl::Status s = ChargeComposite(size, moved); !s.ok()) return s;
     auto* list = records_[index].value.mutable_list_value();
     list->mutable_values()->Reserve(static_cast<int>(n.children.size()));
     for (int32_t child : n.children) *list->add_values() = Take(child);
@@ -506,7 +507,7 @@ class Execution {
     // Sized from the children first: a value too large is refused before
     // it is copied.
     handlers::CompositeSize composite;
-    std::vector<int32_t> taken;
+    ValueSize moved;  // The values that move into it (root only).
     for (int32_t child : n.children) {
       const NodeRecord& rec = records_[child];
       ValueSize v;
@@ -522,7 +523,7 @@ class Execution {
           v = SettledEntrySize(rec);
           break;
       }
-      if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) taken.push_back(child);
+      if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) moved += rec.size;
       if (n.keyed_by_id) {
         composite.AddField(node(child).source->id().size(), v);
       } else {
@@ -531,7 +532,7 @@ class Execution {
     }
     const ValueSize size =
         n.keyed_by_id ? composite.AsObject() : composite.AsList();
-    if (absl::Status s = ChargeComposite(size, taken); !s.ok()) return s;
+    if (absl::Status s = ChargeComposite(size, moved); !s.ok()) return s;
     records_[index].size = size;
 
     Value& out = records_[index].value;

@@ -74,6 +74,9 @@ weft::v1::LazyValueState ToProto(engine::LazyState s) {
 // What a lazy value costs besides its definition's bytes and its value.
 constexpr int64_t kEntryMemory = 2048;
 
+// What to do when the lazy values' budget is full.
+constexpr char kMakeRoom[] = "Reset or delete other lazy values";
+
 struct LazyRegistry::Entry {
   std::string name;
   weft::v1::LazyValue definition;  // Name and definition fields only.
@@ -132,7 +135,9 @@ struct LazyRegistry::Entry {
 LazyRegistry::LazyRegistry(engine::Env& env, Options options)
     : env_(env),
       options_(options),
-      cache_(std::make_shared<engine::MemoryBudget>(options.max_bytes)) {}
+      cache_(std::make_shared<engine::MemoryBudget>(
+          options.max_bytes, "lazy values (definitions and cached values)",
+          "--max_lazy_bytes")) {}
 
 LazyRegistry::~LazyRegistry() {
   CloseAll(absl::CancelledError("the server is shutting down"));
@@ -256,11 +261,8 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
       kEntryMemory;
   entry->charge = engine::MemoryCharge(cache_.get());
   if (!entry->charge.TryAdd(bytes)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(name, ": the definition takes ", bytes,
-                     " bytes of memory; lazy values hold ", cache_->used(),
-                     " of at most ", cache_->limit(),
-                     " (--max_lazy_bytes). Reset or delete other lazy values"));
+    return entry->charge.Refusal(bytes, absl::StrCat(name, "'s definition"),
+                                 kMakeRoom);
   }
   entries_.emplace(name, entry);
   return entry->Snapshot();
@@ -415,34 +417,30 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
   // in the cache (or dropped).
   auto inflight = std::make_shared<engine::MemoryCharge>(options_.inflight);
   run.memory = inflight.get();
-  Execute(
-      plan, std::move(run),
-      [cache = cache_, name, inflight,
-       done = std::move(done)](weft::v1::NodeOutcome o) mutable {
-        if (o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
-          const handlers::ValueSize size = handlers::Measure(o.value());
-          auto cached = std::make_shared<Cached>();
-          cached->cache = cache;
-          cached->charge = engine::MemoryCharge(cache.get());
-          if (!cached->charge.TryAdd(size.memory)) {
-            return std::move(done)(absl::ResourceExhaustedError(
-                absl::StrCat(name, ": its value takes ", size.memory,
-                             " bytes of memory; lazy values hold ",
-                             cache->used(), " of at most ", cache->limit(),
-                             " (--max_lazy_bytes). Reset or delete other lazy "
-                             "values, or return a smaller value")));
-          }
-          cached->wire_bytes = size.wire;
-          cached->value = std::move(*o.mutable_value());
-          inflight.reset();
-          return std::move(done)(CachedPtr(std::move(cached)));
-        }
-        absl::StatusOr<absl::StatusCode> code =
-            handlers::ParseCodeName(o.error().code());
-        std::move(done)(
-            absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
-                         absl::StrCat(name, ": ", o.error().message())));
-      });
+  Execute(plan, std::move(run),
+          [cache = cache_, name, inflight,
+           done = std::move(done)](weft::v1::NodeOutcome o) mutable {
+            if (o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
+              const handlers::ValueSize size = handlers::Measure(o.value());
+              auto cached = std::make_shared<Cached>();
+              cached->cache = cache;
+              cached->charge = engine::MemoryCharge(cache.get());
+              if (!cached->charge.TryAdd(size.memory)) {
+                return std::move(done)(cached->charge.Refusal(
+                    size.memory, absl::StrCat(name, "'s value"),
+                    absl::StrCat(kMakeRoom, ", or return a smaller value")));
+              }
+              cached->wire_bytes = size.wire;
+              cached->value = std::move(*o.mutable_value());
+              inflight.reset();
+              return std::move(done)(CachedPtr(std::move(cached)));
+            }
+            absl::StatusOr<absl::StatusCode> code =
+                handlers::ParseCodeName(o.error().code());
+            std::move(done)(
+                absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
+                             absl::StrCat(name, ": ", o.error().message())));
+          });
 }
 
 std::string LazyRegistry::FindCycle(const std::string& start) const {

@@ -90,9 +90,8 @@ Task CopyWithoutOutcome(const Task& task) {
 }
 
 absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
-  return absl::ResourceExhaustedError(
-      absl::StrCat(charge.Refusal(bytes, "this answer").message(),
-                   ", or ask for TASK_VIEW_BASIC (no outcome)"));
+  return charge.Refusal(bytes, "this answer",
+                        "Retry later, or ask for TASK_VIEW_BASIC (no outcome)");
 }
 
 // A callback that runs at most once, from whichever path gets there first.
@@ -397,9 +396,9 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
 void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
                             weft::v1::NodeOutcome outcome) {
   std::vector<std::function<void()>> after;
-  // The outcome moves from the runs' memory to the tasks'. (Measured
-  // outside the lock: it walks the whole outcome.)
-  const int64_t bytes = static_cast<int64_t>(outcome.SpaceUsedLong());
+  // The outcome moves from the runs' memory to the tasks': what the run's
+  // charge holds now is what the outcome keeps.
+  const int64_t bytes = live->inflight.bytes();
   {
     engine::MutexLock lock(&mu_);
     --running_;
@@ -466,39 +465,50 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
 
 void TaskRegistry::Retain(std::vector<std::function<void()>>*) {
   const absl::Time now = env_.Now();
-  while (!finished_.empty() &&
-         (static_cast<int>(finished_.size()) > options_.max_retained_tasks ||
-          finished_.front().first + options_.task_retention <= now)) {
-    const std::string name = std::move(finished_.front().second);
-    finished_.pop_front();
-    if (!finished_names_.erase(name)) continue;  // Deleted already.
-    Forget(name,
-           "expired: finished tasks are kept for the time of --task_retention "
-           "and at most --max_retained_tasks of them");
+  for (;;) {
+    SkipDeletedLocked();
+    if (finished_.empty() ||
+        (static_cast<int>(finished_.size()) <= options_.max_retained_tasks &&
+         finished_.front().first + options_.task_retention > now)) {
+      break;
+    }
+    ForgetOldestLocked(
+        "expired: finished tasks are kept for the time of --task_retention "
+        "and at most --max_retained_tasks of them");
   }
   SweepLater();
 }
 
+void TaskRegistry::SkipDeletedLocked() {
+  while (!finished_.empty() &&
+         !finished_names_.contains(finished_.front().second)) {
+    finished_.pop_front();
+  }
+}
+
+bool TaskRegistry::ForgetOldestLocked(const char* why) {
+  SkipDeletedLocked();
+  if (finished_.empty()) return false;
+  const std::string name = std::move(finished_.front().second);
+  finished_.pop_front();
+  finished_names_.erase(name);
+  Forget(name, why);
+  return true;
+}
+
 bool TaskRegistry::MakeRoomLocked(int64_t bytes) {
   while (!retained_.TryAdd(bytes)) {
-    // Forget the oldest finished task, if there is one left.
-    bool forgot = false;
-    while (!finished_.empty() && !forgot) {
-      const std::string name = std::move(finished_.front().second);
-      finished_.pop_front();
-      if (!finished_names_.erase(name)) continue;  // Deleted already.
-      Forget(name,
-             "expired: finished tasks are kept for the time of "
-             "--task_retention, at most --max_retained_tasks of them, and "
-             "within --max_retained_task_bytes");
-      forgot = true;
+    if (!ForgetOldestLocked(
+            "expired: finished tasks are kept for the time of "
+            "--task_retention, at most --max_retained_tasks of them, and "
+            "within --max_retained_task_bytes")) {
+      return false;
     }
-    if (!forgot) return false;
   }
   return true;
 }
 
-int64_t TaskRegistry::CopyBytesLocked(const std::string& name, bool with_plan,
+int64_t TaskRegistry::CopyBytesLocked(absl::string_view name, bool with_plan,
                                       bool with_outcome) const {
   auto it = footprints_.find(name);
   if (it == footprints_.end()) return kTaskMemory;
@@ -570,8 +580,7 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
   if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
   engine::MutexLock lock(&mu_);
   if (charge != nullptr) {
-    const int64_t bytes =
-        CopyBytesLocked(std::string(name), with_plan, with_outcome);
+    const int64_t bytes = CopyBytesLocked(name, with_plan, with_outcome);
     if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
   }
   auto live = live_.find(name);

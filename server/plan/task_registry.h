@@ -177,11 +177,15 @@ class TaskRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Retain(std::vector<std::function<void()>>* after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the entries of deleted tasks from the front of finished_.
+  void SkipDeletedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the oldest finished task, saying `why`; false if there is none.
+  bool ForgetOldestLocked(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets the oldest finished tasks until `bytes` more fit; false if they
   // do not even then.
   bool MakeRoomLocked(int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The bytes a copy of the task takes with these parts.
-  int64_t CopyBytesLocked(const std::string& name, bool with_plan,
+  int64_t CopyBytesLocked(absl::string_view name, bool with_plan,
                           bool with_outcome) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const std::string& name, const char* why)

@@ -171,7 +171,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     *response.mutable_outcome() = std::move(outcome);
     // The values were counted as they were made; ids, times and messages
     // come on top. The answer stays within the limit whatever they add.
-    const size_t size = response.ByteSizeLong();
+    size_t size = response.ByteSizeLong();
     const auto limit =
         static_cast<size_t>(service_->options_.max_outcome_bytes);
     if (size > limit) {
@@ -182,8 +182,10 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
                        root_only_ ? "return smaller values"
                                   : "ask for OUTCOME_DETAIL_ROOT or return "
                                     "smaller values"));
+      size = response.ByteSizeLong();
     }
-    if (absl::Status s = SerializeResponse(response, response_); !s.ok()) {
+    if (absl::Status s = SerializeSizedResponse(response, size, response_);
+        !s.ok()) {
       Finish(ToGrpc(s));
       return;
     }

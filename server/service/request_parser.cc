@@ -167,7 +167,11 @@ absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
 
 absl::Status SerializeResponse(const google::protobuf::Message& message,
                                grpc::ByteBuffer* out) {
-  const size_t size = message.ByteSizeLong();
+  return SerializeSizedResponse(message, message.ByteSizeLong(), out);
+}
+
+absl::Status SerializeSizedResponse(const google::protobuf::Message& message,
+                                    size_t size, grpc::ByteBuffer* out) {
   if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the answer would be ", size,

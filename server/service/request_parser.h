@@ -7,6 +7,8 @@
 #ifndef WEFT_SERVER_SERVICE_REQUEST_PARSER_H_
 #define WEFT_SERVER_SERVICE_REQUEST_PARSER_H_
 
+#include <cstddef>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
@@ -29,6 +31,11 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,
 // below that.
 absl::Status SerializeResponse(const google::protobuf::Message& message,
                                grpc::ByteBuffer* out);
+// The same for a message whose ByteSizeLong() the caller has just taken
+// (`size`; it also cached the sizes serialization uses), so that a large
+// answer is not walked twice.
+absl::Status SerializeSizedResponse(const google::protobuf::Message& message,
+                                    size_t size, grpc::ByteBuffer* out);
 
 // The same on flat bytes; exposed for tests.
 absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
