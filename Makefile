@@ -124,7 +124,7 @@ test: check sanitizers
 bench: build deps-test
 	python3 bench/bench.py --build=$(BUILD)
 
-SOURCES = $(shell find server client tests bench -name '*.h' -o -name '*.cc')
+SOURCES = $(shell find api server client tests bench -name '*.h' -o -name '*.cc')
 
 format:
 	clang-format -i $(SOURCES)

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "api/outcome.h"
 #include "client/cli.h"
 #include "client/client.h"
 #include "client/lazy_commands.h"
@@ -91,6 +92,11 @@ int Run(const weft::client::Client& client, const std::string& file) {
   absl::StatusOr<weft::v1::RunResponse> response =
       client.Run(*request, absl::GetFlag(FLAGS_timeout));
   if (!response.ok()) return CallFailed(response.status());
+  // A full outcome carries values at its leaves; show the root's built.
+  weft::v1::NodeOutcome& root = *response->mutable_outcome();
+  if (root.state() == weft::v1::NODE_STATE_SUCCEEDED && !root.has_value()) {
+    *root.mutable_value() = weft::api::AssembleValue(root);
+  }
   std::cout << weft::client::ToJson(*response) << std::endl;
   return response->outcome().state() == weft::v1::NODE_STATE_SUCCEEDED
              ? kExitOk

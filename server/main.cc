@@ -38,15 +38,23 @@ ABSL_FLAG(absl::Duration, max_run_duration, absl::Minutes(10),
           "Longest a Run may take when its caller set no deadline.");
 ABSL_FLAG(int, max_plan_nodes, 10'000,
           "Most nodes a plan may have (1 to 1000000).");
-ABSL_FLAG(int, max_plan_depth, 32, "Deepest a plan may nest (1 to 256).");
+ABSL_FLAG(int, max_plan_depth, 16,
+          "Deepest a plan may nest, a single call being 1 (1 to 41; with "
+          "--max_value_depth, 2 * max_plan_depth + 3 * max_value_depth at "
+          "most 85, so that every client can parse weftd's answers).");
+ABSL_FLAG(int, max_value_depth, 16,
+          "Levels of lists and objects a value may have: in args, returned by "
+          "a call, and a parallel's or sequence's value, which adds a level "
+          "around its children's (1 to 27; see --max_plan_depth).");
 ABSL_FLAG(int, max_message_bytes, 4 << 20,
           "Largest request accepted, in bytes (1 KiB to 1 GiB).");
-ABSL_FLAG(int, max_outcome_bytes, 64 << 20,
-          "The most bytes an outcome's values may take (serialized), counted "
-          "while a run, task or lazy value builds them: past it the run stops "
-          "and its outcome is the root, FAILED with RESOURCE_EXHAUSTED. Also "
-          "the most a page of ListTasks or ListLazyValues holds (1 KiB to 1 "
-          "GiB).");
+ABSL_FLAG(int, max_outcome_bytes, 4'000'000,
+          "The largest answer carrying outcomes, plans or values, in bytes; "
+          "the default stays within the 4 MiB gRPC clients accept. A run, "
+          "task or lazy computation whose values pass it stops, its outcome "
+          "the root FAILED with RESOURCE_EXHAUSTED; a larger answer is "
+          "refused with RESOURCE_EXHAUSTED; a page of ListTasks or "
+          "ListLazyValues ends before it (1 KiB to 1 GiB).");
 ABSL_FLAG(int64_t, max_inflight_bytes, int64_t{512} << 20,
           "The memory that runs, running tasks and lazy computations in "
           "flight, HTTP bodies being received and answers being sent may "
@@ -337,6 +345,10 @@ int main(int argc, char** argv) {
   auto& orch = options.orchestrator;
   orch.limits.max_plan_nodes = absl::GetFlag(FLAGS_max_plan_nodes);
   orch.limits.max_plan_depth = absl::GetFlag(FLAGS_max_plan_depth);
+  orch.limits.max_value_depth = absl::GetFlag(FLAGS_max_value_depth);
+  if (absl::Status s = weft::plan::CheckLimits(orch.limits); !s.ok()) {
+    Die(std::string(s.message()));
+  }
   orch.max_active_runs = absl::GetFlag(FLAGS_max_active_runs);
   orch.max_outcome_bytes = absl::GetFlag(FLAGS_max_outcome_bytes);
   orch.version = WEFT_VERSION;
@@ -404,6 +416,7 @@ int main(int argc, char** argv) {
             << " (max_active_runs=" << orch.max_active_runs
             << " max_plan_nodes=" << orch.limits.max_plan_nodes
             << " max_plan_depth=" << orch.limits.max_plan_depth
+            << " max_value_depth=" << orch.limits.max_value_depth
             << " max_message_bytes=" << options.max_message_bytes
             << " max_outcome_bytes=" << orch.max_outcome_bytes
             << " max_run_duration="

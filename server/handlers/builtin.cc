@@ -135,6 +135,7 @@ void RegisterBuiltinHandlers(HandlerRegistry& registry) {
                     .type = ArgType::kAny,
                     .required = true,
                     .description = "The value to return; any JSON value."}},
+          .result_arg = "value",
       }))
       .IgnoreError();
   registry
@@ -150,6 +151,7 @@ void RegisterBuiltinHandlers(HandlerRegistry& registry) {
                    {.name = "value",
                     .type = ArgType::kAny,
                     .description = "What to return; null if absent."}},
+          .result_arg = "value",
       }))
       .IgnoreError();
   registry

@@ -63,6 +63,10 @@ struct HandlerInfo {
   // True if the handler holds a thread while it runs (CPU work, blocking
   // IO). Such handlers run on a thread pool, never on the event loop.
   bool blocking = false;
+  // The argument whose value a successful call returns as its own, if any
+  // ("value" for the value handler): the compiler checks that it fits where
+  // the call stands in the plan.
+  std::string result_arg;
 };
 
 // What a running call may use.

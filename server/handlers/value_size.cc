@@ -1,5 +1,7 @@
 #include "server/handlers/value_size.h"
 
+#include <algorithm>
+
 namespace weft::handlers {
 namespace {
 
@@ -41,20 +43,24 @@ ValueSize StringSize(size_t length) {
 void CompositeSize::AddItem(const ValueSize& item) {
   payload_ += Delimited(item.wire);
   memory_ += item.memory + 8;  // The element's pointer.
+  if (item.depth > depth_) depth_ = item.depth;
 }
 
 void CompositeSize::AddField(size_t key_length, const ValueSize& value) {
   const auto k = static_cast<int64_t>(key_length);
   payload_ += Delimited(Delimited(k) + Delimited(value.wire));
   memory_ += value.memory + kFieldMemory + k;
+  if (value.depth > depth_) depth_ = value.depth;
 }
 
 ValueSize CompositeSize::AsList() const {
-  return {Delimited(payload_), kValueMemory + kListMemory + memory_};
+  return {Delimited(payload_), kValueMemory + kListMemory + memory_,
+          depth_ + 1};
 }
 
 ValueSize CompositeSize::AsObject() const {
-  return {Delimited(payload_), kValueMemory + kObjectMemory + memory_};
+  return {Delimited(payload_), kValueMemory + kObjectMemory + memory_,
+          depth_ + 1};
 }
 
 ValueSize Measure(const Value& value) {
@@ -82,6 +88,22 @@ ValueSize Measure(const Value& value) {
       break;
   }
   return {0, kValueMemory};
+}
+
+int Depth(const Value& value) {
+  int deepest = 0;
+  if (value.has_struct_value()) {
+    for (const auto& [key, v] : value.struct_value().fields()) {
+      deepest = std::max(deepest, Depth(v));
+    }
+  } else if (value.has_list_value()) {
+    for (const Value& v : value.list_value().values()) {
+      deepest = std::max(deepest, Depth(v));
+    }
+  } else {
+    return 0;
+  }
+  return deepest + 1;
 }
 
 }  // namespace weft::handlers

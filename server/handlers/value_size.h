@@ -22,16 +22,25 @@ struct ValueSize {
   // Bytes it holds in memory, estimated: its wire bytes plus the objects
   // protobuf allocates per value and per object field. At least `wire`.
   int64_t memory = 0;
+  // Levels of lists and objects: 0 for a scalar, 1 for [1] or {"a": 1},
+  // 1 + the deepest element for a list or an object. Sums (+=) keep the
+  // deeper of the two.
+  int depth = 0;
 
   ValueSize& operator+=(const ValueSize& o) {
     wire += o.wire;
     memory += o.memory;
+    if (o.depth > depth) depth = o.depth;
     return *this;
   }
 };
 
 // Walks `value` once.
 ValueSize Measure(const google::protobuf::Value& value);
+
+// Levels of lists and objects in `value` (ValueSize::depth), without sizing
+// it.
+int Depth(const google::protobuf::Value& value);
 
 // A string Value of `length` bytes.
 ValueSize StringSize(size_t length);
@@ -49,6 +58,7 @@ class CompositeSize {
  private:
   int64_t payload_ = 0;
   int64_t memory_ = 0;
+  int depth_ = 0;  // The deepest element's.
 };
 
 }  // namespace weft::handlers

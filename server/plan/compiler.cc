@@ -10,6 +10,7 @@
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
 #include "server/handlers/text.h"
+#include "server/handlers/value_size.h"
 
 namespace weft::plan {
 
@@ -82,6 +83,37 @@ absl::StatusOr<absl::Duration> DurationField(
 
 }  // namespace
 
+int MessageNesting(const Limits& limits) {
+  return 2 * limits.max_plan_depth + 3 * limits.max_value_depth + 5;
+}
+
+absl::Status CheckLimits(const Limits& limits) {
+  if (MessageNesting(limits) <= kMaxMessageNesting) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--max_plan_depth ", limits.max_plan_depth, " with --max_value_depth ",
+      limits.max_value_depth, " would let weftd's messages nest ",
+      MessageNesting(limits),
+      " protobuf message levels (2 per plan level, 3 per value level, and 5), "
+      "more than the ",
+      kMaxMessageNesting,
+      " weftd keeps to so that every client can parse them; lower one "
+      "(2 * max_plan_depth + 3 * max_value_depth must be at most ",
+      kMaxMessageNesting - 5, ")"));
+}
+
+std::string ValueDepthRoom(int allowed, int max_value_depth) {
+  if (allowed >= max_value_depth) {
+    return absl::StrCat("values nest at most ", max_value_depth,
+                        " levels of lists and objects (--max_value_depth)");
+  }
+  const int taken = max_value_depth - allowed;
+  return absl::StrCat(
+      "here values may nest at most ", std::max(allowed, 0),
+      " levels of lists and objects: --max_value_depth is ", max_value_depth,
+      " and the enclosing nodes' values take ", taken,
+      " (a parallel or a sequence one level, a JOIN_ALL_SETTLED parallel two)");
+}
+
 std::string ChildName(const CompiledNode& child, int index) {
   const std::string& id = child.source->id();
   return id.empty() ? absl::StrCat("children[", index, "]") : id;
@@ -131,7 +163,9 @@ class Compiler {
     plan_ = compiled.get();
     plan_->nodes_.reserve(std::min(CountNodes(plan, limits_.max_plan_nodes + 1),
                                    limits_.max_plan_nodes + 1));
-    if (absl::Status s = CompileNode(plan, std::string(path), 1, nullptr);
+    plan_->max_value_depth_ = limits_.max_value_depth;
+    if (absl::Status s = CompileNode(plan, std::string(path), 1, nullptr,
+                                     limits_.max_value_depth);
         !s.ok()) {
       return s;
     }
@@ -141,8 +175,9 @@ class Compiler {
 
  private:
   // `pool`: the pool of the nearest enclosing offload, or nullptr.
+  // `room`: the levels of lists and objects the node's value may have.
   absl::Status CompileNode(const PlanNode& node, std::string path, int depth,
-                           engine::ThreadPool* pool) {
+                           engine::ThreadPool* pool, int room) {
     if (depth > limits_.max_plan_depth) {
       return Error(path, absl::StrCat("the plan is nested deeper than ",
                                       limits_.max_plan_depth,
@@ -157,6 +192,7 @@ class Compiler {
     plan_->nodes_.emplace_back();
     plan_->nodes_[index].source = &node;
     plan_->nodes_[index].position = position_;
+    plan_->nodes_[index].max_value_depth = room;
     position_ = 0;
 
     if (node.id().size() > 128) {
@@ -183,24 +219,28 @@ class Compiler {
         break;
       case PlanNode::kParallel:
         s = CompileParallel(node.parallel(), absl::StrCat(path, ".parallel"),
-                            index, depth, pool);
+                            index, depth, pool, room);
         break;
       case PlanNode::kRace:
         s = CompileRace(node.race(), absl::StrCat(path, ".race"), index, depth,
-                        pool);
+                        pool, room);
         break;
       case PlanNode::kOffload:
         s = CompileOffload(node.offload(), absl::StrCat(path, ".offload"),
-                           index, depth);
+                           index, depth, room);
         break;
       case PlanNode::kLazy:
         s = CompileLazy(node.lazy(), absl::StrCat(path, ".lazy"), index);
         break;
       case PlanNode::kSequence:
         plan_->nodes_[index].kind = NodeKind::kSequence;
-        s = CompileChildren(node.sequence().children(),
-                            absl::StrCat(path, ".sequence"), "a sequence",
-                            index, depth, pool);
+        s = CheckComposite(absl::StrCat(path, ".sequence"), "a sequence", room,
+                           1);
+        if (s.ok()) {
+          s = CompileChildren(node.sequence().children(),
+                              absl::StrCat(path, ".sequence"), "a sequence",
+                              index, depth, pool, room - 1);
+        }
         break;
       case PlanNode::KIND_NOT_SET:
         s = Error(path,
@@ -268,6 +308,42 @@ class Compiler {
     return out;
   }
 
+  // A composite whose value adds `levels` around its children's, where
+  // values may have `room` levels.
+  absl::Status CheckComposite(const std::string& path, absl::string_view what,
+                              int room, int levels) {
+    if (room >= levels) return absl::OkStatus();
+    return Error(
+        path,
+        absl::StrCat("the value of ", what, " nests ", levels,
+                     levels == 1 ? " level" : " levels",
+                     " of lists and objects at least, deeper than it may: ",
+                     ValueDepthRoom(room, limits_.max_value_depth)));
+  }
+
+  // Every argument's value within --max_value_depth, and the one a call
+  // returns within `room`.
+  absl::Status CheckArgDepths(const handlers::HandlerInfo& info,
+                              const google::protobuf::Struct& args,
+                              const std::string& path, int room) {
+    for (const auto& [name, value] : args.fields()) {
+      const int depth = handlers::Depth(value);
+      const bool returned = name == info.result_arg;
+      if (depth <= limits_.max_value_depth && (!returned || depth <= room)) {
+        continue;
+      }
+      return Error(
+          absl::StrCat(path, ".", handlers::ArgPath(name)),
+          absl::StrCat("nests ", depth, " levels of lists and objects",
+                       returned && depth <= limits_.max_value_depth
+                           ? ", and the call returns it: "
+                           : "; ",
+                       ValueDepthRoom(returned ? room : limits_.max_value_depth,
+                                      limits_.max_value_depth)));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status CompileCall(const weft::v1::CallNode& call,
                            const std::string& path, int32_t index,
                            engine::ThreadPool* pool) {
@@ -288,6 +364,11 @@ class Compiler {
     if (absl::Status s = handlers::CheckArgs(handler->info(), call.args());
         !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ".", s.message()));
+    }
+    if (absl::Status s = CheckArgDepths(handler->info(), call.args(), path,
+                                        plan_->nodes_[index].max_value_depth);
+        !s.ok()) {
+      return s;
     }
     absl::StatusOr<std::unique_ptr<handlers::Call>> prepared =
         handler->Prepare(call.args());
@@ -336,7 +417,7 @@ class Compiler {
   absl::Status CompileChildren(
       const google::protobuf::RepeatedPtrField<PlanNode>& children,
       const std::string& path, absl::string_view what, int32_t index, int depth,
-      engine::ThreadPool* pool) {
+      engine::ThreadPool* pool, int room) {
     if (children.empty()) {
       return Error(absl::StrCat(path, ".children"),
                    absl::StrCat(what, " needs at least one child"));
@@ -359,7 +440,7 @@ class Compiler {
       indices.push_back(static_cast<int32_t>(plan_->nodes_.size()));
       position_ = i;
       if (absl::Status s =
-              CompileNode(child, std::move(child_path), depth + 1, pool);
+              CompileNode(child, std::move(child_path), depth + 1, pool, room);
           !s.ok()) {
         return s;
       }
@@ -372,13 +453,8 @@ class Compiler {
 
   absl::Status CompileParallel(const weft::v1::ParallelNode& parallel,
                                const std::string& path, int32_t index,
-                               int depth, engine::ThreadPool* pool) {
+                               int depth, engine::ThreadPool* pool, int room) {
     plan_->nodes_[index].kind = NodeKind::kParallel;
-    if (absl::Status s = CompileChildren(parallel.children(), path,
-                                         "a parallel", index, depth, pool);
-        !s.ok()) {
-      return s;
-    }
     engine::TaskGroupOptions join;
     switch (parallel.join()) {
       case weft::v1::JOIN_UNSPECIFIED:
@@ -415,12 +491,22 @@ class Compiler {
     }
     join.max_concurrency = parallel.max_concurrency();
     plan_->nodes_[index].join = join;
-    return absl::OkStatus();
+    // Its value is a list or an object of its children's values; with
+    // JOIN_ALL_SETTLED each is {"state", "value"}, or {"state", "error":
+    // {"code", "message"}}.
+    const bool settled = join.join == engine::JoinPolicy::kAllSettled;
+    if (absl::Status s =
+            CheckComposite(path, "a parallel", room, settled ? 3 : 1);
+        !s.ok()) {
+      return s;
+    }
+    return CompileChildren(parallel.children(), path, "a parallel", index,
+                           depth, pool, room - (settled ? 2 : 1));
   }
 
   absl::Status CompileRace(const weft::v1::RaceNode& race,
                            const std::string& path, int32_t index, int depth,
-                           engine::ThreadPool* pool) {
+                           engine::ThreadPool* pool, int room) {
     CompiledNode& out = plan_->nodes_[index];
     out.kind = NodeKind::kRace;
     switch (race.mode()) {
@@ -441,12 +527,13 @@ class Compiler {
       if (!d.ok()) return d.status();
       out.hedge_delay = *d;
     }
-    return CompileChildren(race.children(), path, "a race", index, depth, pool);
+    return CompileChildren(race.children(), path, "a race", index, depth, pool,
+                           room);
   }
 
   absl::Status CompileOffload(const weft::v1::OffloadNode& offload,
-                              const std::string& path, int32_t index,
-                              int depth) {
+                              const std::string& path, int32_t index, int depth,
+                              int room) {
     plan_->nodes_[index].kind = NodeKind::kOffload;
     const std::string name =
         offload.pool().empty() ? "default" : offload.pool();
@@ -464,8 +551,9 @@ class Compiler {
     }
     const int32_t child = static_cast<int32_t>(plan_->nodes_.size());
     plan_->nodes_[index].children = {child};
-    if (absl::Status s = CompileNode(
-            offload.child(), absl::StrCat(path, ".child"), depth + 1, pool);
+    if (absl::Status s =
+            CompileNode(offload.child(), absl::StrCat(path, ".child"),
+                        depth + 1, pool, room);
         !s.ok()) {
       return s;
     }

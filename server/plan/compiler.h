@@ -35,8 +35,37 @@ namespace weft::plan {
 // Limits on what a plan may be; each is a weftd flag of the same name.
 struct Limits {
   int max_plan_nodes = 10'000;
-  int max_plan_depth = 32;
+  // Plan levels: a plan that is one call has depth 1.
+  int max_plan_depth = 16;
+  // Levels of lists and objects any value may have, 0 being a scalar: the
+  // values in args, what each call returns, and each composite node's value,
+  // which adds one level (a JOIN_ALL_SETTLED parallel two) around its
+  // children's.
+  int max_value_depth = 16;
 };
+
+// The deepest a request or a response may nest, in protobuf message levels
+// (the outermost message being level 1). Protobuf's C++ and Python parsers
+// refuse more than 101 by default; weftd keeps its messages within this
+// bound, leaving room for clients with smaller limits.
+inline constexpr int kMaxMessageNesting = 90;
+
+// The deepest a request or response of weftd nests with `limits`: a plan
+// echoed back in a task or lazy value (ListTasks' Task, ListLazyValues'
+// LazyValue) nests two message levels per plan level and three per value
+// level, within five more for the messages around them:
+//   2 * max_plan_depth + 3 * max_value_depth + 5.
+// An outcome nests less: one level per plan level.
+int MessageNesting(const Limits& limits);
+
+// OK when MessageNesting(limits) is within kMaxMessageNesting; otherwise
+// INVALID_ARGUMENT saying which flags to lower.
+absl::Status CheckLimits(const Limits& limits);
+
+// What a message about a value too deep says about the room there was:
+// "values nest at most 16 levels of lists and objects (--max_value_depth)",
+// or where enclosing composites took some of it, how many.
+std::string ValueDepthRoom(int allowed, int max_value_depth);
 
 // kLazy nodes run like calls (their `call` resolves the lazy value).
 enum class NodeKind { kCall, kParallel, kRace, kOffload, kSequence, kLazy };
@@ -85,6 +114,10 @@ struct CompiledNode {
   // event loop).
   std::unique_ptr<handlers::Call> call;
   engine::ThreadPool* pool = nullptr;
+  // The most levels of lists and objects the node's value may have:
+  // --max_value_depth less what the composites around it add. A call whose
+  // value is deeper fails OUT_OF_RANGE.
+  int max_value_depth = 0;
 };
 
 class CompiledPlan {
@@ -96,6 +129,8 @@ class CompiledPlan {
   int leaves() const { return leaves_; }
   // The lazy values its lazy nodes resolve, each once, in plan order.
   const std::vector<std::string>& lazy_names() const { return lazy_names_; }
+  // The --max_value_depth it was compiled with.
+  int max_value_depth() const { return max_value_depth_; }
 
  private:
   friend class Compiler;
@@ -105,6 +140,7 @@ class CompiledPlan {
   std::vector<CompiledNode> nodes_;
   int leaves_ = 0;
   std::vector<std::string> lazy_names_;
+  int max_value_depth_ = 0;
 };
 
 // Compiles `plan`, which the result keeps. `path` names the plan in error

@@ -91,6 +91,18 @@ weft::v1::NodeKind ToProto(NodeKind kind) {
   return weft::v1::NODE_KIND_UNSPECIFIED;
 }
 
+weft::v1::Join JoinToProto(engine::JoinPolicy join) {
+  switch (join) {
+    case engine::JoinPolicy::kAll:
+      return weft::v1::JOIN_ALL;
+    case engine::JoinPolicy::kAllSettled:
+      return weft::v1::JOIN_ALL_SETTLED;
+    case engine::JoinPolicy::kQuorum:
+      return weft::v1::JOIN_QUORUM;
+  }
+  return weft::v1::JOIN_UNSPECIFIED;
+}
+
 bool DefaultRetryable(const absl::Status& s, NodeState attempt_state) {
   switch (s.code()) {
     case absl::StatusCode::kUnavailable:
@@ -268,6 +280,13 @@ class Execution {
   absl::Status Record(int32_t index, handlers::CallResult result) {
     if (!result.ok()) return std::move(result).status();
     const ValueSize size = handlers::Measure(*result);
+    const int room = node(index).max_value_depth;
+    if (size.depth > room) {
+      // The same value would be as deep next time.
+      return handlers::Permanent(absl::OutOfRangeError(absl::StrCat(
+          "the value nests ", size.depth, " levels of lists and objects; ",
+          ValueDepthRoom(room, plan_->max_value_depth()))));
+    }
     if (absl::Status s = Charge(size); !s.ok()) return s;
     records_[index].value = *std::move(result);
     records_[index].size = size;
@@ -284,12 +303,8 @@ class Execution {
       held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
       return Overflow(absl::ResourceExhaustedError(absl::StrCat(
           "the outcome's values passed ", options_.max_outcome_bytes,
-          " bytes, the most an outcome may hold (--max_outcome_bytes); ",
-          options_.root_only
-              ? "return smaller values"
-              : "return smaller values, or ask for OUTCOME_DETAIL_ROOT (a "
-                "full outcome holds each value at its node and again in "
-                "every enclosing node)")));
+          " bytes, the most an answer may carry (--max_outcome_bytes); "
+          "return smaller values, or run the plan in parts")));
     }
     if (options_.memory != nullptr && !options_.memory->TryAdd(size.memory)) {
       held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
@@ -431,29 +446,26 @@ class Execution {
         });
   }
 
-  // A child's value for its parent: moved when only the root's outcome is
-  // built (its size goes with it), copied when the child's own outcome
-  // shows it too. The parent's size is charged before (ChargeComposite).
+  // A child's value for its parent, moved (its size goes with it). Only
+  // root-only runs build composite values: a full outcome carries each value
+  // once, at its leaf, and composites' are built from those when read.
   Value Take(int32_t child) {
     NodeRecord& rec = records_[child];
-    if (!options_.root_only) return rec.value;
     rec.size = ValueSize();
     return std::move(rec.value);
   }
 
   // Charges a composite value of `size` holding children's values of
-  // `moved` in all: all of it when the children keep theirs (full outcomes),
-  // only what it adds when their values move into it.
+  // `moved` in all: only what it adds, since their values move into it.
   absl::Status ChargeComposite(ValueSize size, const ValueSize& moved) {
-    if (options_.root_only) {
-      size.wire -= moved.wire;
-      size.memory -= moved.memory;
-    }
+    size.wire -= moved.wire;
+    size.memory -= moved.memory;
     return Charge(size);
   }
 
   // A race's or an offload's value: its child's.
   absl::Status PassOn(int32_t child, int32_t index) {
+    if (!options_.root_only) return absl::OkStatus();
     const ValueSize size = records_[child].size;
     if (absl::Status s = ChargeComposite(size, size); !s.ok()) return s;
     records_[index].value = Take(child);
@@ -463,6 +475,7 @@ class Execution {
 
   // A sequence's value: the list of its steps' values.
   absl::Status BuildSequenceValue(int32_t index) {
+    if (!options_.root_only) return absl::OkStatus();
     const CompiledNode& n = node(index);
     handlers::CompositeSize composite;
     ValueSize moved;
@@ -503,6 +516,7 @@ class Execution {
   // else a list in child order. JOIN_ALL_SETTLED gives each child's state
   // with its value or error; JOIN_QUORUM only the children that succeeded.
   absl::Status BuildParallelValue(int32_t index) {
+    if (!options_.root_only) return absl::OkStatus();
     const CompiledNode& n = node(index);
     // Sized from the children first: a value too large is refused before
     // it is copied.
@@ -699,7 +713,10 @@ class Execution {
     out->set_kind(ToProto(n.kind));
     out->set_state(rec.state);
     if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
-      *out->mutable_value() = std::move(rec.value);
+      // Composites of a full outcome have none (see Take).
+      if (IsLeaf(n.kind) || root_only) {
+        *out->mutable_value() = std::move(rec.value);
+      }
     } else {
       out->mutable_error()->set_code(handlers::CodeName(rec.error.code()));
       out->mutable_error()->set_message(std::string(rec.error.message()));
@@ -710,6 +727,7 @@ class Execution {
     }
     out->set_attempts(rec.attempts);
     out->set_winner(std::move(rec.winner));
+    if (n.kind == NodeKind::kParallel) out->set_join(JoinToProto(n.join.join));
     if (root_only) return;
     out->mutable_children()->Reserve(static_cast<int>(n.children.size()));
     for (int32_t child : n.children) {

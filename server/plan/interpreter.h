@@ -56,15 +56,16 @@ struct RunOptions {
   // `deadline_message`.
   absl::Time deadline = absl::InfiniteFuture();
   std::string deadline_message = "the run's deadline passed";
-  // Whether to build the children's outcomes, or the root's only.
+  // Whether to build the root's outcome alone, with its value built from its
+  // children's, or every node's, each value at its leaf only (composites'
+  // are built from them when read: api::AssembleValue).
   bool root_only = false;
   // Optional; must outlive the run.
   NodeObserver* observer = nullptr;
   // The most bytes (serialized) the values of the outcome may take, counted
-  // as they are made: a full outcome holds each value at its node and again
-  // in every enclosing node's value. The moment a value would pass it, the
-  // run stops (everything in it is cancelled) and its outcome is the root
-  // alone, FAILED with RESOURCE_EXHAUSTED saying so.
+  // as they are made. The moment a value would pass it, the run stops
+  // (everything in it is cancelled) and its outcome is the root alone,
+  // FAILED with RESOURCE_EXHAUSTED saying so.
   int64_t max_outcome_bytes = std::numeric_limits<int64_t>::max();
   // Optional; must outlive the run, and is meant to live as long as its
   // outcome: the memory the run holds (its nodes' records and values) is

@@ -232,10 +232,15 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
     lazy_options.refresh_after = FromProto(definition.refresh_after());
   }
   lazy_options.cache_failures_for = FromProto(definition.cache_failures_for());
+  // A value and its definition must fit one answer (GetLazyValue, a page of
+  // ListLazyValues), within --max_outcome_bytes.
+  const int64_t max_value_bytes = std::max<int64_t>(
+      0, options_.max_value_bytes -
+             static_cast<int64_t>(entry->definition_bytes.size()) - 1024);
   entry->lazy = std::make_unique<Lazy>(
-      [this, plan = entry->plan, name](const engine::CancellationToken& token,
-                                       Lazy::Callback done) {
-        Compute(plan, name, token, std::move(done));
+      [this, plan = entry->plan, name, max_value_bytes](
+          const engine::CancellationToken& token, Lazy::Callback done) {
+        Compute(plan, name, max_value_bytes, token, std::move(done));
       },
       lazy_options);
 
@@ -341,8 +346,11 @@ absl::StatusOr<LazyRegistry::Page> LazyRegistry::List(
   int64_t bytes = 0;
   for (const auto& e : entries) {
     // A page ends before it would pass max_bytes (the next page starts with
-    // the value that did not fit).
-    const int64_t size = e->ValueWireBytes() + 1024;
+    // the value that did not fit). One lazy value always fits: its value is
+    // computed within what its definition leaves.
+    const int64_t size = e->ValueWireBytes() +
+                         static_cast<int64_t>(e->definition_bytes.size()) +
+                         1024;
     if (!page.values.empty() && bytes + size > max_bytes) {
       more = true;
       break;
@@ -394,7 +402,7 @@ void LazyRegistry::ResolveShared(const std::string& name,
 }
 
 void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
-                           const std::string& name,
+                           const std::string& name, int64_t max_value_bytes,
                            const engine::CancellationToken& token,
                            ResolveDone done) {
   if (std::string cycle = FindCycle(name); !cycle.empty()) {
@@ -412,7 +420,7 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
                    handlers::FormatJsonDuration(options_.compute_timeout),
                    " (--lazy_compute_timeout)");
   run.root_only = true;
-  run.max_outcome_bytes = options_.max_value_bytes;
+  run.max_outcome_bytes = max_value_bytes;
   // What the computation holds while it runs; given back once its value is
   // in the cache (or dropped).
   auto inflight = std::make_shared<engine::MemoryCharge>(options_.inflight);

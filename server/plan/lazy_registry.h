@@ -140,10 +140,11 @@ class LazyRegistry : public LazyResolver {
   struct Entry;
 
   absl::StatusOr<std::shared_ptr<Entry>> Find(absl::string_view name) const;
-  // Starts one computation of `entry`.
+  // Starts one computation of `name`, whose value may take at most
+  // `max_value_bytes` serialized.
   void Compute(const std::shared_ptr<const CompiledPlan>& plan,
-               const std::string& name, const engine::CancellationToken& token,
-               ResolveDone done);
+               const std::string& name, int64_t max_value_bytes,
+               const engine::CancellationToken& token, ResolveDone done);
   // A cycle reachable from `name` through the plans' lazy nodes, as
   // "a -> b -> a", or empty.
   std::string FindCycle(const std::string& name) const;

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "api/outcome.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/field_mask_util.h"
@@ -660,21 +661,29 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
   ListResult result;
   uint64_t last = 0;
   int64_t bytes = 0;
+  const bool root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
   for (size_t i = 0; i < matched.size(); ++i) {
     const auto& [position, name] = matched[i];
-    int64_t size;
-    {
-      engine::MutexLock lock(&mu_);
-      size = CopyBytesLocked(name, with_plan, with_outcome);
-    }
-    if (!result.tasks.empty() && bytes + size > max_bytes) {
-      more = true;
-      break;
-    }
     absl::StatusOr<Task> task = Get(name, with_plan, with_outcome, charge);
     if (!task.ok()) {
       if (task.status().code() == absl::StatusCode::kNotFound) continue;
       return task.status();  // Memory refused.
+    }
+    if (root_only && task->has_outcome()) {
+      *task->mutable_outcome() = api::RootOnly(task->outcome());
+    }
+    // As the page carries it: a field of its own, tag and length first.
+    const int64_t size = static_cast<int64_t>(task->ByteSizeLong()) + 6;
+    if (bytes + size > max_bytes) {
+      if (result.tasks.empty()) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            task->name(), " alone takes ", size,
+            " bytes, more than a page may (--max_outcome_bytes ", max_bytes,
+            "); read it with GetTask and detail OUTCOME_DETAIL_ROOT, or list "
+            "with view TASK_VIEW_BASIC"));
+      }
+      more = true;
+      break;
     }
     bytes += size;
     result.tasks.push_back(*std::move(task));

@@ -111,7 +111,8 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 
 constexpr IntRange kIntRanges[] = {
     {"max_plan_nodes", 1, 1'000'000},
-    {"max_plan_depth", 1, 256},
+    {"max_plan_depth", 1, 41},
+    {"max_value_depth", 1, 27},
     {"max_message_bytes", 1024, kGiB},
     {"max_outcome_bytes", 1024, kGiB},
     {"max_active_runs", 1, 1'000'000},

@@ -127,7 +127,10 @@ grpc::ServerUnaryReactor* OrchestratorService::GetLazyValue(
     weft::v1::LazyValue* response) {
   absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
-  auto* reactor = new ChargedReactor(inflight_);
+  auto* reactor = new ChargedReactor(
+      inflight_, options_.max_outcome_bytes,
+      "its plan and value together are too large: read the value alone with "
+      "ResolveLazyValue");
   return reactor->Answer((*lazies)->Get(request->name(), &reactor->charge),
                          response);
 }
@@ -148,7 +151,9 @@ grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
   absl::StatusOr<weft::v1::ListLazyValuesResponse> result;
   absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
-  auto* reactor = new ChargedReactor(inflight_);
+  auto* reactor = new ChargedReactor(
+      inflight_, options_.max_outcome_bytes,
+      "read its lazy values one at a time with ResolveLazyValue");
   absl::StatusOr<plan::LazyRegistry::Page> page =
       (*lazies)->List(request->page_size(), request->page_token(),
                       options_.max_outcome_bytes, &reactor->charge);

@@ -234,7 +234,8 @@ OrchestratorService::ParseAndCompile(
   out.request =
       google::protobuf::Arena::CreateMessage<Request>(out.arena.get());
   if (absl::Status s =
-          ParseRequest(bytes, options_.limits.max_plan_depth, out.request);
+          ParseRequest(bytes, options_.limits.max_plan_depth,
+                       options_.limits.max_value_depth, out.request);
       !s.ok()) {
     return s;
   }

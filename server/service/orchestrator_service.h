@@ -41,11 +41,12 @@ struct OrchestratorOptions {
   absl::Duration max_run_duration = absl::Minutes(10);
   // Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.
   int max_active_runs = 1000;
-  // The most bytes (serialized) an outcome's values may take, counted while
-  // a run builds them; past it the run stops and its outcome is the root,
-  // FAILED with RESOURCE_EXHAUSTED. Also what a page of ListTasks or
-  // ListLazyValues may hold.
-  int64_t max_outcome_bytes = 64 << 20;
+  // The largest answer carrying outcomes, plans or values (--max_outcome_bytes,
+  // within the 4 MiB gRPC clients accept by default): a run, task or lazy
+  // computation whose values pass it stops, its outcome the root FAILED with
+  // RESOURCE_EXHAUSTED; a larger answer is refused, a page of ListTasks or
+  // ListLazyValues ends before it.
+  int64_t max_outcome_bytes = 4'000'000;
   // WaitTask's wait when the request gives none.
   absl::Duration default_wait = absl::Seconds(30);
   // The version GetServerInfo reports.
@@ -207,6 +208,13 @@ class OrchestratorService final
   absl::flat_hash_map<uint64_t, engine::CancellationSource> runs_
       ABSL_GUARDED_BY(mu_);
 };
+
+// Cuts a task's outcome down to what a request asked for: one node's (by
+// its path, `node`), and that node alone with its value built
+// (OUTCOME_DETAIL_ROOT). NOT_FOUND for a path that names no node;
+// FAILED_PRECONDITION for a path into a task not ended yet.
+absl::Status ShapeOutcome(weft::v1::OutcomeDetail detail,
+                          absl::string_view node, weft::v1::Task* task);
 
 }  // namespace weft::service
 

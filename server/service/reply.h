@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
@@ -37,29 +38,60 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// RESOURCE_EXHAUSTED when an answer of `size` bytes is larger than
+// `max_bytes` (--max_outcome_bytes, which keeps answers within what gRPC
+// clients accept by default); `advice` says how to ask for less.
+inline absl::Status CheckAnswerSize(size_t size, int64_t max_bytes,
+                                    absl::string_view advice);
+
 // A unary reaction whose response is charged to a memory budget (weftd's
 // --max_inflight_bytes) until gRPC has sent it: `charge` is what the
-// response's copy was charged to, released when the call is done.
+// response's copy was charged to, released when the call is done. With
+// `max_bytes`, a response larger is refused (CheckAnswerSize).
 class ChargedReactor final : public grpc::ServerUnaryReactor {
  public:
-  explicit ChargedReactor(engine::MemoryBudget* budget) : charge(budget) {}
+  explicit ChargedReactor(engine::MemoryBudget* budget, int64_t max_bytes = -1,
+                          std::string advice = "")
+      : charge(budget), max_bytes_(max_bytes), advice_(std::move(advice)) {}
 
   // Finishes with `result`, moving the value into `response`.
   template <typename T>
   ChargedReactor* Answer(absl::StatusOr<T> result, T* response) {
     if (!result.ok()) {
       Finish(ToGrpc(result.status()));
-    } else {
-      *response = *std::move(result);
-      Finish(grpc::Status::OK);
+      return this;
     }
+    *response = *std::move(result);
+    if (max_bytes_ >= 0) {
+      // Sizes are cached: serializing does not walk the answer again.
+      if (absl::Status s =
+              CheckAnswerSize(response->ByteSizeLong(), max_bytes_, advice_);
+          !s.ok()) {
+        response->Clear();
+        Finish(ToGrpc(s));
+        return this;
+      }
+    }
+    Finish(grpc::Status::OK);
     return this;
   }
 
   void OnDone() override { delete this; }
 
   engine::MemoryCharge charge;
+
+ private:
+  const int64_t max_bytes_;
+  const std::string advice_;
 };
+
+inline absl::Status CheckAnswerSize(size_t size, int64_t max_bytes,
+                                    absl::string_view advice) {
+  if (size <= static_cast<size_t>(max_bytes)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the answer would be ", size, " bytes, more than the ", max_bytes,
+      " an answer may carry (--max_outcome_bytes); ", advice));
+}
 
 }  // namespace weft::service
 

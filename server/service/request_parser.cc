@@ -19,11 +19,13 @@ namespace {
 using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 
-// Nesting that arguments (Struct/Value) may use beyond the plan's own.
-constexpr int kArgsNesting = 100;
-
-int RecursionLimit(int max_plan_depth) {
-  return 2 * max_plan_depth + kArgsNesting;
+// Message levels below the request's own: two per plan level (PlanNode and
+// its kind's message), three per level of an argument's value (Value,
+// Struct, map entry), and four around them (the LazyValue of a
+// CreateLazyValueRequest, CallNode, args' Struct, its map entry). The same
+// bound as plan::MessageNesting, less the outermost message.
+int RecursionLimit(int max_plan_depth, int max_value_depth) {
+  return 2 * max_plan_depth + 3 * max_value_depth + 4;
 }
 
 // Why parsing failed, found by walking the wire format with an explicit
@@ -31,8 +33,10 @@ int RecursionLimit(int max_plan_depth) {
 // and where.
 class NestingScanner {
  public:
-  NestingScanner(const Descriptor* root, int max_plan_depth)
+  NestingScanner(const Descriptor* root, int max_plan_depth,
+                 int max_value_depth)
       : max_plan_depth_(max_plan_depth),
+        max_value_depth_(max_value_depth),
         plan_node_(
             root->file()->pool()->FindMessageTypeByName("weft.v1.PlanNode")) {
     frames_.push_back({root, 0, 0, ""});
@@ -90,10 +94,12 @@ class NestingScanner {
                 " levels, the limit (--max_plan_depth)"));
           }
           if (static_cast<int>(frames_.size()) - 1 >
-              RecursionLimit(max_plan_depth_)) {
+              RecursionLimit(max_plan_depth_, max_value_depth_)) {
             return absl::InvalidArgumentError(absl::StrCat(
-                Path(/*up_to=*/"args"), ": arguments nested deeper than the ",
-                kArgsNesting, " levels the parser allows"));
+                Path(/*up_to=*/"args"),
+                ": arguments nest deeper than values may: at most ",
+                max_value_depth_,
+                " levels of lists and objects (--max_value_depth)"));
           }
           break;
         }
@@ -147,6 +153,7 @@ class NestingScanner {
   }
 
   const int max_plan_depth_;
+  const int max_value_depth_;
   const Descriptor* const plan_node_;
   std::vector<Frame> frames_;
 };
@@ -154,15 +161,18 @@ class NestingScanner {
 }  // namespace
 
 absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
+                               int max_value_depth,
                                google::protobuf::Message* message) {
   google::protobuf::io::ArrayInputStream stream(bytes.data(),
                                                 static_cast<int>(bytes.size()));
   google::protobuf::io::CodedInputStream input(&stream);
-  input.SetRecursionLimit(RecursionLimit(max_plan_depth));
+  input.SetRecursionLimit(RecursionLimit(max_plan_depth, max_value_depth));
   if (message->ParseFromCodedStream(&input) && input.ConsumedEntireMessage()) {
     return absl::OkStatus();
   }
-  return NestingScanner(message->GetDescriptor(), max_plan_depth).Scan(bytes);
+  return NestingScanner(message->GetDescriptor(), max_plan_depth,
+                        max_value_depth)
+      .Scan(bytes);
 }
 
 absl::Status SerializeResponse(const google::protobuf::Message& message,
@@ -186,12 +196,13 @@ absl::Status SerializeSizedResponse(const google::protobuf::Message& message,
 }
 
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,
+                          int max_value_depth,
                           google::protobuf::Message* message) {
   grpc::ByteBuffer copy(bytes);  // Shares the slices; the reader consumes.
   {
     grpc::ProtoBufferReader reader(&copy);
     google::protobuf::io::CodedInputStream input(&reader);
-    input.SetRecursionLimit(RecursionLimit(max_plan_depth));
+    input.SetRecursionLimit(RecursionLimit(max_plan_depth, max_value_depth));
     if (message->ParseFromCodedStream(&input) &&
         input.ConsumedEntireMessage()) {
       return absl::OkStatus();
@@ -206,7 +217,9 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,
     }
   }
   message->Clear();
-  return NestingScanner(message->GetDescriptor(), max_plan_depth).Scan(flat);
+  return NestingScanner(message->GetDescriptor(), max_plan_depth,
+                        max_value_depth)
+      .Scan(flat);
 }
 
 }  // namespace weft::service

@@ -17,11 +17,14 @@
 namespace weft::service {
 
 // Parses `bytes` into `message` (whose type holds the plan at any depth).
-// The parser allows 2 * max_plan_depth levels of plan messages plus 100 for
-// arguments. On failure the error is INVALID_ARGUMENT and says why: a plan
-// over --max_plan_depth (with the path where it goes over), arguments nested
-// too deeply, or bytes that are not a valid message.
+// The parser allows the nesting a plan within --max_plan_depth with
+// arguments within --max_value_depth takes (plan::MessageNesting). On
+// failure the error is INVALID_ARGUMENT and says why: a plan over
+// --max_plan_depth (with the path where it goes over), arguments nested too
+// deeply, or bytes that are not a valid message. The compiler then checks
+// each argument's depth exactly.
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, int max_plan_depth,
+                          int max_value_depth,
                           google::protobuf::Message* message);
 
 // Serializes `message` into `out` deterministically, so that object keys in
@@ -39,6 +42,7 @@ absl::Status SerializeSizedResponse(const google::protobuf::Message& message,
 
 // The same on flat bytes; exposed for tests.
 absl::Status ParseRequestBytes(absl::string_view bytes, int max_plan_depth,
+                               int max_value_depth,
                                google::protobuf::Message* message);
 
 }  // namespace weft::service

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "api/outcome.h"
 #include "server/engine/ref_counted.h"
 #include "server/handlers/duration.h"
 #include "server/service/orchestrator_service.h"
@@ -25,7 +26,47 @@ bool Terminal(weft::v1::TaskState s) {
   return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
 }
 
+absl::Status CheckDetail(int detail) {
+  if (weft::v1::OutcomeDetail_IsValid(detail)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("detail: unknown OutcomeDetail ", detail,
+                   "; use OUTCOME_DETAIL_FULL or OUTCOME_DETAIL_ROOT"));
+}
+
+absl::Status CheckView(int view) {
+  if (weft::v1::TaskView_IsValid(view)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("view: unknown TaskView ", view,
+                   "; use TASK_VIEW_BASIC or TASK_VIEW_FULL"));
+}
+
+// What an answer too large for --max_outcome_bytes should ask for instead.
+constexpr char kSmallerTask[] =
+    "ask for detail OUTCOME_DETAIL_ROOT (the root alone, with its value), or "
+    "GetTask one node's outcome at a time (node)";
+
 }  // namespace
+
+absl::Status ShapeOutcome(weft::v1::OutcomeDetail detail,
+                          absl::string_view node, Task* task) {
+  if (!task->has_outcome()) {
+    if (node.empty()) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node: the task is ", weft::v1::TaskState_Name(task->state()),
+        "; its outcome exists once it ends"));
+  }
+  if (!node.empty()) {
+    absl::StatusOr<const weft::v1::NodeOutcome*> found =
+        api::FindNode(task->outcome(), node);
+    if (!found.ok()) return found.status();
+    weft::v1::NodeOutcome picked = **found;
+    *task->mutable_outcome() = std::move(picked);
+  }
+  if (detail == weft::v1::OUTCOME_DETAIL_ROOT) {
+    *task->mutable_outcome() = api::RootOnly(task->outcome());
+  }
+  return absl::OkStatus();
+}
 
 // CreateTask: parse and compile the plan (like Run, on the large-request
 // thread for big requests), then hand it to the registry.
@@ -94,9 +135,23 @@ grpc::ServerUnaryReactor* OrchestratorService::GetTask(
     const weft::v1::GetTaskRequest* request, Task* response) {
   const bool full = request->view() == weft::v1::TASK_VIEW_FULL;
   const bool basic = request->view() == weft::v1::TASK_VIEW_BASIC;
-  auto* reactor = new ChargedReactor(inflight_);
-  return reactor->Answer(
-      tasks_.Get(request->name(), full, !basic, &reactor->charge), response);
+  auto* reactor = new ChargedReactor(
+      inflight_, options_.max_outcome_bytes,
+      full ? absl::StrCat(kSmallerTask, ", or leave out the plan (view)")
+           : kSmallerTask);
+  absl::Status valid = CheckView(request->view());
+  if (valid.ok()) valid = CheckDetail(request->detail());
+  if (!valid.ok()) return reactor->Answer<Task>(valid, response);
+  absl::StatusOr<Task> task =
+      tasks_.Get(request->name(), full, !basic, &reactor->charge);
+  if (task.ok() && !basic) {
+    if (absl::Status s =
+            ShapeOutcome(request->detail(), request->node(), &*task);
+        !s.ok()) {
+      task = s;
+    }
+  }
+  return reactor->Answer(std::move(task), response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
@@ -104,6 +159,11 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
     const weft::v1::ListTasksRequest* request,
     weft::v1::ListTasksResponse* response) {
   auto* reactor = new ChargedReactor(inflight_);
+  absl::Status valid = CheckView(request->view());
+  if (valid.ok()) valid = CheckDetail(request->detail());
+  if (!valid.ok()) {
+    return reactor->Answer<weft::v1::ListTasksResponse>(valid, response);
+  }
   absl::StatusOr<plan::TaskRegistry::ListResult> listed =
       tasks_.List(*request, options_.max_outcome_bytes, &reactor->charge);
   absl::StatusOr<weft::v1::ListTasksResponse> result;
@@ -121,7 +181,10 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
 grpc::ServerUnaryReactor* OrchestratorService::CancelTask(
     grpc::CallbackServerContext* context,
     const weft::v1::CancelTaskRequest* request, Task* response) {
-  auto* reactor = new ChargedReactor(inflight_);
+  auto* reactor = new ChargedReactor(
+      inflight_, options_.max_outcome_bytes,
+      "the task was cancelled; read it with GetTask and detail "
+      "OUTCOME_DETAIL_ROOT");
   return reactor->Answer(tasks_.Cancel(request->name(), &reactor->charge),
                          response);
 }
@@ -147,6 +210,11 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
 
   void Start(grpc::CallbackServerContext* context,
              const weft::v1::WaitTaskRequest* request) {
+    if (absl::Status s = CheckDetail(request->detail()); !s.ok()) {
+      Finish(ToGrpc(s));
+      return;
+    }
+    detail_ = request->detail();
     absl::Duration wait = service_->options_.default_wait;
     if (request->has_timeout()) {
       const auto& t = request->timeout();
@@ -201,6 +269,15 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
     absl::StatusOr<Task> full = std::move(task);
     if (Terminal(full->state())) {
       full = service_->tasks_.Get(full->name(), false, true, &charge_);
+      if (full.ok()) {
+        absl::Status s = ShapeOutcome(detail_, "", &*full);
+        if (s.ok()) {
+          s = CheckAnswerSize(full->ByteSizeLong(),
+                              service_->options_.max_outcome_bytes,
+                              kSmallerTask);
+        }
+        if (!s.ok()) full = s;
+      }
     }
     engine::MutexLock lock(&mu_);
     if (finished_) return;
@@ -220,6 +297,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
 
   OrchestratorService* const service_;
   Task* const response_;
+  weft::v1::OutcomeDetail detail_ = weft::v1::OUTCOME_DETAIL_FULL;
   engine::MemoryCharge charge_;
   engine::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -239,13 +317,22 @@ grpc::ServerUnaryReactor* OrchestratorService::WaitTask(
 class OrchestratorService::WatchReactor final
     : public grpc::ServerWriteReactor<weft::v1::TaskEvent> {
  public:
-  WatchReactor(OrchestratorService* service, std::string name)
+  WatchReactor(OrchestratorService* service, std::string name,
+               weft::v1::OutcomeDetail detail)
       : service_(service),
         name_(std::move(name)),
+        detail_(detail),
         pulse_(engine::MakeRef<Pulse>()),
         event_charge_(service->inflight_) {
     engine::MutexLock lock(&pulse_->mu);
     pulse_->reactor = this;
+  }
+
+  // Ends the stream at once with `status`, instead of Start().
+  void Refuse(grpc::Status status) {
+    engine::MutexLock lock(&mu_);
+    done_ = true;
+    Finish(std::move(status));
   }
 
   void Start() {
@@ -328,6 +415,14 @@ class OrchestratorService::WatchReactor final
     event_charge_.Reset();
     absl::StatusOr<Task> task =
         service_->tasks_.Get(name_, false, true, &event_charge_);
+    if (task.ok()) {
+      absl::Status s = ShapeOutcome(detail_, "", &*task);
+      if (s.ok()) {
+        s = CheckAnswerSize(task->ByteSizeLong(),
+                            service_->options_.max_outcome_bytes, kSmallerTask);
+      }
+      if (!s.ok()) task = s;
+    }
     if (!task.ok()) {
       done_ = true;
       Finish(ToGrpc(task.status()));
@@ -364,6 +459,7 @@ class OrchestratorService::WatchReactor final
 
   OrchestratorService* const service_;
   const std::string name_;
+  const weft::v1::OutcomeDetail detail_;
   engine::RefPtr<Pulse> pulse_;
   engine::Mutex mu_;
   std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
@@ -384,7 +480,11 @@ class OrchestratorService::WatchReactor final
 grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
     grpc::CallbackServerContext* context,
     const weft::v1::WatchTaskRequest* request) {
-  auto* reactor = new WatchReactor(this, request->name());
+  auto* reactor = new WatchReactor(this, request->name(), request->detail());
+  if (absl::Status s = CheckDetail(request->detail()); !s.ok()) {
+    reactor->Refuse(ToGrpc(s));
+    return reactor;
+  }
   reactor->Start();
   return reactor;
 }

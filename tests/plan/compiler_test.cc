@@ -207,18 +207,107 @@ std::string Nested(int depth) {
 }
 
 TEST_F(CompilerTest, PlanAtTheDepthLimitCompiles) {
-  limits_.max_plan_depth = 32;
-  EXPECT_TRUE(Compile(Nested(32)).ok());
+  EXPECT_EQ(limits_.max_plan_depth, 16);
+  EXPECT_TRUE(Compile(Nested(16)).ok());
 }
 
 TEST_F(CompilerTest, PlanOverTheDepthLimitNamesTheLimitAndItsFlag) {
-  limits_.max_plan_depth = 32;
-  auto plan = Compile(Nested(33));
+  auto plan = Compile(Nested(17));
   EXPECT_THAT(plan, StatusIs(absl::StatusCode::kInvalidArgument,
-                             HasSubstr("nested deeper than 32 levels, the "
+                             HasSubstr("nested deeper than 16 levels, the "
                                        "limit (--max_plan_depth)")));
   EXPECT_THAT(std::string(plan.status().message()),
               ::testing::StartsWith("plan.parallel.children[0].parallel"));
+}
+
+// A JSON list nested `depth` levels around 1.
+std::string DeepList(int depth) {
+  std::string json = "1";
+  for (int i = 0; i < depth; ++i) json = absl::StrCat("[", json, "]");
+  return json;
+}
+
+TEST_F(CompilerTest, ArgumentsNestedDeeperThanValuesMayAreRefusedByPath) {
+  EXPECT_TRUE(Compile(absl::StrCat(
+                          R"({"call": {"handler": "value", "args": {"value": )",
+                          DeepList(16), "}}}"))
+                  .ok());
+  EXPECT_THAT(
+      Compile(absl::StrCat(
+          R"({"call": {"handler": "sleep", "args": {"duration": "1s", "value": )",
+          DeepList(17), "}}}")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "plan.call.args.value: nests 17 levels of lists and objects; "
+               "values nest at most 16 levels of lists and objects "
+               "(--max_value_depth)"));
+}
+
+TEST_F(CompilerTest, AReturnedArgumentMustFitInsideTheCompositesAroundIt) {
+  // Each parallel around the call takes a level of the value's room.
+  const std::string plan = absl::StrCat(
+      R"({"parallel": {"children": [{"sequence": {"children": [
+           {"call": {"handler": "value", "args": {"value": )",
+      DeepList(15), "}}}]}}]}}");
+  EXPECT_THAT(
+      Compile(plan),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "plan.parallel.children[0].sequence.children[0].call.args."
+               "value: nests 15 levels of lists and objects, and the call "
+               "returns it: here values may nest at most 14 levels of lists "
+               "and objects: --max_value_depth is 16 and the enclosing "
+               "nodes' values take 2 (a parallel or a sequence one level, a "
+               "JOIN_ALL_SETTLED parallel two)"));
+  limits_.max_value_depth = 17;
+  EXPECT_TRUE(Compile(plan).ok());
+}
+
+TEST_F(CompilerTest,
+       CompositesNestedDeeperThanValuesMayAreRefusedWhereTheyPass) {
+  // JOIN_ALL_SETTLED parallels add two levels each, and a failed child's
+  // {"state", "error": {...}} three: the room runs out at the eighth.
+  std::string json = R"({"call": {"handler": "value", "args": {"value": 1}}})";
+  for (int i = 0; i < 8; ++i) {
+    json = absl::StrCat(
+        R"({"parallel": {"join": "JOIN_ALL_SETTLED", "children": [)", json,
+        "]}}");
+  }
+  std::string path = "plan";
+  for (int i = 0; i < 7; ++i) path += ".parallel.children[0]";
+  EXPECT_THAT(
+      Compile(json),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               absl::StrCat(path,
+                            ".parallel: the value of a parallel nests 3 levels "
+                            "of lists and objects at least, deeper than it "
+                            "may: here values may nest at most 2 levels of "
+                            "lists and objects: --max_value_depth is 16 and "
+                            "the enclosing nodes' values take 14 (a parallel "
+                            "or a sequence one level, a JOIN_ALL_SETTLED "
+                            "parallel two)")));
+  // Races and offloads pass their child's value on: they take no room.
+  std::string races = R"({"call": {"handler": "value", "args": {"value": 1}}})";
+  for (int i = 1; i < 16; ++i) {
+    races = absl::StrCat(R"({"race": {"children": [)", races, "]}}");
+  }
+  EXPECT_TRUE(Compile(races).ok());
+  // Each compiled node knows its room.
+  auto plan = Compile(Nested(3));
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ((*plan)->nodes()[0].max_value_depth, 16);
+  EXPECT_EQ((*plan)->nodes()[2].max_value_depth, 14);
+}
+
+TEST(LimitsTest, PlanAndValueDepthsTogetherKeepMessagesParseable) {
+  EXPECT_EQ(MessageNesting(Limits()), 85);
+  EXPECT_TRUE(CheckLimits(Limits()).ok());
+  EXPECT_TRUE(
+      CheckLimits(Limits{.max_plan_depth = 41, .max_value_depth = 1}).ok());
+  EXPECT_THAT(
+      CheckLimits(Limits{.max_plan_depth = 32, .max_value_depth = 16}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("--max_plan_depth 32 with --max_value_depth 16 would "
+                         "let weftd's messages nest 117 protobuf message "
+                         "levels")));
 }
 
 TEST_F(CompilerTest, PlanOverTheNodeLimitNamesTheLimitAndItsFlag) {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/event_loop.h"
@@ -67,7 +68,7 @@ class HttpPlansTest : public ::testing::Test {
   }
 
   static std::string Body(const NodeOutcome& o) {
-    return ToJson(o.value().struct_value().fields().at("body"));
+    return ToJson(api::AssembleValue(o).struct_value().fields().at("body"));
   }
 
   engine::EventLoop loop_{2};
@@ -83,7 +84,8 @@ TEST_F(HttpPlansTest, TheDashboardFetchesThreeSourcesAtOnceResultsById) {
     {"id": "statistics",  "call": {"handler": "http", "args": {"url": "FIXTURE/stats/42?delay=200"}}}
   ]}})");
   ASSERT_EQ(o.state(), weft::v1::NODE_STATE_SUCCEEDED) << o.DebugString();
-  const auto& v = o.value().struct_value().fields();
+  const google::protobuf::Value value = api::AssembleValue(o);
+  const auto& v = value.struct_value().fields();
   EXPECT_EQ(ToJson(v.at("user").struct_value().fields().at("body")),
             R"({"id":42,"name":"Ada Lovelace"})");
   EXPECT_THAT(ToJson(v.at("recentPosts").struct_value().fields().at("body")),

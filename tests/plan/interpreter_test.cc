@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/event_loop.h"
@@ -70,7 +71,7 @@ TEST_F(InterpreterTest, ParallelEndsWithItsSlowestChildAndMapsValuesById) {
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome_->kind(), weft::v1::NODE_KIND_PARALLEL);
   EXPECT_EQ(
-      weft::testing::ToJson(outcome_->value()),
+      weft::testing::ToJson(api::AssembleValue(*outcome_)),
       R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
   EXPECT_EQ(Since(outcome_->start_time()), absl::ZeroDuration());
   EXPECT_EQ(Since(outcome_->end_time()), absl::Milliseconds(300));
@@ -91,7 +92,7 @@ TEST_F(InterpreterTest, RootOnlyOutcomeHasTheValueButNoChildren) {
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->children_size(), 0);
   EXPECT_EQ(
-      weft::testing::ToJson(outcome_->value()),
+      weft::testing::ToJson(api::AssembleValue(*outcome_)),
       R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
 }
 
@@ -101,7 +102,8 @@ TEST_F(InterpreterTest, ParallelWithAnUnnamedChildGivesAListInChildOrder) {
     {"call": {"handler": "value", "args": {"value": "fast"}}}]}})");
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(weft::testing::ToJson(outcome_->value()), R"(["slow","fast"])");
+  EXPECT_EQ(weft::testing::ToJson(api::AssembleValue(*outcome_)),
+            R"(["slow","fast"])");
 }
 
 TEST_F(InterpreterTest, PlanOfValueCallsFinishesInlineWithoutAThreadHop) {
@@ -110,7 +112,7 @@ TEST_F(InterpreterTest, PlanOfValueCallsFinishesInlineWithoutAThreadHop) {
     {"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 2}}}]}}]}})");
   // No time passed and no posted work ran: it finished inside Execute().
   ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(weft::testing::ToJson(outcome_->value()), "[1,[2]]");
+  EXPECT_EQ(weft::testing::ToJson(api::AssembleValue(*outcome_)), "[1,[2]]");
 }
 
 TEST_F(InterpreterTest, FirstFailureCancelsTheSleepingSiblingsAtOnce) {
@@ -279,42 +281,80 @@ std::string ValuesPlan(int leaves, int bytes, absl::string_view join = "") {
                       "]}}");
 }
 
-TEST_F(InterpreterTest, AFullOutcomeOverItsLimitFailsAtTheRootAlone) {
-  // 20 values of 10 KB: 200 KB at the leaves, and again in the parallel.
+TEST_F(InterpreterTest, AFullOutcomeCarriesEachValueOnceAtItsLeaf) {
+  // 20 values of 10 KB: 200 KB, at the leaves only.
   RunOptions options;
   options.max_outcome_bytes = 300'000;
+  Start(ValuesPlan(20, 10'000), options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_FALSE(outcome_->has_value());  // A composite: built when read.
+  ASSERT_EQ(outcome_->children_size(), 20);
+  EXPECT_EQ(outcome_->children(3).value().string_value().size(), 10'000u);
+  EXPECT_LT(outcome_->ByteSizeLong(), 210'000u);
+  const NodeOutcome full = *outcome_;
+
+  // The root alone carries the value built, the same as read from the leaves.
+  outcome_.reset();
+  options.root_only = true;
+  Start(ValuesPlan(20, 10'000), options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->children_size(), 0);
+  EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
+            weft::testing::ToJson(api::AssembleValue(full)));
+  EXPECT_LE(outcome_->ByteSizeLong(), 300'000u);
+}
+
+TEST_F(InterpreterTest, TheRootsValueIsWhatReadersBuildFromAFullOutcome) {
+  const char* plans[] = {
+      R"({"parallel": {"children": [
+          {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
+          {"id": "b", "sequence": {"children": [
+            {"call": {"handler": "value", "args": {"value": "x"}}},
+            {"race": {"children": [
+              {"call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}},
+              {"call": {"handler": "value", "args": {"value": [true]}}}]}}]}}]}})",
+      R"({"parallel": {"join": "JOIN_ALL_SETTLED", "children": [
+          {"call": {"handler": "fail", "args": {"code": "NOT_FOUND", "message": "gone"}}},
+          {"parallel": {"join": "JOIN_QUORUM", "quorum": 1, "children": [
+            {"id": "p", "call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}},
+            {"id": "q", "call": {"handler": "value", "args": {"value": {"k": null}}}}]}}]}})",
+      R"({"race": {"mode": "RACE_MODE_FIRST_COMPLETE", "children": [
+          {"id": "w", "call": {"handler": "value", "args": {"value": "won"}}}]}})",
+  };
+  for (const char* plan : plans) {
+    outcome_.reset();
+    Start(plan);
+    ASSERT_TRUE(outcome_.has_value()) << plan;
+    const NodeOutcome full = *outcome_;
+    EXPECT_FALSE(full.has_value()) << plan;
+    outcome_.reset();
+    RunOptions root_only;
+    root_only.root_only = true;
+    Start(plan, root_only);
+    ASSERT_TRUE(outcome_.has_value());
+    EXPECT_EQ(outcome_->state(), full.state()) << plan;
+    EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
+              weft::testing::ToJson(api::AssembleValue(full)))
+        << plan;
+    // And as weftd cuts a full outcome down for OUTCOME_DETAIL_ROOT.
+    EXPECT_EQ(weft::testing::ToJson(api::RootOnly(full).value()),
+              weft::testing::ToJson(outcome_->value()));
+  }
+}
+
+TEST_F(InterpreterTest, AnOutcomeOverItsLimitFailsAtTheRootAlone) {
+  RunOptions options;
+  options.max_outcome_bytes = 150'000;
   Start(ValuesPlan(20, 10'000), options);
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_EQ(outcome_->error().code(), "RESOURCE_EXHAUSTED");
   EXPECT_THAT(outcome_->error().message(),
-              HasSubstr("passed 300000 bytes, the most an outcome may hold "
+              HasSubstr("passed 150000 bytes, the most an answer may carry "
                         "(--max_outcome_bytes)"));
-  EXPECT_THAT(outcome_->error().message(), HasSubstr("OUTCOME_DETAIL_ROOT"));
   EXPECT_EQ(outcome_->children_size(), 0);
   EXPECT_FALSE(outcome_->has_value());
-}
-
-TEST_F(InterpreterTest, TheSameValuesFitWhenOnlyTheRootIsKept) {
-  RunOptions options;
-  options.max_outcome_bytes = 300'000;
-  options.root_only = true;
-  Start(ValuesPlan(20, 10'000), options);
-  ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(outcome_->value().list_value().values_size(), 20);
-  EXPECT_LE(outcome_->ByteSizeLong(), 300'000u);
-}
-
-TEST_F(InterpreterTest, ARootOnlyRunOverItsLimitDoesNotSuggestRootOnly) {
-  RunOptions options;
-  options.max_outcome_bytes = 100'000;
-  options.root_only = true;
-  Start(ValuesPlan(20, 10'000), options);
-  ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(outcome_->error().code(), "RESOURCE_EXHAUSTED");
-  EXPECT_THAT(outcome_->error().message(),
-              ::testing::Not(HasSubstr("OUTCOME_DETAIL_ROOT")));
 }
 
 TEST_F(InterpreterTest,
@@ -367,6 +407,66 @@ class CountingValueHandler : public handlers::Handler {
   handlers::HandlerInfo info_;
 };
 
+// Returns a list nested args.depth levels, as an upstream's body might.
+class DeepValueHandler : public handlers::Handler {
+ public:
+  DeepValueHandler() {
+    info_.name = "deep";
+    info_.args = {{.name = "depth", .type = handlers::ArgType::kInteger}};
+  }
+  const handlers::HandlerInfo& info() const override { return info_; }
+  absl::StatusOr<std::unique_ptr<handlers::Call>> Prepare(
+      const google::protobuf::Struct& args) const override {
+    return std::unique_ptr<handlers::Call>(
+        new DeepCall(static_cast<int>(handlers::Args(args).Integer("depth"))));
+  }
+
+ private:
+  class DeepCall : public handlers::Call {
+   public:
+    explicit DeepCall(int depth) : depth_(depth) {}
+    void Start(const handlers::CallContext&,
+               handlers::CallDone done) const override {
+      google::protobuf::Value v;
+      google::protobuf::Value* inner = &v;
+      for (int i = 0; i < depth_; ++i) {
+        inner = inner->mutable_list_value()->add_values();
+      }
+      inner->set_number_value(1);
+      std::move(done)(std::move(v));
+    }
+
+   private:
+    const int depth_;
+  };
+  handlers::HandlerInfo info_;
+};
+
+TEST_F(InterpreterTest, ACallValueDeeperThanItsRoomFailsItsNodeForGood) {
+  ASSERT_TRUE(registry_.Register(std::make_unique<DeepValueHandler>()).ok());
+  Start(R"({"parallel": {"children": [
+    {"id": "ok", "call": {"handler": "deep", "args": {"depth": 15}}},
+    {"id": "deep", "retry": {"max_attempts": 3},
+     "call": {"handler": "deep", "args": {"depth": 16}}}]}})");
+  ASSERT_TRUE(outcome_.has_value());
+  const NodeOutcome& deep = outcome_->children(1);
+  EXPECT_EQ(deep.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(deep.error().code(), "OUT_OF_RANGE");
+  EXPECT_EQ(deep.error().message(),
+            "the value nests 16 levels of lists and objects; here values may "
+            "nest at most 15 levels of lists and objects: --max_value_depth "
+            "is 16 and the enclosing nodes' values take 1 (a parallel or a "
+            "sequence one level, a JOIN_ALL_SETTLED parallel two)");
+  EXPECT_EQ(deep.attempts(), 1);  // Not retried: it would be as deep again.
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
+
+  // At the root the whole room is the call's.
+  outcome_.reset();
+  Start(R"({"call": {"handler": "deep", "args": {"depth": 16}}})");
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
+}
+
 TEST_F(InterpreterTest, NoCallStartsOnceTheRunIsOverItsBudget) {
   std::atomic<int> calls{0};
   ASSERT_TRUE(
@@ -397,8 +497,8 @@ TEST_F(InterpreterTest,
     Start(ValuesPlan(20, 10'000), options);
     ASSERT_TRUE(outcome_.has_value());
     EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
-    // The outcome holds every value twice (leaves and parallel).
-    EXPECT_GE(charge.bytes(), 400'000);
+    // The outcome holds every value once, at its leaf.
+    EXPECT_GE(charge.bytes(), 200'000);
     EXPECT_GE(charge.bytes(), static_cast<int64_t>(outcome_->ByteSizeLong()));
     EXPECT_EQ(budget.used(), charge.bytes());
   }

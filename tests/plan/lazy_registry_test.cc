@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/manual_env.h"
@@ -276,7 +277,7 @@ TEST_F(LazyRegistryTest, PlansShareTheValueThroughLazyNodes) {
   ASSERT_TRUE(outcome.has_value());
   EXPECT_EQ(outcome->state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome->children(0).kind(), weft::v1::NODE_KIND_LAZY);
-  EXPECT_EQ(outcome->value()
+  EXPECT_EQ(api::AssembleValue(*outcome)
                 .struct_value()
                 .fields()
                 .at("again")

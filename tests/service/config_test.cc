@@ -128,7 +128,7 @@ TEST(CheckFlagValueTest, NumbersAndDurationsMustBeInTheirRange) {
                        "must be a whole number from 1 to 64, got \"100000\""));
   EXPECT_THAT(
       CheckFlagValue("max_plan_depth", "0"),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from 1 to 256")));
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from 1 to 41")));
   EXPECT_TRUE(CheckFlagValue("max_queued_tasks", "0").ok());
   EXPECT_FALSE(CheckFlagValue("max_inflight_bytes", "1000").ok());
   EXPECT_TRUE(CheckFlagValue("shutdown_grace", "0s").ok());

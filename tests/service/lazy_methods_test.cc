@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/sync.h"
@@ -143,8 +144,7 @@ TEST_F(LazyMethodsTest, PlansResolveLazyValuesByName) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(response.outcome().children(0).kind(), weft::v1::NODE_KIND_LAZY);
-  EXPECT_EQ(response.outcome()
-                .value()
+  EXPECT_EQ(api::AssembleValue(response.outcome())
                 .struct_value()
                 .fields()
                 .at("stats")

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
@@ -33,8 +34,11 @@ TEST(OrchestratorServiceTest, RunsTheDashboardPlanWithItsChildrenAtOnce) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   const NodeOutcome& root = response.outcome();
   EXPECT_EQ(root.state(), weft::v1::NODE_STATE_SUCCEEDED);
+  // Each value once, at its leaf; the parallel's is built from them.
+  EXPECT_FALSE(root.has_value());
+  EXPECT_EQ(root.join(), weft::v1::JOIN_ALL);
   EXPECT_EQ(
-      ToJson(root.value()),
+      ToJson(api::AssembleValue(root)),
       R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
   ASSERT_EQ(root.children_size(), 3);
   // The two sleeps overlapped: each started before the other ended.
@@ -58,14 +62,17 @@ TEST(OrchestratorServiceTest, RootOnlyDetailBuildsNoChildren) {
            &response)
           .ok());
   EXPECT_EQ(response.outcome().children_size(), 0);
-  EXPECT_EQ(ToJson(response.outcome().value()), R"({"a":1})");
+  EXPECT_EQ(ToJson(api::AssembleValue(response.outcome())), R"({"a":1})");
 }
 
-// A Run whose full outcome would hold a 300 KB value three times.
-std::string RepeatedValueRun(absl::string_view detail) {
+// A Run of two 300 KB values in sequences: 600 KB of values, once each.
+std::string TwoValuesRun(absl::string_view detail) {
+  const std::string call =
+      absl::StrCat(R"({"call": {"handler": "value", "args": {"value": ")",
+                   std::string(300'000, 'v'), R"("}}})");
   return absl::StrCat(R"({)", detail, R"("plan": {"sequence": {"children": [
-      {"sequence": {"children": [{"call": {"handler": "value", "args": {"value": ")",
-                      std::string(300'000, 'v'), R"("}}}]}}]}}})");
+      {"sequence": {"children": [)",
+                      call, ",", call, "]}}]}}}");
 }
 
 TEST(OrchestratorServiceTest,
@@ -74,22 +81,50 @@ TEST(OrchestratorServiceTest,
   options.orchestrator.max_outcome_bytes = 500'000;
   ServerFixture f(options);
   RunResponse response;
-  ASSERT_TRUE(f.Run(RepeatedValueRun(""), &response).ok());
+  ASSERT_TRUE(f.Run(TwoValuesRun(""), &response).ok());
   const NodeOutcome& root = response.outcome();
   EXPECT_EQ(root.state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_EQ(root.error().code(), "RESOURCE_EXHAUSTED");
   EXPECT_THAT(root.error().message(),
-              HasSubstr("passed 500000 bytes, the most an outcome may hold "
-                        "(--max_outcome_bytes); return smaller values, or ask "
-                        "for OUTCOME_DETAIL_ROOT"));
+              HasSubstr("passed 500000 bytes, the most an answer may carry "
+                        "(--max_outcome_bytes); return smaller values"));
   EXPECT_EQ(root.children_size(), 0);
-  // Root only, the value is held once and fits.
-  ASSERT_TRUE(
-      f.Run(RepeatedValueRun(R"("detail": "OUTCOME_DETAIL_ROOT", )"), &response)
-          .ok());
+  // Within the limit, the full outcome holds each value once.
+  options.orchestrator.max_outcome_bytes = 700'000;
+  ServerFixture g(options);
+  ASSERT_TRUE(g.Run(TwoValuesRun(""), &response).ok());
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_LT(response.ByteSizeLong(), 610'000u);
   // Everything the runs held has been given back.
   EXPECT_TRUE(WaitFor([&] { return f.server().inflight().used() == 0; }));
+  EXPECT_TRUE(WaitFor([&] { return g.server().inflight().used() == 0; }));
+}
+
+TEST(OrchestratorServiceTest,
+     AFullOutcomeOverTheLimitWithItsNodesSaysAskForRoot) {
+  // 2,000 values of 1 byte fit; their 2,000 nodes' ids and times do not.
+  service::ServerOptions options;
+  options.orchestrator.max_outcome_bytes = 50'000;
+  ServerFixture f(options);
+  std::string children;
+  for (int i = 0; i < 2000; ++i) {
+    absl::StrAppend(&children, i ? "," : "",
+                    R"({"call": {"handler": "value", "args": {"value": 1}}})");
+  }
+  const std::string plan =
+      absl::StrCat(R"({"parallel": {"children": [)", children, "]}}");
+  RunResponse response;
+  ASSERT_TRUE(f.Run(absl::StrCat(R"({"plan": )", plan, "}"), &response).ok());
+  EXPECT_EQ(response.outcome().error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(response.outcome().error().message(),
+              HasSubstr("(--max_outcome_bytes); ask for OUTCOME_DETAIL_ROOT"));
+  ASSERT_TRUE(
+      f.Run(absl::StrCat(R"({"detail": "OUTCOME_DETAIL_ROOT", "plan": )", plan,
+                         "}"),
+            &response)
+          .ok());
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(response.outcome().value().list_value().values_size(), 2000);
 }
 
 TEST(OrchestratorServiceTest, RunsHoldingMoreThanTheInflightBudgetAreRefused) {
@@ -97,9 +132,9 @@ TEST(OrchestratorServiceTest, RunsHoldingMoreThanTheInflightBudgetAreRefused) {
   options.max_inflight_bytes = 1'800'000;
   ServerFixture f(options);
   RunResponse response;
-  // The request (300 KB, parsed into an arena of 1 MiB) fits, and the value
-  // once, but not three copies.
-  ASSERT_TRUE(f.Run(RepeatedValueRun(""), &response).ok());
+  // The request (600 KB, parsed into an arena of 1 MiB) fits, but not the
+  // values besides.
+  ASSERT_TRUE(f.Run(TwoValuesRun(""), &response).ok());
   EXPECT_EQ(response.outcome().error().code(), "RESOURCE_EXHAUSTED");
   EXPECT_THAT(response.outcome().error().message(),
               HasSubstr("(--max_inflight_bytes); this run needs"));
@@ -112,7 +147,7 @@ TEST(OrchestratorServiceTest, ARequestTheInflightBudgetCannotHoldIsRefused) {
   options.max_inflight_bytes = 200'000;
   ServerFixture f(options);
   RunResponse response;
-  grpc::Status s = f.Run(RepeatedValueRun(""), &response);
+  grpc::Status s = f.Run(TwoValuesRun(""), &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(s.error_message(),
               HasSubstr("(--max_inflight_bytes); this run's request needs"));
@@ -239,7 +274,7 @@ std::string Nested(int depth) {
 TEST(OrchestratorServiceTest, PlanAtTheDepthLimitRuns) {
   ServerFixture f;
   RunResponse response;
-  grpc::Status s = f.Run(Nested(32), &response);
+  grpc::Status s = f.Run(Nested(16), &response);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
 }
@@ -247,11 +282,11 @@ TEST(OrchestratorServiceTest, PlanAtTheDepthLimitRuns) {
 TEST(OrchestratorServiceTest, PlanOverTheDepthLimitNamesTheFlag) {
   ServerFixture f;
   RunResponse response;
-  grpc::Status s = f.Run(Nested(33), &response);
+  grpc::Status s = f.Run(Nested(17), &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(
       s.error_message(),
-      HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
+      HasSubstr("nested deeper than 16 levels, the limit (--max_plan_depth)"));
 }
 
 TEST(OrchestratorServiceTest, PlanDeeperThanProtobufParsesStillNamesTheFlag) {
@@ -262,7 +297,7 @@ TEST(OrchestratorServiceTest, PlanDeeperThanProtobufParsesStillNamesTheFlag) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(
       s.error_message(),
-      HasSubstr("nested deeper than 32 levels, the limit (--max_plan_depth)"));
+      HasSubstr("nested deeper than 16 levels, the limit (--max_plan_depth)"));
   EXPECT_THAT(s.error_message(),
               ::testing::StartsWith("plan.parallel.children[0]."));
   RunResponse response;
@@ -274,7 +309,8 @@ TEST(OrchestratorServiceTest, ArgumentsNestedTooDeeplyAreNamed) {
   grpc::Status s = RunRaw(f, DeepArgsBytes(200));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(),
-              HasSubstr("plan.call.args: arguments nested deeper"));
+              "plan.call.args: arguments nest deeper than values may: at most "
+              "16 levels of lists and objects (--max_value_depth)");
 }
 
 TEST(OrchestratorServiceTest, PlanOverTheNodeLimitNamesTheFlag) {
@@ -467,7 +503,7 @@ TEST(OrchestratorServiceTest, RaceWhoseSlowWinnerBeatsAFastFailingChild) {
                   .ok());
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(response.outcome().winner(), "steady");
-  EXPECT_EQ(ToJson(response.outcome().value()), R"("found")");
+  EXPECT_EQ(ToJson(api::AssembleValue(response.outcome())), R"("found")");
 }
 
 TEST(OrchestratorServiceTest, HedgedRaceWithAFallbackOnItsOwnTimeout) {
@@ -500,7 +536,8 @@ TEST(OrchestratorServiceTest, QuorumOfTwoOutOfThree) {
            &response)
           .ok());
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(ToJson(response.outcome().value()), R"({"r1":1,"r3":3})");
+  EXPECT_EQ(ToJson(api::AssembleValue(response.outcome())),
+            R"({"r1":1,"r3":3})");
 }
 
 TEST(OrchestratorServiceTest, OffloadedHashBesideASleepThatEndsOnTime) {
@@ -514,11 +551,19 @@ TEST(OrchestratorServiceTest, OffloadedHashBesideASleepThatEndsOnTime) {
                   .ok());
   const NodeOutcome& root = response.outcome();
   ASSERT_EQ(root.state(), weft::v1::NODE_STATE_SUCCEEDED) << root.DebugString();
-  EXPECT_EQ(root.value().struct_value().fields().at("heartbeat").string_value(),
+  EXPECT_EQ(api::AssembleValue(root)
+                .struct_value()
+                .fields()
+                .at("heartbeat")
+                .string_value(),
             "on time");
-  EXPECT_EQ(
-      root.value().struct_value().fields().at("digest").string_value().size(),
-      64u);
+  EXPECT_EQ(api::AssembleValue(root)
+                .struct_value()
+                .fields()
+                .at("digest")
+                .string_value()
+                .size(),
+            64u);
   // How late the heartbeat is beside a busy pool is measured in bench/.
 }
 
@@ -568,8 +613,12 @@ TEST(OrchestratorServiceTest, LargeRequestRunsLikeASmallOne) {
   RunResponse response;
   ASSERT_TRUE(f.orchestrator().Run(&context, request, &response).ok());
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
-  ASSERT_EQ(response.outcome().value().list_value().values_size(), 9000);
-  EXPECT_EQ(response.outcome().value().list_value().values(8999).number_value(),
+  ASSERT_EQ(api::AssembleValue(response.outcome()).list_value().values_size(),
+            9000);
+  EXPECT_EQ(api::AssembleValue(response.outcome())
+                .list_value()
+                .values(8999)
+                .number_value(),
             8999);
   // A bad large request is refused the same way.
   request.mutable_plan()->mutable_parallel()->mutable_children(5)->clear_call();

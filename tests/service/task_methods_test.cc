@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/service/server_fixture.h"
@@ -84,7 +85,7 @@ TEST_F(TaskMethodsTest, CreateReturnsAtOnceAndWaitSeesTheEnd) {
   EXPECT_EQ(t.labels().at("job"), "test");
   Task done = Wait(t.name());
   EXPECT_EQ(done.state(), weft::v1::TASK_STATE_SUCCEEDED);
-  EXPECT_EQ(done.outcome().value().string_value(), "done");
+  EXPECT_EQ(api::AssembleValue(done.outcome()).string_value(), "done");
   EXPECT_EQ(done.progress().leaves_done(), 1);
   EXPECT_GE(ToTime(done.end_time()), ToTime(done.start_time()));
 }
@@ -194,6 +195,166 @@ TEST_F(TaskMethodsTest, WatchCanBeResumedByGettingTheTaskAndWatchingAgain) {
   events = Watch(t.name(), &status);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].task().state(), weft::v1::TASK_STATE_SUCCEEDED);
+}
+
+constexpr char kTree[] = R"({"plan": {"parallel": {"children": [
+    {"id": "fetch", "sequence": {"children": [
+      {"call": {"handler": "value", "args": {"value": "a"}}},
+      {"call": {"handler": "value", "args": {"value": {"b": [1, 2]}}}}]}},
+    {"id": "count", "call": {"handler": "value", "args": {"value": 3}}}]}}})";
+
+TEST_F(TaskMethodsTest, DetailAndNodeChooseWhatOutcomeAnAnswerCarries) {
+  const Task created = MustCreate(kTree);
+  const Task full = Wait(created.name());
+  ASSERT_EQ(full.state(), weft::v1::TASK_STATE_SUCCEEDED);
+  // Full: each value once, at its leaf.
+  EXPECT_FALSE(full.outcome().has_value());
+  EXPECT_FALSE(full.outcome().children(0).has_value());
+  EXPECT_EQ(full.outcome()
+                .children(0)
+                .children(1)
+                .value()
+                .struct_value()
+                .fields()
+                .at("b")
+                .list_value()
+                .values_size(),
+            2);
+  const std::string whole = R"({"count":3,"fetch":["a",{"b":[1,2]}]})";
+  EXPECT_EQ(ToJson(api::AssembleValue(full.outcome())), whole);
+
+  // The root alone, with its value built; by WaitTask, GetTask and WatchTask.
+  grpc::ClientContext wait_context;
+  weft::v1::WaitTaskRequest wait;
+  wait.set_name(created.name());
+  wait.set_detail(weft::v1::OUTCOME_DETAIL_ROOT);
+  Task root;
+  ASSERT_TRUE(f_.orchestrator().WaitTask(&wait_context, wait, &root).ok());
+  EXPECT_EQ(root.outcome().children_size(), 0);
+  EXPECT_EQ(ToJson(root.outcome().value()), whole);
+  EXPECT_EQ(root.outcome().join(), weft::v1::JOIN_ALL);
+
+  auto get = [&](weft::v1::OutcomeDetail detail, const std::string& node,
+                 Task* out) {
+    grpc::ClientContext context;
+    weft::v1::GetTaskRequest request;
+    request.set_name(created.name());
+    request.set_detail(detail);
+    request.set_node(node);
+    return f_.orchestrator().GetTask(&context, request, out);
+  };
+  Task got;
+  ASSERT_TRUE(get(weft::v1::OUTCOME_DETAIL_ROOT, "", &got).ok());
+  EXPECT_EQ(ToJson(got.outcome().value()), whole);
+  // One node by its path: its subtree, or it alone with its value.
+  ASSERT_TRUE(get(weft::v1::OUTCOME_DETAIL_FULL, "fetch", &got).ok());
+  EXPECT_EQ(got.outcome().id(), "fetch");
+  EXPECT_EQ(got.outcome().children_size(), 2);
+  ASSERT_TRUE(get(weft::v1::OUTCOME_DETAIL_ROOT, "fetch", &got).ok());
+  EXPECT_EQ(ToJson(got.outcome().value()), R"(["a",{"b":[1,2]}])");
+  ASSERT_TRUE(
+      get(weft::v1::OUTCOME_DETAIL_ROOT, "fetch/children[1]", &got).ok());
+  EXPECT_EQ(ToJson(got.outcome().value()), R"({"b":[1,2]})");
+  grpc::Status s = get(weft::v1::OUTCOME_DETAIL_FULL, "fetch/nope", &got);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(),
+            "node: fetch has no child \"nope\"; its children: children[0], "
+            "children[1]");
+  s = get(weft::v1::OUTCOME_DETAIL_FULL, "fetch//x", &got);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext watch_context;
+  weft::v1::WatchTaskRequest watch;
+  watch.set_name(created.name());
+  watch.set_detail(weft::v1::OUTCOME_DETAIL_ROOT);
+  auto reader = f_.orchestrator().WatchTask(&watch_context, watch);
+  weft::v1::TaskEvent event, last;
+  while (reader->Read(&event)) last = event;
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(ToJson(last.task().outcome().value()), whole);
+  EXPECT_EQ(last.task().outcome().children_size(), 0);
+}
+
+TEST_F(TaskMethodsTest, UndefinedDetailsAndViewsAreRefused) {
+  const Task created = MustCreate(kTree);
+  Wait(created.name());
+  grpc::ClientContext c1, c2, c3, c4;
+  weft::v1::GetTaskRequest get;
+  get.set_name(created.name());
+  get.set_detail(static_cast<weft::v1::OutcomeDetail>(7));
+  Task task;
+  grpc::Status s = f_.orchestrator().GetTask(&c1, get, &task);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(),
+            "detail: unknown OutcomeDetail 7; use OUTCOME_DETAIL_FULL or "
+            "OUTCOME_DETAIL_ROOT");
+  get.set_detail(weft::v1::OUTCOME_DETAIL_FULL);
+  get.set_view(static_cast<weft::v1::TaskView>(9));
+  s = f_.orchestrator().GetTask(&c2, get, &task);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("view: unknown TaskView 9"));
+  weft::v1::WaitTaskRequest wait;
+  wait.set_name(created.name());
+  wait.set_detail(static_cast<weft::v1::OutcomeDetail>(7));
+  EXPECT_EQ(f_.orchestrator().WaitTask(&c3, wait, &task).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  weft::v1::WatchTaskRequest watch;
+  watch.set_name(created.name());
+  watch.set_detail(static_cast<weft::v1::OutcomeDetail>(7));
+  auto reader = f_.orchestrator().WatchTask(&c4, watch);
+  weft::v1::TaskEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+class TaskAnswerLimitTest : public TaskMethodsTest {
+ protected:
+  TaskAnswerLimitTest() : TaskMethodsTest(Options()) {}
+  static service::ServerOptions Options() {
+    service::ServerOptions options;
+    options.orchestrator.max_outcome_bytes = 100'000;
+    return options;
+  }
+};
+
+TEST_F(TaskAnswerLimitTest, AnswersPastTheLimitAreRefusedSayingWhatToAskFor) {
+  // Two values of 40 KB fit an answer; with the plan echoed, they do not.
+  const std::string big(40'000, 'x');
+  const Task created = MustCreate(absl::StrCat(
+      R"({"plan": {"parallel": {"children": [
+        {"id": "a", "call": {"handler": "value", "args": {"value": ")",
+      big, R"("}}},
+        {"id": "b", "call": {"handler": "value", "args": {"value": ")",
+      big, R"("}}}]}}})"));
+  EXPECT_EQ(Wait(created.name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
+  Task task;
+  grpc::Status s = Get(created.name(), &task, weft::v1::TASK_VIEW_FULL);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("an answer may carry (--max_outcome_bytes); ask for "
+                        "detail OUTCOME_DETAIL_ROOT"));
+  EXPECT_THAT(s.error_message(), HasSubstr("leave out the plan (view)"));
+  EXPECT_TRUE(Get(created.name(), &task).ok());
+  // A full list of such tasks pages one at a time; a page never passes it.
+  const Task last = MustCreate(absl::StrCat(
+      R"({"plan": {"call": {"handler": "value", "args": {"value": ")", big,
+      R"("}}}})"));
+  Wait(last.name());
+  grpc::ClientContext context;
+  weft::v1::ListTasksRequest list;
+  list.set_view(weft::v1::TASK_VIEW_FULL);
+  weft::v1::ListTasksResponse page;
+  ASSERT_TRUE(f_.orchestrator().ListTasks(&context, list, &page).ok());
+  EXPECT_EQ(page.tasks_size(), 1);
+  EXPECT_LE(page.ByteSizeLong(), 100'000u);
+  EXPECT_FALSE(page.next_page_token().empty());
+  // The first task alone is too large with its plan: the page says so.
+  grpc::ClientContext next_context;
+  list.set_page_token(page.next_page_token());
+  grpc::Status listed = f_.orchestrator().ListTasks(&next_context, list, &page);
+  EXPECT_EQ(listed.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(listed.error_message(), HasSubstr("alone takes"));
+  EXPECT_THAT(listed.error_message(), HasSubstr("TASK_VIEW_BASIC"));
 }
 
 TEST_F(TaskMethodsTest, ListFindsTasksByLabelNewestFirstAPageAtATime) {

@@ -15,7 +15,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from weftd import Weftd, buf_curl, normalize  # noqa: E402
+from weftd import Weftd, assemble, buf_curl, normalize  # noqa: E402
 
 ARGS = None
 
@@ -69,8 +69,11 @@ class SmokeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         outcome = json.loads(r.stdout)["outcome"]
         self.assertEqual(outcome["state"], "NODE_STATE_SUCCEEDED")
-        self.assertEqual(outcome["value"], {"user": {"name": "Ada"}, "posts": ["p1", "p2"],
-                                            "stats": {"followers": 42}})
+        # Each value once, at its leaf; the parallel's is built from them.
+        self.assertNotIn("value", outcome)
+        self.assertEqual(outcome["join"], "JOIN_ALL")
+        self.assertEqual(assemble(outcome), {"user": {"name": "Ada"}, "posts": ["p1", "p2"],
+                                             "stats": {"followers": 42}})
         self.assertEqual([c["id"] for c in outcome["children"]], ["user", "posts", "stats"])
         for child in outcome["children"]:
             self.assertEqual(child["state"], "NODE_STATE_SUCCEEDED")
@@ -149,7 +152,13 @@ class LifecycleTest(unittest.TestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 2)
         self.assertIn('WEFT_MAX_PLAN_DEPTH (--max_plan_depth): must be a whole number '
-                      'from 1 to 256, got "0"', r.stderr)
+                      'from 1 to 41, got "0"', r.stderr)
+        # Each depth within its range, but together too deep for clients.
+        r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0", "--max_plan_depth=32"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--max_plan_depth 32 with --max_value_depth 16 would let weftd's "
+                      "messages nest 117 protobuf message levels", r.stderr)
         env = dict(os.environ, WEFT_MAX_PLAN_DEPTH="nope")
         r = subprocess.run([ARGS.weftd], env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 2)

@@ -99,3 +99,40 @@ def normalize(value):
     if isinstance(value, str) and TIME.match(value):
         return "<time>"
     return value
+
+
+def assemble(node):
+    """A node's value from an outcome in JSON: its own, or for a composite of
+    a full outcome built from its children's (as weft::api::AssembleValue)."""
+    if node.get("state") != "NODE_STATE_SUCCEEDED":
+        return None
+    if "value" in node:
+        return node["value"]
+    children = node.get("children", [])
+    kind = node.get("kind")
+    if kind == "NODE_KIND_OFFLOAD":
+        return assemble(children[0])
+    if kind == "NODE_KIND_RACE":
+        for i, c in enumerate(children):
+            if c.get("id", "children[%d]" % i) == node.get("winner"):
+                return assemble(c)
+        return None
+    if kind == "NODE_KIND_SEQUENCE":
+        return [assemble(c) for c in children]
+    settled = node.get("join") == "JOIN_ALL_SETTLED"
+    entries = []
+    for c in children:
+        if settled:
+            entry = {"state": c["state"]}
+            if c["state"] == "NODE_STATE_SUCCEEDED":
+                entry["value"] = assemble(c)
+            else:
+                entry["error"] = {"code": c["error"]["code"], "message": c["error"]["message"]}
+        elif c.get("state") == "NODE_STATE_SUCCEEDED":
+            entry = assemble(c)
+        else:
+            continue
+        entries.append((c.get("id"), entry))
+    if children and all(c.get("id") for c in children):
+        return dict(entries)
+    return [e for _, e in entries]
