@@ -2,8 +2,10 @@
 
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -59,6 +61,37 @@ absl::StatusOr<std::vector<std::string>> TakeRepeatedFlag(
   for (; i < args.size(); ++i) rest.push_back(args[i]);
   args = std::move(rest);
   return values;
+}
+
+bool AskedForHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") return false;
+    if (arg == "--help" || arg == "-help" || arg == "-h" ||
+        arg == "--helpfull" || arg == "-helpfull" || arg == "--helpshort" ||
+        arg == "-helpshort") {
+      return true;
+    }
+  }
+  return false;
+}
+
+void PrintHelp(std::ostream& out, const std::vector<std::string>& files) {
+  out << absl::ProgramUsageMessage() << "\n\nFlags:\n";
+  std::map<std::string, absl::CommandLineFlag*> ours;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    for (const std::string& file : files) {
+      if (absl::EndsWith(flag->Filename(), file)) {
+        ours.emplace(std::string(name), flag);
+      }
+    }
+  }
+  for (const auto& [name, flag] : ours) {
+    out << "  --" << name;
+    const std::string value = flag->DefaultValue();
+    if (!value.empty()) out << " (default: " << value << ")";
+    out << "\n      " << flag->Help() << "\n";
+  }
 }
 
 }  // namespace weft::cli

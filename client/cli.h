@@ -1,9 +1,10 @@
 // What the `weft` commands share: exit codes, reading input, reporting
-// errors. Only the CLI includes this.
+// errors; and --help, which weftd prints the same way.
 
 #ifndef WEFT_CLIENT_CLI_H_
 #define WEFT_CLIENT_CLI_H_
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,15 @@ absl::StatusOr<std::string> ReadInput(const std::string& file);
 // given more than once, which absl flags do not support.
 absl::StatusOr<std::vector<std::string>> TakeRepeatedFlag(
     std::vector<std::string>& args, absl::string_view name);
+
+// Whether the command line asks for help: --help, -help, -h, --helpfull or
+// --helpshort before any "--".
+bool AskedForHelp(int argc, char** argv);
+
+// Prints the program's usage message, then every flag defined in a source
+// file whose path ends with one of `files`, sorted by name, with its
+// default and help text.
+void PrintHelp(std::ostream& out, const std::vector<std::string>& files);
 
 }  // namespace weft::cli
 

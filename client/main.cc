@@ -148,6 +148,12 @@ int main(int argc, char** argv) {
   const std::string usage = absl::StrFormat(
       weft::cli::kUsage, weft::cli::kTaskUsage, weft::cli::kLazyUsage);
   absl::SetProgramUsageMessage(usage);
+  if (weft::cli::AskedForHelp(argc, argv)) {
+    weft::cli::PrintHelp(std::cout,
+                         {"client/main.cc", "client/task_commands.cc",
+                          "client/lazy_commands.cc"});
+    return kExitOk;
+  }
   // --label and --state may be given more than once: taken out before absl
   // parses the rest.
   std::vector<std::string> raw(argv, argv + argc);

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/cli.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/text.h"
 #include "server/service/config.h"
@@ -305,9 +306,14 @@ class ShutdownWatchdog {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "weftd: runs plans of concurrent work over gRPC.\n"
-      "Every flag can also be set as WEFT_<FLAG> in the environment; the "
-      "command line wins.");
+      "weftd [--flag=value ...]: runs plans of concurrent work over gRPC.\n"
+      "Every flag can also be set as WEFT_<FLAG> in the environment or in a "
+      "--config file; the command line wins over the environment, the "
+      "environment over the file.");
+  if (weft::cli::AskedForHelp(argc, argv)) {
+    weft::cli::PrintHelp(std::cout, {"server/main.cc"});
+    return 0;
+  }
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex (gRPC
   // takes several per call) would also maintain a lock-order graph for
   // deadlock detection: a few percent of weftd's time under load, for checks
@@ -447,14 +453,24 @@ int main(int argc, char** argv) {
   pthread_kill(impatient.native_handle(), SIGTERM);
   impatient.join();
   std::cerr << "weftd: stopped on "
-            << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << "; "
-            << report.runs_in_flight << " run(s) were in flight, "
-            << report.runs_cancelled << " cancelled; " << report.tasks_running
-            << " task(s) were running, " << report.tasks_cancelled
-            << " cancelled; when the "
-            << weft::handlers::FormatJsonDuration(grace) << " grace period "
-            << (report.grace_cut_short ? "was cut short by a second signal"
-                                       : "ended")
-            << std::endl;
+            << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << "; ";
+  const int cancelled = report.runs_cancelled + report.tasks_cancelled;
+  if (report.runs_in_flight == 0 && report.tasks_running == 0) {
+    std::cerr << "nothing was running";
+  } else {
+    std::cerr << report.runs_in_flight << " run(s) were in flight and "
+              << report.tasks_running << " task(s) running; ";
+    if (cancelled == 0) {
+      std::cerr << "all ended within the "
+                << weft::handlers::FormatJsonDuration(grace) << " grace period";
+    } else {
+      std::cerr << report.runs_cancelled << " run(s) and "
+                << report.tasks_cancelled << " task(s) were cancelled when the "
+                << weft::handlers::FormatJsonDuration(grace) << " grace period "
+                << (report.grace_cut_short ? "was cut short by a second signal"
+                                           : "ended");
+    }
+  }
+  std::cerr << std::endl;
   return 0;
 }

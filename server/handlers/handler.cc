@@ -63,16 +63,19 @@ absl::Status CheckOne(const ArgSpec& spec, const Value& v) {
       if (!v.has_number_value()) return Mistyped(spec, v);
       if (v.number_value() != std::trunc(v.number_value()) ||
           std::fabs(v.number_value()) > 9007199254740992.0) {
-        return ArgError(spec.name, "expected a whole number");
+        return ArgError(spec.name,
+                        absl::StrCat("expected a whole number, got ",
+                                     FormatNumber(v.number_value())));
       }
       if (v.number_value() < static_cast<double>(spec.min) ||
           v.number_value() > static_cast<double>(spec.max)) {
         if (spec.min == 0 && v.number_value() < 0) {
           return ArgError(spec.name, "must not be negative");
         }
-        return ArgError(spec.name,
-                        absl::StrCat("must be between ", spec.min, " and ",
-                                     spec.max, ", got ", v.number_value()));
+        return ArgError(
+            spec.name,
+            absl::StrCat("must be between ", spec.min, " and ", spec.max,
+                         ", got ", FormatNumber(v.number_value())));
       }
       return absl::OkStatus();
     case ArgType::kBool:

@@ -1,6 +1,8 @@
 #include "server/handlers/text.h"
 
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
@@ -112,6 +114,19 @@ absl::Status Abbreviate(const absl::Status& status, size_t max_bytes) {
     out.SetPayload(url, payload);
   });
   return out;
+}
+
+std::string FormatNumber(double n) {
+  if (std::isnan(n)) return "NaN";
+  if (std::isinf(n)) return n > 0 ? "Infinity" : "-Infinity";
+  if (n == std::trunc(n) && std::fabs(n) < 1e18) {
+    return absl::StrCat(static_cast<int64_t>(n));
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::string text = absl::StrFormat("%.*g", digits, n);
+    if (std::strtod(text.c_str(), nullptr) == n) return text;
+  }
+  return absl::StrFormat("%.17g", n);
 }
 
 }  // namespace weft::handlers

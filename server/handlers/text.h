@@ -44,6 +44,11 @@ absl::Status Abbreviate(const absl::Status& status,
 
 bool IsValidUtf8(absl::string_view s);
 
+// A number as a caller would have written it: whole numbers in full
+// (100000001, not 1e+08), others in the fewest digits that read back as the
+// same double (0.1, 2.5e-300).
+std::string FormatNumber(double n);
+
 }  // namespace weft::handlers
 
 #endif  // WEFT_SERVER_HANDLERS_TEXT_H_

@@ -1,6 +1,7 @@
 #include "server/plan/compiler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -46,6 +47,26 @@ int CountNodes(const PlanNode& node, int limit) {
       break;
   }
   return count;
+}
+
+// Whether every number in `value` is finite.
+bool AllFinite(const google::protobuf::Value& value) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kNumberValue:
+      return std::isfinite(value.number_value());
+    case google::protobuf::Value::kStructValue:
+      for (const auto& [key, v] : value.struct_value().fields()) {
+        if (!AllFinite(v)) return false;
+      }
+      return true;
+    case google::protobuf::Value::kListValue:
+      for (const auto& v : value.list_value().values()) {
+        if (!AllFinite(v)) return false;
+      }
+      return true;
+    default:
+      return true;
+  }
 }
 
 // google.protobuf.Duration's largest value.
@@ -283,15 +304,16 @@ class Compiler {
     }
     if (r.multiplier() != 0) {
       if (!(r.multiplier() >= 1 && r.multiplier() <= 100)) {
-        return Error(
-            absl::StrCat(path, ".multiplier"),
-            absl::StrCat("must be from 1 to 100, got ", r.multiplier()));
+        return Error(absl::StrCat(path, ".multiplier"),
+                     absl::StrCat("must be from 1 to 100, got ",
+                                  handlers::FormatNumber(r.multiplier())));
       }
       out.multiplier = r.multiplier();
     }
     if (!(r.jitter() >= 0 && r.jitter() <= 1)) {
       return Error(absl::StrCat(path, ".jitter"),
-                   absl::StrCat("must be from 0 to 1, got ", r.jitter()));
+                   absl::StrCat("must be from 0 to 1, got ",
+                                handlers::FormatNumber(r.jitter())));
     }
     if (r.jitter() != 0) out.jitter = r.jitter();
     for (int i = 0; i < r.retryable_codes_size(); ++i) {
@@ -322,11 +344,16 @@ class Compiler {
   }
 
   // Every argument's value within --max_value_depth, and the one a call
-  // returns within `room`.
+  // returns within `room`; no NaN or infinity, which JSON cannot carry.
   absl::Status CheckArgDepths(const handlers::HandlerInfo& info,
                               const google::protobuf::Struct& args,
                               const std::string& path, int room) {
     for (const auto& [name, value] : args.fields()) {
+      if (!AllFinite(value)) {
+        return Error(absl::StrCat(path, ".", handlers::ArgPath(name)),
+                     "holds NaN or an infinity, which JSON cannot carry; "
+                     "use a string or null");
+      }
       const int depth = handlers::Depth(value);
       const bool returned = name == info.result_arg;
       if (depth <= limits_.max_value_depth && (!returned || depth <= room)) {

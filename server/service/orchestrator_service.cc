@@ -91,6 +91,11 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
       Finish(ToGrpc(parsed.status()));
       return;
     }
+    if (absl::Status s = CheckOutcomeDetail(parsed->request->detail());
+        !s.ok()) {
+      Finish(ToGrpc(s));
+      return;
+    }
     // The request is held until the run ends.
     const int64_t request_bytes = parsed->bytes;
     if (!charge_.TryAdd(request_bytes)) {
@@ -370,6 +375,13 @@ void OrchestratorService::CancelRuns(const absl::Status& reason) {
 int OrchestratorService::active_runs() const {
   engine::MutexLock lock(&mu_);
   return static_cast<int>(runs_.size());
+}
+
+absl::Status CheckOutcomeDetail(int detail) {
+  if (weft::v1::OutcomeDetail_IsValid(detail)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("detail: unknown OutcomeDetail ", detail,
+                   "; use OUTCOME_DETAIL_FULL or OUTCOME_DETAIL_ROOT"));
 }
 
 }  // namespace weft::service

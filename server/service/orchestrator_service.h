@@ -209,6 +209,9 @@ class OrchestratorService final
       ABSL_GUARDED_BY(mu_);
 };
 
+// INVALID_ARGUMENT for an OutcomeDetail number the API does not define.
+absl::Status CheckOutcomeDetail(int detail);
+
 // Cuts a task's outcome down to what a request asked for: one node's (by
 // its path, `node`), and that node alone with its value built
 // (OUTCOME_DETAIL_ROOT). NOT_FOUND for a path that names no node;

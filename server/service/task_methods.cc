@@ -26,13 +26,6 @@ bool Terminal(weft::v1::TaskState s) {
   return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
 }
 
-absl::Status CheckDetail(int detail) {
-  if (weft::v1::OutcomeDetail_IsValid(detail)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("detail: unknown OutcomeDetail ", detail,
-                   "; use OUTCOME_DETAIL_FULL or OUTCOME_DETAIL_ROOT"));
-}
-
 absl::Status CheckView(int view) {
   if (weft::v1::TaskView_IsValid(view)) return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -101,6 +94,10 @@ class OrchestratorService::CreateTaskReactor final
       return;
     }
     const weft::v1::CreateTaskRequest& request = *parsed->request;
+    if (absl::Status s = CheckOutcomeDetail(request.detail()); !s.ok()) {
+      Finish(ToGrpc(s));
+      return;
+    }
     plan::NewTask task;
     task.plan = std::move(parsed->plan);
     // The plan as given, kept alive by the arena it was parsed into.
@@ -140,7 +137,7 @@ grpc::ServerUnaryReactor* OrchestratorService::GetTask(
       full ? absl::StrCat(kSmallerTask, ", or leave out the plan (view)")
            : kSmallerTask);
   absl::Status valid = CheckView(request->view());
-  if (valid.ok()) valid = CheckDetail(request->detail());
+  if (valid.ok()) valid = CheckOutcomeDetail(request->detail());
   if (!valid.ok()) return reactor->Answer<Task>(valid, response);
   absl::StatusOr<Task> task =
       tasks_.Get(request->name(), full, !basic, &reactor->charge);
@@ -160,7 +157,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
     weft::v1::ListTasksResponse* response) {
   auto* reactor = new ChargedReactor(inflight_);
   absl::Status valid = CheckView(request->view());
-  if (valid.ok()) valid = CheckDetail(request->detail());
+  if (valid.ok()) valid = CheckOutcomeDetail(request->detail());
   if (!valid.ok()) {
     return reactor->Answer<weft::v1::ListTasksResponse>(valid, response);
   }
@@ -210,7 +207,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
 
   void Start(grpc::CallbackServerContext* context,
              const weft::v1::WaitTaskRequest* request) {
-    if (absl::Status s = CheckDetail(request->detail()); !s.ok()) {
+    if (absl::Status s = CheckOutcomeDetail(request->detail()); !s.ok()) {
       Finish(ToGrpc(s));
       return;
     }
@@ -481,7 +478,7 @@ grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
     grpc::CallbackServerContext* context,
     const weft::v1::WatchTaskRequest* request) {
   auto* reactor = new WatchReactor(this, request->name(), request->detail());
-  if (absl::Status s = CheckDetail(request->detail()); !s.ok()) {
+  if (absl::Status s = CheckOutcomeDetail(request->detail()); !s.ok()) {
     reactor->Refuse(ToGrpc(s));
     return reactor;
   }

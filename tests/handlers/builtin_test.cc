@@ -190,6 +190,12 @@ TEST_F(BuiltinTest, HashRoundsAreBounded) {
       CheckArgs(h->info(), FromJson<Struct>(R"({"data": "x", "rounds": 1e9})")),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("args.rounds: must be between 1 and 100000000")));
+  // The number as it was written, not 1e+08.
+  EXPECT_THAT(
+      CheckArgs(h->info(),
+                FromJson<Struct>(R"({"data": "x", "rounds": 100000001})")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "args.rounds: must be between 1 and 100000000, got 100000001"));
 }
 
 }  // namespace

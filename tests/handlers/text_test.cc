@@ -69,3 +69,18 @@ TEST(IsValidUtf8Test, AcceptsUtf8AndRefusesTheRest) {
 
 }  // namespace
 }  // namespace weft::handlers
+
+namespace weft::handlers {
+namespace {
+
+TEST(FormatNumberTest, NumbersReadAsTheCallerWroteThem) {
+  EXPECT_EQ(FormatNumber(100000001), "100000001");
+  EXPECT_EQ(FormatNumber(-3), "-3");
+  EXPECT_EQ(FormatNumber(0.1), "0.1");
+  EXPECT_EQ(FormatNumber(2.5), "2.5");
+  EXPECT_EQ(FormatNumber(1e300), "1e+300");
+  EXPECT_EQ(FormatNumber(1.0 / 3), "0.3333333333333333");
+}
+
+}  // namespace
+}  // namespace weft::handlers

@@ -1,5 +1,6 @@
 // weft.v1.Orchestrator end to end over loopback: real server, real stubs.
 
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -152,6 +153,51 @@ TEST(OrchestratorServiceTest, ARequestTheInflightBudgetCannotHoldIsRefused) {
   EXPECT_THAT(s.error_message(),
               HasSubstr("(--max_inflight_bytes); this run's request needs"));
   EXPECT_THAT(s.error_message(), HasSubstr("more. Retry later"));
+}
+
+TEST(OrchestratorServiceTest, UndefinedEnumNumbersAndNaNAreRefused) {
+  ServerFixture f;
+  weft::v1::RunRequest run;
+  run.mutable_plan()->mutable_call()->set_handler("value");
+  auto& args =
+      *run.mutable_plan()->mutable_call()->mutable_args()->mutable_fields();
+  args["value"].set_number_value(1);
+  run.set_detail(static_cast<weft::v1::OutcomeDetail>(7));
+  RunResponse response;
+  {
+    grpc::ClientContext context;
+    grpc::Status s = f.orchestrator().Run(&context, run, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message(),
+              "detail: unknown OutcomeDetail 7; use OUTCOME_DETAIL_FULL or "
+              "OUTCOME_DETAIL_ROOT");
+  }
+  {
+    grpc::ClientContext context;
+    weft::v1::CreateTaskRequest create;
+    *create.mutable_plan() = run.plan();
+    create.set_detail(static_cast<weft::v1::OutcomeDetail>(7));
+    weft::v1::Task task;
+    EXPECT_EQ(f.orchestrator().CreateTask(&context, create, &task).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  run.set_detail(weft::v1::OUTCOME_DETAIL_FULL);
+  args["value"].mutable_list_value()->add_values()->set_number_value(
+      std::numeric_limits<double>::quiet_NaN());
+  {
+    grpc::ClientContext context;
+    grpc::Status s = f.orchestrator().Run(&context, run, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message(),
+              "plan.call.args.value: holds NaN or an infinity, which JSON "
+              "cannot carry; use a string or null");
+  }
+  args["value"].set_number_value(std::numeric_limits<double>::infinity());
+  {
+    grpc::ClientContext context;
+    EXPECT_EQ(f.orchestrator().Run(&context, run, &response).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
 }
 
 TEST(OrchestratorServiceTest, FailedPlanIsAnOutcomeNotAnRpcError) {

@@ -144,7 +144,18 @@ class LifecycleTest(unittest.TestCase):
             code, err = w.stop()
         self.assertEqual(code, 0, err)
         self.assertIn("serving on 127.0.0.1:", err)
-        self.assertIn("stopped on SIGTERM", err)
+        self.assertIn("stopped on SIGTERM; nothing was running", err)
+
+    def test_help_prints_the_usage_and_every_flag_and_exits_zero(self):
+        for binary, usage, flag in ((ARGS.weftd, "weftd [--flag=value ...]: runs plans",
+                                     "--max_value_depth (default: 16)"),
+                                    (ARGS.weft, "weft: runs plans on a weft server", "--addr")):
+            for arg in ("--help", "-h"):
+                r = subprocess.run([binary, arg], capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertTrue(r.stdout.startswith(usage), r.stdout[:200])
+                self.assertIn(flag, r.stdout)
+                self.assertNotIn("No flags matched", r.stdout + r.stderr)
 
     def test_environment_sets_flags_and_command_line_wins(self):
         env = dict(os.environ, WEFT_MAX_PLAN_DEPTH="0")

@@ -251,7 +251,8 @@ class ShutdownTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             code, log = w.stop()
         self.assertEqual(code, 0, log)
-        self.assertIn("1 task(s) were running, 1 cancelled", log)
+        self.assertIn("1 task(s) running; 0 run(s) and 1 task(s) were cancelled when the "
+                      "0.300s grace period ended", log)
 
 
 if __name__ == "__main__":
