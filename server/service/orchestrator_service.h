@@ -37,6 +37,9 @@ namespace weft::service {
 
 struct OrchestratorOptions {
   plan::Limits limits;
+  // What GetServerInfo reports as the limits in force; WeftServer fills it
+  // from every component's options.
+  weft::v1::ServerLimits reported_limits;
   // Bounds a Run whose caller set no deadline.
   absl::Duration max_run_duration = absl::Minutes(10);
   // Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.

@@ -9,6 +9,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/plan/proto_time.h"
 
 namespace weft::service {
 namespace {
@@ -44,15 +45,33 @@ WeftServer::WeftServer(ServerOptions options)
     std::cerr << "weftd: the http handler is not available: "
               << http.status().message() << std::endl;
   }
+  OrchestratorOptions orchestrator = options_.orchestrator;
+  weft::v1::ServerLimits& l = orchestrator.reported_limits;
+  l.set_max_plan_nodes(orchestrator.limits.max_plan_nodes);
+  l.set_max_plan_depth(orchestrator.limits.max_plan_depth);
+  l.set_max_value_depth(orchestrator.limits.max_value_depth);
+  l.set_max_message_bytes(options_.max_message_bytes);
+  l.set_max_outcome_bytes(orchestrator.max_outcome_bytes);
+  l.set_max_active_runs(orchestrator.max_active_runs);
+  plan::SetDuration(orchestrator.max_run_duration,
+                    l.mutable_max_run_duration());
+  l.set_max_running_tasks(options_.tasks.max_running_tasks);
+  l.set_max_queued_tasks(options_.tasks.max_queued_tasks);
+  l.set_max_retained_tasks(options_.tasks.max_retained_tasks);
+  plan::SetDuration(options_.tasks.task_retention, l.mutable_task_retention());
+  plan::SetDuration(options_.tasks.max_task_duration,
+                    l.mutable_max_task_duration());
+  l.set_max_lazy_values(options_.lazies.max_values);
+  plan::SetDuration(options_.lazies.compute_timeout,
+                    l.mutable_lazy_compute_timeout());
   orchestrator_ = std::make_unique<OrchestratorService>(
-      options_.orchestrator,
-      OrchestratorDeps{.handlers = &registry_,
-                       .env = &loop_,
-                       .tasks = &tasks_,
-                       .pools = &pools_,
-                       .lazies = &lazies_,
-                       .large_requests = &large_requests_,
-                       .inflight = &inflight_});
+      orchestrator, OrchestratorDeps{.handlers = &registry_,
+                                     .env = &loop_,
+                                     .tasks = &tasks_,
+                                     .pools = &pools_,
+                                     .lazies = &lazies_,
+                                     .large_requests = &large_requests_,
+                                     .inflight = &inflight_});
 }
 
 WeftServer::~WeftServer() {

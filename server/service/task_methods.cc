@@ -500,6 +500,7 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
     c->set_count(count);
   }
   response->set_active_runs(active_runs());
+  *response->mutable_limits() = options_.reported_limits;
   auto add_budget = [response](const char* name,
                                const engine::MemoryBudget& b) {
     weft::v1::MemoryBudgetInfo* m = response->add_memory();

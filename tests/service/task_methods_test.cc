@@ -453,6 +453,16 @@ TEST_F(TaskMethodsTest, ServerInfoCountsTasksAndDescribesPools) {
   EXPECT_EQ(info.pools(0).name(), "default");
   EXPECT_EQ(info.pools(0).threads(), 2);
   EXPECT_GT(info.uptime().seconds() + info.uptime().nanos(), 0);
+  // The limits in force, as the options set them.
+  const weft::v1::ServerLimits& limits = info.limits();
+  EXPECT_EQ(limits.max_plan_depth(), 16);
+  EXPECT_EQ(limits.max_value_depth(), 16);
+  EXPECT_EQ(limits.max_plan_nodes(), 10'000);
+  EXPECT_EQ(limits.max_outcome_bytes(), 4'000'000);
+  EXPECT_EQ(limits.max_active_runs(), 1000);
+  EXPECT_EQ(limits.max_run_duration().seconds(), 600);
+  EXPECT_EQ(limits.max_running_tasks(), 100);
+  EXPECT_EQ(limits.task_retention().seconds(), 3600);
 }
 
 class TaskAdmissionTest : public TaskMethodsTest {
@@ -465,6 +475,14 @@ class TaskAdmissionTest : public TaskMethodsTest {
   }
   TaskAdmissionTest() : TaskMethodsTest(Options()) {}
 };
+
+TEST_F(TaskAdmissionTest, ServerInfoReportsTheLimitsTheServerWasGiven) {
+  grpc::ClientContext context;
+  weft::v1::ServerInfo info;
+  ASSERT_TRUE(f_.orchestrator().GetServerInfo(&context, {}, &info).ok());
+  EXPECT_EQ(info.limits().max_running_tasks(), 1);
+  EXPECT_EQ(info.limits().max_queued_tasks(), 1);
+}
 
 TEST_F(TaskAdmissionTest, BeyondTheQueueCreateIsResourceExhausted) {
   EXPECT_EQ(MustCreate(SleepTask("3600s")).state(),
