@@ -1,14 +1,15 @@
 #include "server/service/server.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "proto/descriptor_set.h"
 #include "server/plan/proto_time.h"
 
 namespace weft::service {
@@ -19,6 +20,22 @@ template <typename Options>
 Options WithInflight(Options options, engine::MemoryBudget* inflight) {
   options.inflight = inflight;
   return options;
+}
+
+// What reflection describes: every service weftd registers. The descriptor
+// set is built with weft, so a failure here is a build defect.
+std::unique_ptr<const ReflectionIndex> ServedDescriptors() {
+  absl::StatusOr<std::unique_ptr<const ReflectionIndex>> index =
+      ReflectionIndex::Create(absl::string_view(proto::DescriptorSet().data(),
+                                                proto::DescriptorSet().size()),
+                              {"weft.v1.Orchestrator", "grpc.health.v1.Health",
+                               "grpc.reflection.v1.ServerReflection",
+                               "grpc.reflection.v1alpha.ServerReflection"});
+  if (!index.ok()) {
+    std::cerr << "weftd: " << index.status().message() << std::endl;
+    std::abort();
+  }
+  return *std::move(index);
 }
 
 }  // namespace
@@ -32,7 +49,8 @@ WeftServer::WeftServer(ServerOptions options)
       pools_(options_.pools),
       large_requests_("large", 1, options_.orchestrator.max_active_runs),
       lazies_(loop_, WithInflight(options_.lazies, &inflight_)),
-      tasks_(loop_, task_store_, WithInflight(options_.tasks, &inflight_)) {
+      tasks_(loop_, task_store_, WithInflight(options_.tasks, &inflight_)),
+      reflection_index_(ServedDescriptors()) {
   handlers::RegisterBuiltinHandlers(registry_);
   handlers::HttpOptions http_options = options_.http;
   http_options.memory = &inflight_;
@@ -110,7 +128,6 @@ absl::Status WeftServer::DeclareLazyValues(
 }
 
 absl::StatusOr<std::string> WeftServer::Start() {
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
@@ -121,6 +138,8 @@ absl::StatusOr<std::string> WeftServer::Start() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(orchestrator_.get());
   builder.RegisterService(&health_);
+  builder.RegisterService(&reflection_v1_);
+  builder.RegisterService(&reflection_v1alpha_);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     server_.reset();

@@ -24,6 +24,7 @@
 #include "server/plan/task_store.h"
 #include "server/service/health_service.h"
 #include "server/service/orchestrator_service.h"
+#include "server/service/reflection_service.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::service {
@@ -105,6 +106,10 @@ class WeftServer {
   plan::TaskRegistry tasks_;
   std::unique_ptr<OrchestratorService> orchestrator_;
   HealthService health_;
+  // Server reflection from the descriptor set built with weft.
+  const std::unique_ptr<const ReflectionIndex> reflection_index_;
+  ReflectionV1Service reflection_v1_{reflection_index_.get()};
+  ReflectionV1AlphaService reflection_v1alpha_{reflection_index_.get()};
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;
