@@ -26,6 +26,9 @@ absl::Status FromGrpc(const grpc::Status& s) {
                       s.error_message());
 }
 
+// How many times in a row WatchTask reconnects without an event between.
+constexpr int kWatchReconnects = 5;
+
 void SetTimeout(grpc::ClientContext* context, absl::Duration timeout) {
   if (timeout > absl::ZeroDuration()) {
     context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -180,25 +183,48 @@ absl::Status Client::DeleteTask(const std::string& name,
 absl::Status Client::WatchTask(
     const std::string& name, absl::Duration timeout,
     const std::function<void(const weft::v1::TaskEvent&)>& on_event) const {
-  grpc::ClientContext context;
-  SetTimeout(&context, timeout);
-  weft::v1::WatchTaskRequest request;
-  request.set_name(name);
-  std::unique_ptr<grpc::ClientReaderInterface<weft::v1::TaskEvent>> reader =
-      orchestrator_->WatchTask(&context, request);
-  weft::v1::TaskEvent event;
+  // The whole watch ends by the timeout, reconnections included.
+  const absl::Time deadline = timeout > absl::ZeroDuration()
+                                  ? absl::Now() + timeout
+                                  : absl::InfiniteFuture();
+  int64_t last = 0;
   bool ended = false;
-  while (reader->Read(&event)) {
-    ended = IsTerminal(event.task().state());
-    on_event(event);
+  absl::Duration backoff = absl::Milliseconds(100);
+  for (int failures = 0;;) {
+    grpc::ClientContext context;
+    if (deadline != absl::InfiniteFuture()) {
+      context.set_deadline(absl::ToChronoTime(deadline));
+    }
+    weft::v1::WatchTaskRequest request;
+    request.set_name(name);
+    request.set_after_sequence(last);
+    std::unique_ptr<grpc::ClientReaderInterface<weft::v1::TaskEvent>> reader =
+        orchestrator_->WatchTask(&context, request);
+    weft::v1::TaskEvent event;
+    bool progressed = false;
+    while (reader->Read(&event)) {
+      progressed = true;
+      last = event.sequence();
+      ended = IsTerminal(event.task().state());
+      on_event(event);
+    }
+    grpc::Status s = reader->Finish();
+    if (s.ok() && ended) return absl::OkStatus();
+    // The connection broke or the server went away: resume from the last
+    // event, a few times, within the deadline.
+    const bool retry =
+        s.error_code() == grpc::StatusCode::UNAVAILABLE || (s.ok() && !ended);
+    if (progressed) failures = 0;
+    if (!retry || ++failures > kWatchReconnects ||
+        absl::Now() + backoff >= deadline) {
+      if (!s.ok()) return FromGrpc(s);
+      return absl::UnavailableError(absl::StrCat(
+          "the watch ended before the task did (", kWatchReconnects,
+          " reconnections); get the task and watch again"));
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
   }
-  grpc::Status s = reader->Finish();
-  if (!s.ok()) return FromGrpc(s);
-  if (!ended) {
-    return absl::UnavailableError(
-        "the watch ended before the task did; get the task and watch again");
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<weft::v1::LazyValue> Client::CreateLazyValue(

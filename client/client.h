@@ -57,8 +57,11 @@ class Client {
                                           absl::Duration timeout) const;
   absl::Status DeleteTask(const std::string& name,
                           absl::Duration timeout) const;
-  // Calls `on_event` for each event of WatchTask until the stream ends; OK
-  // when it ended after the task's terminal event.
+  // Calls `on_event` for each event of WatchTask until the task's terminal
+  // event (OK). When the stream breaks (UNAVAILABLE, or an end before the
+  // task's) it reconnects, resuming after the last event seen
+  // (after_sequence), up to 5 times in a row without an event, all within
+  // `timeout`.
   absl::Status WatchTask(
       const std::string& name, absl::Duration timeout,
       const std::function<void(const weft::v1::TaskEvent&)>& on_event) const;

@@ -143,6 +143,7 @@ struct TaskRegistry::Live : public NodeObserver,
   void OnNodeStarted(int32_t node) override {
     if (!IsLeaf(created.plan->nodes()[node].kind)) return;
     running.fetch_add(1, std::memory_order_relaxed);
+    changes.fetch_add(1, std::memory_order_release);
     NotifyWatchers();
   }
   void OnNodeFinished(int32_t node, weft::v1::NodeState state) override {
@@ -152,6 +153,7 @@ struct TaskRegistry::Live : public NodeObserver,
     if (state != weft::v1::NODE_STATE_SUCCEEDED) {
       failed.fetch_add(1, std::memory_order_relaxed);
     }
+    changes.fetch_add(1, std::memory_order_release);
     NotifyWatchers();
   }
 
@@ -174,6 +176,9 @@ struct TaskRegistry::Live : public NodeObserver,
   std::atomic<int> done{0};
   std::atomic<int> failed{0};
   std::atomic<int> running{0};
+  // The task's changes so far, its creation being the first: a state
+  // change, a leaf starting or ending. WatchTask numbers events with it.
+  std::atomic<int64_t> changes{1};
   std::vector<std::shared_ptr<OnceFn>> waiters;  // Guarded by registry->mu_.
 
   engine::Mutex watchers_mu;
@@ -369,6 +374,7 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
   ++counts_[weft::v1::TASK_STATE_RUNNING];
   ++running_;
   live->task.set_state(weft::v1::TASK_STATE_RUNNING);
+  live->changes.fetch_add(1, std::memory_order_release);
   SetTimestamp(env_.Now(), live->task.mutable_start_time());
   store_.Put(live->task);
   // Run outside the lock: the plan may finish inline.
@@ -437,6 +443,8 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
                              std::vector<std::function<void()>>* after) {
   Task& task = live->task;
   task.set_state(state);
+  footprints_[task.name()].changes =
+      live->changes.fetch_add(1, std::memory_order_acq_rel) + 1;
   ++counts_[state];
   const absl::Time now = env_.Now();
   SetTimestamp(now, task.mutable_end_time());
@@ -577,7 +585,8 @@ Task TaskRegistry::SnapshotLocked(const Live& live, bool with_plan,
 
 absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
                                        bool with_outcome,
-                                       engine::MemoryCharge* charge) const {
+                                       engine::MemoryCharge* charge,
+                                       int64_t* changes) const {
   if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
   engine::MutexLock lock(&mu_);
   if (charge != nullptr) {
@@ -585,10 +594,21 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
     if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
   }
   auto live = live_.find(name);
-  if (live != live_.end())
+  if (live != live_.end()) {
+    // Read before the progress: a change in between shows in the snapshot
+    // under the older number, so a watcher resuming from it sees it again
+    // rather than never.
+    if (changes != nullptr) {
+      *changes = live->second->changes.load(std::memory_order_acquire);
+    }
     return SnapshotLocked(*live->second, with_plan, with_outcome);
+  }
   std::shared_ptr<const Task> stored = store_.Get(name);
   if (stored == nullptr) return NotFound(name);
+  if (changes != nullptr) {
+    auto footprint = footprints_.find(name);
+    *changes = footprint != footprints_.end() ? footprint->second.changes : 0;
+  }
   Task out = CopyWithoutOutcome(*stored);
   if (with_outcome && stored->has_outcome()) {
     *out.mutable_outcome() = stored->outcome();

@@ -107,10 +107,13 @@ class TaskRegistry {
 
   // `view`: whether to include the plan and the outcome. With `charge`,
   // what the copy holds is added to it first, and RESOURCE_EXHAUSTED
-  // returned when its budget cannot take it.
-  absl::StatusOr<weft::v1::Task> Get(
-      absl::string_view name, bool with_plan, bool with_outcome,
-      engine::MemoryCharge* charge = nullptr) const;
+  // returned when its budget cannot take it. With `changes`, how many times
+  // the task had changed when the copy was taken (its creation, each state
+  // change, each leaf starting or ending): numbers that only grow.
+  absl::StatusOr<weft::v1::Task> Get(absl::string_view name, bool with_plan,
+                                     bool with_outcome,
+                                     engine::MemoryCharge* charge = nullptr,
+                                     int64_t* changes = nullptr) const;
 
   struct ListResult {
     std::vector<weft::v1::Task> tasks;
@@ -224,6 +227,8 @@ class TaskRegistry {
   struct Footprint {
     int64_t request = 0;
     int64_t outcome = 0;
+    // Once it ended: its changes in all (Live::changes).
+    int64_t changes = 0;
   };
   absl::flat_hash_map<std::string, Footprint> footprints_ ABSL_GUARDED_BY(mu_);
   engine::MemoryBudget retained_;

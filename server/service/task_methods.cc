@@ -315,10 +315,11 @@ class OrchestratorService::WatchReactor final
     : public grpc::ServerWriteReactor<weft::v1::TaskEvent> {
  public:
   WatchReactor(OrchestratorService* service, std::string name,
-               weft::v1::OutcomeDetail detail)
+               weft::v1::OutcomeDetail detail, int64_t after_sequence)
       : service_(service),
         name_(std::move(name)),
         detail_(detail),
+        after_(after_sequence),
         pulse_(engine::MakeRef<Pulse>()),
         event_charge_(service->inflight_) {
     engine::MutexLock lock(&pulse_->mu);
@@ -410,8 +411,27 @@ class OrchestratorService::WatchReactor final
     // The last event has been sent: its memory goes back before the next
     // is copied.
     event_charge_.Reset();
+    int64_t sequence = 0;
     absl::StatusOr<Task> task =
-        service_->tasks_.Get(name_, false, true, &event_charge_);
+        service_->tasks_.Get(name_, false, true, &event_charge_, &sequence);
+    if (task.ok() && sequence <= after_) {
+      if (!checked_after_ && after_ > sequence) {
+        task = absl::OutOfRangeError(absl::StrCat(
+            "after_sequence: ", after_, " is past the task's last change, ",
+            sequence, "; resume from an event of this task's watch"));
+      } else if (Terminal(task->state())) {
+        // The caller saw the end already.
+        done_ = true;
+        Finish(grpc::Status::OK);
+        return;
+      } else {
+        // Nothing new since: wait for the next change.
+        checked_after_ = true;
+        pending_ = false;
+        return;
+      }
+    }
+    checked_after_ = true;
     if (task.ok()) {
       absl::Status s = ShapeOutcome(detail_, "", &*task);
       if (s.ok()) {
@@ -427,7 +447,7 @@ class OrchestratorService::WatchReactor final
     }
     const absl::Time now = service_->env_.Now();
     const bool state_changed = task->state() != last_state_;
-    if (!state_changed && !Terminal(task->state()) && sequence_ > 0 &&
+    if (!state_changed && !Terminal(task->state()) && sent_any_ &&
         now - last_sent_ < kMinInterval) {
       if (!timer_armed_) {
         timer_armed_ = true;
@@ -442,7 +462,8 @@ class OrchestratorService::WatchReactor final
     last_state_ = task->state();
     last_sent_ = now;
     sent_terminal_ = Terminal(task->state());
-    event_.set_sequence(++sequence_);
+    sent_any_ = true;
+    event_.set_sequence(sequence);
     *event_.mutable_task() = *std::move(task);
     writing_ = true;
     StartWrite(&event_);
@@ -457,12 +478,15 @@ class OrchestratorService::WatchReactor final
   OrchestratorService* const service_;
   const std::string name_;
   const weft::v1::OutcomeDetail detail_;
+  // Events at or before this change are not sent (after_sequence).
+  const int64_t after_;
   engine::RefPtr<Pulse> pulse_;
   engine::Mutex mu_;
   std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
   weft::v1::TaskEvent event_ ABSL_GUARDED_BY(mu_);
   engine::MemoryCharge event_charge_ ABSL_GUARDED_BY(mu_);
-  int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  bool checked_after_ ABSL_GUARDED_BY(mu_) = false;
+  bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
   weft::v1::TaskState last_state_ ABSL_GUARDED_BY(mu_) =
       weft::v1::TASK_STATE_UNSPECIFIED;
   absl::Time last_sent_ ABSL_GUARDED_BY(mu_);
@@ -477,8 +501,15 @@ class OrchestratorService::WatchReactor final
 grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
     grpc::CallbackServerContext* context,
     const weft::v1::WatchTaskRequest* request) {
-  auto* reactor = new WatchReactor(this, request->name(), request->detail());
-  if (absl::Status s = CheckOutcomeDetail(request->detail()); !s.ok()) {
+  auto* reactor = new WatchReactor(this, request->name(), request->detail(),
+                                   request->after_sequence());
+  absl::Status s = CheckOutcomeDetail(request->detail());
+  if (s.ok() && request->after_sequence() < 0) {
+    s = absl::InvalidArgumentError(
+        absl::StrCat("after_sequence: must not be negative, got ",
+                     request->after_sequence()));
+  }
+  if (!s.ok()) {
     reactor->Refuse(ToGrpc(s));
     return reactor;
   }

@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include <memory>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -58,6 +59,78 @@ TEST_F(ClientTest, RunSendsTheRequestWithItsDeadlineAndReturnsTheOutcome) {
       client_->Run(request, absl::Seconds(10));
   ASSERT_TRUE(response.ok());
   EXPECT_EQ(response->outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+}
+
+// A stream of `events`, then `end`.
+grpc::testing::MockClientReader<weft::v1::TaskEvent>* Stream(
+    std::vector<weft::v1::TaskEvent> events, grpc::Status end) {
+  auto* reader = new grpc::testing::MockClientReader<weft::v1::TaskEvent>();
+  auto left = std::make_shared<std::vector<weft::v1::TaskEvent>>(events);
+  EXPECT_CALL(*reader, Read(_))
+      .WillRepeatedly(Invoke([left](weft::v1::TaskEvent* e) {
+        if (left->empty()) return false;
+        *e = left->front();
+        left->erase(left->begin());
+        return true;
+      }));
+  EXPECT_CALL(*reader, Finish()).WillOnce(Return(end));
+  return reader;
+}
+
+weft::v1::TaskEvent Event(int64_t sequence, weft::v1::TaskState state) {
+  weft::v1::TaskEvent e;
+  e.set_sequence(sequence);
+  e.mutable_task()->set_state(state);
+  return e;
+}
+
+TEST_F(ClientTest, AWatchResumesAfterTheLastEventWhenTheConnectionBreaks) {
+  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _))
+      .WillOnce(
+          Invoke([](grpc::ClientContext*, const weft::v1::WatchTaskRequest& r) {
+            EXPECT_EQ(r.after_sequence(), 0);
+            return Stream({Event(1, weft::v1::TASK_STATE_QUEUED),
+                           Event(3, weft::v1::TASK_STATE_RUNNING)},
+                          grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone"));
+          }))
+      .WillOnce(
+          Invoke([](grpc::ClientContext*, const weft::v1::WatchTaskRequest& r) {
+            EXPECT_EQ(r.name(), "tasks/abc");
+            EXPECT_EQ(r.after_sequence(), 3);
+            return Stream({Event(7, weft::v1::TASK_STATE_SUCCEEDED)},
+                          grpc::Status::OK);
+          }));
+  std::vector<int64_t> seen;
+  absl::Status s = client_->WatchTask(
+      "tasks/abc", absl::Seconds(30),
+      [&](const weft::v1::TaskEvent& e) { seen.push_back(e.sequence()); });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_THAT(seen, ::testing::ElementsAre(1, 3, 7));
+}
+
+TEST_F(ClientTest, AWatchGivesUpAfterReconnectingInVain) {
+  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _))
+      .Times(6)
+      .WillRepeatedly(
+          Invoke([](grpc::ClientContext*, const weft::v1::WatchTaskRequest&) {
+            return Stream({}, grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           "connection refused"));
+          }));
+  EXPECT_THAT(client_->WatchTask("tasks/abc", absl::Seconds(60),
+                                 [](const weft::v1::TaskEvent&) {}),
+              StatusIs(absl::StatusCode::kUnavailable, "connection refused"));
+}
+
+TEST_F(ClientTest, AWatchDoesNotRetryWhatRetryingCannotMend) {
+  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _))
+      .WillOnce(
+          Invoke([](grpc::ClientContext*, const weft::v1::WatchTaskRequest&) {
+            return Stream({}, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                           "tasks/abc: no such task"));
+          }));
+  EXPECT_THAT(client_->WatchTask("tasks/abc", absl::Seconds(60),
+                                 [](const weft::v1::TaskEvent&) {}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no such task")));
 }
 
 TEST_F(ClientTest, RunWithoutTimeoutSetsNoDeadline) {
@@ -130,13 +203,6 @@ TEST_F(ClientTest, TaskCallsNameTheTaskAndWaitCarriesItsOwnTimeout) {
                        "tasks/00ff is TASK_STATE_RUNNING"));
 }
 
-weft::v1::TaskEvent Event(int64_t sequence, weft::v1::TaskState state) {
-  weft::v1::TaskEvent e;
-  e.set_sequence(sequence);
-  e.mutable_task()->set_state(state);
-  return e;
-}
-
 TEST_F(ClientTest, WatchPassesEveryEventOnAndEndsOkAfterTheTerminalOne) {
   auto* reader = new grpc::testing::MockClientReader<weft::v1::TaskEvent>();
   EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _))
@@ -166,17 +232,23 @@ TEST_F(ClientTest, WatchPassesEveryEventOnAndEndsOkAfterTheTerminalOne) {
 }
 
 TEST_F(ClientTest, AWatchCutBeforeTheEndIsUnavailableAndSaysHowToResume) {
-  auto* reader = new grpc::testing::MockClientReader<weft::v1::TaskEvent>();
-  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _)).WillOnce(Return(reader));
-  EXPECT_CALL(*reader, Read(_))
-      .WillOnce(DoAll(SetArgPointee<0>(Event(1, weft::v1::TASK_STATE_RUNNING)),
-                      Return(true)))
-      .WillOnce(Return(false));
-  EXPECT_CALL(*reader, Finish()).WillOnce(Return(grpc::Status::OK));
+  // Ends before the task's end, then again and again without news.
+  EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _))
+      .WillOnce(
+          Invoke([](grpc::ClientContext*, const weft::v1::WatchTaskRequest&) {
+            return Stream({Event(1, weft::v1::TASK_STATE_RUNNING)},
+                          grpc::Status::OK);
+          }))
+      .WillRepeatedly(
+          Invoke([](grpc::ClientContext*, const weft::v1::WatchTaskRequest& r) {
+            EXPECT_EQ(r.after_sequence(), 1);
+            return Stream({}, grpc::Status::OK);
+          }));
   EXPECT_THAT(client_->WatchTask("tasks/00ff", absl::ZeroDuration(),
                                  [](const weft::v1::TaskEvent&) {}),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("get the task and watch again")));
+  ::testing::Mock::VerifyAndClearExpectations(orchestrator_);
 
   auto* failing = new grpc::testing::MockClientReader<weft::v1::TaskEvent>();
   EXPECT_CALL(*orchestrator_, WatchTaskRaw(_, _)).WillOnce(Return(failing));

@@ -152,9 +152,11 @@ TEST_F(TaskMethodsTest,
   std::vector<weft::v1::TaskEvent> events = Watch(t.name(), &status);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_GE(events.size(), 2u);
-  for (size_t i = 0; i < events.size(); ++i) {
-    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i + 1));
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_GT(events[i].sequence(), events[i - 1].sequence());
   }
+  // The task's changes: created, started, 30 leaves started and ended, ended.
+  EXPECT_EQ(events.back().sequence(), 63);
   EXPECT_EQ(events.back().task().state(), weft::v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(events.back().task().progress().leaves_done(), 30);
   // 30 leaves ending over about 0.6 s: progress is coalesced, not one
@@ -169,6 +171,7 @@ TEST_F(TaskMethodsTest,
 
 TEST_F(TaskMethodsTest, WatchCanBeResumedByGettingTheTaskAndWatchingAgain) {
   Task t = MustCreate(SleepTask("0.5s"));
+  int64_t seen = 0;
   {
     grpc::ClientContext context;
     weft::v1::WatchTaskRequest request;
@@ -176,8 +179,9 @@ TEST_F(TaskMethodsTest, WatchCanBeResumedByGettingTheTaskAndWatchingAgain) {
     auto reader = f_.orchestrator().WatchTask(&context, request);
     weft::v1::TaskEvent first;
     ASSERT_TRUE(reader->Read(&first));
-    EXPECT_EQ(first.sequence(), 1);
+    EXPECT_GE(first.sequence(), 2);  // Created, then started.
     EXPECT_EQ(first.task().state(), weft::v1::TASK_STATE_RUNNING);
+    seen = first.sequence();
     context.TryCancel();  // The connection drops.
     while (reader->Read(&first)) {
     }
@@ -189,7 +193,7 @@ TEST_F(TaskMethodsTest, WatchCanBeResumedByGettingTheTaskAndWatchingAgain) {
   std::vector<weft::v1::TaskEvent> events = Watch(t.name(), &status);
   ASSERT_TRUE(status.ok());
   ASSERT_FALSE(events.empty());
-  EXPECT_EQ(events.front().sequence(), 1);
+  EXPECT_GE(events.front().sequence(), seen);  // Numbered per task.
   EXPECT_EQ(events.back().task().state(), weft::v1::TASK_STATE_SUCCEEDED);
   // Watching a finished task: one event, the end.
   events = Watch(t.name(), &status);
@@ -355,6 +359,80 @@ TEST_F(TaskAnswerLimitTest, AnswersPastTheLimitAreRefusedSayingWhatToAskFor) {
   EXPECT_EQ(listed.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(listed.error_message(), HasSubstr("alone takes"));
   EXPECT_THAT(listed.error_message(), HasSubstr("TASK_VIEW_BASIC"));
+}
+
+TEST_F(TaskMethodsTest, AWatchResumesAfterTheLastEventItSaw) {
+  const Task t = MustCreate(SleepTask("0.2s"));
+  auto watch = [&](int64_t after, grpc::Status* status) {
+    grpc::ClientContext context;
+    weft::v1::WatchTaskRequest request;
+    request.set_name(t.name());
+    request.set_after_sequence(after);
+    auto reader = f_.orchestrator().WatchTask(&context, request);
+    std::vector<weft::v1::TaskEvent> events;
+    weft::v1::TaskEvent event;
+    while (reader->Read(&event)) events.push_back(event);
+    *status = reader->Finish();
+    return events;
+  };
+  grpc::Status s;
+  std::vector<weft::v1::TaskEvent> all = watch(0, &s);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_GE(all.size(), 2u);
+  for (size_t i = 1; i < all.size(); ++i) {
+    EXPECT_GT(all[i].sequence(), all[i - 1].sequence());
+  }
+  const int64_t last = all.back().sequence();
+  EXPECT_EQ(all.back().task().state(), weft::v1::TASK_STATE_SUCCEEDED);
+  // Numbered per task: another watch sees the same numbers.
+  std::vector<weft::v1::TaskEvent> again = watch(0, &s);
+  ASSERT_EQ(again.size(), 1u);  // The task as it stands: ended.
+  EXPECT_EQ(again[0].sequence(), last);
+  // Resumed after an early event: what came since, to the end.
+  std::vector<weft::v1::TaskEvent> resumed = watch(all[0].sequence(), &s);
+  ASSERT_TRUE(s.ok());
+  ASSERT_FALSE(resumed.empty());
+  EXPECT_GT(resumed.front().sequence(), all[0].sequence());
+  EXPECT_EQ(resumed.back().sequence(), last);
+  // Resumed after the end: nothing more, and the stream ends.
+  EXPECT_TRUE(watch(last, &s).empty());
+  EXPECT_TRUE(s.ok());
+  // A number the task never reached, and a negative one.
+  watch(last + 5, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(s.error_message(), HasSubstr("is past the task's last change"));
+  watch(-1, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(TaskMethodsTest, AResumedWatchOfAnUnchangedTaskWaitsForItsNextChange) {
+  const Task t = MustCreate(SleepTask("0.3s"));
+  grpc::ClientContext first_context;
+  weft::v1::WatchTaskRequest request;
+  request.set_name(t.name());
+  auto first = f_.orchestrator().WatchTask(&first_context, request);
+  weft::v1::TaskEvent seen;
+  ASSERT_TRUE(first->Read(&seen));
+  first_context.TryCancel();
+  while (first->Read(&seen)) {
+  }
+  (void)first->Finish();
+  // Whatever it saw, the resumed stream goes on from there to the end.
+  grpc::ClientContext context;
+  request.set_after_sequence(seen.sequence());
+  auto reader = f_.orchestrator().WatchTask(&context, request);
+  weft::v1::TaskEvent event, last;
+  int n = 0;
+  while (reader->Read(&event)) {
+    EXPECT_GT(event.sequence(), seen.sequence());
+    last = event;
+    ++n;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  if (seen.task().state() != weft::v1::TASK_STATE_SUCCEEDED) {
+    EXPECT_GE(n, 1);
+    EXPECT_EQ(last.task().state(), weft::v1::TASK_STATE_SUCCEEDED);
+  }
 }
 
 TEST_F(TaskMethodsTest, ListFindsTasksByLabelNewestFirstAPageAtATime) {
