@@ -392,9 +392,9 @@ absl::StatusOr<Request> ParseRequestWithPlan(absl::string_view json) {
       return absl::InvalidArgumentError(absl::StrCat(
           "the input nests ", shape.depth,
           " levels of objects and lists, more than protobuf's JSON reader "
-          "takes (100 levels of messages: a plan about 45 levels deep, or "
-          "values about 30 deep); weftd takes plans up to --max_plan_depth "
-          "(32 by default)"));
+          "takes, and more than weftd takes at any setting: plans nest at "
+          "most --max_plan_depth (16 by default) and values --max_value_depth "
+          "(16 by default)"));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("the input is not a ", Request::descriptor()->full_name(),

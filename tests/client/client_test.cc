@@ -1,5 +1,6 @@
 #include "client/client.h"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -423,10 +424,38 @@ std::string DeepPlan(int levels) {
   return absl::StrCat(R"({"plan": )", plan, "}");
 }
 
+// A plan `levels` deep whose call's argument nests `value_levels` objects.
+std::string DeepPlanWithDeepArgs(int levels, int value_levels) {
+  std::string value = "1";
+  for (int i = 0; i < value_levels; ++i) {
+    value = absl::StrCat(R"({"k": )", value, "}");
+  }
+  std::string plan = absl::StrCat(
+      R"({"call": {"handler": "value", "args": {"value": )", value, "}}}");
+  for (int i = 1; i < levels; ++i) {
+    plan = absl::StrCat(R"({"parallel": {"children": [)", plan, "]}}");
+  }
+  return plan;
+}
+
 TEST(JsonTest, PlansAsDeepAsWeftdTakesAreRead) {
-  absl::StatusOr<weft::v1::RunRequest> r = ParseRunRequestJson(DeepPlan(32));
+  absl::StatusOr<weft::v1::RunRequest> r = ParseRunRequestJson(DeepPlan(16));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->plan().has_sequence());
+  // Every depth weftd's flags allow (2 * plan + 3 * value depth at most 85,
+  // plan depth up to 41, value depth up to 27), with the deepest values it
+  // allows beside: the CLI reads whatever weftd can be set to take.
+  for (int plan = 1; plan <= 41; ++plan) {
+    const int value = std::min(27, (85 - 2 * plan) / 3);
+    const std::string json = DeepPlanWithDeepArgs(plan, value);
+    EXPECT_TRUE(
+        ParseRunRequestJson(absl::StrCat(R"({"plan": )", json, "}")).ok())
+        << plan;
+    EXPECT_TRUE(ParseCreateTaskRequestJson(json).ok()) << plan;
+    EXPECT_TRUE(
+        ParseLazyValueJson(absl::StrCat(R"({"plan": )", json, "}")).ok())
+        << plan;
+  }
 }
 
 TEST(JsonTest, APlanTooDeepForProtobufsReaderSaysSo) {
