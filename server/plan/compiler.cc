@@ -11,7 +11,6 @@
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
 #include "server/handlers/text.h"
-#include "server/handlers/value_size.h"
 
 namespace weft::plan {
 
@@ -49,23 +48,29 @@ int CountNodes(const PlanNode& node, int limit) {
   return count;
 }
 
-// Whether every number in `value` is finite.
-bool AllFinite(const google::protobuf::Value& value) {
+// Levels of lists and objects in `value` (handlers::Depth), or -1 when it
+// holds a number JSON cannot carry (NaN, an infinity): one walk for both.
+int FiniteDepth(const google::protobuf::Value& value) {
+  int deepest = 0;
   switch (value.kind_case()) {
     case google::protobuf::Value::kNumberValue:
-      return std::isfinite(value.number_value());
+      return std::isfinite(value.number_value()) ? 0 : -1;
     case google::protobuf::Value::kStructValue:
       for (const auto& [key, v] : value.struct_value().fields()) {
-        if (!AllFinite(v)) return false;
+        const int d = FiniteDepth(v);
+        if (d < 0) return -1;
+        deepest = std::max(deepest, d);
       }
-      return true;
+      return deepest + 1;
     case google::protobuf::Value::kListValue:
       for (const auto& v : value.list_value().values()) {
-        if (!AllFinite(v)) return false;
+        const int d = FiniteDepth(v);
+        if (d < 0) return -1;
+        deepest = std::max(deepest, d);
       }
-      return true;
+      return deepest + 1;
     default:
-      return true;
+      return 0;
   }
 }
 
@@ -349,12 +354,12 @@ class Compiler {
                               const google::protobuf::Struct& args,
                               const std::string& path, int room) {
     for (const auto& [name, value] : args.fields()) {
-      if (!AllFinite(value)) {
+      const int depth = FiniteDepth(value);
+      if (depth < 0) {
         return Error(absl::StrCat(path, ".", handlers::ArgPath(name)),
                      "holds NaN or an infinity, which JSON cannot carry; "
                      "use a string or null");
       }
-      const int depth = handlers::Depth(value);
       const bool returned = name == info.result_arg;
       if (depth <= limits_.max_value_depth && (!returned || depth <= room)) {
         continue;

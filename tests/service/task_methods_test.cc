@@ -63,10 +63,12 @@ class TaskMethodsTest : public ::testing::Test {
     return task;
   }
   std::vector<weft::v1::TaskEvent> Watch(const std::string& name,
-                                         grpc::Status* status) {
+                                         grpc::Status* status,
+                                         int64_t after_sequence = 0) {
     grpc::ClientContext context;
     weft::v1::WatchTaskRequest request;
     request.set_name(name);
+    request.set_after_sequence(after_sequence);
     auto reader = f_.orchestrator().WatchTask(&context, request);
     std::vector<weft::v1::TaskEvent> events;
     weft::v1::TaskEvent event;
@@ -364,16 +366,7 @@ TEST_F(TaskAnswerLimitTest, AnswersPastTheLimitAreRefusedSayingWhatToAskFor) {
 TEST_F(TaskMethodsTest, AWatchResumesAfterTheLastEventItSaw) {
   const Task t = MustCreate(SleepTask("0.2s"));
   auto watch = [&](int64_t after, grpc::Status* status) {
-    grpc::ClientContext context;
-    weft::v1::WatchTaskRequest request;
-    request.set_name(t.name());
-    request.set_after_sequence(after);
-    auto reader = f_.orchestrator().WatchTask(&context, request);
-    std::vector<weft::v1::TaskEvent> events;
-    weft::v1::TaskEvent event;
-    while (reader->Read(&event)) events.push_back(event);
-    *status = reader->Finish();
-    return events;
+    return Watch(t.name(), status, after);
   };
   grpc::Status s;
   std::vector<weft::v1::TaskEvent> all = watch(0, &s);
