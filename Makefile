@@ -2,7 +2,7 @@
 #
 #   make run     install missing packages, build, start weftd on 127.0.0.1:50051
 #   make test    install missing packages and tools, build, run every test
-#                (buf lint, unit, service, smoke, README tour, then the
+#                (buf lint and breaking, unit, service, smoke, README tour, then the
 #                engine tests under ThreadSanitizer and everything under
 #                AddressSanitizer + UndefinedBehaviorSanitizer)
 #   make check   build and run the tests once, without the sanitizer builds
@@ -27,14 +27,14 @@ BUF := $(CURDIR)/.tools/node_modules/.bin/buf
 APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
-  libssl-dev libcurl4-openssl-dev
+  libssl-dev libcurl4-openssl-dev golang-github-gogo-googleapis-dev
 APT_TEST := python3 procps util-linux clang libclang-rt-14-dev clang-format \
   python3-grpcio python3-protobuf llvm
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 
 .PHONY: help deps deps-test tools configure build run fixture test check sanitizers tsan asan \
-        lint bench format format-check clean
+        lint api-snapshot bench format format-check clean
 
 help:
 	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
@@ -83,6 +83,12 @@ fixture: build
 
 lint: tools
 	$(BUF) lint
+	$(BUF) breaking --against proto/weft-v1.binpb
+
+# Records the API as it stands, the base `buf breaking` checks against: run it
+# when a change to weft.v1 lands (changes must stay additive).
+api-snapshot: tools
+	$(BUF) build -o proto/weft-v1.binpb
 
 check: tools build lint format-check
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600

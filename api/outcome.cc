@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/errors.h"
 
 namespace weft::api {
 namespace {
@@ -124,10 +125,10 @@ absl::StatusOr<const NodeOutcome*> FindNode(const NodeOutcome& root,
   std::string walked;
   for (absl::string_view step : absl::StrSplit(path, '/')) {
     if (step.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "node: \"", path,
-          "\" has an empty step; name nodes by id or children[i], joined by "
-          "/"));
+      return errors::FieldError(
+          "node", absl::StrCat("\"", path,
+                               "\" has an empty step; name nodes by id or "
+                               "children[i], joined by /"));
     }
     const NodeOutcome* next = nullptr;
     absl::string_view index_text = step;
@@ -142,19 +143,23 @@ absl::StatusOr<const NodeOutcome*> FindNode(const NodeOutcome& root,
       if (next == nullptr && !c.id().empty() && c.id() == step) next = &c;
     }
     if (next == nullptr) {
-      return absl::NotFoundError(absl::StrCat(
-          "node: ", walked.empty() ? "the root" : walked,
-          node->children_size() == 0
-              ? " has no children in this outcome"
-              : absl::StrCat(
-                    " has no child \"", step, "\"; its children: ", [&] {
-                      std::string names;
-                      for (int i = 0; i < node->children_size(); ++i) {
-                        absl::StrAppend(&names, i ? ", " : "",
-                                        ChildName(node->children(i), i));
-                      }
-                      return names;
-                    }())));
+      return errors::WithReason(
+          absl::NotFoundError(absl::StrCat(
+              "node: ", walked.empty() ? "the root" : walked,
+              node->children_size() == 0
+                  ? " has no children in this outcome"
+                  : absl::StrCat(" has no child \"", step, "\"; its children: ",
+                                 [&] {
+                                   std::string names;
+                                   for (int i = 0; i < node->children_size();
+                                        ++i) {
+                                     absl::StrAppend(
+                                         &names, i ? ", " : "",
+                                         ChildName(node->children(i), i));
+                                   }
+                                   return names;
+                                 }()))),
+          errors::kNodeNotFound);
     }
     absl::StrAppend(&walked, walked.empty() ? "" : "/", step);
     node = next;

@@ -3,18 +3,56 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/error_details.h"
+#include "api/errors.h"
 
 namespace weft::cli {
 
 int CallFailed(const absl::Status& status) {
   std::cerr << "weft: " << absl::StatusCodeToString(status.code()) << ": "
             << status.message() << "\n";
+  if (std::optional<google::rpc::ErrorInfo> info = errors::GetErrorInfo(status);
+      info.has_value()) {
+    // Sorted, so the line reads the same every time.
+    std::map<std::string, std::string> metadata(info->metadata().begin(),
+                                                info->metadata().end());
+    std::cerr << "  reason: " << info->reason();
+    const char* sep = " (";
+    for (const auto& [key, value] : metadata) {
+      std::cerr << sep << key << " " << value;
+      sep = ", ";
+    }
+    std::cerr << (metadata.empty() ? "" : ")") << "\n";
+  }
+  if (std::optional<google::rpc::BadRequest> bad =
+          errors::GetBadRequest(status);
+      bad.has_value()) {
+    for (const auto& v : bad->field_violations()) {
+      // The message says what is wrong with a lone field already.
+      std::cerr << "  field: " << v.field();
+      if (!absl::StrContains(status.message(), v.description())) {
+        std::cerr << ": " << v.description();
+      }
+      std::cerr << "\n";
+    }
+  }
+  if (std::optional<google::rpc::ResourceInfo> resource =
+          errors::GetResourceInfo(status);
+      resource.has_value()) {
+    std::cerr << "  resource: " << resource->resource_type() << " "
+              << resource->resource_name() << "\n";
+  }
+  if (const absl::Duration delay = errors::RetryDelay(status);
+      delay != absl::InfiniteDuration()) {
+    std::cerr << "  retry after: " << absl::FormatDuration(delay) << "\n";
+  }
   return kExitCallFailed;
 }
 

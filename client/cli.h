@@ -25,7 +25,9 @@ inline constexpr int kExitCallFailed = 2;
 // Bad usage or unreadable input.
 inline constexpr int kExitUsage = 64;
 
-// Prints "weft: CODE: message" to stderr; returns kExitCallFailed.
+// Prints "weft: CODE: message" to stderr, then what the error's details
+// say, one per line: the reason and its metadata, each field at fault, the
+// resource, the retry delay. Returns kExitCallFailed.
 int CallFailed(const absl::Status& status);
 
 // Prints the message and the program's usage message to stderr; returns

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "api/error_details.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -21,9 +22,17 @@
 namespace weft::client {
 namespace {
 
+// The status with the google.rpc details weftd sent in the trailer
+// (api/errors.h reads them); gRPC's own errors come without.
 absl::Status FromGrpc(const grpc::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      s.error_message());
+  google::rpc::Status rpc;
+  if (s.error_details().empty() || !rpc.ParseFromString(s.error_details()) ||
+      rpc.code() != s.error_code()) {
+    rpc.Clear();
+    rpc.set_code(s.error_code());
+  }
+  rpc.set_message(s.error_message());
+  return errors::FromRpcStatus(rpc);
 }
 
 // How many times in a row WatchTask reconnects without an event between.
@@ -240,14 +249,11 @@ absl::StatusOr<weft::v1::LazyValue> Client::GetLazyValue(
   return Unary(*orchestrator_, &Stub::GetLazyValue, request, timeout);
 }
 
-absl::StatusOr<google::protobuf::Value> Client::ResolveLazyValue(
+absl::StatusOr<weft::v1::ResolveLazyValueResponse> Client::ResolveLazyValue(
     const std::string& name, absl::Duration timeout) const {
   weft::v1::ResolveLazyValueRequest request;
   request.set_name(name);
-  absl::StatusOr<weft::v1::ResolveLazyValueResponse> response =
-      Unary(*orchestrator_, &Stub::ResolveLazyValue, request, timeout);
-  if (!response.ok()) return response.status();
-  return response->value();
+  return Unary(*orchestrator_, &Stub::ResolveLazyValue, request, timeout);
 }
 
 absl::StatusOr<weft::v1::LazyValue> Client::ResetLazyValue(

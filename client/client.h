@@ -34,7 +34,9 @@ class Client {
          std::unique_ptr<grpc::health::v1::Health::StubInterface> health);
 
   // `timeout` <= 0 sets no deadline. An RPC error comes back as the status
-  // (its code and message as the server sent them).
+  // (its code and message as the server sent them), with the google.rpc
+  // details weftd sent as payloads: read them with api/errors.h
+  // (errors::Reason, RetryDelay) and api/error_details.h (GetBadRequest...).
   absl::StatusOr<weft::v1::RunResponse> Run(const weft::v1::RunRequest& request,
                                             absl::Duration timeout) const;
   absl::StatusOr<weft::v1::ListHandlersResponse> ListHandlers(
@@ -74,7 +76,7 @@ class Client {
       absl::Duration timeout) const;
   absl::StatusOr<weft::v1::LazyValue> GetLazyValue(
       const std::string& name, absl::Duration timeout) const;
-  absl::StatusOr<google::protobuf::Value> ResolveLazyValue(
+  absl::StatusOr<weft::v1::ResolveLazyValueResponse> ResolveLazyValue(
       const std::string& name, absl::Duration timeout) const;
   absl::StatusOr<weft::v1::LazyValue> ResetLazyValue(
       const std::string& name, absl::Duration timeout) const;

@@ -159,10 +159,10 @@ int LazyCommand(const client::Client& client,
   }
   const std::string name = client::LazyValueName(args[1]);
   if (sub == "resolve") {
-    absl::StatusOr<google::protobuf::Value> value =
+    absl::StatusOr<weft::v1::ResolveLazyValueResponse> resolved =
         client.ResolveLazyValue(name, timeout);
-    if (!value.ok()) return CallFailed(value.status());
-    Print(*value);
+    if (!resolved.ok()) return CallFailed(resolved.status());
+    Print(resolved->value());
     return kExitOk;
   }
   if (sub == "delete") {

@@ -161,7 +161,10 @@ class AsyncLazy {
         state_->current = RefPtr<Flight>();
       }
     }
-    if (orphan) orphan->source.Cancel(absl::CancelledError("reset"));
+    if (orphan) {
+      orphan->source.Cancel(
+          WithReason(absl::CancelledError("reset"), "LAZY_VALUE_RESET"));
+    }
   }
 
   // Ends every computation and waiter with `reason` (not OK), and answers

@@ -2,7 +2,24 @@
 
 #include <utility>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+
 namespace weft::engine {
+
+absl::Status WithReason(
+    absl::Status s, absl::string_view reason,
+    std::initializer_list<std::pair<absl::string_view, absl::string_view>>
+        metadata) {
+  if (s.ok()) return s;
+  s.SetPayload("type.weft.dev/reason", absl::Cord(reason));
+  for (const auto& [key, value] : metadata) {
+    if (value.empty()) continue;
+    s.SetPayload(absl::StrCat("type.weft.dev/reason-metadata/", key),
+                 absl::Cord(value));
+  }
+  return s;
+}
 namespace internal {
 
 CancelState::CancelState() { head_.prev = head_.next = &head_; }

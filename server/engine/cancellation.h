@@ -20,17 +20,31 @@
 #define WEFT_SERVER_ENGINE_CANCELLATION_H_
 
 #include <atomic>
+#include <initializer_list>
 #include <thread>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "server/engine/ref_counted.h"
 #include "server/engine/sync.h"
 
 namespace weft::engine {
 
 class CancellationCallback;
+
+// `s` marked with a short, stable name for its cause, like "SIBLING_FAILED",
+// and metadata (key, value) pairs such as the flag of a limit. The engine
+// has no protobuf: the reason travels as a plain-text payload (under
+// "type.weft.dev/reason", each metadata value under
+// "type.weft.dev/reason-metadata/<key>"), which weft's API layer
+// (api/errors.h) reads as it reads an ErrorInfo.
+absl::Status WithReason(
+    absl::Status s, absl::string_view reason,
+    std::initializer_list<std::pair<absl::string_view, absl::string_view>>
+        metadata = {});
 
 namespace internal {
 

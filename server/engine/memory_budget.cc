@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "server/engine/cancellation.h"
 
 namespace weft::engine {
 
@@ -26,18 +27,22 @@ bool MemoryBudget::TryAdd(int64_t bytes) {
 
 absl::Status MemoryBudget::Refusal(int64_t bytes, absl::string_view needed_by,
                                    absl::string_view advice) const {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "weftd holds ", used(), " bytes",
-      what_.empty() ? "" : absl::StrCat(" for ", what_), " and may hold ",
-      limit_, flag_.empty() ? "" : absl::StrCat(" (", flag_, ")"), "; ",
-      needed_by, " needs ", bytes, " more. ", advice));
+  return WithReason(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "weftd holds ", used(), " bytes",
+          what_.empty() ? "" : absl::StrCat(" for ", what_), " and may hold ",
+          limit_, flag_.empty() ? "" : absl::StrCat(" (", flag_, ")"), "; ",
+          needed_by, " needs ", bytes, " more. ", advice)),
+      "MEMORY_EXHAUSTED", {{"flag", flag_}, {"limit", absl::StrCat(limit_)}});
 }
 
 absl::Status MemoryCharge::Refusal(int64_t bytes, absl::string_view needed_by,
                                    absl::string_view advice) const {
   if (budget_ == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(needed_by, " needs ", bytes, " more bytes. ", advice));
+    return WithReason(
+        absl::ResourceExhaustedError(
+            absl::StrCat(needed_by, " needs ", bytes, " more bytes. ", advice)),
+        "MEMORY_EXHAUSTED");
   }
   return budget_->Refusal(bytes, needed_by, advice);
 }

@@ -152,8 +152,10 @@ class RaceState : public RefCounted<RaceState> {
     }
     if (decided_now) CancelHedge();
     if (cancel_losers) {
-      source_.Cancel(absl::CancelledError(
-          absl::StrCat("cancelled: lost the race to ", Name(index))));
+      source_.Cancel(
+          WithReason(absl::CancelledError(absl::StrCat(
+                         "cancelled: lost the race to ", Name(index))),
+                     "RACE_LOST"));
     }
     if (start_next) {
       CancelHedge();

@@ -126,9 +126,10 @@ class TaskGroup::State {
         if (!first_failure_.ok()) {
           decided_ = true;
           result_ = first_failure_;
-          return absl::CancelledError(
-              absl::StrCat("cancelled because a sibling failed: ",
-                           first_failure_.message()));
+          return WithReason(absl::CancelledError(absl::StrCat(
+                                "cancelled because a sibling failed: ",
+                                first_failure_.message())),
+                            "SIBLING_FAILED");
         }
         return absl::OkStatus();
       case JoinPolicy::kAllSettled:
@@ -137,8 +138,10 @@ class TaskGroup::State {
         if (succeeded_ >= options_.quorum) {
           decided_ = true;
           result_ = absl::OkStatus();
-          return absl::CancelledError(absl::StrCat(
-              "cancelled: the quorum of ", options_.quorum, " was reached"));
+          return WithReason(absl::CancelledError(
+                                absl::StrCat("cancelled: the quorum of ",
+                                             options_.quorum, " was reached")),
+                            "QUORUM_REACHED");
         }
         // Only once every task is known can the quorum become impossible.
         if (joined_ && spawned_ - failed_ < options_.quorum) {
@@ -150,8 +153,11 @@ class TaskGroup::State {
           for (size_t i = 0; i < failures_.size(); ++i) {
             absl::StrAppend(&message, i ? "; " : "", failures_[i].message());
           }
-          result_ = absl::Status(failures_.back().code(), message);
-          return absl::CancelledError(absl::StrCat("cancelled: ", message));
+          result_ = WithReason(absl::Status(failures_.back().code(), message),
+                               "QUORUM_UNREACHABLE");
+          return WithReason(
+              absl::CancelledError(absl::StrCat("cancelled: ", message)),
+              "SIBLING_FAILED");
         }
         return absl::OkStatus();
     }

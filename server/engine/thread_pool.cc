@@ -40,18 +40,21 @@ absl::StatusOr<uint64_t> ThreadPool::Submit(Closure fn) {
   {
     MutexLock lock(&mu_);
     if (stopping_) {
-      return absl::UnavailableError(
-          absl::StrCat("thread pool \"", name_, "\" is stopping"));
+      return WithReason(absl::UnavailableError(absl::StrCat(
+                            "thread pool \"", name_, "\" is stopping")),
+                        "SHUTTING_DOWN");
     }
     // Room for one task per thread, plus the queue.
     if (static_cast<int>(queue_.size()) + running_ >=
         static_cast<int>(threads_.size()) + capacity_) {
       // Counted together: a call handed to a thread may not have started.
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "thread pool \"", name_, "\" is full: it holds ",
-          queue_.size() + running_, " calls, the most its ", threads_.size(),
-          threads_.size() == 1 ? " thread" : " threads", " and queue of ",
-          capacity_, " take (--pools)"));
+      return WithReason(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "thread pool \"", name_, "\" is full: it holds ",
+              queue_.size() + running_, " calls, the most its ",
+              threads_.size(), threads_.size() == 1 ? " thread" : " threads",
+              " and queue of ", capacity_, " take (--pools)")),
+          "POOL_FULL");
     }
     ticket = ++next_ticket_;
     queue_.push_back(Item{ticket, std::move(fn)});

@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "openssl/sha.h"
 #include "server/engine/sleep.h"
 #include "server/handlers/registry.h"
@@ -75,9 +76,12 @@ class SleepCall : public Call {
 class FailCall : public Call {
  public:
   explicit FailCall(const Args& args)
-      : error_(args.Code("code"),
-               args.String("message",
-                           "failed as the plan asked (handler \"fail\")")),
+      : error_(errors::WithReason(
+            absl::Status(args.Code("code"),
+                         args.String("message",
+                                     "failed as the plan asked "
+                                     "(handler \"fail\")")),
+            errors::kFailedByPlan)),
         after_(args.Duration("after")) {}
   void Start(const CallContext& ctx, CallDone done) const override {
     if (after_ <= absl::ZeroDuration()) {

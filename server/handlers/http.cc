@@ -25,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/errors.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/engine/sync.h"
 #include "server/handlers/json.h"
@@ -212,7 +213,9 @@ class HttpClient::Impl {
     if (t != nullptr) {
       t->on_cancel.reset();
       active_.fetch_sub(1, std::memory_order_relaxed);
-      std::move(t->done)(absl::CancelledError("weftd is shutting down"));
+      std::move(t->done)(
+          errors::WithReason(absl::CancelledError("weftd is shutting down"),
+                             errors::kShuttingDown));
       return;
     }
     Wake();
@@ -253,15 +256,19 @@ class HttpClient::Impl {
   // with a proxy, the URL's host is allowed (the proxy hides the address).
   absl::Status CheckBeforeStart(const UrlParts& url) const {
     if (options_.allow.empty()) {
-      return Permanent(absl::PermissionDeniedError(
-          "http calls are refused: weftd allows no destinations (set "
-          "--http_allow, or httpAllow in the config file)"));
+      return Permanent(errors::WithReason(
+          absl::PermissionDeniedError(
+              "http calls are refused: weftd allows no destinations (set "
+              "--http_allow, or httpAllow in the config file)"),
+          errors::kUrlNotAllowed, {{"flag", "--http_allow"}}));
     }
     if (!options_.proxy.empty() &&
         !options_.allow.AllowsUrlHost(url.host, url.port)) {
-      return Permanent(absl::PermissionDeniedError(absl::StrCat(
-          "http: ", url.host, " port ", url.port,
-          " is not allowed by --http_allow (", options_.allow.text(), ")")));
+      return Permanent(errors::WithReason(
+          absl::PermissionDeniedError(absl::StrCat(
+              "http: ", url.host, " port ", url.port,
+              " is not allowed by --http_allow (", options_.allow.text(), ")")),
+          errors::kUrlNotAllowed, {{"flag", "--http_allow"}}));
     }
     return absl::OkStatus();
   }
@@ -450,47 +457,59 @@ class HttpClient::Impl {
     // Refused, unless another address of the same name was allowed and
     // failed in its own way (then that is the error).
     if (!t.refused.empty() && t.allowed == 0) {
-      return Permanent(absl::PermissionDeniedError(absl::StrCat(
-          where, ": the destination ", t.refused,
-          " is not allowed by --http_allow (",
-          options_.allow.empty() ? "nothing" : options_.allow.text(), ")")));
+      return Permanent(errors::WithReason(
+          absl::PermissionDeniedError(absl::StrCat(
+              where, ": the destination ", t.refused,
+              " is not allowed by --http_allow (",
+              options_.allow.empty() ? "nothing" : options_.allow.text(), ")")),
+          errors::kUrlNotAllowed, {{"flag", "--http_allow"}}));
     }
     const std::string detail =
         t.error[0] != '\0' ? std::string(t.error) : curl_easy_strerror(code);
     switch (code) {
       case CURLE_OPERATION_TIMEDOUT:
-        return absl::DeadlineExceededError(absl::StrCat(
-            where, ": no answer within ",
-            absl::FormatDuration(t.request.timeout), " (args.timeout)"));
+        return errors::WithReason(
+            absl::DeadlineExceededError(absl::StrCat(
+                where, ": no answer within ",
+                absl::FormatDuration(t.request.timeout), " (args.timeout)")),
+            errors::kHttpTimeout);
       case CURLE_OUT_OF_MEMORY:
         // libcurl refuses one header line over 100 KB this way, before
         // the header callback sees it.
         if (!t.headers_done) {
-          return Permanent(absl::OutOfRangeError(
-              absl::StrCat(where,
-                           ": the response headers are larger than libcurl "
-                           "accepts (100 KB a line; weft takes ",
-                           options_.max_header_bytes, " bytes in all)")));
+          return Permanent(errors::WithReason(
+              absl::OutOfRangeError(
+                  absl::StrCat(where,
+                               ": the response headers are larger than libcurl "
+                               "accepts (100 KB a line; weft takes ",
+                               options_.max_header_bytes, " bytes in all)")),
+              errors::kHttpResponseTooLarge));
         }
         break;
       case CURLE_WRITE_ERROR:
       case CURLE_FILESIZE_EXCEEDED:
         if (t.headers_too_big) {
-          return Permanent(absl::OutOfRangeError(
-              absl::StrCat(where, ": the response headers are larger than ",
-                           options_.max_header_bytes, " bytes")));
+          return Permanent(errors::WithReason(
+              absl::OutOfRangeError(
+                  absl::StrCat(where, ": the response headers are larger than ",
+                               options_.max_header_bytes, " bytes")),
+              errors::kHttpResponseTooLarge));
         }
         if (t.out_of_memory) {
-          return absl::ResourceExhaustedError(absl::StrCat(
-              where, ": ",
-              t.response.memory.Refusal(CURL_MAX_WRITE_SIZE, "its body")
-                  .message()));
+          return errors::WithReason(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  where, ": ",
+                  t.response.memory.Refusal(CURL_MAX_WRITE_SIZE, "its body")
+                      .message())),
+              errors::kMemoryExhausted, {{"flag", "--max_inflight_bytes"}});
         }
         if (t.too_big || code == CURLE_FILESIZE_EXCEEDED) {
-          return absl::OutOfRangeError(
-              absl::StrCat(where, ": the response body is larger than ",
-                           t.request.max_response_bytes,
-                           " bytes (args.max_response_bytes)"));
+          return errors::WithReason(
+              absl::OutOfRangeError(
+                  absl::StrCat(where, ": the response body is larger than ",
+                               t.request.max_response_bytes,
+                               " bytes (args.max_response_bytes)")),
+              errors::kHttpResponseTooLarge);
         }
         break;
       case CURLE_UNSUPPORTED_PROTOCOL:
@@ -499,7 +518,9 @@ class HttpClient::Impl {
       default:
         break;
     }
-    return absl::UnavailableError(absl::StrCat(where, ": ", detail));
+    return errors::WithReason(
+        absl::UnavailableError(absl::StrCat(where, ": ", detail)),
+        errors::kHttpUnreachable);
   }
 
   // Sends `t` on to its response's Location, through the same checks as
@@ -510,9 +531,11 @@ class HttpClient::Impl {
     curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &location);
     if (location == nullptr) return std::move(t.response);  // No Location.
     if (++t.redirects > t.request.max_redirects) {
-      return absl::OutOfRangeError(
-          absl::StrCat(where, ": more than ", t.request.max_redirects,
-                       " redirects (args.follow_redirects)"));
+      return errors::WithReason(
+          absl::OutOfRangeError(
+              absl::StrCat(where, ": more than ", t.request.max_redirects,
+                           " redirects (args.follow_redirects)")),
+          errors::kHttpTooManyRedirects);
     }
     std::string next = location;
     absl::StatusOr<UrlParts> url = ParseUrl(next);
@@ -683,7 +706,9 @@ class HttpClient::Impl {
     }
     while (!transfers_.empty()) {
       auto it = transfers_.begin();
-      Finish(it->first, absl::CancelledError("weftd is shutting down"),
+      Finish(it->first,
+             errors::WithReason(absl::CancelledError("weftd is shutting down"),
+                                errors::kShuttingDown),
              it->second->easy != nullptr);
     }
   }
@@ -839,9 +864,11 @@ absl::StatusOr<Value> ResponseValue(const HttpResponse& response,
       return out;
     }
     if (parsed.status().code() == absl::StatusCode::kOutOfRange) {
-      return Permanent(absl::OutOfRangeError(
-          absl::StrCat(where, ": the JSON body is ", parsed.status().message(),
-                       ", the most weft keeps in a value")));
+      return Permanent(errors::WithReason(
+          absl::OutOfRangeError(absl::StrCat(
+              where, ": the JSON body is ", parsed.status().message(),
+              ", the most weft keeps in a value")),
+          errors::kValueTooDeep));
     }
     // Not JSON after all: the text, as for any other body.
   }
@@ -879,13 +906,15 @@ struct HttpCallSpec {
         return ResponseValue(*response, where);
       }
     }
-    return absl::Status(
-        CodeForHttpStatus(response->status),
-        absl::StrCat(where, " answered ", response->status,
-                     response->reason.empty() ? "" : " ",
-                     Abbreviate(response->reason, 100),
-                     " (args.accept_status is ", RangesText(accept), ")",
-                     BodySnippet(response->body)));
+    return errors::WithReason(
+        absl::Status(
+            CodeForHttpStatus(response->status),
+            absl::StrCat(where, " answered ", response->status,
+                         response->reason.empty() ? "" : " ",
+                         Abbreviate(response->reason, 100),
+                         " (args.accept_status is ", RangesText(accept), ")",
+                         BodySnippet(response->body))),
+        errors::kHttpStatus, {{"status", absl::StrCat(response->status)}});
   }
 };
 
@@ -918,7 +947,8 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
           env_.Schedule(env_.Now() + spec->request.timeout, [weak, message] {
             auto self = weak.lock();
             if (self == nullptr) return;
-            const absl::Status timeout = absl::DeadlineExceededError(message);
+            const absl::Status timeout = errors::WithReason(
+                absl::DeadlineExceededError(message), errors::kHttpTimeout);
             self->Complete(timeout);
             self->scope_.Cancel(timeout);
           });

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "server/handlers/duration.h"
 #include "server/handlers/status_codes.h"
 #include "server/handlers/text.h"
@@ -78,8 +79,31 @@ int FiniteDepth(const google::protobuf::Value& value) {
 constexpr int64_t kMaxDurationSeconds = 315'576'000'000;
 constexpr int kMaxAttempts = 100;
 
-absl::Status Error(absl::string_view path, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+// INVALID_ARGUMENT "<path>: <what>", with a BadRequest field violation for
+// `path` and ErrorInfo `reason`.
+absl::Status Error(absl::string_view path, absl::string_view what,
+                   absl::string_view reason = errors::kInvalidField) {
+  return errors::FieldError(path, what, reason);
+}
+
+// A handler's refusal of its args ("args.url: ..."), at the call's `path`.
+absl::Status HandlerError(absl::string_view path, const absl::Status& s) {
+  const absl::string_view message = s.message();
+  const size_t colon = message.find(": ");
+  absl::Status out =
+      absl::InvalidArgumentError(absl::StrCat(path, ".", message));
+  if (colon == absl::string_view::npos) {
+    out = errors::WithFieldViolation(std::move(out), path, message);
+  } else {
+    out = errors::WithFieldViolation(
+        std::move(out), absl::StrCat(path, ".", message.substr(0, colon)),
+        message.substr(colon + 2));
+  }
+  std::string reason = errors::Reason(s);
+  if (reason == errors::CodeName(s.code())) {
+    reason = std::string(errors::kInvalidField);
+  }
+  return errors::WithReason(std::move(out), reason);
 }
 
 // Converts a Duration field, checking that it is valid and not negative
@@ -205,14 +229,18 @@ class Compiler {
   absl::Status CompileNode(const PlanNode& node, std::string path, int depth,
                            engine::ThreadPool* pool, int room) {
     if (depth > limits_.max_plan_depth) {
-      return Error(path, absl::StrCat("the plan is nested deeper than ",
-                                      limits_.max_plan_depth,
-                                      " levels, the limit (--max_plan_depth)"));
+      return errors::WithLimit(
+          Error(path, absl::StrCat("the plan is nested deeper than ",
+                                   limits_.max_plan_depth,
+                                   " levels, the limit (--max_plan_depth)")),
+          errors::kPlanTooDeep, "--max_plan_depth", limits_.max_plan_depth);
     }
     if (static_cast<int>(plan_->nodes_.size()) >= limits_.max_plan_nodes) {
-      return Error(
-          path, absl::StrCat("the plan has more than ", limits_.max_plan_nodes,
-                             " nodes, the limit (--max_plan_nodes)"));
+      return errors::WithLimit(
+          Error(path,
+                absl::StrCat("the plan has more than ", limits_.max_plan_nodes,
+                             " nodes, the limit (--max_plan_nodes)")),
+          errors::kPlanTooLarge, "--max_plan_nodes", limits_.max_plan_nodes);
     }
     const int32_t index = static_cast<int32_t>(plan_->nodes_.size());
     plan_->nodes_.emplace_back();
@@ -340,12 +368,14 @@ class Compiler {
   absl::Status CheckComposite(const std::string& path, absl::string_view what,
                               int room, int levels) {
     if (room >= levels) return absl::OkStatus();
-    return Error(
-        path,
-        absl::StrCat("the value of ", what, " nests ", levels,
-                     levels == 1 ? " level" : " levels",
-                     " of lists and objects at least, deeper than it may: ",
-                     ValueDepthRoom(room, limits_.max_value_depth)));
+    return errors::WithLimit(
+        Error(path,
+              absl::StrCat("the value of ", what, " nests ", levels,
+                           levels == 1 ? " level" : " levels",
+                           " of lists and objects at least, deeper than it "
+                           "may: ",
+                           ValueDepthRoom(room, limits_.max_value_depth))),
+        errors::kValueTooDeep, "--max_value_depth", limits_.max_value_depth);
   }
 
   // Every argument's value within --max_value_depth, and the one a call
@@ -364,14 +394,16 @@ class Compiler {
       if (depth <= limits_.max_value_depth && (!returned || depth <= room)) {
         continue;
       }
-      return Error(
-          absl::StrCat(path, ".", handlers::ArgPath(name)),
-          absl::StrCat("nests ", depth, " levels of lists and objects",
-                       returned && depth <= limits_.max_value_depth
-                           ? ", and the call returns it: "
-                           : "; ",
-                       ValueDepthRoom(returned ? room : limits_.max_value_depth,
-                                      limits_.max_value_depth)));
+      return errors::WithLimit(
+          Error(absl::StrCat(path, ".", handlers::ArgPath(name)),
+                absl::StrCat(
+                    "nests ", depth, " levels of lists and objects",
+                    returned && depth <= limits_.max_value_depth
+                        ? ", and the call returns it: "
+                        : "; ",
+                    ValueDepthRoom(returned ? room : limits_.max_value_depth,
+                                   limits_.max_value_depth))),
+          errors::kValueTooDeep, "--max_value_depth", limits_.max_value_depth);
     }
     return absl::OkStatus();
   }
@@ -387,15 +419,18 @@ class Compiler {
     }
     const handlers::Handler* handler = registry_.Find(call.handler());
     if (handler == nullptr) {
-      return Error(
-          absl::StrCat(path, ".handler"),
-          absl::StrCat("unknown handler ", handlers::Quote(call.handler()),
-                       "; known handlers: ", registry_.Names()));
+      return errors::WithReason(
+          Error(
+              absl::StrCat(path, ".handler"),
+              absl::StrCat("unknown handler ", handlers::Quote(call.handler()),
+                           "; known handlers: ", registry_.Names())),
+          errors::kUnknownHandler,
+          {{"handler", handlers::Abbreviate(call.handler(), 128)}});
     }
     // Handler errors start with "args...": join them to the call's path.
     if (absl::Status s = handlers::CheckArgs(handler->info(), call.args());
         !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ".", s.message()));
+      return HandlerError(path, s);
     }
     if (absl::Status s = CheckArgDepths(handler->info(), call.args(), path,
                                         plan_->nodes_[index].max_value_depth);
@@ -405,8 +440,7 @@ class Compiler {
     absl::StatusOr<std::unique_ptr<handlers::Call>> prepared =
         handler->Prepare(call.args());
     if (!prepared.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ".", prepared.status().message()));
+      return HandlerError(path, prepared.status());
     }
     // A blocking handler never runs on the event loop.
     if (pool == nullptr && handler->info().blocking) {
@@ -571,11 +605,13 @@ class Compiler {
         offload.pool().empty() ? "default" : offload.pool();
     engine::ThreadPool* pool = pools_ != nullptr ? pools_->Find(name) : nullptr;
     if (pool == nullptr) {
-      return Error(
-          absl::StrCat(path, ".pool"),
-          absl::StrCat("unknown pool ", handlers::Quote(name), "; pools: ",
-                       pools_ != nullptr ? pools_->Names() : "none",
-                       " (--pools)"));
+      return errors::WithReason(
+          Error(absl::StrCat(path, ".pool"),
+                absl::StrCat(
+                    "unknown pool ", handlers::Quote(name),
+                    "; pools: ", pools_ != nullptr ? pools_->Names() : "none",
+                    " (--pools)")),
+          errors::kUnknownPool, {{"pool", handlers::Abbreviate(name, 128)}});
     }
     if (!offload.has_child()) {
       return Error(absl::StrCat(path, ".child"),
@@ -615,8 +651,7 @@ absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     const handlers::HandlerRegistry& registry, const Limits& limits,
     const PoolSet* pools, LazyResolver* lazies) {
   if (plan == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": missing; a request needs a plan"));
+    return Error(path, "missing; a request needs a plan");
   }
   const PlanNode& root = *plan;
   return Compile(root, std::shared_ptr<const PlanNode>(std::move(plan)), path,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "server/engine/deadline.h"
 #include "server/engine/race.h"
 #include "server/engine/retry.h"
@@ -69,8 +70,8 @@ std::string ChildLabel(const CompiledNode& child, int index) {
 // The error a parent passes on for a failed child, naming the child.
 absl::Status ChildError(const CompiledNode& child, int index,
                         const absl::Status& s) {
-  return absl::Status(
-      s.code(), absl::StrCat(ChildLabel(child, index), ": ", s.message()));
+  return errors::WithMessage(
+      s, absl::StrCat(ChildLabel(child, index), ": ", s.message()));
 }
 
 weft::v1::NodeKind ToProto(NodeKind kind) {
@@ -216,8 +217,8 @@ class Execution {
     if (deadline != absl::InfiniteFuture()) {
       rec.deadline = std::make_unique<engine::Deadline>(
           *options_.env, rec.token, deadline,
-          absl::CancelledError(
-              absl::StrCat("cancelled: ", TimeoutMessage(index))));
+          WithTimeoutReason(index, absl::CancelledError(absl::StrCat(
+                                       "cancelled: ", TimeoutMessage(index)))));
       rec.inner = rec.deadline->token();
     }
 
@@ -242,6 +243,12 @@ class Execution {
         StartSequence(index, rec.inner, std::move(ended));
         return;
     }
+  }
+
+  absl::Status WithTimeoutReason(int32_t index, absl::Status s) const {
+    return errors::WithReason(std::move(s), records_[index].run_deadline
+                                                ? errors::kRunDeadline
+                                                : errors::kNodeTimeout);
   }
 
   std::string TimeoutMessage(int32_t index) const {
@@ -283,9 +290,12 @@ class Execution {
     const int room = node(index).max_value_depth;
     if (size.depth > room) {
       // The same value would be as deep next time.
-      return handlers::Permanent(absl::OutOfRangeError(absl::StrCat(
-          "the value nests ", size.depth, " levels of lists and objects; ",
-          ValueDepthRoom(room, plan_->max_value_depth()))));
+      return handlers::Permanent(errors::WithLimit(
+          absl::OutOfRangeError(absl::StrCat(
+              "the value nests ", size.depth, " levels of lists and objects; ",
+              ValueDepthRoom(room, plan_->max_value_depth()))),
+          errors::kValueTooDeep, "--max_value_depth",
+          plan_->max_value_depth()));
     }
     if (absl::Status s = Charge(size); !s.ok()) return s;
     records_[index].value = *std::move(result);
@@ -301,10 +311,13 @@ class Execution {
         held_wire_.fetch_add(size.wire, std::memory_order_relaxed) + size.wire;
     if (wire > options_.max_outcome_bytes) {
       held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
-      return Overflow(absl::ResourceExhaustedError(absl::StrCat(
-          "the outcome's values passed ", options_.max_outcome_bytes,
-          " bytes, the most an answer may carry (--max_outcome_bytes); "
-          "return smaller values, or run the plan in parts")));
+      return Overflow(errors::WithLimit(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "the outcome's values passed ", options_.max_outcome_bytes,
+              " bytes, the most an answer may carry (--max_outcome_bytes); "
+              "return smaller values, or run the plan in parts")),
+          errors::kAnswerTooLarge, "--max_outcome_bytes",
+          options_.max_outcome_bytes));
     }
     if (options_.memory != nullptr && !options_.memory->TryAdd(size.memory)) {
       held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
@@ -391,9 +404,12 @@ class Execution {
           const CompiledNode& n = node(index);
           for (size_t i = 0; i < n.children.size(); ++i) {
             if (!r.started[i]) {
-              SkipSubtree(n.children[i],
-                          absl::CancelledError(
-                              "not started: the race ended before its turn"));
+              SkipSubtree(
+                  n.children[i],
+                  errors::WithReason(
+                      absl::CancelledError(
+                          "not started: the race ended before its turn"),
+                      errors::kNotStarted));
             }
           }
           if (r.winner >= 0) {
@@ -436,10 +452,12 @@ class Execution {
           const CompiledNode& n = node(index);
           for (size_t i = r.ran; i < n.children.size(); ++i) {
             SkipSubtree(n.children[i],
-                        absl::CancelledError(
-                            token.cancelled()
-                                ? "not started: the sequence was cancelled"
-                                : "not started: an earlier step failed"));
+                        errors::WithReason(
+                            absl::CancelledError(
+                                token.cancelled()
+                                    ? "not started: the sequence was cancelled"
+                                    : "not started: an earlier step failed"),
+                            errors::kNotStarted));
           }
           if (r.status.ok()) r.status = BuildSequenceValue(index);
           std::move(done)(std::move(r.status));
@@ -612,7 +630,8 @@ class Execution {
                (s.code() == absl::StatusCode::kCancelled ||
                 s.code() == absl::StatusCode::kDeadlineExceeded)) {
       rec.state = weft::v1::NODE_STATE_TIMED_OUT;
-      s = absl::DeadlineExceededError(TimeoutMessage(index));
+      s = WithTimeoutReason(index,
+                            absl::DeadlineExceededError(TimeoutMessage(index)));
     } else if (s.code() == absl::StatusCode::kCancelled &&
                rec.token.cancelled()) {
       rec.state = weft::v1::NODE_STATE_CANCELLED;
@@ -720,6 +739,7 @@ class Execution {
     } else {
       out->mutable_error()->set_code(handlers::CodeName(rec.error.code()));
       out->mutable_error()->set_message(std::string(rec.error.message()));
+      out->mutable_error()->set_reason(errors::Reason(rec.error));
     }
     if (rec.started) {
       SetTimestamp(rec.start, out->mutable_start_time());
@@ -756,7 +776,7 @@ class Execution {
 }  // namespace
 
 weft::v1::NodeOutcome RootFailed(const weft::v1::NodeOutcome& outcome,
-                                 absl::string_view code, std::string message) {
+                                 const absl::Status& error) {
   weft::v1::NodeOutcome root;
   root.set_id(outcome.id());
   root.set_kind(outcome.kind());
@@ -764,8 +784,9 @@ weft::v1::NodeOutcome RootFailed(const weft::v1::NodeOutcome& outcome,
   *root.mutable_start_time() = outcome.start_time();
   *root.mutable_end_time() = outcome.end_time();
   root.set_attempts(outcome.attempts());
-  root.mutable_error()->set_code(std::string(code));
-  root.mutable_error()->set_message(std::move(message));
+  root.mutable_error()->set_code(handlers::CodeName(error.code()));
+  root.mutable_error()->set_message(std::string(error.message()));
+  root.mutable_error()->set_reason(errors::Reason(error));
   return root;
 }
 

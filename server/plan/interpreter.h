@@ -76,10 +76,11 @@ struct RunOptions {
 
 using OutcomeDone = absl::AnyInvocable<void(weft::v1::NodeOutcome) &&>;
 
-// `outcome`'s root alone (id, kind, times, attempts), FAILED with `code` and
-// `message`: what is kept of an outcome that cannot be kept whole.
+// `outcome`'s root alone (id, kind, times, attempts), FAILED with `error`
+// (its code, message and reason): what is kept of an outcome that cannot be
+// kept whole.
 weft::v1::NodeOutcome RootFailed(const weft::v1::NodeOutcome& outcome,
-                                 absl::string_view code, std::string message);
+                                 const absl::Status& error);
 
 // Runs `plan`. `done` gets the root's outcome, with its children unless
 // `options.root_only`.

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "api/errors.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "server/engine/async_lazy.h"
@@ -44,11 +45,21 @@ std::string DefinitionBytes(const weft::v1::LazyValue& d) {
   return bytes;
 }
 
+constexpr char kLazyValueType[] = "weft.v1.LazyValue";  // ResourceInfo
+
 absl::Status BadName(absl::string_view name) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("name: ", handlers::Quote(name),
-                   " is not a lazy value name; lazy value names look like "
-                   "lazyValues/daily_stats"));
+  return errors::FieldError(
+      "name", absl::StrCat(handlers::Quote(name),
+                           " is not a lazy value name; lazy value names look "
+                           "like lazyValues/daily_stats"));
+}
+
+absl::Status NotFound(absl::string_view name) {
+  return errors::WithResource(
+      errors::WithReason(
+          absl::NotFoundError(absl::StrCat(name, ": no such lazy value")),
+          errors::kLazyValueNotFound),
+      kLazyValueType, name);
 }
 
 absl::Duration OrInfinite(absl::Duration d) {
@@ -140,7 +151,9 @@ LazyRegistry::LazyRegistry(engine::Env& env, Options options)
           "--max_lazy_bytes")) {}
 
 LazyRegistry::~LazyRegistry() {
-  CloseAll(absl::CancelledError("the server is shutting down"));
+  CloseAll(
+      errors::WithReason(absl::CancelledError("the server is shutting down"),
+                         errors::kShuttingDown));
 }
 
 void LazyRegistry::CloseAll(const absl::Status& reason) {
@@ -150,8 +163,9 @@ void LazyRegistry::CloseAll(const absl::Status& reason) {
     entries.swap(entries_);
   }
   for (auto& [name, entry] : entries) {
-    entry->lazy->Close(
-        absl::AbortedError(absl::StrCat(name, ": ", reason.message())));
+    entry->lazy->Close(errors::WithReason(
+        absl::AbortedError(absl::StrCat(name, ": ", reason.message())),
+        errors::Reason(reason)));
   }
 }
 
@@ -173,25 +187,25 @@ absl::Status LazyRegistry::CheckDefinition(const weft::v1::LazyValue& d,
     const absl::Duration v = FromProto(f.value);
     if (f.value.seconds() < 0 || f.value.nanos() < 0 ||
         f.value.nanos() > 999'999'999 || v > absl::Hours(24 * 366)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ".", f.name, ": must be from 0s to 366 days, got ",
+      return errors::FieldError(
+          absl::StrCat(path, ".", f.name),
+          absl::StrCat("must be from 0s to 366 days, got ",
                        handlers::FormatJsonDuration(v)));
     }
   }
   if (d.has_refresh_after() && d.has_ttl() &&
       FromProto(d.ttl()) != absl::ZeroDuration() &&
       FromProto(d.refresh_after()) >= FromProto(d.ttl())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ".refresh_after: must be shorter than ttl (",
+    return errors::FieldError(
+        absl::StrCat(path, ".refresh_after"),
+        absl::StrCat("must be shorter than ttl (",
                      handlers::FormatJsonDuration(FromProto(d.ttl())),
                      "), or the value expires before it is refreshed"));
   }
   if (d.has_refresh_after() &&
       FromProto(d.refresh_after()) == absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path,
-                     ".refresh_after: must be positive (leave it out for no "
-                     "refresh)"));
+    return errors::FieldError(absl::StrCat(path, ".refresh_after"),
+                              "must be positive (leave it out for no refresh)");
   }
   return absl::OkStatus();
 }
@@ -201,10 +215,11 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
     std::shared_ptr<const CompiledPlan> plan, int64_t request_bytes) {
   const std::string name = absl::StrCat(kPrefix, id);
   if (!IsLazyValueName(name)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lazy_value_id: ", handlers::Quote(id),
-        " is not a lazy value id: 1 to 63 characters of a-z, 0-9, _ and -, "
-        "starting with a letter"));
+    return errors::FieldError(
+        "lazy_value_id",
+        absl::StrCat(handlers::Quote(id),
+                     " is not a lazy value id: 1 to 63 characters of a-z, "
+                     "0-9, _ and -, starting with a letter"));
   }
   if (absl::Status s = CheckDefinition(definition, "lazy_value"); !s.ok()) {
     return s;
@@ -237,10 +252,13 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
   const int64_t max_value_bytes = std::max<int64_t>(
       0, options_.max_value_bytes -
              static_cast<int64_t>(entry->definition_bytes.size()) - 1024);
+  // The lazy owns this factory and the entry owns the lazy: `e` outlives
+  // every call of it.
   entry->lazy = std::make_unique<Lazy>(
-      [this, plan = entry->plan, name, max_value_bytes](
+      [this, e = entry.get(), plan = entry->plan, name, max_value_bytes](
           const engine::CancellationToken& token, Lazy::Callback done) {
-        Compute(plan, name, max_value_bytes, token, std::move(done));
+        Compute(plan, name, static_cast<int64_t>(e->lazy->generation()),
+                max_value_bytes, token, std::move(done));
       },
       lazy_options);
 
@@ -248,17 +266,22 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
   auto it = entries_.find(name);
   if (it != entries_.end()) {
     if (it->second->definition_bytes != entry->definition_bytes) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(name,
-                       " exists with another definition; delete it first to "
-                       "change it"));
+      return errors::WithResource(
+          errors::WithReason(absl::AlreadyExistsError(absl::StrCat(
+                                 name,
+                                 " exists with another definition; delete it "
+                                 "first to change it")),
+                             errors::kLazyValueExists),
+          kLazyValueType, name);
     }
     return it->second->Snapshot();
   }
   if (static_cast<int>(entries_.size()) >= options_.max_values) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("there are ", entries_.size(),
-                     " lazy values, the most allowed (--max_lazy_values)"));
+    return errors::WithLimit(
+        absl::ResourceExhaustedError(
+            absl::StrCat("there are ", entries_.size(),
+                         " lazy values, the most allowed (--max_lazy_values)")),
+        errors::kLazyStoreFull, "--max_lazy_values", options_.max_values);
   }
   // The request, and the definition's copy and encoding kept beside it.
   const int64_t bytes =
@@ -279,7 +302,7 @@ absl::StatusOr<std::shared_ptr<LazyRegistry::Entry>> LazyRegistry::Find(
   engine::MutexLock lock(&mu_);
   auto it = entries_.find(name);
   if (it == entries_.end()) {
-    return absl::NotFoundError(absl::StrCat(name, ": no such lazy value"));
+    return NotFound(name);
   }
   return it->second;
 }
@@ -306,11 +329,13 @@ absl::Status LazyRegistry::Delete(absl::string_view name) {
     engine::MutexLock lock(&mu_);
     auto it = entries_.find(name);
     if (it == entries_.end() || it->second != *entry) {
-      return absl::NotFoundError(absl::StrCat(name, ": no such lazy value"));
+      return NotFound(name);
     }
     entries_.erase(it);
   }
-  (*entry)->lazy->Close(absl::AbortedError(absl::StrCat(name, " was deleted")));
+  (*entry)->lazy->Close(
+      errors::WithReason(absl::AbortedError(absl::StrCat(name, " was deleted")),
+                         errors::kLazyValueDeleted));
   return absl::OkStatus();
 }
 
@@ -318,13 +343,13 @@ absl::StatusOr<LazyRegistry::Page> LazyRegistry::List(
     int page_size, absl::string_view page_token, int64_t max_bytes,
     engine::MemoryCharge* charge) const {
   if (page_size < 0 || page_size > kMaxPageSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_size: must be from 0 to ", kMaxPageSize, ", got ", page_size));
+    return errors::FieldError(
+        "page_size",
+        absl::StrCat("must be from 0 to ", kMaxPageSize, ", got ", page_size));
   }
   if (page_size == 0) page_size = kDefaultPageSize;
   if (!page_token.empty() && !IsLazyValueName(page_token)) {
-    return absl::InvalidArgumentError(
-        "page_token: not a token from ListLazyValues");
+    return errors::FieldError("page_token", "not a token from ListLazyValues");
   }
   std::vector<std::shared_ptr<Entry>> entries;
   bool more = false;
@@ -387,29 +412,42 @@ void LazyRegistry::Resolve(const std::string& name,
                            const engine::CancellationToken& token,
                            handlers::CallDone done) {
   ResolveShared(name, token,
-                [done = std::move(done)](absl::StatusOr<CachedPtr> v) mutable {
+                [done = std::move(done)](absl::StatusOr<Resolved> v) mutable {
                   if (!v.ok()) return std::move(done)(v.status());
-                  std::move(done)((*v)->value);
+                  std::move(done)(v->cached->value);
                 });
 }
 
 void LazyRegistry::ResolveShared(const std::string& name,
                                  const engine::CancellationToken& token,
-                                 ResolveDone done) {
+                                 ResolvedDone done) {
   absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
   if (!entry.ok()) return std::move(done)(entry.status());
-  (*entry)->lazy->Get(token, std::move(done));
+  // A value computed before the lookup has a serial no greater than this;
+  // one this call waited for, a greater one.
+  const uint64_t before = computed_->load(std::memory_order_acquire);
+  (*entry)->lazy->Get(token, [before, done = std::move(done)](
+                                 absl::StatusOr<CachedPtr> v) mutable {
+    if (!v.ok()) return std::move(done)(v.status());
+    Resolved r;
+    r.cache_hit = (*v)->serial <= before;
+    r.cached = *std::move(v);
+    std::move(done)(std::move(r));
+  });
 }
 
 void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
-                           const std::string& name, int64_t max_value_bytes,
+                           const std::string& name, int64_t generation,
+                           int64_t max_value_bytes,
                            const engine::CancellationToken& token,
                            ResolveDone done) {
   if (std::string cycle = FindCycle(name); !cycle.empty()) {
-    return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
-        name,
-        " cannot be computed: lazy values resolve each other in a cycle, ",
-        cycle)));
+    return std::move(done)(errors::WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            name,
+            " cannot be computed: lazy values resolve each other in a cycle, ",
+            cycle)),
+        errors::kLazyValueCycle));
   }
   RunOptions run;
   run.env = &env_;
@@ -426,8 +464,8 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
   auto inflight = std::make_shared<engine::MemoryCharge>(options_.inflight);
   run.memory = inflight.get();
   Execute(plan, std::move(run),
-          [cache = cache_, name, inflight,
-           done = std::move(done)](weft::v1::NodeOutcome o) mutable {
+          [env = &env_, computed = computed_, cache = cache_, name, generation,
+           inflight, done = std::move(done)](weft::v1::NodeOutcome o) mutable {
             if (o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
               const handlers::ValueSize size = handlers::Measure(o.value());
               auto cached = std::make_shared<Cached>();
@@ -439,15 +477,21 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
                     absl::StrCat(kMakeRoom, ", or return a smaller value")));
               }
               cached->wire_bytes = size.wire;
+              cached->generation = generation;
+              cached->computed_at = env->Now();
+              cached->serial =
+                  computed->fetch_add(1, std::memory_order_acq_rel) + 1;
               cached->value = std::move(*o.mutable_value());
               inflight.reset();
               return std::move(done)(CachedPtr(std::move(cached)));
             }
             absl::StatusOr<absl::StatusCode> code =
                 handlers::ParseCodeName(o.error().code());
-            std::move(done)(
+            std::move(done)(errors::WithReason(
                 absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
-                             absl::StrCat(name, ": ", o.error().message())));
+                             absl::StrCat(name, ": ", o.error().message())),
+                errors::kLazyComputationFailed,
+                {{"node_reason", o.error().reason()}}));
           });
 }
 

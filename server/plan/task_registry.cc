@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "api/errors.h"
 #include "api/outcome.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -27,6 +28,7 @@ using weft::v1::Task;
 using weft::v1::TaskState;
 
 constexpr char kPrefix[] = "tasks/";
+constexpr char kTaskType[] = "weft.v1.Task";  // ResourceInfo.resource_type
 constexpr int kIdHexDigits = 32;
 
 // 128 random bits from the kernel, in hex.
@@ -255,8 +257,9 @@ absl::StatusOr<std::string> TaskRegistry::ParseName(absl::string_view name) {
       !std::all_of(id.begin(), id.end(), [](char c) {
         return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
       })) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("name: ", handlers::Quote(name),
+    return errors::FieldError(
+        "name",
+        absl::StrCat(handlers::Quote(name),
                      " is not a task name; task names look like tasks/",
                      std::string(kIdHexDigits, 'f').replace(0, 8, "0123abcd"),
                      " (", kIdHexDigits, " hex digits)"));
@@ -266,30 +269,31 @@ absl::StatusOr<std::string> TaskRegistry::ParseName(absl::string_view name) {
 
 absl::Status TaskRegistry::NotFound(absl::string_view name) const {
   auto it = forgotten_.find(name);
-  if (it != forgotten_.end()) {
-    return absl::NotFoundError(absl::StrCat(name, ": ", it->second));
-  }
-  return absl::NotFoundError(absl::StrCat(name, ": no such task"));
+  const absl::Status s = absl::NotFoundError(absl::StrCat(
+      name, ": ", it != forgotten_.end() ? it->second : "no such task"));
+  return errors::WithResource(errors::WithReason(s, errors::kTaskNotFound),
+                              kTaskType, name);
 }
 
 absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
   if (t.labels.size() > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("labels: ", t.labels.size(), " labels, more than 64"));
+    return errors::FieldError(
+        "labels", absl::StrCat(t.labels.size(), " labels, more than 64"));
   }
   for (const auto& [k, v] : t.labels) {
     if (k.empty() || k.size() > 63) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "labels: key ", handlers::Quote(k), " must be 1 to 63 characters"));
+      return errors::FieldError("labels",
+                                absl::StrCat("key ", handlers::Quote(k),
+                                             " must be 1 to 63 characters"));
     }
     if (v.size() > 255) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("labels[", handlers::Quote(k),
-                       "]: the value is longer than 255 characters"));
+      return errors::FieldError(
+          absl::StrCat("labels[", handlers::Quote(k), "]"),
+          "the value is longer than 255 characters");
     }
   }
   if (t.request_id.size() > 128) {
-    return absl::InvalidArgumentError("request_id: longer than 128 characters");
+    return errors::FieldError("request_id", "longer than 128 characters");
   }
   const std::string fingerprint =
       t.request_id.empty() ? std::string() : Fingerprint(*t.source);
@@ -299,17 +303,23 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
   {
     engine::MutexLock lock(&mu_);
     if (!accepting_) {
-      return absl::UnavailableError(absl::StrCat(
-          "the server takes no new tasks: ", stop_reason_.message()));
+      return errors::WithReason(
+          absl::UnavailableError(absl::StrCat("the server takes no new tasks: ",
+                                              stop_reason_.message())),
+          errors::kShuttingDown);
     }
     if (!t.request_id.empty()) {
       auto it = requests_.find(t.request_id);
       if (it != requests_.end()) {
         const auto& [name, fp] = it->second;
         if (fp != fingerprint) {
-          return absl::AlreadyExistsError(
-              absl::StrCat("request_id ", handlers::Quote(t.request_id),
-                           " was used for ", name, " with another plan"));
+          return errors::WithResource(
+              errors::WithReason(
+                  absl::AlreadyExistsError(absl::StrCat(
+                      "request_id ", handlers::Quote(t.request_id),
+                      " was used for ", name, " with another plan")),
+                  errors::kRequestIdReused),
+              kTaskType, name);
         }
         auto live = live_.find(name);
         if (live != live_.end())
@@ -322,22 +332,34 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
         running_ < options_.max_running_tasks && queue_.empty();
     if (!run_now &&
         static_cast<int>(queue_.size()) >= options_.max_queued_tasks) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("too many tasks waiting: ", queue_.size(),
-                       " queued behind ", running_,
-                       " running, the most allowed (--max_queued_tasks, "
-                       "--max_running_tasks); "
-                       "retry after ",
-                       handlers::FormatJsonDuration(options_.retry_after)));
+      return errors::WithRetryDelay(
+          errors::WithLimit(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "too many tasks waiting: ", queue_.size(), " queued behind ",
+                  running_,
+                  " running, the most allowed (--max_queued_tasks, "
+                  "--max_running_tasks); "
+                  "retry after ",
+                  handlers::FormatJsonDuration(options_.retry_after))),
+              errors::kTaskQueueFull, "--max_queued_tasks",
+              options_.max_queued_tasks),
+          options_.retry_after);
     }
     const int64_t bytes = t.request_bytes + kTaskMemory;
     if (!MakeRoomLocked(bytes)) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the tasks held take ", retained_.used(), " bytes of at most ",
-          retained_.limit(), " (--max_retained_task_bytes), and ", live_.size(),
-          " of them are still queued or running; this one needs ", bytes,
-          ". Retry after ", handlers::FormatJsonDuration(options_.retry_after),
-          ", or delete finished tasks"));
+      return errors::WithRetryDelay(
+          errors::WithLimit(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "the tasks held take ", retained_.used(),
+                  " bytes of at most ", retained_.limit(),
+                  " (--max_retained_task_bytes), and ", live_.size(),
+                  " of them are still queued or running; this one needs ",
+                  bytes, ". Retry after ",
+                  handlers::FormatJsonDuration(options_.retry_after),
+                  ", or delete finished tasks")),
+              errors::kTaskStoreFull, "--max_retained_task_bytes",
+              retained_.limit()),
+          options_.retry_after);
     }
     auto live = std::make_shared<Live>(this, std::move(t));
     Task& task = live->task;
@@ -414,12 +436,16 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
       footprints_[live->task.name()].outcome = bytes;
     } else {
       outcome = RootFailed(
-          outcome, "RESOURCE_EXHAUSTED",
-          absl::StrCat("the outcome takes ", bytes,
-                       " bytes, more than the tasks held leave room for: they "
-                       "take ",
-                       retained_.used(), " of at most ", retained_.limit(),
-                       " bytes (--max_retained_task_bytes)"));
+          outcome,
+          errors::WithLimit(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "the outcome takes ", bytes,
+                  " bytes, more than the tasks held leave room for: they "
+                  "take ",
+                  retained_.used(), " of at most ", retained_.limit(),
+                  " bytes (--max_retained_task_bytes)")),
+              errors::kTaskStoreFull, "--max_retained_task_bytes",
+              retained_.limit()));
       const int64_t small = static_cast<int64_t>(outcome.SpaceUsedLong());
       if (retained_.TryAdd(small)) {
         footprints_[live->task.name()].outcome = small;
@@ -625,17 +651,16 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
     const weft::v1::ListTasksRequest& request, int64_t max_bytes,
     engine::MemoryCharge* charge) const {
   if (request.page_size() < 0 || request.page_size() > 1000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: must be from 1 to 1000 (0 for 100), got ",
-                     request.page_size()));
+    return errors::FieldError(
+        "page_size", absl::StrCat("must be from 1 to 1000 (0 for 100), got ",
+                                  request.page_size()));
   }
   const int page_size = request.page_size() == 0 ? 100 : request.page_size();
   absl::flat_hash_set<int> states;
   for (int s : request.states()) {
     if (!weft::v1::TaskState_IsValid(s) ||
         s == weft::v1::TASK_STATE_UNSPECIFIED) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("states: unknown state ", s));
+      return errors::FieldError("states", absl::StrCat("unknown state ", s));
     }
     states.insert(s);
   }
@@ -653,9 +678,9 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
     if (dot == std::string::npos ||
         !absl::SimpleAtoi(request.page_token().substr(0, dot), &before) ||
         request.page_token().substr(dot + 1) != filter_hash) {
-      return absl::InvalidArgumentError(
-          "page_token: not a token from an earlier ListTasks with these same "
-          "filters");
+      return errors::FieldError(
+          "page_token",
+          "not a token from an earlier ListTasks with these same filters");
     }
   }
   const bool with_plan = request.view() == weft::v1::TASK_VIEW_FULL;
@@ -696,11 +721,13 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
     const int64_t size = static_cast<int64_t>(task->ByteSizeLong()) + 6;
     if (bytes + size > max_bytes) {
       if (result.tasks.empty()) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            task->name(), " alone takes ", size,
-            " bytes, more than a page may (--max_outcome_bytes ", max_bytes,
-            "); read it with GetTask and detail OUTCOME_DETAIL_ROOT, or list "
-            "with view TASK_VIEW_BASIC"));
+        return errors::WithLimit(
+            absl::ResourceExhaustedError(absl::StrCat(
+                task->name(), " alone takes ", size,
+                " bytes, more than a page may (--max_outcome_bytes ", max_bytes,
+                "); read it with GetTask and detail OUTCOME_DETAIL_ROOT, or "
+                "list with view TASK_VIEW_BASIC")),
+            errors::kAnswerTooLarge, "--max_outcome_bytes", max_bytes);
       }
       more = true;
       break;
@@ -734,6 +761,7 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
       outcome->mutable_error()->set_code("CANCELLED");
       outcome->mutable_error()->set_message(
           "cancelled before it started (CancelTask)");
+      outcome->mutable_error()->set_reason(std::string(errors::kRunCancelled));
       EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
     } else {
       running = it->second;
@@ -741,7 +769,9 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
   }
   for (auto& fn : after) fn();
   if (running != nullptr) {
-    running->cancel.Cancel(absl::CancelledError("cancelled by CancelTask"));
+    running->cancel.Cancel(
+        errors::WithReason(absl::CancelledError("cancelled by CancelTask"),
+                           errors::kRunCancelled));
   }
   return Get(name, false, true, charge);
 }
@@ -751,9 +781,14 @@ absl::Status TaskRegistry::Delete(absl::string_view name) {
   engine::MutexLock lock(&mu_);
   auto live = live_.find(name);
   if (live != live_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        name, " is ", weft::v1::TaskState_Name(live->second->task.state()),
-        "; only a finished task can be deleted (cancel it first)"));
+    return errors::WithResource(
+        errors::WithReason(
+            absl::FailedPreconditionError(absl::StrCat(
+                name, " is ",
+                weft::v1::TaskState_Name(live->second->task.state()),
+                "; only a finished task can be deleted (cancel it first)")),
+            errors::kTaskNotFinished),
+        kTaskType, name);
   }
   if (!finished_names_.erase(std::string(name))) return NotFound(name);
   Forget(std::string(name), "deleted (DeleteTask)");

@@ -7,7 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "server/engine/cancellation.h"
+#include "server/plan/proto_time.h"
 #include "server/service/orchestrator_service.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
@@ -79,24 +81,30 @@ class OrchestratorService::ResolveReactor final
     // callback below may finish it inline.
     lazies.ResolveShared(
         name, source_.token(),
-        [this](absl::StatusOr<plan::LazyRegistry::CachedPtr> v) {
+        [this](absl::StatusOr<plan::LazyRegistry::Resolved> v) {
           if (!v.ok()) {
             Finish(ToGrpc(v.status()));
             return;
           }
+          const plan::LazyRegistry::Cached& cached = *v->cached;
           // The answer's copy of the shared value, until it is sent.
-          const int64_t bytes = (*v)->charge.bytes();
+          const int64_t bytes = cached.charge.bytes();
           if (!charge_.TryAdd(bytes)) {
             Finish(ToGrpc(charge_.Refusal(bytes, "this answer")));
             return;
           }
-          *response_->mutable_value() = (*v)->value;
+          *response_->mutable_value() = cached.value;
+          response_->set_cache_hit(v->cache_hit);
+          response_->set_generation(cached.generation);
+          plan::SetTimestamp(cached.computed_at,
+                             response_->mutable_compute_time());
           Finish(grpc::Status::OK);
         });
   }
 
   void OnCancel() override {
-    source_.Cancel(absl::CancelledError("the caller went away"));
+    source_.Cancel(errors::WithReason(
+        absl::CancelledError("the caller went away"), errors::kRunCancelled));
   }
   void OnDone() override { delete this; }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_writer.h"
@@ -138,9 +139,10 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   // caller's deadline passes.
   void OnCancel() override {
     caller_cancelled_.store(true, std::memory_order_release);
-    source_.Cancel(absl::CancelledError(
-        "the call ended: the caller cancelled it, went away, or its deadline "
-        "passed"));
+    source_.Cancel(errors::WithReason(
+        absl::CancelledError("the call ended: the caller cancelled it, went "
+                             "away, or its deadline passed"),
+        errors::kRunCancelled));
   }
 
   void OnDone() override {
@@ -181,12 +183,16 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
         static_cast<size_t>(service_->options_.max_outcome_bytes);
     if (size > limit) {
       *response.mutable_outcome() = plan::RootFailed(
-          response.outcome(), "RESOURCE_EXHAUSTED",
-          absl::StrCat("the outcome is ", size, " bytes, more than ", limit,
-                       " (--max_outcome_bytes); ",
-                       root_only_ ? "return smaller values"
-                                  : "ask for OUTCOME_DETAIL_ROOT or return "
-                                    "smaller values"));
+          response.outcome(),
+          errors::WithLimit(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "the outcome is ", size, " bytes, more than ", limit,
+                  " (--max_outcome_bytes); ",
+                  root_only_ ? "return smaller values"
+                             : "ask for OUTCOME_DETAIL_ROOT or return "
+                               "smaller values")),
+              errors::kAnswerTooLarge, "--max_outcome_bytes",
+              static_cast<int64_t>(limit)));
       size = response.ByteSizeLong();
     }
     if (absl::Status s = SerializeSizedResponse(response, size, response_);
@@ -322,15 +328,23 @@ absl::Status OrchestratorService::Admit(uint64_t* id,
                                         engine::CancellationSource* source) {
   engine::MutexLock lock(&mu_);
   if (!accepting_) {
-    return absl::UnavailableError(
-        "the server is shutting down and takes no new runs; retry on another "
-        "server");
+    return errors::WithRetryDelay(
+        errors::WithReason(
+            absl::UnavailableError("the server is shutting down and takes no "
+                                   "new runs; retry on another server"),
+            errors::kShuttingDown),
+        options_.retry_after);
   }
   if (static_cast<int>(runs_.size()) >= options_.max_active_runs) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many runs in flight: ", runs_.size(), " of at most ",
-        options_.max_active_runs, " (--max_active_runs); retry after ",
-        handlers::FormatJsonDuration(options_.retry_after)));
+    return errors::WithRetryDelay(
+        errors::WithLimit(
+            absl::ResourceExhaustedError(absl::StrCat(
+                "too many runs in flight: ", runs_.size(), " of at most ",
+                options_.max_active_runs, " (--max_active_runs); retry after ",
+                handlers::FormatJsonDuration(options_.retry_after))),
+            errors::kTooManyRuns, "--max_active_runs",
+            options_.max_active_runs),
+        options_.retry_after);
   }
   *id = ++next_id_;
   runs_.emplace(*id, *source);
@@ -379,8 +393,9 @@ int OrchestratorService::active_runs() const {
 
 absl::Status CheckOutcomeDetail(int detail) {
   if (weft::v1::OutcomeDetail_IsValid(detail)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("detail: unknown OutcomeDetail ", detail,
+  return errors::FieldError(
+      "detail",
+      absl::StrCat("unknown OutcomeDetail ", detail,
                    "; use OUTCOME_DETAIL_FULL or OUTCOME_DETAIL_ROOT"));
 }
 

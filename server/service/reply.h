@@ -3,12 +3,15 @@
 #ifndef WEFT_SERVER_SERVICE_REPLY_H_
 #define WEFT_SERVER_SERVICE_REPLY_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "api/error_details.h"
+#include "api/errors.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
@@ -17,11 +20,24 @@
 
 namespace weft::service {
 
-// The status for gRPC, its message cut to kMaxMessageBytes: it travels in a
-// trailer, which clients refuse beyond a few KiB.
+// The status for gRPC: its code, its message, and its google.rpc details
+// (api/errors.h) as the google.rpc.Status gRPC sends in the
+// grpc-status-details-bin trailer. Messages, field paths and descriptions
+// are cut to kMaxMessageBytes: clients refuse trailers past 8 KiB.
 inline grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      handlers::Abbreviate(s.message()));
+  if (s.ok()) return grpc::Status::OK;
+  absl::Status cut = handlers::Abbreviate(s);
+  if (std::optional<google::rpc::BadRequest> bad = errors::GetBadRequest(cut);
+      bad.has_value()) {
+    for (auto& v : *bad->mutable_field_violations()) {
+      v.set_field(handlers::Abbreviate(v.field()));
+      v.set_description(handlers::Abbreviate(v.description()));
+    }
+    cut = errors::WithDetail(std::move(cut), *bad);
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(cut.code()),
+                      std::string(cut.message()),
+                      errors::ToRpcStatus(cut).SerializeAsString());
 }
 
 // Finishes a unary call with `result`, moving the value into `response`.
@@ -88,9 +104,11 @@ class ChargedReactor final : public grpc::ServerUnaryReactor {
 inline absl::Status CheckAnswerSize(size_t size, int64_t max_bytes,
                                     absl::string_view advice) {
   if (size <= static_cast<size_t>(max_bytes)) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "the answer would be ", size, " bytes, more than the ", max_bytes,
-      " an answer may carry (--max_outcome_bytes); ", advice));
+  return errors::WithLimit(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "the answer would be ", size, " bytes, more than the ", max_bytes,
+          " an answer may carry (--max_outcome_bytes); ", advice)),
+      errors::kAnswerTooLarge, "--max_outcome_bytes", max_bytes);
 }
 
 }  // namespace weft::service

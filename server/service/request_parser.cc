@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -89,17 +90,25 @@ class NestingScanner {
           int plan_depth = frame.plan_depth + (type == plan_node_ ? 1 : 0);
           frames_.push_back({type, pos + len, plan_depth, std::move(element)});
           if (plan_depth > max_plan_depth_) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                Path(), ": the plan is nested deeper than ", max_plan_depth_,
-                " levels, the limit (--max_plan_depth)"));
+            return errors::WithLimit(
+                errors::FieldError(
+                    Path(),
+                    absl::StrCat("the plan is nested deeper than ",
+                                 max_plan_depth_,
+                                 " levels, the limit (--max_plan_depth)")),
+                errors::kPlanTooDeep, "--max_plan_depth", max_plan_depth_);
           }
           if (static_cast<int>(frames_.size()) - 1 >
               RecursionLimit(max_plan_depth_, max_value_depth_)) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                Path(/*up_to=*/"args"),
-                ": arguments nest deeper than values may: at most ",
-                max_value_depth_,
-                " levels of lists and objects (--max_value_depth)"));
+            return errors::WithLimit(
+                errors::FieldError(
+                    Path(/*up_to=*/"args"),
+                    absl::StrCat("arguments nest deeper than values may: at "
+                                 "most ",
+                                 max_value_depth_,
+                                 " levels of lists and objects "
+                                 "(--max_value_depth)")),
+                errors::kValueTooDeep, "--max_value_depth", max_value_depth_);
           }
           break;
         }
@@ -147,9 +156,10 @@ class NestingScanner {
   }
 
   absl::Status Malformed() const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the request is not a valid ",
-                     frames_[0].type->full_name(), " message"));
+    return errors::WithReason(absl::InvalidArgumentError(absl::StrCat(
+                                  "the request is not a valid ",
+                                  frames_[0].type->full_name(), " message")),
+                              errors::kMalformedRequest);
   }
 
   const int max_plan_depth_;
@@ -183,9 +193,11 @@ absl::Status SerializeResponse(const google::protobuf::Message& message,
 absl::Status SerializeSizedResponse(const google::protobuf::Message& message,
                                     size_t size, grpc::ByteBuffer* out) {
   if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the answer would be ", size,
-                     " bytes, more than a gRPC message can carry"));
+    return errors::WithReason(
+        absl::ResourceExhaustedError(
+            absl::StrCat("the answer would be ", size,
+                         " bytes, more than a gRPC message can carry")),
+        errors::kAnswerTooLarge);
   }
   grpc::ProtoBufferWriter writer(out, grpc::kProtoBufferWriterMaxBufferLength,
                                  static_cast<int>(size));

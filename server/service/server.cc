@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "proto/descriptor_set.h"
@@ -156,7 +157,8 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
   ShutdownReport report;
   if (shut_down_ || server_ == nullptr) return report;
   shut_down_ = true;
-  const absl::Status reason = absl::CancelledError("server shutting down");
+  const absl::Status reason = errors::WithReason(
+      absl::CancelledError("server shutting down"), errors::kShuttingDown);
   health_.SetServing(false);
   orchestrator_->StopAccepting();
   tasks_.StopAccepting(reason);  // Queued tasks end CANCELLED now.

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "api/outcome.h"
 #include "server/engine/ref_counted.h"
 #include "server/handlers/duration.h"
@@ -28,9 +29,9 @@ bool Terminal(weft::v1::TaskState s) {
 
 absl::Status CheckView(int view) {
   if (weft::v1::TaskView_IsValid(view)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("view: unknown TaskView ", view,
-                   "; use TASK_VIEW_BASIC or TASK_VIEW_FULL"));
+  return errors::FieldError(
+      "view", absl::StrCat("unknown TaskView ", view,
+                           "; use TASK_VIEW_BASIC or TASK_VIEW_FULL"));
 }
 
 // What an answer too large for --max_outcome_bytes should ask for instead.
@@ -44,9 +45,15 @@ absl::Status ShapeOutcome(weft::v1::OutcomeDetail detail,
                           absl::string_view node, Task* task) {
   if (!task->has_outcome()) {
     if (node.empty()) return absl::OkStatus();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "node: the task is ", weft::v1::TaskState_Name(task->state()),
-        "; its outcome exists once it ends"));
+    return errors::WithFieldViolation(
+        errors::WithResource(
+            errors::WithReason(absl::FailedPreconditionError(absl::StrCat(
+                                   "node: the task is ",
+                                   weft::v1::TaskState_Name(task->state()),
+                                   "; its outcome exists once it ends")),
+                               errors::kTaskNotFinished),
+            "weft.v1.Task", task->name()),
+        "node", "the task has no outcome until it ends");
   }
   if (!node.empty()) {
     absl::StatusOr<const weft::v1::NodeOutcome*> found =
@@ -416,9 +423,14 @@ class OrchestratorService::WatchReactor final
         service_->tasks_.Get(name_, false, true, &event_charge_, &sequence);
     if (task.ok() && sequence <= after_) {
       if (!checked_after_ && after_ > sequence) {
-        task = absl::OutOfRangeError(absl::StrCat(
-            "after_sequence: ", after_, " is past the task's last change, ",
-            sequence, "; resume from an event of this task's watch"));
+        task = errors::WithFieldViolation(
+            errors::WithReason(
+                absl::OutOfRangeError(absl::StrCat(
+                    "after_sequence: ", after_,
+                    " is past the task's last change, ", sequence,
+                    "; resume from an event of this task's watch")),
+                errors::kSequenceAhead),
+            "after_sequence", "past the task's last change");
       } else if (Terminal(task->state())) {
         // The caller saw the end already.
         done_ = true;
@@ -505,9 +517,9 @@ grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
                                    request->after_sequence());
   absl::Status s = CheckOutcomeDetail(request->detail());
   if (s.ok() && request->after_sequence() < 0) {
-    s = absl::InvalidArgumentError(
-        absl::StrCat("after_sequence: must not be negative, got ",
-                     request->after_sequence()));
+    s = errors::FieldError(
+        "after_sequence",
+        absl::StrCat("must not be negative, got ", request->after_sequence()));
   }
   if (!s.ok()) {
     reactor->Refuse(ToGrpc(s));

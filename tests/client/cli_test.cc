@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "api/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -46,6 +47,57 @@ TEST(ReadInputTest, AMissingFileIsNamed) {
   EXPECT_THAT(ReadInput("/nonexistent/plan.json"),
               StatusIs(absl::StatusCode::kNotFound,
                        "cannot read \"/nonexistent/plan.json\""));
+}
+
+}  // namespace
+}  // namespace weft::cli
+
+namespace weft::cli {
+namespace {
+
+TEST(CallFailedTest, PrintsTheReasonTheFieldsTheResourceAndTheRetryDelay) {
+  absl::Status s = errors::WithRetryDelay(
+      errors::WithLimit(absl::ResourceExhaustedError("too many tasks waiting"),
+                        errors::kTaskQueueFull, "--max_queued_tasks", 10),
+      absl::Milliseconds(1500));
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(CallFailed(s), kExitCallFailed);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "weft: RESOURCE_EXHAUSTED: too many tasks waiting\n"
+            "  reason: TASK_QUEUE_FULL (flag --max_queued_tasks, limit 10)\n"
+            "  retry after: 1.5s\n");
+
+  // A lone field's description is in the message already; a second one's
+  // is printed beside its path.
+  s = errors::WithFieldViolation(
+      errors::FieldError("plan.call.handler", "unknown handler \"nope\"",
+                         errors::kUnknownHandler),
+      "plan.timeout", "negative");
+  ::testing::internal::CaptureStderr();
+  CallFailed(s);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "weft: INVALID_ARGUMENT: plan.call.handler: unknown handler "
+            "\"nope\"\n"
+            "  reason: UNKNOWN_HANDLER\n"
+            "  field: plan.call.handler\n"
+            "  field: plan.timeout: negative\n");
+
+  s = errors::WithResource(
+      errors::WithReason(absl::NotFoundError("tasks/00ff: no such task"),
+                         errors::kTaskNotFound),
+      "weft.v1.Task", "tasks/00ff");
+  ::testing::internal::CaptureStderr();
+  CallFailed(s);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "weft: NOT_FOUND: tasks/00ff: no such task\n"
+            "  reason: TASK_NOT_FOUND\n"
+            "  resource: weft.v1.Task tasks/00ff\n");
+
+  // gRPC's own errors carry no details: the line alone.
+  ::testing::internal::CaptureStderr();
+  CallFailed(absl::DeadlineExceededError("Deadline Exceeded"));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "weft: DEADLINE_EXCEEDED: Deadline Exceeded\n");
 }
 
 }  // namespace

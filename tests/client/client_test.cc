@@ -270,14 +270,18 @@ TEST_F(ClientTest, ResolveReturnsTheValueAndErrorsComeBackAsSent) {
                           weft::v1::ResolveLazyValueResponse* response) {
         EXPECT_EQ(r.name(), "lazyValues/daily_stats");
         response->mutable_value()->set_number_value(42);
+        response->set_cache_hit(true);
+        response->set_generation(3);
         return grpc::Status::OK;
       }))
       .WillOnce(Return(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                     "lazyValues/daily_stats: warehouse down")));
-  absl::StatusOr<google::protobuf::Value> v =
+  absl::StatusOr<weft::v1::ResolveLazyValueResponse> v =
       client_->ResolveLazyValue("lazyValues/daily_stats", absl::ZeroDuration());
   ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(v->number_value(), 42);
+  EXPECT_EQ(v->value().number_value(), 42);
+  EXPECT_TRUE(v->cache_hit());
+  EXPECT_EQ(v->generation(), 3);
   EXPECT_THAT(
       client_->ResolveLazyValue("lazyValues/daily_stats", absl::ZeroDuration()),
       StatusIs(absl::StatusCode::kUnavailable,

@@ -19,6 +19,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/event_loop.h"
@@ -197,6 +198,9 @@ TEST_F(HttpTest, BigBodiesNeedALargerMaxResponseBytes) {
               StatusIs(absl::StatusCode::kOutOfRange,
                        HasSubstr("larger than 1048576 bytes "
                                  "(args.max_response_bytes)")));
+  EXPECT_EQ(errors::Reason(
+                Fetch(absl::StrCat(R"({"url": ")", big, R"("})")).status()),
+            "HTTP_RESPONSE_TOO_LARGE");
   CallResult r = Fetch(absl::StrCat(R"({"url": ")", big,
                                     R"(", "max_response_bytes": 3145728})"));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -226,6 +230,9 @@ TEST_F(HttpTest, StatusesOutsideAcceptStatusMapToCodesRetriesUnderstand) {
                                      HasSubstr("args.accept_status is 200-299"),
                                      HasSubstr("\"path\": \"/x\""))));
     EXPECT_FALSE(IsPermanent(r.status()));
+    EXPECT_EQ(errors::Reason(r.status()), "HTTP_STATUS");
+    EXPECT_EQ(errors::ReasonMetadata(r.status(), "status"),
+              absl::StrCat(status));
   }
   // A status the call accepts is a value like any other.
   CallResult accepted =
@@ -241,10 +248,11 @@ TEST_F(HttpTest, NobodyListeningIsUnavailable) {
   const int port = ClosedPort();
   auto client = MakeClient(absl::StrCat("127.0.0.1:", port));
   const std::string url = absl::StrCat("http://127.0.0.1:", port, "/x");
-  EXPECT_THAT(
-      Fetch(*client, absl::StrCat(R"({"url": ")", url, R"("})")).status(),
-      StatusIs(absl::StatusCode::kUnavailable,
-               HasSubstr(absl::StrCat("GET ", url, ": "))));
+  const absl::Status s =
+      Fetch(*client, absl::StrCat(R"({"url": ")", url, R"("})")).status();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable,
+                          HasSubstr(absl::StrCat("GET ", url, ": "))));
+  EXPECT_EQ(errors::Reason(s), "HTTP_UNREACHABLE");
 }
 
 TEST_F(HttpTest, ItsOwnTimeoutIsDeadlineExceededAndTheServerSeesTheClose) {
@@ -253,6 +261,7 @@ TEST_F(HttpTest, ItsOwnTimeoutIsDeadlineExceededAndTheServerSeesTheClose) {
   EXPECT_THAT(r.status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded,
                        HasSubstr("no answer within 200ms (args.timeout)")));
+  EXPECT_EQ(errors::Reason(r.status()), "HTTP_TIMEOUT");
   EXPECT_TRUE(weft::testing::WaitFor(
       [&] { return fixture_->closed_before_answer() == 1; }));
 }
@@ -295,6 +304,7 @@ TEST_F(HttpTest, DestroyingTheClientEndsWhatIsInFlight) {
   ASSERT_TRUE(o->done.WaitForNotificationWithTimeout(weft::testing::kWait));
   EXPECT_THAT(o->result.status(),
               StatusIs(absl::StatusCode::kCancelled, "weftd is shutting down"));
+  EXPECT_EQ(errors::Reason(o->result.status()), "SHUTTING_DOWN");
 }
 
 TEST_F(HttpTest, RedirectsAreFollowedOnlyWhenAsked) {
@@ -313,11 +323,13 @@ TEST_F(HttpTest, RedirectsAreFollowedOnlyWhenAsked) {
                                       R"(", "follow_redirects": true})"));
   ASSERT_TRUE(ten.ok()) << ten.status();
   EXPECT_EQ(ten->struct_value().fields().at("status").number_value(), 200);
-  EXPECT_THAT(Fetch(absl::StrCat(R"({"url": ")", Url("/x?redirects=11"),
-                                 R"(", "follow_redirects": true})"))
-                  .status(),
-              StatusIs(absl::StatusCode::kOutOfRange,
-                       HasSubstr("more than 10 redirects")));
+  const absl::Status eleven =
+      Fetch(absl::StrCat(R"({"url": ")", Url("/x?redirects=11"),
+                         R"(", "follow_redirects": true})"))
+          .status();
+  EXPECT_THAT(eleven, StatusIs(absl::StatusCode::kOutOfRange,
+                               HasSubstr("more than 10 redirects")));
+  EXPECT_EQ(errors::Reason(eleven), "HTTP_TOO_MANY_REDIRECTS");
 }
 
 TEST_F(HttpTest, OnlyHttpAndHttpsUrlsAreAccepted) {
@@ -376,6 +388,8 @@ TEST_F(HttpTest, WithNothingAllowedEveryCallIsRefusedNamingTheFlag) {
   EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kPermissionDenied,
                                    HasSubstr("set --http_allow")));
   EXPECT_TRUE(IsPermanent(r.status()));
+  EXPECT_EQ(errors::Reason(r.status()), "URL_NOT_ALLOWED");
+  EXPECT_EQ(errors::ReasonMetadata(r.status(), "flag"), "--http_allow");
   EXPECT_EQ(fixture_->requests(), 0);
 }
 
@@ -538,6 +552,7 @@ TEST_F(HttpTest, AJsonBodyNestedTooDeeplyFailsAtOnceAndOtherCallsGoOn) {
                        HasSubstr("the JSON body is line 1, column 33: nested "
                                  "deeper than 32 levels")));
   EXPECT_TRUE(IsPermanent(deep->result.status()));
+  EXPECT_EQ(errors::Reason(deep->result.status()), "VALUE_TOO_DEEP");
   // Within the limit, it is a value like any other.
   CallResult fine =
       Fetch(absl::StrCat(R"({"url": ")", Url("/deep?nested=32"), R"("})"));
@@ -578,6 +593,8 @@ TEST_F(HttpTest, ABodyTheMemoryBudgetCannotTakeIsRefused) {
       **client, absl::StrCat(R"({"url": ")", Url("/b?bytes=200000"), R"("})"));
   EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kResourceExhausted,
                                    HasSubstr("--max_inflight_bytes")));
+  EXPECT_EQ(errors::Reason(r.status()), "MEMORY_EXHAUSTED");
+  EXPECT_EQ(errors::ReasonMetadata(r.status(), "flag"), "--max_inflight_bytes");
   CallResult small = Fetch(
       **client, absl::StrCat(R"({"url": ")", Url("/b?bytes=1000"), R"("})"));
   EXPECT_TRUE(small.ok()) << small.status();

@@ -51,12 +51,13 @@ MAX_MESSAGE = 1024
 pb = None  # The generated modules, set up by main().
 
 
-def generate_protos(root, out):
-    """protoc --python_out for weft's API."""
+def generate_protos(root, googleapis, out):
+    """protoc --python_out for weft's API and the google.rpc details."""
     protos = [os.path.join("weft/v1", p)
               for p in sorted(os.listdir(os.path.join(root, "proto/weft/v1")))]
     subprocess.run(["protoc", "--python_out=" + out, "-I", os.path.join(root, "proto"),
-                    *protos], check=True)
+                    "-I", googleapis, *protos, "google/rpc/status.proto",
+                    "google/rpc/error_details.proto"], check=True)
     sys.path.insert(0, out)
 
     class Modules:
@@ -64,6 +65,10 @@ def generate_protos(root, out):
     m = Modules()
     for name in ("plan", "outcome", "task", "lazy", "orchestrator"):
         setattr(m, name, importlib.import_module("weft.v1.%s_pb2" % name))
+    # google/ is a namespace package: google.rpc comes from `out`, which is
+    # on the path, beside the system's google.protobuf.
+    m.rpc_status = importlib.import_module("google.rpc.status_pb2")
+    m.rpc_details = importlib.import_module("google.rpc.error_details_pb2")
     m.json_format = importlib.import_module("google.protobuf.json_format")
     return m
 
@@ -536,6 +541,49 @@ class HostileTest(unittest.TestCase):
         self.assertEqual(out.error.code, "RESOURCE_EXHAUSTED")
         self.assertNotIn("OUTCOME_DETAIL_ROOT", out.error.message)
 
+    # Issue 13: errors a Python program can read (AIP-193).
+    def details(self, error):
+        """The google.rpc details of an RpcError, by type name."""
+        trailer = dict(error.trailing_metadata()).get("grpc-status-details-bin")
+        self.assertIsNotNone(trailer, error.details())
+        status = pb.rpc_status.Status.FromString(trailer)
+        self.assertEqual(status.code, error.code().value[0])
+        self.assertEqual(status.message, error.details())
+        out = {}
+        for any_ in status.details:
+            name = any_.type_url.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+            msg = getattr(pb.rpc_details, name)()
+            self.assertTrue(any_.Unpack(msg), any_.type_url)
+            out[name] = msg
+        return out
+
+    def test_errors_carry_details_python_reads(self):
+        c = self.client
+        bad = {"parallel": {"children": [value(1), {"call": {"handler": "nope"}}]}}
+        e = c.error("Run", pb.orchestrator.RunRequest(plan=pb.json_format.ParseDict(bad, pb.plan.PlanNode())),
+                    pb.orchestrator.RunResponse)
+        d = self.details(e)
+        self.assertEqual(d["ErrorInfo"].reason, "UNKNOWN_HANDLER")
+        self.assertEqual(d["ErrorInfo"].domain, "weft")
+        self.assertEqual(dict(d["ErrorInfo"].metadata), {"handler": "nope"})
+        self.assertEqual([v.field for v in d["BadRequest"].field_violations],
+                         ["plan.parallel.children[1].call.handler"])
+        leaf = pb.plan.PlanNode(call=pb.plan.CallNode(handler="value")).SerializeToString()
+        d = self.details(_raw_error(c, "Run", _nested_request(leaf, 150000)))
+        self.assertEqual(d["ErrorInfo"].reason, "PLAN_TOO_DEEP")
+        self.assertEqual(d["ErrorInfo"].metadata["flag"], "--max_plan_depth")
+        name = "tasks/" + "0" * 32
+        e = c.error("GetTask", pb.orchestrator.GetTaskRequest(name=name), pb.task.Task)
+        d = self.details(e)
+        self.assertEqual(d["ErrorInfo"].reason, "TASK_NOT_FOUND")
+        self.assertEqual((d["ResourceInfo"].resource_type, d["ResourceInfo"].resource_name),
+                         ("weft.v1.Task", name))
+        # gRPC's own refusal (over the message limit) has none.
+        too_big = c.error("Run", pb.orchestrator.RunRequest(plan=pb.json_format.ParseDict(
+            value("b" * (5 * MiB)), pb.plan.PlanNode())), pb.orchestrator.RunResponse)
+        self.assertEqual(too_big.code(), c.grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIsNone(dict(too_big.trailing_metadata() or ()).get("grpc-status-details-bin"))
+
     # What already held, kept held.
     def test_plans_deep_wide_and_broken_get_clear_errors(self):
         c = self.client
@@ -710,9 +758,11 @@ def main():
     parser.add_argument("--weftd", required=True)
     parser.add_argument("--fixture", required=True)
     parser.add_argument("--root", required=True)
+    parser.add_argument("--googleapis", required=True,
+                        help="the folder holding google/rpc/*.proto")
     ARGS, rest = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as out:
-        pb = generate_protos(ARGS.root, out)
+        pb = generate_protos(ARGS.root, ARGS.googleapis, out)
         unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
 
 

@@ -413,17 +413,20 @@ TEST_F(LazyRegistryTest, AValueTheCacheCannotHoldFailsNamingTheCacheLimit) {
 TEST_F(LazyRegistryTest, EveryResolverSharesTheOneCachedValue) {
   MustCreate("shared", BigValue(100'000));
   const int64_t definition = registry().memory().used();
-  std::vector<absl::StatusOr<LazyRegistry::CachedPtr>> got(100);
+  std::vector<absl::StatusOr<LazyRegistry::Resolved>> got(100);
   for (auto& slot : got) {
-    registry().ResolveShared(
-        "lazyValues/shared", {},
-        [&slot](absl::StatusOr<LazyRegistry::CachedPtr> v) {
-          slot = std::move(v);
-        });
+    registry().ResolveShared("lazyValues/shared", {},
+                             [&slot](absl::StatusOr<LazyRegistry::Resolved> v) {
+                               slot = std::move(v);
+                             });
   }
-  for (const auto& v : got) {
+  for (size_t i = 0; i < got.size(); ++i) {
+    const auto& v = got[i];
     ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_EQ(v->get(), got[0]->get());
+    EXPECT_EQ(v->cached.get(), got[0]->cached.get());
+    // The first computed it; the others found it cached.
+    EXPECT_EQ(v->cache_hit, i > 0) << i;
+    EXPECT_EQ(v->cached->generation, 0);
   }
   const int64_t cached = registry().memory().used() - definition;
   EXPECT_GT(cached, 100'000);

@@ -151,6 +151,29 @@ void ExerciseOneStream(ServerFixture& f) {
   }
   EXPECT_THAT(run_comment, ::testing::HasSubstr("plan"));
 
+  // The google.rpc details errors carry, which grpcurl resolves by type
+  // name to print them.
+  for (const auto& [symbol, file] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"google.rpc.Status", "google/rpc/status.proto"},
+           {"google.rpc.ErrorInfo", "google/rpc/error_details.proto"},
+           {"google.rpc.BadRequest", "google/rpc/error_details.proto"},
+           {"google.rpc.RetryInfo", "google/rpc/error_details.proto"},
+           {"google.rpc.ResourceInfo", "google/rpc/error_details.proto"}}) {
+    Request request;
+    request.set_file_containing_symbol(symbol);
+    Response response = ask(request);
+    ASSERT_TRUE(response.has_file_descriptor_response()) << symbol;
+    FileDescriptorProto first;
+    ASSERT_TRUE(first.ParseFromString(
+        response.file_descriptor_response().file_descriptor_proto(0)));
+    EXPECT_EQ(first.name(), file) << symbol;
+    std::vector<std::string> missing;
+    for (const auto& m : first.message_type())
+      MissingJsonNames(first.package(), m, &missing);
+    EXPECT_THAT(missing, ::testing::IsEmpty()) << file;
+  }
+
   // By file name; and what is not there is NOT_FOUND, on the same stream.
   Request by_name;
   by_name.set_file_by_filename("weft/v1/task.proto");

@@ -68,8 +68,14 @@ class LazyTest(unittest.TestCase):
         reset = self.ok("ResetLazyValue", {"name": "lazyValues/daily_stats"})
         self.assertEqual((reset["state"], reset["generation"]),
                          ("LAZY_VALUE_STATE_EMPTY", "1"))
-        self.assertEqual(self.ok("ResolveLazyValue", {"name": "lazyValues/daily_stats"}),
-                         {"value": {"visits": 42}})
+        # Computed again for generation 1, then served from the cache.
+        resolved = self.ok("ResolveLazyValue", {"name": "lazyValues/daily_stats"})
+        self.assertEqual((resolved["value"], resolved["generation"], resolved.get("cacheHit", False)),
+                         ({"visits": 42}, "1", False))
+        again = self.ok("ResolveLazyValue", {"name": "lazyValues/daily_stats"})
+        self.assertEqual((again["value"], again["generation"], again["cacheHit"]),
+                         ({"visits": 42}, "1", True))
+        self.assertEqual(again["computeTime"], resolved["computeTime"])
         v = self.ok("GetLazyValue", {"name": "lazyValues/daily_stats"})
         self.assertEqual(v["stats"]["loads"], "2")
 

@@ -12,13 +12,16 @@ now (grpcurl's error form for RPC errors), for a developer to review.
 """
 
 import argparse
+import base64
 import hashlib
+import importlib
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -147,6 +150,28 @@ def camel(code):
     return "".join(part.capitalize() for part in code.split("_"))
 
 
+RPC = None  # google.rpc.error_details_pb2, generated at start.
+
+
+def grpcurl_details(details):
+    """The error details as grpcurl prints them: each in JSON with its
+    @type, numbered, continuation lines indented with a tab."""
+    from google.protobuf import json_format
+    lines = ["  Details:"]
+    for i, d in enumerate(details, 1):
+        message = getattr(RPC, d["type"].rsplit(".", 1)[-1])()
+        value = d["value"]
+        message.ParseFromString(base64.b64decode(value + "=" * (-len(value) % 4)))
+        shown = {"@type": "type.googleapis.com/" + d["type"]}
+        shown.update(json_format.MessageToDict(message))
+        if "metadata" in shown:  # grpcurl sorts map keys.
+            shown["metadata"] = dict(sorted(shown["metadata"].items()))
+        prefix = "  %d)" % i
+        for n, line in enumerate(json.dumps(shown, indent=2, ensure_ascii=False).split("\n")):
+            lines.append((prefix + "\t" if n == 0 else " " * len(prefix) + "\t") + line)
+    return lines
+
+
 class TourTest(unittest.TestCase):
     maxDiff = None
 
@@ -179,8 +204,11 @@ class TourTest(unittest.TestCase):
             r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
             if r.returncode != 0:
                 err = json.loads(r.stdout + r.stderr)
-                return False, "ERROR:\n  Code: %s\n  Message: %s" % (
-                    camel(err["code"]), err["message"])
+                shown = ["ERROR:", "  Code: " + camel(err["code"]),
+                         "  Message: " + err["message"]]
+                if err.get("details"):
+                    shown += grpcurl_details(err["details"])
+                return False, "\n".join(shown)
             out = r.stdout.strip()
             if out.startswith("{"):
                 out = json.dumps(json.loads(out), indent=2, ensure_ascii=False)
@@ -244,9 +272,17 @@ if __name__ == "__main__":
     parser.add_argument("--fixture", required=True)
     parser.add_argument("--readme", required=True)
     parser.add_argument("--root", required=True)
+    parser.add_argument("--googleapis", default="/usr/share/gocode/src/github.com/gogo/googleapis",
+                        help="the folder holding google/rpc/*.proto")
     parser.add_argument("--update", action="store_true")
     ARGS, rest = parser.parse_known_args()
-    if ARGS.update:
-        update()
-    else:
-        unittest.main(argv=[sys.argv[0], "-v", *rest])
+    with tempfile.TemporaryDirectory() as out:
+        # The google.rpc messages, to print error details as grpcurl does.
+        subprocess.run(["protoc", "--python_out=" + out, "-I", ARGS.googleapis,
+                        "google/rpc/status.proto", "google/rpc/error_details.proto"], check=True)
+        sys.path.insert(0, out)
+        RPC = importlib.import_module("google.rpc.error_details_pb2")
+        if ARGS.update:
+            update()
+        else:
+            unittest.main(argv=[sys.argv[0], "-v", *rest])
