@@ -61,7 +61,7 @@ std::initializer_list<absl::string_view> AllReasons() {
       kTaskNotFinished,
       kSequenceAhead,
       kLazyValueDeleted,
-      kLazyValueReset,
+
       kLazyValueCycle,
       kLazyComputationFailed,
       kNodeTimeout,

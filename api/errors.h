@@ -66,7 +66,6 @@ inline constexpr absl::string_view kLazyValueExists = "LAZY_VALUE_EXISTS";
 inline constexpr absl::string_view kTaskNotFinished = "TASK_NOT_FINISHED";
 inline constexpr absl::string_view kSequenceAhead = "SEQUENCE_AHEAD";
 inline constexpr absl::string_view kLazyValueDeleted = "LAZY_VALUE_DELETED";
-inline constexpr absl::string_view kLazyValueReset = "LAZY_VALUE_RESET";
 inline constexpr absl::string_view kLazyValueCycle = "LAZY_VALUE_CYCLE";
 inline constexpr absl::string_view kLazyComputationFailed =
     "LAZY_COMPUTATION_FAILED";

@@ -102,10 +102,23 @@ struct LazySnapshot {
   LazyStats stats;
 };
 
+// How a Get was answered (GetAnswered).
+struct LazyAnswer {
+  // From the cache (a value, or a cached failure); false when the Get
+  // waited for a computation, or left (cancelled, closed).
+  bool from_cache = false;
+  // The generation the answer was computed for.
+  uint64_t generation = 0;
+  // When the answer was computed; InfinitePast() when none was.
+  absl::Time computed_at = absl::InfinitePast();
+};
+
 template <typename T>
 class AsyncLazy {
  public:
   using Callback = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
+  using AnsweredCallback =
+      absl::AnyInvocable<void(absl::StatusOr<T>, const LazyAnswer&) &&>;
   using Factory = absl::AnyInvocable<void(const CancellationToken&, Callback)>;
 
   explicit AsyncLazy(Factory factory, AsyncLazyOptions options = {})
@@ -118,27 +131,37 @@ class AsyncLazy {
   // the computation (started now if none runs) ends, or with the token's
   // reason as soon as `token` is cancelled.
   void Get(const CancellationToken& token, Callback done) {
+    GetAnswered(token, [done = std::move(done)](absl::StatusOr<T> result,
+                                                const LazyAnswer&) mutable {
+      std::move(done)(std::move(result));
+    });
+  }
+
+  // Get, also saying how the answer came: from the cache or a computation,
+  // for which generation, computed when (the times Snapshot() reports).
+  void GetAnswered(const CancellationToken& token, AnsweredCallback done) {
     RefPtr<State> s = state_;
     RefPtr<Flight> start;
     std::optional<absl::StatusOr<T>> answer;
+    LazyAnswer how;
     {
       MutexLock lock(&s->mu);
-      answer = s->CachedLocked(s->Now(), &start);
+      answer = s->CachedLocked(s->Now(), &start, &how);
     }
     if (answer.has_value()) {
       if (start) Launch(s, std::move(start));
-      std::move(done)(*std::move(answer));
+      std::move(done)(*std::move(answer), how);
       return;
     }
     // Not cached: wait. The waiter may leave; its callback then fires with
     // the reason, and its entry stays until the computation ends.
     auto waiter = std::make_unique<Waiter>(MakeRef<Once>(std::move(done)));
     RefPtr<Once> once = waiter->once;
-    waiter->on_cancel.emplace(token,
-                              [once](const absl::Status& r) { once->Fire(r); });
+    waiter->on_cancel.emplace(
+        token, [once](const absl::Status& r) { once->Fire(r, LazyAnswer()); });
     {
       MutexLock lock(&s->mu);
-      answer = s->CachedLocked(s->Now(), &start);  // Filled meanwhile?
+      answer = s->CachedLocked(s->Now(), &start, &how);  // Filled meanwhile?
       if (!answer.has_value()) {
         ++s->stats.misses;
         if (!s->current) start = s->StartLocked(s->Now());
@@ -146,7 +169,7 @@ class AsyncLazy {
       }
     }
     if (start) Launch(s, std::move(start));
-    if (answer.has_value()) once->Fire(*std::move(answer));
+    if (answer.has_value()) once->Fire(*std::move(answer), how);
   }
 
   // Forgets the cached value and moves the generation on: a computation in
@@ -161,10 +184,8 @@ class AsyncLazy {
         state_->current = RefPtr<Flight>();
       }
     }
-    if (orphan) {
-      orphan->source.Cancel(
-          WithReason(absl::CancelledError("reset"), "LAZY_VALUE_RESET"));
-    }
+    // Nobody waits for it: its answer is seen by no one.
+    if (orphan) orphan->source.Cancel(absl::CancelledError("reset"));
   }
 
   // Ends every computation and waiter with `reason` (not OK), and answers
@@ -184,7 +205,7 @@ class AsyncLazy {
         f->waiters.clear();
       }
     }
-    for (auto& w : waiters) w->once->Fire(reason);
+    for (auto& w : waiters) w->once->Fire(reason, LazyAnswer());
     for (const RefPtr<Flight>& f : flights) f->source.Cancel(reason);
   }
 
@@ -238,18 +259,18 @@ class AsyncLazy {
  private:
   // A callback that runs at most once, from whichever path gets there first.
   struct Once : RefCounted<Once> {
-    explicit Once(Callback cb) : callback(std::move(cb)) {}
-    void Fire(absl::StatusOr<T> result) {
-      Callback cb;
+    explicit Once(AnsweredCallback cb) : callback(std::move(cb)) {}
+    void Fire(absl::StatusOr<T> result, const LazyAnswer& how) {
+      AnsweredCallback cb;
       {
         MutexLock lock(&mu);
         cb = std::move(callback);
         callback = nullptr;
       }
-      if (cb) std::move(cb)(std::move(result));
+      if (cb) std::move(cb)(std::move(result), how);
     }
     Mutex mu;
-    Callback callback ABSL_GUARDED_BY(mu);
+    AnsweredCallback callback ABSL_GUARDED_BY(mu);
   };
 
   struct Waiter {
@@ -284,11 +305,13 @@ class AsyncLazy {
     // The answer from the cache, counted as a hit, or nullopt. Starts a
     // refresh (into *start) when the value is old enough.
     std::optional<absl::StatusOr<T>> CachedLocked(absl::Time now,
-                                                  RefPtr<Flight>* start)
+                                                  RefPtr<Flight>* start,
+                                                  LazyAnswer* how)
         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       if (!closed.ok()) return absl::StatusOr<T>(closed);
       if (FreshLocked(now)) {
         ++stats.hits;
+        *how = {true, generation, value_time};
         if (!current && now - value_time >= options.refresh_after) {
           *start = StartLocked(now);  // A refresh.
         }
@@ -296,6 +319,7 @@ class AsyncLazy {
       }
       if (FailureCachedLocked(now)) {
         ++stats.hits;
+        *how = {true, generation, error_time};
         return absl::StatusOr<T>(last_error);
       }
       value.reset();
@@ -348,9 +372,11 @@ class AsyncLazy {
   static void Finish(RefPtr<State> s, RefPtr<Flight> flight,
                      absl::StatusOr<T> result) {
     std::vector<std::unique_ptr<Waiter>> waiters;
+    LazyAnswer how;
     {
       MutexLock lock(&s->mu);
       const absl::Time now = s->Now();
+      how = {false, flight->generation, now};
       if (s->current.get() == flight.get()) s->current = RefPtr<Flight>();
       s->flights.erase(std::remove_if(s->flights.begin(), s->flights.end(),
                                       [&](const RefPtr<Flight>& f) {
@@ -376,7 +402,7 @@ class AsyncLazy {
       }
       waiters.swap(flight->waiters);
     }
-    for (auto& w : waiters) w->once->Fire(result);
+    for (auto& w : waiters) w->once->Fire(result, how);
   }
 
   RefPtr<State> state_;

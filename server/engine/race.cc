@@ -196,7 +196,16 @@ class RaceState : public RefCounted<RaceState> {
     for (size_t i = 0; i < results_.size(); ++i) {
       absl::StrAppend(&message, i ? "; " : "", results_[i].message());
     }
-    return absl::Status(last_code, message);
+    absl::Status out(last_code, message);
+    // With the reason (payloads) of the last failure of that code.
+    for (auto it = results_.rbegin(); it != results_.rend(); ++it) {
+      if (it->code() != last_code) continue;
+      it->ForEachPayload([&](absl::string_view url, const absl::Cord& value) {
+        out.SetPayload(url, value);
+      });
+      break;
+    }
+    return out;
   }
 
   void MaybeFinish() {

@@ -496,12 +496,12 @@ class HttpClient::Impl {
               errors::kHttpResponseTooLarge));
         }
         if (t.out_of_memory) {
-          return errors::WithReason(
-              absl::ResourceExhaustedError(absl::StrCat(
-                  where, ": ",
-                  t.response.memory.Refusal(CURL_MAX_WRITE_SIZE, "its body")
-                      .message())),
-              errors::kMemoryExhausted, {{"flag", "--max_inflight_bytes"}});
+          // The budget's refusal (MEMORY_EXHAUSTED, its flag and limit),
+          // saying which call.
+          const absl::Status refusal =
+              t.response.memory.Refusal(CURL_MAX_WRITE_SIZE, "its body");
+          return errors::WithMessage(
+              refusal, absl::StrCat(where, ": ", refusal.message()));
         }
         if (t.too_big || code == CURLE_FILESIZE_EXCEEDED) {
           return errors::WithReason(

@@ -120,6 +120,7 @@ struct LazyRegistry::Entry {
     if (!s.error.ok()) {
       out.mutable_error()->set_code(handlers::CodeName(s.error.code()));
       out.mutable_error()->set_message(std::string(s.error.message()));
+      out.mutable_error()->set_reason(errors::Reason(s.error));
     }
     if (s.computed_at != absl::InfinitePast()) {
       SetTimestamp(s.computed_at, out.mutable_compute_time());
@@ -163,9 +164,13 @@ void LazyRegistry::CloseAll(const absl::Status& reason) {
     entries.swap(entries_);
   }
   for (auto& [name, entry] : entries) {
-    entry->lazy->Close(errors::WithReason(
-        absl::AbortedError(absl::StrCat(name, ": ", reason.message())),
-        errors::Reason(reason)));
+    // ABORTED, with the reason's details (SHUTTING_DOWN).
+    absl::Status closed =
+        absl::AbortedError(absl::StrCat(name, ": ", reason.message()));
+    reason.ForEachPayload([&](absl::string_view url, const absl::Cord& v) {
+      closed.SetPayload(url, v);
+    });
+    entry->lazy->Close(std::move(closed));
   }
 }
 
@@ -252,13 +257,10 @@ absl::StatusOr<weft::v1::LazyValue> LazyRegistry::Create(
   const int64_t max_value_bytes = std::max<int64_t>(
       0, options_.max_value_bytes -
              static_cast<int64_t>(entry->definition_bytes.size()) - 1024);
-  // The lazy owns this factory and the entry owns the lazy: `e` outlives
-  // every call of it.
   entry->lazy = std::make_unique<Lazy>(
-      [this, e = entry.get(), plan = entry->plan, name, max_value_bytes](
+      [this, plan = entry->plan, name, max_value_bytes](
           const engine::CancellationToken& token, Lazy::Callback done) {
-        Compute(plan, name, static_cast<int64_t>(e->lazy->generation()),
-                max_value_bytes, token, std::move(done));
+        Compute(plan, name, max_value_bytes, token, std::move(done));
       },
       lazy_options);
 
@@ -423,22 +425,21 @@ void LazyRegistry::ResolveShared(const std::string& name,
                                  ResolvedDone done) {
   absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
   if (!entry.ok()) return std::move(done)(entry.status());
-  // A value computed before the lookup has a serial no greater than this;
-  // one this call waited for, a greater one.
-  const uint64_t before = computed_->load(std::memory_order_acquire);
-  (*entry)->lazy->Get(token, [before, done = std::move(done)](
-                                 absl::StatusOr<CachedPtr> v) mutable {
-    if (!v.ok()) return std::move(done)(v.status());
-    Resolved r;
-    r.cache_hit = (*v)->serial <= before;
-    r.cached = *std::move(v);
-    std::move(done)(std::move(r));
-  });
+  (*entry)->lazy->GetAnswered(
+      token, [done = std::move(done)](absl::StatusOr<CachedPtr> v,
+                                      const engine::LazyAnswer& how) mutable {
+        if (!v.ok()) return std::move(done)(v.status());
+        Resolved r;
+        r.cached = *std::move(v);
+        r.cache_hit = how.from_cache;
+        r.generation = static_cast<int64_t>(how.generation);
+        r.computed_at = how.computed_at;
+        std::move(done)(std::move(r));
+      });
 }
 
 void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
-                           const std::string& name, int64_t generation,
-                           int64_t max_value_bytes,
+                           const std::string& name, int64_t max_value_bytes,
                            const engine::CancellationToken& token,
                            ResolveDone done) {
   if (std::string cycle = FindCycle(name); !cycle.empty()) {
@@ -464,8 +465,8 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
   auto inflight = std::make_shared<engine::MemoryCharge>(options_.inflight);
   run.memory = inflight.get();
   Execute(plan, std::move(run),
-          [env = &env_, computed = computed_, cache = cache_, name, generation,
-           inflight, done = std::move(done)](weft::v1::NodeOutcome o) mutable {
+          [cache = cache_, name, inflight,
+           done = std::move(done)](weft::v1::NodeOutcome o) mutable {
             if (o.state() == weft::v1::NODE_STATE_SUCCEEDED) {
               const handlers::ValueSize size = handlers::Measure(o.value());
               auto cached = std::make_shared<Cached>();
@@ -477,10 +478,6 @@ void LazyRegistry::Compute(const std::shared_ptr<const CompiledPlan>& plan,
                     absl::StrCat(kMakeRoom, ", or return a smaller value")));
               }
               cached->wire_bytes = size.wire;
-              cached->generation = generation;
-              cached->computed_at = env->Now();
-              cached->serial =
-                  computed->fetch_add(1, std::memory_order_acq_rel) + 1;
               cached->value = std::move(*o.mutable_value());
               inflight.reset();
               return std::move(done)(CachedPtr(std::move(cached)));

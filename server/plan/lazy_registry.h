@@ -20,7 +20,6 @@
 #ifndef WEFT_SERVER_PLAN_LAZY_REGISTRY_H_
 #define WEFT_SERVER_PLAN_LAZY_REGISTRY_H_
 
-#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -67,18 +66,16 @@ class LazyRegistry : public LazyResolver {
     // may outlive the registry in a response being sent).
     std::shared_ptr<engine::MemoryBudget> cache;
     engine::MemoryCharge charge;
-    // The generation the value was computed for, and when it was.
-    int64_t generation = 0;
-    absl::Time computed_at;
-    // Orders values by when they were computed (see ResolveShared).
-    uint64_t serial = 0;
   };
   using CachedPtr = std::shared_ptr<const Cached>;
   using ResolveDone = absl::AnyInvocable<void(absl::StatusOr<CachedPtr>) &&>;
-  // A resolve's answer: the value, and whether the cache held it already.
+  // A resolve's answer: the value, whether the cache held it already, the
+  // generation it was computed for and when.
   struct Resolved {
     CachedPtr cached;
     bool cache_hit = false;
+    int64_t generation = 0;
+    absl::Time computed_at;
   };
   using ResolvedDone = absl::AnyInvocable<void(absl::StatusOr<Resolved>) &&>;
 
@@ -156,9 +153,8 @@ class LazyRegistry : public LazyResolver {
   // Starts one computation of `name`, whose value may take at most
   // `max_value_bytes` serialized.
   void Compute(const std::shared_ptr<const CompiledPlan>& plan,
-               const std::string& name, int64_t generation,
-               int64_t max_value_bytes, const engine::CancellationToken& token,
-               ResolveDone done);
+               const std::string& name, int64_t max_value_bytes,
+               const engine::CancellationToken& token, ResolveDone done);
   // A cycle reachable from `name` through the plans' lazy nodes, as
   // "a -> b -> a", or empty.
   std::string FindCycle(const std::string& name) const;
@@ -166,10 +162,6 @@ class LazyRegistry : public LazyResolver {
   engine::Env& env_;
   const Options options_;
   const std::shared_ptr<engine::MemoryBudget> cache_;
-  // Serials of computed values: 1, 2, ... (shared with computations, which
-  // may end after the registry).
-  const std::shared_ptr<std::atomic<uint64_t>> computed_ =
-      std::make_shared<std::atomic<uint64_t>>(0);
   mutable engine::Mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>, std::less<>> entries_
       ABSL_GUARDED_BY(mu_);

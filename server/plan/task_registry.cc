@@ -303,10 +303,12 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
   {
     engine::MutexLock lock(&mu_);
     if (!accepting_) {
-      return errors::WithReason(
-          absl::UnavailableError(absl::StrCat("the server takes no new tasks: ",
-                                              stop_reason_.message())),
-          errors::kShuttingDown);
+      return errors::WithRetryDelay(
+          errors::WithReason(
+              absl::UnavailableError(absl::StrCat(
+                  "the server takes no new tasks: ", stop_reason_.message())),
+              errors::kShuttingDown),
+          options_.retry_after);
     }
     if (!t.request_id.empty()) {
       auto it = requests_.find(t.request_id);
@@ -874,6 +876,7 @@ void TaskRegistry::StopAccepting(const absl::Status& reason) {
       outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
       outcome->mutable_error()->set_code("CANCELLED");
       outcome->mutable_error()->set_message(std::string(reason.message()));
+      outcome->mutable_error()->set_reason(errors::Reason(reason));
       EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
     }
   }

@@ -95,9 +95,8 @@ class OrchestratorService::ResolveReactor final
           }
           *response_->mutable_value() = cached.value;
           response_->set_cache_hit(v->cache_hit);
-          response_->set_generation(cached.generation);
-          plan::SetTimestamp(cached.computed_at,
-                             response_->mutable_compute_time());
+          response_->set_generation(v->generation);
+          plan::SetTimestamp(v->computed_at, response_->mutable_compute_time());
           Finish(grpc::Status::OK);
         });
   }

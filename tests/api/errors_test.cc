@@ -117,6 +117,7 @@ TEST(ErrorsTest, OnlyGoogleRpcDetailsTravel) {
   absl::Status s = WithReason(absl::InternalError("x"), kFailedByPlan);
   s.SetPayload("type.example.com/private", absl::Cord("secret"));
   const google::rpc::Status sent = ToRpcStatus(s);
+  ASSERT_EQ(sent.details_size(), 1);  // The ErrorInfo.
   for (const auto& any : sent.details()) {
     EXPECT_TRUE(
         absl::StartsWith(any.type_url(), "type.googleapis.com/google.rpc."))

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -242,6 +243,60 @@ TEST_F(AsyncLazyTest, CloseEndsWaitersAndEveryLaterGet) {
   EXPECT_EQ(GetNow(lazy)->status(), absl::AbortedError("deleted"));
   env_.AdvanceBy(absl::Seconds(1));  // The computation was cancelled.
   EXPECT_FALSE(lazy.Peek().has_value());
+}
+
+TEST_F(AsyncLazyTest, GetAnsweredSaysCacheOrComputationGenerationAndWhen) {
+  Lazy lazy(Factory());
+  using Got = std::pair<absl::StatusOr<std::string>, LazyAnswer>;
+  auto get = [&](std::optional<Got>* out) {
+    lazy.GetAnswered({}, [out](absl::StatusOr<std::string> v,
+                               const LazyAnswer& how) { *out = Got(v, how); });
+  };
+  std::optional<Got> first, second;
+  get(&first);
+  get(&second);  // Joins the same computation.
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  for (const Got* g : {&*first, &*second}) {
+    EXPECT_EQ(*g->first, "v1");
+    EXPECT_FALSE(g->second.from_cache);
+    EXPECT_EQ(g->second.generation, 0u);
+    // The time Snapshot() reports.
+    EXPECT_EQ(g->second.computed_at, lazy.Snapshot().computed_at);
+  }
+  env_.AdvanceBy(absl::Seconds(5));
+  std::optional<Got> cached;
+  get(&cached);
+  ASSERT_TRUE(cached.has_value());
+  EXPECT_TRUE(cached->second.from_cache);
+  EXPECT_EQ(cached->second.computed_at, first->second.computed_at);
+
+  // A computation started before a Reset answers its waiter with its own
+  // generation; the next one computes for the new generation.
+  lazy.Reset();
+  std::optional<Got> before_reset, after_reset;
+  get(&before_reset);
+  lazy.Reset();
+  get(&after_reset);
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(before_reset.has_value() && after_reset.has_value());
+  EXPECT_EQ(before_reset->second.generation, 1u);
+  EXPECT_FALSE(before_reset->second.from_cache);
+  EXPECT_EQ(after_reset->second.generation, 2u);
+
+  // A waiter that leaves was answered by neither.
+  CancellationSource leaving;
+  lazy.Reset();
+  std::optional<Got> left;
+  lazy.GetAnswered(leaving.token(),
+                   [&](absl::StatusOr<std::string> v, const LazyAnswer& how) {
+                     left = Got(v, how);
+                   });
+  leaving.Cancel(absl::CancelledError("gone"));
+  ASSERT_TRUE(left.has_value());
+  EXPECT_FALSE(left->second.from_cache);
+  EXPECT_EQ(left->second.computed_at, absl::InfinitePast());
+  env_.AdvanceBy(absl::Seconds(1));
 }
 
 TEST_F(AsyncLazyTest, SnapshotShowsStateGenerationAndCounters) {

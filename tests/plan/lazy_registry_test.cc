@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -137,6 +138,7 @@ TEST_F(LazyRegistryTest, AFailureReachesEveryResolverAndIsNotCached) {
   LazyValue v = Get("lazyValues/flaky");
   EXPECT_EQ(v.state(), weft::v1::LAZY_VALUE_STATE_FAILED);
   EXPECT_EQ(v.error().code(), "UNAVAILABLE");
+  EXPECT_EQ(v.error().reason(), "LAZY_COMPUTATION_FAILED");
   EXPECT_EQ(v.stats().load_failures(), 1);
   Resolve("lazyValues/flaky");  // Not cached: computes again.
   EXPECT_EQ(Get("lazyValues/flaky").stats().loads(), 2);
@@ -426,7 +428,8 @@ TEST_F(LazyRegistryTest, EveryResolverSharesTheOneCachedValue) {
     EXPECT_EQ(v->cached.get(), got[0]->cached.get());
     // The first computed it; the others found it cached.
     EXPECT_EQ(v->cache_hit, i > 0) << i;
-    EXPECT_EQ(v->cached->generation, 0);
+    EXPECT_EQ(v->generation, 0);
+    EXPECT_EQ(v->computed_at, got[0]->computed_at);
   }
   const int64_t cached = registry().memory().used() - definition;
   EXPECT_GT(cached, 100'000);

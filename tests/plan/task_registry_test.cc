@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/event_loop.h"
@@ -330,13 +331,17 @@ TEST_F(TaskRegistryTest, ShutdownCancelsQueuedAtOnceAndRunningWhenAsked) {
   registry(options);
   Task running = Create(kSleep1s);
   Task queued = Create(kSleep1s);
-  registry().StopAccepting(absl::CancelledError("server shutting down"));
-  EXPECT_THAT(registry().Create(Plan(kSleep1s)),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr("server shutting down")));
+  registry().StopAccepting(errors::WithReason(
+      absl::CancelledError("server shutting down"), errors::kShuttingDown));
+  const absl::StatusOr<Task> refused = registry().Create(Plan(kSleep1s));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("server shutting down")));
+  EXPECT_EQ(errors::Reason(refused.status()), "SHUTTING_DOWN");
+  EXPECT_EQ(errors::RetryDelay(refused.status()), absl::Seconds(1));
   EXPECT_EQ(Get(queued.name()).state(), weft::v1::TASK_STATE_CANCELLED);
   EXPECT_EQ(Get(queued.name()).outcome().error().message(),
             "server shutting down");
+  EXPECT_EQ(Get(queued.name()).outcome().error().reason(), "SHUTTING_DOWN");
   EXPECT_EQ(registry().running(), 1);
   registry().CancelRunning(absl::CancelledError("server shutting down"));
   Task r = Get(running.name());

@@ -29,6 +29,7 @@ using ::testing::UnorderedElementsAre;
 // What the trailer says, as the C++ client library reads it.
 absl::Status Received(const grpc::Status& s) {
   google::rpc::Status rpc;
+  EXPECT_FALSE(s.error_details().empty()) << s.error_message();
   EXPECT_TRUE(rpc.ParseFromString(s.error_details()))
       << "no google.rpc.Status in the trailer: " << s.error_message();
   // The trailer agrees with the status line.
@@ -329,6 +330,12 @@ TEST_F(ErrorDetailsTest, NodesCarryTheReasonOfTheirFailure) {
       {"call": {"handler": "sleep", "args": {"duration": "0.01s"}}},
       {"call": {"handler": "sleep", "args": {"duration": "60s"}}}]}}})");
   EXPECT_EQ(o.children(1).error().reason(), "RACE_LOST");
+  // A race all of whose branches failed keeps the last failure's reason.
+  o = MustRun(R"({"plan": {"race": {"children": [
+      {"call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}},
+      {"call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}]}}})");
+  EXPECT_EQ(o.error().code(), "UNAVAILABLE");
+  EXPECT_EQ(o.error().reason(), "FAILED_BY_PLAN");
 
   // A quorum met cancels the rest; one out of reach fails.
   o = MustRun(R"({"plan": {"parallel": {"join": "JOIN_QUORUM", "quorum": 1,
