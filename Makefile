@@ -75,7 +75,7 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	$(BUILD)/server/weftd $(WEFTD_FLAGS)
+	$(BUILD)/server/weftd/weftd $(WEFTD_FLAGS)
 
 # The HTTP server the tests use, where config/weftd.json allows http calls.
 fixture: build
@@ -93,7 +93,7 @@ api-snapshot: tools
 check: tools build lint format-check
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
-# The engine, handler and plan tests (no gRPC inside) under TSan; every test
+# The tests of the layers below the service (no gRPC inside) under TSan; every test
 # under ASan+UBSan except the README tour and the lazy end-to-end test, which
 # start hundreds of CLI processes (slow under ASan) and add no C++ paths that
 # the other end-to-end tests do not already run there, and the hostile suite,
@@ -113,7 +113,7 @@ tsan: deps-test
 	  -DWEFT_SANITIZER=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
 	cmake --build $(BUILD)-tsan -j $(JOBS) --target weft_core_tests
 	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  ctest --output-on-failure -j $(JOBS) -L '^(engine|handlers|plan)$$' --timeout 900
+	  ctest --output-on-failure -j $(JOBS) -L '^(engine|common|handlers|plan|store|tasks|lazy)$$' --timeout 900
 
 asan: tools
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
@@ -130,7 +130,7 @@ test: check sanitizers
 bench: build deps-test
 	python3 bench/bench.py --build=$(BUILD)
 
-SOURCES = $(shell find api server client tests bench -name '*.h' -o -name '*.cc')
+SOURCES = $(shell find server client tests bench examples -name '*.h' -o -name '*.cc')
 
 format:
 	clang-format -i $(SOURCES)

@@ -10,6 +10,16 @@ HTTP fixture (bench/http_scale.cc), 100,000 background tasks created
 by one client (bench/task_scale.cc), sleeps beside a saturated hash pool
 (lateness measured from the server's own timestamps), and the engine's
 per-node costs (bench/engine_bench.cc). Targets are checked and marked.
+
+The scenarios a Python service could serve the same way (one value call, a
+parallel of 100) also go to bench/python_peer.py, a grpc.aio server doing a
+parallel's fan-out with asyncio.TaskGroup, measured with the same load and
+printed in a table of their own (skipped, saying so, without python3-grpcio).
+
+  bench/bench.py --build=build                      # everything
+  bench/bench.py --only='^Run: (one value call|parallel of 100 value calls)' --runs=3
+      # those request scenarios alone, each server measured 3 times (medians
+      # and ranges), with the Python peer; no scale, HTTP, task or engine runs
 """
 
 import argparse
@@ -56,6 +66,44 @@ def start(path, *flags):
     return Weftd(path, *flags)
 
 
+# The scenarios bench/python_peer.py serves (the same request bytes to the
+# same method), measured against it as well.
+PYTHON_PEER_SCENARIOS = {
+    "Run: one value call",
+    "Run: parallel of 100 value calls, root-only outcome",
+    "Run: parallel of 100 value calls, full outcome",
+}
+
+
+def python_peer_interpreter():
+    """A Python with grpcio and protobuf for bench/python_peer.py, and what
+    it is: (path, "grpcio X, Python Y at PATH"), or (None, why not).
+    This Python if it has them, else Debian's (where python3-grpcio goes)."""
+    probe = "import sys, grpc, google.protobuf; print(grpc.__version__, sys.version.split()[0])"
+    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
+        try:
+            r = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60)
+        except OSError:
+            continue
+        if r.returncode == 0:
+            grpc_v, py_v = r.stdout.split()
+            return python, "grpcio %s, Python %s at %s" % (grpc_v, py_v, python)
+    return None, ("python3-grpcio or python3-protobuf is not installed "
+                  "(apt-get install python3-grpcio python3-protobuf)")
+
+
+def start_python_peer(python):
+    """bench/python_peer.py on a free port: (process, address)."""
+    proc = subprocess.Popen([python, os.path.join(HERE, "python_peer.py"),
+                             "--listen=127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("listening on "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError("python_peer.py did not start: %r" % line)
+    return proc, line.split()[-1]
+
+
 def loadgen(args, target, method, request, label, request_type="weft.v1.RunRequest"):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(request, f)
@@ -72,6 +120,19 @@ def loadgen(args, target, method, request, label, request_type="weft.v1.RunReque
             return json.load(j)
     finally:
         os.unlink(f.name)
+
+
+def median(results):
+    """The run with the median rate, of loadgen results."""
+    return sorted(results, key=lambda x: x["rps"])[(len(results) - 1) // 2]
+
+
+def ratios(a, b):
+    """Rate of a over rate of b, for each pair of runs measured back to back:
+    (median, lowest, highest). Steadier than a ratio of medians when the
+    machine's load moves between runs."""
+    v = sorted(x["rps"] / y["rps"] for x, y in zip(a, b))
+    return statistics.median(v), v[0], v[-1]
 
 
 def lateness(args):
@@ -116,15 +177,38 @@ def main():
     p.add_argument("--connections", type=int, default=2)
     p.add_argument("--duration", default="5s")
     p.add_argument("--warmup", default="1s")
+    p.add_argument("--only", metavar="REGEX",
+                   help="run only the request scenarios whose name matches (and their "
+                   "Python peer rows); skips the scale, HTTP, task, lateness and engine runs")
+    p.add_argument("--runs", type=int, default=1,
+                   help="measure each server this many times per scenario (interleaved: "
+                   "echo, weft, Python peer, echo, ...); rates printed are medians, ratios the "
+                   "median of the ratios of runs back to back")
+    p.add_argument("--no_python_peer", action="store_true",
+                   help="skip the Python grpc.aio peer (bench/python_peer.py)")
     args = p.parse_args()
     b = os.path.abspath(args.build)
     args.weftd = os.path.join(b, "server", "weftd")
+    if os.path.isdir(args.weftd):  # Built from server/weftd/: build/server/weftd/weftd.
+        args.weftd = os.path.join(args.weftd, "weftd")
     args.weft = os.path.join(b, "client", "weft")
     args.loadgen = os.path.join(b, "bench", "loadgen")
     echo_bin = os.path.join(b, "bench", "echo_server")
 
+    scenarios = [s for s in SCENARIOS if args.only is None or re.search(args.only, s[0])]
     rows = []
+    peer_rows = []
     failed = []
+    peer_skipped = None
+    if args.no_python_peer:
+        peer_skipped = "--no_python_peer"
+    elif not any(s[0] in PYTHON_PEER_SCENARIOS for s in scenarios):
+        peer_skipped = "none of its scenarios selected"
+    else:
+        peer_python, peer_about = python_peer_interpreter()
+        if peer_python is None:
+            peer_skipped = peer_about
+    peer = None
     echo = subprocess.Popen([echo_bin, "--listen=127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
     echo_addr = echo.stdout.readline().split()[-1]
     # The lazy value the ResolveLazyValue scenario reads.
@@ -135,23 +219,55 @@ def main():
     rps = {}
     try:
         with Weftd(args.weftd, "--config=" + config.name) as w:
-            for name, request, target, *method in SCENARIOS:
+            if peer_skipped is None:
+                try:
+                    peer, peer_addr = start_python_peer(peer_python)
+                except RuntimeError as e:
+                    peer_skipped = str(e)
+                    failed.append(peer_skipped)
+            if peer is not None:
+                # Same plans, same outcomes: the peer does the work weft does.
+                check = subprocess.run(
+                    [peer_python, os.path.join(HERE, "python_peer.py"), "--check",
+                     w.address, peer_addr], capture_output=True, text=True, timeout=120)
+                if check.returncode != 0:
+                    failed.append("python peer's outcomes differ from weft's: "
+                                  + (check.stdout + check.stderr)[-500:])
+            for name, request, target, *method in scenarios:
                 method = method[0] if method else "Run"
                 request_type = "weft.v1.%sRequest" % method
-                e = loadgen(args, echo_addr, "/bench.Echo/Echo", request, "echo", request_type)
-                r = loadgen(args, w.address, "/weft.v1.Orchestrator/" + method, request, "weft",
-                            request_type)
-                if r["errors"] or e["errors"]:
-                    failed.append(name + ": calls failed")
-                ratio = r["rps"] / e["rps"]
+                with_peer = peer is not None and name in PYTHON_PEER_SCENARIOS
+                runs = {"echo": [], "weft": [], "python": []}
+                for _ in range(args.runs):
+                    runs["echo"].append(loadgen(args, echo_addr, "/bench.Echo/Echo", request,
+                                                "echo", request_type))
+                    runs["weft"].append(loadgen(args, w.address,
+                                                "/weft.v1.Orchestrator/" + method, request,
+                                                "weft", request_type))
+                    if with_peer:
+                        runs["python"].append(loadgen(args, peer_addr,
+                                                      "/weft.v1.Orchestrator/" + method,
+                                                      request, "python", request_type))
+                errors = ["%s %d of %d" % (label, sum(x["errors"] for x in rs),
+                                           sum(x["errors"] + x["ok"] for x in rs))
+                          for label, rs in runs.items() if any(x["errors"] for x in rs)]
+                if errors:
+                    failed.append("%s: calls failed (%s)" % (name, ", ".join(errors)))
+                e, r = median(runs["echo"]), median(runs["weft"])
+                ratio = ratios(runs["weft"], runs["echo"])[0]
                 ok = target is None or ratio >= target
                 if not ok:
                     failed.append("%s: ratio %.2f < %.2f" % (name, ratio, target))
                 rows.append((name, r, e, ratio, target, ok))
+                if with_peer:
+                    peer_rows.append((name, r, e, median(runs["python"]), runs))
                 rps[method] = rps.get(method, r["rps"])
     finally:
         echo.terminate()
         echo.wait()
+        if peer is not None:
+            peer.terminate()
+            peer.wait()
         os.unlink(config.name)
 
     print()
@@ -165,9 +281,44 @@ def main():
         print("| %s | %d | %.0f | %.2f / %.2f | %.0f | %.2f | %s |" % (
             name, r["request_bytes"], r["rps"], r["p50_ms"], r["p99_ms"], e["rps"], ratio,
             "-" if target is None else ("≥ %.2f %s" % (target, "met" if ok else "MISSED"))))
+    if "ResolveLazyValue" in rps and "Run" in rps:
+        print()
+        print("A warm ResolveLazyValue against a Run of one value call: %.2f of its rate."
+              % (rps["ResolveLazyValue"] / rps["Run"]))
+
     print()
-    print("A warm ResolveLazyValue against a Run of one value call: %.2f of its rate."
-          % (rps["ResolveLazyValue"] / rps["Run"]))
+    if peer_skipped is not None:
+        print("Python peer (bench/python_peer.py): skipped: %s." % peer_skipped)
+    else:
+        print("Python peer: bench/python_peer.py, a grpc.aio server (%s; one event loop) "
+              "running each parallel's children as coroutines in an asyncio.TaskGroup and "
+              "returning the outcome weft returns; same load, same request bytes%s:"
+              % (peer_about, "; %d runs of each, interleaved: median rates and the median "
+                 "of the ratios of runs back to back, range in brackets" % args.runs
+                 if args.runs > 1 else ""))
+        print()
+        print("| scenario | python rps | python p50 / p99 ms | weft rps | echo rps "
+              "| python / echo | weft / echo | weft / python |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name, r, e, py, runs in peer_rows:
+            def rate(label):
+                v = [x["rps"] for x in runs[label]]
+                return "%.0f%s" % (median(runs[label])["rps"], "" if len(v) < 2 else
+                                   " [%.0f-%.0f]" % (min(v), max(v)))
+
+            def ratio(a, b, digits):
+                m, lo, hi = ratios(runs[a], runs[b])
+                return "%.*f%s" % (digits, m, "" if len(runs[a]) < 2 else
+                                   " [%.*f-%.*f]" % (digits, lo, digits, hi))
+            print("| %s | %s | %.2f / %.2f | %s | %s | %s | %s | %s |" % (
+                name, rate("python"), py["p50_ms"], py["p99_ms"], rate("weft"), rate("echo"),
+                ratio("python", "echo", 3), ratio("weft", "echo", 2),
+                ratio("weft", "python", 1)))
+
+    if args.only is not None:
+        print()
+        print("Targets missed: " + "; ".join(failed) if failed else "Every target met.")
+        return 0
 
     print()
     scale = subprocess.run(

@@ -19,12 +19,12 @@
 #include "google/protobuf/util/json_util.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/event_loop.h"
-#include "server/engine/manual_env.h"
 #include "server/engine/sync.h"
 #include "server/engine/task_group.h"
 #include "server/handlers/registry.h"
 #include "server/plan/interpreter.h"
 #include "server/plan/pools.h"
+#include "tests/testing/manual_env.h"
 
 namespace weft {
 namespace {

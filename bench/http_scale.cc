@@ -3,7 +3,7 @@
 // http issue asks: how long the N calls take in all (ideally the delay),
 // and weftd's thread count before and during the run.
 //
-//   build/bench/http_scale --weftd=build/server/weftd --calls=1000
+//   build/bench/http_scale --weftd=build/server/weftd/weftd --calls=1000
 //   --delay_ms=200
 //
 // The fixture runs in this process on its own thread (epoll, backlog 4,096);
@@ -25,7 +25,7 @@
 #include "client/client.h"
 #include "tests/fixture/http_fixture.h"
 
-ABSL_FLAG(std::string, weftd, "build/server/weftd", "The weftd binary.");
+ABSL_FLAG(std::string, weftd, "build/server/weftd/weftd", "The weftd binary.");
 ABSL_FLAG(int, calls, 1000, "http calls in the parallel.");
 ABSL_FLAG(int, delay_ms, 200, "How long the fixture takes to answer each.");
 ABSL_FLAG(std::string, path, "/users/42",

@@ -3,7 +3,7 @@
 whatever else the machine is doing, so two builds can be compared exactly
 where a load test on a shared machine cannot.
 
-    bench/instructions.py build/server/weftd [OTHER_WEFTD]
+    bench/instructions.py build/server/weftd/weftd [OTHER_WEFTD]
 
 For each scenario, weftd runs under `valgrind --tool=callgrind` twice: with
 no requests and with --requests of them (after 20 to warm up); the

@@ -2,7 +2,8 @@
 // weftd, measuring what the issue asks: wall time, weftd's extra peak memory,
 // and weftd's thread count before and during the run.
 //
-//   build/bench/scale_run --weftd=build/server/weftd --leaves=100000 --sleep=1s
+//   build/bench/scale_run --weftd=build/server/weftd/weftd --leaves=100000
+//   --sleep=1s
 //
 // It starts weftd itself (limits raised by flags), reads its /proc entries,
 // and stops it with SIGTERM.
@@ -21,7 +22,7 @@
 #include "bench/bench_util.h"
 #include "client/client.h"
 
-ABSL_FLAG(std::string, weftd, "build/server/weftd", "The weftd binary.");
+ABSL_FLAG(std::string, weftd, "build/server/weftd/weftd", "The weftd binary.");
 ABSL_FLAG(int, leaves, 100'000, "Sleeping leaves in the parallel.");
 ABSL_FLAG(absl::Duration, sleep, absl::Seconds(1),
           "How long each leaf sleeps.");

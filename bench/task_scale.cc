@@ -4,7 +4,8 @@
 // 5 asks: the creation rate, weftd's peak memory per task, and that every
 // task reaches SUCCEEDED.
 //
-//   build/bench/task_scale --weftd=build/server/weftd --tasks=100000 --sleep=1s
+//   build/bench/task_scale --weftd=build/server/weftd/weftd --tasks=100000
+//   --sleep=1s
 
 #include <iostream>
 #include <memory>
@@ -25,7 +26,7 @@
 #include "server/engine/sync.h"
 #include "weft/v1/orchestrator.grpc.pb.h"
 
-ABSL_FLAG(std::string, weftd, "build/server/weftd", "The weftd binary.");
+ABSL_FLAG(std::string, weftd, "build/server/weftd/weftd", "The weftd binary.");
 ABSL_FLAG(int, tasks, 100'000, "Tasks to create.");
 ABSL_FLAG(absl::Duration, sleep, absl::Seconds(1), "How long each sleeps.");
 ABSL_FLAG(int, window, 256, "CreateTask calls in flight at once.");

@@ -10,15 +10,15 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "api/error_details.h"
-#include "api/errors.h"
+#include "server/common/error_details.h"
+#include "server/common/errors.h"
 
 namespace weft::cli {
 
 int CallFailed(const absl::Status& status) {
   std::cerr << "weft: " << absl::StatusCodeToString(status.code()) << ": "
             << status.message() << "\n";
-  if (std::optional<google::rpc::ErrorInfo> info = errors::GetErrorInfo(status);
+  if (std::optional<google::rpc::ErrorInfo> info = common::GetErrorInfo(status);
       info.has_value()) {
     // Sorted, so the line reads the same every time.
     std::map<std::string, std::string> metadata(info->metadata().begin(),
@@ -32,7 +32,7 @@ int CallFailed(const absl::Status& status) {
     std::cerr << (metadata.empty() ? "" : ")") << "\n";
   }
   if (std::optional<google::rpc::BadRequest> bad =
-          errors::GetBadRequest(status);
+          common::GetBadRequest(status);
       bad.has_value()) {
     for (const auto& v : bad->field_violations()) {
       // The message says what is wrong with a lone field already.
@@ -44,12 +44,12 @@ int CallFailed(const absl::Status& status) {
     }
   }
   if (std::optional<google::rpc::ResourceInfo> resource =
-          errors::GetResourceInfo(status);
+          common::GetResourceInfo(status);
       resource.has_value()) {
     std::cerr << "  resource: " << resource->resource_type() << " "
               << resource->resource_name() << "\n";
   }
-  if (const absl::Duration delay = errors::RetryDelay(status);
+  if (const absl::Duration delay = common::RetryDelay(status);
       delay != absl::InfiniteDuration()) {
     std::cerr << "  retry after: " << absl::FormatDuration(delay) << "\n";
   }
@@ -99,37 +99,6 @@ absl::StatusOr<std::vector<std::string>> TakeRepeatedFlag(
   for (; i < args.size(); ++i) rest.push_back(args[i]);
   args = std::move(rest);
   return values;
-}
-
-bool AskedForHelp(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const absl::string_view arg = argv[i];
-    if (arg == "--") return false;
-    if (arg == "--help" || arg == "-help" || arg == "-h" ||
-        arg == "--helpfull" || arg == "-helpfull" || arg == "--helpshort" ||
-        arg == "-helpshort") {
-      return true;
-    }
-  }
-  return false;
-}
-
-void PrintHelp(std::ostream& out, const std::vector<std::string>& files) {
-  out << absl::ProgramUsageMessage() << "\n\nFlags:\n";
-  std::map<std::string, absl::CommandLineFlag*> ours;
-  for (const auto& [name, flag] : absl::GetAllFlags()) {
-    for (const std::string& file : files) {
-      if (absl::EndsWith(flag->Filename(), file)) {
-        ours.emplace(std::string(name), flag);
-      }
-    }
-  }
-  for (const auto& [name, flag] : ours) {
-    out << "  --" << name;
-    const std::string value = flag->DefaultValue();
-    if (!value.empty()) out << " (default: " << value << ")";
-    out << "\n      " << flag->Help() << "\n";
-  }
 }
 
 }  // namespace weft::cli

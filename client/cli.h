@@ -43,15 +43,6 @@ absl::StatusOr<std::string> ReadInput(const std::string& file);
 absl::StatusOr<std::vector<std::string>> TakeRepeatedFlag(
     std::vector<std::string>& args, absl::string_view name);
 
-// Whether the command line asks for help: --help, -help, -h, --helpfull or
-// --helpshort before any "--".
-bool AskedForHelp(int argc, char** argv);
-
-// Prints the program's usage message, then every flag defined in a source
-// file whose path ends with one of `files`, sorted by name, with its
-// default and help text.
-void PrintHelp(std::ostream& out, const std::vector<std::string>& files);
-
 }  // namespace weft::cli
 
 #endif  // WEFT_CLIENT_CLI_H_

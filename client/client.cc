@@ -9,7 +9,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "api/error_details.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -18,6 +17,9 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "server/common/error_details.h"
+#include "server/common/proto_time.h"
+#include "server/common/serialize.h"
 
 namespace weft::client {
 namespace {
@@ -32,7 +34,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
     rpc.set_code(s.error_code());
   }
   rpc.set_message(s.error_message());
-  return errors::FromRpcStatus(rpc);
+  return common::FromRpcStatus(rpc);
 }
 
 // How many times in a row WatchTask reconnects without an event between.
@@ -178,7 +180,7 @@ absl::StatusOr<weft::v1::Task> Client::WaitTask(const std::string& name,
                                                 absl::Duration timeout) const {
   weft::v1::WaitTaskRequest request;
   request.set_name(name);
-  SetDuration(wait, request.mutable_timeout());
+  common::SetDuration(wait, request.mutable_timeout());
   return Unary(*orchestrator_, &Stub::WaitTask, request, timeout);
 }
 
@@ -316,14 +318,8 @@ weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node) {
   return node;
 }
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-}
-
 weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node) {
-  SetDuration(timeout, node.mutable_timeout());
+  common::SetDuration(timeout, node.mutable_timeout());
   return node;
 }
 
@@ -478,29 +474,8 @@ std::string ProgressLine(const weft::v1::Task& task, int width) {
                          p.leaves_failed(), p.leaves_running(), state);
 }
 
-std::string ToCompactJson(const google::protobuf::Message& message) {
-  // Deterministic serialization sorts map keys; the JSON printer keeps the
-  // wire order.
-  std::string binary;
-  {
-    google::protobuf::io::StringOutputStream stream(&binary);
-    google::protobuf::io::CodedOutputStream out(&stream);
-    out.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&out);
-  }
-  static google::protobuf::util::TypeResolver* const resolver =
-      google::protobuf::util::NewTypeResolverForDescriptorPool(
-          "type.googleapis.com",
-          google::protobuf::DescriptorPool::generated_pool());
-  std::string json;
-  (void)google::protobuf::util::BinaryToJsonString(
-      resolver, "type.googleapis.com/" + message.GetDescriptor()->full_name(),
-      binary, &json);
-  return json;
-}
-
 std::string ToJson(const google::protobuf::Message& message) {
-  return Indent(ToCompactJson(message));
+  return Indent(common::ToCompactJson(message));
 }
 
 }  // namespace weft::client

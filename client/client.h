@@ -36,7 +36,7 @@ class Client {
   // `timeout` <= 0 sets no deadline. An RPC error comes back as the status
   // (its code and message as the server sent them), with the google.rpc
   // details weftd sent as payloads: read them with api/errors.h
-  // (errors::Reason, RetryDelay) and api/error_details.h (GetBadRequest...).
+  // (common::Reason, RetryDelay) and api/error_details.h (GetBadRequest...).
   absl::StatusOr<weft::v1::RunResponse> Run(const weft::v1::RunRequest& request,
                                             absl::Duration timeout) const;
   absl::StatusOr<weft::v1::ListHandlersResponse> ListHandlers(
@@ -102,9 +102,6 @@ weft::v1::PlanNode Parallel(std::vector<weft::v1::PlanNode> children);
 weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node);
 weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node);
 
-// Sets a google.protobuf.Duration from `d` (finite).
-void SetDuration(absl::Duration d, google::protobuf::Duration* out);
-
 // Accepts "tasks/{id}" or the bare id.
 std::string TaskName(absl::string_view name_or_id);
 // Accepts "lazyValues/{id}" or the bare id.
@@ -140,9 +137,8 @@ absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(
 
 // Proto3 JSON, camelCase field names, indented by two spaces like grpcurl.
 // Object keys of Struct values come out sorted, so output is stable.
+// (common::ToCompactJson gives the same on one line.)
 std::string ToJson(const google::protobuf::Message& message);
-// The same on one line, without spaces.
-std::string ToCompactJson(const google::protobuf::Message& message);
 
 }  // namespace weft::client
 

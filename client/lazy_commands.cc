@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/cli.h"
+#include "server/common/proto_time.h"
 
 ABSL_DECLARE_FLAG(absl::Duration, timeout);
 ABSL_DECLARE_FLAG(bool, json);
@@ -55,7 +56,7 @@ absl::Status DurationFlag(const std::string& name, const std::string& text,
     return absl::InvalidArgumentError(absl::StrCat(
         "--", name, ": expected a duration like 3600s, got \"", text, "\""));
   }
-  client::SetDuration(d, out);
+  common::SetDuration(d, out);
   return absl::OkStatus();
 }
 

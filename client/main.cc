@@ -24,11 +24,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
-#include "api/outcome.h"
 #include "client/cli.h"
 #include "client/client.h"
 #include "client/lazy_commands.h"
 #include "client/task_commands.h"
+#include "server/common/flag_help.h"
+#include "server/common/outcome.h"
 
 ABSL_FLAG(std::string, addr, "",
           "Server address, host:port (default: $WEFT_ADDR, else "
@@ -95,7 +96,7 @@ int Run(const weft::client::Client& client, const std::string& file) {
   // A full outcome carries values at its leaves; show the root's built.
   weft::v1::NodeOutcome& root = *response->mutable_outcome();
   if (root.state() == weft::v1::NODE_STATE_SUCCEEDED && !root.has_value()) {
-    *root.mutable_value() = weft::api::AssembleValue(root);
+    *root.mutable_value() = weft::common::AssembleValue(root);
   }
   std::cout << weft::client::ToJson(*response) << std::endl;
   return response->outcome().state() == weft::v1::NODE_STATE_SUCCEEDED
@@ -148,10 +149,8 @@ int main(int argc, char** argv) {
   const std::string usage = absl::StrFormat(
       weft::cli::kUsage, weft::cli::kTaskUsage, weft::cli::kLazyUsage);
   absl::SetProgramUsageMessage(usage);
-  if (weft::cli::AskedForHelp(argc, argv)) {
-    weft::cli::PrintHelp(std::cout,
-                         {"client/main.cc", "client/task_commands.cc",
-                          "client/lazy_commands.cc"});
+  if (weft::common::AskedForHelp(argc, argv)) {
+    weft::common::PrintHelp(std::cout, {"client/"});
     return kExitOk;
   }
   // --label and --state may be given more than once: taken out before absl

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "client/cli.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/common/serialize.h"
 
 ABSL_DECLARE_FLAG(absl::Duration, timeout);
 ABSL_DECLARE_FLAG(bool, json);
@@ -142,7 +143,7 @@ int Watch(const client::Client& client, const std::string& name) {
       name, absl::GetFlag(FLAGS_timeout), [&](const weft::v1::TaskEvent& e) {
         last = e.task();
         if (!tty) {
-          std::cout << client::ToCompactJson(e) << std::endl;
+          std::cout << common::ToCompactJson(e) << std::endl;
           return;
         }
         std::cout << "\r" << client::ProgressLine(e.task(), 30) << "  "

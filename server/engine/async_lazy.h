@@ -2,11 +2,15 @@
 // caller, the one computation in flight included (Nexios's AsyncLazy), with
 // expiry, refresh-ahead and optional negative caching.
 //
-//   AsyncLazy<Stats> stats([](const CancellationToken& token, auto done) {
-//     ComputeStats(token, std::move(done));
-//   }, {.env = &loop, .ttl = absl::Hours(24), .refresh_after =
-//   absl::Hours(1)}); stats.Get(caller_token, [](absl::StatusOr<Stats> s) { ...
-//   }); stats.Reset();  // the next Get computes again
+// clang-format off
+//   AsyncLazy<Stats> stats(
+//       [](const CancellationToken& token, AsyncLazy<Stats>::Callback done) {
+//         ComputeStats(token, std::move(done));
+//       },
+//       {.env = &loop, .ttl = absl::Hours(24), .refresh_after = absl::Hours(1)});
+//   stats.Get(caller_token, [](absl::StatusOr<Stats> s) { Show(s); });
+//   stats.Reset();  // the next Get computes again
+// clang-format on
 //
 // Single flight: at most one computation per generation runs, and every Get
 // that finds nothing cached joins it. A waiter whose token is cancelled
@@ -50,7 +54,7 @@
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
-#include "server/engine/ref_counted.h"
+#include "server/engine/internal/ref_counted.h"
 #include "server/engine/sync.h"
 
 namespace weft::engine {

@@ -1,13 +1,17 @@
 // BackgroundTasks: start work that outlives the request that created it, and
 // read its status later (create_background_task plus a status endpoint).
 //
-//   BackgroundTasks tasks;
+// clang-format off
+//   BackgroundTasks tasks(loop);
 //   uint64_t id = tasks.Create([](const CancellationToken& token, Done done) {
 //     SendNewsletter(token, std::move(done));
 //   });
-//   tasks.Get(id)->state;   // kRunning, then kSucceeded / kFailed / kCancelled
+//   Show(tasks.Get(id)->state);  // kRunning, then kSucceeded / kFailed / kCancelled
 //   tasks.Cancel(id, absl::CancelledError("stopped by the operator"));
-//   tasks.active();         // how many still run
+//   Show(tasks.active());        // how many still run
+//   tasks.CancelAll(absl::CancelledError("shutting down"));  // before destroying it
+//   tasks.WaitIdle(absl::InfiniteFuture());
+// clang-format on
 //
 // Thread-safety: thread-safe. The owner drains the work at shutdown
 // (CancelAll, then WaitIdle) before destroying it.

@@ -28,7 +28,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "server/engine/ref_counted.h"
+#include "server/engine/internal/ref_counted.h"
 #include "server/engine/sync.h"
 
 namespace weft::engine {

@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
-#include "server/engine/ref_counted.h"
+#include "server/engine/internal/ref_counted.h"
 
 namespace weft::engine {
 

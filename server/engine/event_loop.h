@@ -14,8 +14,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "server/engine/env.h"
+#include "server/engine/internal/timer_queue.h"
 #include "server/engine/sync.h"
-#include "server/engine/timer_queue.h"
 
 namespace weft::engine {
 

@@ -5,7 +5,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "server/engine/ref_counted.h"
+#include "server/engine/internal/ref_counted.h"
 #include "server/engine/sync.h"
 
 namespace weft::engine {

@@ -2,10 +2,15 @@
 // the rest are cancelled (Starlette's and Nexios's run_until_first_complete,
 // with failover and hedging).
 //
-//   RunUntilFirstComplete(env, token, {primary, backup, fallback},
+// clang-format off
+//   std::vector<RaceTask> mirrors;
+//   mirrors.push_back(FetchFrom("primary"));
+//   mirrors.push_back(FetchFrom("backup"));
+//   RunUntilFirstComplete(env, token, std::move(mirrors),
 //                         {.mode = RaceMode::kFirstSuccess,
 //                          .hedge_delay = absl::Milliseconds(50)},
-//                         [](RaceResult r) { ... r.winner ... });
+//                         [](RaceResult r) { Show(r.winner, r.status); });
+// clang-format on
 //
 // kFirstSuccess (failover): the first task to succeed wins; failures are
 // tolerated until every task has failed, and then the race fails with the

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
-#include "server/engine/ref_counted.h"
+#include "server/engine/internal/ref_counted.h"
 #include "server/engine/sync.h"
 
 namespace weft::engine {

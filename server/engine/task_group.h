@@ -2,13 +2,15 @@
 // asyncio.TaskGroup, Nexios's TaskGroup), for callback-style work; with
 // options, also gather-all-settled, quorum, and a bound on concurrency.
 //
+// clang-format off
 //   TaskGroup group(parent_token);
 //   for (const Item& item : items) {
 //     group.Spawn([&item](const CancellationToken& token, Done done) {
 //       Fetch(item, token, std::move(done));
 //     });
 //   }
-//   std::move(group).Join([](absl::Status first_failure) { ... });
+//   std::move(group).Join([](absl::Status first_failure) { Show(first_failure); });
+// clang-format on
 //
 // Join policies:
 //  - kAll (the default): the first task to fail cancels the group, so every

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/engine/ref_counted.h"
+#include "server/engine/internal/ref_counted.h"
 
 namespace weft::engine {
 

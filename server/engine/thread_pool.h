@@ -2,11 +2,12 @@
 // event loop, onto a named pool with a fixed number of threads and a bounded
 // queue (Starlette's and Nexios's run_in_threadpool, with a bound).
 //
+// clang-format off
 //   ThreadPool pool("images", /*threads=*/2, /*queue=*/64);
 //   RunInThreadPool(pool, env, token,
-//                   [](const CancellationToken& token) { return Resize(token);
-//                   },
-//                   [](absl::Status s) { ... });
+//                   [](const CancellationToken& token) { return Resize(token); },
+//                   [](absl::Status s) { Show(s); });
+// clang-format on
 //
 // A pool holds one task per thread plus `queue_capacity` waiting ones; a full
 // pool refuses work at once with RESOURCE_EXHAUSTED. Work still

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "server/handlers/text.h"
+#include "server/common/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -21,7 +21,7 @@ constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0,    0,
 
 absl::Status Bad(absl::string_view entry, absl::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("--http_allow: ", Quote(entry), ": ", why));
+      absl::StrCat("--http_allow: ", common::Quote(entry), ": ", why));
 }
 
 // A DNS name: labels of letters, digits and '-', the last one not all

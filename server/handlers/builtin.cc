@@ -5,8 +5,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
 #include "openssl/sha.h"
+#include "server/common/errors.h"
 #include "server/engine/sleep.h"
 #include "server/handlers/registry.h"
 
@@ -76,12 +76,12 @@ class SleepCall : public Call {
 class FailCall : public Call {
  public:
   explicit FailCall(const Args& args)
-      : error_(errors::WithReason(
+      : error_(common::WithReason(
             absl::Status(args.Code("code"),
                          args.String("message",
                                      "failed as the plan asked "
                                      "(handler \"fail\")")),
-            errors::kFailedByPlan)),
+            common::kFailedByPlan)),
         after_(args.Duration("after")) {}
   void Start(const CallContext& ctx, CallDone done) const override {
     if (after_ <= absl::ZeroDuration()) {

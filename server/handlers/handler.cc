@@ -7,9 +7,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/handlers/duration.h"
-#include "server/handlers/status_codes.h"
-#include "server/handlers/text.h"
+#include "server/common/duration.h"
+#include "server/common/status_codes.h"
+#include "server/common/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -65,7 +65,7 @@ absl::Status CheckOne(const ArgSpec& spec, const Value& v) {
           std::fabs(v.number_value()) > 9007199254740992.0) {
         return ArgError(spec.name,
                         absl::StrCat("expected a whole number, got ",
-                                     FormatNumber(v.number_value())));
+                                     common::FormatNumber(v.number_value())));
       }
       if (v.number_value() < static_cast<double>(spec.min) ||
           v.number_value() > static_cast<double>(spec.max)) {
@@ -75,7 +75,7 @@ absl::Status CheckOne(const ArgSpec& spec, const Value& v) {
         return ArgError(
             spec.name,
             absl::StrCat("must be between ", spec.min, " and ", spec.max,
-                         ", got ", FormatNumber(v.number_value())));
+                         ", got ", common::FormatNumber(v.number_value())));
       }
       return absl::OkStatus();
     case ArgType::kBool:
@@ -83,17 +83,20 @@ absl::Status CheckOne(const ArgSpec& spec, const Value& v) {
       return absl::OkStatus();
     case ArgType::kDuration: {
       if (!v.has_string_value()) return Mistyped(spec, v);
-      absl::StatusOr<absl::Duration> d = ParseJsonDuration(v.string_value());
+      absl::StatusOr<absl::Duration> d =
+          common::ParseJsonDuration(v.string_value());
       if (!d.ok()) return ArgError(spec.name, d.status().message());
       if (*d < absl::ZeroDuration()) {
-        return ArgError(spec.name, absl::StrCat("must not be negative, got ",
-                                                Quote(v.string_value())));
+        return ArgError(spec.name,
+                        absl::StrCat("must not be negative, got ",
+                                     common::Quote(v.string_value())));
       }
       return absl::OkStatus();
     }
     case ArgType::kCode: {
       if (!v.has_string_value()) return Mistyped(spec, v);
-      absl::StatusOr<absl::StatusCode> code = ParseCodeName(v.string_value());
+      absl::StatusOr<absl::StatusCode> code =
+          common::ParseCodeName(v.string_value());
       if (!code.ok()) return ArgError(spec.name, code.status().message());
       if (*code == absl::StatusCode::kOk) {
         return ArgError(spec.name, "must be an error code, not OK");
@@ -151,7 +154,7 @@ absl::Status CheckArgs(const HandlerInfo& info,
     for (const ArgSpec& spec : info.args) names.push_back(spec.name);
     return ArgError(
         unknown.front(),
-        absl::StrCat("unknown argument of handler ", Quote(info.name),
+        absl::StrCat("unknown argument of handler ", common::Quote(info.name),
                      "; it takes ",
                      names.empty() ? "none" : absl::StrJoin(names, ", ")));
   }
@@ -160,8 +163,8 @@ absl::Status CheckArgs(const HandlerInfo& info,
     if (it == args.fields().end()) {
       if (spec.required) {
         return ArgError(spec.name,
-                        absl::StrCat("required by handler ", Quote(info.name),
-                                     " but missing"));
+                        absl::StrCat("required by handler ",
+                                     common::Quote(info.name), " but missing"));
       }
       continue;
     }
@@ -186,7 +189,8 @@ absl::Duration Args::Duration(absl::string_view name,
                               absl::Duration fallback) const {
   const Value* v = Find(name);
   if (v == nullptr || !v->has_string_value()) return fallback;
-  absl::StatusOr<absl::Duration> d = ParseJsonDuration(v->string_value());
+  absl::StatusOr<absl::Duration> d =
+      common::ParseJsonDuration(v->string_value());
   return d.ok() ? *d : fallback;
 }
 
@@ -200,7 +204,7 @@ int64_t Args::Integer(absl::string_view name, int64_t fallback) const {
 absl::StatusCode Args::Code(absl::string_view name) const {
   const Value* v = Find(name);
   if (v == nullptr || !v->has_string_value()) return absl::StatusCode::kUnknown;
-  absl::StatusOr<absl::StatusCode> c = ParseCodeName(v->string_value());
+  absl::StatusOr<absl::StatusCode> c = common::ParseCodeName(v->string_value());
   return c.ok() ? *c : absl::StatusCode::kUnknown;
 }
 
@@ -219,13 +223,13 @@ bool IsPermanent(const absl::Status& error) {
 
 std::string ArgPath(absl::string_view name) {
   const bool plain =
-      !name.empty() && name.size() <= kQuoteBytes &&
+      !name.empty() && name.size() <= common::kQuoteBytes &&
       std::all_of(name.begin(), name.end(), [](char c) {
         return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
                c == '.' || c == '[' || c == ']' || c == '-';
       });
   return plain ? absl::StrCat("args.", name)
-               : absl::StrCat("args[", Quote(name), "]");
+               : absl::StrCat("args[", common::Quote(name), "]");
 }
 
 absl::Status ArgError(absl::string_view name, absl::string_view what) {

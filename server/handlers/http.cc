@@ -25,11 +25,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "api/errors.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/common/errors.h"
+#include "server/common/text.h"
 #include "server/engine/sync.h"
 #include "server/handlers/json.h"
-#include "server/handlers/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -65,20 +65,20 @@ absl::StatusOr<UrlParts> ParseUrl(const std::string& url) {
   };
   std::string port;
   if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat(Quote(url, 200), " is not an absolute http or https URL"));
+    status = absl::InvalidArgumentError(absl::StrCat(
+        common::Quote(url, 200), " is not an absolute http or https URL"));
   } else if (!part(CURLUPART_SCHEME, &parts.scheme, 0) ||
              (parts.scheme != "http" && parts.scheme != "https")) {
     status = absl::InvalidArgumentError(absl::StrCat(
-        Quote(url, 200), ": only http and https URLs are allowed, not ",
-        Quote(parts.scheme + ":")));
+        common::Quote(url, 200), ": only http and https URLs are allowed, not ",
+        common::Quote(parts.scheme + ":")));
   } else if (!part(CURLUPART_HOST, &parts.host, 0) || parts.host.empty()) {
     status = absl::InvalidArgumentError(
-        absl::StrCat(Quote(url, 200), " has no host"));
+        absl::StrCat(common::Quote(url, 200), " has no host"));
   } else if (!part(CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ||
              !absl::SimpleAtoi(port, &parts.port)) {
     status = absl::InvalidArgumentError(
-        absl::StrCat(Quote(url, 200), " has no valid port"));
+        absl::StrCat(common::Quote(url, 200), " has no valid port"));
   }
   curl_url_cleanup(u);
   if (!status.ok()) return status;
@@ -214,8 +214,8 @@ class HttpClient::Impl {
       t->on_cancel.reset();
       active_.fetch_sub(1, std::memory_order_relaxed);
       std::move(t->done)(
-          errors::WithReason(absl::CancelledError("weftd is shutting down"),
-                             errors::kShuttingDown));
+          common::WithReason(absl::CancelledError("weftd is shutting down"),
+                             common::kShuttingDown));
       return;
     }
     Wake();
@@ -256,19 +256,19 @@ class HttpClient::Impl {
   // with a proxy, the URL's host is allowed (the proxy hides the address).
   absl::Status CheckBeforeStart(const UrlParts& url) const {
     if (options_.allow.empty()) {
-      return Permanent(errors::WithReason(
+      return Permanent(common::WithReason(
           absl::PermissionDeniedError(
               "http calls are refused: weftd allows no destinations (set "
               "--http_allow, or httpAllow in the config file)"),
-          errors::kUrlNotAllowed, {{"flag", "--http_allow"}}));
+          common::kUrlNotAllowed, {{"flag", "--http_allow"}}));
     }
     if (!options_.proxy.empty() &&
         !options_.allow.AllowsUrlHost(url.host, url.port)) {
-      return Permanent(errors::WithReason(
+      return Permanent(common::WithReason(
           absl::PermissionDeniedError(absl::StrCat(
               "http: ", url.host, " port ", url.port,
               " is not allowed by --http_allow (", options_.allow.text(), ")")),
-          errors::kUrlNotAllowed, {{"flag", "--http_allow"}}));
+          common::kUrlNotAllowed, {{"flag", "--http_allow"}}));
     }
     return absl::OkStatus();
   }
@@ -442,8 +442,8 @@ class HttpClient::Impl {
   // was sent on to a redirect.
   std::optional<absl::StatusOr<HttpResponse>> Completed(Transfer& t,
                                                         CURLcode code) {
-    const std::string where =
-        absl::StrCat(t.request.method, " ", Abbreviate(t.current_url, 200));
+    const std::string where = absl::StrCat(
+        t.request.method, " ", common::Abbreviate(t.current_url, 200));
     if (code == CURLE_OK) {
       long status = 0;
       curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
@@ -457,59 +457,59 @@ class HttpClient::Impl {
     // Refused, unless another address of the same name was allowed and
     // failed in its own way (then that is the error).
     if (!t.refused.empty() && t.allowed == 0) {
-      return Permanent(errors::WithReason(
+      return Permanent(common::WithReason(
           absl::PermissionDeniedError(absl::StrCat(
               where, ": the destination ", t.refused,
               " is not allowed by --http_allow (",
               options_.allow.empty() ? "nothing" : options_.allow.text(), ")")),
-          errors::kUrlNotAllowed, {{"flag", "--http_allow"}}));
+          common::kUrlNotAllowed, {{"flag", "--http_allow"}}));
     }
     const std::string detail =
         t.error[0] != '\0' ? std::string(t.error) : curl_easy_strerror(code);
     switch (code) {
       case CURLE_OPERATION_TIMEDOUT:
-        return errors::WithReason(
+        return common::WithReason(
             absl::DeadlineExceededError(absl::StrCat(
                 where, ": no answer within ",
                 absl::FormatDuration(t.request.timeout), " (args.timeout)")),
-            errors::kHttpTimeout);
+            common::kHttpTimeout);
       case CURLE_OUT_OF_MEMORY:
         // libcurl refuses one header line over 100 KB this way, before
         // the header callback sees it.
         if (!t.headers_done) {
-          return Permanent(errors::WithReason(
+          return Permanent(common::WithReason(
               absl::OutOfRangeError(
                   absl::StrCat(where,
                                ": the response headers are larger than libcurl "
                                "accepts (100 KB a line; weft takes ",
                                options_.max_header_bytes, " bytes in all)")),
-              errors::kHttpResponseTooLarge));
+              common::kHttpResponseTooLarge));
         }
         break;
       case CURLE_WRITE_ERROR:
       case CURLE_FILESIZE_EXCEEDED:
         if (t.headers_too_big) {
-          return Permanent(errors::WithReason(
+          return Permanent(common::WithReason(
               absl::OutOfRangeError(
                   absl::StrCat(where, ": the response headers are larger than ",
                                options_.max_header_bytes, " bytes")),
-              errors::kHttpResponseTooLarge));
+              common::kHttpResponseTooLarge));
         }
         if (t.out_of_memory) {
           // The budget's refusal (MEMORY_EXHAUSTED, its flag and limit),
           // saying which call.
           const absl::Status refusal =
               t.response.memory.Refusal(CURL_MAX_WRITE_SIZE, "its body");
-          return errors::WithMessage(
+          return common::WithMessage(
               refusal, absl::StrCat(where, ": ", refusal.message()));
         }
         if (t.too_big || code == CURLE_FILESIZE_EXCEEDED) {
-          return errors::WithReason(
+          return common::WithReason(
               absl::OutOfRangeError(
                   absl::StrCat(where, ": the response body is larger than ",
                                t.request.max_response_bytes,
                                " bytes (args.max_response_bytes)")),
-              errors::kHttpResponseTooLarge);
+              common::kHttpResponseTooLarge);
         }
         break;
       case CURLE_UNSUPPORTED_PROTOCOL:
@@ -518,9 +518,9 @@ class HttpClient::Impl {
       default:
         break;
     }
-    return errors::WithReason(
+    return common::WithReason(
         absl::UnavailableError(absl::StrCat(where, ": ", detail)),
-        errors::kHttpUnreachable);
+        common::kHttpUnreachable);
   }
 
   // Sends `t` on to its response's Location, through the same checks as
@@ -531,11 +531,11 @@ class HttpClient::Impl {
     curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &location);
     if (location == nullptr) return std::move(t.response);  // No Location.
     if (++t.redirects > t.request.max_redirects) {
-      return errors::WithReason(
+      return common::WithReason(
           absl::OutOfRangeError(
               absl::StrCat(where, ": more than ", t.request.max_redirects,
                            " redirects (args.follow_redirects)")),
-          errors::kHttpTooManyRedirects);
+          common::kHttpTooManyRedirects);
     }
     std::string next = location;
     absl::StatusOr<UrlParts> url = ParseUrl(next);
@@ -707,8 +707,8 @@ class HttpClient::Impl {
     while (!transfers_.empty()) {
       auto it = transfers_.begin();
       Finish(it->first,
-             errors::WithReason(absl::CancelledError("weftd is shutting down"),
-                                errors::kShuttingDown),
+             common::WithReason(absl::CancelledError("weftd is shutting down"),
+                                common::kShuttingDown),
              it->second->easy != nullptr);
     }
   }
@@ -814,7 +814,7 @@ absl::StatusOr<std::vector<StatusRange>> ParseAcceptStatus(const Value* list) {
           !absl::SimpleAtoi(parts.back(), &r.high)) {
         return ArgError(where, absl::StrCat("expected a status like 204 or a "
                                             "range like \"200-299\", got ",
-                                            Quote(v.string_value())));
+                                            common::Quote(v.string_value())));
       }
     } else {
       return ArgError(where,
@@ -864,15 +864,15 @@ absl::StatusOr<Value> ResponseValue(const HttpResponse& response,
       return out;
     }
     if (parsed.status().code() == absl::StatusCode::kOutOfRange) {
-      return Permanent(errors::WithReason(
+      return Permanent(common::WithReason(
           absl::OutOfRangeError(absl::StrCat(
               where, ": the JSON body is ", parsed.status().message(),
               ", the most weft keeps in a value")),
-          errors::kValueTooDeep));
+          common::kValueTooDeep));
     }
     // Not JSON after all: the text, as for any other body.
   }
-  if (IsValidUtf8(response.body)) {
+  if (common::IsValidUtf8(response.body)) {
     body.set_string_value(response.body);
   } else {
     fields.mutable_fields()->erase("body");
@@ -884,7 +884,7 @@ absl::StatusOr<Value> ResponseValue(const HttpResponse& response,
 
 // The text of a body for an error message: its start, if it is text.
 std::string BodySnippet(const std::string& body) {
-  if (body.empty() || !IsValidUtf8(body)) return "";
+  if (body.empty() || !common::IsValidUtf8(body)) return "";
   constexpr size_t kMax = 200;
   std::string s = body.size() <= kMax ? body : body.substr(0, kMax) + "...";
   return absl::StrCat(": ", absl::StripAsciiWhitespace(s));
@@ -899,22 +899,22 @@ struct HttpCallSpec {
 
   CallResult Answer(absl::StatusOr<HttpResponse> response) const {
     if (!response.ok()) return response.status();
-    const std::string where =
-        absl::StrCat(request.method, " ", Abbreviate(response->url, 200));
+    const std::string where = absl::StrCat(
+        request.method, " ", common::Abbreviate(response->url, 200));
     for (const StatusRange& r : accept) {
       if (response->status >= r.low && response->status <= r.high) {
         return ResponseValue(*response, where);
       }
     }
-    return errors::WithReason(
+    return common::WithReason(
         absl::Status(
             CodeForHttpStatus(response->status),
             absl::StrCat(where, " answered ", response->status,
                          response->reason.empty() ? "" : " ",
-                         Abbreviate(response->reason, 100),
+                         common::Abbreviate(response->reason, 100),
                          " (args.accept_status is ", RangesText(accept), ")",
                          BodySnippet(response->body))),
-        errors::kHttpStatus, {{"status", absl::StrCat(response->status)}});
+        common::kHttpStatus, {{"status", absl::StrCat(response->status)}});
   }
 };
 
@@ -940,15 +940,15 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
     });
     if (spec->request.timeout > absl::ZeroDuration()) {
       const std::string message = absl::StrCat(
-          spec->request.method, " ", Abbreviate(spec->request.url, 200),
+          spec->request.method, " ", common::Abbreviate(spec->request.url, 200),
           ": no answer within ", absl::FormatDuration(spec->request.timeout),
           " (args.timeout)");
       timer_ =
           env_.Schedule(env_.Now() + spec->request.timeout, [weak, message] {
             auto self = weak.lock();
             if (self == nullptr) return;
-            const absl::Status timeout = errors::WithReason(
-                absl::DeadlineExceededError(message), errors::kHttpTimeout);
+            const absl::Status timeout = common::WithReason(
+                absl::DeadlineExceededError(message), common::kHttpTimeout);
             self->Complete(timeout);
             self->scope_.Cancel(timeout);
           });
@@ -1102,15 +1102,15 @@ class HttpHandler : public Handler {
     }
     request.method = args.String("method", "GET");
     if (!IsToken(request.method)) {
-      return ArgError("method", absl::StrCat(Quote(request.method),
+      return ArgError("method", absl::StrCat(common::Quote(request.method),
                                              " is not an HTTP method"));
     }
     bool has_content_type = false;
     if (const Value* headers = args.Find("headers")) {
       for (const auto& [name, value] : headers->struct_value().fields()) {
         if (!IsToken(name)) {
-          return ArgError("headers",
-                          absl::StrCat(Quote(name), " is not a header name"));
+          return ArgError("headers", absl::StrCat(common::Quote(name),
+                                                  " is not a header name"));
         }
         if (!value.has_string_value()) {
           return ArgError(absl::StrCat("headers.", name), "expected a string");

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "server/handlers/text.h"
+#include "server/common/text.h"
 
 namespace weft::handlers {
 namespace {
@@ -209,7 +209,7 @@ class Parser {
           return Error("an unknown escape in a string");
       }
     }
-    if (!IsValidUtf8(*out)) {
+    if (!common::IsValidUtf8(*out)) {
       pos_ = start;
       return Error("a string that is not UTF-8");
     }

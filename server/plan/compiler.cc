@@ -8,10 +8,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
-#include "server/handlers/duration.h"
-#include "server/handlers/status_codes.h"
-#include "server/handlers/text.h"
+#include "server/common/duration.h"
+#include "server/common/errors.h"
+#include "server/common/status_codes.h"
+#include "server/common/text.h"
 
 namespace weft::plan {
 
@@ -82,8 +82,8 @@ constexpr int kMaxAttempts = 100;
 // INVALID_ARGUMENT "<path>: <what>", with a BadRequest field violation for
 // `path` and ErrorInfo `reason`.
 absl::Status Error(absl::string_view path, absl::string_view what,
-                   absl::string_view reason = errors::kInvalidField) {
-  return errors::FieldError(path, what, reason);
+                   absl::string_view reason = common::kInvalidField) {
+  return common::FieldError(path, what, reason);
 }
 
 // A handler's refusal of its args ("args.url: ..."), at the call's `path`.
@@ -93,17 +93,17 @@ absl::Status HandlerError(absl::string_view path, const absl::Status& s) {
   absl::Status out =
       absl::InvalidArgumentError(absl::StrCat(path, ".", message));
   if (colon == absl::string_view::npos) {
-    out = errors::WithFieldViolation(std::move(out), path, message);
+    out = common::WithFieldViolation(std::move(out), path, message);
   } else {
-    out = errors::WithFieldViolation(
+    out = common::WithFieldViolation(
         std::move(out), absl::StrCat(path, ".", message.substr(0, colon)),
         message.substr(colon + 2));
   }
-  std::string reason = errors::Reason(s);
-  if (reason == errors::CodeName(s.code())) {
-    reason = std::string(errors::kInvalidField);
+  std::string reason = common::Reason(s);
+  if (reason == common::CodeName(s.code())) {
+    reason = std::string(common::kInvalidField);
   }
-  return errors::WithReason(std::move(out), reason);
+  return common::WithReason(std::move(out), reason);
 }
 
 // Converts a Duration field, checking that it is valid and not negative
@@ -123,10 +123,9 @@ absl::StatusOr<absl::Duration> DurationField(
                               d.seconds(), " and nanos ", d.nanos()));
   }
   if (out < absl::ZeroDuration() || (positive && out == absl::ZeroDuration())) {
-    return Error(path,
-                 absl::StrCat(positive ? "must be a positive duration"
-                                       : "must not be negative",
-                              ", got ", handlers::FormatJsonDuration(out)));
+    return Error(path, absl::StrCat(positive ? "must be a positive duration"
+                                             : "must not be negative",
+                                    ", got ", common::FormatJsonDuration(out)));
   }
   return out;
 }
@@ -229,18 +228,18 @@ class Compiler {
   absl::Status CompileNode(const PlanNode& node, std::string path, int depth,
                            engine::ThreadPool* pool, int room) {
     if (depth > limits_.max_plan_depth) {
-      return errors::WithLimit(
+      return common::WithLimit(
           Error(path, absl::StrCat("the plan is nested deeper than ",
                                    limits_.max_plan_depth,
                                    " levels, the limit (--max_plan_depth)")),
-          errors::kPlanTooDeep, "--max_plan_depth", limits_.max_plan_depth);
+          common::kPlanTooDeep, "--max_plan_depth", limits_.max_plan_depth);
     }
     if (static_cast<int>(plan_->nodes_.size()) >= limits_.max_plan_nodes) {
-      return errors::WithLimit(
+      return common::WithLimit(
           Error(path,
                 absl::StrCat("the plan has more than ", limits_.max_plan_nodes,
                              " nodes, the limit (--max_plan_nodes)")),
-          errors::kPlanTooLarge, "--max_plan_nodes", limits_.max_plan_nodes);
+          common::kPlanTooLarge, "--max_plan_nodes", limits_.max_plan_nodes);
     }
     const int32_t index = static_cast<int32_t>(plan_->nodes_.size());
     plan_->nodes_.emplace_back();
@@ -333,25 +332,25 @@ class Compiler {
       return Error(
           absl::StrCat(path, ".max_backoff"),
           absl::StrCat("must not be shorter than initial_backoff (",
-                       handlers::FormatJsonDuration(out.initial_backoff), ")"));
+                       common::FormatJsonDuration(out.initial_backoff), ")"));
     }
     if (r.multiplier() != 0) {
       if (!(r.multiplier() >= 1 && r.multiplier() <= 100)) {
         return Error(absl::StrCat(path, ".multiplier"),
                      absl::StrCat("must be from 1 to 100, got ",
-                                  handlers::FormatNumber(r.multiplier())));
+                                  common::FormatNumber(r.multiplier())));
       }
       out.multiplier = r.multiplier();
     }
     if (!(r.jitter() >= 0 && r.jitter() <= 1)) {
       return Error(absl::StrCat(path, ".jitter"),
                    absl::StrCat("must be from 0 to 1, got ",
-                                handlers::FormatNumber(r.jitter())));
+                                common::FormatNumber(r.jitter())));
     }
     if (r.jitter() != 0) out.jitter = r.jitter();
     for (int i = 0; i < r.retryable_codes_size(); ++i) {
       absl::StatusOr<absl::StatusCode> code =
-          handlers::ParseCodeName(r.retryable_codes(i));
+          common::ParseCodeName(r.retryable_codes(i));
       const std::string code_path =
           absl::StrCat(path, ".retryable_codes[", i, "]");
       if (!code.ok()) return Error(code_path, code.status().message());
@@ -368,14 +367,14 @@ class Compiler {
   absl::Status CheckComposite(const std::string& path, absl::string_view what,
                               int room, int levels) {
     if (room >= levels) return absl::OkStatus();
-    return errors::WithLimit(
+    return common::WithLimit(
         Error(path,
               absl::StrCat("the value of ", what, " nests ", levels,
                            levels == 1 ? " level" : " levels",
                            " of lists and objects at least, deeper than it "
                            "may: ",
                            ValueDepthRoom(room, limits_.max_value_depth))),
-        errors::kValueTooDeep, "--max_value_depth", limits_.max_value_depth);
+        common::kValueTooDeep, "--max_value_depth", limits_.max_value_depth);
   }
 
   // Every argument's value within --max_value_depth, and the one a call
@@ -394,7 +393,7 @@ class Compiler {
       if (depth <= limits_.max_value_depth && (!returned || depth <= room)) {
         continue;
       }
-      return errors::WithLimit(
+      return common::WithLimit(
           Error(absl::StrCat(path, ".", handlers::ArgPath(name)),
                 absl::StrCat(
                     "nests ", depth, " levels of lists and objects",
@@ -403,7 +402,7 @@ class Compiler {
                         : "; ",
                     ValueDepthRoom(returned ? room : limits_.max_value_depth,
                                    limits_.max_value_depth))),
-          errors::kValueTooDeep, "--max_value_depth", limits_.max_value_depth);
+          common::kValueTooDeep, "--max_value_depth", limits_.max_value_depth);
     }
     return absl::OkStatus();
   }
@@ -419,13 +418,12 @@ class Compiler {
     }
     const handlers::Handler* handler = registry_.Find(call.handler());
     if (handler == nullptr) {
-      return errors::WithReason(
-          Error(
-              absl::StrCat(path, ".handler"),
-              absl::StrCat("unknown handler ", handlers::Quote(call.handler()),
-                           "; known handlers: ", registry_.Names())),
-          errors::kUnknownHandler,
-          {{"handler", handlers::Abbreviate(call.handler(), 128)}});
+      return common::WithReason(
+          Error(absl::StrCat(path, ".handler"),
+                absl::StrCat("unknown handler ", common::Quote(call.handler()),
+                             "; known handlers: ", registry_.Names())),
+          common::kUnknownHandler,
+          {{"handler", common::Abbreviate(call.handler(), 128)}});
     }
     // Handler errors start with "args...": join them to the call's path.
     if (absl::Status s = handlers::CheckArgs(handler->info(), call.args());
@@ -447,7 +445,7 @@ class Compiler {
       pool = pools_ != nullptr ? pools_->Find("default") : nullptr;
       if (pool == nullptr) {
         return Error(path,
-                     absl::StrCat("handler ", handlers::Quote(call.handler()),
+                     absl::StrCat("handler ", common::Quote(call.handler()),
                                   " blocks and needs a thread pool, "
                                   "but none is configured (--pools)"));
       }
@@ -463,7 +461,7 @@ class Compiler {
     ++plan_->leaves_;
     if (!IsLazyValueName(lazy.name())) {
       return Error(absl::StrCat(path, ".name"),
-                   absl::StrCat(handlers::Quote(lazy.name()),
+                   absl::StrCat(common::Quote(lazy.name()),
                                 " is not a lazy value name; lazy value "
                                 "names look like lazyValues/daily_stats"));
     }
@@ -500,7 +498,7 @@ class Compiler {
         all_ids = false;
       } else if (auto [it, inserted] = seen.emplace(child.id(), i); !inserted) {
         return Error(absl::StrCat(child_path, ".id"),
-                     absl::StrCat("duplicate id ", handlers::Quote(child.id()),
+                     absl::StrCat("duplicate id ", common::Quote(child.id()),
                                   "; children[", it->second, "] has it too"));
       }
       indices.push_back(static_cast<int32_t>(plan_->nodes_.size()));
@@ -605,13 +603,12 @@ class Compiler {
         offload.pool().empty() ? "default" : offload.pool();
     engine::ThreadPool* pool = pools_ != nullptr ? pools_->Find(name) : nullptr;
     if (pool == nullptr) {
-      return errors::WithReason(
+      return common::WithReason(
           Error(absl::StrCat(path, ".pool"),
-                absl::StrCat(
-                    "unknown pool ", handlers::Quote(name),
-                    "; pools: ", pools_ != nullptr ? pools_->Names() : "none",
-                    " (--pools)")),
-          errors::kUnknownPool, {{"pool", handlers::Abbreviate(name, 128)}});
+                absl::StrCat("unknown pool ", common::Quote(name), "; pools: ",
+                             pools_ != nullptr ? pools_->Names() : "none",
+                             " (--pools)")),
+          common::kUnknownPool, {{"pool", common::Abbreviate(name, 128)}});
     }
     if (!offload.has_child()) {
       return Error(absl::StrCat(path, ".child"),

@@ -8,18 +8,18 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
+#include "server/common/duration.h"
+#include "server/common/errors.h"
+#include "server/common/proto_time.h"
+#include "server/common/status_codes.h"
+#include "server/common/text.h"
 #include "server/engine/deadline.h"
 #include "server/engine/race.h"
 #include "server/engine/retry.h"
 #include "server/engine/sequence.h"
 #include "server/engine/task_group.h"
 #include "server/engine/thread_pool.h"
-#include "server/handlers/duration.h"
-#include "server/handlers/status_codes.h"
-#include "server/handlers/text.h"
 #include "server/handlers/value_size.h"
-#include "server/plan/proto_time.h"
 
 namespace weft::plan {
 namespace {
@@ -31,7 +31,7 @@ using weft::v1::NodeState;
 
 // What a node costs in memory besides its value: its record while the run
 // lasts, its outcome (id, times, an error message of at most
-// kMaxMessageBytes) after.
+// common::kMaxMessageBytes) after.
 constexpr int64_t kNodeMemory = 2048;
 
 // One node of a run: what happened to it (in its last attempt, for the
@@ -70,7 +70,7 @@ std::string ChildLabel(const CompiledNode& child, int index) {
 // The error a parent passes on for a failed child, naming the child.
 absl::Status ChildError(const CompiledNode& child, int index,
                         const absl::Status& s) {
-  return errors::WithMessage(
+  return common::WithMessage(
       s, absl::StrCat(ChildLabel(child, index), ": ", s.message()));
 }
 
@@ -246,16 +246,16 @@ class Execution {
   }
 
   absl::Status WithTimeoutReason(int32_t index, absl::Status s) const {
-    return errors::WithReason(std::move(s), records_[index].run_deadline
-                                                ? errors::kRunDeadline
-                                                : errors::kNodeTimeout);
+    return common::WithReason(std::move(s), records_[index].run_deadline
+                                                ? common::kRunDeadline
+                                                : common::kNodeTimeout);
   }
 
   std::string TimeoutMessage(int32_t index) const {
     return records_[index].run_deadline
                ? options_.deadline_message
-               : absl::StrCat("timed out after ", handlers::FormatJsonDuration(
-                                                      node(index).timeout));
+               : absl::StrCat("timed out after ",
+                              common::FormatJsonDuration(node(index).timeout));
   }
 
   void StartCall(int32_t index, const engine::CancellationToken& token,
@@ -290,11 +290,11 @@ class Execution {
     const int room = node(index).max_value_depth;
     if (size.depth > room) {
       // The same value would be as deep next time.
-      return handlers::Permanent(errors::WithLimit(
+      return handlers::Permanent(common::WithLimit(
           absl::OutOfRangeError(absl::StrCat(
               "the value nests ", size.depth, " levels of lists and objects; ",
               ValueDepthRoom(room, plan_->max_value_depth()))),
-          errors::kValueTooDeep, "--max_value_depth",
+          common::kValueTooDeep, "--max_value_depth",
           plan_->max_value_depth()));
     }
     if (absl::Status s = Charge(size); !s.ok()) return s;
@@ -311,12 +311,12 @@ class Execution {
         held_wire_.fetch_add(size.wire, std::memory_order_relaxed) + size.wire;
     if (wire > options_.max_outcome_bytes) {
       held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
-      return Overflow(errors::WithLimit(
+      return Overflow(common::WithLimit(
           absl::ResourceExhaustedError(absl::StrCat(
               "the outcome's values passed ", options_.max_outcome_bytes,
               " bytes, the most an answer may carry (--max_outcome_bytes); "
               "return smaller values, or run the plan in parts")),
-          errors::kAnswerTooLarge, "--max_outcome_bytes",
+          common::kAnswerTooLarge, "--max_outcome_bytes",
           options_.max_outcome_bytes));
     }
     if (options_.memory != nullptr && !options_.memory->TryAdd(size.memory)) {
@@ -406,10 +406,10 @@ class Execution {
             if (!r.started[i]) {
               SkipSubtree(
                   n.children[i],
-                  errors::WithReason(
+                  common::WithReason(
                       absl::CancelledError(
                           "not started: the race ended before its turn"),
-                      errors::kNotStarted));
+                      common::kNotStarted));
             }
           }
           if (r.winner >= 0) {
@@ -452,12 +452,12 @@ class Execution {
           const CompiledNode& n = node(index);
           for (size_t i = r.ran; i < n.children.size(); ++i) {
             SkipSubtree(n.children[i],
-                        errors::WithReason(
+                        common::WithReason(
                             absl::CancelledError(
                                 token.cancelled()
                                     ? "not started: the sequence was cancelled"
                                     : "not started: an earlier step failed"),
-                            errors::kNotStarted));
+                            common::kNotStarted));
           }
           if (r.status.ok()) r.status = BuildSequenceValue(index);
           std::move(done)(std::move(r.status));
@@ -522,7 +522,7 @@ class Execution {
       handlers::CompositeSize error;
       error.AddField(
           sizeof("code") - 1,
-          handlers::StringSize(handlers::CodeName(rec.error.code()).size()));
+          handlers::StringSize(common::CodeName(rec.error.code()).size()));
       error.AddField(sizeof("message") - 1,
                      handlers::StringSize(rec.error.message().size()));
       entry.AddField(sizeof("error") - 1, error.AsObject());
@@ -589,7 +589,7 @@ class Execution {
             (*f)["value"] = Take(child);
           } else {
             auto* e = (*f)["error"].mutable_struct_value()->mutable_fields();
-            (*e)["code"].set_string_value(handlers::CodeName(rec.error.code()));
+            (*e)["code"].set_string_value(common::CodeName(rec.error.code()));
             (*e)["message"].set_string_value(std::string(rec.error.message()));
           }
           break;
@@ -614,7 +614,7 @@ class Execution {
   // Then hands the status to Retry, or ends the node.
   void AttemptEnded(int32_t index, absl::Status s) {
     // Messages are kept short: each enclosing node repeats its child's.
-    s = handlers::Abbreviate(s);
+    s = common::Abbreviate(s);
     NodeRecord& rec = records_[index];
     assert(rec.state == weft::v1::NODE_STATE_UNSPECIFIED &&
            "attempt ended twice");
@@ -737,13 +737,13 @@ class Execution {
         *out->mutable_value() = std::move(rec.value);
       }
     } else {
-      out->mutable_error()->set_code(handlers::CodeName(rec.error.code()));
+      out->mutable_error()->set_code(common::CodeName(rec.error.code()));
       out->mutable_error()->set_message(std::string(rec.error.message()));
-      out->mutable_error()->set_reason(errors::Reason(rec.error));
+      out->mutable_error()->set_reason(common::Reason(rec.error));
     }
     if (rec.started) {
-      SetTimestamp(rec.start, out->mutable_start_time());
-      SetTimestamp(rec.end, out->mutable_end_time());
+      common::SetTimestamp(rec.start, out->mutable_start_time());
+      common::SetTimestamp(rec.end, out->mutable_end_time());
     }
     out->set_attempts(rec.attempts);
     out->set_winner(std::move(rec.winner));
@@ -784,9 +784,9 @@ weft::v1::NodeOutcome RootFailed(const weft::v1::NodeOutcome& outcome,
   *root.mutable_start_time() = outcome.start_time();
   *root.mutable_end_time() = outcome.end_time();
   root.set_attempts(outcome.attempts());
-  root.mutable_error()->set_code(handlers::CodeName(error.code()));
+  root.mutable_error()->set_code(common::CodeName(error.code()));
   root.mutable_error()->set_message(std::string(error.message()));
-  root.mutable_error()->set_reason(errors::Reason(error));
+  root.mutable_error()->set_reason(common::Reason(error));
   return root;
 }
 

@@ -58,7 +58,7 @@ struct RunOptions {
   std::string deadline_message = "the run's deadline passed";
   // Whether to build the root's outcome alone, with its value built from its
   // children's, or every node's, each value at its leaf only (composites'
-  // are built from them when read: api::AssembleValue).
+  // are built from them when read: common::AssembleValue).
   bool root_only = false;
   // Optional; must outlive the run.
   NodeObserver* observer = nullptr;

@@ -7,14 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "server/handlers/text.h"
+#include "server/common/text.h"
 
 namespace weft::plan {
 namespace {
 
 absl::Status Bad(absl::string_view item, absl::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("--pools: ", handlers::Quote(item), ": ", why,
+      absl::StrCat("--pools: ", common::Quote(item), ": ", why,
                    "; write name=threads:queue, like default=2:1000"));
 }
 
@@ -59,7 +59,7 @@ absl::StatusOr<std::vector<PoolSpec>> ParsePoolSpecs(absl::string_view text) {
   }
   if (!seen.count("default")) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--pools: ", handlers::Quote(text),
+        "--pools: ", common::Quote(text),
         " has no pool named default, which blocking handlers use"));
   }
   return specs;

@@ -7,9 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
+#include "server/common/errors.h"
+#include "server/common/proto_time.h"
 #include "server/engine/cancellation.h"
-#include "server/plan/proto_time.h"
 #include "server/service/orchestrator_service.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
@@ -26,7 +26,7 @@ class OrchestratorService::CreateLazyValueReactor final
       : service_(service), response_(response) {}
 
   void Start(const grpc::ByteBuffer* request) {
-    absl::StatusOr<plan::LazyRegistry*> lazies = service_->Lazies();
+    absl::StatusOr<lazy::LazyRegistry*> lazies = service_->Lazies();
     if (!lazies.ok()) {
       Finish(ToGrpc(lazies.status()));
       return;
@@ -76,17 +76,17 @@ class OrchestratorService::ResolveReactor final
                  engine::MemoryBudget* inflight)
       : response_(response), charge_(inflight) {}
 
-  void Start(plan::LazyRegistry& lazies, const std::string& name) {
+  void Start(lazy::LazyRegistry& lazies, const std::string& name) {
     // The reactor lives until OnDone, which comes after Finish: the
     // callback below may finish it inline.
     lazies.ResolveShared(
         name, source_.token(),
-        [this](absl::StatusOr<plan::LazyRegistry::Resolved> v) {
+        [this](absl::StatusOr<lazy::LazyRegistry::Resolved> v) {
           if (!v.ok()) {
             Finish(ToGrpc(v.status()));
             return;
           }
-          const plan::LazyRegistry::Cached& cached = *v->cached;
+          const lazy::LazyRegistry::Cached& cached = *v->cached;
           // The answer's copy of the shared value, until it is sent.
           const int64_t bytes = cached.charge.bytes();
           if (!charge_.TryAdd(bytes)) {
@@ -96,14 +96,15 @@ class OrchestratorService::ResolveReactor final
           *response_->mutable_value() = cached.value;
           response_->set_cache_hit(v->cache_hit);
           response_->set_generation(v->generation);
-          plan::SetTimestamp(v->computed_at, response_->mutable_compute_time());
+          common::SetTimestamp(v->computed_at,
+                               response_->mutable_compute_time());
           Finish(grpc::Status::OK);
         });
   }
 
   void OnCancel() override {
-    source_.Cancel(errors::WithReason(
-        absl::CancelledError("the caller went away"), errors::kRunCancelled));
+    source_.Cancel(common::WithReason(
+        absl::CancelledError("the caller went away"), common::kRunCancelled));
   }
   void OnDone() override { delete this; }
 
@@ -117,7 +118,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ResolveLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::ResolveLazyValueRequest* request,
     weft::v1::ResolveLazyValueResponse* response) {
-  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(ToGrpc(lazies.status()));
@@ -132,7 +133,7 @@ grpc::ServerUnaryReactor* OrchestratorService::GetLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::GetLazyValueRequest* request,
     weft::v1::LazyValue* response) {
-  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
   auto* reactor = new ChargedReactor(
       inflight_, options_.max_outcome_bytes,
@@ -146,7 +147,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ResetLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::ResetLazyValueRequest* request,
     weft::v1::LazyValue* response) {
-  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
   return Answer(context, (*lazies)->Reset(request->name()), response);
 }
@@ -156,12 +157,12 @@ grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
     const weft::v1::ListLazyValuesRequest* request,
     weft::v1::ListLazyValuesResponse* response) {
   absl::StatusOr<weft::v1::ListLazyValuesResponse> result;
-  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
   auto* reactor = new ChargedReactor(
       inflight_, options_.max_outcome_bytes,
       "read its lazy values one at a time with ResolveLazyValue");
-  absl::StatusOr<plan::LazyRegistry::Page> page =
+  absl::StatusOr<lazy::LazyRegistry::Page> page =
       (*lazies)->List(request->page_size(), request->page_token(),
                       options_.max_outcome_bytes, &reactor->charge);
   if (!page.ok()) {
@@ -180,7 +181,7 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::DeleteLazyValueRequest* request,
     google::protobuf::Empty* response) {
-  absl::StatusOr<plan::LazyRegistry*> lazies = Lazies();
+  absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   absl::Status s =
       lazies.ok() ? (*lazies)->Delete(request->name()) : lazies.status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

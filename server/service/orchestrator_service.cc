@@ -7,11 +7,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_writer.h"
-#include "server/handlers/duration.h"
+#include "server/common/duration.h"
+#include "server/common/errors.h"
 #include "server/plan/interpreter.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
@@ -120,7 +120,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
           service_->env_.Now() + service_->options_.max_run_duration;
       options.deadline_message = absl::StrCat(
           "the run took longer than ",
-          handlers::FormatJsonDuration(service_->options_.max_run_duration),
+          common::FormatJsonDuration(service_->options_.max_run_duration),
           ", the limit for a call without a deadline (--max_run_duration)");
     } else {
       // The caller sees DEADLINE_EXCEEDED from gRPC at that moment; the
@@ -139,10 +139,10 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   // caller's deadline passes.
   void OnCancel() override {
     caller_cancelled_.store(true, std::memory_order_release);
-    source_.Cancel(errors::WithReason(
+    source_.Cancel(common::WithReason(
         absl::CancelledError("the call ended: the caller cancelled it, went "
                              "away, or its deadline passed"),
-        errors::kRunCancelled));
+        common::kRunCancelled));
   }
 
   void OnDone() override {
@@ -184,14 +184,14 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     if (size > limit) {
       *response.mutable_outcome() = plan::RootFailed(
           response.outcome(),
-          errors::WithLimit(
+          common::WithLimit(
               absl::ResourceExhaustedError(absl::StrCat(
                   "the outcome is ", size, " bytes, more than ", limit,
                   " (--max_outcome_bytes); ",
                   root_only_ ? "return smaller values"
                              : "ask for OUTCOME_DETAIL_ROOT or return "
                                "smaller values")),
-              errors::kAnswerTooLarge, "--max_outcome_bytes",
+              common::kAnswerTooLarge, "--max_outcome_bytes",
               static_cast<int64_t>(limit)));
       size = response.ByteSizeLong();
     }
@@ -287,7 +287,7 @@ OrchestratorService::ParseAndCompile(
     const weft::v1::PlanNode* (*)(const weft::v1::CreateLazyValueRequest&),
     absl::string_view);
 
-absl::StatusOr<plan::LazyRegistry*> OrchestratorService::Lazies() const {
+absl::StatusOr<lazy::LazyRegistry*> OrchestratorService::Lazies() const {
   if (lazies_ == nullptr) {
     return absl::UnimplementedError("lazy values are not enabled");
   }
@@ -328,21 +328,21 @@ absl::Status OrchestratorService::Admit(uint64_t* id,
                                         engine::CancellationSource* source) {
   engine::MutexLock lock(&mu_);
   if (!accepting_) {
-    return errors::WithRetryDelay(
-        errors::WithReason(
+    return common::WithRetryDelay(
+        common::WithReason(
             absl::UnavailableError("the server is shutting down and takes no "
                                    "new runs; retry on another server"),
-            errors::kShuttingDown),
+            common::kShuttingDown),
         options_.retry_after);
   }
   if (static_cast<int>(runs_.size()) >= options_.max_active_runs) {
-    return errors::WithRetryDelay(
-        errors::WithLimit(
+    return common::WithRetryDelay(
+        common::WithLimit(
             absl::ResourceExhaustedError(absl::StrCat(
                 "too many runs in flight: ", runs_.size(), " of at most ",
                 options_.max_active_runs, " (--max_active_runs); retry after ",
-                handlers::FormatJsonDuration(options_.retry_after))),
-            errors::kTooManyRuns, "--max_active_runs",
+                common::FormatJsonDuration(options_.retry_after))),
+            common::kTooManyRuns, "--max_active_runs",
             options_.max_active_runs),
         options_.retry_after);
   }
@@ -393,7 +393,7 @@ int OrchestratorService::active_runs() const {
 
 absl::Status CheckOutcomeDetail(int detail) {
   if (weft::v1::OutcomeDetail_IsValid(detail)) return absl::OkStatus();
-  return errors::FieldError(
+  return common::FieldError(
       "detail",
       absl::StrCat("unknown OutcomeDetail ", detail,
                    "; use OUTCOME_DETAIL_FULL or OUTCOME_DETAIL_ROOT"));

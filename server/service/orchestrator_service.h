@@ -27,10 +27,10 @@
 #include "server/engine/sync.h"
 #include "server/engine/thread_pool.h"
 #include "server/handlers/registry.h"
+#include "server/lazy/registry.h"
 #include "server/plan/compiler.h"
-#include "server/plan/lazy_registry.h"
 #include "server/plan/pools.h"
-#include "server/plan/task_registry.h"
+#include "server/tasks/registry.h"
 #include "weft/v1/orchestrator.grpc.pb.h"
 
 namespace weft::service {
@@ -63,12 +63,12 @@ struct OrchestratorDeps {
   // Required.
   const handlers::HandlerRegistry* handlers = nullptr;
   engine::Env* env = nullptr;
-  plan::TaskRegistry* tasks = nullptr;
+  tasks::TaskRegistry* tasks = nullptr;
   // Optional: without pools, offload and blocking handlers are refused.
   const plan::PoolSet* pools = nullptr;
   // Optional: without it, lazy nodes and the lazy value methods are
   // refused.
-  plan::LazyRegistry* lazies = nullptr;
+  lazy::LazyRegistry* lazies = nullptr;
   // Optional: where requests over 256 KiB are parsed and compiled (one
   // thread, off gRPC's, so that their memory is reused).
   engine::ThreadPool* large_requests = nullptr;
@@ -170,7 +170,7 @@ class OrchestratorService final
   class ResolveReactor;
 
   // The lazy registry, or UNIMPLEMENTED.
-  absl::StatusOr<plan::LazyRegistry*> Lazies() const;
+  absl::StatusOr<lazy::LazyRegistry*> Lazies() const;
 
   // Parses a request holding a plan onto a new arena and compiles the plan
   // (`plan_of` picks it out of the parsed message, nullptr when absent;
@@ -196,9 +196,9 @@ class OrchestratorService final
   const OrchestratorOptions options_;
   const handlers::HandlerRegistry& registry_;
   engine::Env& env_;
-  plan::TaskRegistry& tasks_;
+  tasks::TaskRegistry& tasks_;
   const plan::PoolSet* const pools_;
-  plan::LazyRegistry* const lazies_;
+  lazy::LazyRegistry* const lazies_;
   engine::ThreadPool* const large_requests_;
   engine::MemoryBudget* const inflight_;
   const absl::Time started_;

@@ -5,7 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.pb.h"
-#include "server/handlers/text.h"
+#include "server/common/text.h"
 
 namespace weft::service {
 
@@ -57,7 +57,7 @@ absl::StatusOr<std::vector<const std::string*>> ReflectionIndex::FileByName(
       pool_.FindFileByName(std::string(name));
   if (file == nullptr) {
     return absl::NotFoundError(
-        absl::StrCat("no file named ", handlers::Quote(name)));
+        absl::StrCat("no file named ", common::Quote(name)));
   }
   return WithImports(file);
 }
@@ -68,7 +68,7 @@ ReflectionIndex::FileContainingSymbol(absl::string_view symbol) const {
       pool_.FindFileContainingSymbol(std::string(symbol));
   if (file == nullptr) {
     return absl::NotFoundError(
-        absl::StrCat("no symbol named ", handlers::Quote(symbol)));
+        absl::StrCat("no symbol named ", common::Quote(symbol)));
   }
   return WithImports(file);
 }
@@ -97,15 +97,14 @@ void Answer(const ReflectionIndex& index, const Request& request,
       files = absl::NotFoundError(absl::StrCat(
           "no extension ",
           request.file_containing_extension().extension_number(), " of ",
-          handlers::Quote(
-              request.file_containing_extension().containing_type()),
+          common::Quote(request.file_containing_extension().containing_type()),
           ": weft's API defines no extensions"));
       break;
     case Request::kAllExtensionNumbersOfType:
       if (!index.HasMessage(request.all_extension_numbers_of_type())) {
         files = absl::NotFoundError(absl::StrCat(
             "no message type named ",
-            handlers::Quote(request.all_extension_numbers_of_type())));
+            common::Quote(request.all_extension_numbers_of_type())));
         break;
       }
       // Known, and without extensions.

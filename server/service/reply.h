@@ -10,13 +10,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "api/error_details.h"
-#include "api/errors.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
+#include "server/common/error_details.h"
+#include "server/common/errors.h"
+#include "server/common/text.h"
 #include "server/engine/memory_budget.h"
-#include "server/handlers/text.h"
 
 namespace weft::service {
 
@@ -26,18 +26,18 @@ namespace weft::service {
 // are cut to kMaxMessageBytes: clients refuse trailers past 8 KiB.
 inline grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  absl::Status cut = handlers::Abbreviate(s);
-  if (std::optional<google::rpc::BadRequest> bad = errors::GetBadRequest(cut);
+  absl::Status cut = common::Abbreviate(s);
+  if (std::optional<google::rpc::BadRequest> bad = common::GetBadRequest(cut);
       bad.has_value()) {
     for (auto& v : *bad->mutable_field_violations()) {
-      v.set_field(handlers::Abbreviate(v.field()));
-      v.set_description(handlers::Abbreviate(v.description()));
+      v.set_field(common::Abbreviate(v.field()));
+      v.set_description(common::Abbreviate(v.description()));
     }
-    cut = errors::WithDetail(std::move(cut), *bad);
+    cut = common::WithDetail(std::move(cut), *bad);
   }
   return grpc::Status(static_cast<grpc::StatusCode>(cut.code()),
                       std::string(cut.message()),
-                      errors::ToRpcStatus(cut).SerializeAsString());
+                      common::ToRpcStatus(cut).SerializeAsString());
 }
 
 // Finishes a unary call with `result`, moving the value into `response`.
@@ -104,11 +104,11 @@ class ChargedReactor final : public grpc::ServerUnaryReactor {
 inline absl::Status CheckAnswerSize(size_t size, int64_t max_bytes,
                                     absl::string_view advice) {
   if (size <= static_cast<size_t>(max_bytes)) return absl::OkStatus();
-  return errors::WithLimit(
+  return common::WithLimit(
       absl::ResourceExhaustedError(absl::StrCat(
           "the answer would be ", size, " bytes, more than the ", max_bytes,
           " an answer may carry (--max_outcome_bytes); ", advice)),
-      errors::kAnswerTooLarge, "--max_outcome_bytes", max_bytes);
+      common::kAnswerTooLarge, "--max_outcome_bytes", max_bytes);
 }
 
 }  // namespace weft::service

@@ -7,12 +7,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
+#include "server/common/errors.h"
+#include "server/common/serialize.h"
 
 namespace weft::service {
 namespace {
@@ -90,25 +91,25 @@ class NestingScanner {
           int plan_depth = frame.plan_depth + (type == plan_node_ ? 1 : 0);
           frames_.push_back({type, pos + len, plan_depth, std::move(element)});
           if (plan_depth > max_plan_depth_) {
-            return errors::WithLimit(
-                errors::FieldError(
+            return common::WithLimit(
+                common::FieldError(
                     Path(),
                     absl::StrCat("the plan is nested deeper than ",
                                  max_plan_depth_,
                                  " levels, the limit (--max_plan_depth)")),
-                errors::kPlanTooDeep, "--max_plan_depth", max_plan_depth_);
+                common::kPlanTooDeep, "--max_plan_depth", max_plan_depth_);
           }
           if (static_cast<int>(frames_.size()) - 1 >
               RecursionLimit(max_plan_depth_, max_value_depth_)) {
-            return errors::WithLimit(
-                errors::FieldError(
+            return common::WithLimit(
+                common::FieldError(
                     Path(/*up_to=*/"args"),
                     absl::StrCat("arguments nest deeper than values may: at "
                                  "most ",
                                  max_value_depth_,
                                  " levels of lists and objects "
                                  "(--max_value_depth)")),
-                errors::kValueTooDeep, "--max_value_depth", max_value_depth_);
+                common::kValueTooDeep, "--max_value_depth", max_value_depth_);
           }
           break;
         }
@@ -156,10 +157,10 @@ class NestingScanner {
   }
 
   absl::Status Malformed() const {
-    return errors::WithReason(absl::InvalidArgumentError(absl::StrCat(
+    return common::WithReason(absl::InvalidArgumentError(absl::StrCat(
                                   "the request is not a valid ",
                                   frames_[0].type->full_name(), " message")),
-                              errors::kMalformedRequest);
+                              common::kMalformedRequest);
   }
 
   const int max_plan_depth_;
@@ -193,17 +194,15 @@ absl::Status SerializeResponse(const google::protobuf::Message& message,
 absl::Status SerializeSizedResponse(const google::protobuf::Message& message,
                                     size_t size, grpc::ByteBuffer* out) {
   if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    return errors::WithReason(
+    return common::WithReason(
         absl::ResourceExhaustedError(
             absl::StrCat("the answer would be ", size,
                          " bytes, more than a gRPC message can carry")),
-        errors::kAnswerTooLarge);
+        common::kAnswerTooLarge);
   }
   grpc::ProtoBufferWriter writer(out, grpc::kProtoBufferWriterMaxBufferLength,
                                  static_cast<int>(size));
-  google::protobuf::io::CodedOutputStream stream(&writer);
-  stream.SetSerializationDeterministic(true);
-  message.SerializeWithCachedSizes(&stream);
+  common::SerializeDeterministicWithCachedSizes(message, &writer);
   return absl::OkStatus();
 }
 

@@ -10,10 +10,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
-#include "api/outcome.h"
-#include "server/engine/ref_counted.h"
-#include "server/handlers/duration.h"
+#include "server/common/duration.h"
+#include "server/common/errors.h"
+#include "server/common/outcome.h"
 #include "server/service/orchestrator_service.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
@@ -29,7 +28,7 @@ bool Terminal(weft::v1::TaskState s) {
 
 absl::Status CheckView(int view) {
   if (weft::v1::TaskView_IsValid(view)) return absl::OkStatus();
-  return errors::FieldError(
+  return common::FieldError(
       "view", absl::StrCat("unknown TaskView ", view,
                            "; use TASK_VIEW_BASIC or TASK_VIEW_FULL"));
 }
@@ -45,25 +44,25 @@ absl::Status ShapeOutcome(weft::v1::OutcomeDetail detail,
                           absl::string_view node, Task* task) {
   if (!task->has_outcome()) {
     if (node.empty()) return absl::OkStatus();
-    return errors::WithFieldViolation(
-        errors::WithResource(
-            errors::WithReason(absl::FailedPreconditionError(absl::StrCat(
+    return common::WithFieldViolation(
+        common::WithResource(
+            common::WithReason(absl::FailedPreconditionError(absl::StrCat(
                                    "node: the task is ",
                                    weft::v1::TaskState_Name(task->state()),
                                    "; its outcome exists once it ends")),
-                               errors::kTaskNotFinished),
+                               common::kTaskNotFinished),
             "weft.v1.Task", task->name()),
         "node", "the task has no outcome until it ends");
   }
   if (!node.empty()) {
     absl::StatusOr<const weft::v1::NodeOutcome*> found =
-        api::FindNode(task->outcome(), node);
+        common::FindNode(task->outcome(), node);
     if (!found.ok()) return found.status();
     weft::v1::NodeOutcome picked = **found;
     *task->mutable_outcome() = std::move(picked);
   }
   if (detail == weft::v1::OUTCOME_DETAIL_ROOT) {
-    *task->mutable_outcome() = api::RootOnly(task->outcome());
+    *task->mutable_outcome() = common::RootOnly(task->outcome());
   }
   return absl::OkStatus();
 }
@@ -105,7 +104,7 @@ class OrchestratorService::CreateTaskReactor final
       Finish(ToGrpc(s));
       return;
     }
-    plan::NewTask task;
+    tasks::NewTask task;
     task.plan = std::move(parsed->plan);
     // The plan as given, kept alive by the arena it was parsed into.
     task.source = std::shared_ptr<const weft::v1::PlanNode>(parsed->arena,
@@ -168,7 +167,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
   if (!valid.ok()) {
     return reactor->Answer<weft::v1::ListTasksResponse>(valid, response);
   }
-  absl::StatusOr<plan::TaskRegistry::ListResult> listed =
+  absl::StatusOr<tasks::TaskRegistry::ListResult> listed =
       tasks_.List(*request, options_.max_outcome_bytes, &reactor->charge);
   absl::StatusOr<weft::v1::ListTasksResponse> result;
   if (!listed.ok()) {
@@ -227,7 +226,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
         Finish(grpc::Status(
             grpc::StatusCode::INVALID_ARGUMENT,
             absl::StrCat("timeout: must be from 0s to 86400s, got ",
-                         handlers::FormatJsonDuration(wait))));
+                         common::FormatJsonDuration(wait))));
         return;
       }
     }
@@ -239,7 +238,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
           std::min(absl::Milliseconds(100), (caller - absl::Now()) / 10);
       deadline = std::min(deadline, caller - margin);
     }
-    absl::StatusOr<std::unique_ptr<plan::TaskRegistry::Handle>> handle =
+    absl::StatusOr<std::unique_ptr<tasks::TaskRegistry::Handle>> handle =
         service_->tasks_.Wait(request->name(), deadline,
                               [this](Task task) { Done(std::move(task)); });
     engine::MutexLock lock(&mu_);
@@ -257,7 +256,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnDone() override {
-    std::unique_ptr<plan::TaskRegistry::Handle> handle;
+    std::unique_ptr<tasks::TaskRegistry::Handle> handle;
     {
       engine::MutexLock lock(&mu_);
       handle = std::move(handle_);
@@ -305,7 +304,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
   engine::MemoryCharge charge_;
   engine::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<tasks::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
 };
 
 grpc::ServerUnaryReactor* OrchestratorService::WaitTask(
@@ -327,7 +326,7 @@ class OrchestratorService::WatchReactor final
         name_(std::move(name)),
         detail_(detail),
         after_(after_sequence),
-        pulse_(engine::MakeRef<Pulse>()),
+        pulse_(std::make_shared<Pulse>()),
         event_charge_(service->inflight_) {
     engine::MutexLock lock(&pulse_->mu);
     pulse_->reactor = this;
@@ -341,7 +340,7 @@ class OrchestratorService::WatchReactor final
   }
 
   void Start() {
-    absl::StatusOr<std::unique_ptr<plan::TaskRegistry::Handle>> handle =
+    absl::StatusOr<std::unique_ptr<tasks::TaskRegistry::Handle>> handle =
         service_->tasks_.Watch(name_, [this] { Changed(); });
     engine::MutexLock lock(&mu_);
     if (!handle.ok()) {
@@ -387,7 +386,7 @@ class OrchestratorService::WatchReactor final
       engine::MutexLock lock(&pulse_->mu);
       pulse_->reactor = nullptr;
     }
-    std::unique_ptr<plan::TaskRegistry::Handle> handle;
+    std::unique_ptr<tasks::TaskRegistry::Handle> handle;
     {
       engine::MutexLock lock(&mu_);
       handle = std::move(handle_);
@@ -398,7 +397,7 @@ class OrchestratorService::WatchReactor final
 
  private:
   // Lets a timer find the reactor only while it lives.
-  struct Pulse : engine::RefCounted<Pulse> {
+  struct Pulse {
     engine::Mutex mu;
     WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
   };
@@ -423,13 +422,13 @@ class OrchestratorService::WatchReactor final
         service_->tasks_.Get(name_, false, true, &event_charge_, &sequence);
     if (task.ok() && sequence <= after_) {
       if (!checked_after_ && after_ > sequence) {
-        task = errors::WithFieldViolation(
-            errors::WithReason(
+        task = common::WithFieldViolation(
+            common::WithReason(
                 absl::OutOfRangeError(absl::StrCat(
                     "after_sequence: ", after_,
                     " is past the task's last change, ", sequence,
                     "; resume from an event of this task's watch")),
-                errors::kSequenceAhead),
+                common::kSequenceAhead),
             "after_sequence", "past the task's last change");
       } else if (Terminal(task->state())) {
         // The caller saw the end already.
@@ -492,9 +491,9 @@ class OrchestratorService::WatchReactor final
   const weft::v1::OutcomeDetail detail_;
   // Events at or before this change are not sent (after_sequence).
   const int64_t after_;
-  engine::RefPtr<Pulse> pulse_;
+  std::shared_ptr<Pulse> pulse_;
   engine::Mutex mu_;
-  std::unique_ptr<plan::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<tasks::TaskRegistry::Handle> handle_ ABSL_GUARDED_BY(mu_);
   weft::v1::TaskEvent event_ ABSL_GUARDED_BY(mu_);
   engine::MemoryCharge event_charge_ ABSL_GUARDED_BY(mu_);
   bool checked_after_ ABSL_GUARDED_BY(mu_) = false;
@@ -517,7 +516,7 @@ grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
                                    request->after_sequence());
   absl::Status s = CheckOutcomeDetail(request->detail());
   if (s.ok() && request->after_sequence() < 0) {
-    s = errors::FieldError(
+    s = common::FieldError(
         "after_sequence",
         absl::StrCat("must not be negative, got ", request->after_sequence()));
   }
@@ -567,7 +566,7 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
     }
   }
   if (lazies_ != nullptr) {
-    const plan::LazyRegistry::Totals t = lazies_->totals();
+    const lazy::LazyRegistry::Totals t = lazies_->totals();
     weft::v1::LazyCacheInfo& l = *response->mutable_lazy_values();
     l.set_count(t.count);
     l.set_hits(t.hits);

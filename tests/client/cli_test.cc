@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "api/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/errors.h"
 #include "tests/testing/status_matchers.h"
 
 namespace weft::cli {
@@ -56,9 +56,9 @@ namespace weft::cli {
 namespace {
 
 TEST(CallFailedTest, PrintsTheReasonTheFieldsTheResourceAndTheRetryDelay) {
-  absl::Status s = errors::WithRetryDelay(
-      errors::WithLimit(absl::ResourceExhaustedError("too many tasks waiting"),
-                        errors::kTaskQueueFull, "--max_queued_tasks", 10),
+  absl::Status s = common::WithRetryDelay(
+      common::WithLimit(absl::ResourceExhaustedError("too many tasks waiting"),
+                        common::kTaskQueueFull, "--max_queued_tasks", 10),
       absl::Milliseconds(1500));
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(CallFailed(s), kExitCallFailed);
@@ -69,9 +69,9 @@ TEST(CallFailedTest, PrintsTheReasonTheFieldsTheResourceAndTheRetryDelay) {
 
   // A lone field's description is in the message already; a second one's
   // is printed beside its path.
-  s = errors::WithFieldViolation(
-      errors::FieldError("plan.call.handler", "unknown handler \"nope\"",
-                         errors::kUnknownHandler),
+  s = common::WithFieldViolation(
+      common::FieldError("plan.call.handler", "unknown handler \"nope\"",
+                         common::kUnknownHandler),
       "plan.timeout", "negative");
   ::testing::internal::CaptureStderr();
   CallFailed(s);
@@ -82,9 +82,9 @@ TEST(CallFailedTest, PrintsTheReasonTheFieldsTheResourceAndTheRetryDelay) {
             "  field: plan.call.handler\n"
             "  field: plan.timeout: negative\n");
 
-  s = errors::WithResource(
-      errors::WithReason(absl::NotFoundError("tasks/00ff: no such task"),
-                         errors::kTaskNotFound),
+  s = common::WithResource(
+      common::WithReason(absl::NotFoundError("tasks/00ff: no such task"),
+                         common::kTaskNotFound),
       "weft.v1.Task", "tasks/00ff");
   ::testing::internal::CaptureStderr();
   CallFailed(s);

@@ -11,6 +11,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/test/mock_stream.h"
 #include "gtest/gtest.h"
+#include "server/common/serialize.h"
 #include "tests/testing/status_matchers.h"
 #include "weft/v1/orchestrator_mock.grpc.pb.h"
 
@@ -375,7 +376,7 @@ TEST(PlanBuildersTest, BuildTheSameMessageAsTheJson) {
       {"id": "user", "call": {"handler": "sleep", "args": {"duration": "0.3s"}}},
       {"timeout": "1.5s", "call": {"handler": "value", "args": {"value": 42}}}]}}})");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(ToCompactJson(built), ToCompactJson(*parsed));
+  EXPECT_EQ(common::ToCompactJson(built), common::ToCompactJson(*parsed));
 }
 
 TEST(JsonTest, ABarePlanIsReadAsTheRequestsPlan) {

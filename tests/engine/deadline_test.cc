@@ -1,7 +1,7 @@
 #include "server/engine/deadline.h"
 
 #include "gtest/gtest.h"
-#include "server/engine/manual_env.h"
+#include "tests/testing/manual_env.h"
 
 namespace weft::engine {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/engine/manual_env.h"
+#include "tests/testing/manual_env.h"
 
 namespace weft::engine {
 namespace {

@@ -5,8 +5,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/engine/manual_env.h"
 #include "server/engine/sleep.h"
+#include "tests/testing/manual_env.h"
 
 namespace weft::engine {
 namespace {

@@ -7,9 +7,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/event_loop.h"
-#include "server/engine/manual_env.h"
 #include "server/engine/sleep.h"
 #include "tests/engine/test_util.h"
+#include "tests/testing/manual_env.h"
 #include "tests/testing/sync.h"
 
 namespace weft::engine {

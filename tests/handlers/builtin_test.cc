@@ -2,9 +2,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/engine/manual_env.h"
 #include "server/handlers/registry.h"
 #include "tests/testing/json.h"
+#include "tests/testing/manual_env.h"
 #include "tests/testing/status_matchers.h"
 
 namespace weft::handlers {

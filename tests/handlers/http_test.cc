@@ -19,9 +19,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/errors.h"
 #include "server/engine/event_loop.h"
 #include "tests/fixture/http_fixture.h"
 #include "tests/testing/json.h"
@@ -198,7 +198,7 @@ TEST_F(HttpTest, BigBodiesNeedALargerMaxResponseBytes) {
               StatusIs(absl::StatusCode::kOutOfRange,
                        HasSubstr("larger than 1048576 bytes "
                                  "(args.max_response_bytes)")));
-  EXPECT_EQ(errors::Reason(
+  EXPECT_EQ(common::Reason(
                 Fetch(absl::StrCat(R"({"url": ")", big, R"("})")).status()),
             "HTTP_RESPONSE_TOO_LARGE");
   CallResult r = Fetch(absl::StrCat(R"({"url": ")", big,
@@ -230,8 +230,8 @@ TEST_F(HttpTest, StatusesOutsideAcceptStatusMapToCodesRetriesUnderstand) {
                                      HasSubstr("args.accept_status is 200-299"),
                                      HasSubstr("\"path\": \"/x\""))));
     EXPECT_FALSE(IsPermanent(r.status()));
-    EXPECT_EQ(errors::Reason(r.status()), "HTTP_STATUS");
-    EXPECT_EQ(errors::ReasonMetadata(r.status(), "status"),
+    EXPECT_EQ(common::Reason(r.status()), "HTTP_STATUS");
+    EXPECT_EQ(common::ReasonMetadata(r.status(), "status"),
               absl::StrCat(status));
   }
   // A status the call accepts is a value like any other.
@@ -252,7 +252,7 @@ TEST_F(HttpTest, NobodyListeningIsUnavailable) {
       Fetch(*client, absl::StrCat(R"({"url": ")", url, R"("})")).status();
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable,
                           HasSubstr(absl::StrCat("GET ", url, ": "))));
-  EXPECT_EQ(errors::Reason(s), "HTTP_UNREACHABLE");
+  EXPECT_EQ(common::Reason(s), "HTTP_UNREACHABLE");
 }
 
 TEST_F(HttpTest, ItsOwnTimeoutIsDeadlineExceededAndTheServerSeesTheClose) {
@@ -261,7 +261,7 @@ TEST_F(HttpTest, ItsOwnTimeoutIsDeadlineExceededAndTheServerSeesTheClose) {
   EXPECT_THAT(r.status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded,
                        HasSubstr("no answer within 200ms (args.timeout)")));
-  EXPECT_EQ(errors::Reason(r.status()), "HTTP_TIMEOUT");
+  EXPECT_EQ(common::Reason(r.status()), "HTTP_TIMEOUT");
   EXPECT_TRUE(weft::testing::WaitFor(
       [&] { return fixture_->closed_before_answer() == 1; }));
 }
@@ -304,7 +304,7 @@ TEST_F(HttpTest, DestroyingTheClientEndsWhatIsInFlight) {
   ASSERT_TRUE(o->done.WaitForNotificationWithTimeout(weft::testing::kWait));
   EXPECT_THAT(o->result.status(),
               StatusIs(absl::StatusCode::kCancelled, "weftd is shutting down"));
-  EXPECT_EQ(errors::Reason(o->result.status()), "SHUTTING_DOWN");
+  EXPECT_EQ(common::Reason(o->result.status()), "SHUTTING_DOWN");
 }
 
 TEST_F(HttpTest, RedirectsAreFollowedOnlyWhenAsked) {
@@ -329,7 +329,7 @@ TEST_F(HttpTest, RedirectsAreFollowedOnlyWhenAsked) {
           .status();
   EXPECT_THAT(eleven, StatusIs(absl::StatusCode::kOutOfRange,
                                HasSubstr("more than 10 redirects")));
-  EXPECT_EQ(errors::Reason(eleven), "HTTP_TOO_MANY_REDIRECTS");
+  EXPECT_EQ(common::Reason(eleven), "HTTP_TOO_MANY_REDIRECTS");
 }
 
 TEST_F(HttpTest, OnlyHttpAndHttpsUrlsAreAccepted) {
@@ -388,8 +388,8 @@ TEST_F(HttpTest, WithNothingAllowedEveryCallIsRefusedNamingTheFlag) {
   EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kPermissionDenied,
                                    HasSubstr("set --http_allow")));
   EXPECT_TRUE(IsPermanent(r.status()));
-  EXPECT_EQ(errors::Reason(r.status()), "URL_NOT_ALLOWED");
-  EXPECT_EQ(errors::ReasonMetadata(r.status(), "flag"), "--http_allow");
+  EXPECT_EQ(common::Reason(r.status()), "URL_NOT_ALLOWED");
+  EXPECT_EQ(common::ReasonMetadata(r.status(), "flag"), "--http_allow");
   EXPECT_EQ(fixture_->requests(), 0);
 }
 
@@ -552,7 +552,7 @@ TEST_F(HttpTest, AJsonBodyNestedTooDeeplyFailsAtOnceAndOtherCallsGoOn) {
                        HasSubstr("the JSON body is line 1, column 33: nested "
                                  "deeper than 32 levels")));
   EXPECT_TRUE(IsPermanent(deep->result.status()));
-  EXPECT_EQ(errors::Reason(deep->result.status()), "VALUE_TOO_DEEP");
+  EXPECT_EQ(common::Reason(deep->result.status()), "VALUE_TOO_DEEP");
   // Within the limit, it is a value like any other.
   CallResult fine =
       Fetch(absl::StrCat(R"({"url": ")", Url("/deep?nested=32"), R"("})"));
@@ -593,8 +593,8 @@ TEST_F(HttpTest, ABodyTheMemoryBudgetCannotTakeIsRefused) {
       **client, absl::StrCat(R"({"url": ")", Url("/b?bytes=200000"), R"("})"));
   EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kResourceExhausted,
                                    HasSubstr("--max_inflight_bytes")));
-  EXPECT_EQ(errors::Reason(r.status()), "MEMORY_EXHAUSTED");
-  EXPECT_EQ(errors::ReasonMetadata(r.status(), "flag"), "--max_inflight_bytes");
+  EXPECT_EQ(common::Reason(r.status()), "MEMORY_EXHAUSTED");
+  EXPECT_EQ(common::ReasonMetadata(r.status(), "flag"), "--max_inflight_bytes");
   CallResult small = Fetch(
       **client, absl::StrCat(R"({"url": ")", Url("/b?bytes=1000"), R"("})"));
   EXPECT_TRUE(small.ok()) << small.status();

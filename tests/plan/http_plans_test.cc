@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/outcome.h"
 #include "server/engine/event_loop.h"
 #include "server/handlers/http.h"
 #include "server/plan/compiler.h"
@@ -68,7 +68,7 @@ class HttpPlansTest : public ::testing::Test {
   }
 
   static std::string Body(const NodeOutcome& o) {
-    return ToJson(api::AssembleValue(o).struct_value().fields().at("body"));
+    return ToJson(common::AssembleValue(o).struct_value().fields().at("body"));
   }
 
   engine::EventLoop loop_{2};
@@ -84,7 +84,7 @@ TEST_F(HttpPlansTest, TheDashboardFetchesThreeSourcesAtOnceResultsById) {
     {"id": "statistics",  "call": {"handler": "http", "args": {"url": "FIXTURE/stats/42?delay=200"}}}
   ]}})");
   ASSERT_EQ(o.state(), weft::v1::NODE_STATE_SUCCEEDED) << o.DebugString();
-  const google::protobuf::Value value = api::AssembleValue(o);
+  const google::protobuf::Value value = common::AssembleValue(o);
   const auto& v = value.struct_value().fields();
   EXPECT_EQ(ToJson(v.at("user").struct_value().fields().at("body")),
             R"({"id":42,"name":"Ada Lovelace"})");

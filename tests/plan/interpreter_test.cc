@@ -7,14 +7,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/outcome.h"
+#include "server/common/text.h"
 #include "server/engine/event_loop.h"
-#include "server/engine/manual_env.h"
 #include "server/engine/memory_budget.h"
-#include "server/handlers/text.h"
 #include "tests/engine/test_util.h"
+#include "tests/testing/manual_env.h"
 #include "tests/testing/plan_util.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/sync.h"
@@ -71,7 +71,7 @@ TEST_F(InterpreterTest, ParallelEndsWithItsSlowestChildAndMapsValuesById) {
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome_->kind(), weft::v1::NODE_KIND_PARALLEL);
   EXPECT_EQ(
-      weft::testing::ToJson(api::AssembleValue(*outcome_)),
+      weft::testing::ToJson(common::AssembleValue(*outcome_)),
       R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
   EXPECT_EQ(Since(outcome_->start_time()), absl::ZeroDuration());
   EXPECT_EQ(Since(outcome_->end_time()), absl::Milliseconds(300));
@@ -92,7 +92,7 @@ TEST_F(InterpreterTest, RootOnlyOutcomeHasTheValueButNoChildren) {
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->children_size(), 0);
   EXPECT_EQ(
-      weft::testing::ToJson(api::AssembleValue(*outcome_)),
+      weft::testing::ToJson(common::AssembleValue(*outcome_)),
       R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
 }
 
@@ -102,7 +102,7 @@ TEST_F(InterpreterTest, ParallelWithAnUnnamedChildGivesAListInChildOrder) {
     {"call": {"handler": "value", "args": {"value": "fast"}}}]}})");
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(weft::testing::ToJson(api::AssembleValue(*outcome_)),
+  EXPECT_EQ(weft::testing::ToJson(common::AssembleValue(*outcome_)),
             R"(["slow","fast"])");
 }
 
@@ -112,7 +112,7 @@ TEST_F(InterpreterTest, PlanOfValueCallsFinishesInlineWithoutAThreadHop) {
     {"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 2}}}]}}]}})");
   // No time passed and no posted work ran: it finished inside Execute().
   ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(weft::testing::ToJson(api::AssembleValue(*outcome_)), "[1,[2]]");
+  EXPECT_EQ(weft::testing::ToJson(common::AssembleValue(*outcome_)), "[1,[2]]");
 }
 
 TEST_F(InterpreterTest, FirstFailureCancelsTheSleepingSiblingsAtOnce) {
@@ -301,7 +301,7 @@ TEST_F(InterpreterTest, AFullOutcomeCarriesEachValueOnceAtItsLeaf) {
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->children_size(), 0);
   EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
-            weft::testing::ToJson(api::AssembleValue(full)));
+            weft::testing::ToJson(common::AssembleValue(full)));
   EXPECT_LE(outcome_->ByteSizeLong(), 300'000u);
 }
 
@@ -335,10 +335,10 @@ TEST_F(InterpreterTest, TheRootsValueIsWhatReadersBuildFromAFullOutcome) {
     ASSERT_TRUE(outcome_.has_value());
     EXPECT_EQ(outcome_->state(), full.state()) << plan;
     EXPECT_EQ(weft::testing::ToJson(outcome_->value()),
-              weft::testing::ToJson(api::AssembleValue(full)))
+              weft::testing::ToJson(common::AssembleValue(full)))
         << plan;
     // And as weftd cuts a full outcome down for OUTCOME_DETAIL_ROOT.
-    EXPECT_EQ(weft::testing::ToJson(api::RootOnly(full).value()),
+    EXPECT_EQ(weft::testing::ToJson(common::RootOnly(full).value()),
               weft::testing::ToJson(outcome_->value()));
   }
 }
@@ -554,10 +554,10 @@ TEST_F(InterpreterTest, LongErrorMessagesAreCutShort) {
     {"call": {"handler": "fail", "args": {"code": "INTERNAL", "message": ")" +
         std::string(100'000, 'e') + R"("}}}]}}]}})");
   ASSERT_TRUE(outcome_.has_value());
-  EXPECT_LE(outcome_->error().message().size(), handlers::kMaxMessageBytes);
+  EXPECT_LE(outcome_->error().message().size(), common::kMaxMessageBytes);
   EXPECT_THAT(outcome_->error().message(), HasSubstr("bytes in all"));
   EXPECT_LE(outcome_->children(0).children(0).error().message().size(),
-            handlers::kMaxMessageBytes);
+            common::kMaxMessageBytes);
 }
 
 class CountingObserver : public NodeObserver {

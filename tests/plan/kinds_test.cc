@@ -7,12 +7,12 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/outcome.h"
 #include "server/engine/event_loop.h"
-#include "server/engine/manual_env.h"
 #include "server/plan/interpreter.h"
+#include "tests/testing/manual_env.h"
 #include "tests/testing/plan_util.h"
 #include "tests/testing/sync.h"
 #include "tests/testing/time.h"
@@ -113,7 +113,7 @@ TEST_F(KindsTest, RaceSlowWinnerBeatsAFastFailure) {
   EXPECT_EQ(outcome_->kind(), weft::v1::NODE_KIND_RACE);
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome_->winner(), "slow");
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)), R"("answer")");
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)), R"("answer")");
   EXPECT_EQ(outcome_->children(0).state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_SUCCEEDED);
   const NodeOutcome& loser = outcome_->children(2);
@@ -160,7 +160,7 @@ TEST_F(KindsTest, HedgedRaceStartsEachChildOneDelayLater) {
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->winner(), "backup");
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)), R"("b")");
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)), R"("b")");
   EXPECT_EQ(At(outcome_->children(0).start_time()), absl::ZeroDuration());
   EXPECT_EQ(At(outcome_->children(1).start_time()), absl::Milliseconds(50));
   EXPECT_EQ(At(outcome_->children(2).start_time()), absl::Milliseconds(100));
@@ -190,7 +190,7 @@ TEST_F(KindsTest, AllSettledKeepsEveryChildsStateAndNeverCancels) {
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)),
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)),
             R"({"ada":{"error":{"code":"UNAVAILABLE","message":"smtp down"},)"
             R"("state":"NODE_STATE_FAILED"},)"
             R"("grace":{"state":"NODE_STATE_SUCCEEDED","value":"sent"}})");
@@ -205,7 +205,7 @@ TEST_F(KindsTest, QuorumReturnsTheSucceededValuesAndCancelsTheRest) {
   env_.AdvanceBy(absl::Milliseconds(200));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)), R"(["r1","r3"])");
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)), R"(["r1","r3"])");
   EXPECT_EQ(outcome_->children(3).state(), weft::v1::NODE_STATE_CANCELLED);
   EXPECT_THAT(outcome_->children(3).error().message(),
               HasSubstr("quorum of 2 was reached"));
@@ -233,7 +233,7 @@ TEST_F(KindsTest, MaxConcurrencyStartsChildrenAsOthersFinish) {
     {"call": {"handler": "sleep", "args": {"duration": "1s", "value": 3}}}]}})");
   env_.AdvanceBy(absl::Seconds(2));
   ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)), "[1,2,3]");
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)), "[1,2,3]");
   EXPECT_EQ(At(outcome_->children(1).start_time()), absl::ZeroDuration());
   EXPECT_EQ(At(outcome_->children(2).start_time()), absl::Seconds(1));
   EXPECT_EQ(At(outcome_->end_time()), absl::Seconds(2));
@@ -263,7 +263,7 @@ TEST_F(KindsTest, SequenceValueIsTheListOfValues) {
     {"call": {"handler": "sleep", "args": {"duration": "0.5s", "value": "b"}}}]}})");
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(outcome_.has_value());
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)), R"(["a","b"])");
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)), R"(["a","b"])");
   EXPECT_EQ(At(outcome_->end_time()), absl::Milliseconds(500));
 }
 
@@ -276,7 +276,7 @@ TEST_F(KindsTest, OffloadedHashRunsOnItsPool) {
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
   const std::string abc =
       "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"";
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)),
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)),
             absl::StrCat(R"({"digest":)", abc, R"(,"plain":)", abc, "}"));
   EXPECT_EQ(outcome_->children(0).kind(), weft::v1::NODE_KIND_OFFLOAD);
 }
@@ -309,7 +309,7 @@ TEST_F(KindsTest, RetryRunsAgainUntilSuccessAndCountsAttempts) {
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome_->attempts(), 3);
   EXPECT_EQ(flaky_calls_.load(), 3);
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)), R"("ok")");
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)), R"("ok")");
 }
 
 TEST_F(KindsTest, RetryGivesUpAfterMaxAttemptsKeepingTheLastError) {
@@ -388,7 +388,7 @@ TEST_F(KindsTest, RetriedCompositeShowsItsLastAttemptsChildren) {
   EXPECT_EQ(outcome_->attempts(), 2);
   EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(outcome_->children(1).attempts(), 1);
-  EXPECT_EQ(ToJson(api::AssembleValue(*outcome_)), R"([1,"ok"])");
+  EXPECT_EQ(ToJson(common::AssembleValue(*outcome_)), R"([1,"ok"])");
 }
 
 // A race inside a parallel inside a sequence, with a timeout at each level:
@@ -446,7 +446,7 @@ TEST_F(KindsTest, TenThousandLeafTreeOfEveryKindCompletes) {
   env_.AdvanceBy(absl::Seconds(100));
   ASSERT_TRUE(outcome_.has_value());
   EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(api::AssembleValue(*outcome_).list_value().values_size(), 100);
+  EXPECT_EQ(common::AssembleValue(*outcome_).list_value().values_size(), 100);
   EXPECT_EQ(env_.pending_timers(), 0u);
 }
 

@@ -3,18 +3,18 @@
 // kind of error docs/errors.md lists, and the reasons nodes carry in
 // outcomes.
 
-#include "api/error_details.h"
+#include "server/common/error_details.h"
 
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "api/errors.h"
 #include "gmock/gmock.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
+#include "server/common/errors.h"
 #include "tests/service/server_fixture.h"
 #include "tests/testing/sync.h"
 
@@ -35,12 +35,12 @@ absl::Status Received(const grpc::Status& s) {
   // The trailer agrees with the status line.
   EXPECT_EQ(rpc.code(), s.error_code());
   EXPECT_EQ(rpc.message(), s.error_message());
-  return errors::FromRpcStatus(rpc);
+  return common::FromRpcStatus(rpc);
 }
 
 // The ErrorInfo every weft error carries, checked for its domain.
 google::rpc::ErrorInfo Info(const absl::Status& s) {
-  std::optional<google::rpc::ErrorInfo> info = errors::GetErrorInfo(s);
+  std::optional<google::rpc::ErrorInfo> info = common::GetErrorInfo(s);
   EXPECT_TRUE(info.has_value()) << s;
   if (!info.has_value()) return {};
   EXPECT_EQ(info->domain(), "weft");
@@ -49,7 +49,7 @@ google::rpc::ErrorInfo Info(const absl::Status& s) {
 
 std::vector<std::string> Fields(const absl::Status& s) {
   std::vector<std::string> out;
-  std::optional<google::rpc::BadRequest> bad = errors::GetBadRequest(s);
+  std::optional<google::rpc::BadRequest> bad = common::GetBadRequest(s);
   if (!bad.has_value()) return out;
   for (const auto& v : bad->field_violations()) {
     EXPECT_FALSE(v.description().empty()) << v.field();
@@ -59,7 +59,7 @@ std::vector<std::string> Fields(const absl::Status& s) {
 }
 
 std::string Resource(const absl::Status& s) {
-  std::optional<google::rpc::ResourceInfo> r = errors::GetResourceInfo(s);
+  std::optional<google::rpc::ResourceInfo> r = common::GetResourceInfo(s);
   if (!r.has_value()) return "";
   return absl::StrCat(r->resource_type(), " ", r->resource_name());
 }
@@ -80,7 +80,7 @@ std::string NestedLists(int depth) {
 
 class ErrorDetailsTest : public ::testing::Test {
  protected:
-  explicit ErrorDetailsTest(service::ServerOptions options = {})
+  explicit ErrorDetailsTest(weftd::ServerOptions options = {})
       : f_(std::move(options)) {}
 
   absl::Status Run(absl::string_view request_json,
@@ -130,7 +130,7 @@ TEST_F(ErrorDetailsTest, AnUnknownHandlerNamesTheFieldAndTheHandler) {
   EXPECT_THAT(info.metadata(), ElementsAre(Pair("handler", "nope")));
   EXPECT_THAT(Fields(s), ElementsAre("plan.call.handler"));
   // No retry for a request that cannot succeed.
-  EXPECT_EQ(errors::RetryDelay(s), absl::InfiniteDuration());
+  EXPECT_EQ(common::RetryDelay(s), absl::InfiniteDuration());
 }
 
 TEST_F(ErrorDetailsTest, AnInvalidFieldIsNamedInProtoFormDeepInThePlan) {
@@ -350,8 +350,8 @@ TEST_F(ErrorDetailsTest, NodesCarryTheReasonOfTheirFailure) {
 
 class ShortRunsTest : public ErrorDetailsTest {
  protected:
-  static service::ServerOptions ShortRuns() {
-    service::ServerOptions options;
+  static weftd::ServerOptions ShortRuns() {
+    weftd::ServerOptions options;
     options.orchestrator.max_run_duration = absl::Milliseconds(50);
     return options;
   }
@@ -367,8 +367,8 @@ TEST_F(ShortRunsTest, ARunPastItsDeadline) {
 
 class LimitedServerTest : public ErrorDetailsTest {
  protected:
-  static service::ServerOptions Limited() {
-    service::ServerOptions options;
+  static weftd::ServerOptions Limited() {
+    weftd::ServerOptions options;
     options.orchestrator.max_active_runs = 1;
     options.orchestrator.retry_after = absl::Seconds(2);
     options.orchestrator.limits.max_plan_nodes = 3;
@@ -409,7 +409,7 @@ TEST_F(LimitedServerTest, TooManyRunsSaysWhenToRetry) {
   EXPECT_EQ(info.reason(), "TOO_MANY_RUNS");
   EXPECT_EQ(info.metadata().at("flag"), "--max_active_runs");
   EXPECT_EQ(info.metadata().at("limit"), "1");
-  EXPECT_EQ(errors::RetryDelay(s), absl::Seconds(2));
+  EXPECT_EQ(common::RetryDelay(s), absl::Seconds(2));
 }
 
 TEST_F(LimitedServerTest, AFullTaskQueueSaysWhenToRetry) {
@@ -425,7 +425,7 @@ TEST_F(LimitedServerTest, AFullTaskQueueSaysWhenToRetry) {
   EXPECT_EQ(info.reason(), "TASK_QUEUE_FULL");
   EXPECT_EQ(info.metadata().at("flag"), "--max_queued_tasks");
   EXPECT_EQ(info.metadata().at("limit"), "0");
-  EXPECT_EQ(errors::RetryDelay(s), absl::Seconds(3));
+  EXPECT_EQ(common::RetryDelay(s), absl::Seconds(3));
 }
 
 TEST_F(LimitedServerTest, AFullPoolFailsTheNodeWithItsReason) {

@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/outcome.h"
 #include "server/engine/sync.h"
 #include "tests/service/server_fixture.h"
 
@@ -144,7 +144,7 @@ TEST_F(LazyMethodsTest, PlansResolveLazyValuesByName) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(response.outcome().children(0).kind(), weft::v1::NODE_KIND_LAZY);
-  EXPECT_EQ(api::AssembleValue(response.outcome())
+  EXPECT_EQ(common::AssembleValue(response.outcome())
                 .struct_value()
                 .fields()
                 .at("stats")

@@ -5,10 +5,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
+#include "server/common/outcome.h"
 #include "tests/service/server_fixture.h"
 #include "tests/testing/deep.h"
 #include "tests/testing/time.h"
@@ -39,7 +39,7 @@ TEST(OrchestratorServiceTest, RunsTheDashboardPlanWithItsChildrenAtOnce) {
   EXPECT_FALSE(root.has_value());
   EXPECT_EQ(root.join(), weft::v1::JOIN_ALL);
   EXPECT_EQ(
-      ToJson(api::AssembleValue(root)),
+      ToJson(common::AssembleValue(root)),
       R"({"posts":["p1","p2"],"stats":{"followers":42},"user":{"name":"Ada"}})");
   ASSERT_EQ(root.children_size(), 3);
   // The two sleeps overlapped: each started before the other ended.
@@ -63,7 +63,7 @@ TEST(OrchestratorServiceTest, RootOnlyDetailBuildsNoChildren) {
            &response)
           .ok());
   EXPECT_EQ(response.outcome().children_size(), 0);
-  EXPECT_EQ(ToJson(api::AssembleValue(response.outcome())), R"({"a":1})");
+  EXPECT_EQ(ToJson(common::AssembleValue(response.outcome())), R"({"a":1})");
 }
 
 // A Run of two 300 KB values in sequences: 600 KB of values, once each.
@@ -78,7 +78,7 @@ std::string TwoValuesRun(absl::string_view detail) {
 
 TEST(OrchestratorServiceTest,
      AnOutcomeOverTheLimitIsTheRootFailedAndTheRunStops) {
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.orchestrator.max_outcome_bytes = 500'000;
   ServerFixture f(options);
   RunResponse response;
@@ -104,7 +104,7 @@ TEST(OrchestratorServiceTest,
 TEST(OrchestratorServiceTest,
      AFullOutcomeOverTheLimitWithItsNodesSaysAskForRoot) {
   // 2,000 values of 1 byte fit; their 2,000 nodes' ids and times do not.
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.orchestrator.max_outcome_bytes = 50'000;
   ServerFixture f(options);
   std::string children;
@@ -129,7 +129,7 @@ TEST(OrchestratorServiceTest,
 }
 
 TEST(OrchestratorServiceTest, RunsHoldingMoreThanTheInflightBudgetAreRefused) {
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.max_inflight_bytes = 1'800'000;
   ServerFixture f(options);
   RunResponse response;
@@ -144,7 +144,7 @@ TEST(OrchestratorServiceTest, RunsHoldingMoreThanTheInflightBudgetAreRefused) {
 }
 
 TEST(OrchestratorServiceTest, ARequestTheInflightBudgetCannotHoldIsRefused) {
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.max_inflight_bytes = 200'000;
   ServerFixture f(options);
   RunResponse response;
@@ -360,7 +360,7 @@ TEST(OrchestratorServiceTest, ArgumentsNestedTooDeeplyAreNamed) {
 }
 
 TEST(OrchestratorServiceTest, PlanOverTheNodeLimitNamesTheFlag) {
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.orchestrator.limits.max_plan_nodes = 100;
   ServerFixture f(options);
   std::string children;
@@ -386,7 +386,7 @@ TEST(OrchestratorServiceTest, BytesThatAreNotARequestAreInvalidArgument) {
 }
 
 TEST(OrchestratorServiceTest, RequestOverTheMessageLimitIsRefused) {
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.max_message_bytes = 1024;
   ServerFixture f(options);
   RunResponse response;
@@ -420,7 +420,7 @@ constexpr char kLongSleep[] =
 
 TEST(OrchestratorServiceTest,
      RunsBeyondTheActiveLimitGetResourceExhaustedWithARetryDelay) {
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.orchestrator.max_active_runs = 2;
   ServerFixture f(options);
   AsyncRun a, b;
@@ -470,7 +470,7 @@ TEST(OrchestratorServiceTest, CallerDeadlineBoundsThePlan) {
 }
 
 TEST(OrchestratorServiceTest, RunWithoutDeadlineIsBoundedByMaxRunDuration) {
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.orchestrator.max_run_duration = absl::Milliseconds(200);
   ServerFixture f(options);
   RunResponse response;
@@ -493,7 +493,7 @@ TEST(OrchestratorServiceTest,
   slow.Start(f.orchestrator(), kLongSleep);
   ASSERT_TRUE(f.WaitForActiveRuns(2));
 
-  service::ShutdownReport report;
+  weftd::ShutdownReport report;
   std::thread stopper([&] { report = f.server().Shutdown(absl::Seconds(5)); });
 
   // At once: health says NOT_SERVING and new runs are refused.
@@ -549,7 +549,7 @@ TEST(OrchestratorServiceTest, RaceWhoseSlowWinnerBeatsAFastFailingChild) {
                   .ok());
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(response.outcome().winner(), "steady");
-  EXPECT_EQ(ToJson(api::AssembleValue(response.outcome())), R"("found")");
+  EXPECT_EQ(ToJson(common::AssembleValue(response.outcome())), R"("found")");
 }
 
 TEST(OrchestratorServiceTest, HedgedRaceWithAFallbackOnItsOwnTimeout) {
@@ -582,7 +582,7 @@ TEST(OrchestratorServiceTest, QuorumOfTwoOutOfThree) {
            &response)
           .ok());
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
-  EXPECT_EQ(ToJson(api::AssembleValue(response.outcome())),
+  EXPECT_EQ(ToJson(common::AssembleValue(response.outcome())),
             R"({"r1":1,"r3":3})");
 }
 
@@ -597,13 +597,13 @@ TEST(OrchestratorServiceTest, OffloadedHashBesideASleepThatEndsOnTime) {
                   .ok());
   const NodeOutcome& root = response.outcome();
   ASSERT_EQ(root.state(), weft::v1::NODE_STATE_SUCCEEDED) << root.DebugString();
-  EXPECT_EQ(api::AssembleValue(root)
+  EXPECT_EQ(common::AssembleValue(root)
                 .struct_value()
                 .fields()
                 .at("heartbeat")
                 .string_value(),
             "on time");
-  EXPECT_EQ(api::AssembleValue(root)
+  EXPECT_EQ(common::AssembleValue(root)
                 .struct_value()
                 .fields()
                 .at("digest")
@@ -641,7 +641,7 @@ TEST(OrchestratorServiceTest, UnknownPoolIsInvalidArgument) {
 
 TEST(OrchestratorServiceTest, LargeRequestRunsLikeASmallOne) {
   // Over 256 KiB: parsed and compiled on the large-request thread.
-  service::ServerOptions options;
+  weftd::ServerOptions options;
   options.orchestrator.limits.max_plan_nodes = 20'000;
   ServerFixture f(options);
   weft::v1::RunRequest request;
@@ -659,9 +659,10 @@ TEST(OrchestratorServiceTest, LargeRequestRunsLikeASmallOne) {
   RunResponse response;
   ASSERT_TRUE(f.orchestrator().Run(&context, request, &response).ok());
   EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
-  ASSERT_EQ(api::AssembleValue(response.outcome()).list_value().values_size(),
-            9000);
-  EXPECT_EQ(api::AssembleValue(response.outcome())
+  ASSERT_EQ(
+      common::AssembleValue(response.outcome()).list_value().values_size(),
+      9000);
+  EXPECT_EQ(common::AssembleValue(response.outcome())
                 .list_value()
                 .values(8999)
                 .number_value(),

@@ -11,7 +11,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "server/service/server.h"
+#include "server/weftd/server.h"
 #include "tests/testing/json.h"
 #include "tests/testing/sync.h"
 
@@ -19,9 +19,9 @@ namespace weft::testing {
 
 class ServerFixture {
  public:
-  explicit ServerFixture(service::ServerOptions options = {}) {
+  explicit ServerFixture(weftd::ServerOptions options = {}) {
     options.listen = "127.0.0.1:0";
-    server_ = std::make_unique<service::WeftServer>(std::move(options));
+    server_ = std::make_unique<weftd::WeftServer>(std::move(options));
     absl::StatusOr<std::string> address = server_->Start();
     EXPECT_TRUE(address.ok()) << address.status();
     address_ = *address;
@@ -68,13 +68,13 @@ class ServerFixture {
     });
   }
 
-  service::WeftServer& server() { return *server_; }
+  weftd::WeftServer& server() { return *server_; }
   weft::v1::Orchestrator::Stub& orchestrator() { return *orchestrator_; }
   grpc::health::v1::Health::Stub& health() { return *health_; }
   const std::shared_ptr<grpc::Channel>& channel() { return channel_; }
 
  private:
-  std::unique_ptr<service::WeftServer> server_;
+  std::unique_ptr<weftd::WeftServer> server_;
   std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<weft::v1::Orchestrator::Stub> orchestrator_;

@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "api/outcome.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/outcome.h"
 #include "tests/service/server_fixture.h"
 #include "tests/testing/deep.h"
 #include "tests/testing/time.h"
@@ -31,7 +31,7 @@ std::string SleepTask(absl::string_view duration,
 
 class TaskMethodsTest : public ::testing::Test {
  protected:
-  explicit TaskMethodsTest(service::ServerOptions options = {}) : f_(options) {}
+  explicit TaskMethodsTest(weftd::ServerOptions options = {}) : f_(options) {}
 
   grpc::Status Create(absl::string_view json, Task* task) {
     grpc::ClientContext context;
@@ -87,7 +87,7 @@ TEST_F(TaskMethodsTest, CreateReturnsAtOnceAndWaitSeesTheEnd) {
   EXPECT_EQ(t.labels().at("job"), "test");
   Task done = Wait(t.name());
   EXPECT_EQ(done.state(), weft::v1::TASK_STATE_SUCCEEDED);
-  EXPECT_EQ(api::AssembleValue(done.outcome()).string_value(), "done");
+  EXPECT_EQ(common::AssembleValue(done.outcome()).string_value(), "done");
   EXPECT_EQ(done.progress().leaves_done(), 1);
   EXPECT_GE(ToTime(done.end_time()), ToTime(done.start_time()));
 }
@@ -227,7 +227,7 @@ TEST_F(TaskMethodsTest, DetailAndNodeChooseWhatOutcomeAnAnswerCarries) {
                 .values_size(),
             2);
   const std::string whole = R"({"count":3,"fetch":["a",{"b":[1,2]}]})";
-  EXPECT_EQ(ToJson(api::AssembleValue(full.outcome())), whole);
+  EXPECT_EQ(ToJson(common::AssembleValue(full.outcome())), whole);
 
   // The root alone, with its value built; by WaitTask, GetTask and WatchTask.
   grpc::ClientContext wait_context;
@@ -316,8 +316,8 @@ TEST_F(TaskMethodsTest, UndefinedDetailsAndViewsAreRefused) {
 class TaskAnswerLimitTest : public TaskMethodsTest {
  protected:
   TaskAnswerLimitTest() : TaskMethodsTest(Options()) {}
-  static service::ServerOptions Options() {
-    service::ServerOptions options;
+  static weftd::ServerOptions Options() {
+    weftd::ServerOptions options;
     options.orchestrator.max_outcome_bytes = 100'000;
     return options;
   }
@@ -538,8 +538,8 @@ TEST_F(TaskMethodsTest, ServerInfoCountsTasksAndDescribesPools) {
 
 class TaskAdmissionTest : public TaskMethodsTest {
  protected:
-  static service::ServerOptions Options() {
-    service::ServerOptions options;
+  static weftd::ServerOptions Options() {
+    weftd::ServerOptions options;
     options.tasks.max_running_tasks = 1;
     options.tasks.max_queued_tasks = 1;
     return options;
@@ -575,7 +575,7 @@ TEST_F(TaskAdmissionTest, BeyondTheQueueCreateIsResourceExhausted) {
 TEST_F(TaskMethodsTest, ShutdownCancelsRunningTasksAfterTheGracePeriod) {
   Task quick = MustCreate(SleepTask("0.3s"));
   Task slow = MustCreate(SleepTask("3600s"));
-  service::ShutdownReport report;
+  weftd::ShutdownReport report;
   std::thread stopper([&] { report = f_.server().Shutdown(absl::Seconds(2)); });
   ASSERT_TRUE(f_.WaitUntilNotServing());
   Task refused;

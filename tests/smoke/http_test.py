@@ -7,51 +7,27 @@ background task's request is abandoned on the wire (the fixture sees the
 connection close); and weftd stops cleanly with transfers in flight.
 """
 
-import argparse
-import json
 import os
 import sys
-import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from weftd import HttpFixture, Weftd, assemble, buf_curl  # noqa: E402
-
-ARGS = None
+from weftd import ARGS, HttpFixture, Weftd, WeftdTest, assemble, run_tests, wait_for  # noqa: E402
 
 
 def call(fixture, url, **args):
     return {"call": {"handler": "http", "args": dict(url=fixture.url(url), **args)}}
 
 
-class HttpEndToEndTest(unittest.TestCase):
+class HttpEndToEndTest(WeftdTest):
     maxDiff = None
 
     @classmethod
     def setUpClass(cls):
-        cls.fixture = HttpFixture(ARGS.fixture).__enter__()
-        cls.weftd = Weftd(ARGS.weftd, "--http_allow=" + cls.fixture.address).__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.weftd.__exit__(None, None, None)
-        cls.fixture.__exit__(None, None, None)
-
-    def rpc(self, method, request):
-        r = buf_curl(ARGS.buf, self.weftd.address, "-d", json.dumps(request),
-                     "http://{addr}/weft.v1.Orchestrator/" + method)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        return json.loads(r.stdout)
-
-    def wait_for(self, condition, what):
-        deadline = time.monotonic() + 60
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail("timed out waiting for " + what)
-            time.sleep(0.05)
+        cls.fixture = cls.class_process(HttpFixture(ARGS.fixture).start())
+        cls.weftd = cls.class_weftd("--http_allow=" + cls.fixture.address)
 
     def test_dashboard_three_sources_results_by_id(self):
-        out = self.rpc("Run", {"detail": "OUTCOME_DETAIL_ROOT", "plan": {"parallel": {"children": [
+        out = self.ok("Run", {"detail": "OUTCOME_DETAIL_ROOT", "plan": {"parallel": {"children": [
             dict(id="user", **call(self.fixture, "/users/42?delay=100")),
             dict(id="recentPosts", **call(self.fixture, "/users/42/posts?delay=100")),
             dict(id="statistics", **call(self.fixture, "/stats/42?delay=100")),
@@ -66,7 +42,7 @@ class HttpEndToEndTest(unittest.TestCase):
 
     def test_failover_the_slow_mirror_wins_over_the_failing_one(self):
         closed = self.fixture.stats()["closedBeforeAnswer"]
-        out = self.rpc("Run", {"plan": {"race": {"children": [
+        out = self.ok("Run", {"plan": {"race": {"children": [
             dict(id="primary", **call(self.fixture, "/search?server=a&status=503")),
             dict(id="backup", **call(self.fixture, "/search?server=b&delay=200")),
             dict(id="fallback", timeout="2s", **call(self.fixture, "/search?server=c&hang=1")),
@@ -76,11 +52,13 @@ class HttpEndToEndTest(unittest.TestCase):
         self.assertNotIn("value", out)  # Each value once, at its leaf.
         self.assertEqual(assemble(out)["body"]["server"], "b")
         self.assertEqual(out["children"][0]["error"]["code"], "UNAVAILABLE")
+        self.assertEqual(out["children"][0]["error"]["reason"], "HTTP_STATUS")
         self.assertIn("answered 503", out["children"][0]["error"]["message"])
         self.assertEqual(out["children"][2]["state"], "NODE_STATE_CANCELLED")
+        self.assertEqual(out["children"][2]["error"]["reason"], "RACE_LOST")
         # The loser's connection was closed, not left hanging.
-        self.wait_for(lambda: self.fixture.stats()["closedBeforeAnswer"] == closed + 1,
-                      "the fixture to see the loser's connection close")
+        wait_for(lambda: self.fixture.stats()["closedBeforeAnswer"] == closed + 1,
+                 "the fixture to see the loser's connection close")
 
     def test_the_guard_refuses_every_bypass_form(self):
         port = self.fixture.address.split(":")[1]
@@ -93,63 +71,58 @@ class HttpEndToEndTest(unittest.TestCase):
                     "http://localhost:1/", "http://169.254.169.254/latest/meta-data/",
                     "http://10.0.0.1/"]:
             with self.subTest(url=url):
-                out = self.rpc("Run", {"plan": {"retry": {"maxAttempts": 3, "initialBackoff": "0.01s",
-                                                           "retryableCodes": ["PERMISSION_DENIED"]},
-                                                 "call": {"handler": "http", "args": {"url": url}}}})
+                out = self.ok("Run", {"plan": {
+                    "retry": {"maxAttempts": 3, "initialBackoff": "0.01s",
+                              "retryableCodes": ["PERMISSION_DENIED"]},
+                    "call": {"handler": "http", "args": {"url": url}}}})
                 error = out["outcome"]["error"]
-                self.assertEqual(error["code"], "PERMISSION_DENIED", out)
+                self.assertEqual((error["code"], error["reason"]),
+                                 ("PERMISSION_DENIED", "URL_NOT_ALLOWED"), out)
                 self.assertIn("is not allowed by --http_allow (%s)" % self.fixture.address,
                               error["message"])
                 self.assertEqual(out["outcome"]["attempts"], 1)
         # A redirect from the allowed fixture to another port of this machine.
-        out = self.rpc("Run", {"plan": call(
+        out = self.ok("Run", {"plan": call(
             self.fixture, "/hop?location=http://2130706433:1/", follow_redirects=True)})
-        self.assertEqual(out["outcome"]["error"]["code"], "PERMISSION_DENIED", out)
+        self.assertEqual((out["outcome"]["error"]["code"], out["outcome"]["error"]["reason"]),
+                         ("PERMISSION_DENIED", "URL_NOT_ALLOWED"), out)
         self.assertIn("127.0.0.1 port 1 is not allowed", out["outcome"]["error"]["message"])
         # Other schemes are bad input, refused before anything runs.
         for url in ["file:///etc/passwd", "gopher://127.0.0.1:%s/" % port]:
-            r = buf_curl(ARGS.buf, self.weftd.address, "-d", json.dumps(
-                {"plan": {"call": {"handler": "http", "args": {"url": url}}}}),
-                "http://{addr}/weft.v1.Orchestrator/Run")
-            self.assertNotEqual(r.returncode, 0)
-            self.assertIn("invalid_argument", r.stdout + r.stderr)
-            self.assertIn("only http and https URLs are allowed", r.stdout + r.stderr)
+            err = self.refused("Run", {"plan": {"call": {"handler": "http", "args": {"url": url}}}},
+                               "invalid_argument", "INVALID_FIELD")
+            self.assertIn("only http and https URLs are allowed", err["message"])
+            self.assertEqual([v["field"] for v in err["details"]["BadRequest"]],
+                             ["plan.call.args.url"])
         # Only the redirect's first hop reached the fixture (and the first
         # stats() call, which the count includes).
         self.assertEqual(self.fixture.stats()["requests"], requests + 2)
 
     def test_cancelling_a_task_abandons_its_request_on_the_wire(self):
         closed = self.fixture.stats()["closedBeforeAnswer"]
-        task = self.rpc("CreateTask", {"plan": call(self.fixture, "/slow?hang=1")})
-        self.wait_for(lambda: self.fixture.stats()["waiting"] > 0 and
-                      self.rpc("GetTask", {"name": task["name"]})["state"] == "TASK_STATE_RUNNING",
-                      "the task's request to reach the fixture")
-        self.rpc("CancelTask", {"name": task["name"]})
-        self.wait_for(lambda: self.fixture.stats()["closedBeforeAnswer"] == closed + 1,
-                      "the fixture to see the connection close")
-        done = self.rpc("WaitTask", {"name": task["name"]})
+        task = self.ok("CreateTask", {"plan": call(self.fixture, "/slow?hang=1")})
+        wait_for(lambda: self.fixture.stats()["waiting"] > 0 and
+                 self.ok("GetTask", {"name": task["name"]})["state"] == "TASK_STATE_RUNNING",
+                 "the task's request to reach the fixture")
+        self.ok("CancelTask", {"name": task["name"]})
+        wait_for(lambda: self.fixture.stats()["closedBeforeAnswer"] == closed + 1,
+                 "the fixture to see the connection close")
+        done = self.ok("WaitTask", {"name": task["name"]})
         self.assertEqual(done["state"], "TASK_STATE_CANCELLED")
+        self.assertEqual(done["outcome"]["error"]["reason"], "RUN_CANCELLED")
 
     def test_sigterm_with_a_call_in_flight_stops_cleanly(self):
         with HttpFixture(ARGS.fixture) as fixture, \
                 Weftd(ARGS.weftd, "--http_allow=" + fixture.address,
                       "--shutdown_grace=0.2s") as w:
-            r = buf_curl(ARGS.buf, w.address, "-d", json.dumps(
-                {"plan": call(fixture, "/slow?hang=1")}),
-                "http://{addr}/weft.v1.Orchestrator/CreateTask")
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.wait_for(lambda: fixture.stats()["waiting"] == 1, "the request")
+            self.ok("CreateTask", {"plan": call(fixture, "/slow?hang=1")}, weftd=w)
+            wait_for(lambda: fixture.stats()["waiting"] == 1, "the request")
             code, log = w.stop()
             self.assertEqual(code, 0, log)
-            self.wait_for(lambda: fixture.stats()["closedBeforeAnswer"] == 1,
-                          "the fixture to see the connection close")
+            self.assertIn("1 task(s) were cancelled when the 0.200s grace period ended", log)
+            wait_for(lambda: fixture.stats()["closedBeforeAnswer"] == 1,
+                     "the fixture to see the connection close")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--weftd", required=True)
-    parser.add_argument("--weft", required=True)
-    parser.add_argument("--buf", required=True)
-    parser.add_argument("--fixture", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0], "-v", *rest])
+    run_tests("weftd", "buf", "fixture")

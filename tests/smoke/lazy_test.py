@@ -5,54 +5,31 @@ once (weft CLI processes, which start fast), one load and 200 identical
 answers; a reset, and the next resolve computes again; the counters show it.
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from weftd import Weftd, assemble, buf_curl  # noqa: E402
-
-ARGS = None
+from weftd import ARGS, WeftdTest, assemble, run_tests  # noqa: E402
 
 SLOW_STATS = '{"call": {"handler": "sleep", "args": {"duration": "1s", "value": {"visits": 42}}}}'
 
 
-class LazyTest(unittest.TestCase):
+class LazyTest(WeftdTest):
     @classmethod
     def setUpClass(cls):
-        cls.weftd = Weftd(ARGS.weftd)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.weftd.stop()
-
-    def env(self):
-        return dict(os.environ, WEFT_ADDR=self.weftd.address)
-
-    def weft(self, *args, stdin=None):
-        return subprocess.run([ARGS.weft, *args], input=stdin, capture_output=True,
-                              text=True, timeout=120, env=self.env())
-
-    def call(self, method, body):
-        return buf_curl(ARGS.buf, self.weftd.address, "-d", json.dumps(body),
-                        "http://{addr}/weft.v1.Orchestrator/" + method)
-
-    def ok(self, method, body):
-        r = self.call(method, body)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        return json.loads(r.stdout)
+        cls.weftd = cls.class_weftd()
 
     def test_two_hundred_resolves_at_once_make_one_load(self):
         r = self.weft("lazy", "create", "daily_stats", "-", "--ttl=3600s", stdin=SLOW_STATS)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["state"], "LAZY_VALUE_STATE_EMPTY")
 
+        env = dict(os.environ, WEFT_ADDR=self.weftd.address)
         procs = [subprocess.Popen([ARGS.weft, "lazy", "resolve", "daily_stats"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=self.env()) for _ in range(200)]
+                                  text=True, env=env) for _ in range(200)]
         answers = []
         for p in procs:
             out, err = p.communicate(timeout=120)
@@ -90,6 +67,7 @@ class LazyTest(unittest.TestCase):
         r = self.weft("lazy", "resolve", "daily_stats")
         self.assertEqual(r.returncode, 2)
         self.assertIn("NOT_FOUND: lazyValues/daily_stats: no such lazy value", r.stderr)
+        self.assertIn("\n  reason: LAZY_VALUE_NOT_FOUND\n", r.stderr)
 
     def test_plans_resolve_lazy_values_and_cycles_are_named(self):
         self.ok("CreateLazyValue", {"lazyValueId": "greeting", "lazyValue": {
@@ -104,29 +82,25 @@ class LazyTest(unittest.TestCase):
             "plan": {"lazy": {"name": "lazyValues/pong"}}}})
         self.ok("CreateLazyValue", {"lazyValueId": "pong", "lazyValue": {
             "plan": {"lazy": {"name": "lazyValues/ping"}}}})
-        r = self.call("ResolveLazyValue", {"name": "lazyValues/ping"})
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "failed_precondition")
+        err = self.refused("ResolveLazyValue", {"name": "lazyValues/ping"},
+                           "failed_precondition", "LAZY_VALUE_CYCLE")
         self.assertIn("lazyValues/ping -> lazyValues/pong -> lazyValues/ping", err["message"])
 
     def test_bad_requests_name_what_is_wrong(self):
-        r = self.call("CreateLazyValue", {"lazyValueId": "Daily Stats", "lazyValue": {
-            "plan": {"call": {"handler": "value", "args": {"value": 1}}}}})
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "invalid_argument")
+        err = self.refused("CreateLazyValue", {"lazyValueId": "Daily Stats", "lazyValue": {
+            "plan": {"call": {"handler": "value", "args": {"value": 1}}}}},
+            "invalid_argument", "INVALID_FIELD")
         self.assertIn('lazy_value_id: "Daily Stats"', err["message"])
-        r = self.call("GetLazyValue", {"name": "lazyValues/never"})
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "not_found")
+        self.assertEqual([v["field"] for v in err["details"]["BadRequest"]], ["lazy_value_id"])
+        err = self.refused("GetLazyValue", {"name": "lazyValues/never"}, "not_found",
+                           "LAZY_VALUE_NOT_FOUND")
+        self.assertEqual(err["details"]["ResourceInfo"],
+                         {"resource_type": "weft.v1.LazyValue",
+                          "resource_name": "lazyValues/never"})
         r = self.weft("lazy", "create", "x", "-", "--ttl=soon", stdin=SLOW_STATS)
         self.assertEqual(r.returncode, 64)
         self.assertIn('--ttl: expected a duration like 3600s, got "soon"', r.stderr)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--weftd", required=True)
-    parser.add_argument("--weft", required=True)
-    parser.add_argument("--buf", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0], "-v", *rest])
+    run_tests("weftd", "weft", "buf")

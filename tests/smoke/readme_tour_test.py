@@ -1,17 +1,33 @@
-"""Runs every command of README.md's tour against a real weftd.
+"""Runs every command of the docs' tours (README.md, docs/tour.md, ...)
+against a real weftd.
 
 Each ```console block holds commands ("$ " lines, continued while the shell
-would continue them) and their expected output. grpcurl commands run through
-their `buf curl` equivalents (grpcurl is not packaged for Debian 12); other
-commands run in bash from the repository root. Outputs compare as JSON with
-timestamps ignored, as grpcurl-style errors against buf's error JSON, or line by
-line.
+would continue them) and their expected output. Each document given with
+--doc gets its own weftd, started as `make run` starts it (with
+config/weftd.json), and its own HTTP fixture; the commands run in order, in
+`bash -o pipefail` from the repository root, and at the end weftd is stopped
+with SIGTERM and must exit 0.
 
-With --update it rewrites the README's outputs from what the commands print
-now (grpcurl's error form for RPC errors), for a developer to review.
+Every command must exit 0: one that is meant to fail shows it in the doc,
+ending with `; echo "exit $?"` so that the code is part of the output. The
+output compared is the command's stdout; anything on stderr fails the test,
+so a command whose doc output includes stderr says `2>&1`. Outputs compare
+as JSON with timestamps ignored (a JSON document, maybe followed by more
+lines), or line by line.
+
+grpcurl is not packaged for Debian 12: `grpcurl` on the commands' PATH is
+this file acting as grpcurl over `buf curl` (--as-grpcurl), printing what
+grpcurl prints (the response on stdout; an error as "ERROR: Code: ...
+Message: ... Details: ..." on stderr, exit code 64 + the status code). The
+docs' `build/client/weft` is --weft, 127.0.0.1:50051 is the test's weftd and
+127.0.0.1:8080 its HTTP fixture.
+
+With --update it rewrites each document's outputs, in that document, from
+what the commands print now, for a developer to review; a command that
+exits non-zero or writes to stderr is reported.
 """
 
-import argparse
+import atexit
 import base64
 import hashlib
 import importlib
@@ -19,26 +35,39 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from weftd import HttpFixture, Weftd, normalize  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from weftd import ARGS, HttpFixture, Weftd, json_documents, normalize, run_tests  # noqa: E402
 
-ARGS = None
-README_ADDR = "127.0.0.1:50051"
-# Where the README's http examples find the HTTP fixture (`make fixture`).
-README_FIXTURE = "127.0.0.1:8080"
-# As `make run` starts it.
-WEFTD_FLAGS = ["--config=" + os.path.join(os.path.dirname(__file__), "..", "..", "config",
-                                          "weftd.json")]
+# The address the docs' commands name: weftd as `make run` starts it.
+DOC_ADDR = "127.0.0.1:50051"
+# Where the docs' http examples find the HTTP fixture (`make fixture`).
+DOC_FIXTURE = "127.0.0.1:8080"
+# Where the --as-grpcurl stand-in finds what it needs.
+ENV_BUF, ENV_ADDRESS, ENV_PB2 = "WEFT_TOUR_BUF", "WEFT_TOUR_ADDRESS", "WEFT_TOUR_PB2"
+# `buf curl`'s code names (the Connect protocol's) in the order of gRPC's
+# status numbers.
+CODES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found",
+         "already_exists", "permission_denied", "resource_exhausted", "failed_precondition",
+         "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss",
+         "unauthenticated"]
+CONSOLE = re.compile(r"```console\n(.*?)```", re.S)
+GOOGLEAPIS = "/usr/share/gocode/src/github.com/gogo/googleapis"
+
+
+def weftd_flags():
+    """As `make run` starts weftd."""
+    return ["--config=" + os.path.abspath(os.path.join(ARGS.root, "config", "weftd.json"))]
 
 
 def parse_blocks(text):
     """Yields (command, expected output) pairs from ```console blocks."""
-    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+    for block in CONSOLE.findall(text):
         yield from parse_block(block)
 
 
@@ -71,95 +100,22 @@ def complete(command):
         return False
 
 
-def grpcurl_to_buf(command, address):
-    """Translates the grpcurl forms the README uses into a buf curl argv."""
-    words = shlex.split(command)
-    assert words[0] == "grpcurl", command
-    words = words[1:]
-    data = None
-    rest = []
-    while words:
-        w = words.pop(0)
-        if w == "-plaintext":
-            continue
-        if w == "-d":
-            data = words.pop(0)
-            continue
-        rest.append(w)
-    assert rest[0] == README_ADDR, command
-    base = [ARGS.buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
-    url = "http://" + address
-    if rest[1:] == ["list"]:
-        return base + ["--list-services", url], "list"
-    assert len(rest) == 2, command
-    method = rest[1]
-    argv = base + ([] if data is None else ["-d", data]) + [url + "/" + method]
-    return argv, "call"
-
-
-TASK = re.compile(r"tasks/[0-9a-f]{32}")
-
-
-class TaskNames:
-    """Maps the task names the README shows to the ones weftd made this run.
-
-    Task ids are random, so the README's commands name the tasks its earlier
-    outputs showed; each output's names are paired, in order, with the names
-    at the same places in the README's output, and later commands get the
-    real names."""
-
-    def __init__(self):
-        self.real = {}  # README name -> this run's name
-
-    def to_real(self, command):
-        for name in TASK.findall(command):
-            self.real.setdefault(name, name)  # Named in the README only.
-        return TASK.sub(lambda m: self.real.get(m.group(0), m.group(0)), command)
-
-    def to_readme(self, actual, expected):
-        known = set(self.real.values())
-        shown = iter(n for n in TASK.findall(expected) if n not in self.real)
-        for name in dict.fromkeys(TASK.findall(actual)):
-            if name not in known:
-                readme = next(shown, None)
-                if readme is None:  # --update: a name the README lacks.
-                    readme = "tasks/" + hashlib.md5(name.encode()).hexdigest()
-                self.real[readme] = name
-                known.add(name)
-        back = {v: k for k, v in self.real.items()}
-        return TASK.sub(lambda m: back.get(m.group(0), m.group(0)), actual)
-
-
-class Fixture(HttpFixture):
-    """The HTTP fixture on a free port; maps the README's address to it."""
-
-    def __init__(self):
-        super().__init__(ARGS.fixture)
-
-    def flags(self):
-        return ["--http_allow=" + self.address]
-
-    def to_real(self, command):
-        return command.replace(README_FIXTURE, self.address)
-
-    def to_readme(self, output):
-        return output.replace(self.address, README_FIXTURE)
+# --- grpcurl, as far as the docs use it ------------------------------------------
 
 
 def camel(code):
     return "".join(part.capitalize() for part in code.split("_"))
 
 
-RPC = None  # google.rpc.error_details_pb2, generated at start.
-
-
 def grpcurl_details(details):
     """The error details as grpcurl prints them: each in JSON with its
     @type, numbered, continuation lines indented with a tab."""
     from google.protobuf import json_format
+    sys.path.insert(0, os.environ[ENV_PB2])
+    rpc = importlib.import_module("google.rpc.error_details_pb2")
     lines = ["  Details:"]
     for i, d in enumerate(details, 1):
-        message = getattr(RPC, d["type"].rsplit(".", 1)[-1])()
+        message = getattr(rpc, d["type"].rsplit(".", 1)[-1])()
         value = d["value"]
         message.ParseFromString(base64.b64decode(value + "=" * (-len(value) % 4)))
         shown = {"@type": "type.googleapis.com/" + d["type"]}
@@ -172,58 +128,195 @@ def grpcurl_details(details):
     return lines
 
 
+def as_grpcurl(argv):
+    """`grpcurl [-plaintext] [-d DATA] 127.0.0.1:50051 list|METHOD` through
+    `buf curl` against the test's weftd; prints and exits as grpcurl does."""
+    data, rest = None, []
+    while argv:
+        word = argv.pop(0)
+        if word == "-plaintext":
+            continue
+        if word == "-d" and argv:
+            data = argv.pop(0)
+            continue
+        rest.append(word)
+    if len(rest) != 2 or rest[0] != DOC_ADDR or rest[1].startswith("-"):
+        sys.stderr.write("grpcurl (the tour's stand-in) takes [-plaintext] [-d DATA] %s "
+                         "list|METHOD, not %s\n" % (DOC_ADDR, shlex.join(rest)))
+        return 2
+    url = "http://" + os.environ[ENV_ADDRESS]
+    argv = [os.environ[ENV_BUF], "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
+    if rest[1] == "list":
+        argv += ["--list-services", url]
+    else:
+        argv += ([] if data is None else ["-d", data]) + [url + "/" + rest[1]]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if r.returncode == 0:
+        sys.stderr.write(r.stderr)
+        out = r.stdout.strip()
+        if out.startswith("{"):
+            out = "\n".join(json.dumps(d, indent=2, ensure_ascii=False)
+                            for d in json_documents(out))
+        print(out)
+        return 0
+    try:
+        err = json.loads(r.stdout + r.stderr)
+        code = CODES.index(err["code"])
+    except (ValueError, KeyError):
+        sys.stderr.write(r.stdout + r.stderr)
+        return 1
+    shown = ["ERROR:", "  Code: " + camel(err["code"]), "  Message: " + err["message"]]
+    if err.get("details"):
+        shown += grpcurl_details(err["details"])
+    sys.stderr.write("\n".join(shown) + "\n")
+    return 64 + code
+
+
+# --- running the docs' commands --------------------------------------------------
+
+
+TASK = re.compile(r"tasks/[0-9a-f]{32}")
+
+
+class TaskNames:
+    """Maps the task names a doc shows to the ones weftd made this run.
+
+    Task ids are random, so a doc's commands name the tasks its earlier
+    outputs showed; each output's names are paired, in order, with the names
+    at the same places in the doc's output, and later commands get the real
+    names."""
+
+    def __init__(self):
+        self.real = {}  # The doc's name -> this run's name.
+
+    def to_real(self, command):
+        for name in TASK.findall(command):
+            self.real.setdefault(name, name)  # Named in the doc only.
+        return TASK.sub(lambda m: self.real.get(m.group(0), m.group(0)), command)
+
+    def to_doc(self, actual, expected):
+        known = set(self.real.values())
+        shown = iter(n for n in TASK.findall(expected) if n not in self.real)
+        for name in dict.fromkeys(TASK.findall(actual)):
+            if name not in known:
+                doc = next(shown, None)
+                if doc is None:  # --update: a name the doc lacks.
+                    doc = "tasks/" + hashlib.md5(name.encode()).hexdigest()
+                self.real[doc] = name
+                known.add(name)
+        return self.shown(actual)
+
+    def shown(self, text):
+        """`text` with the names this run made shown as the doc shows them."""
+        back = {v: k for k, v in self.real.items()}
+        return TASK.sub(lambda m: back.get(m.group(0), m.group(0)), text)
+
+
+class Fixture(HttpFixture):
+    """The HTTP fixture on a free port; maps the docs' address to it."""
+
+    def __init__(self):
+        super().__init__(ARGS.fixture)
+
+    def flags(self):
+        return ["--http_allow=" + self.address]
+
+    def to_real(self, command):
+        return command.replace(DOC_FIXTURE, self.address)
+
+    def to_doc(self, output):
+        return output.replace(self.address, DOC_FIXTURE)
+
+
+class Session:
+    """One doc's run: a weftd as `make run` starts it, the HTTP fixture, and
+    the commands' environment (PATH with the grpcurl stand-in and weft)."""
+
+    def __init__(self, bin_dir, pb2_dir):
+        self.bin_dir, self.pb2_dir = bin_dir, pb2_dir
+
+    def __enter__(self):
+        self.fixture = Fixture().start()
+        try:
+            self.weftd = Weftd(ARGS.weftd, *weftd_flags(), *self.fixture.flags())
+        except BaseException:
+            self.fixture.stop()
+            raise
+        self.names = TaskNames()
+        self.env = dict(os.environ, WEFT_ADDR=self.weftd.address)
+        self.env.update({ENV_BUF: os.path.abspath(ARGS.buf), ENV_ADDRESS: self.weftd.address,
+                         ENV_PB2: self.pb2_dir})
+        self.env["PATH"] = os.pathsep.join(
+            [self.bin_dir, os.path.dirname(os.path.abspath(ARGS.weft)), self.env["PATH"]])
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.weftd.__exit__(*exc)
+        finally:
+            self.fixture.__exit__(*exc)
+        return False
+
+    def run(self, command, expected):
+        """Runs a doc's command; returns (exit code, stdout, stderr), with
+        this run's task names and addresses shown as the doc shows them."""
+        real = self.fixture.to_real(self.names.to_real(command))
+        real = real.replace("build/client/weft", os.path.abspath(ARGS.weft))
+        r = subprocess.run(["bash", "-o", "pipefail", "-c", real], capture_output=True,
+                           text=True, timeout=120, env=self.env, cwd=ARGS.root)
+        out = self.fixture.to_doc(self.names.to_doc(r.stdout.rstrip("\n"), expected))
+        err = self.fixture.to_doc(self.names.shown(r.stderr))
+        return r.returncode, out, err
+
+
+def make_bin_dir(where):
+    """A folder with `grpcurl`: this file, acting as grpcurl."""
+    path = os.path.join(where, "grpcurl")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec %s %s --as-grpcurl \"$@\"\n" % (
+            shlex.quote(sys.executable), shlex.quote(os.path.abspath(__file__))))
+    os.chmod(path, 0o755)
+    return where
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 class TourTest(unittest.TestCase):
     maxDiff = None
 
-    def test_every_tour_command_prints_what_the_readme_shows(self):
-        with open(ARGS.readme) as f:
-            pairs = list(parse_blocks(f.read()))
-        self.assertGreaterEqual(len(pairs), 8, "the tour lost its commands")
-        names = TaskNames()
-        with Fixture() as fixture, Weftd(ARGS.weftd, *WEFTD_FLAGS, *fixture.flags()) as weftd:
-            env = dict(os.environ, WEFT_ADDR=weftd.address)
-            env["PATH"] = os.path.dirname(ARGS.weft) + os.pathsep + env["PATH"]
-            for command, expected in pairs:
-                with self.subTest(command=command[:80]):
-                    self.check(fixture.to_real(names.to_real(command)), expected,
-                               weftd.address, env, names, fixture)
+    def test_every_command_of_the_docs_prints_what_they_show(self):
+        docs = [(path, list(parse_blocks(read(path)))) for path in ARGS.docs]
+        checked = sum(len(pairs) for _, pairs in docs)
+        self.assertGreaterEqual(checked, 8, "the tour lost its commands")
+        for path, pairs in docs:
+            if not pairs:
+                continue
+            with Session(BIN_DIR, PB2_DIR) as session:
+                for command, expected in pairs:
+                    with self.subTest(doc=os.path.relpath(path, ARGS.root), command=command[:80]):
+                        self.check(session, command, expected)
+                code, _ = session.weftd.stop()  # SIGTERM; raises unless it exits 0.
+                self.assertEqual(code, 0)
+        sys.stderr.write("\nchecked %d commands of %d documents\n" % (checked, len(docs)))
 
     def test_the_config_file_shown_is_the_one_make_run_uses(self):
-        with open(ARGS.readme) as f:
-            readme = f.read()
-        shown = re.search(r"`config/weftd.json`, which `make run` uses:\n\n```json\n(.*?)```",
-                          readme, re.S)
-        self.assertIsNotNone(shown, "the README lost its config example")
-        with open(os.path.join(ARGS.root, "config", "weftd.json")) as f:
-            self.assertEqual(shown.group(1), f.read())
+        pattern = re.compile(r"`config/weftd.json`, which `make run` uses:\n\n```json\n(.*?)```",
+                             re.S)
+        shown = [m.group(1) for path in ARGS.docs for m in pattern.finditer(read(path))]
+        self.assertTrue(shown, "the docs lost their config example")
+        for text in shown:
+            self.assertEqual(text, read(os.path.join(ARGS.root, "config", "weftd.json")))
 
-    def execute(self, command, address, env):
-        """Runs a tour command; returns (ok, output as the README shows it)."""
-        if command.startswith("grpcurl "):
-            argv, _ = grpcurl_to_buf(command, address)
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-            if r.returncode != 0:
-                err = json.loads(r.stdout + r.stderr)
-                shown = ["ERROR:", "  Code: " + camel(err["code"]),
-                         "  Message: " + err["message"]]
-                if err.get("details"):
-                    shown += grpcurl_details(err["details"])
-                return False, "\n".join(shown)
-            out = r.stdout.strip()
-            if out.startswith("{"):
-                out = json.dumps(json.loads(out), indent=2, ensure_ascii=False)
-            return True, out
-        command = command.replace("build/client/weft", ARGS.weft)
-        r = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=120,
-                           env=env, cwd=ARGS.root)
-        return r.returncode == 0, r.stdout.rstrip("\n")
-
-    def check(self, command, expected, address, env, names, fixture):
-        ok, actual = self.execute(command, address, env)
-        actual = fixture.to_readme(names.to_readme(actual, expected))
-        if command.startswith("grpcurl "):
-            self.assertEqual(ok, not expected.startswith("ERROR:"), actual)
+    def check(self, session, command, expected):
+        code, actual, err = session.run(command, expected)
+        self.assertEqual(code, 0, "the command exited %d; a command meant to fail ends with "
+                         "'; echo \"exit $?\"'. Its stdout:\n%s\nits stderr:\n%s"
+                         % (code, actual, err))
+        self.assertEqual(err, "", "the command wrote to stderr; if the doc means to show "
+                         "it, the command says 2>&1")
         self.compare(actual, expected)
 
     def compare(self, actual, expected):
@@ -239,50 +332,58 @@ class TourTest(unittest.TestCase):
 
 
 def update():
-    """Rewrites every tour output in the README from a real run."""
-    with open(ARGS.readme) as f:
-        text = f.read()
-    test = TourTest()
-    names = TaskNames()
-    with Fixture() as fixture, Weftd(ARGS.weftd, *WEFTD_FLAGS, *fixture.flags()) as weftd:
-        env = dict(os.environ, WEFT_ADDR=weftd.address)
+    """Rewrites every doc's outputs from a real run, each in its own file."""
+    for path in ARGS.docs:
+        text = read(path)
+        if not CONSOLE.search(text):
+            continue
+        with Session(BIN_DIR, PB2_DIR) as session:
 
-        def redo(match):
-            block = match.group(1)
-            out = []
-            for command, expected in parse_block(block):
-                _, actual = test.execute(fixture.to_real(names.to_real(command)),
-                                         weftd.address, env)
-                actual = fixture.to_readme(names.to_readme(actual, expected))
-                out.append("$ " + command)
-                if actual:
-                    out.append(actual)
-            return "```console\n" + "\n".join(out) + "\n```"
+            def redo(match):
+                out = []
+                for command, expected in parse_block(match.group(1)):
+                    code, actual, err = session.run(command, expected)
+                    if code != 0 or err:
+                        sys.stderr.write("%s: exit code %d, stderr %r: %s\n"
+                                         % (path, code, err[:500], command[:200]))
+                    out.append("$ " + command)
+                    if actual:
+                        out.append(actual)
+                return "```console\n" + "\n".join(out) + "\n```"
 
-        text = re.sub(r"```console\n(.*?)```", redo, text, flags=re.S)
-    with open(ARGS.readme, "w") as f:
-        f.write(text)
+            text = CONSOLE.sub(redo, text)
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def add_arguments(parser):
+    parser.add_argument("--doc", "--readme", dest="docs", action="append", required=True,
+                        help="a Markdown file whose ```console blocks to run (repeatable)")
+    parser.add_argument("--update", action="store_true",
+                        help="rewrite the docs' outputs instead of testing them")
+
+
+BIN_DIR = PB2_DIR = None
+
+
+def setup():
+    """The grpcurl stand-in and the google.rpc messages it prints details
+    with; with --update, rewrites the docs and exits."""
+    global BIN_DIR, PB2_DIR
+    ARGS.googleapis = ARGS.googleapis or GOOGLEAPIS
+    BIN_DIR = make_bin_dir(tempfile.mkdtemp(prefix="weft-tour-bin-"))
+    PB2_DIR = tempfile.mkdtemp(prefix="weft-tour-pb2-")
+    for path in (BIN_DIR, PB2_DIR):
+        atexit.register(shutil.rmtree, path, True)
+    subprocess.run(["protoc", "--python_out=" + PB2_DIR, "-I", ARGS.googleapis,
+                    "google/rpc/status.proto", "google/rpc/error_details.proto"], check=True)
+    if ARGS.update:
+        update()
+        sys.exit(0)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--weftd", required=True)
-    parser.add_argument("--weft", required=True)
-    parser.add_argument("--buf", required=True)
-    parser.add_argument("--fixture", required=True)
-    parser.add_argument("--readme", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--googleapis", default="/usr/share/gocode/src/github.com/gogo/googleapis",
-                        help="the folder holding google/rpc/*.proto")
-    parser.add_argument("--update", action="store_true")
-    ARGS, rest = parser.parse_known_args()
-    with tempfile.TemporaryDirectory() as out:
-        # The google.rpc messages, to print error details as grpcurl does.
-        subprocess.run(["protoc", "--python_out=" + out, "-I", ARGS.googleapis,
-                        "google/rpc/status.proto", "google/rpc/error_details.proto"], check=True)
-        sys.path.insert(0, out)
-        RPC = importlib.import_module("google.rpc.error_details_pb2")
-        if ARGS.update:
-            update()
-        else:
-            unittest.main(argv=[sys.argv[0], "-v", *rest])
+    if sys.argv[1:2] == ["--as-grpcurl"]:
+        sys.exit(as_grpcurl(sys.argv[2:]))
+    run_tests("weftd", "weft", "buf", "fixture", "root", add_arguments=add_arguments,
+              setup=setup)

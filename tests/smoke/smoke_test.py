@@ -3,21 +3,18 @@
 Checks what a newcomer does first: list services and methods through
 reflection, call the health service without local .proto files, run the
 dashboard plan, see a bad plan refused while weftd stays up, use the CLI's
-exit codes, and stop weftd with SIGTERM.
+exit codes, and stop weftd with SIGTERM or SIGINT.
 """
 
-import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from weftd import Weftd, assemble, buf_curl, normalize  # noqa: E402
-
-ARGS = None
+from weftd import ARGS, Weftd, WeftdTest, assemble, run_tests  # noqa: E402
 
 DASHBOARD = """{"plan": {"parallel": {"children": [
   {"id": "user",  "call": {"handler": "sleep", "args": {"duration": "0.3s", "value": {"name": "Ada"}}}},
@@ -26,23 +23,10 @@ DASHBOARD = """{"plan": {"parallel": {"children": [
 ]}}}"""
 
 
-class SmokeTest(unittest.TestCase):
+class SmokeTest(WeftdTest):
     @classmethod
     def setUpClass(cls):
-        cls.weftd = Weftd(ARGS.weftd)
-
-    @classmethod
-    def tearDownClass(cls):
-        code, err = cls.weftd.stop()
-        cls.stop_code, cls.stop_log = code, err
-
-    def curl(self, *args, stdin=None):
-        return buf_curl(ARGS.buf, self.weftd.address, *args, stdin=stdin)
-
-    def weft(self, *args, stdin=None):
-        env = dict(os.environ, WEFT_ADDR=self.weftd.address)
-        return subprocess.run([ARGS.weft, *args], input=stdin, capture_output=True,
-                              text=True, timeout=120, env=env)
+        cls.weftd = cls.class_weftd()
 
     def test_reflection_lists_the_services(self):
         r = self.curl("--list-services", "http://{addr}")
@@ -81,13 +65,13 @@ class SmokeTest(unittest.TestCase):
             self.assertIn("endTime", child)
 
     def test_bad_plan_is_invalid_argument_and_weftd_stays_up(self):
-        bad = '{"plan": {"parallel": {"children": [{"call": {"handler": "sleep", "args": {"duration": "-1s"}}}]}}}'
-        r = self.curl("-d", bad, "http://{addr}/weft.v1.Orchestrator/Run")
-        self.assertNotEqual(r.returncode, 0)
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "invalid_argument")
+        bad = {"plan": {"parallel": {"children": [
+            {"call": {"handler": "sleep", "args": {"duration": "-1s"}}}]}}}
+        err = self.refused("Run", bad, "invalid_argument", "INVALID_FIELD")
         self.assertIn("plan.parallel.children[0].call.args.duration: must not be negative",
                       err["message"])
+        self.assertEqual([v["field"] for v in err["details"]["BadRequest"]],
+                         ["plan.parallel.children[0].call.args.duration"])
         self.assertEqual(self.curl("http://{addr}/grpc.health.v1.Health/Check").returncode, 0)
 
     def test_cli_run_prints_the_outcome_and_exits_zero(self):
@@ -105,6 +89,8 @@ class SmokeTest(unittest.TestCase):
         r = self.weft("run", "-", stdin='{"parallel": {"children": []}}')
         self.assertEqual(r.returncode, 2)
         self.assertIn("INVALID_ARGUMENT: plan.parallel.children", r.stderr)
+        # weftd's refusal (the CLI prints its details), not the CLI's own.
+        self.assertIn("\n  reason: INVALID_FIELD\n", r.stderr)
 
         r = self.weft("run", "-", stdin="not json")
         self.assertEqual(r.returncode, 64)
@@ -138,13 +124,19 @@ class SmokeTest(unittest.TestCase):
         self.assertIn("UNAVAILABLE", r.stderr)
 
 
-class LifecycleTest(unittest.TestCase):
+class LifecycleTest(WeftdTest):
     def test_sigterm_stops_with_exit_zero_and_a_log_line(self):
         with Weftd(ARGS.weftd, "--shutdown_grace=0.2s") as w:
             code, err = w.stop()
         self.assertEqual(code, 0, err)
         self.assertIn("serving on 127.0.0.1:", err)
         self.assertIn("stopped on SIGTERM; nothing was running", err)
+
+    def test_sigint_stops_as_sigterm_does(self):
+        with Weftd(ARGS.weftd, "--shutdown_grace=0.2s") as w:
+            code, err = w.stop(signal.SIGINT)
+        self.assertEqual(code, 0, err)
+        self.assertIn("weftd: stopped on SIGINT; nothing was running", err)
 
     def test_help_prints_the_usage_and_every_flag_and_exits_zero(self):
         for binary, usage, flag in ((ARGS.weftd, "weftd [--flag=value ...]: runs plans",
@@ -158,33 +150,25 @@ class LifecycleTest(unittest.TestCase):
                 self.assertNotIn("No flags matched", r.stdout + r.stderr)
 
     def test_environment_sets_flags_and_command_line_wins(self):
-        env = dict(os.environ, WEFT_MAX_PLAN_DEPTH="0")
-        r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0"], env=env,
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 2)
+        err = self.start_refused(env=dict(os.environ, WEFT_MAX_PLAN_DEPTH="0"))
         self.assertIn('WEFT_MAX_PLAN_DEPTH (--max_plan_depth): must be a whole number '
-                      'from 1 to 41, got "0"', r.stderr)
+                      'from 1 to 41, got "0"', err)
         # Each depth within its range, but together too deep for clients.
-        r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0", "--max_plan_depth=32"],
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 2)
+        err = self.start_refused("--max_plan_depth=32")
         self.assertIn("--max_plan_depth 32 with --max_value_depth 16 would let weftd's "
-                      "messages nest 117 protobuf message levels", r.stderr)
-        env = dict(os.environ, WEFT_MAX_PLAN_DEPTH="nope")
-        r = subprocess.run([ARGS.weftd], env=env, capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("WEFT_MAX_PLAN_DEPTH (--max_plan_depth): Illegal value 'nope'", r.stderr)
+                      "messages nest 117 protobuf message levels", err)
+        err = self.start_refused(env=dict(os.environ, WEFT_MAX_PLAN_DEPTH="nope"))
+        self.assertIn("WEFT_MAX_PLAN_DEPTH (--max_plan_depth): Illegal value 'nope'", err)
         # The command line overrides the environment.
-        os.environ["WEFT_MAX_PLAN_DEPTH"] = "0"
-        try:
-            with Weftd(ARGS.weftd, "--max_plan_depth=3") as w:
-                deep = '{"plan": {"parallel": {"children": [{"parallel": {"children": [{"parallel": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}]}}]}}]}}}'
-                r = buf_curl(ARGS.buf, w.address, "-d", deep,
-                             "http://{addr}/weft.v1.Orchestrator/Run")
-                self.assertIn("limit (--max_plan_depth)", r.stdout + r.stderr)
-                self.assertIn("deeper than 3 levels", r.stdout + r.stderr)
-        finally:
-            del os.environ["WEFT_MAX_PLAN_DEPTH"]
+        with Weftd(ARGS.weftd, "--max_plan_depth=3",
+                   env=dict(os.environ, WEFT_MAX_PLAN_DEPTH="0")) as w:
+            deep = {"plan": {"parallel": {"children": [{"parallel": {"children": [{"parallel": {
+                "children": [{"call": {"handler": "value", "args": {"value": 1}}}]}}]}}]}}}
+            err = self.refused("Run", deep, "invalid_argument", "PLAN_TOO_DEEP", weftd=w)
+            self.assertIn("limit (--max_plan_depth)", err["message"])
+            self.assertIn("deeper than 3 levels", err["message"])
+            self.assertEqual(err["details"]["ErrorInfo"]["metadata"],
+                             {"flag": "--max_plan_depth", "limit": "3"})
 
     def test_config_file_sets_flags_and_declares_lazy_values(self):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -194,12 +178,10 @@ class LifecycleTest(unittest.TestCase):
                     "handler": "value", "args": {"value": "hello"}}}}}]}, f)
         try:
             with Weftd(ARGS.weftd, "--config=" + f.name) as w:
-                r = buf_curl(ARGS.buf, w.address, "-d", '{"name": "lazyValues/greeting"}',
-                             "http://{addr}/weft.v1.Orchestrator/ResolveLazyValue")
-                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
                 # Computed now, not from the cache, for generation 0 (proto3
                 # JSON leaves out false and 0).
-                resolved = json.loads(r.stdout)
+                resolved = self.ok("ResolveLazyValue", {"name": "lazyValues/greeting"},
+                                   weftd=w)
                 self.assertRegex(resolved.pop("computeTime"), r"^\d{4}-\d\d-\d\dT.*Z$")
                 self.assertEqual(resolved, {"value": "hello"})
                 _, log = w.stop()
@@ -208,12 +190,9 @@ class LifecycleTest(unittest.TestCase):
             self.assertIn("lazy_values=1)", log)
             self.assertIn("http_allow=10.0.0.0/8,api.example.com:443 ", log)
             # The environment overrides the file; the command line, both.
-            os.environ["WEFT_MAX_ACTIVE_RUNS"] = "8"
-            try:
-                with Weftd(ARGS.weftd, "--config=" + f.name, "--max_plan_depth=6") as w:
-                    _, log = w.stop()
-            finally:
-                del os.environ["WEFT_MAX_ACTIVE_RUNS"]
+            with Weftd(ARGS.weftd, "--config=" + f.name, "--max_plan_depth=6",
+                       env=dict(os.environ, WEFT_MAX_ACTIVE_RUNS="8")) as w:
+                _, log = w.stop()
             self.assertIn("max_active_runs=8 ", log)
             self.assertIn("max_plan_depth=6 ", log)
         finally:
@@ -230,57 +209,35 @@ class LifecycleTest(unittest.TestCase):
              'lazy_values[0].lazy_value.plan.call.handler: unknown handler "slep"'),
         ]
         for config, message in cases:
-            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-                json.dump(config, f)
-            try:
-                r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0", "--config", f.name],
-                                   capture_output=True, text=True, timeout=60)
-            finally:
-                os.unlink(f.name)
-            self.assertEqual(r.returncode, 2, r.stderr)
-            self.assertIn(f.name, r.stderr)
-            self.assertIn(message, r.stderr)
+            with self.subTest(config=config):
+                self.assertIn(message, self.start_refused(config=config))
 
     def test_the_make_run_config_declares_daily_stats(self):
         config = os.path.join(os.path.dirname(__file__), "..", "..", "config", "weftd.json")
         with Weftd(ARGS.weftd, "--config=" + config) as w:
-            r = buf_curl(ARGS.buf, w.address, "-d", '{"name": "lazyValues/daily_stats"}',
-                         "http://{addr}/weft.v1.Orchestrator/GetLazyValue")
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            self.assertEqual(json.loads(r.stdout)["state"], "LAZY_VALUE_STATE_EMPTY")
+            got = self.ok("GetLazyValue", {"name": "lazyValues/daily_stats"}, weftd=w)
+            self.assertEqual(got["state"], "LAZY_VALUE_STATE_EMPTY")
 
     def test_http_allow_is_checked_at_start_and_refusals_name_it(self):
-        r = subprocess.run([ARGS.weftd, "--listen=127.0.0.1:0", "--http_allow=10.0.0.0/33"],
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 2, r.stderr)
-        self.assertIn("--http_allow: ", r.stderr)
-        self.assertIn("10.0.0.0/33", r.stderr)
-        plan = ('{"plan": {"call": {"handler": "http", "args": '
-                '{"url": "http://127.0.0.1:9/x"}}}}')
+        err = self.start_refused("--http_allow=10.0.0.0/33")
+        self.assertIn("--http_allow: ", err)
+        self.assertIn("10.0.0.0/33", err)
+        plan = {"plan": {"call": {"handler": "http", "args": {"url": "http://127.0.0.1:9/x"}}}}
         for flags, message in [
                 ((), "weftd allows no destinations (set --http_allow"),
                 (("--http_allow=10.0.0.0/8",),
                  "the destination 127.0.0.1 port 9 is not allowed by --http_allow (10.0.0.0/8)")]:
             with Weftd(ARGS.weftd, *flags) as w:
-                r = buf_curl(ARGS.buf, w.address, "-d", plan,
-                             "http://{addr}/weft.v1.Orchestrator/Run")
-                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-                error = json.loads(r.stdout)["outcome"]["error"]
-                self.assertEqual(error["code"], "PERMISSION_DENIED")
+                error = self.ok("Run", plan, weftd=w)["outcome"]["error"]
+                self.assertEqual((error["code"], error["reason"]),
+                                 ("PERMISSION_DENIED", "URL_NOT_ALLOWED"))
                 self.assertIn(message, error["message"])
 
     def test_address_in_use_is_refused_clearly(self):
         with Weftd(ARGS.weftd) as w:
-            r = subprocess.run([ARGS.weftd, "--listen=" + w.address], capture_output=True,
-                               text=True, timeout=60)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("cannot listen on " + w.address, r.stderr)
+            err = self.start_refused("--listen=" + w.address)
+        self.assertIn("cannot listen on " + w.address, err)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--weftd", required=True)
-    parser.add_argument("--weft", required=True)
-    parser.add_argument("--buf", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0], "-v", *rest])
+    run_tests("weftd", "weft", "buf")

@@ -7,19 +7,17 @@ same with the CLI, whose watch draws a progress bar on a terminal (checked
 through a pseudo-terminal) and prints JSON lines when piped.
 """
 
-import argparse
 import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
-import unittest
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from weftd import Weftd, buf_curl  # noqa: E402
-
-ARGS = None
+from weftd import ARGS, Weftd, WeftdTest, run_tests, wait_for  # noqa: E402
 
 # Three leaves ending at 0.3 s, 0.6 s and 0.9 s: progress to watch.
 STEPS = """{"parallel": {"children": [
@@ -31,53 +29,20 @@ LONG = '{"call": {"handler": "sleep", "args": {"duration": "300s"}}}'
 NAME = re.compile(r"^tasks/[0-9a-f]{32}$")
 
 
-def json_documents(text):
-    """The JSON documents of a stream's output, one after another."""
-    decoder = json.JSONDecoder()
-    docs, i = [], 0
-    text = text.strip()
-    while i < len(text):
-        doc, end = decoder.raw_decode(text, i)
-        docs.append(doc)
-        i = end
-        while i < len(text) and text[i].isspace():
-            i += 1
-    return docs
-
-
-class TaskTest(unittest.TestCase):
+class TaskTest(WeftdTest):
     @classmethod
     def setUpClass(cls):
-        cls.weftd = Weftd(ARGS.weftd)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.weftd.stop()
-
-    def call(self, method, body):
-        r = buf_curl(ARGS.buf, self.weftd.address, "-d", json.dumps(body),
-                     "http://{addr}/weft.v1.Orchestrator/" + method)
-        return r
-
-    def ok(self, method, body):
-        r = self.call(method, body)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        return json_documents(r.stdout)
-
-    def weft(self, *args, stdin=None):
-        env = dict(os.environ, WEFT_ADDR=self.weftd.address)
-        return subprocess.run([ARGS.weft, *args], input=stdin, capture_output=True,
-                              text=True, timeout=120, env=env)
+        cls.weftd = cls.class_weftd()
 
     # --- grpcurl alone --------------------------------------------------------
 
     def test_grpcurl_creates_watches_lists_and_cancels(self):
-        [task] = self.ok("CreateTask", {"plan": json.loads(STEPS),
+        task = self.ok("CreateTask", {"plan": json.loads(STEPS),
                                         "labels": {"suite": "grpcurl", "run": "1"}})
         self.assertRegex(task["name"], NAME)
         self.assertIn(task["state"], ("TASK_STATE_QUEUED", "TASK_STATE_RUNNING"))
 
-        events = self.ok("WatchTask", {"name": task["name"]})
+        events = self.stream("WatchTask", {"name": task["name"]})
         # Numbered by the task's changes: increasing, maybe with gaps.
         sequences = [int(e["sequence"]) for e in events]
         self.assertEqual(sequences, sorted(set(sequences)))
@@ -89,47 +54,47 @@ class TaskTest(unittest.TestCase):
         for e in events[:-1]:
             self.assertNotEqual(e["task"]["state"], "TASK_STATE_SUCCEEDED")
 
-        [long] = self.ok("CreateTask", {"plan": json.loads(LONG),
+        long = self.ok("CreateTask", {"plan": json.loads(LONG),
                                         "labels": {"suite": "grpcurl", "run": "2"}})
-        [listed] = self.ok("ListTasks", {"labels": {"suite": "grpcurl"}})
+        listed = self.ok("ListTasks", {"labels": {"suite": "grpcurl"}})
         self.assertEqual([t["name"] for t in listed["tasks"]], [long["name"], task["name"]])
-        [listed] = self.ok("ListTasks", {"labels": {"suite": "grpcurl", "run": "1"}})
+        listed = self.ok("ListTasks", {"labels": {"suite": "grpcurl", "run": "1"}})
         self.assertEqual([t["name"] for t in listed["tasks"]], [task["name"]])
-        [listed] = self.ok("ListTasks", {"labels": {"suite": "grpcurl"},
+        listed = self.ok("ListTasks", {"labels": {"suite": "grpcurl"},
                                          "states": ["TASK_STATE_RUNNING"]})
         self.assertEqual([t["name"] for t in listed["tasks"]], [long["name"]])
 
-        [cancelled] = self.ok("CancelTask", {"name": long["name"]})
+        cancelled = self.ok("CancelTask", {"name": long["name"]})
         self.assertEqual(cancelled["state"], "TASK_STATE_CANCELLED")
         self.assertEqual(cancelled["outcome"]["error"]["message"], "cancelled by CancelTask")
-        [again] = self.ok("CancelTask", {"name": long["name"]})
+        self.assertEqual(cancelled["outcome"]["error"]["reason"], "RUN_CANCELLED")
+        again = self.ok("CancelTask", {"name": long["name"]})
         self.assertEqual(again["endTime"], cancelled["endTime"], "cancel is idempotent")
 
-        [info] = self.ok("GetServerInfo", {})
+        info = self.ok("GetServerInfo", {})
         self.assertIn("version", info)
         counts = {c["state"]: c["count"] for c in info["tasks"]}
         self.assertGreaterEqual(counts.get("TASK_STATE_CANCELLED", 0), 1)
 
     def test_grpcurl_errors_name_what_is_wrong(self):
-        r = self.call("GetTask", {"name": "tasks/0123456789abcdef0123456789abcdef"})
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "not_found")
-        self.assertIn("tasks/0123456789abcdef0123456789abcdef", err["message"])
+        name = "tasks/0123456789abcdef0123456789abcdef"
+        err = self.refused("GetTask", {"name": name}, "not_found", "TASK_NOT_FOUND")
+        self.assertIn(name, err["message"])
+        self.assertEqual(err["details"]["ResourceInfo"],
+                         {"resource_type": "weft.v1.Task", "resource_name": name})
 
-        r = self.call("GetTask", {"name": "jobs/1"})
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "invalid_argument")
+        err = self.refused("GetTask", {"name": "jobs/1"}, "invalid_argument", "INVALID_FIELD")
         self.assertIn("name:", err["message"])
+        self.assertEqual([v["field"] for v in err["details"]["BadRequest"]], ["name"])
 
-        r = self.call("CreateTask", {"plan": {"parallel": {"children": []}}})
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "invalid_argument")
+        err = self.refused("CreateTask", {"plan": {"parallel": {"children": []}}},
+                           "invalid_argument", "INVALID_FIELD")
         self.assertIn("plan.parallel.children", err["message"])
 
-        [long] = self.ok("CreateTask", {"plan": json.loads(LONG)})
-        r = self.call("DeleteTask", {"name": long["name"]})
-        err = json.loads(r.stdout or r.stderr)
-        self.assertEqual(err["code"], "failed_precondition")
+        long = self.ok("CreateTask", {"plan": json.loads(LONG)})
+        err = self.refused("DeleteTask", {"name": long["name"]}, "failed_precondition",
+                           "TASK_NOT_FINISHED")
+        self.assertEqual(err["details"]["ResourceInfo"]["resource_name"], long["name"])
         self.ok("CancelTask", {"name": long["name"]})
         self.ok("DeleteTask", {"name": long["name"]})
 
@@ -153,7 +118,11 @@ class TaskTest(unittest.TestCase):
 
         r = self.weft("task", "wait", long, "--timeout=0.5s")
         self.assertEqual(r.returncode, 2)
+        # The CLI's own DEADLINE_EXCEEDED, made from weftd's answer to
+        # WaitTask (the task, still running, which it prints), not from a
+        # failed call.
         self.assertIn("DEADLINE_EXCEEDED: %s is still RUNNING" % long, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["state"], "TASK_STATE_RUNNING")
 
         r = self.weft("task", "list", "--label", "suite=cli")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -174,6 +143,7 @@ class TaskTest(unittest.TestCase):
         r = self.weft("task", "delete", long)
         self.assertEqual(r.returncode, 2)
         self.assertIn("FAILED_PRECONDITION", r.stderr)
+        self.assertIn("\n  reason: TASK_NOT_FINISHED\n", r.stderr)
         r = self.weft("task", "cancel", long)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["state"], "TASK_STATE_CANCELLED")
@@ -184,6 +154,7 @@ class TaskTest(unittest.TestCase):
         r = self.weft("task", "get", long)
         self.assertEqual(r.returncode, 2)
         self.assertIn("NOT_FOUND: %s: deleted" % long, r.stderr)
+        self.assertIn("\n  reason: TASK_NOT_FOUND\n", r.stderr)
 
     def test_cli_watch_prints_json_lines_when_piped(self):
         r = self.weft("task", "create", "-", "--watch", stdin=STEPS)
@@ -247,22 +218,33 @@ class TaskTest(unittest.TestCase):
         self.assertEqual(r.returncode, 64)
 
 
-class ShutdownTest(unittest.TestCase):
+class ShutdownTest(WeftdTest):
     def test_sigterm_gives_running_tasks_the_grace_then_cancels_them(self):
         with Weftd(ARGS.weftd, "--shutdown_grace=0.3s") as w:
-            r = buf_curl(ARGS.buf, w.address, "-d", json.dumps({"plan": json.loads(LONG)}),
-                         "http://{addr}/weft.v1.Orchestrator/CreateTask")
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.ok("CreateTask", {"plan": json.loads(LONG)}, weftd=w)
             code, log = w.stop()
         self.assertEqual(code, 0, log)
         self.assertIn("1 task(s) running; 0 run(s) and 1 task(s) were cancelled when the "
                       "0.300s grace period ended", log)
 
+    def test_a_second_signal_cuts_the_grace_period_short(self):
+        with Weftd(ARGS.weftd, "--shutdown_grace=60s") as w:
+            self.ok("CreateTask", {"plan": json.loads(LONG)}, weftd=w)
+            w.proc.send_signal(signal.SIGTERM)
+            # Health says NOT_SERVING once weftd has taken the signal; a
+            # second one sent before could merge with it.
+            wait_for(lambda: "NOT_SERVING" in self.curl(
+                "http://{addr}/grpc.health.v1.Health/Check", weftd=w).stdout,
+                "weftd to take the first SIGTERM")
+            err = self.refused("CreateTask", {"plan": json.loads(LONG)}, "unavailable",
+                               "SHUTTING_DOWN", weftd=w)
+            self.assertIn("RetryInfo", err["details"])
+            started = time.monotonic()
+            code, log = w.stop(timeout=30)
+            self.assertLess(time.monotonic() - started, 20, "the grace period was not cut short")
+        self.assertIn("0 run(s) and 1 task(s) were cancelled when the 60s grace period was "
+                      "cut short by a second signal", log)
+
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--weftd", required=True)
-    parser.add_argument("--weft", required=True)
-    parser.add_argument("--buf", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0], "-v", *rest])
+    run_tests("weftd", "weft", "buf")

@@ -6,10 +6,10 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "client/client.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "server/common/serialize.h"
 
 namespace weft::testing {
 
@@ -24,7 +24,7 @@ Message FromJson(absl::string_view json) {
 
 // Compact JSON with object keys sorted, so tests can compare strings.
 inline std::string ToJson(const google::protobuf::Message& m) {
-  return weft::client::ToCompactJson(m);
+  return weft::common::ToCompactJson(m);
 }
 
 }  // namespace weft::testing

@@ -1,0 +1,902 @@
+#include "server/tasks/registry.h"
+
+#include <sys/random.h>
+
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/field_mask_util.h"
+#include "server/common/duration.h"
+#include "server/common/errors.h"
+#include "server/common/outcome.h"
+#include "server/common/proto_time.h"
+#include "server/common/serialize.h"
+#include "server/common/text.h"
+#include "server/plan/interpreter.h"
+
+namespace weft::tasks {
+namespace {
+
+using weft::v1::Task;
+using weft::v1::TaskState;
+
+constexpr char kPrefix[] = "tasks/";
+constexpr char kTaskType[] = "weft.v1.Task";  // ResourceInfo.resource_type
+constexpr int kIdHexDigits = 32;
+
+// 128 random bits from the kernel, in hex.
+std::string NewId() {
+  unsigned char bytes[kIdHexDigits / 2];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+std::string Fingerprint(const weft::v1::PlanNode& plan) {
+  const std::string bytes = common::SerializeDeterministic(plan);
+  return absl::StrCat(absl::Hash<std::string>{}(bytes), ":", bytes.size());
+}
+
+TaskState StateOf(const weft::v1::NodeOutcome& outcome) {
+  switch (outcome.state()) {
+    case weft::v1::NODE_STATE_SUCCEEDED:
+      return weft::v1::TASK_STATE_SUCCEEDED;
+    case weft::v1::NODE_STATE_TIMED_OUT:
+      return weft::v1::TASK_STATE_TIMED_OUT;
+    case weft::v1::NODE_STATE_CANCELLED:
+      return weft::v1::TASK_STATE_CANCELLED;
+    default:
+      return weft::v1::TASK_STATE_FAILED;
+  }
+}
+
+bool Terminal(TaskState s) {
+  return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
+}
+
+// What a task costs besides its request and outcome (its record, name,
+// labels, the registry's indexes).
+constexpr int64_t kTaskMemory = 2048;
+
+// A copy of `task` without its outcome and plan, which may be large.
+Task CopyWithoutOutcome(const Task& task) {
+  static const google::protobuf::FieldMask* const mask = [] {
+    auto* m = new google::protobuf::FieldMask;
+    const google::protobuf::Descriptor* d = Task::descriptor();
+    for (int i = 0; i < d->field_count(); ++i) {
+      const std::string& name = d->field(i)->name();
+      if (name != "outcome" && name != "plan") m->add_paths(name);
+    }
+    return m;
+  }();
+  Task out;
+  google::protobuf::util::FieldMaskUtil::MergeMessageTo(
+      task, *mask, google::protobuf::util::FieldMaskUtil::MergeOptions(), &out);
+  return out;
+}
+
+absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
+  return charge.Refusal(bytes, "this answer",
+                        "Retry later, or ask for TASK_VIEW_BASIC (no outcome)");
+}
+
+// A callback that runs at most once, from whichever path gets there first.
+class OnceFn {
+ public:
+  explicit OnceFn(TaskRegistry::WaitFn fn) : fn_(std::move(fn)) {}
+  TaskRegistry::WaitFn Take() {
+    engine::MutexLock lock(&mu_);
+    TaskRegistry::WaitFn fn = std::move(fn_);
+    fn_ = nullptr;
+    return fn;
+  }
+
+ private:
+  engine::Mutex mu_;
+  TaskRegistry::WaitFn fn_ ABSL_GUARDED_BY(mu_);
+};
+
+// A watcher's callback; Stop() waits for a call in progress, so the callback
+// never runs after its handle is gone.
+class WatchFn {
+ public:
+  explicit WatchFn(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void Call() {
+    engine::MutexLock lock(&mu_);
+    if (fn_) fn_();
+  }
+  void Stop() {
+    std::function<void()> fn;
+    engine::MutexLock lock(&mu_);
+    fn = std::move(fn_);
+    fn_ = nullptr;
+  }
+
+ private:
+  engine::Mutex mu_;
+  std::function<void()> fn_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+// A queued or running task.
+struct TaskRegistry::Live : public plan::NodeObserver,
+                            public std::enable_shared_from_this<Live> {
+  Live(TaskRegistry* r, NewTask t)
+      : registry(r), created(std::move(t)), inflight(r->options_.inflight) {}
+
+  void OnNodeStarted(int32_t node) override {
+    if (!plan::IsLeaf(created.plan->nodes()[node].kind)) return;
+    running.fetch_add(1, std::memory_order_relaxed);
+    changes.fetch_add(1, std::memory_order_release);
+    NotifyWatchers();
+  }
+  void OnNodeFinished(int32_t node, weft::v1::NodeState state) override {
+    if (!plan::IsLeaf(created.plan->nodes()[node].kind)) return;
+    running.fetch_sub(1, std::memory_order_relaxed);
+    done.fetch_add(1, std::memory_order_relaxed);
+    if (state != weft::v1::NODE_STATE_SUCCEEDED) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+    }
+    changes.fetch_add(1, std::memory_order_release);
+    NotifyWatchers();
+  }
+
+  void NotifyWatchers() {
+    if (watcher_count.load(std::memory_order_acquire) == 0) return;
+    std::vector<std::shared_ptr<WatchFn>> copy;
+    {
+      engine::MutexLock lock(&watchers_mu);
+      copy = watchers;
+    }
+    for (const auto& w : copy) w->Call();
+  }
+
+  TaskRegistry* const registry;
+  NewTask created;
+  Task task;  // Guarded by registry->mu_.
+  engine::CancellationSource cancel;
+  // What the task's run holds while it runs.
+  engine::MemoryCharge inflight;
+  std::atomic<int> done{0};
+  std::atomic<int> failed{0};
+  std::atomic<int> running{0};
+  // The task's changes so far, its creation being the first: a state
+  // change, a leaf starting or ending. WatchTask numbers events with it.
+  std::atomic<int64_t> changes{1};
+  std::vector<std::shared_ptr<OnceFn>> waiters;  // Guarded by registry->mu_.
+
+  engine::Mutex watchers_mu;
+  std::vector<std::shared_ptr<WatchFn>> watchers ABSL_GUARDED_BY(watchers_mu);
+  std::atomic<int> watcher_count{0};
+};
+
+class TaskRegistry::WaitHandle final : public Handle {
+ public:
+  WaitHandle(engine::Env* env, std::shared_ptr<OnceFn> once,
+             std::optional<engine::TimerId> timer)
+      : env_(env), once_(std::move(once)), timer_(timer) {}
+  ~WaitHandle() override {
+    if (once_ != nullptr) once_->Take();
+    if (timer_.has_value()) env_->Cancel(*timer_);
+  }
+
+ private:
+  engine::Env* env_;
+  std::shared_ptr<OnceFn> once_;
+  std::optional<engine::TimerId> timer_;
+};
+
+class TaskRegistry::WatchHandle final : public Handle {
+ public:
+  WatchHandle(std::shared_ptr<Live> live, std::shared_ptr<WatchFn> fn)
+      : live_(std::move(live)), fn_(std::move(fn)) {}
+  ~WatchHandle() override {
+    fn_->Stop();
+    if (live_ == nullptr) return;
+    engine::MutexLock lock(&live_->watchers_mu);
+    auto& v = live_->watchers;
+    v.erase(std::remove(v.begin(), v.end(), fn_), v.end());
+    live_->watcher_count.store(static_cast<int>(v.size()),
+                               std::memory_order_release);
+  }
+
+ private:
+  std::shared_ptr<Live> live_;
+  std::shared_ptr<WatchFn> fn_;
+};
+
+// Keeps the sweep timer from reaching a destroyed registry: the timer holds
+// a reference, and the destructor clears the pointer under the lock.
+struct TaskRegistry::Alive {
+  engine::Mutex mu;
+  TaskRegistry* registry ABSL_GUARDED_BY(mu) = nullptr;
+};
+
+TaskRegistry::TaskRegistry(engine::Env& env, store::TaskStore& store,
+                           TaskOptions options)
+    : env_(env),
+      store_(store),
+      options_(options),
+      retained_(options.max_retained_bytes),
+      alive_(std::make_shared<Alive>()) {
+  engine::MutexLock lock(&alive_->mu);
+  alive_->registry = this;
+}
+
+TaskRegistry::~TaskRegistry() {
+  {
+    // Waits for a sweep in progress; none starts after this.
+    engine::MutexLock lock(&alive_->mu);
+    alive_->registry = nullptr;
+  }
+  engine::MutexLock lock(&mu_);
+  if (sweep_timer_.has_value()) env_.Cancel(*sweep_timer_);
+}
+
+absl::StatusOr<std::string> TaskRegistry::ParseName(absl::string_view name) {
+  absl::string_view id = name;
+  if (!absl::ConsumePrefix(&id, kPrefix) || id.size() != kIdHexDigits ||
+      !std::all_of(id.begin(), id.end(), [](char c) {
+        return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+      })) {
+    return common::FieldError(
+        "name",
+        absl::StrCat(common::Quote(name),
+                     " is not a task name; task names look like tasks/",
+                     std::string(kIdHexDigits, 'f').replace(0, 8, "0123abcd"),
+                     " (", kIdHexDigits, " hex digits)"));
+  }
+  return std::string(id);
+}
+
+absl::Status TaskRegistry::NotFound(absl::string_view name) const {
+  auto it = forgotten_.find(name);
+  const absl::Status s = absl::NotFoundError(absl::StrCat(
+      name, ": ", it != forgotten_.end() ? it->second : "no such task"));
+  return common::WithResource(common::WithReason(s, common::kTaskNotFound),
+                              kTaskType, name);
+}
+
+absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
+  if (t.labels.size() > 64) {
+    return common::FieldError(
+        "labels", absl::StrCat(t.labels.size(), " labels, more than 64"));
+  }
+  for (const auto& [k, v] : t.labels) {
+    if (k.empty() || k.size() > 63) {
+      return common::FieldError("labels",
+                                absl::StrCat("key ", common::Quote(k),
+                                             " must be 1 to 63 characters"));
+    }
+    if (v.size() > 255) {
+      return common::FieldError(absl::StrCat("labels[", common::Quote(k), "]"),
+                                "the value is longer than 255 characters");
+    }
+  }
+  if (t.request_id.size() > 128) {
+    return common::FieldError("request_id", "longer than 128 characters");
+  }
+  const std::string fingerprint =
+      t.request_id.empty() ? std::string() : Fingerprint(*t.source);
+
+  std::vector<std::function<void()>> after;
+  std::string name;
+  {
+    engine::MutexLock lock(&mu_);
+    if (!accepting_) {
+      return common::WithRetryDelay(
+          common::WithReason(
+              absl::UnavailableError(absl::StrCat(
+                  "the server takes no new tasks: ", stop_reason_.message())),
+              common::kShuttingDown),
+          options_.retry_after);
+    }
+    if (!t.request_id.empty()) {
+      auto it = requests_.find(t.request_id);
+      if (it != requests_.end()) {
+        const auto& [name, fp] = it->second;
+        if (fp != fingerprint) {
+          return common::WithResource(
+              common::WithReason(
+                  absl::AlreadyExistsError(absl::StrCat(
+                      "request_id ", common::Quote(t.request_id),
+                      " was used for ", name, " with another plan")),
+                  common::kRequestIdReused),
+              kTaskType, name);
+        }
+        auto live = live_.find(name);
+        if (live != live_.end())
+          return SnapshotLocked(*live->second, false, false);
+        std::shared_ptr<const Task> stored = store_.Get(name);
+        if (stored != nullptr) return CopyWithoutOutcome(*stored);
+      }
+    }
+    const bool run_now =
+        running_ < options_.max_running_tasks && queue_.empty();
+    if (!run_now &&
+        static_cast<int>(queue_.size()) >= options_.max_queued_tasks) {
+      return common::WithRetryDelay(
+          common::WithLimit(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "too many tasks waiting: ", queue_.size(), " queued behind ",
+                  running_,
+                  " running, the most allowed (--max_queued_tasks, "
+                  "--max_running_tasks); "
+                  "retry after ",
+                  common::FormatJsonDuration(options_.retry_after))),
+              common::kTaskQueueFull, "--max_queued_tasks",
+              options_.max_queued_tasks),
+          options_.retry_after);
+    }
+    const int64_t bytes = t.request_bytes + kTaskMemory;
+    if (!MakeRoomLocked(bytes)) {
+      return common::WithRetryDelay(
+          common::WithLimit(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "the tasks held take ", retained_.used(),
+                  " bytes of at most ", retained_.limit(),
+                  " (--max_retained_task_bytes), and ", live_.size(),
+                  " of them are still queued or running; this one needs ",
+                  bytes, ". Retry after ",
+                  common::FormatJsonDuration(options_.retry_after),
+                  ", or delete finished tasks")),
+              common::kTaskStoreFull, "--max_retained_task_bytes",
+              retained_.limit()),
+          options_.retry_after);
+    }
+    auto live = std::make_shared<Live>(this, std::move(t));
+    Task& task = live->task;
+    task.set_name(absl::StrCat(kPrefix, NewId()));
+    task.set_state(weft::v1::TASK_STATE_QUEUED);
+    for (const auto& [k, v] : live->created.labels)
+      (*task.mutable_labels())[k] = v;
+    task.set_request_id(live->created.request_id);
+    common::SetTimestamp(env_.Now(), task.mutable_create_time());
+    task.mutable_progress()->set_leaves_total(live->created.plan->leaves());
+    if (!live->created.request_id.empty()) {
+      requests_[live->created.request_id] = {task.name(), fingerprint};
+      request_of_[task.name()] = live->created.request_id;
+    }
+    live_[task.name()] = live;
+    footprints_[task.name()] = Footprint{.request = bytes};
+    ++counts_[weft::v1::TASK_STATE_QUEUED];
+    store_.Put(task);
+    if (run_now) {
+      StartLocked(live, &after);
+    } else {
+      queue_.push_back(live);
+    }
+    name = task.name();
+  }
+  for (auto& fn : after) fn();
+  // As it stands once started (a plan of values may have ended already).
+  return Get(name, false, false);
+}
+
+void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
+                               std::vector<std::function<void()>>* after) {
+  --counts_[weft::v1::TASK_STATE_QUEUED];
+  ++counts_[weft::v1::TASK_STATE_RUNNING];
+  ++running_;
+  live->task.set_state(weft::v1::TASK_STATE_RUNNING);
+  live->changes.fetch_add(1, std::memory_order_release);
+  common::SetTimestamp(env_.Now(), live->task.mutable_start_time());
+  store_.Put(live->task);
+  // Run outside the lock: the plan may finish inline.
+  after->push_back([this, live] {
+    plan::RunOptions options;
+    options.env = &env_;
+    options.token = live->cancel.token();
+    options.source = &live->cancel;
+    options.root_only = live->created.root_only;
+    options.observer = live.get();
+    options.max_outcome_bytes = options_.max_outcome_bytes;
+    options.memory = &live->inflight;
+    options.deadline = env_.Now() + options_.max_task_duration;
+    options.deadline_message =
+        absl::StrCat("the task ran longer than ",
+                     common::FormatJsonDuration(options_.max_task_duration),
+                     " (--max_task_duration)");
+    plan::Execute(live->created.plan, std::move(options),
+                  [this, live](weft::v1::NodeOutcome outcome) {
+                    Finished(live, std::move(outcome));
+                  });
+    live->NotifyWatchers();
+  });
+}
+
+void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
+                            weft::v1::NodeOutcome outcome) {
+  std::vector<std::function<void()>> after;
+  // The outcome moves from the runs' memory to the tasks': what the run's
+  // charge holds now is what the outcome keeps.
+  const int64_t bytes = live->inflight.bytes();
+  {
+    engine::MutexLock lock(&mu_);
+    --running_;
+    --counts_[weft::v1::TASK_STATE_RUNNING];
+    if (MakeRoomLocked(bytes)) {
+      footprints_[live->task.name()].outcome = bytes;
+    } else {
+      outcome = plan::RootFailed(
+          outcome,
+          common::WithLimit(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "the outcome takes ", bytes,
+                  " bytes, more than the tasks held leave room for: they "
+                  "take ",
+                  retained_.used(), " of at most ", retained_.limit(),
+                  " bytes (--max_retained_task_bytes)")),
+              common::kTaskStoreFull, "--max_retained_task_bytes",
+              retained_.limit()));
+      const int64_t small = static_cast<int64_t>(outcome.SpaceUsedLong());
+      if (retained_.TryAdd(small)) {
+        footprints_[live->task.name()].outcome = small;
+      }
+    }
+    *live->task.mutable_outcome() = std::move(outcome);
+    live->inflight.Reset();
+    EndLocked(live, StateOf(live->task.outcome()), &after);
+    // A slot is free: start the oldest queued task.
+    while (!queue_.empty() && running_ < options_.max_running_tasks) {
+      std::shared_ptr<Live> next = std::move(queue_.front());
+      queue_.pop_front();
+      StartLocked(next, &after);
+    }
+    if (running_ == 0) idle_.SignalAll();
+  }
+  for (auto& fn : after) fn();
+}
+
+void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
+                             std::vector<std::function<void()>>* after) {
+  Task& task = live->task;
+  task.set_state(state);
+  footprints_[task.name()].changes =
+      live->changes.fetch_add(1, std::memory_order_acq_rel) + 1;
+  ++counts_[state];
+  const absl::Time now = env_.Now();
+  common::SetTimestamp(now, task.mutable_end_time());
+  auto* progress = task.mutable_progress();
+  progress->set_leaves_done(live->done.load());
+  progress->set_leaves_failed(live->failed.load());
+  progress->set_leaves_running(0);
+  // Waiters get the task without its outcome (they read it with Get).
+  const Task final_task = CopyWithoutOutcome(task);
+  const std::string name = task.name();
+  store_.Put(std::move(task));
+  live->task = final_task;
+  finished_.emplace_back(now, name);
+  finished_names_.insert(name);
+  retained_sources_[name] = live->created.source;
+  live_.erase(name);
+  // Tell waiters and watchers, outside the lock.
+  std::vector<std::shared_ptr<OnceFn>> waiters = std::move(live->waiters);
+  after->push_back([live, final_task, waiters = std::move(waiters)]() mutable {
+    for (auto& w : waiters) {
+      if (WaitFn fn = w->Take()) std::move(fn)(final_task);
+    }
+    live->NotifyWatchers();
+  });
+  Retain(after);
+}
+
+void TaskRegistry::Retain(std::vector<std::function<void()>>*) {
+  const absl::Time now = env_.Now();
+  for (;;) {
+    SkipDeletedLocked();
+    if (finished_.empty() ||
+        (static_cast<int>(finished_.size()) <= options_.max_retained_tasks &&
+         finished_.front().first + options_.task_retention > now)) {
+      break;
+    }
+    ForgetOldestLocked(
+        "expired: finished tasks are kept for the time of --task_retention "
+        "and at most --max_retained_tasks of them");
+  }
+  SweepLater();
+}
+
+void TaskRegistry::SkipDeletedLocked() {
+  while (!finished_.empty() &&
+         !finished_names_.contains(finished_.front().second)) {
+    finished_.pop_front();
+  }
+}
+
+bool TaskRegistry::ForgetOldestLocked(const char* why) {
+  SkipDeletedLocked();
+  if (finished_.empty()) return false;
+  const std::string name = std::move(finished_.front().second);
+  finished_.pop_front();
+  finished_names_.erase(name);
+  Forget(name, why);
+  return true;
+}
+
+bool TaskRegistry::MakeRoomLocked(int64_t bytes) {
+  while (!retained_.TryAdd(bytes)) {
+    if (!ForgetOldestLocked(
+            "expired: finished tasks are kept for the time of "
+            "--task_retention, at most --max_retained_tasks of them, and "
+            "within --max_retained_task_bytes")) {
+      return false;
+    }
+  }
+  return true;
+}
+
+int64_t TaskRegistry::CopyBytesLocked(absl::string_view name, bool with_plan,
+                                      bool with_outcome) const {
+  auto it = footprints_.find(name);
+  if (it == footprints_.end()) return kTaskMemory;
+  return kTaskMemory + (with_plan ? it->second.request : 0) +
+         (with_outcome ? it->second.outcome : 0);
+}
+
+void TaskRegistry::SweepLater() {
+  if (finished_.empty() || sweep_scheduled_) return;
+  sweep_scheduled_ = true;
+  sweep_timer_ = env_.Schedule(
+      finished_.front().first + options_.task_retention, [alive = alive_] {
+        engine::MutexLock guard(&alive->mu);
+        TaskRegistry* self = alive->registry;
+        if (self == nullptr) return;
+        engine::MutexLock lock(&self->mu_);
+        self->sweep_scheduled_ = false;
+        self->sweep_timer_.reset();
+        self->Retain(nullptr);
+      });
+}
+
+void TaskRegistry::Forget(const std::string& name, const char* why) {
+  std::shared_ptr<const Task> stored = store_.Get(name);
+  if (stored != nullptr) {
+    --counts_[stored->state()];
+    store_.Delete(name);
+  }
+  auto footprint = footprints_.find(name);
+  if (footprint != footprints_.end()) {
+    retained_.Remove(footprint->second.request + footprint->second.outcome);
+    footprints_.erase(footprint);
+  }
+  retained_sources_.erase(name);
+  auto req = request_of_.find(name);
+  if (req != request_of_.end()) {
+    requests_.erase(req->second);
+    request_of_.erase(req);
+  }
+  if (forgotten_.emplace(name, why).second) {
+    forgotten_order_.push_back(name);
+    while (static_cast<int>(forgotten_order_.size()) >
+           options_.remembered_names) {
+      forgotten_.erase(forgotten_order_.front());
+      forgotten_order_.pop_front();
+    }
+  } else {
+    forgotten_[name] = why;
+  }
+}
+
+Task TaskRegistry::SnapshotLocked(const Live& live, bool with_plan,
+                                  bool with_outcome) const {
+  Task task = live.task;
+  if (!Terminal(task.state())) {
+    auto* progress = task.mutable_progress();
+    progress->set_leaves_done(live.done.load(std::memory_order_relaxed));
+    progress->set_leaves_failed(live.failed.load(std::memory_order_relaxed));
+    progress->set_leaves_running(live.running.load(std::memory_order_relaxed));
+  }
+  if (!with_outcome) task.clear_outcome();
+  if (with_plan) *task.mutable_plan() = *live.created.source;
+  return task;
+}
+
+absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
+                                       bool with_outcome,
+                                       engine::MemoryCharge* charge,
+                                       int64_t* changes) const {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  engine::MutexLock lock(&mu_);
+  if (charge != nullptr) {
+    const int64_t bytes = CopyBytesLocked(name, with_plan, with_outcome);
+    if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
+  }
+  auto live = live_.find(name);
+  if (live != live_.end()) {
+    // Read before the progress: a change in between shows in the snapshot
+    // under the older number, so a watcher resuming from it sees it again
+    // rather than never.
+    if (changes != nullptr) {
+      *changes = live->second->changes.load(std::memory_order_acquire);
+    }
+    return SnapshotLocked(*live->second, with_plan, with_outcome);
+  }
+  std::shared_ptr<const Task> stored = store_.Get(name);
+  if (stored == nullptr) return NotFound(name);
+  if (changes != nullptr) {
+    auto footprint = footprints_.find(name);
+    *changes = footprint != footprints_.end() ? footprint->second.changes : 0;
+  }
+  Task out = CopyWithoutOutcome(*stored);
+  if (with_outcome && stored->has_outcome()) {
+    *out.mutable_outcome() = stored->outcome();
+  }
+  if (with_plan) {
+    auto source = retained_sources_.find(name);
+    if (source != retained_sources_.end())
+      *out.mutable_plan() = *source->second;
+  }
+  return out;
+}
+
+absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
+    const weft::v1::ListTasksRequest& request, int64_t max_bytes,
+    engine::MemoryCharge* charge) const {
+  if (request.page_size() < 0 || request.page_size() > 1000) {
+    return common::FieldError(
+        "page_size", absl::StrCat("must be from 1 to 1000 (0 for 100), got ",
+                                  request.page_size()));
+  }
+  const int page_size = request.page_size() == 0 ? 100 : request.page_size();
+  absl::flat_hash_set<int> states;
+  for (int s : request.states()) {
+    if (!weft::v1::TaskState_IsValid(s) ||
+        s == weft::v1::TASK_STATE_UNSPECIFIED) {
+      return common::FieldError("states", absl::StrCat("unknown state ", s));
+    }
+    states.insert(s);
+  }
+  // The token binds the filters it was made with: "<position>.<filters hash>".
+  std::string filters;
+  for (int s : request.states()) absl::StrAppend(&filters, s, ",");
+  std::map<std::string, std::string> labels(request.labels().begin(),
+                                            request.labels().end());
+  for (const auto& [k, v] : labels) absl::StrAppend(&filters, k, "=", v, ";");
+  const std::string filter_hash =
+      absl::StrCat(absl::Hash<std::string>{}(filters));
+  uint64_t before = 0;
+  if (!request.page_token().empty()) {
+    const size_t dot = request.page_token().find('.');
+    if (dot == std::string::npos ||
+        !absl::SimpleAtoi(request.page_token().substr(0, dot), &before) ||
+        request.page_token().substr(dot + 1) != filter_hash) {
+      return common::FieldError(
+          "page_token",
+          "not a token from an earlier ListTasks with these same filters");
+    }
+  }
+  const bool with_plan = request.view() == weft::v1::TASK_VIEW_FULL;
+  const bool with_outcome = request.view() == weft::v1::TASK_VIEW_FULL;
+
+  // The page's tasks by name, then each copied as it stands (live tasks
+  // with fresh progress), within max_bytes.
+  std::vector<std::pair<uint64_t, std::string>> matched;
+  bool more = false;
+  store_.Scan(before, [&](uint64_t position, const Task& stored) {
+    if (static_cast<int>(matched.size()) == page_size) {
+      more = true;
+      return false;
+    }
+    if (!states.empty() && !states.contains(stored.state())) return true;
+    for (const auto& [k, v] : labels) {
+      auto it = stored.labels().find(k);
+      if (it == stored.labels().end() || it->second != v) return true;
+    }
+    matched.emplace_back(position, stored.name());
+    return true;
+  });
+  ListResult result;
+  uint64_t last = 0;
+  int64_t bytes = 0;
+  const bool root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+  for (size_t i = 0; i < matched.size(); ++i) {
+    const auto& [position, name] = matched[i];
+    absl::StatusOr<Task> task = Get(name, with_plan, with_outcome, charge);
+    if (!task.ok()) {
+      if (task.status().code() == absl::StatusCode::kNotFound) continue;
+      return task.status();  // Memory refused.
+    }
+    if (root_only && task->has_outcome()) {
+      *task->mutable_outcome() = common::RootOnly(task->outcome());
+    }
+    // As the page carries it: a field of its own, tag and length first.
+    const int64_t size = static_cast<int64_t>(task->ByteSizeLong()) + 6;
+    if (bytes + size > max_bytes) {
+      if (result.tasks.empty()) {
+        return common::WithLimit(
+            absl::ResourceExhaustedError(absl::StrCat(
+                task->name(), " alone takes ", size,
+                " bytes, more than a page may (--max_outcome_bytes ", max_bytes,
+                "); read it with GetTask and detail OUTCOME_DETAIL_ROOT, or "
+                "list with view TASK_VIEW_BASIC")),
+            common::kAnswerTooLarge, "--max_outcome_bytes", max_bytes);
+      }
+      more = true;
+      break;
+    }
+    bytes += size;
+    result.tasks.push_back(*std::move(task));
+    last = position;
+  }
+  if (more) result.next_page_token = absl::StrCat(last, ".", filter_hash);
+  return result;
+}
+
+absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
+                                          engine::MemoryCharge* charge) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  std::vector<std::function<void()>> after;
+  std::shared_ptr<Live> running;
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = live_.find(name);
+    if (it == live_.end()) {
+      // Finished: unchanged.
+      if (store_.Get(name) == nullptr) return NotFound(name);
+    } else if (it->second->task.state() == weft::v1::TASK_STATE_QUEUED) {
+      std::shared_ptr<Live> live = it->second;
+      queue_.erase(std::remove(queue_.begin(), queue_.end(), live),
+                   queue_.end());
+      --counts_[weft::v1::TASK_STATE_QUEUED];
+      auto* outcome = live->task.mutable_outcome();
+      outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
+      outcome->mutable_error()->set_code("CANCELLED");
+      outcome->mutable_error()->set_message(
+          "cancelled before it started (CancelTask)");
+      outcome->mutable_error()->set_reason(std::string(common::kRunCancelled));
+      EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
+    } else {
+      running = it->second;
+    }
+  }
+  for (auto& fn : after) fn();
+  if (running != nullptr) {
+    running->cancel.Cancel(
+        common::WithReason(absl::CancelledError("cancelled by CancelTask"),
+                           common::kRunCancelled));
+  }
+  return Get(name, false, true, charge);
+}
+
+absl::Status TaskRegistry::Delete(absl::string_view name) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  engine::MutexLock lock(&mu_);
+  auto live = live_.find(name);
+  if (live != live_.end()) {
+    return common::WithResource(
+        common::WithReason(
+            absl::FailedPreconditionError(absl::StrCat(
+                name, " is ",
+                weft::v1::TaskState_Name(live->second->task.state()),
+                "; only a finished task can be deleted (cancel it first)")),
+            common::kTaskNotFinished),
+        kTaskType, name);
+  }
+  if (!finished_names_.erase(std::string(name))) return NotFound(name);
+  Forget(std::string(name), "deleted (DeleteTask)");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
+    absl::string_view name, absl::Time deadline, WaitFn fn) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  std::optional<Task> now;
+  std::shared_ptr<OnceFn> once;
+  std::optional<engine::TimerId> timer;
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = live_.find(name);
+    if (it == live_.end()) {
+      std::shared_ptr<const Task> stored = store_.Get(name);
+      if (stored == nullptr) return NotFound(name);
+      now = CopyWithoutOutcome(*stored);
+    } else {
+      once = std::make_shared<OnceFn>(std::move(fn));
+      it->second->waiters.push_back(once);
+      std::weak_ptr<Live> weak = it->second;
+      timer =
+          env_.Schedule(deadline, [this, once, weak, n = std::string(name)] {
+            WaitFn fn = once->Take();
+            if (!fn) return;
+            absl::StatusOr<Task> task = Get(n, false, false);
+            std::move(fn)(task.ok() ? *task : Task());
+          });
+    }
+  }
+  if (now.has_value()) {
+    std::move(fn)(*std::move(now));
+    return std::unique_ptr<Handle>(
+        new WaitHandle(&env_, nullptr, std::nullopt));
+  }
+  return std::unique_ptr<Handle>(new WaitHandle(&env_, std::move(once), timer));
+}
+
+absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
+    absl::string_view name, std::function<void()> on_change) {
+  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  auto fn = std::make_shared<WatchFn>(std::move(on_change));
+  std::shared_ptr<Live> live;
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = live_.find(name);
+    if (it == live_.end()) {
+      if (!finished_names_.contains(name)) return NotFound(name);
+    } else {
+      live = it->second;
+      engine::MutexLock wl(&live->watchers_mu);
+      live->watchers.push_back(fn);
+      live->watcher_count.store(static_cast<int>(live->watchers.size()),
+                                std::memory_order_release);
+    }
+  }
+  return std::unique_ptr<Handle>(
+      new WatchHandle(std::move(live), std::move(fn)));
+}
+
+std::map<TaskState, int> TaskRegistry::Counts() const {
+  engine::MutexLock lock(&mu_);
+  std::map<TaskState, int> out;
+  for (const auto& [state, n] : counts_) {
+    if (n > 0) out[state] = n;
+  }
+  return out;
+}
+
+void TaskRegistry::StopAccepting(const absl::Status& reason) {
+  std::vector<std::function<void()>> after;
+  {
+    engine::MutexLock lock(&mu_);
+    accepting_ = false;
+    stop_reason_ = reason;
+    while (!queue_.empty()) {
+      std::shared_ptr<Live> live = std::move(queue_.front());
+      queue_.pop_front();
+      --counts_[weft::v1::TASK_STATE_QUEUED];
+      auto* outcome = live->task.mutable_outcome();
+      outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
+      outcome->mutable_error()->set_code("CANCELLED");
+      outcome->mutable_error()->set_message(std::string(reason.message()));
+      outcome->mutable_error()->set_reason(common::Reason(reason));
+      EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
+    }
+  }
+  for (auto& fn : after) fn();
+}
+
+bool TaskRegistry::WaitForRunning(absl::Time deadline) {
+  engine::MutexLock lock(&mu_);
+  while (running_ > 0) {
+    if (!idle_.WaitUntil(&mu_, deadline) && absl::Now() >= deadline) break;
+  }
+  return running_ == 0;
+}
+
+void TaskRegistry::CancelRunning(const absl::Status& reason) {
+  std::vector<std::shared_ptr<Live>> running;
+  {
+    engine::MutexLock lock(&mu_);
+    for (const auto& [name, live] : live_) running.push_back(live);
+  }
+  for (const auto& live : running) live->cancel.Cancel(reason);
+  WaitForRunning(absl::InfiniteFuture());
+}
+
+int TaskRegistry::running() const {
+  engine::MutexLock lock(&mu_);
+  return running_;
+}
+
+}  // namespace weft::tasks

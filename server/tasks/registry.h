@@ -1,0 +1,241 @@
+// TaskRegistry: background tasks (create_background_task plus a status
+// endpoint). A task is a compiled plan run in the background; clients follow
+// it by name from any connection.
+//
+// Life: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED | TIMED_OUT.
+// At most `max_running_tasks` run at once and `max_queued_tasks` wait; beyond
+// that Create is refused with RESOURCE_EXHAUSTED. Terminal tasks are kept for
+// `task_retention` and at most `max_retained_tasks` (oldest finished go
+// first); the names of expired and deleted tasks are remembered in a bounded
+// ring so NOT_FOUND can say which.
+//
+// Memory: every task held (its request, and once it ends its outcome) counts
+// against `max_retained_bytes`. To take a new task or an outcome, the oldest
+// finished tasks are forgotten early; when live tasks alone fill it, Create
+// is refused with RESOURCE_EXHAUSTED, and an outcome that cannot be kept is
+// replaced by its root, FAILED with RESOURCE_EXHAUSTED saying so. A running
+// task's values count against `inflight` like a Run's, and its outcome may
+// hold at most `max_outcome_bytes`. Methods that copy a task out take a
+// MemoryCharge and charge the copy to it first.
+//
+// Thread-safety: thread-safe. Callbacks given to Wait and Watch run on the
+// engine's threads (or inline) and must be quick.
+
+#ifndef WEFT_SERVER_TASKS_REGISTRY_H_
+#define WEFT_SERVER_TASKS_REGISTRY_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/engine/cancellation.h"
+#include "server/engine/env.h"
+#include "server/engine/memory_budget.h"
+#include "server/engine/sync.h"
+#include "server/plan/compiler.h"
+#include "server/store/task_store.h"
+#include "weft/v1/orchestrator.pb.h"
+
+namespace weft::tasks {
+
+struct TaskOptions {
+  int max_running_tasks = 100;
+  int max_queued_tasks = 10'000;
+  absl::Duration task_retention = absl::Hours(1);
+  int max_retained_tasks = 10'000;
+  // The longest a task may run; its root then ends TIMED_OUT.
+  absl::Duration max_task_duration = absl::Hours(24);
+  // How many expired or deleted names NOT_FOUND can still tell apart.
+  int remembered_names = 65'536;
+  // What RESOURCE_EXHAUSTED tells the caller to wait before retrying.
+  absl::Duration retry_after = absl::Seconds(1);
+  // The memory every task held may take together (--max_retained_task_bytes).
+  int64_t max_retained_bytes = int64_t{256} << 20;
+  // The largest outcome a task's plan may build (--max_outcome_bytes).
+  int64_t max_outcome_bytes = 64 << 20;
+  // Optional: what running tasks' values are charged to (--max_inflight_bytes).
+  engine::MemoryBudget* inflight = nullptr;
+};
+
+// What Create needs besides the compiled plan.
+struct NewTask {
+  std::shared_ptr<const plan::CompiledPlan> plan;
+  // The plan as given, for TASK_VIEW_FULL and for telling request_id
+  // repeats apart.
+  std::shared_ptr<const weft::v1::PlanNode> source;
+  std::map<std::string, std::string> labels;
+  std::string request_id;
+  bool root_only = false;
+  // The memory the request holds (the plan, its arena) while the task is
+  // kept.
+  int64_t request_bytes = 0;
+};
+
+class TaskRegistry {
+ public:
+  // Calls `fn` once with the task as it stands (without its outcome: read it
+  // with Get) when it is terminal, or when the wait's deadline passes.
+  using WaitFn = absl::AnyInvocable<void(weft::v1::Task) &&>;
+
+  // Stops a Wait or a Watch when destroyed (the caller left).
+  class Handle {
+   public:
+    virtual ~Handle() = default;
+  };
+
+  TaskRegistry(engine::Env& env, store::TaskStore& store, TaskOptions options);
+  // Requires that Shutdown() has run and no task is live.
+  ~TaskRegistry();
+
+  // The new task as it stands, without its outcome (a plan of values may
+  // have ended already: read it with Get or Wait).
+  absl::StatusOr<weft::v1::Task> Create(NewTask task);
+
+  // `view`: whether to include the plan and the outcome. With `charge`,
+  // what the copy holds is added to it first, and RESOURCE_EXHAUSTED
+  // returned when its budget cannot take it. With `changes`, how many times
+  // the task had changed when the copy was taken (its creation, each state
+  // change, each leaf starting or ending): numbers that only grow.
+  absl::StatusOr<weft::v1::Task> Get(absl::string_view name, bool with_plan,
+                                     bool with_outcome,
+                                     engine::MemoryCharge* charge = nullptr,
+                                     int64_t* changes = nullptr) const;
+
+  struct ListResult {
+    std::vector<weft::v1::Task> tasks;
+    std::string next_page_token;
+  };
+  // A page also ends before its tasks would pass `max_bytes` (it holds at
+  // least one); the copies are charged to `charge` as Get does.
+  absl::StatusOr<ListResult> List(
+      const weft::v1::ListTasksRequest& request,
+      int64_t max_bytes = std::numeric_limits<int64_t>::max(),
+      engine::MemoryCharge* charge = nullptr) const;
+
+  // The task as it then stands; `charge` as for Get.
+  absl::StatusOr<weft::v1::Task> Cancel(absl::string_view name,
+                                        engine::MemoryCharge* charge = nullptr);
+  absl::Status Delete(absl::string_view name);
+
+  // Calls `fn` when the task is terminal (at once if it is) or at
+  // `deadline`. The returned handle stops the wait when destroyed.
+  absl::StatusOr<std::unique_ptr<Handle>> Wait(absl::string_view name,
+                                               absl::Time deadline, WaitFn fn);
+
+  // Calls `on_change` after every change of the task (state or progress)
+  // until the handle is destroyed; the watcher reads the task with Get.
+  absl::StatusOr<std::unique_ptr<Handle>> Watch(
+      absl::string_view name, std::function<void()> on_change);
+
+  // Tasks held, by state.
+  std::map<weft::v1::TaskState, int> Counts() const;
+  // What the tasks held take: --max_retained_task_bytes.
+  const engine::MemoryBudget& memory() const { return retained_; }
+
+  // From now on Create answers UNAVAILABLE, and queued tasks are cancelled
+  // with `reason`.
+  void StopAccepting(const absl::Status& reason);
+  // Waits until no task runs or `deadline` passes; true if none does.
+  bool WaitForRunning(absl::Time deadline);
+  // Cancels every running task with `reason` and waits until each has been
+  // recorded.
+  void CancelRunning(const absl::Status& reason);
+  int running() const;
+
+ private:
+  struct Live;
+  struct Alive;
+  class WaitHandle;
+  class WatchHandle;
+
+  // Validates "tasks/{id}"; returns the id.
+  static absl::StatusOr<std::string> ParseName(absl::string_view name);
+  absl::Status NotFound(absl::string_view name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void StartLocked(const std::shared_ptr<Live>& live,
+                   std::vector<std::function<void()>>* after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Finished(const std::shared_ptr<Live>& live,
+                weft::v1::NodeOutcome outcome);
+  void EndLocked(const std::shared_ptr<Live>& live, weft::v1::TaskState state,
+                 std::vector<std::function<void()>>* after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  weft::v1::Task SnapshotLocked(const Live& live, bool with_plan,
+                                bool with_outcome) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Retain(std::vector<std::function<void()>>* after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the entries of deleted tasks from the front of finished_.
+  void SkipDeletedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the oldest finished task, saying `why`; false if there is none.
+  bool ForgetOldestLocked(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the oldest finished tasks until `bytes` more fit; false if they
+  // do not even then.
+  bool MakeRoomLocked(int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The bytes a copy of the task takes with these parts.
+  int64_t CopyBytesLocked(absl::string_view name, bool with_plan,
+                          bool with_outcome) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Forget(const std::string& name, const char* why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SweepLater() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  engine::Env& env_;
+  store::TaskStore& store_;
+  const TaskOptions options_;
+
+  mutable engine::Mutex mu_;
+  engine::CondVar idle_;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Status stop_reason_ ABSL_GUARDED_BY(mu_);
+  // Queued and running tasks, by name.
+  absl::flat_hash_map<std::string, std::shared_ptr<Live>> live_
+      ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<Live>> queue_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  // Terminal tasks, oldest end first, for retention.
+  std::deque<std::pair<absl::Time, std::string>> finished_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> finished_names_ ABSL_GUARDED_BY(mu_);
+  // request_id -> (name, plan fingerprint), while the task is held.
+  absl::flat_hash_map<std::string, std::pair<std::string, std::string>>
+      requests_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> request_of_
+      ABSL_GUARDED_BY(mu_);
+  // Names no longer held, and why: a bounded ring.
+  std::deque<std::string> forgotten_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, const char*> forgotten_ ABSL_GUARDED_BY(mu_);
+  // The plans of finished tasks, for TASK_VIEW_FULL.
+  absl::flat_hash_map<std::string, std::shared_ptr<const weft::v1::PlanNode>>
+      retained_sources_ ABSL_GUARDED_BY(mu_);
+  std::map<weft::v1::TaskState, int> counts_ ABSL_GUARDED_BY(mu_);
+  // What each task held takes: its request, and its outcome once it ended.
+  struct Footprint {
+    int64_t request = 0;
+    int64_t outcome = 0;
+    // Once it ended: its changes in all (Live::changes).
+    int64_t changes = 0;
+  };
+  absl::flat_hash_map<std::string, Footprint> footprints_ ABSL_GUARDED_BY(mu_);
+  engine::MemoryBudget retained_;
+  bool sweep_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<engine::TimerId> sweep_timer_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Alive> alive_;
+};
+
+}  // namespace weft::tasks
+
+#endif  // WEFT_SERVER_TASKS_REGISTRY_H_

@@ -1,0 +1,202 @@
+#include "server/weftd/server.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "proto/descriptor_set.h"
+#include "server/common/errors.h"
+#include "server/common/proto_time.h"
+
+namespace weft::weftd {
+namespace {
+
+// `options` charging their runs to `inflight`.
+template <typename Options>
+Options WithInflight(Options options, engine::MemoryBudget* inflight) {
+  options.inflight = inflight;
+  return options;
+}
+
+// What reflection describes: every service weftd registers. The descriptor
+// set is built with weft, so a failure here is a build defect.
+std::unique_ptr<const service::ReflectionIndex> ServedDescriptors() {
+  absl::StatusOr<std::unique_ptr<const service::ReflectionIndex>> index =
+      service::ReflectionIndex::Create(
+          absl::string_view(proto::DescriptorSet().data(),
+                            proto::DescriptorSet().size()),
+          {"weft.v1.Orchestrator", "grpc.health.v1.Health",
+           "grpc.reflection.v1.ServerReflection",
+           "grpc.reflection.v1alpha.ServerReflection"});
+  if (!index.ok()) {
+    std::cerr << "weftd: " << index.status().message() << std::endl;
+    std::abort();
+  }
+  return *std::move(index);
+}
+
+}  // namespace
+
+WeftServer::WeftServer(ServerOptions options)
+    : options_(std::move(options)),
+      inflight_(options_.max_inflight_bytes,
+                "the runs, tasks and answers in flight",
+                "--max_inflight_bytes"),
+      loop_(options_.event_loop_threads),
+      pools_(options_.pools),
+      large_requests_("large", 1, options_.orchestrator.max_active_runs),
+      lazies_(loop_, WithInflight(options_.lazies, &inflight_)),
+      tasks_(loop_, task_store_, WithInflight(options_.tasks, &inflight_)),
+      reflection_index_(ServedDescriptors()) {
+  handlers::RegisterBuiltinHandlers(registry_);
+  handlers::HttpOptions http_options = options_.http;
+  http_options.memory = &inflight_;
+  absl::StatusOr<std::unique_ptr<handlers::HttpClient>> http =
+      handlers::HttpClient::Create(std::move(http_options));
+  if (http.ok()) {
+    http_ = *std::move(http);
+    handlers::RegisterHttpHandler(registry_, *http_);
+  } else {
+    std::cerr << "weftd: the http handler is not available: "
+              << http.status().message() << std::endl;
+  }
+  service::OrchestratorOptions orchestrator = options_.orchestrator;
+  weft::v1::ServerLimits& l = orchestrator.reported_limits;
+  l.set_max_plan_nodes(orchestrator.limits.max_plan_nodes);
+  l.set_max_plan_depth(orchestrator.limits.max_plan_depth);
+  l.set_max_value_depth(orchestrator.limits.max_value_depth);
+  l.set_max_message_bytes(options_.max_message_bytes);
+  l.set_max_outcome_bytes(orchestrator.max_outcome_bytes);
+  l.set_max_active_runs(orchestrator.max_active_runs);
+  common::SetDuration(orchestrator.max_run_duration,
+                      l.mutable_max_run_duration());
+  l.set_max_running_tasks(options_.tasks.max_running_tasks);
+  l.set_max_queued_tasks(options_.tasks.max_queued_tasks);
+  l.set_max_retained_tasks(options_.tasks.max_retained_tasks);
+  common::SetDuration(options_.tasks.task_retention,
+                      l.mutable_task_retention());
+  common::SetDuration(options_.tasks.max_task_duration,
+                      l.mutable_max_task_duration());
+  l.set_max_lazy_values(options_.lazies.max_values);
+  common::SetDuration(options_.lazies.compute_timeout,
+                      l.mutable_lazy_compute_timeout());
+  orchestrator_ = std::make_unique<service::OrchestratorService>(
+      orchestrator,
+      service::OrchestratorDeps{.handlers = &registry_,
+                                .env = &loop_,
+                                .tasks = &tasks_,
+                                .pools = &pools_,
+                                .lazies = &lazies_,
+                                .large_requests = &large_requests_,
+                                .inflight = &inflight_});
+}
+
+WeftServer::~WeftServer() {
+  if (server_ != nullptr && !shut_down_) Shutdown(absl::ZeroDuration());
+}
+
+absl::Status WeftServer::DeclareLazyValues(
+    const weft::v1::ServerConfig& config) {
+  for (int i = 0; i < config.lazy_values_size(); ++i) {
+    const std::string where = absl::StrCat("lazy_values[", i, "]");
+    auto request = std::make_shared<const weft::v1::CreateLazyValueRequest>(
+        config.lazy_values(i));
+    absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+        request->lazy_value().has_plan()
+            ? plan::Compile(request->lazy_value().plan(), request,
+                            absl::StrCat(where, ".lazy_value.plan"), registry_,
+                            options_.orchestrator.limits, &pools_, &lazies_)
+            : plan::Compile(nullptr, absl::StrCat(where, ".lazy_value.plan"),
+                            registry_, options_.orchestrator.limits, &pools_,
+                            &lazies_);
+    if (!compiled.ok()) return compiled.status();
+    absl::StatusOr<weft::v1::LazyValue> created = lazies_.Create(
+        request->lazy_value_id(), request->lazy_value(), *std::move(compiled),
+        static_cast<int64_t>(request->SpaceUsedLong()));
+    if (!created.ok()) {
+      return absl::Status(
+          created.status().code(),
+          absl::StrCat(
+              where,
+              absl::StartsWith(created.status().message(), "lazy_value") ? "."
+                                                                         : ": ",
+              created.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> WeftServer::Start() {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+                           &port);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second weftd bind
+  // the same port and split its traffic: fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(orchestrator_.get());
+  builder.RegisterService(&health_);
+  builder.RegisterService(&reflection_v1_);
+  builder.RegisterService(&reflection_v1alpha_);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    server_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen,
+                     " (--listen): the address is in use or not valid"));
+  }
+  const size_t colon = options_.listen.rfind(':');
+  address_ = absl::StrCat(options_.listen.substr(0, colon), ":", port);
+  return address_;
+}
+
+ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
+  ShutdownReport report;
+  if (shut_down_ || server_ == nullptr) return report;
+  shut_down_ = true;
+  const absl::Status reason = common::WithReason(
+      absl::CancelledError("server shutting down"), common::kShuttingDown);
+  health_.SetServing(false);
+  orchestrator_->StopAccepting();
+  tasks_.StopAccepting(reason);  // Queued tasks end CANCELLED now.
+  report.runs_in_flight = orchestrator_->active_runs();
+  report.tasks_running = tasks_.running();
+  const absl::Time deadline = absl::Now() + grace;
+  const bool runs_done = orchestrator_->WaitForRuns(deadline);
+  bool tasks_done;
+  for (;;) {  // In slices, so that a cut-short grace period ends this too.
+    tasks_done = tasks_.WaitForRunning(
+        std::min(deadline, absl::Now() + absl::Milliseconds(50)));
+    if (tasks_done || absl::Now() >= deadline || grace_cut_short_.load()) break;
+  }
+  report.grace_cut_short = grace_cut_short_.load();
+  if (!runs_done) {
+    report.runs_cancelled = orchestrator_->active_runs();
+    orchestrator_->CancelRuns(reason);
+  }
+  if (!tasks_done) {
+    report.tasks_cancelled = tasks_.running();
+    tasks_.CancelRunning(reason);  // Waits until each is recorded.
+  }
+  // Resolvers still waiting (ResolveLazyValue calls) get ABORTED.
+  lazies_.CloseAll(reason);
+  health_.Shutdown();
+  // Cancelled runs finish at once; the deadline only bounds calls that do
+  // not (none should).
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  server_->Wait();
+  return report;
+}
+
+void WeftServer::EndGracePeriod() {
+  grace_cut_short_.store(true);
+  orchestrator_->EndWait();
+}
+
+}  // namespace weft::weftd

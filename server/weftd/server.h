@@ -1,0 +1,123 @@
+// WeftServer: weftd's parts wired together (event loop, handlers, the
+// Orchestrator and Health services, reflection) behind one Start/Shutdown
+// pair, so that tests run the same server in-process that weftd runs.
+//
+// Thread-safety: Start() and Shutdown() are for one owning thread; the
+// server they run is thread-safe.
+
+#ifndef WEFT_SERVER_WEFTD_SERVER_H_
+#define WEFT_SERVER_WEFTD_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "server/engine/event_loop.h"
+#include "server/handlers/http.h"
+#include "server/handlers/registry.h"
+#include "server/plan/pools.h"
+#include "server/service/health_service.h"
+#include "server/service/orchestrator_service.h"
+#include "server/service/reflection_service.h"
+#include "server/store/task_store.h"
+#include "server/tasks/registry.h"
+#include "weft/v1/config.pb.h"
+
+namespace weft::weftd {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free port.
+  std::string listen = "127.0.0.1:50051";
+  // The memory runs in flight and responses being sent may hold
+  // (--max_inflight_bytes).
+  int64_t max_inflight_bytes = int64_t{512} << 20;
+  service::OrchestratorOptions orchestrator;
+  // Requests larger than this are refused by gRPC (RESOURCE_EXHAUSTED).
+  int max_message_bytes = 4 << 20;
+  // Threads of the engine's event loop.
+  int event_loop_threads = 2;
+  // Thread pools for offload nodes and blocking handlers; must name
+  // "default".
+  std::vector<plan::PoolSpec> pools = {{"default", 2, 1000}};
+  // Background tasks: admission, retention, longest run.
+  tasks::TaskOptions tasks;
+  // Lazy values: how long one computation may run, how many may exist.
+  lazy::LazyRegistry::Options lazies;
+  // The http handler: allowed destinations, proxy.
+  handlers::HttpOptions http;
+};
+
+// What Shutdown() did, for its log line.
+struct ShutdownReport {
+  int runs_in_flight = 0;        // When shutdown began.
+  int runs_cancelled = 0;        // Still running when the grace period ended.
+  int tasks_running = 0;         // When shutdown began.
+  int tasks_cancelled = 0;       // Still running when the grace period ended.
+  bool grace_cut_short = false;  // By EndGracePeriod().
+};
+
+class WeftServer {
+ public:
+  explicit WeftServer(ServerOptions options);
+  ~WeftServer();
+
+  // Declares the config's lazy values, as CreateLazyValue would. Errors
+  // name the value: "lazy_values[1].lazy_value.plan.call.handler: ...".
+  absl::Status DeclareLazyValues(const weft::v1::ServerConfig& config);
+
+  // Binds and starts serving. Returns the bound "host:port".
+  absl::StatusOr<std::string> Start();
+
+  // Health turns NOT_SERVING and new Runs get UNAVAILABLE at once; runs in
+  // flight get `grace` to finish and are then cancelled ("server shutting
+  // down"); then the server stops.
+  ShutdownReport Shutdown(absl::Duration grace);
+  // Ends a Shutdown()'s grace period now (from another thread).
+  void EndGracePeriod();
+
+  // For tests.
+  service::OrchestratorService& orchestrator() { return *orchestrator_; }
+  const engine::MemoryBudget& inflight() const { return inflight_; }
+  const plan::PoolSet& pools() const { return pools_; }
+  tasks::TaskRegistry& tasks() { return tasks_; }
+  lazy::LazyRegistry& lazies() { return lazies_; }
+  service::HealthService& health() { return health_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  const ServerOptions options_;
+  // First, so that it outlives everything charged to it.
+  engine::MemoryBudget inflight_;
+  engine::EventLoop loop_;
+  // After the loop, which its calls answer on; before everything that runs
+  // plans, so it outlives them.
+  std::unique_ptr<handlers::HttpClient> http_;
+  plan::PoolSet pools_;
+  // Parses and compiles requests over 256 KiB (see
+  // service::OrchestratorService).
+  engine::ThreadPool large_requests_;
+  handlers::HandlerRegistry registry_;
+  // Before the tasks: their plans may resolve lazy values.
+  lazy::LazyRegistry lazies_;
+  store::InMemoryTaskStore task_store_;
+  tasks::TaskRegistry tasks_;
+  std::unique_ptr<service::OrchestratorService> orchestrator_;
+  service::HealthService health_;
+  // Server reflection from the descriptor set built with weft.
+  const std::unique_ptr<const service::ReflectionIndex> reflection_index_;
+  service::ReflectionV1Service reflection_v1_{reflection_index_.get()};
+  service::ReflectionV1AlphaService reflection_v1alpha_{
+      reflection_index_.get()};
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+  std::atomic<bool> grace_cut_short_{false};
+};
+
+}  // namespace weft::weftd
+
+#endif  // WEFT_SERVER_WEFTD_SERVER_H_

@@ -1,0 +1,150 @@
+#include "server/weftd/flags.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/flags/reflection.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace weft::weftd {
+namespace {
+
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::weft::testing::StatusIs;
+
+// What getenv answers in these tests.
+std::map<std::string, std::string>* fake_env = nullptr;
+const char* FakeGetenv(const char* name) {
+  auto it = fake_env->find(name);
+  return it == fake_env->end() ? nullptr : it->second.c_str();
+}
+
+class FlagsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { fake_env = &env_; }
+  void TearDown() override { fake_env = nullptr; }
+
+  std::map<std::string, std::string> env_;
+  absl::FlagSaver saver_;  // Every test leaves the flags as it found them.
+};
+
+// Compose files and deployments set weftd through these variables: one per
+// flag, whichever file under server/ defines it. A new flag adds a line.
+TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
+  std::vector<std::string> vars;
+  for (absl::CommandLineFlag* flag : WeftdFlags()) {
+    vars.push_back(EnvironmentVariable(flag->Name()));
+  }
+  EXPECT_THAT(vars, ElementsAreArray({
+                        "WEFT_CONFIG",
+                        "WEFT_EVENT_LOOP_THREADS",
+                        "WEFT_HTTP_ALLOW",
+                        "WEFT_HTTP_PROXY",
+                        "WEFT_LAZY_COMPUTE_TIMEOUT",
+                        "WEFT_LISTEN",
+                        "WEFT_MALLOC_TUNING",
+                        "WEFT_MAX_ACTIVE_RUNS",
+                        "WEFT_MAX_INFLIGHT_BYTES",
+                        "WEFT_MAX_LAZY_BYTES",
+                        "WEFT_MAX_LAZY_VALUES",
+                        "WEFT_MAX_MESSAGE_BYTES",
+                        "WEFT_MAX_OUTCOME_BYTES",
+                        "WEFT_MAX_PLAN_DEPTH",
+                        "WEFT_MAX_PLAN_NODES",
+                        "WEFT_MAX_QUEUED_TASKS",
+                        "WEFT_MAX_RETAINED_TASK_BYTES",
+                        "WEFT_MAX_RETAINED_TASKS",
+                        "WEFT_MAX_RUN_DURATION",
+                        "WEFT_MAX_RUNNING_TASKS",
+                        "WEFT_MAX_TASK_DURATION",
+                        "WEFT_MAX_VALUE_DEPTH",
+                        "WEFT_POOLS",
+                        "WEFT_SHUTDOWN_GRACE",
+                        "WEFT_TASK_RETENTION",
+                    }));
+}
+
+TEST_F(FlagsTest, EveryVariableSetsItsFlag) {
+  // Each flag's variable, set to a value other than its default that the
+  // flag's type accepts.
+  std::map<std::string, std::string> want;
+  for (absl::CommandLineFlag* flag : WeftdFlags()) {
+    const std::string name(flag->Name());
+    std::string value;
+    if (flag->IsOfType<int>() || flag->IsOfType<int64_t>()) {
+      value = "3";
+    } else if (flag->IsOfType<bool>()) {
+      value = flag->DefaultValue() == "true" ? "false" : "true";
+    } else if (flag->IsOfType<absl::Duration>()) {
+      value = "7s";
+    } else {
+      value = "set-by-" + name;
+    }
+    env_[EnvironmentVariable(name)] = value;
+    want[name] = value;
+  }
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  for (absl::CommandLineFlag* flag : WeftdFlags()) {
+    const std::string name(flag->Name());
+    EXPECT_EQ(flag->CurrentValue(), want[name]) << name;
+    EXPECT_EQ(sources.Describe(name),
+              EnvironmentVariable(name) + " (--" + name + ")");
+  }
+}
+
+TEST_F(FlagsTest, ABadVariableNamesItselfAndItsFlag) {
+  env_["WEFT_MAX_PLAN_NODES"] = "many";
+  FlagSources sources;
+  EXPECT_THAT(sources.ApplyEnvironment(FakeGetenv),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("WEFT_MAX_PLAN_NODES (--max_plan_nodes)")));
+}
+
+TEST_F(FlagsTest, CheckNamesWhereAnOutOfRangeValueCameFrom) {
+  env_["WEFT_MAX_PLAN_NODES"] = "0";
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  const std::map<std::string, std::string> before = FlagSources::Snapshot();
+  EXPECT_THAT(sources.Check(before),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("WEFT_MAX_PLAN_NODES (--max_plan_nodes)")));
+  // Changed after the snapshot: as if on the command line.
+  absl::FindCommandLineFlag("max_plan_nodes")->ParseFrom("-1", nullptr);
+  EXPECT_THAT(sources.Check(before),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--max_plan_nodes: ")));
+}
+
+TEST_F(FlagsTest, SettingsComeFromTheFlags) {
+  env_["WEFT_MAX_PLAN_NODES"] = "77";
+  env_["WEFT_MAX_OUTCOME_BYTES"] = "5000";
+  env_["WEFT_SHUTDOWN_GRACE"] = "3s";
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  absl::StatusOr<Settings> settings = SettingsFromFlags(sources, "9.9");
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->server.orchestrator.limits.max_plan_nodes, 77);
+  EXPECT_EQ(settings->server.orchestrator.max_outcome_bytes, 5000);
+  // One limit for every answer: tasks and lazy values share it.
+  EXPECT_EQ(settings->server.tasks.max_outcome_bytes, 5000);
+  EXPECT_EQ(settings->server.lazies.max_value_bytes, 5000);
+  EXPECT_EQ(settings->server.orchestrator.version, "9.9");
+  EXPECT_EQ(settings->shutdown_grace, absl::Seconds(3));
+}
+
+TEST_F(FlagsTest, SettingsRefuseABadAllowList) {
+  env_["WEFT_HTTP_ALLOW"] = "10.0.0.0/99";
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  EXPECT_THAT(SettingsFromFlags(sources, "1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--http_allow: ")));
+}
+
+}  // namespace
+}  // namespace weft::weftd
