@@ -33,7 +33,7 @@ std::shared_ptr<const plan::CompiledPlan> CompileJson(const std::string& json,
                                                       int max_nodes) {
   static handlers::HandlerRegistry* registry = [] {
     auto* r = new handlers::HandlerRegistry();
-    handlers::RegisterBuiltinHandlers(*r);
+    if (!handlers::RegisterBuiltinHandlers(*r).ok()) std::abort();
     return r;
   }();
   auto node = std::make_unique<weft::v1::PlanNode>();
@@ -156,7 +156,7 @@ void BM_OffloadRoundTrip(benchmark::State& state) {
   plan::PoolSet pools({{"default", 1, 1000}});
   static handlers::HandlerRegistry* registry = [] {
     auto* r = new handlers::HandlerRegistry();
-    handlers::RegisterBuiltinHandlers(*r);
+    if (!handlers::RegisterBuiltinHandlers(*r).ok()) std::abort();
     return r;
   }();
   auto node = std::make_unique<weft::v1::PlanNode>();

@@ -15,12 +15,6 @@ namespace {
 using google::protobuf::Value;
 using weft::v1::NodeOutcome;
 
-// The name a child goes by in paths and race winners.
-std::string ChildName(const NodeOutcome& child, int index) {
-  return child.id().empty() ? absl::StrCat("children[", index, "]")
-                            : child.id();
-}
-
 bool Succeeded(const NodeOutcome& node) {
   return node.state() == weft::v1::NODE_STATE_SUCCEEDED;
 }
@@ -72,6 +66,15 @@ Value ParallelValue(const NodeOutcome& node) {
 
 }  // namespace
 
+std::string ChildName(absl::string_view id, int index) {
+  return id.empty() ? absl::StrCat("children[", index, "]") : std::string(id);
+}
+
+std::string ChildLabel(absl::string_view id, int index) {
+  return id.empty() ? absl::StrCat("children[", index, "]")
+                    : absl::StrCat("children[", index, "] \"", id, "\"");
+}
+
 Value AssembleValue(const NodeOutcome& node) {
   if (!Succeeded(node)) return Null();
   if (node.has_value()) return node.value();
@@ -88,7 +91,7 @@ Value AssembleValue(const NodeOutcome& node) {
     }
     case weft::v1::NODE_KIND_RACE:
       for (int i = 0; i < node.children_size(); ++i) {
-        if (ChildName(node.children(i), i) == node.winner()) {
+        if (ChildName(node.children(i).id(), i) == node.winner()) {
           return AssembleValue(node.children(i));
         }
       }
@@ -155,7 +158,7 @@ absl::StatusOr<const NodeOutcome*> FindNode(const NodeOutcome& root,
                                         ++i) {
                                      absl::StrAppend(
                                          &names, i ? ", " : "",
-                                         ChildName(node->children(i), i));
+                                         ChildName(node->children(i).id(), i));
                                    }
                                    return names;
                                  }()))),

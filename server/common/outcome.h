@@ -24,6 +24,12 @@
 
 namespace weft::common {
 
+// How a plan node's child is named, from its id and its index in the
+// parent: in outcome paths and race winners its id, or "children[2]" when
+// it has none (ChildName); in messages "children[2] \"posts\"" (ChildLabel).
+std::string ChildName(absl::string_view id, int index);
+std::string ChildLabel(absl::string_view id, int index);
+
 // The value of `node`, a node of a full outcome (or one that carries its
 // value): its own `value` when it has one, else built from its children's.
 // Null for a node that did not succeed.

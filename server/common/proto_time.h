@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -26,6 +28,17 @@ inline void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
 inline absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
+
+// A request's Duration field `field` (a path like "plan.timeout"), checked:
+// a well-formed google.protobuf.Duration (seconds and nanos in range, with
+// the same sign) from `min` to `max`. INVALID_ARGUMENT with a BadRequest
+// violation on `field` otherwise: "must be a positive duration" when `min`
+// is the smallest positive one, "must not be negative" when `min` is zero
+// and there is no `max`, else "must be from MIN to MAX"; each followed by
+// the value given.
+absl::StatusOr<absl::Duration> CheckedDuration(
+    const google::protobuf::Duration& d, absl::string_view field,
+    absl::Duration min, absl::Duration max = absl::InfiniteDuration());
 
 }  // namespace weft::common
 

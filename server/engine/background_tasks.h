@@ -45,7 +45,7 @@ class BackgroundTasks {
     absl::Time ended;  // Once finished.
   };
 
-  using Task = absl::AnyInvocable<void(const CancellationToken&, Done) &&>;
+  using Task = AsyncTask;
 
   explicit BackgroundTasks(Env& env) : env_(env) {}
   // Requires that no task still runs.

@@ -5,6 +5,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "server/engine/internal/pump.h"
 #include "server/engine/internal/ref_counted.h"
 #include "server/engine/sync.h"
 
@@ -53,37 +54,25 @@ class RaceState : public RefCounted<RaceState> {
   // inline and making the next one startable) leave the work to the outer
   // loop, so a chain of inline failures does not grow the stack.
   void Pump() {
-    {
-      MutexLock lock(&mu_);
-      if (pumping_) {
-        pump_again_ = true;
-        return;
-      }
-      pumping_ = true;
-    }
-    for (;;) {
-      int index = -1;
-      {
-        MutexLock lock(&mu_);
-        if (!decided_ && next_ < startable_ &&
-            next_ < static_cast<int>(tasks_.size())) {
-          index = next_++;
-          result_.started[index] = true;
+    internal::Pump(
+        mu_, pump_,
+        [this]() -> std::optional<int> {
+          mu_.AssertHeld();  // internal::Pump calls it under mu_.
+          if (decided_ || next_ >= startable_ ||
+              next_ >= static_cast<int>(tasks_.size())) {
+            return std::nullopt;
+          }
+          result_.started[next_] = true;
           ++running_;
-        } else if (pump_again_) {
-          pump_again_ = false;
-          continue;
-        } else {
-          pumping_ = false;
-          return;
-        }
-      }
-      RaceTask task = std::move(tasks_[index]);
-      RefPtr<RaceState> self(this);
-      std::move(task)(source_.token(), [self, index](absl::Status s) {
-        self->TaskDone(index, std::move(s));
-      });
-    }
+          return next_++;
+        },
+        [this](int index) {
+          RaceTask task = std::move(tasks_[index]);
+          RefPtr<RaceState> self(this);
+          std::move(task)(source_.token(), [self, index](absl::Status s) {
+            self->TaskDone(index, std::move(s));
+          });
+        });
   }
 
   // Arms the timer for the next hedged start, if any.
@@ -213,7 +202,7 @@ class RaceState : public RefCounted<RaceState> {
     RaceResult result;
     {
       MutexLock lock(&mu_);
-      if (!decided_ || running_ > 0 || pumping_ || finished_) return;
+      if (!decided_ || running_ > 0 || pump_.pumping || finished_) return;
       finished_ = true;
       done = std::move(done_);
       result = std::move(result_);
@@ -240,8 +229,7 @@ class RaceState : public RefCounted<RaceState> {
   int failed_ ABSL_GUARDED_BY(mu_) = 0;
   bool decided_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool pumping_ ABSL_GUARDED_BY(mu_) = false;
-  bool pump_again_ ABSL_GUARDED_BY(mu_) = false;
+  internal::PumpState pump_;  // Guarded by mu_.
   bool has_timer_ ABSL_GUARDED_BY(mu_) = false;
   TimerId timer_ ABSL_GUARDED_BY(mu_);
 };

@@ -62,7 +62,7 @@ struct RaceResult {
   std::vector<bool> started;
 };
 
-using RaceTask = absl::AnyInvocable<void(const CancellationToken&, Done) &&>;
+using RaceTask = AsyncTask;
 
 void RunUntilFirstComplete(Env& env, const CancellationToken& parent,
                            std::vector<RaceTask> tasks, RaceOptions options,

@@ -1,6 +1,7 @@
 #include "server/engine/retry.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <random>
 #include <utility>
@@ -17,7 +18,9 @@ double DefaultRandom() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(gen);
 }
 
-// Deletes itself after `done`.
+// Deletes itself once `done` has been called and no attempt is still
+// running: an attempt may call its Done (from another thread, even) before
+// it returns, and then still use its token and captures.
 class RetryState {
  public:
   RetryState(Env& env, const CancellationToken& token, RetryPolicy policy,
@@ -33,8 +36,10 @@ class RetryState {
 
   void Next() {
     const int n = ++attempts_;
+    refs_.fetch_add(1, std::memory_order_relaxed);  // The running attempt.
     attempt_(token_, n,
              [this, n](absl::Status s) { AttemptDone(n, std::move(s)); });
+    Release();
   }
 
  private:
@@ -61,8 +66,12 @@ class RetryState {
   void Finish(absl::Status status) {
     auto done = std::move(done_);
     const int attempts = attempts_;
-    delete this;
+    Release();
     std::move(done)(std::move(status), attempts);
+  }
+
+  void Release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
   Env& env_;
@@ -71,6 +80,9 @@ class RetryState {
   Attempt attempt_;
   absl::AnyInvocable<void(absl::Status, int) &&> done_;
   int attempts_ = 0;  // Touched by one attempt or wait at a time.
+  // One for the chain of attempts and waits (dropped by Finish), one while
+  // an attempt's function runs.
+  std::atomic<int> refs_{1};
 };
 
 }  // namespace

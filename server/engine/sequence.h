@@ -24,8 +24,7 @@ struct SequenceResult {
   int ran = 0;
 };
 
-using SequenceTask =
-    absl::AnyInvocable<void(const CancellationToken&, Done) &&>;
+using SequenceTask = AsyncTask;
 
 // A cancelled token stops the sequence too: the running task sees it, and
 // no task starts after it (the result is then the token's reason).

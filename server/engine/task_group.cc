@@ -8,6 +8,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "server/engine/internal/pump.h"
 #include "server/engine/sync.h"
 
 namespace weft::engine {
@@ -30,7 +31,7 @@ class TaskGroup::State {
       // otherwise queue, in order, for the pump.
       const bool room =
           options_.max_concurrency <= 0 || running_ < options_.max_concurrency;
-      if (!waiting_.empty() || !room || pumping_) {
+      if (!waiting_.empty() || !room || pump_.pumping) {
         waiting_.push_back(std::move(task));
         task = nullptr;
       } else {
@@ -45,7 +46,7 @@ class TaskGroup::State {
     }
   }
 
-  void Join(OnDone on_done) {
+  void Join(Done on_done) {
     absl::Status cancel_reason;
     {
       MutexLock lock(&mu_);
@@ -64,35 +65,25 @@ class TaskGroup::State {
   void Pump() {
     {
       MutexLock lock(&mu_);
-      if (pumping_) {
-        pump_again_ = true;
-        return;
-      }
-      pumping_ = true;
-      ++pending_;  // The pump holds the state alive while it runs.
+      ++pending_;  // Holds the state alive while this call runs.
     }
-    for (;;) {
-      Task task;
-      {
-        MutexLock lock(&mu_);
-        const bool room = options_.max_concurrency <= 0 ||
-                          running_ < options_.max_concurrency ||
-                          source_.cancelled();
-        if (!waiting_.empty() && room) {
-          task = std::move(waiting_.front());
+    internal::Pump(
+        mu_, pump_,
+        [this]() -> std::optional<Task> {
+          mu_.AssertHeld();  // internal::Pump calls it under mu_.
+          const bool room = options_.max_concurrency <= 0 ||
+                            running_ < options_.max_concurrency ||
+                            source_.cancelled();
+          if (waiting_.empty() || !room) return std::nullopt;
+          Task task = std::move(waiting_.front());
           waiting_.pop_front();
           ++running_;
-        } else if (pump_again_) {
-          pump_again_ = false;
-          continue;
-        } else {
-          pumping_ = false;
-          break;
-        }
-      }
-      std::move(task)(source_.token(),
-                      [this](absl::Status s) { TaskDone(std::move(s)); });
-    }
+          return task;
+        },
+        [this](Task task) {
+          std::move(task)(source_.token(),
+                          [this](absl::Status s) { TaskDone(std::move(s)); });
+        });
     Release();
   }
 
@@ -165,7 +156,7 @@ class TaskGroup::State {
   }
 
   void Release() {
-    OnDone on_done;
+    Done on_done;
     absl::Status result;
     {
       MutexLock lock(&mu_);
@@ -189,7 +180,7 @@ class TaskGroup::State {
   CancellationSource source_;
   const TaskGroupOptions options_;
   Mutex mu_;
-  // Tasks spawned and not done, plus one for Join and one per running pump.
+  // Tasks spawned and not done, plus one for Join and one per Pump call.
   int pending_ ABSL_GUARDED_BY(mu_) = 1;
   int spawned_ ABSL_GUARDED_BY(mu_) = 0;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
@@ -197,13 +188,12 @@ class TaskGroup::State {
   int failed_ ABSL_GUARDED_BY(mu_) = 0;
   bool joined_ ABSL_GUARDED_BY(mu_) = false;
   bool decided_ ABSL_GUARDED_BY(mu_) = false;
-  bool pumping_ ABSL_GUARDED_BY(mu_) = false;
-  bool pump_again_ ABSL_GUARDED_BY(mu_) = false;
+  internal::PumpState pump_;  // Guarded by mu_.
   std::deque<Task> waiting_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Status> failures_ ABSL_GUARDED_BY(mu_);
   absl::Status first_failure_ ABSL_GUARDED_BY(mu_);
   absl::Status result_ ABSL_GUARDED_BY(mu_);
-  OnDone on_done_ ABSL_GUARDED_BY(mu_);
+  Done on_done_ ABSL_GUARDED_BY(mu_);
 };
 
 TaskGroup::TaskGroup(const CancellationToken& parent, TaskGroupOptions options)
@@ -222,7 +212,7 @@ void TaskGroup::Cancel(absl::Status reason) {
 
 CancellationToken TaskGroup::token() const { return state_->token(); }
 
-void TaskGroup::Join(OnDone on_done) && {
+void TaskGroup::Join(Done on_done) && {
   State* state = std::exchange(state_, nullptr);
   state->Join(std::move(on_done));
 }

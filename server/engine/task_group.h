@@ -55,8 +55,7 @@ struct TaskGroupOptions {
 
 class TaskGroup {
  public:
-  using Task = absl::AnyInvocable<void(const CancellationToken&, Done) &&>;
-  using OnDone = absl::AnyInvocable<void(absl::Status) &&>;
+  using Task = AsyncTask;
 
   explicit TaskGroup(const CancellationToken& parent = {},
                      TaskGroupOptions options = {});
@@ -78,7 +77,7 @@ class TaskGroup {
 
   // Declares that no more tasks will be spawned; `on_done` runs once every
   // task is done (inline if they already are).
-  void Join(OnDone on_done) &&;
+  void Join(Done on_done) &&;
 
  private:
   class State;

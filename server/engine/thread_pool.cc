@@ -110,7 +110,7 @@ namespace {
 // function's while it runs.
 class PoolOp : public RefCounted<PoolOp> {
  public:
-  using Task = absl::AnyInvocable<void(const CancellationToken&, Done) &&>;
+  using Task = AsyncTask;
 
   PoolOp(ThreadPool& pool, Env& env, Task task, Done done,
          CancellationToken token)
@@ -185,10 +185,8 @@ class PoolOp : public RefCounted<PoolOp> {
 
 }  // namespace
 
-void RunInThreadPool(
-    ThreadPool& pool, Env& env, const CancellationToken& token,
-    absl::AnyInvocable<void(const CancellationToken&, Done) &&> task,
-    Done done) {
+void RunInThreadPool(ThreadPool& pool, Env& env, const CancellationToken& token,
+                     AsyncTask task, Done done) {
   if (token.cancelled()) {
     std::move(done)(token.reason());
     return;

@@ -90,10 +90,8 @@ class ThreadPool {
 // goes asynchronous). If the queue is full, `done` gets RESOURCE_EXHAUSTED at
 // once (inline). If `token` is cancelled while the task waits in the queue,
 // the task never runs and `done` gets the reason at once.
-void RunInThreadPool(
-    ThreadPool& pool, Env& env, const CancellationToken& token,
-    absl::AnyInvocable<void(const CancellationToken&, Done) &&> task,
-    Done done);
+void RunInThreadPool(ThreadPool& pool, Env& env, const CancellationToken& token,
+                     AsyncTask task, Done done);
 
 // The same for a function that blocks and returns its status.
 void RunInThreadPool(

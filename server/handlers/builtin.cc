@@ -128,76 +128,80 @@ class HashCall : public Call {
   const int64_t rounds_;
 };
 
+// Every built-in handler.
+std::vector<std::unique_ptr<Handler>> BuiltinHandlers() {
+  std::vector<std::unique_ptr<Handler>> handlers;
+  handlers.push_back(std::make_unique<SimpleHandler<ValueCall>>(HandlerInfo{
+      .name = "value",
+      .description = "Returns args.value at once.",
+      .args = {{.name = "value",
+                .type = ArgType::kAny,
+                .required = true,
+                .description = "The value to return; any JSON value."}},
+      .result_arg = "value",
+  }));
+  handlers.push_back(std::make_unique<SimpleHandler<SleepCall>>(HandlerInfo{
+      .name = "sleep",
+      .description = "Waits args.duration without holding a thread, then "
+                     "returns args.value (null if absent). Ends at once "
+                     "when cancelled.",
+      .args = {{.name = "duration",
+                .type = ArgType::kDuration,
+                .required = true,
+                .description = "How long to wait, like \"0.3s\"."},
+               {.name = "value",
+                .type = ArgType::kAny,
+                .description = "What to return; null if absent."}},
+      .result_arg = "value",
+  }));
+  handlers.push_back(std::make_unique<SimpleHandler<FailCall>>(HandlerInfo{
+      .name = "fail",
+      .description = "Fails with args.code and args.message, after "
+                     "args.after if given.",
+      .args = {{.name = "code",
+                .type = ArgType::kCode,
+                .required = true,
+                .description = "The canonical status code name, like "
+                               "\"UNAVAILABLE\"; not OK."},
+               {.name = "message",
+                .type = ArgType::kString,
+                .description = "The error message; a default names the "
+                               "handler."},
+               {.name = "after",
+                .type = ArgType::kDuration,
+                .description = "Wait this long first, like \"0.1s\"; "
+                               "fails at once if absent."}},
+  }));
+  handlers.push_back(std::make_unique<SimpleHandler<HashCall>>(HandlerInfo{
+      .name = "hash",
+      .description = "SHA-256 of args.data, hashed again args.rounds "
+                     "times in all; returns the hex digest. CPU work: runs "
+                     "on a thread pool and stops between rounds when "
+                     "cancelled.",
+      .args = {{.name = "data",
+                .type = ArgType::kString,
+                .required = true,
+                .description = "The bytes to hash, as a string."},
+               {.name = "rounds",
+                .type = ArgType::kInteger,
+                .description = "How many times to hash, 1 to "
+                               "100000000; 1 if absent.",
+                .min = 1,
+                .max = 100'000'000}},
+      .blocking = true,
+  }));
+  return handlers;
+}
+
 }  // namespace
 
-void RegisterBuiltinHandlers(HandlerRegistry& registry) {
-  registry
-      .Register(std::make_unique<SimpleHandler<ValueCall>>(HandlerInfo{
-          .name = "value",
-          .description = "Returns args.value at once.",
-          .args = {{.name = "value",
-                    .type = ArgType::kAny,
-                    .required = true,
-                    .description = "The value to return; any JSON value."}},
-          .result_arg = "value",
-      }))
-      .IgnoreError();
-  registry
-      .Register(std::make_unique<SimpleHandler<SleepCall>>(HandlerInfo{
-          .name = "sleep",
-          .description = "Waits args.duration without holding a thread, then "
-                         "returns args.value (null if absent). Ends at once "
-                         "when cancelled.",
-          .args = {{.name = "duration",
-                    .type = ArgType::kDuration,
-                    .required = true,
-                    .description = "How long to wait, like \"0.3s\"."},
-                   {.name = "value",
-                    .type = ArgType::kAny,
-                    .description = "What to return; null if absent."}},
-          .result_arg = "value",
-      }))
-      .IgnoreError();
-  registry
-      .Register(std::make_unique<SimpleHandler<FailCall>>(HandlerInfo{
-          .name = "fail",
-          .description = "Fails with args.code and args.message, after "
-                         "args.after if given.",
-          .args = {{.name = "code",
-                    .type = ArgType::kCode,
-                    .required = true,
-                    .description = "The canonical status code name, like "
-                                   "\"UNAVAILABLE\"; not OK."},
-                   {.name = "message",
-                    .type = ArgType::kString,
-                    .description = "The error message; a default names the "
-                                   "handler."},
-                   {.name = "after",
-                    .type = ArgType::kDuration,
-                    .description = "Wait this long first, like \"0.1s\"; "
-                                   "fails at once if absent."}},
-      }))
-      .IgnoreError();
-  registry
-      .Register(std::make_unique<SimpleHandler<HashCall>>(HandlerInfo{
-          .name = "hash",
-          .description = "SHA-256 of args.data, hashed again args.rounds "
-                         "times in all; returns the hex digest. CPU work: runs "
-                         "on a thread pool and stops between rounds when "
-                         "cancelled.",
-          .args = {{.name = "data",
-                    .type = ArgType::kString,
-                    .required = true,
-                    .description = "The bytes to hash, as a string."},
-                   {.name = "rounds",
-                    .type = ArgType::kInteger,
-                    .description = "How many times to hash, 1 to "
-                                   "100000000; 1 if absent.",
-                    .min = 1,
-                    .max = 100'000'000}},
-          .blocking = true,
-      }))
-      .IgnoreError();
+absl::Status RegisterBuiltinHandlers(HandlerRegistry& registry) {
+  for (std::unique_ptr<Handler>& handler : BuiltinHandlers()) {
+    if (absl::Status s = registry.Register(std::move(handler)); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace weft::handlers

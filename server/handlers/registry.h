@@ -35,8 +35,10 @@ class HandlerRegistry {
   std::map<std::string, std::unique_ptr<Handler>, std::less<>> handlers_;
 };
 
-// Registers value, sleep and fail.
-void RegisterBuiltinHandlers(HandlerRegistry& registry);
+// Registers the built-in handlers: value, sleep, fail and hash (the http
+// handler needs a client: http.h). ALREADY_EXISTS if one of their names is
+// taken.
+absl::Status RegisterBuiltinHandlers(HandlerRegistry& registry);
 
 }  // namespace weft::handlers
 

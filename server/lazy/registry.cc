@@ -12,6 +12,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "server/common/duration.h"
 #include "server/common/errors.h"
+#include "server/common/paging.h"
 #include "server/common/proto_time.h"
 #include "server/common/serialize.h"
 #include "server/common/status_codes.h"
@@ -24,8 +25,6 @@ namespace weft::lazy {
 namespace {
 
 constexpr char kPrefix[] = "lazyValues/";
-constexpr int kDefaultPageSize = 100;
-constexpr int kMaxPageSize = 1000;
 
 using Lazy = engine::AsyncLazy<LazyRegistry::CachedPtr>;
 
@@ -185,14 +184,10 @@ absl::Status LazyRegistry::CheckDefinition(const weft::v1::LazyValue& d,
   };
   for (const Field& f : fields) {
     if (!f.has) continue;
-    const absl::Duration v = common::FromProto(f.value);
-    if (f.value.seconds() < 0 || f.value.nanos() < 0 ||
-        f.value.nanos() > 999'999'999 || v > absl::Hours(24 * 366)) {
-      return common::FieldError(
-          absl::StrCat(path, ".", f.name),
-          absl::StrCat("must be from 0s to 366 days, got ",
-                       common::FormatJsonDuration(v)));
-    }
+    absl::StatusOr<absl::Duration> v =
+        common::CheckedDuration(f.value, absl::StrCat(path, ".", f.name),
+                                absl::ZeroDuration(), absl::Hours(24 * 366));
+    if (!v.ok()) return v.status();
   }
   if (d.has_refresh_after() && d.has_ttl() &&
       common::FromProto(d.ttl()) != absl::ZeroDuration() &&
@@ -341,12 +336,9 @@ absl::Status LazyRegistry::Delete(absl::string_view name) {
 absl::StatusOr<LazyRegistry::Page> LazyRegistry::List(
     int page_size, absl::string_view page_token, int64_t max_bytes,
     engine::MemoryCharge* charge) const {
-  if (page_size < 0 || page_size > kMaxPageSize) {
-    return common::FieldError(
-        "page_size",
-        absl::StrCat("must be from 0 to ", kMaxPageSize, ", got ", page_size));
-  }
-  if (page_size == 0) page_size = kDefaultPageSize;
+  absl::StatusOr<int> size = common::PageSize(page_size);
+  if (!size.ok()) return size.status();
+  page_size = *size;
   if (!page_token.empty() && !plan::IsLazyValueName(page_token)) {
     return common::FieldError("page_token", "not a token from ListLazyValues");
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/duration.h"
 #include "server/common/errors.h"
+#include "server/common/proto_time.h"
 #include "server/common/status_codes.h"
 #include "server/common/text.h"
 
@@ -76,7 +77,6 @@ int FiniteDepth(const google::protobuf::Value& value) {
 }
 
 // google.protobuf.Duration's largest value.
-constexpr int64_t kMaxDurationSeconds = 315'576'000'000;
 constexpr int kMaxAttempts = 100;
 
 // INVALID_ARGUMENT "<path>: <what>", with a BadRequest field violation for
@@ -111,23 +111,8 @@ absl::Status HandlerError(absl::string_view path, const absl::Status& s) {
 absl::StatusOr<absl::Duration> DurationField(
     const google::protobuf::Duration& d, absl::string_view path,
     bool positive) {
-  const absl::Duration out =
-      absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-  if (d.seconds() > kMaxDurationSeconds || d.seconds() < -kMaxDurationSeconds ||
-      d.nanos() > 999'999'999 || d.nanos() < -999'999'999) {
-    return Error(path,
-                 absl::StrCat("is not a valid duration: seconds go up to ",
-                              kMaxDurationSeconds,
-                              " and nanos up to "
-                              "999999999, got seconds ",
-                              d.seconds(), " and nanos ", d.nanos()));
-  }
-  if (out < absl::ZeroDuration() || (positive && out == absl::ZeroDuration())) {
-    return Error(path, absl::StrCat(positive ? "must be a positive duration"
-                                             : "must not be negative",
-                                    ", got ", common::FormatJsonDuration(out)));
-  }
-  return out;
+  return common::CheckedDuration(
+      d, path, positive ? absl::Nanoseconds(1) : absl::ZeroDuration());
 }
 
 }  // namespace
@@ -161,11 +146,6 @@ std::string ValueDepthRoom(int allowed, int max_value_depth) {
       " levels of lists and objects: --max_value_depth is ", max_value_depth,
       " and the enclosing nodes' values take ", taken,
       " (a parallel or a sequence one level, a JOIN_ALL_SETTLED parallel two)");
-}
-
-std::string ChildName(const CompiledNode& child, int index) {
-  const std::string& id = child.source->id();
-  return id.empty() ? absl::StrCat("children[", index, "]") : id;
 }
 
 // A lazy node's call: resolves its lazy value.
@@ -315,24 +295,25 @@ class Compiler {
                    absl::StrCat("must be from 1 to ", kMaxAttempts, ", got ",
                                 r.max_attempts()));
     }
-    out.max_attempts = r.max_attempts();
+    out.policy.max_attempts = r.max_attempts();
     if (r.has_initial_backoff()) {
       auto d = DurationField(r.initial_backoff(),
                              absl::StrCat(path, ".initial_backoff"), false);
       if (!d.ok()) return d.status();
-      out.initial_backoff = *d;
+      out.policy.initial_backoff = *d;
     }
     if (r.has_max_backoff()) {
       auto d = DurationField(r.max_backoff(),
                              absl::StrCat(path, ".max_backoff"), false);
       if (!d.ok()) return d.status();
-      out.max_backoff = *d;
+      out.policy.max_backoff = *d;
     }
-    if (out.max_backoff < out.initial_backoff) {
+    if (out.policy.max_backoff < out.policy.initial_backoff) {
       return Error(
           absl::StrCat(path, ".max_backoff"),
           absl::StrCat("must not be shorter than initial_backoff (",
-                       common::FormatJsonDuration(out.initial_backoff), ")"));
+                       common::FormatJsonDuration(out.policy.initial_backoff),
+                       ")"));
     }
     if (r.multiplier() != 0) {
       if (!(r.multiplier() >= 1 && r.multiplier() <= 100)) {
@@ -340,14 +321,14 @@ class Compiler {
                      absl::StrCat("must be from 1 to 100, got ",
                                   common::FormatNumber(r.multiplier())));
       }
-      out.multiplier = r.multiplier();
+      out.policy.multiplier = r.multiplier();
     }
     if (!(r.jitter() >= 0 && r.jitter() <= 1)) {
       return Error(absl::StrCat(path, ".jitter"),
                    absl::StrCat("must be from 0 to 1, got ",
                                 common::FormatNumber(r.jitter())));
     }
-    if (r.jitter() != 0) out.jitter = r.jitter();
+    if (r.jitter() != 0) out.policy.jitter = r.jitter();
     for (int i = 0; i < r.retryable_codes_size(); ++i) {
       absl::StatusOr<absl::StatusCode> code =
           common::ParseCodeName(r.retryable_codes(i));

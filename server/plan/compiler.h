@@ -22,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/engine/race.h"
+#include "server/engine/retry.h"
 #include "server/engine/task_group.h"
 #include "server/engine/thread_pool.h"
 #include "server/handlers/handler.h"
@@ -78,11 +79,8 @@ inline bool IsLeaf(NodeKind kind) {
 // A node's retry policy, checked; the interpreter builds the engine's policy
 // from it.
 struct CompiledRetry {
-  int max_attempts = 1;
-  absl::Duration initial_backoff = absl::Milliseconds(100);
-  absl::Duration max_backoff = absl::Seconds(10);
-  double multiplier = 2.0;
-  double jitter = 0.2;
+  // Attempts, backoff and jitter; the interpreter adds what is retryable.
+  engine::RetryPolicy policy;
   // Empty: the default set (UNAVAILABLE, RESOURCE_EXHAUSTED, and the
   // attempt's own DEADLINE_EXCEEDED).
   absl::flat_hash_set<absl::StatusCode> retryable_codes;
@@ -163,10 +161,6 @@ absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
 // Whether `name` is a well-formed "lazyValues/{id}": an id of 1 to 63
 // characters of a-z, 0-9, '_' and '-', starting with a letter.
 bool IsLazyValueName(absl::string_view name);
-
-// The name a node goes by in messages and outcomes: its id, or
-// "children[i]" when it has none.
-std::string ChildName(const CompiledNode& child, int index);
 
 }  // namespace weft::plan
 

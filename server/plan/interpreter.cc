@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/duration.h"
 #include "server/common/errors.h"
+#include "server/common/outcome.h"
 #include "server/common/proto_time.h"
 #include "server/common/status_codes.h"
 #include "server/common/text.h"
@@ -60,18 +61,12 @@ struct NodeRecord {
   engine::Done attempt_done;                   // To Retry, for retried nodes.
 };
 
-// How a child is named in its parent's messages: children[1] "posts".
-std::string ChildLabel(const CompiledNode& child, int index) {
-  const std::string& id = child.source->id();
-  return id.empty() ? absl::StrCat("children[", index, "]")
-                    : absl::StrCat("children[", index, "] \"", id, "\"");
-}
-
 // The error a parent passes on for a failed child, naming the child.
 absl::Status ChildError(const CompiledNode& child, int index,
                         const absl::Status& s) {
   return common::WithMessage(
-      s, absl::StrCat(ChildLabel(child, index), ": ", s.message()));
+      s, absl::StrCat(common::ChildLabel(child.source->id(), index), ": ",
+                      s.message()));
 }
 
 weft::v1::NodeKind ToProto(NodeKind kind) {
@@ -164,13 +159,7 @@ class Execution {
       RunAttempt(index, 1);
       return;
     }
-    const CompiledRetry& r = *n.retry;
-    engine::RetryPolicy policy;
-    policy.max_attempts = r.max_attempts;
-    policy.initial_backoff = r.initial_backoff;
-    policy.max_backoff = r.max_backoff;
-    policy.multiplier = r.multiplier;
-    policy.jitter = r.jitter;
+    engine::RetryPolicy policy = n.retry->policy;
     policy.retryable = [this, index](const absl::Status& s, int) {
       if (handlers::IsPermanent(s)) return false;
       const CompiledRetry& r = *node(index).retry;
@@ -396,7 +385,7 @@ class Execution {
     race.mode = n.race_mode;
     race.hedge_delay = n.hedge_delay;
     race.task_name = [this, index](int i) {
-      return ChildLabel(node(node(index).children[i]), i);
+      return common::ChildLabel(node(node(index).children[i]).source->id(), i);
     };
     engine::RunUntilFirstComplete(
         *options_.env, token, std::move(tasks), std::move(race),
@@ -414,7 +403,8 @@ class Execution {
           }
           if (r.winner >= 0) {
             const int32_t winner = n.children[r.winner];
-            records_[index].winner = ChildName(node(winner), r.winner);
+            records_[index].winner =
+                common::ChildName(node(winner).source->id(), r.winner);
             if (r.status.ok()) r.status = PassOn(winner, index);
           }
           std::move(done)(std::move(r.status));

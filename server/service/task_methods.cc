@@ -13,6 +13,7 @@
 #include "server/common/duration.h"
 #include "server/common/errors.h"
 #include "server/common/outcome.h"
+#include "server/common/proto_time.h"
 #include "server/service/orchestrator_service.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
@@ -21,10 +22,6 @@ namespace weft::service {
 namespace {
 
 using weft::v1::Task;
-
-bool Terminal(weft::v1::TaskState s) {
-  return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
-}
 
 absl::Status CheckView(int view) {
   if (weft::v1::TaskView_IsValid(view)) return absl::OkStatus();
@@ -220,15 +217,13 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
     detail_ = request->detail();
     absl::Duration wait = service_->options_.default_wait;
     if (request->has_timeout()) {
-      const auto& t = request->timeout();
-      wait = absl::Seconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-      if (t.seconds() < 0 || t.nanos() < 0 || wait > absl::Hours(24)) {
-        Finish(grpc::Status(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            absl::StrCat("timeout: must be from 0s to 86400s, got ",
-                         common::FormatJsonDuration(wait))));
+      absl::StatusOr<absl::Duration> timeout = common::CheckedDuration(
+          request->timeout(), "timeout", absl::ZeroDuration(), absl::Hours(24));
+      if (!timeout.ok()) {
+        Finish(ToGrpc(timeout.status()));
         return;
       }
+      wait = *timeout;
     }
     absl::Time deadline = service_->env_.Now() + wait;
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
@@ -270,7 +265,7 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
   // (charged to this call until it is sent).
   void Done(Task task) {
     absl::StatusOr<Task> full = std::move(task);
-    if (Terminal(full->state())) {
+    if (tasks::IsTerminal(full->state())) {
       full = service_->tasks_.Get(full->name(), false, true, &charge_);
       if (full.ok()) {
         absl::Status s = ShapeOutcome(detail_, "", &*full);
@@ -430,7 +425,7 @@ class OrchestratorService::WatchReactor final
                     "; resume from an event of this task's watch")),
                 common::kSequenceAhead),
             "after_sequence", "past the task's last change");
-      } else if (Terminal(task->state())) {
+      } else if (tasks::IsTerminal(task->state())) {
         // The caller saw the end already.
         done_ = true;
         Finish(grpc::Status::OK);
@@ -458,7 +453,7 @@ class OrchestratorService::WatchReactor final
     }
     const absl::Time now = service_->env_.Now();
     const bool state_changed = task->state() != last_state_;
-    if (!state_changed && !Terminal(task->state()) && sent_any_ &&
+    if (!state_changed && !tasks::IsTerminal(task->state()) && sent_any_ &&
         now - last_sent_ < kMinInterval) {
       if (!timer_armed_) {
         timer_armed_ = true;
@@ -472,7 +467,7 @@ class OrchestratorService::WatchReactor final
     pending_ = false;
     last_state_ = task->state();
     last_sent_ = now;
-    sent_terminal_ = Terminal(task->state());
+    sent_terminal_ = tasks::IsTerminal(task->state());
     sent_any_ = true;
     event_.set_sequence(sequence);
     *event_.mutable_task() = *std::move(task);

@@ -16,6 +16,7 @@
 #include "server/common/duration.h"
 #include "server/common/errors.h"
 #include "server/common/outcome.h"
+#include "server/common/paging.h"
 #include "server/common/proto_time.h"
 #include "server/common/serialize.h"
 #include "server/common/text.h"
@@ -59,10 +60,6 @@ TaskState StateOf(const weft::v1::NodeOutcome& outcome) {
     default:
       return weft::v1::TASK_STATE_FAILED;
   }
-}
-
-bool Terminal(TaskState s) {
-  return s != weft::v1::TASK_STATE_QUEUED && s != weft::v1::TASK_STATE_RUNNING;
 }
 
 // What a task costs besides its request and outcome (its record, name,
@@ -129,6 +126,11 @@ class WatchFn {
 };
 
 }  // namespace
+
+bool IsTerminal(weft::v1::TaskState state) {
+  return state != weft::v1::TASK_STATE_QUEUED &&
+         state != weft::v1::TASK_STATE_RUNNING;
+}
 
 // A queued or running task.
 struct TaskRegistry::Live : public plan::NodeObserver,
@@ -593,7 +595,7 @@ void TaskRegistry::Forget(const std::string& name, const char* why) {
 Task TaskRegistry::SnapshotLocked(const Live& live, bool with_plan,
                                   bool with_outcome) const {
   Task task = live.task;
-  if (!Terminal(task.state())) {
+  if (!IsTerminal(task.state())) {
     auto* progress = task.mutable_progress();
     progress->set_leaves_done(live.done.load(std::memory_order_relaxed));
     progress->set_leaves_failed(live.failed.load(std::memory_order_relaxed));
@@ -645,12 +647,9 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
 absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
     const weft::v1::ListTasksRequest& request, int64_t max_bytes,
     engine::MemoryCharge* charge) const {
-  if (request.page_size() < 0 || request.page_size() > 1000) {
-    return common::FieldError(
-        "page_size", absl::StrCat("must be from 1 to 1000 (0 for 100), got ",
-                                  request.page_size()));
-  }
-  const int page_size = request.page_size() == 0 ? 100 : request.page_size();
+  absl::StatusOr<int> size = common::PageSize(request.page_size());
+  if (!size.ok()) return size.status();
+  const int page_size = *size;
   absl::flat_hash_set<int> states;
   for (int s : request.states()) {
     if (!weft::v1::TaskState_IsValid(s) ||

@@ -51,6 +51,10 @@
 
 namespace weft::tasks {
 
+// Whether a task in `state` has ended (SUCCEEDED, FAILED, CANCELLED or
+// TIMED_OUT): it will not change again.
+bool IsTerminal(weft::v1::TaskState state);
+
 struct TaskOptions {
   int max_running_tasks = 100;
   int max_queued_tasks = 10'000;

@@ -53,14 +53,14 @@ WeftServer::WeftServer(ServerOptions options)
       lazies_(loop_, WithInflight(options_.lazies, &inflight_)),
       tasks_(loop_, task_store_, WithInflight(options_.tasks, &inflight_)),
       reflection_index_(ServedDescriptors()) {
-  handlers::RegisterBuiltinHandlers(registry_);
+  registered_ = handlers::RegisterBuiltinHandlers(registry_);
   handlers::HttpOptions http_options = options_.http;
   http_options.memory = &inflight_;
   absl::StatusOr<std::unique_ptr<handlers::HttpClient>> http =
       handlers::HttpClient::Create(std::move(http_options));
   if (http.ok()) {
     http_ = *std::move(http);
-    handlers::RegisterHttpHandler(registry_, *http_);
+    registered_.Update(handlers::RegisterHttpHandler(registry_, *http_));
   } else {
     std::cerr << "weftd: the http handler is not available: "
               << http.status().message() << std::endl;
@@ -132,6 +132,7 @@ absl::Status WeftServer::DeclareLazyValues(
 }
 
 absl::StatusOr<std::string> WeftServer::Start() {
+  if (!registered_.ok()) return registered_;
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),

@@ -101,6 +101,8 @@ class WeftServer {
   // service::OrchestratorService).
   engine::ThreadPool large_requests_;
   handlers::HandlerRegistry registry_;
+  // Whether every handler registered; Start fails with the first error.
+  absl::Status registered_;
   // Before the tasks: their plans may resolve lazy values.
   lazy::LazyRegistry lazies_;
   store::InMemoryTaskStore task_store_;

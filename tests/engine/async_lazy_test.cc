@@ -22,10 +22,11 @@ using Lazy = AsyncLazy<std::string>;
 class AsyncLazyTest : public ::testing::Test {
  protected:
   // A computation that takes 1 s and returns "v<n>" for its n-th run, or
-  // fails when fail_ is set.
+  // fails when fail_ is set. Its token goes to tokens_.
   Lazy::Factory Factory() {
     return [this](const CancellationToken& token, Lazy::Callback done) {
       const int n = ++computations_;
+      tokens_.push_back(token);
       SleepFor(env_, token, absl::Seconds(1),
                [this, n, done = std::move(done)](absl::Status s) mutable {
                  if (!s.ok()) return std::move(done)(s);
@@ -38,6 +39,7 @@ class AsyncLazyTest : public ::testing::Test {
 
   ManualEnv env_;
   int computations_ = 0;
+  std::vector<CancellationToken> tokens_;  // Each computation's.
   bool fail_ = false;
 };
 
@@ -68,6 +70,8 @@ TEST_F(AsyncLazyTest, AWaiterThatLeavesDoesNotStopTheComputation) {
   leaving.Cancel(absl::CancelledError("deadline"));
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->status(), absl::CancelledError("deadline"));
+  ASSERT_EQ(tokens_.size(), 1u);
+  EXPECT_FALSE(tokens_[0].cancelled());
   env_.AdvanceBy(absl::Seconds(1));
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(**b, "v1");
@@ -230,7 +234,7 @@ TEST_F(AsyncLazyTest, AResetCancelsARefreshNobodyWaitsFor) {
   EXPECT_TRUE(refresh_ends.empty());
   lazy.Reset();
   ASSERT_EQ(refresh_ends.size(), 1u);
-  EXPECT_EQ(refresh_ends[0].code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(refresh_ends[0], absl::CancelledError("reset"));
   EXPECT_EQ(lazy.Snapshot().stats.load_failures, 0);  // Not this generation's.
 }
 
@@ -241,7 +245,12 @@ TEST_F(AsyncLazyTest, CloseEndsWaitersAndEveryLaterGet) {
   lazy.Close(absl::AbortedError("deleted"));
   EXPECT_EQ(waiting->status(), absl::AbortedError("deleted"));
   EXPECT_EQ(GetNow(lazy)->status(), absl::AbortedError("deleted"));
-  env_.AdvanceBy(absl::Seconds(1));  // The computation was cancelled.
+  // The computation was cancelled with the reason, and its sleep ended at
+  // once.
+  ASSERT_EQ(tokens_.size(), 1u);
+  EXPECT_EQ(tokens_[0].reason(), absl::AbortedError("deleted"));
+  EXPECT_EQ(env_.pending_timers(), 0u);
+  env_.AdvanceBy(absl::Seconds(1));
   EXPECT_FALSE(lazy.Peek().has_value());
 }
 

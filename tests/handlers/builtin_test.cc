@@ -18,7 +18,7 @@ using ::weft::testing::StatusIs;
 
 class BuiltinTest : public ::testing::Test {
  protected:
-  BuiltinTest() { RegisterBuiltinHandlers(registry_); }
+  BuiltinTest() { EXPECT_TRUE(RegisterBuiltinHandlers(registry_).ok()); }
 
   // Checks and prepares a call; args_ keeps the args alive.
   std::unique_ptr<Call> Prepare(absl::string_view handler,
@@ -51,7 +51,7 @@ TEST_F(BuiltinTest, RegistryListsTheBuiltinsByName) {
 
 TEST_F(BuiltinTest, RegisteringANameTwiceIsRefused) {
   HandlerRegistry fresh;
-  RegisterBuiltinHandlers(fresh);
+  EXPECT_TRUE(RegisterBuiltinHandlers(fresh).ok());
   class Dup : public Handler {
    public:
     const HandlerInfo& info() const override { return info_; }
@@ -196,6 +196,14 @@ TEST_F(BuiltinTest, HashRoundsAreBounded) {
                 FromJson<Struct>(R"({"data": "x", "rounds": 100000001})")),
       StatusIs(absl::StatusCode::kInvalidArgument,
                "args.rounds: must be between 1 and 100000000, got 100000001"));
+}
+
+TEST(RegisterBuiltinHandlersTest, ANameTakenIsAlreadyExists) {
+  HandlerRegistry registry;
+  ASSERT_TRUE(RegisterBuiltinHandlers(registry).ok());
+  const absl::Status again = RegisterBuiltinHandlers(registry);
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists) << again;
+  EXPECT_THAT(std::string(again.message()), ::testing::HasSubstr("value"));
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ class HttpTest : public ::testing::Test {
   absl::StatusOr<std::unique_ptr<handlers::Call>> Prepare(
       HttpClient& client, absl::string_view args_json) {
     registries_.push_back(std::make_unique<HandlerRegistry>());
-    RegisterHttpHandler(*registries_.back(), client);
+    EXPECT_TRUE(RegisterHttpHandler(*registries_.back(), client).ok());
     const Handler* handler = registries_.back()->Find("http");
     args_.push_back(std::make_unique<google::protobuf::Struct>(
         FromJson<google::protobuf::Struct>(args_json)));

@@ -1,5 +1,6 @@
 #include "server/lazy/registry.h"
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,6 +10,8 @@
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
 #include "server/common/outcome.h"
+#include "server/engine/sleep.h"
+#include "server/handlers/handler.h"
 #include "server/plan/interpreter.h"
 #include "tests/testing/json.h"
 #include "tests/testing/manual_env.h"
@@ -26,7 +29,9 @@ using Result = absl::StatusOr<google::protobuf::Value>;
 
 class LazyRegistryTest : public ::testing::Test {
  protected:
-  LazyRegistryTest() { handlers::RegisterBuiltinHandlers(handlers_); }
+  LazyRegistryTest() {
+    EXPECT_TRUE(handlers::RegisterBuiltinHandlers(handlers_).ok());
+  }
 
   LazyRegistry& registry() {
     if (registry_ == nullptr) {
@@ -213,9 +218,58 @@ TEST_F(LazyRegistryTest, RefreshAheadServesTheOldValueWhileOneRefreshRuns) {
   EXPECT_FALSE(Get("lazyValues/daily_stats").refreshing());
 }
 
+// "watched_sleep": sleeps 1 s as "sleep" does (ended at once by
+// cancellation), and records each call's token and how its sleep ended.
+class WatchedSleepHandler : public handlers::Handler {
+ public:
+  struct Calls {
+    std::vector<engine::CancellationToken> tokens;
+    std::vector<absl::Status> ended;
+  };
+
+  explicit WatchedSleepHandler(Calls* calls) : calls_(calls) {
+    info_.name = "watched_sleep";
+    info_.description = "test";
+  }
+  const handlers::HandlerInfo& info() const override { return info_; }
+  absl::StatusOr<std::unique_ptr<handlers::Call>> Prepare(
+      const google::protobuf::Struct&) const override {
+    return std::unique_ptr<handlers::Call>(new WatchedCall(calls_));
+  }
+
+ private:
+  class WatchedCall : public handlers::Call {
+   public:
+    explicit WatchedCall(Calls* calls) : calls_(calls) {}
+    void Start(const handlers::CallContext& ctx,
+               handlers::CallDone done) const override {
+      calls_->tokens.push_back(ctx.token);
+      engine::SleepFor(
+          ctx.env, ctx.token, absl::Seconds(1),
+          [calls = calls_, done = std::move(done)](absl::Status s) mutable {
+            calls->ended.push_back(s);
+            if (!s.ok()) return std::move(done)(std::move(s));
+            std::move(done)(google::protobuf::Value());
+          });
+    }
+
+   private:
+    Calls* const calls_;
+  };
+
+  Calls* const calls_;
+  handlers::HandlerInfo info_;
+};
+
 TEST_F(LazyRegistryTest, DeleteWhileComputingAbortsItsResolvers) {
-  MustCreate("daily_stats", kSlowStats);
+  WatchedSleepHandler::Calls calls;
+  ASSERT_TRUE(
+      handlers_.Register(std::make_unique<WatchedSleepHandler>(&calls)).ok());
+  MustCreate("daily_stats",
+             R"({"plan": {"call": {"handler": "watched_sleep"}}})");
   auto waiting = Resolve("lazyValues/daily_stats");
+  ASSERT_EQ(calls.tokens.size(), 1u);
+  EXPECT_FALSE(calls.tokens[0].cancelled());
   ASSERT_TRUE(registry().Delete("lazyValues/daily_stats").ok());
   ASSERT_TRUE(waiting->has_value());
   EXPECT_THAT(waiting->value(), StatusIs(absl::StatusCode::kAborted,
@@ -223,7 +277,15 @@ TEST_F(LazyRegistryTest, DeleteWhileComputingAbortsItsResolvers) {
   EXPECT_THAT(registry().Get("lazyValues/daily_stats"),
               StatusIs(absl::StatusCode::kNotFound,
                        "lazyValues/daily_stats: no such lazy value"));
-  env_.AdvanceBy(absl::Seconds(1));  // Its computation was cancelled.
+  // Its computation was cancelled, with the resolvers' reason, and so ended
+  // at once.
+  EXPECT_THAT(calls.tokens[0].reason(),
+              StatusIs(absl::StatusCode::kAborted,
+                       "lazyValues/daily_stats was deleted"));
+  ASSERT_EQ(calls.ended.size(), 1u);
+  EXPECT_EQ(calls.ended[0], calls.tokens[0].reason());
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(calls.ended.size(), 1u);
 }
 
 TEST_F(LazyRegistryTest, AComputationEveryoneLeftStillEndsAtTheTimeout) {

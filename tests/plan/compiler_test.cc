@@ -17,7 +17,9 @@ using ::weft::testing::StatusIs;
 
 class CompilerTest : public ::testing::Test {
  protected:
-  CompilerTest() { handlers::RegisterBuiltinHandlers(registry_); }
+  CompilerTest() {
+    EXPECT_TRUE(handlers::RegisterBuiltinHandlers(registry_).ok());
+  }
 
   absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
       absl::string_view json) {
@@ -89,8 +91,8 @@ TEST_F(CompilerTest, EveryKindCompilesWithItsOptions) {
   EXPECT_EQ(nodes[7].pool, pools_.Find("default"));
   EXPECT_EQ(nodes[2].pool, nullptr);
   ASSERT_NE(nodes[7].retry, nullptr);
-  EXPECT_EQ(nodes[7].retry->max_attempts, 3);
-  EXPECT_EQ(nodes[7].retry->initial_backoff, absl::Milliseconds(200));
+  EXPECT_EQ(nodes[7].retry->policy.max_attempts, 3);
+  EXPECT_EQ(nodes[7].retry->policy.initial_backoff, absl::Milliseconds(200));
   EXPECT_TRUE(
       nodes[7].retry->retryable_codes.contains(absl::StatusCode::kNotFound));
 }

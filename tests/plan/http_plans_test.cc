@@ -43,8 +43,8 @@ class HttpPlansTest : public ::testing::Test {
     options.allow = *handlers::AllowList::Parse(
         absl::StrCat("127.0.0.1:", fixture_->port()));
     client_ = *handlers::HttpClient::Create(std::move(options));
-    handlers::RegisterBuiltinHandlers(registry_);
-    handlers::RegisterHttpHandler(registry_, *client_);
+    EXPECT_TRUE(handlers::RegisterBuiltinHandlers(registry_).ok());
+    EXPECT_TRUE(handlers::RegisterHttpHandler(registry_, *client_).ok());
   }
 
   // Runs `json`, where FIXTURE stands for the fixture's "http://host:port".

@@ -31,7 +31,9 @@ using weft::v1::NodeOutcome;
 
 class InterpreterTest : public ::testing::Test {
  protected:
-  InterpreterTest() { handlers::RegisterBuiltinHandlers(registry_); }
+  InterpreterTest() {
+    EXPECT_TRUE(handlers::RegisterBuiltinHandlers(registry_).ok());
+  }
 
   std::shared_ptr<const CompiledPlan> Compile(absl::string_view json) {
     auto plan = plan::Compile(PlanFromJson(json), "plan", registry_, Limits());
@@ -621,7 +623,7 @@ class InterpreterThreadsTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(InterpreterThreadsTest, EveryNodeStartsAndEndsExactlyOnce) {
   handlers::HandlerRegistry registry;
-  handlers::RegisterBuiltinHandlers(registry);
+  EXPECT_TRUE(handlers::RegisterBuiltinHandlers(registry).ok());
   engine::EventLoop loop(GetParam());
   PoolSet pools({{"default", 2, 1000}});
   for (int round = 0; round < 20; ++round) {
@@ -667,7 +669,7 @@ TEST_P(InterpreterThreadsTest, EveryNodeStartsAndEndsExactlyOnce) {
 TEST_P(InterpreterThreadsTest,
        TenThousandSleepingLeavesRunOnAFixedSetOfThreads) {
   handlers::HandlerRegistry registry;
-  handlers::RegisterBuiltinHandlers(registry);
+  EXPECT_TRUE(handlers::RegisterBuiltinHandlers(registry).ok());
   engine::EventLoop loop(GetParam());
   std::string children;
   for (int i = 0; i < 10'000; ++i) {

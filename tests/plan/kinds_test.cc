@@ -65,7 +65,7 @@ class FlakyHandler : public handlers::Handler {
 class KindsTest : public ::testing::Test {
  protected:
   KindsTest() {
-    handlers::RegisterBuiltinHandlers(registry_);
+    EXPECT_TRUE(handlers::RegisterBuiltinHandlers(registry_).ok());
     registry_.Register(std::make_unique<FlakyHandler>(&flaky_calls_))
         .IgnoreError();
   }

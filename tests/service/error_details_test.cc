@@ -213,6 +213,96 @@ TEST_F(ErrorDetailsTest, AMalformedTaskNameIsAFieldError) {
   EXPECT_THAT(Fields(s), ElementsAre("name"));
 }
 
+TEST_F(ErrorDetailsTest, CancellingAnUnknownTaskIsNotFound) {
+  const std::string name = "tasks/00000000000000000000000000000000";
+  absl::Status s = Call(&weft::v1::Orchestrator::Stub::CancelTask,
+                        absl::StrCat(R"({"name": ")", name, R"("})"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Info(s).reason(), "TASK_NOT_FOUND");
+  EXPECT_EQ(Resource(s), absl::StrCat("weft.v1.Task ", name));
+}
+
+TEST_F(ErrorDetailsTest, ListingAnUnknownStateIsAFieldError) {
+  weft::v1::ListTasksRequest request;
+  request.add_states(static_cast<weft::v1::TaskState>(99));
+  grpc::ClientContext context;
+  weft::v1::ListTasksResponse response;
+  absl::Status s =
+      Received(f_.orchestrator().ListTasks(&context, request, &response));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Info(s).reason(), "INVALID_FIELD");
+  EXPECT_THAT(Fields(s), ElementsAre("states"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("unknown state 99"));
+}
+
+// One page-size rule, and one message, for every List method.
+TEST_F(ErrorDetailsTest, PageSizesOutOfRangeAreFieldErrors) {
+  for (absl::Status s :
+       {Call(&weft::v1::Orchestrator::Stub::ListTasks, R"({"pageSize": 1001})"),
+        Call(&weft::v1::Orchestrator::Stub::ListLazyValues,
+             R"({"pageSize": -1})")}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(Info(s).reason(), "INVALID_FIELD");
+    EXPECT_THAT(Fields(s), ElementsAre("page_size"));
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr("page_size: must be from 1 to 1000 (0 for 100)"));
+  }
+}
+
+TEST_F(ErrorDetailsTest, AWaitLongerThanADayIsAFieldError) {
+  absl::StatusOr<weft::v1::Task> task = CreateTask(
+      R"({"plan": {"call": {"handler": "value", "args": {"value": 1}}}})");
+  ASSERT_TRUE(task.ok()) << task.status();
+  for (absl::string_view timeout : {"90000s", "-1s"}) {
+    absl::Status s = Call(&weft::v1::Orchestrator::Stub::WaitTask,
+                          absl::StrCat(R"({"name": ")", task->name(),
+                                       R"(", "timeout": ")", timeout, R"("})"));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << timeout;
+    EXPECT_EQ(Info(s).reason(), "INVALID_FIELD");
+    EXPECT_THAT(Fields(s), ElementsAre("timeout"));
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr(absl::StrCat("timeout: must be from 0s to 86400s, "
+                                       "got ",
+                                       timeout)));
+  }
+}
+
+TEST_F(ErrorDetailsTest, LabelAndRequestIdLimitsNameTheField) {
+  const std::string plan =
+      R"("plan": {"call": {"handler": "value", "args": {"value": 1}}})";
+  std::string many = "{";
+  for (int i = 0; i < 65; ++i) {
+    absl::StrAppend(&many, i == 0 ? "" : ", ", "\"k", i, "\": \"v\"");
+  }
+  many += "}";
+  struct Case {
+    std::string request;
+    std::string field;
+    std::string message;
+  };
+  const Case cases[] = {
+      {absl::StrCat("{", plan, R"(, "labels": )", many, "}"), "labels",
+       "65 labels, more than 64"},
+      {absl::StrCat("{", plan, R"(, "labels": {")", std::string(64, 'k'),
+                    R"(": "v"}})"),
+       "labels", "must be 1 to 63 characters"},
+      {absl::StrCat("{", plan, R"(, "labels": {"k": ")", std::string(256, 'v'),
+                    R"("}})"),
+       "labels[\"k\"]", "longer than 255 characters"},
+      {absl::StrCat("{", plan, R"(, "requestId": ")", std::string(129, 'r'),
+                    R"("})"),
+       "request_id", "longer than 128 characters"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<weft::v1::Task> task = CreateTask(c.request);
+    ASSERT_FALSE(task.ok()) << c.field;
+    EXPECT_EQ(task.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(Info(task.status()).reason(), "INVALID_FIELD");
+    EXPECT_THAT(Fields(task.status()), ElementsAre(c.field));
+    EXPECT_THAT(std::string(task.status().message()), HasSubstr(c.message));
+  }
+}
+
 TEST_F(ErrorDetailsTest, AReusedRequestIdNamesTheTaskItMade) {
   absl::StatusOr<weft::v1::Task> first = CreateTask(
       R"({"requestId": "r1", "plan": {"call": {"handler": "value", "args": {"value": 1}}}})");

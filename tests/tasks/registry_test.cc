@@ -31,7 +31,9 @@ constexpr char kSleep1s[] =
 
 class TaskRegistryTest : public ::testing::Test {
  protected:
-  TaskRegistryTest() { handlers::RegisterBuiltinHandlers(handlers_); }
+  TaskRegistryTest() {
+    EXPECT_TRUE(handlers::RegisterBuiltinHandlers(handlers_).ok());
+  }
   ~TaskRegistryTest() override {
     if (registry_ != nullptr) {
       registry_->StopAccepting(absl::CancelledError("test over"));
@@ -353,7 +355,7 @@ TEST_F(TaskRegistryTest, ShutdownCancelsQueuedAtOnceAndRunningWhenAsked) {
 TEST(TaskRegistryThreadsTest, ThousandConcurrentCreatesAreAllAccountedFor) {
   engine::EventLoop loop(2);
   handlers::HandlerRegistry handlers;
-  handlers::RegisterBuiltinHandlers(handlers);
+  EXPECT_TRUE(handlers::RegisterBuiltinHandlers(handlers).ok());
   store::InMemoryTaskStore store;
   TaskOptions options;
   options.max_running_tasks = 50;
