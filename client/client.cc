@@ -297,43 +297,6 @@ Client::Check(const std::string& service, absl::Duration timeout) const {
   return response.status();
 }
 
-weft::v1::PlanNode Call(absl::string_view handler,
-                        google::protobuf::Struct args) {
-  weft::v1::PlanNode node;
-  node.mutable_call()->set_handler(std::string(handler));
-  *node.mutable_call()->mutable_args() = std::move(args);
-  return node;
-}
-
-weft::v1::PlanNode Parallel(std::vector<weft::v1::PlanNode> children) {
-  weft::v1::PlanNode node;
-  for (weft::v1::PlanNode& child : children) {
-    *node.mutable_parallel()->add_children() = std::move(child);
-  }
-  return node;
-}
-
-weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node) {
-  node.set_id(std::string(id));
-  return node;
-}
-
-weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node) {
-  common::SetDuration(timeout, node.mutable_timeout());
-  return node;
-}
-
-absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json) {
-  google::protobuf::Struct args;
-  auto s = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &args);
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("args are not a JSON object: ", s.message().ToString()));
-  }
-  return args;
-}
-
 namespace {
 
 // Reads `json` as far as it goes, without building anything: whether its

@@ -91,17 +91,6 @@ class Client {
   std::unique_ptr<grpc::health::v1::Health::StubInterface> health_;
 };
 
-// Plan builders:
-//   RunRequest r;
-//   *r.mutable_plan() = Parallel({
-//       Id("user", Call("sleep", *ArgsFromJson(R"({"duration": "0.3s"})"))),
-//       Id("stats", Call("value", *ArgsFromJson(R"({"value": 42})")))});
-weft::v1::PlanNode Call(absl::string_view handler,
-                        google::protobuf::Struct args = {});
-weft::v1::PlanNode Parallel(std::vector<weft::v1::PlanNode> children);
-weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node);
-weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node);
-
 // Accepts "tasks/{id}" or the bare id.
 std::string TaskName(absl::string_view name_or_id);
 // Accepts "lazyValues/{id}" or the bare id.
@@ -117,9 +106,6 @@ absl::Duration Elapsed(const weft::v1::Task& task);
 // One line for a terminal: a bar `width` characters wide, then counts, e.g.
 //   [##########..........]  50/100 leaves  2 failed  3 running  RUNNING
 std::string ProgressLine(const weft::v1::Task& task, int width);
-
-// Parses a JSON object into handler args.
-absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json);
 
 // Reads what `weft task create` accepts: a CreateTaskRequest ({"plan": ...})
 // or a bare plan node.

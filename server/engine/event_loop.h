@@ -2,6 +2,10 @@
 // expired timers; one more thread keeps time. The number of threads never
 // changes, however many timers or callbacks are in flight.
 //
+// Timers are handed to the threads in deadline order (timers with the same
+// deadline in no promised order); with several threads, ones due at nearly
+// the same moment may still run side by side.
+//
 // Thread-safety: every method is safe to call from any thread, including
 // from work running on the loop.
 

@@ -617,21 +617,21 @@ class Compiler {
 };
 
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
-    const PlanNode& plan, std::shared_ptr<const void> owner,
+    const PlanNode* plan, std::shared_ptr<const void> owner,
     absl::string_view path, const handlers::HandlerRegistry& registry,
     const Limits& limits, const PoolSet* pools, LazyResolver* lazies) {
+  if (plan == nullptr) {
+    return Error(path, "missing; a request needs a plan");
+  }
   return Compiler(registry, limits, pools, lazies)
-      .Run(plan, std::move(owner), path);
+      .Run(*plan, std::move(owner), path);
 }
 
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const PlanNode> plan, absl::string_view path,
     const handlers::HandlerRegistry& registry, const Limits& limits,
     const PoolSet* pools, LazyResolver* lazies) {
-  if (plan == nullptr) {
-    return Error(path, "missing; a request needs a plan");
-  }
-  const PlanNode& root = *plan;
+  const PlanNode* root = plan.get();
   return Compile(root, std::shared_ptr<const PlanNode>(std::move(plan)), path,
                  registry, limits, pools, lazies);
 }

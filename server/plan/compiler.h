@@ -151,9 +151,10 @@ absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     const PoolSet* pools = nullptr, LazyResolver* lazies = nullptr);
 
 // The same for a plan whose memory `owner` keeps alive (e.g. the arena it
-// was parsed into); the result keeps `owner`.
+// was parsed into, or the request holding it); the result keeps `owner`.
+// Null `plan`: a request without one ("PATH: missing").
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
-    const weft::v1::PlanNode& plan, std::shared_ptr<const void> owner,
+    const weft::v1::PlanNode* plan, std::shared_ptr<const void> owner,
     absl::string_view path, const handlers::HandlerRegistry& registry,
     const Limits& limits, const PoolSet* pools = nullptr,
     LazyResolver* lazies = nullptr);

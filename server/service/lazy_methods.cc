@@ -17,7 +17,8 @@
 namespace weft::service {
 
 // CreateLazyValue: a raw method, so its plan is parsed and depth-checked
-// like Run's, then compiled with the registry as its lazy resolver.
+// like Run's (on the large-request thread for big requests), then compiled
+// with the registry as its lazy resolver.
 class OrchestratorService::CreateLazyValueReactor final
     : public grpc::ServerUnaryReactor {
  public:
@@ -31,20 +32,29 @@ class OrchestratorService::CreateLazyValueReactor final
       Finish(ToGrpc(lazies.status()));
       return;
     }
+    lazies_ = *lazies;
+    if (absl::Status s = service_->Intake(
+            *request,
+            [this](const grpc::ByteBuffer& bytes) { Prepare(bytes); });
+        !s.ok()) {
+      Finish(ToGrpc(s));
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Prepare(const grpc::ByteBuffer& bytes) {
     auto parsed = service_->ParseAndCompile<weft::v1::CreateLazyValueRequest>(
-        *request,
-        [](const weft::v1::CreateLazyValueRequest& r) {
-          return r.lazy_value().has_plan() ? &r.lazy_value().plan() : nullptr;
-        },
-        "lazy_value.plan");
+        bytes, "lazy_value.plan");
     if (!parsed.ok()) {
       Finish(ToGrpc(parsed.status()));
       return;
     }
     const weft::v1::CreateLazyValueRequest& r = *parsed->request;
     absl::StatusOr<weft::v1::LazyValue> created =
-        (*lazies)->Create(r.lazy_value_id(), r.lazy_value(),
-                          std::move(parsed->plan), parsed->bytes);
+        lazies_->Create(r.lazy_value_id(), r.lazy_value(),
+                        std::move(parsed->plan), parsed->bytes);
     if (!created.ok()) {
       Finish(ToGrpc(created.status()));
       return;
@@ -52,11 +62,9 @@ class OrchestratorService::CreateLazyValueReactor final
     Finish(ToGrpc(SerializeResponse(*created, response_)));
   }
 
-  void OnDone() override { delete this; }
-
- private:
   OrchestratorService* const service_;
   grpc::ByteBuffer* const response_;
+  lazy::LazyRegistry* lazies_ = nullptr;
 };
 
 grpc::ServerUnaryReactor* OrchestratorService::CreateLazyValue(

@@ -12,6 +12,7 @@
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "server/common/duration.h"
 #include "server/common/errors.h"
+#include "server/common/proto_time.h"
 #include "server/plan/interpreter.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
@@ -69,25 +70,18 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
     // gRPC thread stays free, and the memory of large plans comes from one
     // malloc arena, reused run after run, rather than from whichever gRPC
     // thread took the call.
-    const size_t bytes = request->Length();
-    if (bytes > kLargeRequestBytes && service_->large_requests_ != nullptr) {
-      absl::StatusOr<uint64_t> queued = service_->large_requests_->Submit(
-          [this, copy = grpc::ByteBuffer(*request)] { Prepare(copy); });
-      if (!queued.ok()) Finish(ToGrpc(queued.status()));
-      return;
+    if (absl::Status s = service_->Intake(
+            *request,
+            [this](const grpc::ByteBuffer& bytes) { Prepare(bytes); });
+        !s.ok()) {
+      Finish(ToGrpc(s));
     }
-    Prepare(*request);
   }
 
  private:
-  static constexpr size_t kLargeRequestBytes = 256 << 10;
-
   // Parses, compiles and starts the plan; the outcome arrives in OnOutcome.
   void Prepare(const grpc::ByteBuffer& request) {
-    auto parsed = service_->ParseAndCompile<weft::v1::RunRequest>(
-        request, [](const weft::v1::RunRequest& r) {
-          return r.has_plan() ? &r.plan() : nullptr;
-        });
+    auto parsed = service_->ParseAndCompile<weft::v1::RunRequest>(request);
     if (!parsed.ok()) {
       Finish(ToGrpc(parsed.status()));
       return;
@@ -228,12 +222,25 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       inflight_(deps.inflight),
       started_(absl::Now()) {}
 
+absl::Status OrchestratorService::Intake(
+    const grpc::ByteBuffer& request,
+    absl::AnyInvocable<void(const grpc::ByteBuffer&) &&> prepare) {
+  if (request.Length() <= kLargeRequestBytes || large_requests_ == nullptr) {
+    std::move(prepare)(request);
+    return absl::OkStatus();
+  }
+  return large_requests_
+      ->Submit([prepare = std::move(prepare),
+                copy = grpc::ByteBuffer(request)]() mutable {
+        std::move(prepare)(copy);
+      })
+      .status();
+}
+
 template <typename Request>
 absl::StatusOr<OrchestratorService::Parsed<Request>>
-OrchestratorService::ParseAndCompile(
-    const grpc::ByteBuffer& bytes,
-    const weft::v1::PlanNode* (*plan_of)(const Request&),
-    absl::string_view path) {
+OrchestratorService::ParseAndCompile(const grpc::ByteBuffer& bytes,
+                                     absl::string_view path) {
   // The request lives on an arena that the compiled plan keeps: one
   // allocation for many nodes, and one release.
   google::protobuf::ArenaOptions arena_options;
@@ -250,12 +257,10 @@ OrchestratorService::ParseAndCompile(
       !s.ok()) {
     return s;
   }
-  const weft::v1::PlanNode* plan = plan_of(*out.request);
+  const weft::v1::PlanNode* plan = PlanOf(*out.request);
   absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
-      plan != nullptr ? plan::Compile(*plan, out.arena, path, registry_,
-                                      options_.limits, pools_, lazies_)
-                      : plan::Compile(nullptr, path, registry_, options_.limits,
-                                      pools_, lazies_);
+      plan::Compile(plan, out.arena, path, registry_, options_.limits, pools_,
+                    lazies_);
   if (!compiled.ok()) return compiled.status();
   out.plan = *std::move(compiled);
   // The arena, and the compiled nodes (each with its prepared call).
@@ -270,22 +275,16 @@ OrchestratorService::ParseAndCompile(
 }
 
 template absl::StatusOr<OrchestratorService::Parsed<weft::v1::RunRequest>>
-OrchestratorService::ParseAndCompile(
-    const grpc::ByteBuffer&,
-    const weft::v1::PlanNode* (*)(const weft::v1::RunRequest&),
-    absl::string_view);
+OrchestratorService::ParseAndCompile(const grpc::ByteBuffer&,
+                                     absl::string_view);
 template absl::StatusOr<
     OrchestratorService::Parsed<weft::v1::CreateTaskRequest>>
-OrchestratorService::ParseAndCompile(
-    const grpc::ByteBuffer&,
-    const weft::v1::PlanNode* (*)(const weft::v1::CreateTaskRequest&),
-    absl::string_view);
+OrchestratorService::ParseAndCompile(const grpc::ByteBuffer&,
+                                     absl::string_view);
 template absl::StatusOr<
     OrchestratorService::Parsed<weft::v1::CreateLazyValueRequest>>
-OrchestratorService::ParseAndCompile(
-    const grpc::ByteBuffer&,
-    const weft::v1::PlanNode* (*)(const weft::v1::CreateLazyValueRequest&),
-    absl::string_view);
+OrchestratorService::ParseAndCompile(const grpc::ByteBuffer&,
+                                     absl::string_view);
 
 absl::StatusOr<lazy::LazyRegistry*> OrchestratorService::Lazies() const {
   if (lazies_ == nullptr) {
@@ -397,6 +396,54 @@ absl::Status CheckOutcomeDetail(int detail) {
       "detail",
       absl::StrCat("unknown OutcomeDetail ", detail,
                    "; use OUTCOME_DETAIL_FULL or OUTCOME_DETAIL_ROOT"));
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
+    grpc::CallbackServerContext* context, const weft::v1::GetServerInfoRequest*,
+    weft::v1::ServerInfo* response) {
+  response->set_version(options_.version);
+  common::SetDuration(absl::Now() - started_, response->mutable_uptime());
+  for (const auto& [state, count] : tasks_.Counts()) {
+    auto* c = response->add_tasks();
+    c->set_state(state);
+    c->set_count(count);
+  }
+  response->set_active_runs(active_runs());
+  *response->mutable_limits() = options_.reported_limits;
+  auto add_budget = [response](const char* name,
+                               const engine::MemoryBudget& b) {
+    weft::v1::MemoryBudgetInfo* m = response->add_memory();
+    m->set_name(name);
+    m->set_used_bytes(b.used());
+    m->set_limit_bytes(b.limit());
+    m->set_peak_bytes(b.peak());
+    m->set_refusals(b.refusals());
+  };
+  if (inflight_ != nullptr) add_budget("max_inflight_bytes", *inflight_);
+  add_budget("max_retained_task_bytes", tasks_.memory());
+  if (lazies_ != nullptr) add_budget("max_lazy_bytes", lazies_->memory());
+  if (pools_ != nullptr) {
+    for (const engine::ThreadPool* pool : pools_->pools()) {
+      auto* p = response->add_pools();
+      p->set_name(pool->name());
+      p->set_threads(pool->threads());
+      p->set_queue_capacity(pool->queue_capacity());
+      p->set_running(pool->running());
+      p->set_queued(pool->queued());
+    }
+  }
+  if (lazies_ != nullptr) {
+    const lazy::LazyRegistry::Totals t = lazies_->totals();
+    weft::v1::LazyCacheInfo& l = *response->mutable_lazy_values();
+    l.set_count(t.count);
+    l.set_hits(t.hits);
+    l.set_misses(t.misses);
+    l.set_loads(t.loads);
+    l.set_load_failures(t.load_failures);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 }  // namespace weft::service

@@ -77,6 +77,19 @@ struct OrchestratorDeps {
   engine::MemoryBudget* inflight = nullptr;
 };
 
+// The plan a plan-bearing request carries, or null when it has none (the
+// compiler then says the plan is missing).
+inline const weft::v1::PlanNode* PlanOf(const weft::v1::RunRequest& r) {
+  return r.has_plan() ? &r.plan() : nullptr;
+}
+inline const weft::v1::PlanNode* PlanOf(const weft::v1::CreateTaskRequest& r) {
+  return r.has_plan() ? &r.plan() : nullptr;
+}
+inline const weft::v1::PlanNode* PlanOf(
+    const weft::v1::CreateLazyValueRequest& r) {
+  return r.lazy_value().has_plan() ? &r.lazy_value().plan() : nullptr;
+}
+
 class OrchestratorService final
     : public weft::v1::Orchestrator::WithRawCallbackMethod_Run<
           weft::v1::Orchestrator::WithRawCallbackMethod_CreateTask<
@@ -183,11 +196,21 @@ class OrchestratorService final
     // The memory the parsed request and its compiled plan hold.
     int64_t bytes = 0;
   };
+  // `path` names the request's plan in messages.
   template <typename Request>
   absl::StatusOr<Parsed<Request>> ParseAndCompile(
-      const grpc::ByteBuffer& bytes,
-      const weft::v1::PlanNode* (*plan_of)(const Request&),
-      absl::string_view path = "plan");
+      const grpc::ByteBuffer& bytes, absl::string_view path = "plan");
+
+  // The one intake for plan-bearing requests (Run, CreateTask,
+  // CreateLazyValue): calls `prepare` with the request's bytes, on the
+  // large-request thread when they pass kLargeRequestBytes (the gRPC thread
+  // stays free, and large plans' memory comes from one malloc arena), else
+  // at once. When that thread's queue is full it returns the refusal and
+  // does not call `prepare`.
+  static constexpr size_t kLargeRequestBytes = 256 << 10;
+  absl::Status Intake(
+      const grpc::ByteBuffer& request,
+      absl::AnyInvocable<void(const grpc::ByteBuffer&) &&> prepare);
 
   // Admits a run, or returns why not.
   absl::Status Admit(uint64_t* id, engine::CancellationSource* source);

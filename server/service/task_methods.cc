@@ -74,24 +74,19 @@ class OrchestratorService::CreateTaskReactor final
 
   void Start(grpc::CallbackServerContext* context,
              const grpc::ByteBuffer* request) {
-    if (request->Length() > (256u << 10) &&
-        service_->large_requests_ != nullptr) {
-      absl::StatusOr<uint64_t> queued = service_->large_requests_->Submit(
-          [this, copy = grpc::ByteBuffer(*request)] { Prepare(copy); });
-      if (!queued.ok()) Finish(ToGrpc(queued.status()));
-      return;
+    if (absl::Status s = service_->Intake(
+            *request,
+            [this](const grpc::ByteBuffer& bytes) { Prepare(bytes); });
+        !s.ok()) {
+      Finish(ToGrpc(s));
     }
-    Prepare(*request);
   }
 
   void OnDone() override { delete this; }
 
  private:
   void Prepare(const grpc::ByteBuffer& bytes) {
-    auto parsed = service_->ParseAndCompile<weft::v1::CreateTaskRequest>(
-        bytes, [](const weft::v1::CreateTaskRequest& r) {
-          return r.has_plan() ? &r.plan() : nullptr;
-        });
+    auto parsed = service_->ParseAndCompile<weft::v1::CreateTaskRequest>(bytes);
     if (!parsed.ok()) {
       Finish(ToGrpc(parsed.status()));
       return;
@@ -520,57 +515,6 @@ grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
     return reactor;
   }
   reactor->Start();
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
-    grpc::CallbackServerContext* context, const weft::v1::GetServerInfoRequest*,
-    weft::v1::ServerInfo* response) {
-  response->set_version(options_.version);
-  const int64_t uptime_ns = absl::ToInt64Nanoseconds(absl::Now() - started_);
-  response->mutable_uptime()->set_seconds(uptime_ns / 1'000'000'000);
-  response->mutable_uptime()->set_nanos(
-      static_cast<int32_t>(uptime_ns % 1'000'000'000));
-  for (const auto& [state, count] : tasks_.Counts()) {
-    auto* c = response->add_tasks();
-    c->set_state(state);
-    c->set_count(count);
-  }
-  response->set_active_runs(active_runs());
-  *response->mutable_limits() = options_.reported_limits;
-  auto add_budget = [response](const char* name,
-                               const engine::MemoryBudget& b) {
-    weft::v1::MemoryBudgetInfo* m = response->add_memory();
-    m->set_name(name);
-    m->set_used_bytes(b.used());
-    m->set_limit_bytes(b.limit());
-    m->set_peak_bytes(b.peak());
-    m->set_refusals(b.refusals());
-  };
-  if (inflight_ != nullptr) add_budget("max_inflight_bytes", *inflight_);
-  add_budget("max_retained_task_bytes", tasks_.memory());
-  if (lazies_ != nullptr) add_budget("max_lazy_bytes", lazies_->memory());
-  if (pools_ != nullptr) {
-    for (const engine::ThreadPool* pool : pools_->pools()) {
-      auto* p = response->add_pools();
-      p->set_name(pool->name());
-      p->set_threads(pool->threads());
-      p->set_queue_capacity(pool->queue_capacity());
-      p->set_running(pool->running());
-      p->set_queued(pool->queued());
-    }
-  }
-  if (lazies_ != nullptr) {
-    const lazy::LazyRegistry::Totals t = lazies_->totals();
-    weft::v1::LazyCacheInfo& l = *response->mutable_lazy_values();
-    l.set_count(t.count);
-    l.set_hits(t.hits);
-    l.set_misses(t.misses);
-    l.set_loads(t.loads);
-    l.set_load_failures(t.load_failures);
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

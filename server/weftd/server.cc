@@ -107,13 +107,9 @@ absl::Status WeftServer::DeclareLazyValues(
     auto request = std::make_shared<const weft::v1::CreateLazyValueRequest>(
         config.lazy_values(i));
     absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
-        request->lazy_value().has_plan()
-            ? plan::Compile(request->lazy_value().plan(), request,
-                            absl::StrCat(where, ".lazy_value.plan"), registry_,
-                            options_.orchestrator.limits, &pools_, &lazies_)
-            : plan::Compile(nullptr, absl::StrCat(where, ".lazy_value.plan"),
-                            registry_, options_.orchestrator.limits, &pools_,
-                            &lazies_);
+        plan::Compile(service::PlanOf(*request), request,
+                      absl::StrCat(where, ".lazy_value.plan"), registry_,
+                      options_.orchestrator.limits, &pools_, &lazies_);
     if (!compiled.ok()) return compiled.status();
     absl::StatusOr<weft::v1::LazyValue> created = lazies_.Create(
         request->lazy_value_id(), request->lazy_value(), *std::move(compiled),

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/plan_builders.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health_mock.grpc.pb.h"
@@ -377,6 +378,36 @@ TEST(PlanBuildersTest, BuildTheSameMessageAsTheJson) {
       {"timeout": "1.5s", "call": {"handler": "value", "args": {"value": 42}}}]}}})");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(common::ToCompactJson(built), common::ToCompactJson(*parsed));
+}
+
+TEST(PlanBuildersTest, EveryNodeKindBuildsWhatItsJsonSays) {
+  weft::v1::RunRequest built;
+  *built.mutable_plan() = Sequence({
+      Retry(3, Race({Call("value", *ArgsFromJson(R"({"value": 1})")),
+                     Offload("default", Call("hash"))},
+                    {.mode = weft::v1::RACE_MODE_FIRST_COMPLETE,
+                     .hedge_delay = absl::Milliseconds(50)})),
+      Parallel(
+          {Lazy("daily_stats"), Lazy("lazyValues/top_posts")},
+          {.join = weft::v1::JOIN_QUORUM, .quorum = 1, .max_concurrency = 2}),
+  });
+  absl::StatusOr<weft::v1::RunRequest> parsed =
+      ParseRunRequestJson(R"({"plan": {"sequence": {"children": [
+      {"retry": {"maxAttempts": 3}, "race": {"mode": "RACE_MODE_FIRST_COMPLETE",
+        "hedgeDelay": "0.05s", "children": [
+          {"call": {"handler": "value", "args": {"value": 1}}},
+          {"offload": {"pool": "default", "child": {"call": {"handler": "hash"}}}}]}},
+      {"parallel": {"join": "JOIN_QUORUM", "quorum": 1, "maxConcurrency": 2,
+        "children": [{"lazy": {"name": "lazyValues/daily_stats"}},
+                     {"lazy": {"name": "lazyValues/top_posts"}}]}}]}}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(common::ToCompactJson(built), common::ToCompactJson(*parsed));
+}
+
+TEST(PlanBuildersTest, ArgsMustBeAJsonObject) {
+  EXPECT_THAT(ArgsFromJson("[1, 2]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("args are not a JSON object")));
 }
 
 TEST(JsonTest, ABarePlanIsReadAsTheRequestsPlan) {

@@ -43,7 +43,7 @@ class LazyRegistryTest : public ::testing::Test {
   std::shared_ptr<const plan::CompiledPlan> CompilePlan(
       const weft::v1::PlanNode& plan) {
     auto source = std::make_shared<const weft::v1::PlanNode>(plan);
-    auto compiled = plan::Compile(*source, source, "plan", handlers_,
+    auto compiled = plan::Compile(source.get(), source, "plan", handlers_,
                                   plan::Limits(), nullptr, &registry());
     EXPECT_TRUE(compiled.ok()) << compiled.status();
     return compiled.ok()

@@ -193,6 +193,28 @@ TEST_F(LazyMethodsTest, ErrorsNameWhatIsWrong) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Over 256 KiB, a definition goes through the same intake as Run and
+// CreateTask (parsed and compiled on the large-request thread).
+TEST_F(LazyMethodsTest, ALargeDefinitionIsTakenLikeASmallOne) {
+  const std::string big(300 << 10, 'x');
+  MustCreate(absl::StrCat(
+      R"({"lazyValueId": "big", "lazyValue": {"plan": {"call": {)",
+      R"("handler": "value", "args": {"value": ")", big, R"("}}}}})"));
+  google::protobuf::Value value;
+  grpc::Status s = Resolve("lazyValues/big", &value);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(value.string_value(), big);
+  // A bad large definition is refused the same way as a small one.
+  LazyValue v;
+  s = Create(absl::StrCat(
+                 R"({"lazyValueId": "bad", "lazyValue": {"plan": {"call": {)",
+                 R"("handler": "slep", "args": {"value": ")", big, R"("}}}}})"),
+             &v);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("lazy_value.plan.call.handler: unknown handler"));
+}
+
 TEST_F(LazyMethodsTest, AFailedComputationIsTheResolversErrorWithThePlansCode) {
   MustCreate(R"({"lazyValueId": "broken", "lazyValue": {"plan": {"call": {
       "handler": "fail", "args": {"code": "UNAVAILABLE", "message": "warehouse down"}}}}})");

@@ -54,7 +54,7 @@ class TaskRegistryTest : public ::testing::Test {
     auto source = std::shared_ptr<const weft::v1::PlanNode>(
         weft::testing::PlanFromJson(json).release());
     auto compiled =
-        plan::Compile(*source, source, "plan", handlers_, plan::Limits());
+        plan::Compile(source.get(), source, "plan", handlers_, plan::Limits());
     EXPECT_TRUE(compiled.ok()) << compiled.status();
     NewTask t;
     t.plan = *std::move(compiled);
@@ -366,7 +366,7 @@ TEST(TaskRegistryThreadsTest, ThousandConcurrentCreatesAreAllAccountedFor) {
           R"({"call": {"handler": "sleep", "args": {"duration": "0.001s"}}})")
           .release());
   std::shared_ptr<const plan::CompiledPlan> plan =
-      *plan::Compile(*source, source, "plan", handlers, plan::Limits());
+      *plan::Compile(source.get(), source, "plan", handlers, plan::Limits());
   std::vector<std::thread> threads;
   std::vector<std::vector<std::string>> names(4);
   for (int t = 0; t < 4; ++t) {

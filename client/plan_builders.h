@@ -1,0 +1,71 @@
+// Plan builders: weft.v1.PlanNode for every node kind, in C++ rather than
+// JSON. Each returns the node by value, so they nest the way the plan does:
+//
+//   RunRequest r;
+//   *r.mutable_plan() = Parallel({
+//       Id("user", Call("sleep", *ArgsFromJson(R"({"duration": "0.3s"})"))),
+//       Id("search", Race({Call("value", *ArgsFromJson(R"({"value": 1})")),
+//                          Offload("default", Call("hash", hash_args))},
+//                         {.hedge_delay = absl::Milliseconds(50)})),
+//       Id("stats", Lazy("daily_stats"))});
+//
+// What a builder does not set keeps the server's default (JOIN_ALL,
+// RACE_MODE_FIRST_SUCCESS, no timeout, no retry). The server checks the
+// plan; these check nothing.
+//
+// Thread-safe: no state.
+
+#ifndef WEFT_CLIENT_PLAN_BUILDERS_H_
+#define WEFT_CLIENT_PLAN_BUILDERS_H_
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
+#include "weft/v1/plan.pb.h"
+
+namespace weft::client {
+
+// A call of `handler` with `args`.
+weft::v1::PlanNode Call(absl::string_view handler,
+                        google::protobuf::Struct args = {});
+
+// `json` (a JSON object) as a call's args; INVALID_ARGUMENT if it is not one.
+absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json);
+
+struct ParallelOptions {
+  weft::v1::Join join = weft::v1::JOIN_UNSPECIFIED;
+  int quorum = 0;           // With JOIN_QUORUM.
+  int max_concurrency = 0;  // 0: every child at once.
+};
+weft::v1::PlanNode Parallel(std::vector<weft::v1::PlanNode> children,
+                            ParallelOptions options = {});
+
+struct RaceOptions {
+  weft::v1::RaceMode mode = weft::v1::RACE_MODE_UNSPECIFIED;
+  // Child i starts i * hedge_delay after the race; zero: all at once.
+  absl::Duration hedge_delay = absl::ZeroDuration();
+};
+weft::v1::PlanNode Race(std::vector<weft::v1::PlanNode> children,
+                        RaceOptions options = {});
+
+weft::v1::PlanNode Sequence(std::vector<weft::v1::PlanNode> children);
+
+// `child` run on the thread pool named `pool`.
+weft::v1::PlanNode Offload(absl::string_view pool, weft::v1::PlanNode child);
+
+// The value of a lazy value: "lazyValues/{id}" or the bare id.
+weft::v1::PlanNode Lazy(absl::string_view name_or_id);
+
+// `node` with an id (its name in outcomes and race winners), a timeout per
+// attempt, or up to `max_attempts` attempts in all (the server's default
+// backoff; set the rest on node.mutable_retry()).
+weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node);
+weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node);
+weft::v1::PlanNode Retry(int max_attempts, weft::v1::PlanNode node);
+
+}  // namespace weft::client
+
+#endif  // WEFT_CLIENT_PLAN_BUILDERS_H_
