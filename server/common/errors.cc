@@ -51,6 +51,7 @@ std::initializer_list<absl::string_view> AllReasons() {
       kTooManyRuns,
       kTaskQueueFull,
       kTaskStoreFull,
+      kTaskStoreUnavailable,
       kLazyStoreFull,
       kPoolFull,
       kShuttingDown,

@@ -54,6 +54,8 @@ inline constexpr absl::string_view kMemoryExhausted = "MEMORY_EXHAUSTED";
 inline constexpr absl::string_view kTooManyRuns = "TOO_MANY_RUNS";
 inline constexpr absl::string_view kTaskQueueFull = "TASK_QUEUE_FULL";
 inline constexpr absl::string_view kTaskStoreFull = "TASK_STORE_FULL";
+inline constexpr absl::string_view kTaskStoreUnavailable =
+    "TASK_STORE_UNAVAILABLE";
 inline constexpr absl::string_view kLazyStoreFull = "LAZY_STORE_FULL";
 inline constexpr absl::string_view kPoolFull = "POOL_FULL";
 inline constexpr absl::string_view kShuttingDown = "SHUTTING_DOWN";

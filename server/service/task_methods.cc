@@ -105,12 +105,15 @@ class OrchestratorService::CreateTaskReactor final
     task.request_id = request.request_id();
     task.root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
     task.request_bytes = parsed->bytes;
-    absl::StatusOr<Task> created = service_->tasks_.Create(std::move(task));
-    if (!created.ok()) {
-      Finish(ToGrpc(created.status()));
-      return;
-    }
-    Finish(ToGrpc(SerializeResponse(*created, response_)));
+    // Answered once the task is stored (on the store's thread, or here).
+    service_->tasks_.Create(
+        std::move(task), [this](absl::StatusOr<Task> created) {
+          if (!created.ok()) {
+            Finish(ToGrpc(created.status()));
+            return;
+          }
+          Finish(ToGrpc(SerializeResponse(*created, response_)));
+        });
   }
 
   OrchestratorService* const service_;
@@ -138,7 +141,11 @@ grpc::ServerUnaryReactor* OrchestratorService::GetTask(
   if (valid.ok()) valid = CheckOutcomeDetail(request->detail());
   if (!valid.ok()) return reactor->Answer<Task>(valid, response);
   absl::StatusOr<Task> task =
-      tasks_.Get(request->name(), full, !basic, &reactor->charge);
+      tasks_.Get(request->name(),
+                 full    ? tasks::TaskParts::kFull
+                 : basic ? tasks::TaskParts::kBasic
+                         : tasks::TaskParts::kWithOutcome,
+                 &reactor->charge);
   if (task.ok() && !basic) {
     if (absl::Status s =
             ShapeOutcome(request->detail(), request->node(), &*task);
@@ -159,8 +166,20 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
   if (!valid.ok()) {
     return reactor->Answer<weft::v1::ListTasksResponse>(valid, response);
   }
+  tasks::ListQuery query;
+  query.page_size = request->page_size();
+  query.page_token = request->page_token();
+  for (int s : request->states()) {
+    query.states.push_back(static_cast<weft::v1::TaskState>(s));
+  }
+  query.labels.insert(request->labels().begin(), request->labels().end());
+  query.parts = request->view() == weft::v1::TASK_VIEW_FULL
+                    ? tasks::TaskParts::kFull
+                    : tasks::TaskParts::kBasic;
+  query.root_only = request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+  query.max_bytes = options_.max_outcome_bytes;
   absl::StatusOr<tasks::TaskRegistry::ListResult> listed =
-      tasks_.List(*request, options_.max_outcome_bytes, &reactor->charge);
+      tasks_.List(query, &reactor->charge);
   absl::StatusOr<weft::v1::ListTasksResponse> result;
   if (!listed.ok()) {
     result = listed.status();
@@ -261,7 +280,8 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
   void Done(Task task) {
     absl::StatusOr<Task> full = std::move(task);
     if (tasks::IsTerminal(full->state())) {
-      full = service_->tasks_.Get(full->name(), false, true, &charge_);
+      full = service_->tasks_.Get(full->name(), tasks::TaskParts::kWithOutcome,
+                                  &charge_);
       if (full.ok()) {
         absl::Status s = ShapeOutcome(detail_, "", &*full);
         if (s.ok()) {
@@ -408,8 +428,8 @@ class OrchestratorService::WatchReactor final
     // is copied.
     event_charge_.Reset();
     int64_t sequence = 0;
-    absl::StatusOr<Task> task =
-        service_->tasks_.Get(name_, false, true, &event_charge_, &sequence);
+    absl::StatusOr<Task> task = service_->tasks_.Get(
+        name_, tasks::TaskParts::kWithOutcome, &event_charge_, &sequence);
     if (task.ok() && sequence <= after_) {
       if (!checked_after_ && after_ > sequence) {
         task = common::WithFieldViolation(

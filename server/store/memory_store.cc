@@ -1,15 +1,37 @@
+#include <utility>
 #include <vector>
 
 #include "server/store/task_store.h"
 
 namespace weft::store {
 
-void InMemoryTaskStore::Put(weft::v1::Task task) {
-  auto copy = std::make_shared<const weft::v1::Task>(std::move(task));
-  engine::MutexLock lock(&mu_);
-  auto [it, inserted] = positions_.emplace(copy->name(), next_position_);
-  if (inserted) ++next_position_;
-  by_position_[it->second] = std::move(copy);
+void InMemoryTaskStore::Write(std::shared_ptr<const weft::v1::Task> task,
+                              WriteDone done) {
+  {
+    engine::MutexLock lock(&mu_);
+    auto [it, inserted] = positions_.emplace(task->name(), next_position_);
+    if (inserted) ++next_position_;
+    // The replaced task is freed outside the lock.
+    std::swap(by_position_[it->second], task);
+  }
+  task.reset();
+  std::move(done)(absl::OkStatus());
+}
+
+void InMemoryTaskStore::Erase(std::string name, WriteDone done) {
+  std::shared_ptr<const weft::v1::Task> task;  // Freed outside the lock.
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = positions_.find(name);
+    if (it != positions_.end()) {
+      auto pos = by_position_.find(it->second);
+      task = std::move(pos->second);
+      by_position_.erase(pos);
+      positions_.erase(it);
+    }
+  }
+  task.reset();
+  std::move(done)(absl::OkStatus());
 }
 
 std::shared_ptr<const weft::v1::Task> InMemoryTaskStore::Get(
@@ -18,18 +40,6 @@ std::shared_ptr<const weft::v1::Task> InMemoryTaskStore::Get(
   auto it = positions_.find(name);
   if (it == positions_.end()) return nullptr;
   return by_position_.at(it->second);
-}
-
-bool InMemoryTaskStore::Delete(absl::string_view name) {
-  std::shared_ptr<const weft::v1::Task> task;  // Freed outside the lock.
-  engine::MutexLock lock(&mu_);
-  auto it = positions_.find(name);
-  if (it == positions_.end()) return false;
-  auto pos = by_position_.find(it->second);
-  task = std::move(pos->second);
-  by_position_.erase(pos);
-  positions_.erase(it);
-  return true;
 }
 
 void InMemoryTaskStore::Scan(

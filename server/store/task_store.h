@@ -2,8 +2,28 @@
 // happens to tasks; the store only keeps them, so that a durable store can
 // replace the in-memory one without touching the registry or the service.
 //
-// The registry writes a task on creation and on every change of state (not
-// on progress, which it tracks itself while the task runs).
+// The contract every backend keeps (tests/store/task_store_contract.h checks
+// it; run it against a new backend):
+//
+//   Writes (Write, Erase) may complete later, on the store's own thread, and
+//   may fail. Each calls its `done` exactly once: OK when the write is
+//   applied (for a durable store, durable), or an error when nothing of it
+//   was applied. `done` may run inline, before Write returns, or on another
+//   thread; the store never holds a lock of its own while calling it, so
+//   `done` may call the store again. Writes are applied in the order they
+//   were called, so a caller that issues writes from one sequence (the
+//   registry does) never sees an older state replace a newer one.
+//
+//   Reads (Get, Scan, size) are synchronous and see every write whose `done`
+//   has run with OK; they may or may not see a write still in flight.
+//
+//   Every write's `done` has been called before the store is destroyed.
+//
+// The registry writes a task on creation (and answers CreateTask only once
+// that write is done), on every change of state (not on progress, which it
+// tracks itself while the task runs), and erases it when it is forgotten. It
+// never calls the store while holding its own lock for a write, so a `done`
+// may call back into the registry.
 //
 // Thread-safety: implementations are thread-safe.
 
@@ -13,12 +33,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "server/engine/sync.h"
 #include "weft/v1/task.pb.h"
@@ -27,24 +48,31 @@ namespace weft::store {
 
 class TaskStore {
  public:
+  // Called once per write with its result (see the contract above).
+  using WriteDone = absl::AnyInvocable<void(absl::Status) &&>;
+
   virtual ~TaskStore() = default;
 
   // Inserts the task (its name, "tasks/{id}", is the key) or replaces it.
-  // A new task gets the next position in creation order.
-  virtual void Put(weft::v1::Task task) = 0;
+  // A new task gets the next position in creation order; a replaced one
+  // keeps its position.
+  virtual void Write(std::shared_ptr<const weft::v1::Task> task,
+                     WriteDone done) = 0;
+
+  // Removes the task. OK also when the store did not hold it (an erase
+  // repeated after a crash must not fail).
+  virtual void Erase(std::string name, WriteDone done) = 0;
 
   // nullptr if the store does not hold that name. The task is shared, not
   // copied: it may hold a large outcome.
   virtual std::shared_ptr<const weft::v1::Task> Get(
       absl::string_view name) const = 0;
 
-  // False if the store did not hold it.
-  virtual bool Delete(absl::string_view name) = 0;
-
   // Calls `fn(position, task)` for tasks newest first, starting below
   // `before` (a position from an earlier call; 0 for the newest), until `fn`
   // returns false. Positions only grow, so a scan resumed after a position
-  // neither repeats nor skips tasks that were there.
+  // neither repeats nor skips tasks that were there. `fn` may not call the
+  // store's writes.
   virtual void Scan(
       uint64_t before,
       absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const = 0;
@@ -52,12 +80,15 @@ class TaskStore {
   virtual size_t size() const = 0;
 };
 
+// Keeps tasks in this process's memory: they are lost when it exits. Writes
+// never fail and complete inline.
 class InMemoryTaskStore final : public TaskStore {
  public:
-  void Put(weft::v1::Task task) override;
+  void Write(std::shared_ptr<const weft::v1::Task> task,
+             WriteDone done) override;
+  void Erase(std::string name, WriteDone done) override;
   std::shared_ptr<const weft::v1::Task> Get(
       absl::string_view name) const override;
-  bool Delete(absl::string_view name) override;
   void Scan(uint64_t before,
             absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn)
       const override;

@@ -1,15 +1,10 @@
 #include "server/tasks/registry.h"
 
-#include <sys/random.h>
-
 #include <utility>
 
 #include "absl/hash/hash.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/field_mask_util.h"
@@ -28,21 +23,7 @@ namespace {
 using weft::v1::Task;
 using weft::v1::TaskState;
 
-constexpr char kPrefix[] = "tasks/";
 constexpr char kTaskType[] = "weft.v1.Task";  // ResourceInfo.resource_type
-constexpr int kIdHexDigits = 32;
-
-// 128 random bits from the kernel, in hex.
-std::string NewId() {
-  unsigned char bytes[kIdHexDigits / 2];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
-}
 
 std::string Fingerprint(const weft::v1::PlanNode& plan) {
   const std::string bytes = common::SerializeDeterministic(plan);
@@ -82,6 +63,9 @@ Task CopyWithoutOutcome(const Task& task) {
       task, *mask, google::protobuf::util::FieldMaskUtil::MergeOptions(), &out);
   return out;
 }
+
+bool HasPlan(TaskParts parts) { return parts == TaskParts::kFull; }
+bool HasOutcome(TaskParts parts) { return parts != TaskParts::kBasic; }
 
 absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
   return charge.Refusal(bytes, "this answer",
@@ -178,6 +162,10 @@ struct TaskRegistry::Live : public plan::NodeObserver,
   // change, a leaf starting or ending. WatchTask numbers events with it.
   std::atomic<int64_t> changes{1};
   std::vector<std::shared_ptr<OnceFn>> waiters;  // Guarded by registry->mu_.
+  // Until the creation is written: who waits for it (Create, and a repeat
+  // of its request_id). Guarded by registry->mu_.
+  bool stored = false;
+  std::vector<CreateFn> on_stored;
 
   engine::Mutex watchers_mu;
   std::vector<std::shared_ptr<WatchFn>> watchers ABSL_GUARDED_BY(watchers_mu);
@@ -231,6 +219,7 @@ TaskRegistry::TaskRegistry(engine::Env& env, store::TaskStore& store,
     : env_(env),
       store_(store),
       options_(options),
+      forgotten_(options.remembered_names),
       retained_(options.max_retained_bytes),
       alive_(std::make_shared<Alive>()) {
   engine::MutexLock lock(&alive_->mu);
@@ -245,33 +234,91 @@ TaskRegistry::~TaskRegistry() {
   }
   engine::MutexLock lock(&mu_);
   if (sweep_timer_.has_value()) env_.Cancel(*sweep_timer_);
-}
-
-absl::StatusOr<std::string> TaskRegistry::ParseName(absl::string_view name) {
-  absl::string_view id = name;
-  if (!absl::ConsumePrefix(&id, kPrefix) || id.size() != kIdHexDigits ||
-      !std::all_of(id.begin(), id.end(), [](char c) {
-        return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
-      })) {
-    return common::FieldError(
-        "name",
-        absl::StrCat(common::Quote(name),
-                     " is not a task name; task names look like tasks/",
-                     std::string(kIdHexDigits, 'f').replace(0, 8, "0123abcd"),
-                     " (", kIdHexDigits, " hex digits)"));
-  }
-  return std::string(id);
+  while (unfinished_writes_ > 0) idle_.Wait(&mu_);
 }
 
 absl::Status TaskRegistry::NotFound(absl::string_view name) const {
-  auto it = forgotten_.find(name);
-  const absl::Status s = absl::NotFoundError(absl::StrCat(
-      name, ": ", it != forgotten_.end() ? it->second : "no such task"));
-  return common::WithResource(common::WithReason(s, common::kTaskNotFound),
-                              kTaskType, name);
+  return forgotten_.NotFound(name);
 }
 
-absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
+std::shared_ptr<const Task> TaskRegistry::FinishedLocked(
+    absl::string_view name) const {
+  if (!finished_names_.contains(name)) return nullptr;
+  auto it = unsaved_.find(name);
+  if (it != unsaved_.end()) return it->second;
+  return store_.Get(name);
+}
+
+void TaskRegistry::WriteLocked(std::shared_ptr<const Task> task,
+                               std::string name,
+                               store::TaskStore::WriteDone done) {
+  ++unfinished_writes_;
+  writes_.push_back(
+      StoreWrite{std::move(task), std::move(name), std::move(done)});
+}
+
+void TaskRegistry::FlushWrites() {
+  {
+    engine::MutexLock lock(&mu_);
+    // The thread writing now issues ours too, after its own: in order.
+    if (writing_) return;
+    writing_ = true;
+  }
+  for (;;) {
+    StoreWrite w;
+    {
+      engine::MutexLock lock(&mu_);
+      if (writes_.empty()) {
+        writing_ = false;
+        return;
+      }
+      w = std::move(writes_.front());
+      writes_.pop_front();
+    }
+    auto done = [this, inner = std::move(w.done)](absl::Status s) mutable {
+      std::move(inner)(std::move(s));
+      engine::MutexLock lock(&mu_);
+      if (--unfinished_writes_ == 0) idle_.SignalAll();
+    };
+    if (w.task != nullptr) {
+      store_.Write(std::move(w.task), std::move(done));
+    } else {
+      store_.Erase(std::move(w.name), std::move(done));
+    }
+  }
+}
+
+void TaskRegistry::RunAfter(std::vector<std::function<void()>>& after) {
+  for (auto& fn : after) fn();
+  after.clear();
+  FlushWrites();
+}
+
+void TaskRegistry::WriteFailed(absl::string_view what, absl::string_view name,
+                               const absl::Status& status) {
+  {
+    engine::MutexLock lock(&mu_);
+    ++store_failures_;
+  }
+  if (options_.on_store_error) {
+    options_.on_store_error(common::WithMessage(
+        status, absl::StrCat("the task store could not write ", what, " of ",
+                             name, ": ", status.message())));
+  }
+}
+
+int64_t TaskRegistry::store_failures() const {
+  engine::MutexLock lock(&mu_);
+  return store_failures_;
+}
+
+void TaskRegistry::Create(NewTask t, CreateFn done) {
+  std::optional<absl::StatusOr<Task>> now = Admit(std::move(t), done);
+  if (now.has_value()) std::move(done)(*std::move(now));
+}
+
+std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
+                                                        CreateFn& done) {
   if (t.labels.size() > 64) {
     return common::FieldError(
         "labels", absl::StrCat(t.labels.size(), " labels, more than 64"));
@@ -293,8 +340,6 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
   const std::string fingerprint =
       t.request_id.empty() ? std::string() : Fingerprint(*t.source);
 
-  std::vector<std::function<void()>> after;
-  std::string name;
   {
     engine::MutexLock lock(&mu_);
     if (!accepting_) {
@@ -319,16 +364,22 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
               kTaskType, name);
         }
         auto live = live_.find(name);
-        if (live != live_.end())
-          return SnapshotLocked(*live->second, false, false);
-        std::shared_ptr<const Task> stored = store_.Get(name);
+        if (live != live_.end()) {
+          if (!live->second->stored) {
+            // The first is being written: answer both once it is.
+            live->second->on_stored.push_back(std::move(done));
+            return std::nullopt;
+          }
+          return SnapshotLocked(*live->second, TaskParts::kBasic);
+        }
+        std::shared_ptr<const Task> stored = FinishedLocked(name);
         if (stored != nullptr) return CopyWithoutOutcome(*stored);
       }
     }
     const bool run_now =
         running_ < options_.max_running_tasks && queue_.empty();
-    if (!run_now &&
-        static_cast<int>(queue_.size()) >= options_.max_queued_tasks) {
+    if (!run_now && static_cast<int>(queue_.size()) + storing_ >=
+                        options_.max_queued_tasks) {
       return common::WithRetryDelay(
           common::WithLimit(
               absl::ResourceExhaustedError(absl::StrCat(
@@ -360,7 +411,7 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
     }
     auto live = std::make_shared<Live>(this, std::move(t));
     Task& task = live->task;
-    task.set_name(absl::StrCat(kPrefix, NewId()));
+    task.set_name(NewTaskName());
     task.set_state(weft::v1::TASK_STATE_QUEUED);
     for (const auto& [k, v] : live->created.labels)
       (*task.mutable_labels())[k] = v;
@@ -374,17 +425,71 @@ absl::StatusOr<Task> TaskRegistry::Create(NewTask t) {
     live_[task.name()] = live;
     footprints_[task.name()] = Footprint{.request = bytes};
     ++counts_[weft::v1::TASK_STATE_QUEUED];
-    store_.Put(task);
-    if (run_now) {
+    ++storing_;
+    live->on_stored.push_back(std::move(done));
+    WriteLocked(std::make_shared<const Task>(task), task.name(),
+                [this, live](absl::Status s) { Stored(live, std::move(s)); });
+  }
+  FlushWrites();
+  return std::nullopt;
+}
+
+void TaskRegistry::Stored(const std::shared_ptr<Live>& live,
+                          absl::Status written) {
+  std::vector<std::function<void()>> after;
+  std::vector<CreateFn> answer;
+  const std::string name = live->task.name();
+  {
+    engine::MutexLock lock(&mu_);
+    --storing_;
+    live->stored = true;
+    answer = std::move(live->on_stored);
+    if (!written.ok()) {
+      // Nothing of the task is kept: its name was never given out.
+      --counts_[weft::v1::TASK_STATE_QUEUED];
+      live_.erase(name);
+      auto footprint = footprints_.find(name);
+      retained_.Remove(footprint->second.request);
+      footprints_.erase(footprint);
+      auto req = request_of_.find(name);
+      if (req != request_of_.end()) {
+        requests_.erase(req->second);
+        request_of_.erase(req);
+      }
+    } else if (!accepting_) {
+      // Stopped while it was written: it ends as queued tasks do.
+      auto* outcome = live->task.mutable_outcome();
+      outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
+      outcome->mutable_error()->set_code("CANCELLED");
+      outcome->mutable_error()->set_message(
+          std::string(stop_reason_.message()));
+      outcome->mutable_error()->set_reason(common::Reason(stop_reason_));
+      --counts_[weft::v1::TASK_STATE_QUEUED];
+      EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
+    } else if (running_ < options_.max_running_tasks && queue_.empty()) {
       StartLocked(live, &after);
     } else {
       queue_.push_back(live);
     }
-    name = task.name();
   }
-  for (auto& fn : after) fn();
+  RunAfter(after);
+  if (!written.ok()) {
+    WriteFailed("the new task", name, written);
+    const absl::Status refused = common::WithRetryDelay(
+        common::WithReason(
+            absl::UnavailableError(absl::StrCat(
+                "the task could not be stored, so it was not created: ",
+                written.message(), ". Retry after ",
+                common::FormatJsonDuration(options_.retry_after))),
+            common::kTaskStoreUnavailable),
+        options_.retry_after);
+    for (auto& fn : answer) std::move(fn)(refused);
+    return;
+  }
   // As it stands once started (a plan of values may have ended already).
-  return Get(name, false, false);
+  for (auto& fn : answer) {
+    if (fn) std::move(fn)(Get(name, TaskParts::kBasic));
+  }
 }
 
 void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
@@ -395,7 +500,10 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
   live->task.set_state(weft::v1::TASK_STATE_RUNNING);
   live->changes.fetch_add(1, std::memory_order_release);
   common::SetTimestamp(env_.Now(), live->task.mutable_start_time());
-  store_.Put(live->task);
+  WriteLocked(std::make_shared<const Task>(live->task), live->task.name(),
+              [this, name = live->task.name()](absl::Status s) {
+                if (!s.ok()) WriteFailed("the start", name, s);
+              });
   // Run outside the lock: the plan may finish inline.
   after->push_back([this, live] {
     plan::RunOptions options;
@@ -459,15 +567,16 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     }
     if (running_ == 0) idle_.SignalAll();
   }
-  for (auto& fn : after) fn();
+  RunAfter(after);
 }
 
 void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
                              std::vector<std::function<void()>>* after) {
   Task& task = live->task;
   task.set_state(state);
-  footprints_[task.name()].changes =
-      live->changes.fetch_add(1, std::memory_order_acq_rel) + 1;
+  Footprint& footprint = footprints_[task.name()];
+  footprint.changes = live->changes.fetch_add(1, std::memory_order_acq_rel) + 1;
+  footprint.state = state;
   ++counts_[state];
   const absl::Time now = env_.Now();
   common::SetTimestamp(now, task.mutable_end_time());
@@ -478,7 +587,18 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
   // Waiters get the task without its outcome (they read it with Get).
   const Task final_task = CopyWithoutOutcome(task);
   const std::string name = task.name();
-  store_.Put(std::move(task));
+  auto written = std::make_shared<const Task>(std::move(task));
+  unsaved_[name] = written;
+  WriteLocked(written, name, [this, name, written](absl::Status s) {
+    if (!s.ok()) {
+      WriteFailed("the end", name, s);
+      return;
+    }
+    engine::MutexLock lock(&mu_);
+    // Read from the store from now on, unless a newer write is pending.
+    auto it = unsaved_.find(name);
+    if (it != unsaved_.end() && it->second == written) unsaved_.erase(it);
+  });
   live->task = final_task;
   finished_.emplace_back(now, name);
   finished_names_.insert(name);
@@ -540,12 +660,12 @@ bool TaskRegistry::MakeRoomLocked(int64_t bytes) {
   return true;
 }
 
-int64_t TaskRegistry::CopyBytesLocked(absl::string_view name, bool with_plan,
-                                      bool with_outcome) const {
+int64_t TaskRegistry::CopyBytesLocked(absl::string_view name,
+                                      TaskParts parts) const {
   auto it = footprints_.find(name);
   if (it == footprints_.end()) return kTaskMemory;
-  return kTaskMemory + (with_plan ? it->second.request : 0) +
-         (with_outcome ? it->second.outcome : 0);
+  return kTaskMemory + (HasPlan(parts) ? it->second.request : 0) +
+         (HasOutcome(parts) ? it->second.outcome : 0);
 }
 
 void TaskRegistry::SweepLater() {
@@ -556,44 +676,37 @@ void TaskRegistry::SweepLater() {
         engine::MutexLock guard(&alive->mu);
         TaskRegistry* self = alive->registry;
         if (self == nullptr) return;
-        engine::MutexLock lock(&self->mu_);
-        self->sweep_scheduled_ = false;
-        self->sweep_timer_.reset();
-        self->Retain(nullptr);
+        {
+          engine::MutexLock lock(&self->mu_);
+          self->sweep_scheduled_ = false;
+          self->sweep_timer_.reset();
+          self->Retain(nullptr);
+        }
+        self->FlushWrites();
       });
 }
 
 void TaskRegistry::Forget(const std::string& name, const char* why) {
-  std::shared_ptr<const Task> stored = store_.Get(name);
-  if (stored != nullptr) {
-    --counts_[stored->state()];
-    store_.Delete(name);
-  }
   auto footprint = footprints_.find(name);
   if (footprint != footprints_.end()) {
+    --counts_[footprint->second.state];
     retained_.Remove(footprint->second.request + footprint->second.outcome);
     footprints_.erase(footprint);
   }
+  unsaved_.erase(name);
+  WriteLocked(nullptr, name, [this, name](absl::Status s) {
+    if (!s.ok()) WriteFailed("the erasure", name, s);
+  });
   retained_sources_.erase(name);
   auto req = request_of_.find(name);
   if (req != request_of_.end()) {
     requests_.erase(req->second);
     request_of_.erase(req);
   }
-  if (forgotten_.emplace(name, why).second) {
-    forgotten_order_.push_back(name);
-    while (static_cast<int>(forgotten_order_.size()) >
-           options_.remembered_names) {
-      forgotten_.erase(forgotten_order_.front());
-      forgotten_order_.pop_front();
-    }
-  } else {
-    forgotten_[name] = why;
-  }
+  forgotten_.Remember(name, why);
 }
 
-Task TaskRegistry::SnapshotLocked(const Live& live, bool with_plan,
-                                  bool with_outcome) const {
+Task TaskRegistry::SnapshotLocked(const Live& live, TaskParts parts) const {
   Task task = live.task;
   if (!IsTerminal(task.state())) {
     auto* progress = task.mutable_progress();
@@ -601,19 +714,18 @@ Task TaskRegistry::SnapshotLocked(const Live& live, bool with_plan,
     progress->set_leaves_failed(live.failed.load(std::memory_order_relaxed));
     progress->set_leaves_running(live.running.load(std::memory_order_relaxed));
   }
-  if (!with_outcome) task.clear_outcome();
-  if (with_plan) *task.mutable_plan() = *live.created.source;
+  if (!HasOutcome(parts)) task.clear_outcome();
+  if (HasPlan(parts)) *task.mutable_plan() = *live.created.source;
   return task;
 }
 
-absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
-                                       bool with_outcome,
+absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, TaskParts parts,
                                        engine::MemoryCharge* charge,
                                        int64_t* changes) const {
-  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   engine::MutexLock lock(&mu_);
   if (charge != nullptr) {
-    const int64_t bytes = CopyBytesLocked(name, with_plan, with_outcome);
+    const int64_t bytes = CopyBytesLocked(name, parts);
     if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
   }
   auto live = live_.find(name);
@@ -624,19 +736,19 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
     if (changes != nullptr) {
       *changes = live->second->changes.load(std::memory_order_acquire);
     }
-    return SnapshotLocked(*live->second, with_plan, with_outcome);
+    return SnapshotLocked(*live->second, parts);
   }
-  std::shared_ptr<const Task> stored = store_.Get(name);
+  std::shared_ptr<const Task> stored = FinishedLocked(name);
   if (stored == nullptr) return NotFound(name);
   if (changes != nullptr) {
     auto footprint = footprints_.find(name);
     *changes = footprint != footprints_.end() ? footprint->second.changes : 0;
   }
   Task out = CopyWithoutOutcome(*stored);
-  if (with_outcome && stored->has_outcome()) {
+  if (HasOutcome(parts) && stored->has_outcome()) {
     *out.mutable_outcome() = stored->outcome();
   }
-  if (with_plan) {
+  if (HasPlan(parts)) {
     auto source = retained_sources_.find(name);
     if (source != retained_sources_.end())
       *out.mutable_plan() = *source->second;
@@ -645,40 +757,40 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, bool with_plan,
 }
 
 absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
-    const weft::v1::ListTasksRequest& request, int64_t max_bytes,
-    engine::MemoryCharge* charge) const {
-  absl::StatusOr<int> size = common::PageSize(request.page_size());
+    const ListQuery& query, engine::MemoryCharge* charge) const {
+  absl::StatusOr<int> size = common::PageSize(query.page_size);
   if (!size.ok()) return size.status();
   const int page_size = *size;
+  const int64_t max_bytes = query.max_bytes;
   absl::flat_hash_set<int> states;
-  for (int s : request.states()) {
+  for (weft::v1::TaskState s : query.states) {
     if (!weft::v1::TaskState_IsValid(s) ||
         s == weft::v1::TASK_STATE_UNSPECIFIED) {
-      return common::FieldError("states", absl::StrCat("unknown state ", s));
+      return common::FieldError(
+          "states", absl::StrCat("unknown state ", static_cast<int>(s)));
     }
     states.insert(s);
   }
   // The token binds the filters it was made with: "<position>.<filters hash>".
   std::string filters;
-  for (int s : request.states()) absl::StrAppend(&filters, s, ",");
-  std::map<std::string, std::string> labels(request.labels().begin(),
-                                            request.labels().end());
+  for (weft::v1::TaskState s : query.states) {
+    absl::StrAppend(&filters, static_cast<int>(s), ",");
+  }
+  const std::map<std::string, std::string>& labels = query.labels;
   for (const auto& [k, v] : labels) absl::StrAppend(&filters, k, "=", v, ";");
   const std::string filter_hash =
       absl::StrCat(absl::Hash<std::string>{}(filters));
   uint64_t before = 0;
-  if (!request.page_token().empty()) {
-    const size_t dot = request.page_token().find('.');
+  if (!query.page_token.empty()) {
+    const size_t dot = query.page_token.find('.');
     if (dot == std::string::npos ||
-        !absl::SimpleAtoi(request.page_token().substr(0, dot), &before) ||
-        request.page_token().substr(dot + 1) != filter_hash) {
+        !absl::SimpleAtoi(query.page_token.substr(0, dot), &before) ||
+        query.page_token.substr(dot + 1) != filter_hash) {
       return common::FieldError(
           "page_token",
           "not a token from an earlier ListTasks with these same filters");
     }
   }
-  const bool with_plan = request.view() == weft::v1::TASK_VIEW_FULL;
-  const bool with_outcome = request.view() == weft::v1::TASK_VIEW_FULL;
 
   // The page's tasks by name, then each copied as it stands (live tasks
   // with fresh progress), within max_bytes.
@@ -700,10 +812,10 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
   ListResult result;
   uint64_t last = 0;
   int64_t bytes = 0;
-  const bool root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+  const bool root_only = query.root_only;
   for (size_t i = 0; i < matched.size(); ++i) {
     const auto& [position, name] = matched[i];
-    absl::StatusOr<Task> task = Get(name, with_plan, with_outcome, charge);
+    absl::StatusOr<Task> task = Get(name, query.parts, charge);
     if (!task.ok()) {
       if (task.status().code() == absl::StatusCode::kNotFound) continue;
       return task.status();  // Memory refused.
@@ -736,7 +848,7 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
 
 absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
                                           engine::MemoryCharge* charge) {
-  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   std::vector<std::function<void()>> after;
   std::shared_ptr<Live> running;
   {
@@ -744,7 +856,10 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
     auto it = live_.find(name);
     if (it == live_.end()) {
       // Finished: unchanged.
-      if (store_.Get(name) == nullptr) return NotFound(name);
+      if (FinishedLocked(name) == nullptr) return NotFound(name);
+    } else if (!it->second->stored) {
+      // Its creation is still being written: no caller has its name.
+      return NotFound(name);
     } else if (it->second->task.state() == weft::v1::TASK_STATE_QUEUED) {
       std::shared_ptr<Live> live = it->second;
       queue_.erase(std::remove(queue_.begin(), queue_.end(), live),
@@ -761,19 +876,28 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
       running = it->second;
     }
   }
-  for (auto& fn : after) fn();
+  RunAfter(after);
   if (running != nullptr) {
     running->cancel.Cancel(
         common::WithReason(absl::CancelledError("cancelled by CancelTask"),
                            common::kRunCancelled));
   }
-  return Get(name, false, true, charge);
+  return Get(name, TaskParts::kWithOutcome, charge);
 }
 
 absl::Status TaskRegistry::Delete(absl::string_view name) {
-  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
-  engine::MutexLock lock(&mu_);
+  if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
+  {
+    engine::MutexLock lock(&mu_);
+    if (absl::Status s = DeleteLocked(name); !s.ok()) return s;
+  }
+  FlushWrites();
+  return absl::OkStatus();
+}
+
+absl::Status TaskRegistry::DeleteLocked(absl::string_view name) {
   auto live = live_.find(name);
+  if (live != live_.end() && !live->second->stored) return NotFound(name);
   if (live != live_.end()) {
     return common::WithResource(
         common::WithReason(
@@ -791,7 +915,7 @@ absl::Status TaskRegistry::Delete(absl::string_view name) {
 
 absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
     absl::string_view name, absl::Time deadline, WaitFn fn) {
-  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   std::optional<Task> now;
   std::shared_ptr<OnceFn> once;
   std::optional<engine::TimerId> timer;
@@ -799,9 +923,11 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
     engine::MutexLock lock(&mu_);
     auto it = live_.find(name);
     if (it == live_.end()) {
-      std::shared_ptr<const Task> stored = store_.Get(name);
+      std::shared_ptr<const Task> stored = FinishedLocked(name);
       if (stored == nullptr) return NotFound(name);
       now = CopyWithoutOutcome(*stored);
+    } else if (!it->second->stored) {
+      return NotFound(name);
     } else {
       once = std::make_shared<OnceFn>(std::move(fn));
       it->second->waiters.push_back(once);
@@ -810,7 +936,7 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
           env_.Schedule(deadline, [this, once, weak, n = std::string(name)] {
             WaitFn fn = once->Take();
             if (!fn) return;
-            absl::StatusOr<Task> task = Get(n, false, false);
+            absl::StatusOr<Task> task = Get(n, TaskParts::kBasic);
             std::move(fn)(task.ok() ? *task : Task());
           });
     }
@@ -825,7 +951,7 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
 
 absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
     absl::string_view name, std::function<void()> on_change) {
-  if (absl::Status s = ParseName(name).status(); !s.ok()) return s;
+  if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   auto fn = std::make_shared<WatchFn>(std::move(on_change));
   std::shared_ptr<Live> live;
   {
@@ -833,6 +959,8 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
     auto it = live_.find(name);
     if (it == live_.end()) {
       if (!finished_names_.contains(name)) return NotFound(name);
+    } else if (!it->second->stored) {
+      return NotFound(name);
     } else {
       live = it->second;
       engine::MutexLock wl(&live->watchers_mu);
@@ -872,7 +1000,7 @@ void TaskRegistry::StopAccepting(const absl::Status& reason) {
       EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
     }
   }
-  for (auto& fn : after) fn();
+  RunAfter(after);
 }
 
 bool TaskRegistry::WaitForRunning(absl::Time deadline) {

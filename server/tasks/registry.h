@@ -18,8 +18,17 @@
 // hold at most `max_outcome_bytes`. Methods that copy a task out take a
 // MemoryCharge and charge the copy to it first.
 //
-// Thread-safety: thread-safe. Callbacks given to Wait and Watch run on the
-// engine's threads (or inline) and must be quick.
+// Storage: tasks are written to a store::TaskStore (see its contract). Create
+// answers once the new task's write is done, and fails with UNAVAILABLE
+// (reason TASK_STORE_UNAVAILABLE) when it fails; nothing of the task is then
+// kept. State changes and erasures are written in order and not waited for;
+// one that fails is counted (store_failures) and reported to
+// `on_store_error`, and the registry goes on serving the task from memory.
+// Reads of a finished task come from memory until its write is done, then
+// from the store. Writes are issued outside the registry's lock.
+//
+// Thread-safety: thread-safe. Callbacks given to Create, Wait and Watch run
+// on the engine's or the store's threads (or inline) and must be quick.
 
 #ifndef WEFT_SERVER_TASKS_REGISTRY_H_
 #define WEFT_SERVER_TASKS_REGISTRY_H_
@@ -47,7 +56,9 @@
 #include "server/engine/sync.h"
 #include "server/plan/compiler.h"
 #include "server/store/task_store.h"
-#include "weft/v1/orchestrator.pb.h"
+#include "server/tasks/task_names.h"
+#include "weft/v1/plan.pb.h"
+#include "weft/v1/task.pb.h"
 
 namespace weft::tasks {
 
@@ -72,6 +83,34 @@ struct TaskOptions {
   int64_t max_outcome_bytes = 64 << 20;
   // Optional: what running tasks' values are charged to (--max_inflight_bytes).
   engine::MemoryBudget* inflight = nullptr;
+  // Optional: told of every store write that failed, outside the lock.
+  std::function<void(const absl::Status&)> on_store_error;
+};
+
+// How much of a task a copy carries.
+enum class TaskParts {
+  kBasic,        // Neither the plan nor the outcome (TASK_VIEW_BASIC).
+  kWithOutcome,  // The outcome (the default of GetTask and WaitTask).
+  kFull,         // The plan and the outcome (TASK_VIEW_FULL).
+};
+
+// One page of ListTasks, in plain terms.
+struct ListQuery {
+  // 0 for the default; see common::PageSize for the range.
+  int page_size = 0;
+  // From an earlier page's next_page_token, with the same filters.
+  std::string page_token;
+  // Only tasks in one of these states (all when empty); each must be a
+  // known state.
+  std::vector<weft::v1::TaskState> states;
+  // Only tasks with every one of these labels.
+  std::map<std::string, std::string> labels;
+  TaskParts parts = TaskParts::kBasic;
+  // Each outcome cut to its root (OUTCOME_DETAIL_ROOT).
+  bool root_only = false;
+  // A page also ends before its tasks would pass this many bytes (it holds
+  // at least one).
+  int64_t max_bytes = std::numeric_limits<int64_t>::max();
 };
 
 // What Create needs besides the compiled plan.
@@ -93,6 +132,8 @@ class TaskRegistry {
   // Calls `fn` once with the task as it stands (without its outcome: read it
   // with Get) when it is terminal, or when the wait's deadline passes.
   using WaitFn = absl::AnyInvocable<void(weft::v1::Task) &&>;
+  // Called once with the new task, or why it was not taken.
+  using CreateFn = absl::AnyInvocable<void(absl::StatusOr<weft::v1::Task>) &&>;
 
   // Stops a Wait or a Watch when destroyed (the caller left).
   class Handle {
@@ -101,20 +142,22 @@ class TaskRegistry {
   };
 
   TaskRegistry(engine::Env& env, store::TaskStore& store, TaskOptions options);
-  // Requires that Shutdown() has run and no task is live.
+  // Requires that no task is running (CancelRunning has run); waits for the
+  // store's writes in flight.
   ~TaskRegistry();
 
-  // The new task as it stands, without its outcome (a plan of values may
-  // have ended already: read it with Get or Wait).
-  absl::StatusOr<weft::v1::Task> Create(NewTask task);
+  // Calls `done` with the new task as it stands once it is stored and
+  // started or queued, without its outcome (a plan of values may have ended
+  // already: read it with Get or Wait); or with why it was refused. A
+  // repeated request_id gets the first task (once it is stored).
+  void Create(NewTask task, CreateFn done);
 
-  // `view`: whether to include the plan and the outcome. With `charge`,
+  // `parts`: how much of the task to copy. With `charge`,
   // what the copy holds is added to it first, and RESOURCE_EXHAUSTED
   // returned when its budget cannot take it. With `changes`, how many times
   // the task had changed when the copy was taken (its creation, each state
   // change, each leaf starting or ending): numbers that only grow.
-  absl::StatusOr<weft::v1::Task> Get(absl::string_view name, bool with_plan,
-                                     bool with_outcome,
+  absl::StatusOr<weft::v1::Task> Get(absl::string_view name, TaskParts parts,
                                      engine::MemoryCharge* charge = nullptr,
                                      int64_t* changes = nullptr) const;
 
@@ -122,12 +165,11 @@ class TaskRegistry {
     std::vector<weft::v1::Task> tasks;
     std::string next_page_token;
   };
-  // A page also ends before its tasks would pass `max_bytes` (it holds at
-  // least one); the copies are charged to `charge` as Get does.
-  absl::StatusOr<ListResult> List(
-      const weft::v1::ListTasksRequest& request,
-      int64_t max_bytes = std::numeric_limits<int64_t>::max(),
-      engine::MemoryCharge* charge = nullptr) const;
+  // Tasks newest first. The filters see the state last written to the
+  // store; the copies are as the tasks stand, charged to `charge` as Get
+  // does.
+  absl::StatusOr<ListResult> List(const ListQuery& query,
+                                  engine::MemoryCharge* charge = nullptr) const;
 
   // The task as it then stands; `charge` as for Get.
   absl::StatusOr<weft::v1::Task> Cancel(absl::string_view name,
@@ -158,6 +200,8 @@ class TaskRegistry {
   // recorded.
   void CancelRunning(const absl::Status& reason);
   int running() const;
+  // Store writes that failed so far.
+  int64_t store_failures() const;
 
  private:
   struct Live;
@@ -165,10 +209,31 @@ class TaskRegistry {
   class WaitHandle;
   class WatchHandle;
 
-  // Validates "tasks/{id}"; returns the id.
-  static absl::StatusOr<std::string> ParseName(absl::string_view name);
   absl::Status NotFound(absl::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Create's checks; takes `done` (and answers nothing) once the task is
+  // being written.
+  std::optional<absl::StatusOr<weft::v1::Task>> Admit(NewTask task,
+                                                      CreateFn& done);
+  absl::Status DeleteLocked(absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The creation's write is done: start or queue the task, or drop it.
+  void Stored(const std::shared_ptr<Live>& live, absl::Status written);
+  // A finished task as last known: from memory until its write is done.
+  std::shared_ptr<const weft::v1::Task> FinishedLocked(
+      absl::string_view name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queue a store write (nullptr `task`: erase `name`); FlushWrites issues
+  // the queued writes in order, outside the lock.
+  void WriteLocked(std::shared_ptr<const weft::v1::Task> task, std::string name,
+                   store::TaskStore::WriteDone done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushWrites() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs what was left for after the lock, then issues the writes.
+  void RunAfter(std::vector<std::function<void()>>& after)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts and reports a failed write of `name` (`what` was written).
+  void WriteFailed(absl::string_view what, absl::string_view name,
+                   const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
 
   void StartLocked(const std::shared_ptr<Live>& live,
                    std::vector<std::function<void()>>* after)
@@ -178,8 +243,7 @@ class TaskRegistry {
   void EndLocked(const std::shared_ptr<Live>& live, weft::v1::TaskState state,
                  std::vector<std::function<void()>>* after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  weft::v1::Task SnapshotLocked(const Live& live, bool with_plan,
-                                bool with_outcome) const
+  weft::v1::Task SnapshotLocked(const Live& live, TaskParts parts) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Retain(std::vector<std::function<void()>>* after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -191,8 +255,7 @@ class TaskRegistry {
   // do not even then.
   bool MakeRoomLocked(int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The bytes a copy of the task takes with these parts.
-  int64_t CopyBytesLocked(absl::string_view name, bool with_plan,
-                          bool with_outcome) const
+  int64_t CopyBytesLocked(absl::string_view name, TaskParts parts) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const std::string& name, const char* why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -219,9 +282,26 @@ class TaskRegistry {
       requests_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> request_of_
       ABSL_GUARDED_BY(mu_);
-  // Names no longer held, and why: a bounded ring.
-  std::deque<std::string> forgotten_order_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, const char*> forgotten_ ABSL_GUARDED_BY(mu_);
+  // Names no longer held, and why.
+  ForgottenNames forgotten_ ABSL_GUARDED_BY(mu_);
+  // Tasks whose creation is being written: not yet queued or running.
+  int storing_ ABSL_GUARDED_BY(mu_) = 0;
+  // Finished tasks whose last write is not done (or failed): reads take
+  // them from here rather than from the store.
+  absl::flat_hash_map<std::string, std::shared_ptr<const weft::v1::Task>>
+      unsaved_ ABSL_GUARDED_BY(mu_);
+  // Store writes waiting to be issued, in order; one thread issues them at
+  // a time (`writing_`).
+  struct StoreWrite {
+    std::shared_ptr<const weft::v1::Task> task;  // nullptr: erase `name`.
+    std::string name;
+    store::TaskStore::WriteDone done;
+  };
+  std::deque<StoreWrite> writes_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Writes queued or issued whose `done` has not returned.
+  int64_t unfinished_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t store_failures_ ABSL_GUARDED_BY(mu_) = 0;
   // The plans of finished tasks, for TASK_VIEW_FULL.
   absl::flat_hash_map<std::string, std::shared_ptr<const weft::v1::PlanNode>>
       retained_sources_ ABSL_GUARDED_BY(mu_);
@@ -230,8 +310,9 @@ class TaskRegistry {
   struct Footprint {
     int64_t request = 0;
     int64_t outcome = 0;
-    // Once it ended: its changes in all (Live::changes).
+    // Once it ended: its changes in all (Live::changes), and its state.
     int64_t changes = 0;
+    weft::v1::TaskState state = weft::v1::TASK_STATE_UNSPECIFIED;
   };
   absl::flat_hash_map<std::string, Footprint> footprints_ ABSL_GUARDED_BY(mu_);
   engine::MemoryBudget retained_;

@@ -23,6 +23,16 @@ Options WithInflight(Options options, engine::MemoryBudget* inflight) {
   return options;
 }
 
+// The tasks' options as weftd runs them: a failed store write is logged.
+tasks::TaskOptions TaskOptionsOf(tasks::TaskOptions options,
+                                 engine::MemoryBudget* inflight) {
+  options = WithInflight(std::move(options), inflight);
+  options.on_store_error = [](const absl::Status& s) {
+    std::cerr << "weftd: " << s.message() << std::endl;
+  };
+  return options;
+}
+
 // What reflection describes: every service weftd registers. The descriptor
 // set is built with weft, so a failure here is a build defect.
 std::unique_ptr<const service::ReflectionIndex> ServedDescriptors() {
@@ -51,7 +61,7 @@ WeftServer::WeftServer(ServerOptions options)
       pools_(options_.pools),
       large_requests_("large", 1, options_.orchestrator.max_active_runs),
       lazies_(loop_, WithInflight(options_.lazies, &inflight_)),
-      tasks_(loop_, task_store_, WithInflight(options_.tasks, &inflight_)),
+      tasks_(loop_, task_store_, TaskOptionsOf(options_.tasks, &inflight_)),
       reflection_index_(ServedDescriptors()) {
   registered_ = handlers::RegisterBuiltinHandlers(registry_);
   handlers::HttpOptions http_options = options_.http;

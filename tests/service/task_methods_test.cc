@@ -584,8 +584,9 @@ TEST_F(TaskMethodsTest, ShutdownCancelsRunningTasksAfterTheGracePeriod) {
   stopper.join();
   EXPECT_EQ(report.tasks_running, 2);
   EXPECT_EQ(report.tasks_cancelled, 1);
-  auto q = f_.server().tasks().Get(quick.name(), false, true);
-  auto l = f_.server().tasks().Get(slow.name(), false, true);
+  auto q =
+      f_.server().tasks().Get(quick.name(), tasks::TaskParts::kWithOutcome);
+  auto l = f_.server().tasks().Get(slow.name(), tasks::TaskParts::kWithOutcome);
   ASSERT_TRUE(q.ok() && l.ok());
   EXPECT_EQ(q->state(), weft::v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(l->state(), weft::v1::TASK_STATE_CANCELLED);

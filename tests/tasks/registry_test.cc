@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
 #include "server/engine/event_loop.h"
+#include "tests/testing/failing_task_store.h"
 #include "tests/testing/manual_env.h"
 #include "tests/testing/plan_util.h"
 #include "tests/testing/status_matchers.h"
@@ -22,12 +23,23 @@ namespace weft::tasks {
 namespace {
 
 using ::testing::HasSubstr;
+using ::weft::testing::FailingTaskStore;
 using ::weft::testing::StatusIs;
 using ::weft::testing::ToTime;
 using weft::v1::Task;
 
 constexpr char kSleep1s[] =
     R"({"call": {"handler": "sleep", "args": {"duration": "1s", "value": "done"}}})";
+
+// Create's answer, which the memory store gives before Create returns.
+absl::StatusOr<Task> CreateNow(TaskRegistry& registry, NewTask task) {
+  std::optional<absl::StatusOr<Task>> got;
+  registry.Create(std::move(task),
+                  [&](absl::StatusOr<Task> t) { got = std::move(t); });
+  EXPECT_TRUE(got.has_value()) << "the memory store answers inline";
+  if (!got.has_value()) return absl::InternalError("Create did not answer");
+  return *std::move(got);
+}
 
 class TaskRegistryTest : public ::testing::Test {
  protected:
@@ -41,9 +53,11 @@ class TaskRegistryTest : public ::testing::Test {
     }
   }
 
-  TaskRegistry& registry(TaskOptions options = {}) {
+  // Made on first use, with `options` or else options_.
+  TaskRegistry& registry(std::optional<TaskOptions> options = std::nullopt) {
     if (registry_ == nullptr) {
-      registry_ = std::make_unique<TaskRegistry>(env_, store_, options);
+      registry_ = std::make_unique<TaskRegistry>(env_, *store_ptr_,
+                                                 options.value_or(options_));
     }
     return *registry_;
   }
@@ -66,13 +80,14 @@ class TaskRegistryTest : public ::testing::Test {
 
   Task Create(absl::string_view json,
               std::map<std::string, std::string> labels = {}) {
-    absl::StatusOr<Task> t = registry().Create(Plan(json, std::move(labels)));
+    absl::StatusOr<Task> t =
+        CreateNow(registry(), Plan(json, std::move(labels)));
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? *t : Task();
   }
 
   Task Get(const std::string& name) {
-    absl::StatusOr<Task> t = registry().Get(name, false, true);
+    absl::StatusOr<Task> t = registry().Get(name, TaskParts::kWithOutcome);
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? *t : Task();
   }
@@ -80,6 +95,10 @@ class TaskRegistryTest : public ::testing::Test {
   engine::ManualEnv env_;
   handlers::HandlerRegistry handlers_;
   store::InMemoryTaskStore store_;
+  // What the registry keeps its tasks in, and its options (a subclass may
+  // change them).
+  store::TaskStore* store_ptr_ = &store_;
+  TaskOptions options_;
   std::unique_ptr<TaskRegistry> registry_;
 };
 
@@ -119,12 +138,14 @@ TEST_F(TaskRegistryTest, EachTerminalStateComesFromTheOutcome) {
 }
 
 TEST_F(TaskRegistryTest, SameRequestIdAndPlanIsTheSameTask) {
-  auto first = registry().Create(Plan(kSleep1s, {}, "req-1"));
-  auto again = registry().Create(Plan(kSleep1s, {}, "req-1"));
+  auto first = CreateNow(registry(), Plan(kSleep1s, {}, "req-1"));
+  auto again = CreateNow(registry(), Plan(kSleep1s, {}, "req-1"));
   ASSERT_TRUE(first.ok() && again.ok());
   EXPECT_EQ(first->name(), again->name());
-  auto other = registry().Create(Plan(
-      R"({"call": {"handler": "value", "args": {"value": 2}}})", {}, "req-1"));
+  auto other =
+      CreateNow(registry(),
+                Plan(R"({"call": {"handler": "value", "args": {"value": 2}}})",
+                     {}, "req-1"));
   EXPECT_THAT(
       other,
       StatusIs(absl::StatusCode::kAlreadyExists,
@@ -143,7 +164,7 @@ TEST_F(TaskRegistryTest, AdmissionQueuesThenRefusesWithARetryDelay) {
   EXPECT_EQ(a.state(), weft::v1::TASK_STATE_RUNNING);
   EXPECT_EQ(b.state(), weft::v1::TASK_STATE_QUEUED);
   EXPECT_THAT(
-      registry().Create(Plan(kSleep1s)),
+      CreateNow(registry(), Plan(kSleep1s)),
       StatusIs(
           absl::StatusCode::kResourceExhausted,
           HasSubstr(
@@ -182,12 +203,12 @@ TEST_F(TaskRegistryTest, CancelWorksOnQueuedRunningAndFinishedTasks) {
 }
 
 TEST_F(TaskRegistryTest, NamesThatAreUnknownExpiredOrDeletedAreToldApart) {
-  EXPECT_THAT(registry().Get("tasks/nope", false, true),
+  EXPECT_THAT(registry().Get("tasks/nope", TaskParts::kWithOutcome),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("name: \"tasks/nope\" is not a task name")));
   const std::string unknown = "tasks/" + std::string(32, 'a');
   EXPECT_THAT(
-      registry().Get(unknown, false, true),
+      registry().Get(unknown, TaskParts::kWithOutcome),
       StatusIs(absl::StatusCode::kNotFound, unknown + ": no such task"));
   Task t = Create(kSleep1s);
   EXPECT_THAT(
@@ -199,7 +220,7 @@ TEST_F(TaskRegistryTest, NamesThatAreUnknownExpiredOrDeletedAreToldApart) {
   env_.AdvanceBy(absl::Seconds(1));
   EXPECT_TRUE(registry().Delete(t.name()).ok());
   EXPECT_THAT(
-      registry().Get(t.name(), false, true),
+      registry().Get(t.name(), TaskParts::kWithOutcome),
       StatusIs(absl::StatusCode::kNotFound, HasSubstr("deleted (DeleteTask)")));
   EXPECT_THAT(registry().Delete(t.name()),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("deleted")));
@@ -211,9 +232,9 @@ TEST_F(TaskRegistryTest, FinishedTasksExpireByAge) {
   registry(options);
   Task t = Create(R"({"call": {"handler": "value", "args": {"value": 1}}})");
   env_.AdvanceBy(absl::Minutes(9));
-  EXPECT_TRUE(registry().Get(t.name(), false, true).ok());
+  EXPECT_TRUE(registry().Get(t.name(), TaskParts::kWithOutcome).ok());
   env_.AdvanceBy(absl::Minutes(1));
-  EXPECT_THAT(registry().Get(t.name(), false, true),
+  EXPECT_THAT(registry().Get(t.name(), TaskParts::kWithOutcome),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("expired")));
   EXPECT_EQ(store_.size(), 0u);
 }
@@ -228,12 +249,12 @@ TEST_F(TaskRegistryTest, FinishedTasksExpireByCountOldestFirst) {
         Create(R"({"call": {"handler": "value", "args": {"value": 1}}})"));
     env_.AdvanceBy(absl::Seconds(1));
   }
-  EXPECT_THAT(registry().Get(tasks[0].name(), false, true),
+  EXPECT_THAT(registry().Get(tasks[0].name(), TaskParts::kWithOutcome),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("expired")));
-  EXPECT_THAT(registry().Get(tasks[1].name(), false, true),
+  EXPECT_THAT(registry().Get(tasks[1].name(), TaskParts::kWithOutcome),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("expired")));
-  EXPECT_TRUE(registry().Get(tasks[2].name(), false, true).ok());
-  EXPECT_TRUE(registry().Get(tasks[3].name(), false, true).ok());
+  EXPECT_TRUE(registry().Get(tasks[2].name(), TaskParts::kWithOutcome).ok());
+  EXPECT_TRUE(registry().Get(tasks[3].name(), TaskParts::kWithOutcome).ok());
   EXPECT_EQ(registry().Counts().at(weft::v1::TASK_STATE_SUCCEEDED), 2);
 }
 
@@ -247,9 +268,9 @@ TEST_F(TaskRegistryTest, ListIsNewestFirstFilteredAndPagedStably) {
                {{"job", i < 4 ? "a" : "b"}})
             .name());
   }
-  weft::v1::ListTasksRequest request;
-  request.set_page_size(2);
-  (*request.mutable_labels())["job"] = "a";
+  ListQuery request;
+  request.page_size = 2;
+  request.labels["job"] = "a";
   auto page1 = registry().List(request);
   ASSERT_TRUE(page1.ok()) << page1.status();
   ASSERT_EQ(page1->tasks.size(), 2u);
@@ -257,7 +278,7 @@ TEST_F(TaskRegistryTest, ListIsNewestFirstFilteredAndPagedStably) {
   EXPECT_EQ(page1->tasks[1].name(), names[2]);
   // New tasks between pages do not shift the next page.
   Create(kSleep1s, {{"job", "a"}});
-  request.set_page_token(page1->next_page_token);
+  request.page_token = page1->next_page_token;
   auto page2 = registry().List(request);
   ASSERT_TRUE(page2.ok());
   ASSERT_EQ(page2->tasks.size(), 2u);
@@ -265,16 +286,16 @@ TEST_F(TaskRegistryTest, ListIsNewestFirstFilteredAndPagedStably) {
   EXPECT_EQ(page2->tasks[1].name(), names[0]);
   EXPECT_TRUE(page2->next_page_token.empty());
   // By state.
-  weft::v1::ListTasksRequest running;
-  running.add_states(weft::v1::TASK_STATE_RUNNING);
+  ListQuery running;
+  running.states = {weft::v1::TASK_STATE_RUNNING};
   EXPECT_EQ(registry().List(running)->tasks.size(), 3u);
   // A token with other filters is refused.
-  running.set_page_token(page1->next_page_token);
+  running.page_token = page1->next_page_token;
   EXPECT_THAT(
       registry().List(running),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
-  weft::v1::ListTasksRequest big;
-  big.set_page_size(5000);
+  ListQuery big;
+  big.page_size = 5000;
   EXPECT_THAT(registry().List(big), StatusIs(absl::StatusCode::kInvalidArgument,
                                              HasSubstr("page_size")));
 }
@@ -336,7 +357,7 @@ TEST_F(TaskRegistryTest, ShutdownCancelsQueuedAtOnceAndRunningWhenAsked) {
   Task queued = Create(kSleep1s);
   registry().StopAccepting(common::WithReason(
       absl::CancelledError("server shutting down"), common::kShuttingDown));
-  const absl::StatusOr<Task> refused = registry().Create(Plan(kSleep1s));
+  const absl::StatusOr<Task> refused = CreateNow(registry(), Plan(kSleep1s));
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable,
                                 HasSubstr("server shutting down")));
   EXPECT_EQ(common::Reason(refused.status()), "SHUTTING_DOWN");
@@ -369,16 +390,27 @@ TEST(TaskRegistryThreadsTest, ThousandConcurrentCreatesAreAllAccountedFor) {
       *plan::Compile(source.get(), source, "plan", handlers, plan::Limits());
   std::vector<std::thread> threads;
   std::vector<std::vector<std::string>> names(4);
+  engine::Mutex names_mu;
+  weft::testing::BlockingCounter answered(1000);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 250; ++i) {
-        absl::StatusOr<Task> task =
-            registry.Create(NewTask{plan, source, {}, "", true});
-        if (task.ok()) names[t].push_back(task->name());
+        // Answered on this thread, or on the one writing to the store.
+        registry.Create(NewTask{plan, source, {}, "", true},
+                        [&, t](absl::StatusOr<Task> task) {
+                          EXPECT_TRUE(task.ok()) << task.status();
+                          if (task.ok()) {
+                            engine::MutexLock lock(&names_mu);
+                            names[t].push_back(task->name());
+                          }
+                          answered.DecrementCount();
+                        });
       }
     });
   }
   for (auto& th : threads) th.join();
+  ASSERT_TRUE(answered.Wait());
+  engine::MutexLock lock(&names_mu);
   std::set<std::string> all;
   for (const auto& v : names) all.insert(v.begin(), v.end());
   ASSERT_EQ(all.size(), 1000u);
@@ -387,7 +419,7 @@ TEST(TaskRegistryThreadsTest, ThousandConcurrentCreatesAreAllAccountedFor) {
     return counts[weft::v1::TASK_STATE_SUCCEEDED] == 1000;
   }));
   for (const std::string& name : all) {
-    ASSERT_EQ(registry.Get(name, false, false)->state(),
+    ASSERT_EQ(registry.Get(name, TaskParts::kBasic)->state(),
               weft::v1::TASK_STATE_SUCCEEDED);
   }
   registry.StopAccepting(absl::CancelledError("done"));
@@ -430,7 +462,7 @@ TEST_F(TaskRegistryTest, OldFinishedTasksMakeRoomForNewOnesWithinTheBytes) {
   // says why.
   EXPECT_EQ(Get(names.back()).outcome().value().string_value().size(),
             100'000u);
-  EXPECT_THAT(registry().Get(names.front(), false, true),
+  EXPECT_THAT(registry().Get(names.front(), TaskParts::kWithOutcome),
               StatusIs(absl::StatusCode::kNotFound,
                        HasSubstr("--max_retained_task_bytes")));
 }
@@ -441,17 +473,17 @@ TEST_F(TaskRegistryTest, WhenLiveTasksFillTheBytesCreateIsRefused) {
   registry(options);
   NewTask first = Plan(kSleep1s);
   first.request_bytes = 60'000;
-  ASSERT_TRUE(registry().Create(std::move(first)).ok());
+  ASSERT_TRUE(CreateNow(registry(), std::move(first)).ok());
   NewTask second = Plan(kSleep1s);
   second.request_bytes = 60'000;
-  EXPECT_THAT(registry().Create(std::move(second)),
+  EXPECT_THAT(CreateNow(registry(), std::move(second)),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("(--max_retained_task_bytes), and 1 of them "
                                  "are still queued or running")));
   env_.AdvanceBy(absl::Seconds(1));  // The first ends: it can go now.
   NewTask third = Plan(kSleep1s);
   third.request_bytes = 60'000;
-  EXPECT_TRUE(registry().Create(std::move(third)).ok());
+  EXPECT_TRUE(CreateNow(registry(), std::move(third)).ok());
 }
 
 TEST_F(TaskRegistryTest, AnOutcomeThatCannotBeKeptBecomesItsRootWithTheReason) {
@@ -463,7 +495,7 @@ TEST_F(TaskRegistryTest, AnOutcomeThatCannotBeKeptBecomesItsRootWithTheReason) {
   NewTask hog =
       Plan(R"({"call": {"handler": "sleep", "args": {"duration": "3600s"}}})");
   hog.request_bytes = 150'000;
-  ASSERT_TRUE(registry().Create(std::move(hog)).ok());
+  ASSERT_TRUE(CreateNow(registry(), std::move(hog)).ok());
   Task t = Create(ValueTask(100'000));
   Task got = Get(t.name());
   EXPECT_EQ(got.state(), weft::v1::TASK_STATE_FAILED);
@@ -494,24 +526,24 @@ TEST_F(TaskRegistryTest, CopiesOutAreChargedFirstAndRefusedWhenTheyDoNotFit) {
   Task t = Create(ValueTask(100'000));
   engine::MemoryBudget small(50'000);
   engine::MemoryCharge charge(&small);
-  EXPECT_THAT(registry().Get(t.name(), false, true, &charge),
+  EXPECT_THAT(registry().Get(t.name(), TaskParts::kWithOutcome, &charge),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("ask for TASK_VIEW_BASIC")));
-  EXPECT_TRUE(registry().Get(t.name(), false, false, &charge).ok());
+  EXPECT_TRUE(registry().Get(t.name(), TaskParts::kBasic, &charge).ok());
   engine::MemoryBudget roomy(1 << 20);
   engine::MemoryCharge fits(&roomy);
-  EXPECT_TRUE(registry().Get(t.name(), false, true, &fits).ok());
+  EXPECT_TRUE(registry().Get(t.name(), TaskParts::kWithOutcome, &fits).ok());
   EXPECT_GT(fits.bytes(), 100'000);
 }
 
 TEST_F(TaskRegistryTest, ListPagesEndBeforeTheyPassTheirBytes) {
   for (int i = 0; i < 5; ++i) Create(ValueTask(100'000));
-  weft::v1::ListTasksRequest request;
-  request.set_view(weft::v1::TASK_VIEW_FULL);
+  ListQuery request;
+  request.parts = TaskParts::kFull;
+  request.max_bytes = 250'000;
   std::set<std::string> seen;
   for (int page = 0; page < 10; ++page) {
-    absl::StatusOr<TaskRegistry::ListResult> r =
-        registry().List(request, 250'000);
+    absl::StatusOr<TaskRegistry::ListResult> r = registry().List(request);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_LE(r->tasks.size(), 2u);
     for (const Task& t : r->tasks) {
@@ -519,9 +551,226 @@ TEST_F(TaskRegistryTest, ListPagesEndBeforeTheyPassTheirBytes) {
       seen.insert(t.name());
     }
     if (r->next_page_token.empty()) break;
-    request.set_page_token(r->next_page_token);
+    request.page_token = r->next_page_token;
   }
   EXPECT_EQ(seen.size(), 5u);
+}
+
+// The registry over a store that is slow or fails, as a durable one may.
+class TaskRegistryStoreTest : public TaskRegistryTest {
+ protected:
+  TaskRegistryStoreTest() {
+    store_ptr_ = &failing_;
+    options_.on_store_error = [this](const absl::Status& s) {
+      engine::MutexLock lock(&mu_);
+      store_errors_.push_back(s);
+    };
+  }
+  // The registry goes first: it refers to the store.
+  ~TaskRegistryStoreTest() override {
+    failing_.FailWrites(absl::OkStatus());
+    failing_.Release();
+    if (registry_ != nullptr) {
+      registry_->StopAccepting(absl::CancelledError("test over"));
+      registry_->CancelRunning(absl::CancelledError("test over"));
+      registry_.reset();
+    }
+  }
+
+  std::vector<absl::Status> store_errors() {
+    engine::MutexLock lock(&mu_);
+    return store_errors_;
+  }
+
+  // The answers Create gave so far, in order.
+  std::vector<absl::StatusOr<Task>> answers_;
+  TaskRegistry::CreateFn Answer() {
+    return [this](absl::StatusOr<Task> t) { answers_.push_back(std::move(t)); };
+  }
+
+  FailingTaskStore failing_;
+  engine::Mutex mu_;
+  std::vector<absl::Status> store_errors_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(TaskRegistryStoreTest, CreateAnswersOnlyOnceTheTaskIsStored) {
+  failing_.Hold();
+  registry().Create(Plan(kSleep1s), Answer());
+  EXPECT_TRUE(answers_.empty());
+  EXPECT_EQ(failing_.size(), 0u);
+  // Nothing runs before it is stored.
+  EXPECT_EQ(registry().running(), 0);
+  failing_.Release();
+  ASSERT_EQ(answers_.size(), 1u);
+  ASSERT_TRUE(answers_[0].ok()) << answers_[0].status();
+  EXPECT_EQ(answers_[0]->state(), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(registry().running(), 1);
+  EXPECT_EQ(failing_.Get(answers_[0]->name())->state(),
+            weft::v1::TASK_STATE_RUNNING);
+}
+
+TEST_F(TaskRegistryStoreTest, ACreateTheStoreRefusesIsNotKept) {
+  TaskRegistry& r = registry();
+  failing_.FailWrites(absl::UnavailableError("disk full"));
+  r.Create(Plan(kSleep1s, {{"job", "a"}}, "req-1"), Answer());
+  ASSERT_EQ(answers_.size(), 1u);
+  EXPECT_THAT(answers_[0],
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk full")));
+  EXPECT_EQ(common::Reason(answers_[0].status()),
+            common::kTaskStoreUnavailable);
+  EXPECT_EQ(common::RetryDelay(answers_[0].status()), absl::Seconds(1));
+  // Nothing of it is left: no count, no memory, no list entry, no runs.
+  EXPECT_TRUE(r.Counts().empty());
+  EXPECT_EQ(r.memory().used(), 0);
+  EXPECT_EQ(r.running(), 0);
+  EXPECT_TRUE(r.List(ListQuery())->tasks.empty());
+  EXPECT_EQ(r.store_failures(), 1);
+  ASSERT_EQ(store_errors().size(), 1u);
+  EXPECT_THAT(store_errors()[0].message(),
+              HasSubstr("could not write the new task of tasks/"));
+  // Its request_id is free again.
+  failing_.FailWrites(absl::OkStatus());
+  r.Create(Plan(kSleep1s, {{"job", "a"}}, "req-1"), Answer());
+  ASSERT_EQ(answers_.size(), 2u);
+  ASSERT_TRUE(answers_[1].ok()) << answers_[1].status();
+  EXPECT_EQ(r.Counts()[weft::v1::TASK_STATE_RUNNING], 1);
+}
+
+TEST_F(TaskRegistryStoreTest, ARepeatedRequestIdWaitsForTheFirstWrite) {
+  failing_.Hold();
+  registry().Create(Plan(kSleep1s, {}, "req-1"), Answer());
+  registry().Create(Plan(kSleep1s, {}, "req-1"), Answer());
+  EXPECT_TRUE(answers_.empty());
+  failing_.Release();
+  ASSERT_EQ(answers_.size(), 2u);
+  ASSERT_TRUE(answers_[0].ok());
+  ASSERT_TRUE(answers_[1].ok());
+  EXPECT_EQ(answers_[0]->name(), answers_[1]->name());
+  EXPECT_EQ(registry().Counts()[weft::v1::TASK_STATE_RUNNING], 1);
+}
+
+TEST_F(TaskRegistryStoreTest, ARepeatedRequestIdFailsWithTheFirstWrite) {
+  failing_.Hold();
+  registry().Create(Plan(kSleep1s, {}, "req-1"), Answer());
+  registry().Create(Plan(kSleep1s, {}, "req-1"), Answer());
+  failing_.FailWrites(absl::UnavailableError("disk full"));
+  failing_.Release();
+  ASSERT_EQ(answers_.size(), 2u);
+  for (const auto& a : answers_) {
+    EXPECT_EQ(common::Reason(a.status()), common::kTaskStoreUnavailable);
+  }
+  EXPECT_TRUE(registry().Counts().empty());
+}
+
+TEST_F(TaskRegistryStoreTest,
+       AFailedStateWriteIsCountedAndTheTaskServedFromMemory) {
+  Task t = Create(kSleep1s);
+  failing_.FailWrites(absl::UnavailableError("disk full"));
+  env_.AdvanceBy(absl::Seconds(1));
+  // The store still says RUNNING; the registry knows better.
+  EXPECT_EQ(failing_.Get(t.name())->state(), weft::v1::TASK_STATE_RUNNING);
+  Task got = Get(t.name());
+  EXPECT_EQ(got.state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(got.outcome().value().string_value(), "done");
+  EXPECT_EQ(registry().store_failures(), 1);
+  ASSERT_EQ(store_errors().size(), 1u);
+  EXPECT_THAT(store_errors()[0].message(),
+              HasSubstr("could not write the end of " + t.name()));
+  // A deleted task is gone from the registry even when its erasure fails.
+  ASSERT_TRUE(registry().Delete(t.name()).ok());
+  EXPECT_EQ(registry().store_failures(), 2);
+  EXPECT_NE(failing_.Get(t.name()), nullptr);
+  EXPECT_THAT(registry().Get(t.name(), TaskParts::kBasic),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("deleted")));
+  EXPECT_TRUE(registry().List(ListQuery())->tasks.empty());
+}
+
+TEST_F(TaskRegistryStoreTest,
+       AFinishedTaskIsReadFromMemoryUntilItsEndIsWritten) {
+  Task t = Create(kSleep1s);
+  failing_.Hold();
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(failing_.pending(), 1);
+  EXPECT_EQ(failing_.Get(t.name())->state(), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(Get(t.name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
+  failing_.Release();
+  EXPECT_EQ(failing_.Get(t.name())->state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(failing_.Get(t.name())->outcome().value().string_value(), "done");
+  EXPECT_EQ(Get(t.name()).outcome().value().string_value(), "done");
+  EXPECT_EQ(registry().store_failures(), 0);
+}
+
+TEST_F(TaskRegistryStoreTest, TheStoreIsNeverCalledUnderTheRegistryLock) {
+  // Called inside every Write and Erase: each would deadlock if the
+  // registry held its lock there.
+  int calls = 0;
+  failing_.OnWrite([&] {
+    ++calls;
+    registry().Counts();
+  });
+  Task t = Create(R"({"call": {"handler": "value", "args": {"value": 1}}})");
+  ASSERT_TRUE(registry().Delete(t.name()).ok());
+  // Its creation, start, end and erasure.
+  EXPECT_EQ(calls, 4);
+}
+
+TEST_F(TaskRegistryStoreTest, ATaskStoredAfterShutdownBeganEndsCancelled) {
+  failing_.Hold();
+  registry().Create(Plan(kSleep1s), Answer());
+  registry().StopAccepting(absl::UnavailableError("weftd is stopping"));
+  failing_.Release();
+  ASSERT_EQ(answers_.size(), 1u);
+  ASSERT_TRUE(answers_[0].ok());
+  EXPECT_EQ(answers_[0]->state(), weft::v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(registry().running(), 0);
+  EXPECT_EQ(Get(answers_[0]->name()).outcome().error().message(),
+            "weftd is stopping");
+}
+
+TEST(TaskRegistryThreadsTest, WritesCompletedOnTheStoreThreadKeepTheirOrder) {
+  engine::EventLoop loop(2);
+  handlers::HandlerRegistry handlers;
+  ASSERT_TRUE(handlers::RegisterBuiltinHandlers(handlers).ok());
+  FailingTaskStore store(FailingTaskStore::Completion::kThread);
+  TaskRegistry registry(loop, store, TaskOptions());
+  auto source = std::shared_ptr<const weft::v1::PlanNode>(
+      weft::testing::PlanFromJson(
+          R"({"call": {"handler": "sleep", "args": {"duration": "0.001s"}}})")
+          .release());
+  std::shared_ptr<const plan::CompiledPlan> plan =
+      *plan::Compile(source.get(), source, "plan", handlers, plan::Limits());
+  constexpr int kTasks = 200;
+  weft::testing::BlockingCounter answered(kTasks);
+  engine::Mutex mu;
+  std::vector<std::string> names;
+  for (int i = 0; i < kTasks; ++i) {
+    registry.Create(NewTask{plan, source, {}, "", true},
+                    [&](absl::StatusOr<Task> t) {
+                      EXPECT_TRUE(t.ok()) << t.status();
+                      if (t.ok()) {
+                        engine::MutexLock lock(&mu);
+                        names.push_back(t->name());
+                      }
+                      answered.DecrementCount();
+                    });
+  }
+  ASSERT_TRUE(answered.Wait());
+  ASSERT_TRUE(weft::testing::WaitFor([&] {
+    return registry.Counts()[weft::v1::TASK_STATE_SUCCEEDED] == kTasks;
+  }));
+  // Every task's last write (its end) is what the store holds.
+  ASSERT_TRUE(weft::testing::WaitFor([&] {
+    for (const std::string& name : names) {
+      auto stored = store.Get(name);
+      if (stored == nullptr ||
+          stored->state() != weft::v1::TASK_STATE_SUCCEEDED) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  EXPECT_EQ(registry.store_failures(), 0);
+  registry.StopAccepting(absl::CancelledError("done"));
 }
 
 }  // namespace
