@@ -39,11 +39,18 @@ class RaceState : public RefCounted<RaceState> {
         result_.status = absl::InvalidArgumentError("a race needs tasks");
       }
     }
+    // The parent may be cancelled on another thread while this runs: its
+    // callback then decides, and the race finishes (and drops on_cancel_)
+    // only once Start is done with it.
     on_cancel_.emplace(parent_token(), [this](const absl::Status& reason) {
       OnParentCancelled(reason);
     });
     Pump();
     ScheduleHedge();
+    {
+      MutexLock lock(&mu_);
+      starting_ = false;
+    }
     MaybeFinish();
   }
 
@@ -202,7 +209,10 @@ class RaceState : public RefCounted<RaceState> {
     RaceResult result;
     {
       MutexLock lock(&mu_);
-      if (!decided_ || running_ > 0 || pump_.pumping || finished_) return;
+      if (!decided_ || running_ > 0 || pump_.pumping || starting_ ||
+          finished_) {
+        return;
+      }
       finished_ = true;
       done = std::move(done_);
       result = std::move(result_);
@@ -229,6 +239,8 @@ class RaceState : public RefCounted<RaceState> {
   int failed_ ABSL_GUARDED_BY(mu_) = 0;
   bool decided_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Until Start has set up on_cancel_, started the first tasks and the hedge.
+  bool starting_ ABSL_GUARDED_BY(mu_) = true;
   internal::PumpState pump_;  // Guarded by mu_.
   bool has_timer_ ABSL_GUARDED_BY(mu_) = false;
   TimerId timer_ ABSL_GUARDED_BY(mu_);
