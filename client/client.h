@@ -1,5 +1,7 @@
 // The C++ client library for weft: a thin, typed layer over the generated
-// stubs, plan builders, and the JSON forms the CLI reads and prints.
+// stubs. Plans are built with plan_builders.h; what only the `weft` CLI
+// uses (the JSON forms it reads and prints, its progress line) is in
+// cli_support.h.
 //
 // The Client takes stub interfaces, so code that uses it can be tested
 // against the generated mocks (orchestrator_mock.grpc.pb.h).
@@ -18,7 +20,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/duration.pb.h"
-#include "google/protobuf/message.h"
 #include "google/protobuf/struct.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "weft/v1/orchestrator.grpc.pb.h"
@@ -98,33 +99,6 @@ std::string LazyValueName(absl::string_view name_or_id);
 
 // Whether a task has reached one of its terminal states.
 bool IsTerminal(weft::v1::TaskState state);
-
-// How long the task has run: from its start to its end, or to now while it
-// runs; zero while it is queued.
-absl::Duration Elapsed(const weft::v1::Task& task);
-
-// One line for a terminal: a bar `width` characters wide, then counts, e.g.
-//   [##########..........]  50/100 leaves  2 failed  3 running  RUNNING
-std::string ProgressLine(const weft::v1::Task& task, int width);
-
-// Reads what `weft task create` accepts: a CreateTaskRequest ({"plan": ...})
-// or a bare plan node.
-absl::StatusOr<weft::v1::CreateTaskRequest> ParseCreateTaskRequestJson(
-    absl::string_view json);
-
-// Reads what `weft lazy create` accepts: a LazyValue ({"plan": ...,
-// "ttl": ...}) or a bare plan node.
-absl::StatusOr<weft::v1::LazyValue> ParseLazyValueJson(absl::string_view json);
-
-// Reads what `weft run` accepts: a RunRequest ({"plan": ...}) or a bare plan
-// node ({"parallel": ...}), in the proto3 JSON mapping.
-absl::StatusOr<weft::v1::RunRequest> ParseRunRequestJson(
-    absl::string_view json);
-
-// Proto3 JSON, camelCase field names, indented by two spaces like grpcurl.
-// Object keys of Struct values come out sorted, so output is stable.
-// (common::ToCompactJson gives the same on one line.)
-std::string ToJson(const google::protobuf::Message& message);
 
 }  // namespace weft::client
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/cli.h"
+#include "client/cli_support.h"
 #include "server/common/proto_time.h"
 
 ABSL_DECLARE_FLAG(absl::Duration, timeout);
@@ -43,7 +44,7 @@ const char kLazyUsage[] =
 namespace {
 
 void Print(const google::protobuf::Message& message) {
-  std::cout << client::ToJson(message) << std::endl;
+  std::cout << ToJson(message) << std::endl;
 }
 
 // Sets `out` from a duration flag's text, when given.
@@ -72,8 +73,7 @@ int Create(const client::Client& client, const std::string& id,
   if (!text.ok()) return Usage(text.status().message());
   weft::v1::CreateLazyValueRequest request;
   request.set_lazy_value_id(id);
-  absl::StatusOr<weft::v1::LazyValue> definition =
-      client::ParseLazyValueJson(*text);
+  absl::StatusOr<weft::v1::LazyValue> definition = ParseLazyValueJson(*text);
   if (!definition.ok()) {
     std::cerr << "weft: " << (file == "-" ? "stdin" : file) << ": "
               << definition.status().message() << "\n";

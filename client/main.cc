@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/cli.h"
+#include "client/cli_support.h"
 #include "client/client.h"
 #include "client/lazy_commands.h"
 #include "client/task_commands.h"
@@ -84,7 +85,7 @@ int Run(const weft::client::Client& client, const std::string& file) {
   absl::StatusOr<std::string> text = weft::cli::ReadInput(file);
   if (!text.ok()) return Usage(text.status().message());
   absl::StatusOr<weft::v1::RunRequest> request =
-      weft::client::ParseRunRequestJson(*text);
+      weft::cli::ParseRunRequestJson(*text);
   if (!request.ok()) {
     std::cerr << "weft: " << (file == "-" ? "stdin" : file) << ": "
               << request.status().message() << "\n";
@@ -98,7 +99,7 @@ int Run(const weft::client::Client& client, const std::string& file) {
   if (root.state() == weft::v1::NODE_STATE_SUCCEEDED && !root.has_value()) {
     *root.mutable_value() = weft::common::AssembleValue(root);
   }
-  std::cout << weft::client::ToJson(*response) << std::endl;
+  std::cout << weft::cli::ToJson(*response) << std::endl;
   return response->outcome().state() == weft::v1::NODE_STATE_SUCCEEDED
              ? kExitOk
              : kExitNotSucceeded;
@@ -109,7 +110,7 @@ int Handlers(const weft::client::Client& client) {
       client.ListHandlers(absl::GetFlag(FLAGS_timeout));
   if (!response.ok()) return CallFailed(response.status());
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << weft::client::ToJson(*response) << std::endl;
+    std::cout << weft::cli::ToJson(*response) << std::endl;
     return kExitOk;
   }
   for (const weft::v1::Handler& h : response->handlers()) {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "client/cli.h"
+#include "client/cli_support.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/serialize.h"
 
@@ -64,7 +65,7 @@ int ExitFor(const weft::v1::Task& task) {
 }
 
 void Print(const google::protobuf::Message& message) {
-  std::cout << client::ToJson(message) << std::endl;
+  std::cout << ToJson(message) << std::endl;
 }
 
 std::string ShortState(weft::v1::TaskState state) {
@@ -146,9 +147,9 @@ int Watch(const client::Client& client, const std::string& name) {
           std::cout << common::ToCompactJson(e) << std::endl;
           return;
         }
-        std::cout << "\r" << client::ProgressLine(e.task(), 30) << "  "
-                  << absl::StrFormat("%.1fs", absl::ToDoubleSeconds(
-                                                  client::Elapsed(e.task())))
+        std::cout << "\r" << ProgressLine(e.task(), 30) << "  "
+                  << absl::StrFormat("%.1fs",
+                                     absl::ToDoubleSeconds(Elapsed(e.task())))
                   << "\x1b[K" << std::flush;
       });
   if (tty && !last.name().empty()) std::cout << std::endl;
@@ -168,7 +169,7 @@ int Create(const client::Client& client, const std::string& file,
   absl::StatusOr<std::string> text = ReadInput(file);
   if (!text.ok()) return Usage(text.status().message());
   absl::StatusOr<weft::v1::CreateTaskRequest> request =
-      client::ParseCreateTaskRequestJson(*text);
+      ParseCreateTaskRequestJson(*text);
   if (!request.ok()) {
     std::cerr << "weft: " << (file == "-" ? "stdin" : file) << ": "
               << request.status().message() << "\n";

@@ -229,12 +229,26 @@ absl::Status OrchestratorService::Intake(
     std::move(prepare)(request);
     return absl::OkStatus();
   }
-  return large_requests_
-      ->Submit([prepare = std::move(prepare),
-                copy = grpc::ByteBuffer(request)]() mutable {
+  absl::StatusOr<uint64_t> queued =
+      large_requests_->Submit([prepare = std::move(prepare),
+                               copy = grpc::ByteBuffer(request)]() mutable {
         std::move(prepare)(copy);
-      })
-      .status();
+      });
+  if (queued.ok() || common::Reason(queued.status()) != common::kPoolFull) {
+    return queued.status();  // Queued, or weftd is stopping.
+  }
+  // The pool's own message would point at --pools, which does not size it.
+  return common::WithRetryDelay(
+      common::WithLimit(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "too many requests over ", kLargeRequestBytes / 1024,
+              " KiB are waiting to be read: the large-request thread takes "
+              "one at a time and at most ",
+              options_.max_active_runs,
+              " waiting (--max_active_runs); retry after ",
+              common::FormatJsonDuration(options_.retry_after))),
+          common::kPoolFull, "--max_active_runs", options_.max_active_runs),
+      options_.retry_after);
 }
 
 template <typename Request>

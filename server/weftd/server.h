@@ -84,6 +84,9 @@ class WeftServer {
   const engine::MemoryBudget& inflight() const { return inflight_; }
   const plan::PoolSet& pools() const { return pools_; }
   tasks::TaskRegistry& tasks() { return tasks_; }
+  const engine::EventLoop& loop() const { return loop_; }
+  // The thread that parses and compiles requests over 256 KiB (for tests).
+  engine::ThreadPool& large_requests() { return large_requests_; }
   lazy::LazyRegistry& lazies() { return lazies_; }
   service::HealthService& health() { return health_; }
   const std::string& address() const { return address_; }

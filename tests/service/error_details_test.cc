@@ -502,6 +502,37 @@ TEST_F(LimitedServerTest, TooManyRunsSaysWhenToRetry) {
   EXPECT_EQ(common::RetryDelay(s), absl::Seconds(2));
 }
 
+TEST_F(LimitedServerTest, ALargeRequestFindingItsThreadBusySaysWhenToRetry) {
+  // Requests over 256 KiB are read on one thread with --max_active_runs (1)
+  // waiting: take both places.
+  Notification release;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(f_.server()
+                    .large_requests()
+                    .Submit([&release] {
+                      release.WaitForNotificationWithTimeout(kWait);
+                    })
+                    .ok());
+  }
+  const std::string big = absl::StrCat(
+      R"({"plan": {"call": {"handler": "value", "args": {"value": ")",
+      std::string(300'000, 'q'), R"("}}}})");
+  absl::Status s = Run(big);
+  release.Notify();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(),
+              HasSubstr("too many requests over 256 KiB are waiting to be "
+                        "read: the large-request thread takes one at a time "
+                        "and at most 1 waiting (--max_active_runs)"));
+  google::rpc::ErrorInfo info = Info(s);
+  EXPECT_EQ(info.reason(), "POOL_FULL");
+  EXPECT_EQ(info.metadata().at("flag"), "--max_active_runs");
+  EXPECT_EQ(info.metadata().at("limit"), "1");
+  EXPECT_EQ(common::RetryDelay(s), absl::Seconds(2));
+  // Once the thread is free the same request runs.
+  EXPECT_TRUE(f_.WaitFor([&] { return Run(big).ok(); }));
+}
+
 TEST_F(LimitedServerTest, AFullTaskQueueSaysWhenToRetry) {
   absl::StatusOr<weft::v1::Task> running = CreateTask(
       R"({"plan": {"call": {"handler": "sleep", "args": {"duration": "60s"}}}})");

@@ -119,6 +119,7 @@ TEST(OrchestratorServiceTest,
   EXPECT_EQ(response.outcome().error().code(), "RESOURCE_EXHAUSTED");
   EXPECT_THAT(response.outcome().error().message(),
               HasSubstr("(--max_outcome_bytes); ask for OUTCOME_DETAIL_ROOT"));
+  EXPECT_EQ(response.outcome().error().reason(), "ANSWER_TOO_LARGE");
   ASSERT_TRUE(
       f.Run(absl::StrCat(R"({"detail": "OUTCOME_DETAIL_ROOT", "plan": )", plan,
                          "}"),

@@ -398,6 +398,35 @@ TEST_F(TaskMethodsTest, AWatchResumesAfterTheLastEventItSaw) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(TaskMethodsTest, AWaitTheCallerCancelsIsDroppedByTheServer) {
+  const Task t = MustCreate(SleepTask("60s"));
+  // The task's sleep holds a timer; a wait adds its own.
+  const size_t before = f_.server().loop().pending_timers();
+  grpc::ClientContext context;
+  weft::v1::WaitTaskRequest request;
+  request.set_name(t.name());
+  request.mutable_timeout()->set_seconds(3600);
+  Task got;
+  grpc::Status status;
+  Notification answered;
+  f_.orchestrator().async()->WaitTask(&context, &request, &got,
+                                      [&](grpc::Status s) {
+                                        status = std::move(s);
+                                        answered.Notify();
+                                      });
+  ASSERT_TRUE(f_.WaitFor(
+      [&] { return f_.server().loop().pending_timers() == before + 1; }));
+  context.TryCancel();
+  ASSERT_TRUE(answered.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  // The server let go of the wait: its timer is gone, the task runs on.
+  EXPECT_TRUE(f_.WaitFor(
+      [&] { return f_.server().loop().pending_timers() == before; }));
+  Task now;
+  ASSERT_TRUE(Get(t.name(), &now).ok());
+  EXPECT_EQ(now.state(), weft::v1::TASK_STATE_RUNNING);
+}
+
 TEST_F(TaskMethodsTest, AResumedWatchOfAnUnchangedTaskWaitsForItsNextChange) {
   const Task t = MustCreate(SleepTask("0.3s"));
   grpc::ClientContext first_context;
