@@ -3,6 +3,8 @@
 #include <optional>
 #include <utility>
 
+#include "server/service/reactor.h"
+
 namespace weft::service {
 
 using grpc::health::v1::HealthCheckRequest;
@@ -15,8 +17,7 @@ constexpr char kOrchestrator[] = "weft.v1.Orchestrator";
 // One Watch stream: writes the current status, then each change. Only the
 // latest status matters, so changes that arrive during a write collapse into
 // one.
-class HealthService::Watcher final
-    : public grpc::ServerWriteReactor<HealthCheckResponse> {
+class HealthService::Watcher final : public WriteReactor<HealthCheckResponse> {
  public:
   Watcher(HealthService* service, std::string name)
       : service_(service), name_(std::move(name)) {}
@@ -41,11 +42,15 @@ class HealthService::Watcher final
   }
 
   void OnWriteDone(bool ok) override {
+    CalledByGrpc(this);
     engine::MutexLock lock(&mu_);
     writing_ = false;
     if (finished_) {
-      if (final_status_.has_value()) Finish(*std::move(final_status_));
-      final_status_.reset();
+      if (final_status_.has_value()) {
+        grpc::Status status = *std::move(final_status_);
+        final_status_.reset();
+        Finish(std::move(status));
+      }
       return;
     }
     if (!ok) {
@@ -57,6 +62,7 @@ class HealthService::Watcher final
   }
 
   void OnCancel() override {
+    CalledByGrpc(this);
     engine::MutexLock lock(&mu_);
     if (finished_) return;
     finished_ = true;
@@ -68,6 +74,12 @@ class HealthService::Watcher final
   }
 
   void OnDone() override {
+    CalledByGrpc(this);
+    {
+      // A reaction that called Finish may still hold the lock: let it go
+      // first.
+      engine::MutexLock lock(&mu_);
+    }
     service_->RemoveWatcher(this);
     delete this;
   }
@@ -147,11 +159,11 @@ grpc::ServerUnaryReactor* HealthService::Check(
         grpc::StatusCode::NOT_FOUND,
         "unknown service \"" + request->service() +
             "\"; this server reports \"\" and \"weft.v1.Orchestrator\""));
-    return reactor;
+    return Handed(reactor);
   }
   response->set_status(status);
   reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Handed(reactor);
 }
 
 grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(

@@ -11,6 +11,7 @@
 #include "server/common/proto_time.h"
 #include "server/engine/cancellation.h"
 #include "server/service/orchestrator_service.h"
+#include "server/service/reactor.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
 
@@ -19,8 +20,7 @@ namespace weft::service {
 // CreateLazyValue: a raw method, so its plan is parsed and depth-checked
 // like Run's (on the large-request thread for big requests), then compiled
 // with the registry as its lazy resolver.
-class OrchestratorService::CreateLazyValueReactor final
-    : public grpc::ServerUnaryReactor {
+class OrchestratorService::CreateLazyValueReactor final : public UnaryReactor {
  public:
   CreateLazyValueReactor(OrchestratorService* service,
                          grpc::ByteBuffer* response)
@@ -41,7 +41,10 @@ class OrchestratorService::CreateLazyValueReactor final
     }
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CalledByGrpc(this);
+    delete this;
+  }
 
  private:
   void Prepare(const grpc::ByteBuffer& bytes) {
@@ -72,13 +75,12 @@ grpc::ServerUnaryReactor* OrchestratorService::CreateLazyValue(
     grpc::ByteBuffer* response) {
   auto* reactor = new CreateLazyValueReactor(this, response);
   reactor->Start(request);
-  return reactor;
+  return Handed(reactor);
 }
 
 // ResolveLazyValue: waits for the value; a caller who cancels or whose
 // deadline passes leaves (the computation goes on for the others).
-class OrchestratorService::ResolveReactor final
-    : public grpc::ServerUnaryReactor {
+class OrchestratorService::ResolveReactor final : public UnaryReactor {
  public:
   ResolveReactor(weft::v1::ResolveLazyValueResponse* response,
                  engine::MemoryBudget* inflight)
@@ -111,10 +113,14 @@ class OrchestratorService::ResolveReactor final
   }
 
   void OnCancel() override {
+    CalledByGrpc(this);
     source_.Cancel(common::WithReason(
         absl::CancelledError("the caller went away"), common::kRunCancelled));
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CalledByGrpc(this);
+    delete this;
+  }
 
  private:
   weft::v1::ResolveLazyValueResponse* const response_;
@@ -130,11 +136,11 @@ grpc::ServerUnaryReactor* OrchestratorService::ResolveLazyValue(
   if (!lazies.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(ToGrpc(lazies.status()));
-    return reactor;
+    return Handed(reactor);
   }
   auto* reactor = new ResolveReactor(response, inflight_);
   reactor->Start(**lazies, request->name());
-  return reactor;
+  return Handed(reactor);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::GetLazyValue(
@@ -194,7 +200,7 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteLazyValue(
       lazies.ok() ? (*lazies)->Delete(request->name()) : lazies.status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpc(s));
-  return reactor;
+  return Handed(reactor);
 }
 
 }  // namespace weft::service

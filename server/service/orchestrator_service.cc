@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "server/common/errors.h"
 #include "server/common/proto_time.h"
 #include "server/plan/interpreter.h"
+#include "server/service/reactor.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
 
@@ -47,7 +49,7 @@ weft::v1::ArgumentType ToProto(handlers::ArgType t) {
 }  // namespace
 
 // One Run call, from admission to Finish(). Deleted by OnDone().
-class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
+class OrchestratorService::RunReactor final : public UnaryReactor {
  public:
   RunReactor(OrchestratorService* service, grpc::ByteBuffer* response)
       : service_(service), response_(response), charge_(service->inflight_) {}
@@ -132,6 +134,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   // gRPC calls this when the caller cancels or disconnects, and when the
   // caller's deadline passes.
   void OnCancel() override {
+    CalledByGrpc(this);
     caller_cancelled_.store(true, std::memory_order_release);
     source_.Cancel(common::WithReason(
         absl::CancelledError("the call ended: the caller cancelled it, went "
@@ -140,6 +143,7 @@ class OrchestratorService::RunReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnDone() override {
+    CalledByGrpc(this);
     if (admitted_) service_->Release(run_id_);
     delete this;
   }
@@ -312,7 +316,7 @@ grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::ByteBuffer* response) {
   auto* reactor = new RunReactor(this, response);
   reactor->Start(context, request);
-  return reactor;
+  return Handed(reactor);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ListHandlers(
@@ -334,7 +338,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ListHandlers(
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Handed(reactor);
 }
 
 absl::Status OrchestratorService::Admit(uint64_t* id,
@@ -362,6 +366,13 @@ absl::Status OrchestratorService::Admit(uint64_t* id,
   *id = ++next_id_;
   runs_.emplace(*id, *source);
   return absl::OkStatus();
+}
+
+OrchestratorService::~OrchestratorService() {
+  // The last run's Release (in its OnDone, on a gRPC thread) happens before
+  // this: the lock says so to ThreadSanitizer as well.
+  engine::MutexLock lock(&mu_);
+  assert(runs_.empty());
 }
 
 void OrchestratorService::Release(uint64_t id) {
@@ -457,7 +468,7 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Handed(reactor);
 }
 
 }  // namespace weft::service

@@ -97,6 +97,8 @@ class OrchestratorService final
                   weft::v1::Orchestrator::CallbackService>>> {
  public:
   OrchestratorService(OrchestratorOptions options, OrchestratorDeps deps);
+  // Requires that no run is in flight (the gRPC server has shut down).
+  ~OrchestratorService() override;
 
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 const grpc::ByteBuffer* request,

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "server/common/text.h"
+#include "server/service/reactor.h"
 
 namespace weft::service {
 
@@ -138,14 +139,14 @@ void Answer(const ReflectionIndex& index, const Request& request,
 // One stream: read a request, answer it with a response of its own, read the
 // next; done when the client closes its side.
 template <typename Request, typename Response>
-class ReflectionReactor final
-    : public grpc::ServerBidiReactor<Request, Response> {
+class ReflectionReactor final : public BidiReactor<Request, Response> {
  public:
   explicit ReflectionReactor(const ReflectionIndex* index) : index_(index) {
     this->StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
+    CalledByGrpc(this);
     if (!ok) {  // The client is done (or gone).
       this->Finish(grpc::Status::OK);
       return;
@@ -156,6 +157,7 @@ class ReflectionReactor final
   }
 
   void OnWriteDone(bool ok) override {
+    CalledByGrpc(this);
     if (!ok) {
       this->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
                                 "the reflection stream broke"));
@@ -165,7 +167,10 @@ class ReflectionReactor final
     this->StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CalledByGrpc(this);
+    delete this;
+  }
 
  private:
   const ReflectionIndex* const index_;

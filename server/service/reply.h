@@ -17,6 +17,7 @@
 #include "server/common/errors.h"
 #include "server/common/text.h"
 #include "server/engine/memory_budget.h"
+#include "server/service/reactor.h"
 
 namespace weft::service {
 
@@ -51,7 +52,7 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
     *response = *std::move(result);
     reactor->Finish(grpc::Status::OK);
   }
-  return reactor;
+  return Handed(reactor);
 }
 
 // RESOURCE_EXHAUSTED when an answer of `size` bytes is larger than
@@ -64,7 +65,7 @@ inline absl::Status CheckAnswerSize(size_t size, int64_t max_bytes,
 // --max_inflight_bytes) until gRPC has sent it: `charge` is what the
 // response's copy was charged to, released when the call is done. With
 // `max_bytes`, a response larger is refused (CheckAnswerSize).
-class ChargedReactor final : public grpc::ServerUnaryReactor {
+class ChargedReactor final : public UnaryReactor {
  public:
   explicit ChargedReactor(engine::MemoryBudget* budget, int64_t max_bytes = -1,
                           std::string advice = "")
@@ -92,7 +93,10 @@ class ChargedReactor final : public grpc::ServerUnaryReactor {
     return this;
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CalledByGrpc(this);
+    delete this;
+  }
 
   engine::MemoryCharge charge;
 

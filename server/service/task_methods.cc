@@ -15,6 +15,7 @@
 #include "server/common/outcome.h"
 #include "server/common/proto_time.h"
 #include "server/service/orchestrator_service.h"
+#include "server/service/reactor.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
 
@@ -66,8 +67,7 @@ absl::Status ShapeOutcome(weft::v1::OutcomeDetail detail,
 
 // CreateTask: parse and compile the plan (like Run, on the large-request
 // thread for big requests), then hand it to the registry.
-class OrchestratorService::CreateTaskReactor final
-    : public grpc::ServerUnaryReactor {
+class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
  public:
   CreateTaskReactor(OrchestratorService* service, grpc::ByteBuffer* response)
       : service_(service), response_(response) {}
@@ -82,7 +82,10 @@ class OrchestratorService::CreateTaskReactor final
     }
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CalledByGrpc(this);
+    delete this;
+  }
 
  private:
   void Prepare(const grpc::ByteBuffer& bytes) {
@@ -125,7 +128,7 @@ grpc::ServerUnaryReactor* OrchestratorService::CreateTask(
     grpc::ByteBuffer* response) {
   auto* reactor = new CreateTaskReactor(this, response);
   reactor->Start(context, request);
-  return reactor;
+  return Handed(reactor);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::GetTask(
@@ -217,7 +220,7 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
 
 // WaitTask: answers when the task ends or the wait's own timeout passes,
 // and always a little before the caller's deadline.
-class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
+class OrchestratorService::WaitReactor final : public UnaryReactor {
  public:
   WaitReactor(OrchestratorService* service, Task* response)
       : service_(service), response_(response), charge_(service->inflight_) {}
@@ -259,12 +262,14 @@ class OrchestratorService::WaitReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnCancel() override {
+    CalledByGrpc(this);
     engine::MutexLock lock(&mu_);
     FinishLocked(
         grpc::Status(grpc::StatusCode::CANCELLED, "the wait was cancelled"));
   }
 
   void OnDone() override {
+    CalledByGrpc(this);
     std::unique_ptr<tasks::TaskRegistry::Handle> handle;
     {
       engine::MutexLock lock(&mu_);
@@ -322,13 +327,13 @@ grpc::ServerUnaryReactor* OrchestratorService::WaitTask(
     const weft::v1::WaitTaskRequest* request, Task* response) {
   auto* reactor = new WaitReactor(this, response);
   reactor->Start(context, request);
-  return reactor;
+  return Handed(reactor);
 }
 
 // WatchTask: the task as it stands, then every change of state at once and
 // progress at most ten times a second, then the terminal event, then the end.
 class OrchestratorService::WatchReactor final
-    : public grpc::ServerWriteReactor<weft::v1::TaskEvent> {
+    : public WriteReactor<weft::v1::TaskEvent> {
  public:
   WatchReactor(OrchestratorService* service, std::string name,
                weft::v1::OutcomeDetail detail, int64_t after_sequence)
@@ -363,6 +368,7 @@ class OrchestratorService::WatchReactor final
   }
 
   void OnWriteDone(bool ok) override {
+    CalledByGrpc(this);
     engine::MutexLock lock(&mu_);
     writing_ = false;
     // A cancel that came while the write was out left the finishing to us:
@@ -381,6 +387,7 @@ class OrchestratorService::WatchReactor final
   }
 
   void OnCancel() override {
+    CalledByGrpc(this);
     engine::MutexLock lock(&mu_);
     if (done_) return;
     cancelled_ = true;
@@ -391,6 +398,7 @@ class OrchestratorService::WatchReactor final
   }
 
   void OnDone() override {
+    CalledByGrpc(this);
     {
       // The coalescing timer no longer reaches this reactor.
       engine::MutexLock lock(&pulse_->mu);
@@ -532,10 +540,10 @@ grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
   }
   if (!s.ok()) {
     reactor->Refuse(ToGrpc(s));
-    return reactor;
+    return Handed(reactor);
   }
   reactor->Start();
-  return reactor;
+  return Handed(reactor);
 }
 
 }  // namespace weft::service

@@ -172,7 +172,7 @@ TEST_F(TaskMethodsTest,
 }
 
 TEST_F(TaskMethodsTest, WatchCanBeResumedByGettingTheTaskAndWatchingAgain) {
-  Task t = MustCreate(SleepTask("0.5s"));
+  Task t = MustCreate(SleepTask("2s"));
   int64_t seen = 0;
   {
     grpc::ClientContext context;
@@ -364,7 +364,9 @@ TEST_F(TaskAnswerLimitTest, AnswersPastTheLimitAreRefusedSayingWhatToAskFor) {
 }
 
 TEST_F(TaskMethodsTest, AWatchResumesAfterTheLastEventItSaw) {
-  const Task t = MustCreate(SleepTask("0.2s"));
+  // Long enough to be running still when the watch begins, under a
+  // sanitizer too.
+  const Task t = MustCreate(SleepTask("2s"));
   auto watch = [&](int64_t after, grpc::Status* status) {
     return Watch(t.name(), status, after);
   };
@@ -406,18 +408,16 @@ TEST_F(TaskMethodsTest, AWaitTheCallerCancelsIsDroppedByTheServer) {
   weft::v1::WaitTaskRequest request;
   request.set_name(t.name());
   request.mutable_timeout()->set_seconds(3600);
-  Task got;
   grpc::Status status;
-  Notification answered;
-  f_.orchestrator().async()->WaitTask(&context, &request, &got,
-                                      [&](grpc::Status s) {
-                                        status = std::move(s);
-                                        answered.Notify();
-                                      });
-  ASSERT_TRUE(f_.WaitFor(
-      [&] { return f_.server().loop().pending_timers() == before + 1; }));
+  std::thread waiter([&] {
+    Task got;
+    status = f_.orchestrator().WaitTask(&context, request, &got);
+  });
+  const bool waiting = f_.WaitFor(
+      [&] { return f_.server().loop().pending_timers() == before + 1; });
   context.TryCancel();
-  ASSERT_TRUE(answered.WaitForNotificationWithTimeout(kWait));
+  waiter.join();
+  ASSERT_TRUE(waiting);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
   // The server let go of the wait: its timer is gone, the task runs on.
   EXPECT_TRUE(f_.WaitFor(
@@ -602,10 +602,12 @@ TEST_F(TaskAdmissionTest, BeyondTheQueueCreateIsResourceExhausted) {
 }
 
 TEST_F(TaskMethodsTest, ShutdownCancelsRunningTasksAfterTheGracePeriod) {
-  Task quick = MustCreate(SleepTask("0.3s"));
+  // The quick one must still run when shutdown begins (sanitizer builds are
+  // slow) and end well within the grace period.
+  Task quick = MustCreate(SleepTask("2s"));
   Task slow = MustCreate(SleepTask("3600s"));
   weftd::ShutdownReport report;
-  std::thread stopper([&] { report = f_.server().Shutdown(absl::Seconds(2)); });
+  std::thread stopper([&] { report = f_.server().Shutdown(absl::Seconds(5)); });
   ASSERT_TRUE(f_.WaitUntilNotServing());
   Task refused;
   grpc::Status s = Create(SleepTask("1s"), &refused);
