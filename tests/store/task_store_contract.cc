@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "tests/testing/sync.h"
 
@@ -24,11 +25,11 @@ std::shared_ptr<const Task> MakeTask(
   return task;
 }
 
-// Writes and waits for `done`; its status.
-absl::Status WriteAndWait(TaskStore& store, std::shared_ptr<const Task> task) {
+// Makes one write and waits for its `done`; the status it was given.
+absl::Status Await(absl::FunctionRef<void(TaskStore::WriteDone)> write) {
   weft::testing::Notification done;
   absl::Status got;
-  store.Write(std::move(task), [&](absl::Status s) {
+  write([&](absl::Status s) {
     got = std::move(s);
     done.Notify();
   });
@@ -36,15 +37,16 @@ absl::Status WriteAndWait(TaskStore& store, std::shared_ptr<const Task> task) {
   return got;
 }
 
-absl::Status EraseAndWait(TaskStore& store, std::string name) {
-  weft::testing::Notification done;
-  absl::Status got;
-  store.Erase(std::move(name), [&](absl::Status s) {
-    got = std::move(s);
-    done.Notify();
+absl::Status WriteAndWait(TaskStore& store, std::shared_ptr<const Task> task) {
+  return Await([&](TaskStore::WriteDone done) {
+    store.Write(std::move(task), std::move(done));
   });
-  EXPECT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
-  return got;
+}
+
+absl::Status EraseAndWait(TaskStore& store, std::string name) {
+  return Await([&](TaskStore::WriteDone done) {
+    store.Erase(std::move(name), std::move(done));
+  });
 }
 
 std::vector<std::string> ScanNames(const TaskStore& store, uint64_t before = 0,
