@@ -234,7 +234,7 @@ TaskRegistry::~TaskRegistry() {
   }
   engine::MutexLock lock(&mu_);
   if (sweep_timer_.has_value()) env_.Cancel(*sweep_timer_);
-  while (unfinished_writes_ > 0) idle_.Wait(&mu_);
+  while (unfinished_writes_ > 0 || finishing_ > 0) idle_.Wait(&mu_);
 }
 
 absl::Status TaskRegistry::NotFound(absl::string_view name) const {
@@ -535,6 +535,7 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
   const int64_t bytes = live->inflight.bytes();
   {
     engine::MutexLock lock(&mu_);
+    ++finishing_;
     --running_;
     --counts_[weft::v1::TASK_STATE_RUNNING];
     if (MakeRoomLocked(bytes)) {
@@ -568,6 +569,9 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     if (running_ == 0) idle_.SignalAll();
   }
   RunAfter(after);
+  // Only now may the registry be destroyed (its destructor waits for this).
+  engine::MutexLock lock(&mu_);
+  if (--finishing_ == 0) idle_.SignalAll();
 }
 
 void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,

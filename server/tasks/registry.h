@@ -302,6 +302,10 @@ class TaskRegistry {
   // Writes queued or issued whose `done` has not returned.
   int64_t unfinished_writes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t store_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  // Threads inside Finished: its last steps (starting queued tasks, issuing
+  // writes) run after running_ has dropped, and the destructor waits for
+  // them.
+  int finishing_ ABSL_GUARDED_BY(mu_) = 0;
   // The plans of finished tasks, for TASK_VIEW_FULL.
   absl::flat_hash_map<std::string, std::shared_ptr<const weft::v1::PlanNode>>
       retained_sources_ ABSL_GUARDED_BY(mu_);
