@@ -1,6 +1,7 @@
 // weft: the command-line client.
 //
-//   weft run FILE|-        runs a plan (or RunRequest) given as JSON
+//   weft run FILE|-        runs a plan (or RunRequest) given as JSON; with
+//                          --timeline draws the outcome (timeline.h)
 //   weft handlers          lists the handlers a plan can call
 //   weft health [SERVICE]  checks the server's health
 //   weft task ...          background tasks (task_commands.h)
@@ -29,6 +30,7 @@
 #include "client/client.h"
 #include "client/lazy_commands.h"
 #include "client/task_commands.h"
+#include "client/timeline.h"
 #include "server/common/flag_help.h"
 #include "server/common/outcome.h"
 
@@ -41,13 +43,17 @@ ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(),
           "--max_run_duration).");
 ABSL_FLAG(bool, json, false,
           "weft handlers, weft task list: print JSON instead of a table.");
+ABSL_FLAG(bool, timeline, false,
+          "weft run, weft task get: draw the outcome as a timeline (one row "
+          "per node, a bar from its start to its end) instead of JSON.");
 
 namespace weft::cli {
 
 const char kUsage[] =
     "weft: runs plans on a weft server.\n"
     "\n"
-    "  weft run FILE|-        run a plan or RunRequest given as JSON; prints "
+    "  weft run FILE|- [--timeline]\n"
+    "                         run a plan or RunRequest given as JSON; prints "
     "the outcome\n"
     "  weft handlers          list the handlers a plan can call\n"
     "  weft health [SERVICE]  check the server's health\n"
@@ -99,7 +105,11 @@ int Run(const weft::client::Client& client, const std::string& file) {
   if (root.state() == weft::v1::NODE_STATE_SUCCEEDED && !root.has_value()) {
     *root.mutable_value() = weft::common::AssembleValue(root);
   }
-  std::cout << weft::cli::ToJson(*response) << std::endl;
+  if (absl::GetFlag(FLAGS_timeline)) {
+    std::cout << weft::cli::TimelineForStdout(root) << std::flush;
+  } else {
+    std::cout << weft::cli::ToJson(*response) << std::endl;
+  }
   return response->outcome().state() == weft::v1::NODE_STATE_SUCCEEDED
              ? kExitOk
              : kExitNotSucceeded;

@@ -15,11 +15,13 @@
 #include "absl/time/clock.h"
 #include "client/cli.h"
 #include "client/cli_support.h"
+#include "client/timeline.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/serialize.h"
 
 ABSL_DECLARE_FLAG(absl::Duration, timeout);
 ABSL_DECLARE_FLAG(bool, json);
+ABSL_DECLARE_FLAG(bool, timeline);
 
 ABSL_FLAG(std::string, request_id, "",
           "weft task create: makes creating again with the same plan return "
@@ -41,7 +43,7 @@ const char kTaskUsage[] =
     "[--wait|--watch]\n"
     "                         start a plan (or CreateTaskRequest) as a "
     "background task\n"
-    "  weft task get NAME [--full]\n"
+    "  weft task get NAME [--full] [--timeline]\n"
     "  weft task list [--state S]... [--label k=v]... [--page_size N] "
     "[--page_token T]\n"
     "  weft task wait NAME    wait for the task to end; prints it\n"
@@ -201,6 +203,15 @@ int Get(const client::Client& client, const std::string& name) {
   absl::StatusOr<weft::v1::Task> task =
       client.GetTask(request, absl::GetFlag(FLAGS_timeout));
   if (!task.ok()) return CallFailed(task.status());
+  if (absl::GetFlag(FLAGS_timeline)) {
+    std::cout << task->name() << "  " << ShortState(task->state()) << "\n";
+    if (task->has_outcome()) {
+      std::cout << TimelineForStdout(task->outcome()) << std::flush;
+    } else {
+      std::cout << "no node has started yet" << std::endl;
+    }
+    return kExitOk;
+  }
   Print(*task);
   return kExitOk;
 }

@@ -8,6 +8,7 @@ exit codes, and stop weftd with SIGTERM or SIGINT.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,30 @@ DASHBOARD = """{"plan": {"parallel": {"children": [
   {"id": "posts", "call": {"handler": "sleep", "args": {"duration": "0.2s", "value": ["p1", "p2"]}}},
   {"id": "stats", "call": {"handler": "value", "args": {"value": {"followers": 42}}}}
 ]}}}"""
+
+
+# The README's failover: the primary fails, the backup wins, the last resort
+# is cancelled.
+FAILOVER = """{"plan": {"race": {"children": [
+  {"id": "primary", "call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "message": "primary is down", "after": "0.05s"}}},
+  {"id": "backup", "call": {"handler": "sleep", "args": {"duration": "0.2s", "value": {"hits": 3}}}},
+  {"id": "fallback", "timeout": "2s", "call": {"handler": "sleep", "args": {"duration": "1s", "value": {"hits": 0}}}}
+]}}}"""
+
+
+def timeline_rows(text):
+    """`weft --timeline` output as {label: (bar columns drawn, state, notes)};
+    labels keep their indentation. The axis line's "0" marks where bars
+    start."""
+    lines = text.splitlines()
+    bar_start = lines[0].index("0")
+    rows = {}
+    for line in lines[1:]:
+        m = re.fullmatch(r"([ =]*)  (succeeded|failed|cancelled|timed out|skipped|running)"
+                         r" +(\S+)?(?:  (.*))?", line[bar_start:])
+        assert m, "not a timeline row: %r\n%s" % (line, text)
+        rows[line[:bar_start].rstrip()] = (m.group(1).count("="), m.group(2), m.group(4) or "")
+    return rows
 
 
 class SmokeTest(WeftdTest):
@@ -79,6 +104,39 @@ class SmokeTest(WeftdTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         outcome = json.loads(r.stdout)["outcome"]
         self.assertEqual(outcome["value"]["stats"], {"followers": 42})
+
+    def test_cli_draws_the_readme_examples_as_timelines(self):
+        r = self.weft("run", "--timeline", "-", stdin=DASHBOARD)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\033[", r.stdout, "no colour when piped")
+        rows = timeline_rows(r.stdout)
+        self.assertEqual(list(rows), ["parallel", "  user", "  posts", "  stats"], r.stdout)
+        self.assertTrue(all(state == "succeeded" for _, state, _ in rows.values()), r.stdout)
+        # user (0.3 s) spans the whole axis; posts (0.2 s) about two thirds.
+        self.assertEqual(rows["  user"][0], rows["parallel"][0], r.stdout)
+        self.assertLess(rows["  posts"][0], rows["  user"][0], r.stdout)
+        self.assertLess(rows["  stats"][0], rows["  posts"][0], r.stdout)
+
+        r = self.weft("run", "--timeline", "-", stdin=FAILOVER)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = timeline_rows(r.stdout)
+        self.assertEqual(list(rows), ["race", "  primary", "  backup", "  fallback"], r.stdout)
+        self.assertEqual(rows["race"][1:], ("succeeded", "winner backup"), r.stdout)
+        self.assertEqual(rows["  primary"][1], "failed", r.stdout)
+        self.assertIn("UNAVAILABLE: primary is down", rows["  primary"][2])
+        self.assertEqual(rows["  backup"][1:], ("succeeded", "winner"), r.stdout)
+        self.assertEqual(rows["  fallback"][1], "cancelled", r.stdout)
+        self.assertLess(rows["  primary"][0], rows["  backup"][0], r.stdout)
+
+    def test_cli_draws_a_tasks_outcome_as_a_timeline(self):
+        r = self.weft("task", "create", "--wait", "-", stdin=FAILOVER)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        name = json.loads(r.stdout)["name"]
+        r = self.weft("task", "get", "--timeline", name)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        header, drawing = r.stdout.split("\n", 1)
+        self.assertEqual(header, name + "  SUCCEEDED")
+        self.assertEqual(timeline_rows(drawing)["race"][1:], ("succeeded", "winner backup"))
 
     def test_cli_exit_codes(self):
         failing = '{"call": {"handler": "fail", "args": {"code": "UNAVAILABLE"}}}'
