@@ -1,0 +1,422 @@
+'use strict';
+
+/**
+ * The Node.js client of weft.
+ *
+ *     const weft = require('weft-client');  // clients/node
+ *     const client = new weft.Client('127.0.0.1:50051', {timeout: 30});
+ *     const outcome = await client.run(weft.parallel([
+ *       weft.call('sleep', {duration: '0.3s', value: {name: 'Ada'}}, {id: 'user'}),
+ *       weft.call('value', {value: {followers: 42}}, {id: 'stats'}),
+ *     ]));
+ *     outcome.value;  // {user: {name: 'Ada'}, stats: {followers: 42}}
+ *
+ * Every method returns a promise (watchTask an async iterator). What they
+ * take and answer are plain objects with camelCase fields, as in proto3
+ * JSON: values as plain JS values (42, {followers: 42}, null), durations as
+ * seconds, times as Dates, enums by name ("TASK_STATE_SUCCEEDED"). A call
+ * weftd refuses rejects with a {@link WeftError}; a request that cannot be
+ * encoded (an unknown field, a value that is not JSON) with a TypeError.
+ *
+ * @module weft
+ */
+
+const { setTimeout: sleep } = require('node:timers/promises');
+const grpc = require('@grpc/grpc-js');
+const { protos } = require('./lib/protos');
+const values = require('./lib/values');
+const plan = require('./lib/plan');
+const { WeftError } = require('./lib/errors');
+
+const { taskName, lazyValueName } = plan;
+
+const TERMINAL_TASK_STATES = new Set([
+  'TASK_STATE_SUCCEEDED',
+  'TASK_STATE_FAILED',
+  'TASK_STATE_CANCELLED',
+  'TASK_STATE_TIMED_OUT',
+]);
+
+/** How long WaitTask waits when its request says nothing (orchestrator.proto). */
+const WAIT_TASK_DEFAULT = 30;
+
+/** Resumes of a watch in a row, without an event between, before it gives up. */
+const WATCH_RESUMES = 8;
+
+/**
+ * Whether a task has ended.
+ *
+ * @param {{state: string}} task
+ * @returns {boolean}
+ */
+function isTerminal(task) {
+  return TERMINAL_TASK_STATES.has(task.state);
+}
+
+// "root" (or "OUTCOME_DETAIL_ROOT") -> "OUTCOME_DETAIL_ROOT"; the request's
+// conversion rejects what names no value of the enum.
+function enumName(prefix, short) {
+  if (short === undefined) return undefined;
+  const name = String(short).toUpperCase();
+  return name.startsWith(prefix) ? name : prefix + name;
+}
+
+let services = null;
+
+// The stubs' constructors and the services' reflection, made once.
+function loadServices() {
+  if (!services) {
+    const { root, packageDefinition } = protos();
+    const loaded = grpc.loadPackageDefinition(packageDefinition);
+    services = {
+      orchestrator: { Stub: loaded.weft.v1.Orchestrator, service: root.lookupService('weft.v1.Orchestrator') },
+      health: { Stub: loaded.grpc.health.v1.Health, service: root.lookupService('grpc.health.v1.Health') },
+    };
+  }
+  return services;
+}
+
+function isGrpcError(err) {
+  return err instanceof Error && err.metadata instanceof grpc.Metadata;
+}
+
+/**
+ * A connection to weftd.
+ */
+class Client {
+  #orchestrator;
+  #health;
+  #timeout;
+
+  /**
+   * @param {string} address weftd's "host:port" (or "unix:PATH").
+   * @param {object} [options]
+   * @param {number} [options.timeout] Each call's deadline in seconds, unless
+   *     the call says; none by default. WaitTask's is added to its wait;
+   *     watchTask has none.
+   * @param {import('@grpc/grpc-js').ChannelCredentials} [options.credentials]
+   *     Plaintext by default.
+   * @param {object} [options.channelOptions] grpc-js channel options.
+   */
+  constructor(address, { timeout, credentials = grpc.credentials.createInsecure(), channelOptions } = {}) {
+    const { orchestrator, health } = loadServices();
+    const stub = new orchestrator.Stub(address, credentials, channelOptions);
+    this.#orchestrator = { stub, service: orchestrator.service };
+    this.#health = {
+      stub: new health.Stub(address, credentials, { channelOverride: stub.getChannel() }),
+      service: health.service,
+    };
+    this.#timeout = timeout;
+  }
+
+  // A unary call: the request converted, the answer converted back, a
+  // failure as a WeftError.
+  #unary({ stub, service }, method, request, timeout = this.#timeout) {
+    const rpc = service.methods[method];
+    return new Promise((resolve, reject) => {
+      const message = values.toMessage(rpc.resolvedRequestType, request);
+      const options = timeout === undefined ? {} : { deadline: Date.now() + timeout * 1000 };
+      stub[method](message, options, (err, response) => {
+        if (err) reject(WeftError.fromServiceError(err));
+        else resolve(values.fromMessage(rpc.resolvedResponseType, response));
+      });
+    });
+  }
+
+  #call(method, request, timeout) {
+    return this.#unary(this.#orchestrator, method, request, timeout);
+  }
+
+  // Every item of a paged list.
+  async #all(method, request, field) {
+    const items = [];
+    let pageToken;
+    do {
+      const page = await this.#call(method, { ...request, pageToken });
+      items.push(...page[field]);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return items;
+  }
+
+  /**
+   * Runs a plan and waits for its outcome. A plan that ran and failed is an
+   * outcome (its `state` and `error`), not a rejection.
+   *
+   * @param {object} planNode A plan (see the builders), in its JSON form.
+   * @param {object} [options]
+   * @param {'full'|'root'} [options.detail] "root": the root's outcome alone.
+   *     Either way the outcome's `value` is there, built from the
+   *     children's when weftd sent them.
+   * @param {number} [options.timeout] The deadline, in seconds; it bounds
+   *     the whole plan.
+   * @returns {Promise<object>} The NodeOutcome.
+   */
+  async run(planNode, { detail, timeout } = {}) {
+    const response = await this.#call('Run', { plan: planNode, detail: enumName('OUTCOME_DETAIL_', detail) }, timeout);
+    return response.outcome;
+  }
+
+  /**
+   * The handlers `call` nodes can name, with their arguments.
+   *
+   * @returns {Promise<object[]>}
+   */
+  async listHandlers() {
+    return (await this.#call('ListHandlers', {})).handlers;
+  }
+
+  /**
+   * Starts a plan as a background task.
+   *
+   * @param {object} planNode
+   * @param {object} [options]
+   * @param {{[key: string]: string}} [options.labels]
+   * @param {string} [options.requestId] Creating again with it and the same
+   *     plan returns the same task.
+   * @param {'full'|'root'} [options.detail] How much of the outcome the task keeps.
+   * @returns {Promise<object>} The Task, at once.
+   */
+  createTask(planNode, { labels, requestId, detail } = {}) {
+    return this.#call('CreateTask', { plan: planNode, labels, requestId, detail: enumName('OUTCOME_DETAIL_', detail) });
+  }
+
+  /**
+   * A task as it stands.
+   *
+   * @param {string} name "tasks/ID" or "ID".
+   * @param {object} [options]
+   * @param {'full'|'root'} [options.detail]
+   * @param {'basic'|'full'} [options.view] "full" adds the plan, "basic"
+   *     leaves out the outcome.
+   * @param {string} [options.node] The path of one node, e.g. "fetch/children[2]".
+   * @returns {Promise<object>}
+   */
+  getTask(name, { detail, view, node } = {}) {
+    return this.#call('GetTask', {
+      name: taskName(name),
+      detail: enumName('OUTCOME_DETAIL_', detail),
+      view: enumName('TASK_VIEW_', view),
+      node,
+    });
+  }
+
+  /**
+   * The task once it has ended, or as it stands when `timeout` passes.
+   *
+   * @param {string} name
+   * @param {object} [options]
+   * @param {number|string} [options.timeout] How long to wait; 30 s by default.
+   * @param {'full'|'root'} [options.detail]
+   * @returns {Promise<object>}
+   */
+  waitTask(name, { timeout, detail } = {}) {
+    const wait = values.parseDuration(timeout ?? WAIT_TASK_DEFAULT, 'timeout');
+    return this.#call(
+      'WaitTask',
+      { name: taskName(name), timeout, detail: enumName('OUTCOME_DETAIL_', detail) },
+      this.#timeout === undefined ? undefined : wait.seconds + wait.nanos / 1e9 + this.#timeout,
+    );
+  }
+
+  /**
+   * Cancels a queued or running task; an ended one is returned unchanged.
+   *
+   * @param {string} name
+   * @returns {Promise<object>}
+   */
+  cancelTask(name) {
+    return this.#call('CancelTask', { name: taskName(name) });
+  }
+
+  /**
+   * Forgets an ended task.
+   *
+   * @param {string} name
+   * @returns {Promise<void>}
+   */
+  async deleteTask(name) {
+    await this.#call('DeleteTask', { name: taskName(name) });
+  }
+
+  /**
+   * Every task (all pages), newest first.
+   *
+   * @param {object} [options]
+   * @param {{[key: string]: string}} [options.labels] Carrying all of these.
+   * @param {string[]} [options.states] In any of these ("TASK_STATE_RUNNING").
+   * @param {'basic'|'full'} [options.view] "full" adds plans and outcomes.
+   * @param {'full'|'root'} [options.detail] With view "full".
+   * @param {number} [options.pageSize] Tasks per call (1 to 1000).
+   * @returns {Promise<object[]>}
+   */
+  listTasks({ labels, states, view, detail, pageSize } = {}) {
+    return this.#all(
+      'ListTasks',
+      { labels, states, view: enumName('TASK_VIEW_', view), detail: enumName('OUTCOME_DETAIL_', detail), pageSize },
+      'tasks',
+    );
+  }
+
+  /**
+   * Follows a task: yields it as it stands, then at each change (state, or
+   * progress at most ten times a second), and ends after it has ended. A
+   * stream that drops (UNAVAILABLE: a lost connection, a reset) is watched
+   * again from the last event seen, so nothing is missed or repeated;
+   * after 8 failed tries in a row the iterator throws the last error.
+   * Leaving the loop early cancels the watch.
+   *
+   * @param {string} name
+   * @param {object} [options]
+   * @param {'full'|'root'} [options.detail] Of the last snapshot's outcome.
+   * @returns {AsyncGenerator<object>} Task snapshots.
+   */
+  async *watchTask(name, { detail } = {}) {
+    const rpc = this.#orchestrator.service.methods.WatchTask;
+    const request = { name: taskName(name), detail: enumName('OUTCOME_DETAIL_', detail) };
+    let afterSequence = 0;
+    let failures = 0;
+    for (;;) {
+      const message = values.toMessage(rpc.resolvedRequestType, { ...request, afterSequence });
+      const stream = this.#orchestrator.stub.WatchTask(message);
+      try {
+        for await (const event of stream) {
+          const { sequence, task } = values.fromMessage(rpc.resolvedResponseType, event);
+          afterSequence = sequence;
+          failures = 0;
+          yield task;
+          if (isTerminal(task)) return;
+        }
+        return;
+      } catch (err) {
+        if (!isGrpcError(err)) throw err;
+        if (err.code !== grpc.status.UNAVAILABLE || failures === WATCH_RESUMES) {
+          throw WeftError.fromServiceError(err);
+        }
+        failures += 1;
+        await sleep(Math.min(100 * 2 ** (failures - 1), 2000));
+      } finally {
+        // A stream left before its end is cancelled; the CANCELLED status
+        // it then reports is our own doing.
+        stream.on('error', () => {});
+        stream.cancel();
+      }
+    }
+  }
+
+  /**
+   * Declares a lazy value (the same definition again is a no-op).
+   *
+   * @param {string} id "lazyValues/ID" or "ID": 1 to 63 of a-z, 0-9, "_", "-".
+   * @param {object} planNode Computes the value.
+   * @param {object} [options]
+   * @param {number|string} [options.ttl] How long a value is served; until reset by default.
+   * @param {number|string} [options.refreshAfter] Older than this, a resolve
+   *     answers at once and refreshes it in the background.
+   * @param {number|string} [options.cacheFailuresFor] How long a failure is served.
+   * @returns {Promise<object>} The LazyValue.
+   */
+  createLazyValue(id, planNode, { ttl, refreshAfter, cacheFailuresFor } = {}) {
+    return this.#call('CreateLazyValue', {
+      lazyValueId: lazyValueName(id).slice('lazyValues/'.length),
+      lazyValue: { plan: planNode, ttl, refreshAfter, cacheFailuresFor },
+    });
+  }
+
+  /**
+   * A lazy value's value: cached, or from the one computation every caller
+   * shares. A failed computation rejects with its code and reason
+   * LAZY_COMPUTATION_FAILED.
+   *
+   * @param {string} name "lazyValues/ID" or "ID".
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<{value: *, cacheHit: boolean, generation: number, computeTime: Date}>}
+   */
+  resolveLazyValue(name, { timeout } = {}) {
+    return this.#call('ResolveLazyValue', { name: lazyValueName(name) }, timeout);
+  }
+
+  /**
+   * A lazy value's definition, cache state and counters (`stats`); never computes.
+   *
+   * @param {string} name
+   * @returns {Promise<object>}
+   */
+  getLazyValue(name) {
+    return this.#call('GetLazyValue', { name: lazyValueName(name) });
+  }
+
+  /**
+   * Forgets the cached value and moves the generation on.
+   *
+   * @param {string} name
+   * @returns {Promise<object>}
+   */
+  resetLazyValue(name) {
+    return this.#call('ResetLazyValue', { name: lazyValueName(name) });
+  }
+
+  /**
+   * Every lazy value (all pages), by name.
+   *
+   * @returns {Promise<object[]>}
+   */
+  listLazyValues() {
+    return this.#all('ListLazyValues', {}, 'lazyValues');
+  }
+
+  /**
+   * Forgets a lazy value; its resolvers waiting get ABORTED.
+   *
+   * @param {string} name
+   * @returns {Promise<void>}
+   */
+  async deleteLazyValue(name) {
+    await this.#call('DeleteLazyValue', { name: lazyValueName(name) });
+  }
+
+  /**
+   * weftd's version, uptime (seconds), tasks by state, pools, lazy values'
+   * counters, memory budgets and limits.
+   *
+   * @returns {Promise<object>}
+   */
+  serverInfo() {
+    return this.#call('GetServerInfo', {});
+  }
+
+  /**
+   * grpc.health.v1's answer for a service ("" is weftd as a whole).
+   *
+   * @param {string} [service]
+   * @returns {Promise<string>} "SERVING", "NOT_SERVING", ...
+   */
+  async health(service = '') {
+    return (await this.#unary(this.#health, 'Check', { service })).status;
+  }
+
+  /** Closes the connection; calls in flight are cancelled. */
+  close() {
+    this.#orchestrator.stub.close();
+  }
+}
+
+module.exports = {
+  Client,
+  WeftError,
+  isTerminal,
+  call: plan.call,
+  parallel: plan.parallel,
+  race: plan.race,
+  offload: plan.offload,
+  sequence: plan.sequence,
+  lazy: plan.lazy,
+  taskName,
+  lazyValueName,
+  toValue: values.toValue,
+  fromValue: values.fromValue,
+  toStruct: values.toStruct,
+  fromStruct: values.fromStruct,
+  assembleValue: values.assembleValue,
+  formatDuration: values.formatDuration,
+};

@@ -1,0 +1,131 @@
+'use strict';
+
+/**
+ * The servers a test file runs against: weftd and the HTTP fixture.
+ *
+ * With WEFT_ADDR set, the weftd there and the fixture at WEFT_UPSTREAM
+ * (host:port as weftd reaches it, e.g. "upstream:8080" in docker compose).
+ * Otherwise this file starts its own: $WEFT_WEFTD --listen=127.0.0.1:0
+ * --http_allow=127.0.0.1 and $WEFT_FIXTURE --listen=127.0.0.1:0, each
+ * found by the address on its first stdout line, and stops them with
+ * SIGTERM at the end, failing unless they exit 0.
+ *
+ * Kept out of test/, where `node --test test/` takes every .js file for a
+ * test file.
+ */
+
+const { before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const readline = require('node:readline');
+const { Client } = require('..');
+
+/** How long a program may take to start, or to stop after SIGTERM. */
+const PROCESS_TIMEOUT_MS = 30_000;
+
+/** Each call's deadline, in seconds: generous, for a shared 2-core machine. */
+const CALL_TIMEOUT = 120;
+
+function required(variable) {
+  const value = process.env[variable];
+  if (!value) {
+    throw new Error(
+      `${variable} is not set: set WEFT_WEFTD and WEFT_FIXTURE to the weftd and http_fixture ` +
+        'programs, or WEFT_ADDR and WEFT_UPSTREAM to a running weftd and fixture',
+    );
+  }
+  return value;
+}
+
+function withTimeout(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${PROCESS_TIMEOUT_MS} ms`)), PROCESS_TIMEOUT_MS);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A program that prints where it listens as its first stdout line. */
+class Program {
+  constructor(name, argv) {
+    this.name = name;
+    this.stderr = '';
+    this.process = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.process.stderr.setEncoding('utf8').on('data', (chunk) => {
+      this.stderr = (this.stderr + chunk).slice(-20_000);
+    });
+    this.exited = new Promise((resolve) => {
+      this.process.on('exit', (code, signal) => resolve({ code, signal }));
+      this.process.on('error', (err) => {
+        this.stderr += `\n${err.message}`; // e.g. ENOENT: no such program
+        resolve({ code: null, signal: null });
+      });
+    });
+    this.lines = readline.createInterface({ input: this.process.stdout })[Symbol.asyncIterator]();
+  }
+
+  /** The first stdout line's match of `pattern`, or an Error with its stderr. */
+  async address(pattern) {
+    const first = await withTimeout(
+      Promise.race([this.lines.next(), this.exited.then(() => ({ done: true }))]),
+      `${this.name} did not start`,
+    );
+    const match = !first.done && pattern.exec(first.value);
+    if (!match) {
+      this.process.kill('SIGKILL');
+      const said = first.done ? 'it printed nothing' : `its first line: ${JSON.stringify(first.value)}`;
+      throw new Error(`${this.name} did not start (${said}); its stderr:\n${this.stderr}`);
+    }
+    return match[1];
+  }
+
+  /** Sends SIGTERM and fails unless the program exits 0. */
+  async stop() {
+    this.process.kill('SIGTERM');
+    const { code, signal } = await withTimeout(this.exited, `${this.name} did not stop`).catch((err) => {
+      this.process.kill('SIGKILL');
+      throw err;
+    });
+    assert.equal(code, 0, `${this.name} exited with code ${code} (signal ${signal}); its stderr:\n${this.stderr}`);
+  }
+}
+
+/**
+ * Registers the test file's before and after hooks and returns what they
+ * fill in: `client` (a Client of weftd), `address` (weftd's), `upstream`
+ * (the fixture's host:port) and `url(pathAndQuery)`, the fixture's URL as
+ * weftd reaches it.
+ */
+function useServers() {
+  const programs = [];
+  const servers = {
+    url: (pathAndQuery) => `http://${servers.upstream}${pathAndQuery}`,
+  };
+  before(async () => {
+    if (process.env.WEFT_ADDR) {
+      servers.address = process.env.WEFT_ADDR;
+      servers.upstream = required('WEFT_UPSTREAM');
+    } else {
+      const weftd = new Program('weftd', [required('WEFT_WEFTD'), '--listen=127.0.0.1:0', '--http_allow=127.0.0.1']);
+      programs.push(weftd);
+      const fixture = new Program('http_fixture', [required('WEFT_FIXTURE'), '--listen=127.0.0.1:0']);
+      programs.push(fixture);
+      servers.address = await weftd.address(/^listening on (\S+)$/);
+      servers.upstream = await fixture.address(/^http fixture listening on http:\/\/(\S+)$/);
+    }
+    servers.client = new Client(servers.address, { timeout: CALL_TIMEOUT });
+  });
+  after(async () => {
+    servers.client?.close();
+    await Promise.all(programs.map((program) => program.stop()));
+  });
+  return servers;
+}
+
+/** `prefix` and 12 random hex digits: an id no other run uses. */
+function unique(prefix) {
+  return `${prefix}-${crypto.randomBytes(6).toString('hex')}`;
+}
+
+module.exports = { useServers, unique };
