@@ -2,9 +2,13 @@
 #
 #   make run     install missing packages, build, start weftd on 127.0.0.1:50051
 #   make test    install missing packages and tools, build, run every test
-#                (buf lint and breaking, unit, service, smoke, README tour, then the
-#                engine tests under ThreadSanitizer and everything under
-#                AddressSanitizer + UndefinedBehaviorSanitizer)
+#                (buf lint and breaking, the compose file's syntax, unit, service,
+#                smoke, README tour, integration, the Python and Node clients, then
+#                the engine and reactor tests under ThreadSanitizer and everything
+#                under AddressSanitizer + UndefinedBehaviorSanitizer)
+#   make compose-test  bring docker-compose.yml up for real (weftd, the HTTP
+#                fixture, the integration suites); starts a Docker engine if none
+#                answers (as root)
 #   make check   build and run the tests once, without the sanitizer builds
 #   make bench   build and run the benchmarks
 #   make fixture start the HTTP fixture on 127.0.0.1:8080 (README tour)
@@ -29,15 +33,15 @@ APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
   libssl-dev libcurl4-openssl-dev golang-github-gogo-googleapis-dev
 APT_TEST := python3 procps util-linux clang libclang-rt-14-dev clang-format \
-  python3-grpcio python3-protobuf llvm
+  python3-grpcio python3-protobuf python3-pytest llvm docker-compose
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 
 .PHONY: help deps deps-test tools configure build run fixture test check sanitizers tsan asan \
-        lint api-snapshot bench format format-check clean
+        lint compose-config compose-test api-snapshot bench format format-check clean
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 # Installs the missing Debian packages (as root, or through sudo).
 define apt_install
@@ -65,6 +69,10 @@ tools: deps-test
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
 	@[ -x $(BUF) ] || npm install --prefix .tools --no-audit --no-fund --silent @bufbuild/buf@1
 	@$(BUF) --version >/dev/null
+	@# The Node client's modules, as its package-lock.json pins them.
+	@cmp -s clients/node/package-lock.json clients/node/node_modules/.weft-lock || \
+	  (cd clients/node && npm ci --no-audit --no-fund --silent && \
+	   cp package-lock.json node_modules/.weft-lock)
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -90,7 +98,15 @@ lint: tools
 api-snapshot: tools
 	$(BUF) build -o proto/weft-v1.binpb
 
-check: tools build lint format-check
+# The compose file as docker-compose reads it (no engine needed).
+compose-config: deps-test
+	docker-compose -f docker-compose.yml config -q
+
+# The compose-based integration test (deploy/compose_test.sh says how).
+compose-test:
+	bash deploy/compose_test.sh
+
+check: tools build lint format-check compose-config
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 # Under TSan: the tests of the layers below the service (no gRPC inside) and

@@ -1,0 +1,94 @@
+# weft in containers. Three stages:
+#   build    Debian's -dev packages; builds weftd, weft, the HTTP fixture, the
+#            integration suite and the Python client's stubs
+#   runtime  (the default) runtime libraries, weftd, weft and the fixture, as
+#            a non-root user: the image to deploy
+#   test     runtime + what the compose integration service runs: the
+#            GoogleTest suite, Python (python3-grpcio, pytest) and Node with
+#            the clients
+#
+#   docker build -t weft .                 # the runtime image
+#   docker run -p 50051:50051 weft         # weftd on 0.0.0.0:50051
+#   docker-compose up --build --abort-on-container-exit --exit-code-from integration
+#
+# weftd takes its settings from WEFT_* variables (WEFT_HTTP_ALLOW,
+# WEFT_POOLS, ...) and from a config file named by WEFT_CONFIG; see
+# docs/operations.md. Only the classic builder's features are used, so
+# docker-compose 1.29 builds it as it is.
+
+FROM debian:bookworm-slim AS build
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      g++ make cmake ninja-build pkg-config python3 \
+      libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
+      libabsl-dev grpc-proto libgtest-dev libgmock-dev libssl-dev \
+      libcurl4-openssl-dev golang-github-gogo-googleapis-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# What the build reads, and nothing else, so an edit to the docs or the
+# clients' tests does not rebuild the C++.
+COPY CMakeLists.txt ./
+COPY proto proto
+COPY server server
+COPY client client
+COPY examples examples
+COPY tests tests
+COPY clients/python/CMakeLists.txt clients/python/generate.sh clients/python/
+COPY clients/node/CMakeLists.txt clients/node/
+COPY clients/CMakeLists.txt clients/
+# -O2, as the tested builds (GCC 12's -O3 also warns falsely in std::string).
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DWEFT_BUILD_BENCH=OFF \
+ && cmake --build /build --target weftd weft http_fixture integration_test \
+      weft_python_stubs \
+ && strip /build/server/weftd/weftd /build/client/weft \
+      /build/tests/fixture/http_fixture /build/tests/integration/integration_test
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      libgrpc++1.51 libprotobuf32 libabsl20220623 libcurl4 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/weft \
+      --shell /usr/sbin/nologin weft \
+ && mkdir -p /var/lib/weft /etc/weft && chown weft:weft /var/lib/weft
+COPY --from=build /build/server/weftd/weftd /build/client/weft \
+     /build/tests/fixture/http_fixture /usr/local/bin/
+USER weft
+WORKDIR /var/lib/weft
+# Where weft keeps its data once tasks are stored on disk.
+VOLUME /var/lib/weft
+EXPOSE 50051
+ENV WEFT_LISTEN=0.0.0.0:50051
+HEALTHCHECK --interval=2s --timeout=5s --start-period=10s --retries=30 \
+  CMD ["weft", "--addr=127.0.0.1:50051", "--timeout=4s", "health"]
+ENTRYPOINT ["weftd"]
+
+FROM runtime AS test
+USER root
+# Builds behind a TLS-intercepting proxy: its CA certificates (PEM), trusted
+# by apt and npm here. deploy/compose_test.sh passes the host's own additions.
+ARG EXTRA_CA_CERTS=""
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      python3 python3-grpcio python3-protobuf python3-pytest nodejs npm \
+      grpc-proto golang-github-gogo-googleapis-dev \
+ && rm -rf /var/lib/apt/lists/* \
+ && if [ -n "$EXTRA_CA_CERTS" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTS" | awk '/BEGIN CERTIFICATE/ { n++ } \
+        { print > ("/usr/local/share/ca-certificates/extra-" n+0 ".crt") }' \
+      && update-ca-certificates >/dev/null; \
+    fi
+WORKDIR /opt/weft
+COPY clients/node/package.json clients/node/package-lock.json clients/node/
+RUN cd clients/node \
+ && NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    npm ci --omit=dev --no-audit --no-fund --loglevel=error
+COPY proto proto
+COPY clients clients
+COPY deploy/integration.sh deploy/
+COPY --from=build /build/tests/integration/integration_test /usr/local/bin/
+COPY --from=build /build/clients/python/gen clients/python/gen
+USER weft
+ENTRYPOINT []
+CMD ["deploy/integration.sh"]
