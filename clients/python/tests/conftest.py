@@ -6,82 +6,26 @@ the tests that call http are skipped without it. Otherwise they start
 $WEFT_WEFTD and $WEFT_FIXTURE on free loopback ports and stop both with
 SIGTERM at the end, each of which must then exit 0.
 
-Every name a test makes (labels, lazy value ids, fail_first keys) is unique,
-so reruns against one weftd do not collide.
+Every name a test makes (labels, request ids, lazy value ids, fail_first
+keys) is unique, so reruns against one weftd do not collide, and whatever a
+test creates is removed after it, whether it passed or not: its tasks (the
+`tasks` fixture) cancelled if need be and deleted, its lazy value
+(`lazy_value_id`) deleted.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import socket
-import subprocess
-import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Optional
 
 import pytest
 
+from harness import Process, Tasks, wait_until_serving
 from weft_client import Client, WeftError
-
-# How long a process may take to print where it listens, weftd to answer its
-# health check, and a process to exit after SIGTERM (a shared, busy machine).
-START_TIMEOUT = 60
-STOP_TIMEOUT = 60
-
-
-class Process:
-    """A program that prints where it listens as its first stdout line; its
-    output goes to files, so it never blocks on a pipe."""
-
-    def __init__(self, name: str, argv: list[str], first_line: str) -> None:
-        self.name = name
-        self._out = tempfile.TemporaryFile("w+")
-        self._err = tempfile.TemporaryFile("w+")
-        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out,
-                                      stderr=self._err, text=True)
-        self.address = self._wait_for(first_line)
-
-    def _wait_for(self, pattern: str) -> str:
-        """The group of `pattern` in the first line, once it is written."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            self._out.seek(0)
-            line = self._out.readline()
-            if line.endswith("\n"):
-                match = re.fullmatch(pattern, line.rstrip("\n"))
-                if not match:
-                    self._proc.kill()
-                    raise RuntimeError("%s printed %r first; stderr:\n%s"
-                                       % (self.name, line, self.stderr()))
-                return match.group(1)
-            if self._proc.poll() is not None:
-                raise RuntimeError("%s exited with %s; stderr:\n%s"
-                                   % (self.name, self._proc.returncode, self.stderr()))
-            time.sleep(0.02)
-        self._proc.kill()
-        raise RuntimeError("%s did not start within %ds" % (self.name, START_TIMEOUT))
-
-    def stderr(self) -> str:
-        self._err.seek(0)
-        return self._err.read()[-4000:]
-
-    def stop(self) -> None:
-        """SIGTERM; AssertionError unless it exits 0 in time."""
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            code = self._proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-            raise AssertionError("%s did not exit within %ds of SIGTERM; stderr:\n%s"
-                                 % (self.name, STOP_TIMEOUT, self.stderr()))
-        assert code == 0, "%s exited with %s after SIGTERM; stderr:\n%s" % (
-            self.name, code, self.stderr())
 
 
 def _program(variable: str) -> str:
@@ -122,25 +66,11 @@ def server() -> Iterator[Server]:
             fixture.stop()
 
 
-def _wait_until_serving(client: Client) -> None:
-    """Waits for weftd to answer its health check (a compose service may
-    still be starting)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            if client.health(timeout=5) == "SERVING":
-                return
-        except WeftError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def client(server: Server) -> Iterator[Client]:
     """A Client of the weftd under test; each call may take a minute."""
     with Client(server.address, timeout=60) as c:
-        _wait_until_serving(c)
+        wait_until_serving(c)
         yield c
 
 
@@ -157,6 +87,15 @@ def upstream_url(server: Server) -> Callable[[str], str]:
     if server.upstream is None:
         pytest.skip("WEFT_UPSTREAM (the HTTP fixture weftd may call) is not set")
     return lambda path: "http://%s%s" % (server.upstream, path)
+
+
+@pytest.fixture
+def tasks(client: Client) -> Iterator[Tasks]:
+    """Creates tasks (tasks.create(plan, labels=...), as client.create_task)
+    that are cancelled if still running, then deleted, after the test."""
+    made = Tasks(client)
+    yield made
+    made.cleanup()
 
 
 @pytest.fixture

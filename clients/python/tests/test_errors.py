@@ -58,8 +58,10 @@ class FakeRpcError(grpc.RpcError):
     """A failed call as grpc raises it, with a chosen trailer."""
 
     def __init__(self, code, message, status):
+        """`status`: a google.rpc.Status, or the trailer's bytes as sent."""
         self._code, self._message = code, message
-        self._trailer = (("grpc-status-details-bin", status.SerializeToString()),)
+        trailer = status if isinstance(status, bytes) else status.SerializeToString()
+        self._trailer = (("grpc-status-details-bin", trailer),)
 
     def code(self):
         return self._code
@@ -101,3 +103,38 @@ def test_details_of_another_code_than_the_call_are_ignored():
     e = WeftError.from_rpc_error(FakeRpcError(grpc.StatusCode.INTERNAL, "broken", status))
     assert (e.code, e.message, e.reason, e.details) == (
         grpc.StatusCode.INTERNAL, "broken", None, [])
+
+
+NOT_FOUND_INFO = error_details_pb2.ErrorInfo(reason="TASK_NOT_FOUND", domain="weft")
+
+
+@pytest.mark.parametrize("trailer", [
+    b"\xff\xff\xff",  # Not protobuf at all.
+    status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0],
+                      details=packed(NOT_FOUND_INFO)).SerializeToString()[:-3],  # Cut short.
+], ids=["garbage", "truncated"])
+def test_a_malformed_trailer_gives_an_error_without_details(trailer):
+    e = WeftError.from_rpc_error(FakeRpcError(grpc.StatusCode.NOT_FOUND, "gone", trailer))
+    assert (e.code, e.message, e.reason, e.metadata, e.details) == (
+        grpc.StatusCode.NOT_FOUND, "gone", None, {}, [])
+    assert str(e) == "NOT_FOUND: gone"
+
+
+@pytest.mark.parametrize("detail", [
+    any_pb2.Any(type_url="type.googleapis.com/example.Custom", value=b"\xff\xff"),
+    any_pb2.Any(type_url="type.googleapis.com/google.rpc.NoSuchDetail", value=b"\x08\x01"),
+    any_pb2.Any(type_url="", value=b"\x08\x01"),
+    # A known type, but a type URL Any.Unpack refuses (no "prefix/").
+    any_pb2.Any(type_url="google.rpc.ErrorInfo",
+                value=error_details_pb2.ErrorInfo(reason="WRONG").SerializeToString()),
+    # A known type, but a value that does not parse as it.
+    any_pb2.Any(type_url="type.googleapis.com/google.rpc.ErrorInfo", value=b"\xff\xff"),
+    any_pb2.Any(type_url="type.googleapis.com/google.rpc.BadRequest", value=b"\x0a\x05\x0a"),
+], ids=["unknown type", "unknown google.rpc type", "no type URL", "no type URL prefix",
+        "malformed ErrorInfo", "truncated BadRequest"])
+def test_a_detail_that_does_not_unpack_stays_an_any(detail):
+    status = status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0],
+                               details=[detail, *packed(NOT_FOUND_INFO)])
+    e = WeftError.from_rpc_error(FakeRpcError(grpc.StatusCode.NOT_FOUND, "gone", status))
+    assert e.details == [detail, NOT_FOUND_INFO]
+    assert (e.reason, e.domain, e.field_violations) == ("TASK_NOT_FOUND", "weft", [])

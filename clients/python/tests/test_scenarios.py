@@ -81,9 +81,9 @@ def test_cpu_work_is_offloaded_and_the_heartbeat_stays_on_time(client):
     assert heartbeat.end_time < digest.end_time
 
 
-def test_newsletter_in_the_background_every_failure_kept(client, upstream_url, unique):
+def test_newsletter_in_the_background_every_failure_kept(client, tasks, upstream_url, unique):
     labels = {"job": "newsletter", "run": unique}
-    task = client.create_task(scenario_plans.newsletter(
+    task = tasks.create(scenario_plans.newsletter(
         upstream_url("/send?fail_first=1&key=" + unique),  # 503 once, then sent.
         upstream_url("/send?status=503")), labels=labels)
     assert dict(task.labels) == labels

@@ -35,8 +35,8 @@ def assert_followed_to_the_end(snapshots):
     assert progress[-1][1] == 4
 
 
-def test_watch_follows_a_task_to_its_end(client, unique):
-    task = client.create_task(STEPS, labels={"test": unique})
+def test_watch_follows_a_task_to_its_end(client, tasks, unique):
+    task = tasks.create(STEPS, labels={"test": unique})
     snapshots = list(client.watch_task(task.name.removeprefix("tasks/"), timeout=120))
     assert snapshots[0].state in (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING)
     assert_followed_to_the_end(snapshots)
@@ -44,10 +44,10 @@ def test_watch_follows_a_task_to_its_end(client, unique):
     assert list(client.watch_task(task.name, timeout=60)) == [snapshots[-1]]
 
 
-def test_watch_resumes_after_the_connection_drops(server, dropping_proxy, unique):
+def test_watch_resumes_after_the_connection_drops(dropping_proxy, tasks, unique):
     requests = WatchRequests()
     with Client(dropping_proxy.address, timeout=60, interceptors=[requests]) as through_proxy:
-        task = through_proxy.create_task(STEPS, labels={"test": unique})
+        task = tasks.create(STEPS, via=through_proxy, labels={"test": unique})
         watch = through_proxy.watch_task(task.name, timeout=120)
         snapshots = [next(watch)]
         dropping_proxy.drop()

@@ -117,6 +117,18 @@ class Client:
         except grpc.RpcError as e:
             raise WeftError.from_rpc_error(e) from e
 
+    def _pages(self, method: Callable[..., message.Message], request: message.Message,
+               field: str, timeout: Optional[DurationLike]) -> Iterator[Any]:
+        """The items in `field` of every page a List method answers, asking
+        for the next page (with the last one's next_page_token, on the same
+        `request`) only when the items so far have been taken."""
+        while True:
+            page = self._call(method, request, timeout)
+            yield from getattr(page, field)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     # --- plans -----------------------------------------------------------------
 
     def run(self, plan: PlanLike, *, detail: Optional[EnumLike] = None,
@@ -191,12 +203,7 @@ class Client:
             labels=labels or {}, page_size=page_size or 0, view=_view(view),
             detail=_detail(detail),
             states=[enum_value(task_pb2.TaskState, "TASK_STATE_", s) for s in states])
-        while True:
-            page = self._call(self._orchestrator.ListTasks, request, timeout)
-            yield from page.tasks
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
+        return self._pages(self._orchestrator.ListTasks, request, "tasks", timeout)
 
     def watch_task(self, name: str, *, detail: Optional[EnumLike] = None,
                    timeout: Optional[DurationLike] = None) -> Iterator[Task]:
@@ -286,12 +293,7 @@ class Client:
                          timeout: Optional[DurationLike] = None) -> Iterator[LazyValue]:
         """Every lazy value, by name; pages are asked for as needed."""
         request = orchestrator_pb2.ListLazyValuesRequest(page_size=page_size or 0)
-        while True:
-            page = self._call(self._orchestrator.ListLazyValues, request, timeout)
-            yield from page.lazy_values
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
+        return self._pages(self._orchestrator.ListLazyValues, request, "lazy_values", timeout)
 
     def delete_lazy_value(self, name: str, *, timeout: Optional[DurationLike] = None) -> None:
         """Forgets a lazy value; resolvers waiting for it get ABORTED."""

@@ -33,7 +33,8 @@ class WeftError(Exception):
         resource: the ResourceInfo's (resource_type, resource_name), such as
             ("weft.v1.Task", "tasks/0123..."), or None.
         details: every detail, decoded (google.rpc.error_details messages;
-            an Any for a type this module does not know).
+            the Any itself for a type this module does not know, or one
+            that does not unpack); none when the trailer is malformed.
     """
 
     def __init__(self, code: grpc.StatusCode, message: str,
@@ -67,15 +68,11 @@ class WeftError(Exception):
     def from_rpc_error(cls, error: grpc.RpcError) -> "WeftError":
         """The error of a failed call (a grpc.RpcError that is a grpc.Call),
         its details read from the grpc-status-details-bin trailer. A trailer
-        whose google.rpc.Status has another code than the call is ignored."""
+        that does not parse as a google.rpc.Status, or whose Status has
+        another code than the call, is ignored: the error has no details."""
         code = error.code()
         trailer = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
-        details: list[message.Message] = []
-        if trailer:
-            status = status_pb2.Status.FromString(trailer)
-            if status.code == code.value[0]:
-                details = [_decode(d) for d in status.details]
-        return cls(code, error.details() or "", details)
+        return cls(code, error.details() or "", _status_details(trailer, code))
 
     @classmethod
     def from_node_error(cls, error: outcome_pb2.Error) -> "WeftError":
@@ -86,12 +83,32 @@ class WeftError(Exception):
         return cls(code, error.message, [info] if error.reason else [])
 
 
+def _status_details(trailer: object, code: grpc.StatusCode) -> list[message.Message]:
+    """The details of a grpc-status-details-bin trailer, decoded; none for a
+    missing or malformed trailer, or one of another code than the call's.
+    Never raises: a bad trailer must not hide the error it came with."""
+    if not trailer:
+        return []
+    try:
+        status = status_pb2.Status.FromString(trailer)
+    except (message.DecodeError, TypeError):  # Not a serialized Status, or not bytes.
+        return []
+    if status.code != code.value[0]:
+        return []
+    return [_decode(d) for d in status.details]
+
+
 def _decode(detail: any_pb2.Any) -> message.Message:
-    """A detail as its google.rpc message, or the Any for another type."""
+    """A detail as its google.rpc message, or the Any itself for another
+    type, or one that does not unpack (a type URL without its "prefix/", a
+    value that does not parse as its type): never raises."""
     descriptor = error_details_pb2.DESCRIPTOR.message_types_by_name.get(
         detail.TypeName().rpartition(".")[2])
     if descriptor is None or descriptor.full_name != detail.TypeName():
         return detail
     decoded = getattr(error_details_pb2, descriptor.name)()
-    detail.Unpack(decoded)
-    return decoded
+    try:
+        unpacked = detail.Unpack(decoded)
+    except message.DecodeError:
+        return detail
+    return decoded if unpacked else detail
