@@ -21,12 +21,12 @@
  * @module weft
  */
 
-const { setTimeout: sleep } = require('node:timers/promises');
 const grpc = require('@grpc/grpc-js');
 const { protos } = require('./lib/protos');
 const values = require('./lib/values');
 const plan = require('./lib/plan');
 const { WeftError } = require('./lib/errors');
+const { TaskWatch } = require('./lib/watch');
 
 const { taskName, lazyValueName } = plan;
 
@@ -39,9 +39,6 @@ const TERMINAL_TASK_STATES = new Set([
 
 /** How long WaitTask waits when its request says nothing (orchestrator.proto). */
 const WAIT_TASK_DEFAULT = 30;
-
-/** Resumes of a watch in a row, without an event between, before it gives up. */
-const WATCH_RESUMES = 8;
 
 /**
  * Whether a task has ended.
@@ -76,10 +73,6 @@ function loadServices() {
   return services;
 }
 
-function isGrpcError(err) {
-  return err instanceof Error && err.metadata instanceof grpc.Metadata;
-}
-
 /**
  * A connection to weftd.
  */
@@ -87,6 +80,10 @@ class Client {
   #orchestrator;
   #health;
   #timeout;
+  // The calls in flight (unary calls and watches being iterated), each with
+  // a cancel(reason): what close() cancels.
+  #inFlight = new Set();
+  #closed = false;
 
   /**
    * @param {string} address weftd's "host:port" (or "unix:PATH").
@@ -115,11 +112,30 @@ class Client {
     const rpc = service.methods[method];
     return new Promise((resolve, reject) => {
       const message = values.toMessage(rpc.resolvedRequestType, request);
+      if (this.#closed) throw closedError();
       const options = timeout === undefined ? {} : { deadline: Date.now() + timeout * 1000 };
-      stub[method](message, options, (err, response) => {
-        if (err) reject(WeftError.fromServiceError(err));
-        else resolve(values.fromMessage(rpc.resolvedResponseType, response));
+      let call = null;
+      let settled = false;
+      let cancelledBy = null; // close()'s error, once it cancelled the call
+      const inFlight = {
+        cancel: (reason) => {
+          cancelledBy = reason;
+          call.cancel();
+        },
+      };
+      call = stub[method](message, options, (err, response) => {
+        settled = true;
+        this.#inFlight.delete(inFlight);
+        // Whatever goes wrong converting the answer rejects: nothing may
+        // escape grpc-js's callback and leave the promise unsettled.
+        try {
+          if (err) reject(cancelledBy ?? WeftError.fromServiceError(err));
+          else resolve(values.fromMessage(rpc.resolvedResponseType, response));
+        } catch (conversionError) {
+          reject(conversionError);
+        }
       });
+      if (!settled) this.#inFlight.add(inFlight);
     });
   }
 
@@ -261,47 +277,45 @@ class Client {
   /**
    * Follows a task: yields it as it stands, then at each change (state, or
    * progress at most ten times a second), and ends after it has ended. A
-   * stream that drops (UNAVAILABLE: a lost connection, a reset) is watched
-   * again from the last event seen, so nothing is missed or repeated;
-   * after 8 failed tries in a row the iterator throws the last error.
-   * Leaving the loop early cancels the watch.
+   * stream that breaks (UNAVAILABLE: a lost connection, a reset) or ends
+   * before the task did is opened again from the last event seen, so
+   * nothing is missed or repeated: up to 8 reconnections in a row without
+   * an event between, waiting 0.1 s, then twice as long each time (at most
+   * 2 s); the 9th break rejects with the last error (UNAVAILABLE).
+   *
+   * Stopping it cancels the stream at once, even while a `next()` waits for
+   * an event: leaving the loop (or `return()`) makes that `next()` resolve
+   * `{done: true}`; `signal` aborting rejects it with an Error named
+   * "AbortError" (the signal's reason as its `cause`), `timeout` passing
+   * with a WeftError DEADLINE_EXCEEDED, and the client's `close()` with a
+   * WeftError CANCELLED.
    *
    * @param {string} name
    * @param {object} [options]
    * @param {'full'|'root'} [options.detail] Of the last snapshot's outcome.
-   * @returns {AsyncGenerator<object>} Task snapshots.
+   * @param {AbortSignal} [options.signal] Stops the watch when it aborts.
+   * @param {number|string} [options.timeout] Bounds the whole watch,
+   *     reconnections included, from its first `next()`: seconds, or a
+   *     string such as "30s". None by default (the client's `timeout` is
+   *     not applied to watches).
+   * @returns {AsyncIterableIterator<object>} Task snapshots. Bad arguments
+   *     throw a TypeError at once.
    */
-  async *watchTask(name, { detail } = {}) {
+  watchTask(name, { detail, signal, timeout } = {}) {
     const rpc = this.#orchestrator.service.methods.WatchTask;
     const request = { name: taskName(name), detail: enumName('OUTCOME_DETAIL_', detail) };
-    let afterSequence = 0;
-    let failures = 0;
-    for (;;) {
-      const message = values.toMessage(rpc.resolvedRequestType, { ...request, afterSequence });
-      const stream = this.#orchestrator.stub.WatchTask(message);
-      try {
-        for await (const event of stream) {
-          const { sequence, task } = values.fromMessage(rpc.resolvedResponseType, event);
-          afterSequence = sequence;
-          failures = 0;
-          yield task;
-          if (isTerminal(task)) return;
-        }
-        return;
-      } catch (err) {
-        if (!isGrpcError(err)) throw err;
-        if (err.code !== grpc.status.UNAVAILABLE || failures === WATCH_RESUMES) {
-          throw WeftError.fromServiceError(err);
-        }
-        failures += 1;
-        await sleep(Math.min(100 * 2 ** (failures - 1), 2000));
-      } finally {
-        // A stream left before its end is cancelled; the CANCELLED status
-        // it then reports is our own doing.
-        stream.on('error', () => {});
-        stream.cancel();
-      }
-    }
+    values.toMessage(rpc.resolvedRequestType, request); // a TypeError now rather than at the first next()
+    return new TaskWatch(request.name, {
+      open: (afterSequence) => {
+        if (this.#closed) throw closedError();
+        return this.#orchestrator.stub.WatchTask(values.toMessage(rpc.resolvedRequestType, { ...request, afterSequence }));
+      },
+      convert: (event) => values.fromMessage(rpc.resolvedResponseType, event),
+      isTerminal,
+      signal,
+      timeout,
+      inFlight: this.#inFlight,
+    });
   }
 
   /**
@@ -395,10 +409,22 @@ class Client {
     return (await this.#unary(this.#health, 'Check', { service })).status;
   }
 
-  /** Closes the connection; calls in flight are cancelled. */
+  /**
+   * Closes the connection. Calls in flight are cancelled: their promises,
+   * and the `next()` of a watch waiting for an event, reject with a
+   * WeftError CANCELLED; calls made afterwards reject with it too.
+   */
   close() {
+    this.#closed = true;
+    const reason = closedError();
+    for (const call of [...this.#inFlight]) call.cancel(reason);
+    this.#inFlight.clear();
     this.#orchestrator.stub.close();
   }
+}
+
+function closedError() {
+  return new WeftError({ code: grpc.status.CANCELLED, details: 'the client is closed' });
 }
 
 module.exports = {

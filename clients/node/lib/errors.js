@@ -25,7 +25,8 @@ class WeftError extends Error {
    * @param {number} fields.code The gRPC status code (`grpc.status`).
    * @param {string} fields.details The status message, for people.
    * @param {object[]} [fields.detailMessages] The decoded google.rpc details,
-   *     each with its `type` name (`"google.rpc.ErrorInfo"`).
+   *     each with its `type` name (`"google.rpc.ErrorInfo"`); one of
+   *     another type as `{type: "google.protobuf.Any", typeUrl, value}`.
    * @param {object} [options] `{cause}`: the grpc-js error.
    */
   constructor({ code, details, detailMessages = [] }, options) {
@@ -62,32 +63,59 @@ class WeftError extends Error {
   }
 
   /**
-   * The WeftError of a grpc-js error, its details decoded.
+   * The WeftError of a grpc-js error, its details decoded (see
+   * decodeDetails: never throws; a trailer that does not decode or whose
+   * code is not the call's is ignored).
    *
    * @param {import('@grpc/grpc-js').ServiceError} err
    * @returns {WeftError}
    */
   static fromServiceError(err) {
     return new WeftError(
-      { code: err.code, details: err.details, detailMessages: decodeDetails(err.metadata) },
+      { code: err.code, details: err.details, detailMessages: decodeDetails(err.metadata, err.code) },
       { cause: err },
     );
   }
 }
 
-// The google.rpc.Status in the trailer, its Any details decoded by type URL;
-// a detail of a type these protos do not have is left out.
-function decodeDetails(metadata) {
-  const [trailer] = metadata ? metadata.get('grpc-status-details-bin') : [];
-  if (!trailer) return [];
-  const { root } = protos();
-  const decode = (type, bytes) => fromMessage(type, type.toObject(type.decode(bytes), LOADER_OPTIONS));
-  const status = root.lookupType('google.rpc.Status').decode(trailer);
-  return status.details.flatMap((any) => {
-    const typeName = any.type_url.slice(any.type_url.lastIndexOf('/') + 1);
-    const type = root.lookup(typeName, protobuf.Type);
-    return type ? [{ type: typeName, ...decode(type, any.value) }] : [];
-  });
+/**
+ * The details of the google.rpc.Status in a call's `grpc-status-details-bin`
+ * trailer. Never throws: a trailer that does not decode, or whose Status
+ * has another code than the call (`code`), gives no details at all; a
+ * detail of a type that is not a google.rpc message (an unknown or empty
+ * type URL), or that does not decode, is kept as the Any it is:
+ * `{type: "google.protobuf.Any", typeUrl, value}`, `value` its bytes.
+ *
+ * @param {import('@grpc/grpc-js').Metadata} [metadata] The call's trailers.
+ * @param {number} code The call's status code.
+ * @returns {object[]} Each detail with its `type` ("google.rpc.ErrorInfo").
+ */
+function decodeDetails(metadata, code) {
+  let status;
+  try {
+    const [trailer] = metadata ? metadata.get('grpc-status-details-bin') : [];
+    if (!trailer) return [];
+    status = protos().root.lookupType('google.rpc.Status').decode(trailer);
+  } catch {
+    return [];
+  }
+  if (status.code !== code) return [];
+  return status.details.map(decodeDetail);
 }
 
-module.exports = { WeftError };
+// One Any of a Status: a google.rpc message as plain values, else the Any.
+function decodeDetail(any) {
+  const typeUrl = any.type_url ?? any.typeUrl ?? ''; // protobufjs's bundled Any keeps its snake_case
+  const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+  try {
+    if (typeName.startsWith('google.rpc.')) {
+      const type = protos().root.lookup(typeName, protobuf.Type);
+      if (type) return { type: typeName, ...fromMessage(type, type.toObject(type.decode(any.value), LOADER_OPTIONS)) };
+    }
+  } catch {
+    // Bytes that are not the message they say: kept as an unknown type is.
+  }
+  return { type: 'google.protobuf.Any', typeUrl, value: any.value };
+}
+
+module.exports = { WeftError, decodeDetails };

@@ -83,7 +83,8 @@ function toValue(value, path = 'value') {
 }
 
 /**
- * A plain object as a `google.protobuf.Struct` message object.
+ * A plain object as a `google.protobuf.Struct` message object. Every own
+ * key is a field, "__proto__" too (as JSON.parse makes it).
  *
  * @param {{[key: string]: JsonValue}} object
  * @param {string} [path]
@@ -93,10 +94,13 @@ function toStruct(object, path = 'value') {
   if (!isPlainObject(object)) {
     throw new TypeError(`${path}: expected a plain object, got ${describe(object)}`);
   }
-  const fields = {};
-  for (const [key, value] of Object.entries(object)) {
-    if (value !== undefined) fields[key] = toValue(value, join(path, key));
-  }
+  // Object.fromEntries defines each key as an own property: an assignment
+  // of "__proto__" would set the prototype instead and lose the field.
+  const fields = Object.fromEntries(
+    Object.entries(object)
+      .filter(([, value]) => value !== undefined)
+      .map(([key, value]) => [key, toValue(value, join(path, key))]),
+  );
   return { fields };
 }
 
@@ -127,7 +131,8 @@ function fromValue(value) {
 }
 
 /**
- * A `google.protobuf.Struct` message object as a plain object.
+ * A `google.protobuf.Struct` message object as a plain object, each field an
+ * own property ("__proto__" too, as JSON.parse makes it).
  *
  * @param {object} struct
  * @returns {{[key: string]: JsonValue}}
@@ -300,7 +305,7 @@ function toMessage(type, object, path = '') {
 const WELL_KNOWN_FROM = {
   '.google.protobuf.Value': fromValue,
   '.google.protobuf.Struct': fromStruct,
-  '.google.protobuf.ListValue': (list) => list.values.map(fromValue),
+  '.google.protobuf.ListValue': VALUE_KINDS.listValue,
   '.google.protobuf.Duration': ({ seconds, nanos }) => seconds + nanos / 1e9,
   '.google.protobuf.Timestamp': ({ seconds, nanos }) => new Date(seconds * 1000 + Math.floor(nanos / 1e6)),
 };

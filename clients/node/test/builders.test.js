@@ -1,29 +1,85 @@
 'use strict';
 
 // The plan builders and names, without a server: what they build is the
-// proto3 JSON of docs/tour.md and EXAMPLES.md.
+// proto3 JSON of docs/tour.md and EXAMPLES.md (the five scenarios' plans,
+// from testing/scenario_plans.js, compared with EXAMPLES.md's JSON).
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const weft = require('..');
+const plans = require('../testing/scenario_plans');
 
 const { call, parallel, race, offload, sequence, lazy } = weft;
 
-test('the dashboard plan is the JSON of the examples', () => {
-  const plan = parallel([
-    call('http', { url: 'http://users.internal/users/42' }, { id: 'user' }),
-    call('http', { url: 'http://posts.internal/users/42/posts' }, { id: 'recentPosts' }),
-    call('http', { url: 'http://stats.internal/users/42' }, { id: 'statistics' }),
-  ]);
-  assert.deepEqual(plan, {
-    parallel: {
-      children: [
-        { id: 'user', call: { handler: 'http', args: { url: 'http://users.internal/users/42' } } },
-        { id: 'recentPosts', call: { handler: 'http', args: { url: 'http://posts.internal/users/42/posts' } } },
-        { id: 'statistics', call: { handler: 'http', args: { url: 'http://stats.internal/users/42' } } },
-      ],
-    },
-  });
+const MAIL = 'http://mail.internal/send';
+
+// EXAMPLES.md's requests, copied word for word from /work/shared/EXAMPLES.md.
+const EXAMPLES = {
+  dashboard: `{"plan": {"parallel": {"children": [
+  {"id": "user",       "call": {"handler": "http", "args": {"url": "http://users.internal/users/42"}}},
+  {"id": "recentPosts","call": {"handler": "http", "args": {"url": "http://posts.internal/users/42/posts"}}},
+  {"id": "statistics", "call": {"handler": "http", "args": {"url": "http://stats.internal/users/42"}}}
+]}}}`,
+  failover: `{"plan": {"race": {"children": [
+  {"id": "primary",  "call": {"handler": "http", "args": {"url": "http://search-a.internal/q?x=weft"}}},
+  {"id": "backup",   "call": {"handler": "http", "args": {"url": "http://search-b.internal/q?x=weft"}}},
+  {"id": "fallback", "timeout": "2s", "call": {"handler": "http", "args": {"url": "http://search-c.internal/q?x=weft"}}}
+]}}}`,
+  // "With `"hedgeDelay": "0.05s"` the backup starts only if ...": a field of the race.
+  hedge: `"hedgeDelay": "0.05s"`,
+  offload: `{"plan": {"parallel": {"children": [
+  {"id": "digest", "offload": {"pool": "default", "child":
+     {"call": {"handler": "hash", "args": {"data": "large payload", "rounds": 200000}}}}},
+  {"id": "heartbeat", "call": {"handler": "sleep", "args": {"duration": "0.1s", "value": "on time"}}}
+]}}}`,
+  newsletter: `{"plan": {"parallel": {"join": "JOIN_ALL_SETTLED", "maxConcurrency": 10, "children": [
+  {"id": "ada",   "retry": {"maxAttempts": 3, "initialBackoff": "0.2s"},
+   "call": {"handler": "http", "args": {"method": "POST", "url": "http://mail.internal/send", "body": {"to": "ada@example.com"}}}},
+  {"id": "grace", "retry": {"maxAttempts": 3, "initialBackoff": "0.2s"},
+   "call": {"handler": "http", "args": {"method": "POST", "url": "http://mail.internal/send", "body": {"to": "grace@example.com"}}}}
+]}}, "labels": {"job": "newsletter"}}`,
+  analytics: `{"lazyValueId": "daily_stats", "lazyValue": {"ttl": "86400s", "refreshAfter": "3600s",
+  "plan": {"offload": {"child": {"call": {"handler": "hash", "args": {"data": "stats", "rounds": 500000}}}}}}}`,
+  // "every plan with `{"lazy": {"name": "lazyValues/daily_stats"}}`"
+  analyticsInAPlan: `{"lazy": {"name": "lazyValues/daily_stats"}}`,
+};
+
+const example = (name) => JSON.parse(EXAMPLES[name]);
+
+test('1. the dashboard plan is the JSON of EXAMPLES.md', () => {
+  const built = plans.dashboard(
+    'http://users.internal/users/42',
+    'http://posts.internal/users/42/posts',
+    'http://stats.internal/users/42',
+  );
+  assert.deepStrictEqual({ plan: built }, example('dashboard'));
+});
+
+test('2. the failover plan, and its hedged variant, are the JSON of EXAMPLES.md', () => {
+  const urls = ['a', 'b', 'c'].map((server) => `http://search-${server}.internal/q?x=weft`);
+  assert.deepStrictEqual({ plan: plans.search(...urls) }, example('failover'));
+  const hedged = example('failover');
+  Object.assign(hedged.plan.race, JSON.parse(`{${EXAMPLES.hedge}}`));
+  assert.deepStrictEqual({ plan: plans.search(...urls, { hedgeDelay: 0.05 }) }, hedged);
+});
+
+test('3. the offload plan is the JSON of EXAMPLES.md', () => {
+  assert.deepStrictEqual({ plan: plans.digestAndHeartbeat() }, example('offload'));
+});
+
+test('4. the newsletter task is the JSON of EXAMPLES.md', () => {
+  const built = plans.newsletter([plans.send('ada', MAIL), plans.send('grace', MAIL)]);
+  assert.deepStrictEqual({ plan: built, labels: plans.NEWSLETTER_LABELS }, example('newsletter'));
+});
+
+test('5. the analytics lazy value is the JSON of EXAMPLES.md', () => {
+  const { ttl, refreshAfter } = plans.DAILY_STATS_OPTIONS;
+  const built = {
+    lazyValueId: weft.lazyValueName('daily_stats').slice('lazyValues/'.length),
+    lazyValue: { ttl: weft.formatDuration(ttl), refreshAfter: weft.formatDuration(refreshAfter), plan: plans.dailyStats() },
+  };
+  assert.deepStrictEqual(built, example('analytics'));
+  assert.deepStrictEqual(lazy('daily_stats'), example('analyticsInAPlan'));
 });
 
 test('durations become proto3 JSON strings, from seconds or strings', () => {
@@ -54,24 +110,11 @@ test('durations become proto3 JSON strings, from seconds or strings', () => {
   });
 });
 
-test('the newsletter: join, concurrency and retry policies', () => {
-  const retry = { maxAttempts: 3, initialBackoff: 0.2, retryableCodes: ['UNAVAILABLE'] };
-  const plan = parallel(
-    [call('http', { method: 'POST', url: 'http://mail.internal/send', body: { to: 'ada@example.com' } }, { id: 'ada', retry })],
-    { join: 'JOIN_ALL_SETTLED', maxConcurrency: 10 },
-  );
-  assert.deepEqual(plan, {
-    parallel: {
-      children: [
-        {
-          id: 'ada',
-          retry: { maxAttempts: 3, initialBackoff: '0.2s', retryableCodes: ['UNAVAILABLE'] },
-          call: { handler: 'http', args: { method: 'POST', url: 'http://mail.internal/send', body: { to: 'ada@example.com' } } },
-        },
-      ],
-      join: 'JOIN_ALL_SETTLED',
-      maxConcurrency: 10,
-    },
+test('retry policies: durations as strings, the rest as given', () => {
+  const retry = { maxAttempts: 3, initialBackoff: 0.2, maxBackoff: '2s', retryableCodes: ['UNAVAILABLE'] };
+  assert.deepEqual(call('value', {}, { retry }), {
+    retry: { maxAttempts: 3, initialBackoff: '0.2s', maxBackoff: '2s', retryableCodes: ['UNAVAILABLE'] },
+    call: { handler: 'value', args: {} },
   });
 });
 

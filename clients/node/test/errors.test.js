@@ -8,7 +8,8 @@ const net = require('node:net');
 const grpc = require('@grpc/grpc-js');
 const weft = require('..');
 const { protos } = require('../lib/protos');
-const { useServers, unique } = require('../testing/servers');
+const { useServers, unique, within } = require('../testing/servers');
+const { startFakeWeftd } = require('../testing/fake_weftd');
 
 const { call, parallel, WeftError } = weft;
 const servers = useServers();
@@ -60,8 +61,9 @@ test('a task that does not exist: NOT_FOUND naming the resource', async () => {
   });
 });
 
-test('a failed lazy computation: its plan\'s code, and why in the metadata', async () => {
+test('a failed lazy computation: its plan\'s code, and why in the metadata', async (t) => {
   const id = unique('failing');
+  servers.removeLazyValueAfter(t, id);
   await servers.client.createLazyValue(id, call('fail', { code: 'NOT_FOUND', message: 'no stats today' }));
   const err = await failure(servers.client.resolveLazyValue(id));
   assert.deepEqual(pick(err, ['codeName', 'reason', 'metadata']), {
@@ -69,7 +71,6 @@ test('a failed lazy computation: its plan\'s code, and why in the metadata', asy
     reason: 'LAZY_COMPUTATION_FAILED',
     metadata: { node_reason: 'FAILED_BY_PLAN' },
   });
-  await servers.client.deleteLazyValue(id);
 });
 
 test('a status gRPC made itself has no details: reason null', async () => {
@@ -89,31 +90,45 @@ test('a status gRPC made itself has no details: reason null', async () => {
   }
 });
 
-test('every detail weftd sends is decoded; one of an unknown type is left out', () => {
-  const { root } = protos();
-  const any = (type, fields) => ({
-    type_url: `type.googleapis.com/${type}`,
-    value: root.lookupType(type).encode(root.lookupType(type).fromObject(fields)).finish(),
-  });
-  const status = root.lookupType('google.rpc.Status');
-  const trailer = status
-    .encode(
-      status.fromObject({
-        code: grpc.status.RESOURCE_EXHAUSTED,
-        message: 'too many runs',
-        details: [
-          any('google.rpc.ErrorInfo', { reason: 'TOO_MANY_RUNS', domain: 'weft', metadata: { flag: 'max_active_runs', limit: '1' } }),
-          any('google.rpc.RetryInfo', { retryDelay: { seconds: 1, nanos: 500000000 } }),
-          any('google.rpc.ResourceInfo', { resourceType: 'weft.v1.Task', resourceName: 'tasks/0a' }),
-          any('google.rpc.BadRequest', { fieldViolations: [{ field: 'plan', description: 'missing' }] }),
-          { type_url: 'type.googleapis.com/example.Unknown', value: Buffer.from([8, 1]) },
-        ],
-      }),
-    )
-    .finish();
+// --- decoding the grpc-status-details-bin trailer ---------------------------
+
+// A detail as an Any of `type` (a google.rpc message name).
+function any(type, fields) {
+  const message = protos().root.lookupType(type);
+  return { type_url: `type.googleapis.com/${type}`, value: message.encode(message.fromObject(fields)).finish() };
+}
+
+// The trailer of a google.rpc.Status.
+function statusTrailer(code, message, details) {
+  const status = protos().root.lookupType('google.rpc.Status');
+  return Buffer.from(status.encode(status.fromObject({ code, message, details })).finish());
+}
+
+// The WeftError of a call that failed with `code` and this trailer.
+function errorWithTrailer(code, details, trailer) {
   const metadata = new grpc.Metadata();
-  metadata.set('grpc-status-details-bin', Buffer.from(trailer));
-  const err = WeftError.fromServiceError({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many runs', metadata });
+  metadata.set('grpc-status-details-bin', trailer);
+  return WeftError.fromServiceError({ code, details, metadata });
+}
+
+// Bytes that decode as no message: field 1, a varint cut short.
+const BAD_TRAILER = Buffer.from([0x08, 0xff]);
+
+test('every detail weftd sends is decoded; one of another type is kept as its Any', () => {
+  const unknown = { type_url: 'type.googleapis.com/example.Unknown', value: Buffer.from([8, 1]) };
+  const untyped = { type_url: '', value: Buffer.from([8, 2]) };
+  const err = errorWithTrailer(
+    grpc.status.RESOURCE_EXHAUSTED,
+    'too many runs',
+    statusTrailer(grpc.status.RESOURCE_EXHAUSTED, 'too many runs', [
+      any('google.rpc.ErrorInfo', { reason: 'TOO_MANY_RUNS', domain: 'weft', metadata: { flag: 'max_active_runs', limit: '1' } }),
+      any('google.rpc.RetryInfo', { retryDelay: { seconds: 1, nanos: 500000000 } }),
+      any('google.rpc.ResourceInfo', { resourceType: 'weft.v1.Task', resourceName: 'tasks/0a' }),
+      any('google.rpc.BadRequest', { fieldViolations: [{ field: 'plan', description: 'missing' }] }),
+      unknown,
+      untyped,
+    ]),
+  );
   assert.deepEqual(pick(err, ['message', ...Object.keys(NO_DETAILS)]), {
     message: 'RESOURCE_EXHAUSTED: too many runs',
     reason: 'TOO_MANY_RUNS',
@@ -125,6 +140,64 @@ test('every detail weftd sends is decoded; one of an unknown type is left out', 
   });
   assert.deepEqual(
     err.detailMessages.map((detail) => detail.type),
-    ['google.rpc.ErrorInfo', 'google.rpc.RetryInfo', 'google.rpc.ResourceInfo', 'google.rpc.BadRequest'],
+    ['google.rpc.ErrorInfo', 'google.rpc.RetryInfo', 'google.rpc.ResourceInfo', 'google.rpc.BadRequest',
+      'google.protobuf.Any', 'google.protobuf.Any'],
   );
+  assert.deepEqual(
+    err.detailMessages.slice(4).map(({ typeUrl, value }) => [typeUrl, [...value]]),
+    [['type.googleapis.com/example.Unknown', [8, 1]], ['', [8, 2]]],
+  );
+});
+
+test('a trailer that does not decode gives no details, and no exception', () => {
+  const err = errorWithTrailer(grpc.status.INTERNAL, 'broken', BAD_TRAILER);
+  assert.deepEqual(pick(err, ['message', 'code', ...Object.keys(NO_DETAILS)]), {
+    message: 'INTERNAL: broken',
+    code: grpc.status.INTERNAL,
+    ...NO_DETAILS,
+  });
+  assert.deepEqual(err.detailMessages, []);
+});
+
+test('a google.rpc detail whose bytes do not decode is kept as its Any', () => {
+  const corrupt = { type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: BAD_TRAILER };
+  const err = errorWithTrailer(
+    grpc.status.NOT_FOUND,
+    'gone',
+    statusTrailer(grpc.status.NOT_FOUND, 'gone', [corrupt, any('google.rpc.ResourceInfo', { resourceName: 'tasks/0a' })]),
+  );
+  assert.equal(err.reason, null);
+  assert.deepEqual(err.resource, { type: '', name: 'tasks/0a' });
+  assert.deepEqual(err.detailMessages.map((detail) => [detail.type, detail.typeUrl]), [
+    ['google.protobuf.Any', 'type.googleapis.com/google.rpc.ErrorInfo'],
+    ['google.rpc.ResourceInfo', undefined],
+  ]);
+});
+
+test('a trailer whose code is not the call\'s is ignored', () => {
+  const trailer = statusTrailer(grpc.status.NOT_FOUND, 'no such task', [
+    any('google.rpc.ErrorInfo', { reason: 'TASK_NOT_FOUND', domain: 'weft' }),
+  ]);
+  const err = errorWithTrailer(grpc.status.INTERNAL, 'a proxy failed', trailer);
+  assert.deepEqual(pick(err, ['codeName', ...Object.keys(NO_DETAILS)]), { codeName: 'INTERNAL', ...NO_DETAILS });
+  assert.deepEqual(err.detailMessages, []);
+  // The same trailer on a call of its code is decoded.
+  assert.equal(errorWithTrailer(grpc.status.NOT_FOUND, 'no such task', trailer).reason, 'TASK_NOT_FOUND');
+});
+
+test('a call answered with a trailer that does not decode rejects with its status', async (t) => {
+  const server = await startFakeWeftd({
+    GetTask(_, callback) {
+      const metadata = new grpc.Metadata();
+      metadata.set('grpc-status-details-bin', BAD_TRAILER);
+      callback({ code: grpc.status.UNAVAILABLE, details: 'try later', metadata });
+    },
+  });
+  const client = new weft.Client(server.address, { timeout: 30 });
+  t.after(() => {
+    client.close();
+    server.close();
+  });
+  const err = await within(failure(client.getTask('tasks/0a')), 10_000, 'getTask');
+  assert.deepEqual(pick(err, ['message', ...Object.keys(NO_DETAILS)]), { message: 'UNAVAILABLE: try later', ...NO_DETAILS });
 });

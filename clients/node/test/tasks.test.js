@@ -12,9 +12,10 @@ const { useServers, unique } = require('../testing/servers');
 const { call, isTerminal } = weft;
 const servers = useServers();
 
-test('a running task: waited for in vain, cancelled, then deleted', async () => {
+test('a running task: waited for in vain, cancelled, then deleted', async (t) => {
   const { client } = servers;
   const task = await client.createTask(call('sleep', { duration: '3600s' }), { labels: { run: unique('cancel') } });
+  servers.removeTaskAfter(t, task.name); // cancelled and deleted even if an assertion fails first
   const waited = await client.waitTask(task.name, { timeout: 0.2 });
   assert.ok(!isTerminal(waited), `the task ended: ${waited.state}`);
 
@@ -34,10 +35,12 @@ test('a running task: waited for in vain, cancelled, then deleted', async () => 
   await assert.rejects(client.getTask(task.name), { codeName: 'NOT_FOUND', reason: 'TASK_NOT_FOUND' });
 });
 
-test('a request id makes creation idempotent; reused with another plan, it names the first task', async () => {
+test('a request id makes creation idempotent; reused with another plan, it names the first task', async (t) => {
   const requestId = unique('request');
   const first = await servers.client.createTask(call('value', { value: 1 }), { requestId });
+  servers.removeTaskAfter(t, first.name);
   const again = await servers.client.createTask(call('value', { value: 1 }), { requestId });
+  servers.removeTaskAfter(t, again.name);
   assert.equal(again.name, first.name);
   assert.equal(again.requestId, requestId);
   await assert.rejects(servers.client.createTask(call('value', { value: 2 }), { requestId }), {
@@ -47,11 +50,13 @@ test('a request id makes creation idempotent; reused with another plan, it names
   });
 });
 
-test('listTasks reads every page, newest first, filtered by label and state', async () => {
+test('listTasks reads every page, newest first, filtered by label and state', async (t) => {
   const run = unique('list');
   const created = [];
   for (const value of [1, 2, 3]) {
-    created.push(await servers.client.createTask(call('value', { value }), { labels: { run, value: String(value) } }));
+    const task = await servers.client.createTask(call('value', { value }), { labels: { run, value: String(value) } });
+    servers.removeTaskAfter(t, task.name);
+    created.push(task);
   }
   for (const task of created) await servers.client.waitTask(task.name);
   const listed = await servers.client.listTasks({ labels: { run }, pageSize: 1 });

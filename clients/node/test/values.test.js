@@ -62,10 +62,44 @@ test('what is not JSON is refused, naming where it is', () => {
   assert.deepEqual(weft.fromStruct(weft.toStruct({ gone: undefined, when })), { when: '2026-01-02T03:04:05.678Z' });
 });
 
+// A "__proto__" key, as JSON.parse makes it: an own property, at the top
+// and deeper down.
+const PROTO_KEYS = JSON.parse('{"__proto__": {"polluted": true}, "list": [{"__proto__": 1}], "ok": 2}');
+
+// `value` has "__proto__" as an own key, and Object's prototype as its own.
+function assertOwnProtoKey(value, what) {
+  assert.ok(Object.hasOwn(value, '__proto__'), `${what} lost its "__proto__" key`);
+  assert.equal(Object.getPrototypeOf(value), Object.prototype, `${what}'s prototype changed`);
+  assert.equal(value.polluted, undefined, `${what} took "__proto__" as its prototype`);
+}
+
+test('a "__proto__" key is a field like any other, to a Struct and back', () => {
+  const struct = weft.toStruct(PROTO_KEYS);
+  assert.deepEqual(Object.keys(struct.fields), ['__proto__', 'list', 'ok']);
+  assert.deepEqual(Object.keys(weft.toValue(PROTO_KEYS.list[0]).structValue.fields), ['__proto__']);
+
+  const Struct = protos().root.lookupType('google.protobuf.Struct');
+  const decoded = Struct.toObject(Struct.decode(Struct.encode(Struct.fromObject(struct)).finish()), LOADER_OPTIONS);
+  const back = weft.fromStruct(decoded);
+  assert.deepStrictEqual(back, PROTO_KEYS);
+  assertOwnProtoKey(back, 'the object');
+  assertOwnProtoKey(back.list[0], 'the object in the list');
+  assert.equal({}.polluted, undefined);
+
+  // A Struct as an answer carries it, made by hand: an own property still.
+  const answered = weft.fromStruct({ fields: Object.fromEntries([['__proto__', { stringValue: 'x' }]]) });
+  assert.deepEqual(Object.entries(answered), [['__proto__', 'x']]);
+  assertOwnProtoKey(answered, 'the answer');
+});
+
 test('a plain object as args reaches the handler whole', async () => {
   const outcome = await servers.client.run(call('value', { value: NESTED }));
   assert.equal(outcome.state, 'NODE_STATE_SUCCEEDED');
   assert.deepStrictEqual(outcome.value, NESTED);
+
+  const withProtoKeys = await servers.client.run(call('value', { value: PROTO_KEYS }));
+  assert.deepStrictEqual(withProtoKeys.value, PROTO_KEYS);
+  assertOwnProtoKey(withProtoKeys.value, 'the value weftd answered');
 });
 
 test('values come back native: 42 stays 42, objects are plain', async () => {

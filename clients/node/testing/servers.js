@@ -19,7 +19,7 @@ const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const readline = require('node:readline');
-const { Client } = require('..');
+const { Client, isTerminal } = require('..');
 
 /** How long a program may take to start, or to stop after SIGTERM. */
 const PROCESS_TIMEOUT_MS = 30_000;
@@ -38,10 +38,10 @@ function required(variable) {
   return value;
 }
 
-function withTimeout(promise, what) {
+function withTimeout(promise, what, ms = PROCESS_TIMEOUT_MS) {
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${PROCESS_TIMEOUT_MS} ms`)), PROCESS_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -91,21 +91,51 @@ class Program {
   }
 }
 
+// What `remove` does, unless what it removes is gone already.
+async function unlessNotFound(remove) {
+  try {
+    await remove();
+  } catch (err) {
+    if (err.codeName !== 'NOT_FOUND') throw err;
+  }
+}
+
+// A task gone: cancelled if it has not ended, then deleted.
+function removeTask(client, name) {
+  return unlessNotFound(async () => {
+    const task = await client.cancelTask(name);
+    if (!isTerminal(task)) await client.waitTask(name, { timeout: 30 });
+    await client.deleteTask(name);
+  });
+}
+
 /**
  * Registers the test file's before and after hooks and returns what they
  * fill in: `client` (a Client of weftd), `address` (weftd's), `upstream`
  * (the fixture's host:port) and `url(pathAndQuery)`, the fixture's URL as
- * weftd reaches it.
+ * weftd reaches it; and `removeTaskAfter(t, name)` and
+ * `removeLazyValueAfter(t, name)`, which have the test `t` clean up what it
+ * created when it ends, passed or failed, as a long-lived weftd (WEFT_ADDR)
+ * needs: a task cancelled if it still runs, then deleted; a lazy value
+ * deleted. What is gone already is fine.
  */
 function useServers() {
   const programs = [];
   const servers = {
     url: (pathAndQuery) => `http://${servers.upstream}${pathAndQuery}`,
+    removeTaskAfter: (t, name) => t.after(() => removeTask(servers.client, name)),
+    removeLazyValueAfter: (t, name) => t.after(() => unlessNotFound(() => servers.client.deleteLazyValue(name))),
   };
   before(async () => {
     if (process.env.WEFT_ADDR) {
       servers.address = process.env.WEFT_ADDR;
-      servers.upstream = required('WEFT_UPSTREAM');
+      servers.upstream = process.env.WEFT_UPSTREAM;
+      if (!servers.upstream) {
+        throw new Error(
+          `WEFT_ADDR is set (${servers.address}) but WEFT_UPSTREAM is not: set it to the HTTP fixture's ` +
+            'host:port as that weftd reaches it (e.g. upstream:8080 in docker compose)',
+        );
+      }
     } else {
       const weftd = new Program('weftd', [required('WEFT_WEFTD'), '--listen=127.0.0.1:0', '--http_allow=127.0.0.1']);
       programs.push(weftd);
@@ -128,4 +158,13 @@ function unique(prefix) {
   return `${prefix}-${crypto.randomBytes(6).toString('hex')}`;
 }
 
-module.exports = { useServers, unique };
+/**
+ * `promise`, or a rejection naming `what` if it has not settled within `ms`:
+ * a test waiting for something that never comes fails, naming it, rather
+ * than hanging until ctest's timeout.
+ */
+function within(promise, ms, what) {
+  return withTimeout(promise, what, ms);
+}
+
+module.exports = { useServers, unique, within };
