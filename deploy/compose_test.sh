@@ -21,7 +21,8 @@
 # the EXTRA_CA_CERTS argument; set WEFT_EXTRA_CA_CERTS to override (empty:
 # none).
 #
-# Containers, networks and volumes of the run are always removed at the end.
+# Containers, networks and volumes of the run are always removed at the end
+# (and, in an engine it started, the images later builds replaced).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,6 +63,9 @@ cleanup() {
     "${compose[@]}" -p "$project" down -t 0 -v --remove-orphans >/dev/null 2>&1 || true
   fi
   if [ -n "$started" ]; then
+    # Its own engine's state is kept for the next run's layers; images an
+    # earlier run built and this one replaced are dropped, so it does not grow.
+    docker image prune -f >/dev/null 2>&1 || true
     say "stopping the dockerd it started"
     kill "$started" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$started" 2>/dev/null || break; sleep 0.1; done
