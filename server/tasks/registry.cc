@@ -249,6 +249,14 @@ std::shared_ptr<const Task> TaskRegistry::FinishedLocked(
   return store_.Get(name);
 }
 
+weft::v1::TaskState TaskRegistry::StateLocked(const Task& stored) const {
+  auto live = live_.find(stored.name());
+  if (live != live_.end()) return live->second->task.state();
+  auto unsaved = unsaved_.find(stored.name());
+  if (unsaved != unsaved_.end()) return unsaved->second->state();
+  return stored.state();
+}
+
 void TaskRegistry::WriteLocked(std::shared_ptr<const Task> task,
                                std::string name,
                                store::TaskStore::WriteDone done) {
@@ -800,19 +808,27 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
   // with fresh progress), within max_bytes.
   std::vector<std::pair<uint64_t, std::string>> matched;
   bool more = false;
-  store_.Scan(before, [&](uint64_t position, const Task& stored) {
-    if (static_cast<int>(matched.size()) == page_size) {
-      more = true;
-      return false;
-    }
-    if (!states.empty() && !states.contains(stored.state())) return true;
-    for (const auto& [k, v] : labels) {
-      auto it = stored.labels().find(k);
-      if (it == stored.labels().end() || it->second != v) return true;
-    }
-    matched.emplace_back(position, stored.name());
-    return true;
-  });
+  {
+    // Under the lock, so the state filtered on is the state Get serves: a
+    // task's last state may not be written yet (a watcher can have seen a
+    // task end before its row says so).
+    engine::MutexLock lock(&mu_);
+    store_.Scan(before, [&](uint64_t position, const Task& stored) {
+      if (static_cast<int>(matched.size()) == page_size) {
+        more = true;
+        return false;
+      }
+      if (!states.empty() && !states.contains(StateLocked(stored))) {
+        return true;
+      }
+      for (const auto& [k, v] : labels) {
+        auto it = stored.labels().find(k);
+        if (it == stored.labels().end() || it->second != v) return true;
+      }
+      matched.emplace_back(position, stored.name());
+      return true;
+    });
+  }
   ListResult result;
   uint64_t last = 0;
   int64_t bytes = 0;

@@ -222,6 +222,10 @@ class TaskRegistry {
   // A finished task as last known: from memory until its write is done.
   std::shared_ptr<const weft::v1::Task> FinishedLocked(
       absl::string_view name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The state of a task the store holds, as Get serves it: from memory while
+  // it runs or until its last write is done.
+  weft::v1::TaskState StateLocked(const weft::v1::Task& stored) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queue a store write (nullptr `task`: erase `name`); FlushWrites issues
   // the queued writes in order, outside the lock.
   void WriteLocked(std::shared_ptr<const weft::v1::Task> task, std::string name,

@@ -700,6 +700,28 @@ TEST_F(TaskRegistryStoreTest,
   EXPECT_EQ(registry().store_failures(), 0);
 }
 
+// A watcher sees a task end before its end is written; a list by state
+// right after must agree with it.
+TEST_F(TaskRegistryStoreTest,
+       AFinishedTaskIsListedByItsStateBeforeItsEndIsWritten) {
+  Task t = Create(kSleep1s);
+  failing_.Hold();
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_EQ(failing_.Get(t.name())->state(), weft::v1::TASK_STATE_RUNNING);
+  ListQuery succeeded;
+  succeeded.states = {weft::v1::TASK_STATE_SUCCEEDED};
+  ListQuery running;
+  running.states = {weft::v1::TASK_STATE_RUNNING};
+  auto listed = registry().List(succeeded);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tasks.size(), 1u);
+  EXPECT_EQ(listed->tasks[0].name(), t.name());
+  EXPECT_TRUE(registry().List(running)->tasks.empty());
+  failing_.Release();
+  EXPECT_EQ(registry().List(succeeded)->tasks.size(), 1u);
+  EXPECT_TRUE(registry().List(running)->tasks.empty());
+}
+
 TEST_F(TaskRegistryStoreTest, TheStoreIsNeverCalledUnderTheRegistryLock) {
   // Called inside every Write and Erase: each would deadlock if the
   // registry held its lock there.
