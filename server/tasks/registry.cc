@@ -814,6 +814,7 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
     // task end before its row says so).
     engine::MutexLock lock(&mu_);
     store_.Scan(before, [&](uint64_t position, const Task& stored) {
+      mu_.AssertHeld();  // Scan calls back in this thread, under the lock.
       if (static_cast<int>(matched.size()) == page_size) {
         more = true;
         return false;
