@@ -22,7 +22,7 @@ RUN apt-get update -qq \
       g++ make cmake ninja-build pkg-config python3 \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libabsl-dev grpc-proto libgtest-dev libgmock-dev libssl-dev \
-      libcurl4-openssl-dev golang-github-gogo-googleapis-dev \
+      libcurl4-openssl-dev libsqlite3-dev golang-github-gogo-googleapis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # What the build reads, and nothing else, so an edit to the docs or the
@@ -47,7 +47,7 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libgrpc++1.51 libprotobuf32 libabsl20220623 libcurl4 ca-certificates \
+      libgrpc++1.51 libprotobuf32 libabsl20220623 libcurl4 libsqlite3-0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/weft \
       --shell /usr/sbin/nologin weft \
@@ -56,10 +56,10 @@ COPY --from=build /build/server/weftd/weftd /build/client/weft \
      /build/tests/fixture/http_fixture /usr/local/bin/
 USER weft
 WORKDIR /var/lib/weft
-# Where weft keeps its data once tasks are stored on disk.
+# The task store: accepted tasks survive a restart of the container.
 VOLUME /var/lib/weft
 EXPOSE 50051
-ENV WEFT_LISTEN=0.0.0.0:50051
+ENV WEFT_LISTEN=0.0.0.0:50051 WEFT_STORE=sqlite:/var/lib/weft/weft.db
 HEALTHCHECK --interval=2s --timeout=5s --start-period=10s --retries=30 \
   CMD ["weft", "--addr=127.0.0.1:50051", "--timeout=4s", "health"]
 ENTRYPOINT ["weftd"]

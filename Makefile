@@ -20,7 +20,8 @@ SHELL := /bin/bash
 BUILD     ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS      ?= $(shell nproc)
-WEFTD_FLAGS ?= --config=config/weftd.json --listen=127.0.0.1:50051
+WEFTD_FLAGS ?= --config=config/weftd.json --listen=127.0.0.1:50051 \
+  --store=sqlite:$(BUILD)/weft.db
 # Warnings are errors in CI (CI=true) and wherever WERROR=ON is set.
 WERROR    ?= $(if $(filter true,$(CI)),ON,OFF)
 
@@ -31,7 +32,7 @@ BUF := $(CURDIR)/.tools/node_modules/.bin/buf
 APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
-  libssl-dev libcurl4-openssl-dev golang-github-gogo-googleapis-dev
+  libssl-dev libcurl4-openssl-dev libsqlite3-dev golang-github-gogo-googleapis-dev
 APT_TEST := python3 procps util-linux clang libclang-rt-14-dev clang-format \
   python3-grpcio python3-protobuf python3-pytest llvm docker-compose
 

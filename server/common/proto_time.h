@@ -29,6 +29,10 @@ inline absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
+inline absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
 // A request's Duration field `field` (a path like "plan.timeout"), checked:
 // a well-formed google.protobuf.Duration (seconds and nanos in range, with
 // the same sign) from `min` to `max`. INVALID_ARGUMENT with a BadRequest

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -5,36 +6,45 @@
 
 namespace weft::store {
 
-void InMemoryTaskStore::Write(std::shared_ptr<const weft::v1::Task> task,
-                              WriteDone done) {
+void TaskTable::Put(std::shared_ptr<const weft::v1::Task> task,
+                    uint64_t position) {
   {
     engine::MutexLock lock(&mu_);
-    auto [it, inserted] = positions_.emplace(task->name(), next_position_);
-    if (inserted) ++next_position_;
+    auto it = positions_.find(task->name());
+    if (it == positions_.end()) {
+      if (position == 0) position = last_position_ + 1;
+      last_position_ = std::max(last_position_, position);
+      it = positions_.emplace(task->name(), position).first;
+    }
     // The replaced task is freed outside the lock.
     std::swap(by_position_[it->second], task);
   }
   task.reset();
-  std::move(done)(absl::OkStatus());
 }
 
-void InMemoryTaskStore::Erase(std::string name, WriteDone done) {
+void TaskTable::Remove(absl::string_view name) {
   std::shared_ptr<const weft::v1::Task> task;  // Freed outside the lock.
-  {
-    engine::MutexLock lock(&mu_);
-    auto it = positions_.find(name);
-    if (it != positions_.end()) {
-      auto pos = by_position_.find(it->second);
-      task = std::move(pos->second);
-      by_position_.erase(pos);
-      positions_.erase(it);
-    }
-  }
-  task.reset();
-  std::move(done)(absl::OkStatus());
+  engine::MutexLock lock(&mu_);
+  auto it = positions_.find(name);
+  if (it == positions_.end()) return;
+  auto pos = by_position_.find(it->second);
+  task = std::move(pos->second);
+  by_position_.erase(pos);
+  positions_.erase(it);
 }
 
-std::shared_ptr<const weft::v1::Task> InMemoryTaskStore::Get(
+uint64_t TaskTable::PositionOf(absl::string_view name) const {
+  engine::MutexLock lock(&mu_);
+  auto it = positions_.find(name);
+  return it == positions_.end() ? 0 : it->second;
+}
+
+uint64_t TaskTable::last_position() const {
+  engine::MutexLock lock(&mu_);
+  return last_position_;
+}
+
+std::shared_ptr<const weft::v1::Task> TaskTable::Get(
     absl::string_view name) const {
   engine::MutexLock lock(&mu_);
   auto it = positions_.find(name);
@@ -42,7 +52,7 @@ std::shared_ptr<const weft::v1::Task> InMemoryTaskStore::Get(
   return by_position_.at(it->second);
 }
 
-void InMemoryTaskStore::Scan(
+void TaskTable::Scan(
     uint64_t before,
     absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const {
   // Take a batch under the lock, call `fn` outside it.
@@ -66,9 +76,33 @@ void InMemoryTaskStore::Scan(
   }
 }
 
-size_t InMemoryTaskStore::size() const {
+size_t TaskTable::size() const {
   engine::MutexLock lock(&mu_);
   return positions_.size();
 }
+
+void InMemoryTaskStore::Write(std::shared_ptr<const weft::v1::Task> task,
+                              WriteDone done) {
+  table_.Put(std::move(task));
+  std::move(done)(absl::OkStatus());
+}
+
+void InMemoryTaskStore::Erase(std::string name, WriteDone done) {
+  table_.Remove(name);
+  std::move(done)(absl::OkStatus());
+}
+
+std::shared_ptr<const weft::v1::Task> InMemoryTaskStore::Get(
+    absl::string_view name) const {
+  return table_.Get(name);
+}
+
+void InMemoryTaskStore::Scan(
+    uint64_t before,
+    absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const {
+  table_.Scan(before, fn);
+}
+
+size_t InMemoryTaskStore::size() const { return table_.size(); }
 
 }  // namespace weft::store

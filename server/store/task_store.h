@@ -78,6 +78,39 @@ class TaskStore {
       absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const = 0;
 
   virtual size_t size() const = 0;
+
+  // Whether what is written outlives the process, so that the registry
+  // keeps unfinished tasks in it for the next start rather than ending them
+  // at shutdown.
+  virtual bool durable() const { return false; }
+};
+
+// Tasks by name and by position, in memory: what the in-memory store holds,
+// and the durable stores' copy for reads.
+class TaskTable {
+ public:
+  // Inserts the task or replaces the one of its name (which keeps its
+  // position). A new task gets `position`, or with 0 the next after the
+  // highest so far.
+  void Put(std::shared_ptr<const weft::v1::Task> task, uint64_t position = 0);
+  void Remove(absl::string_view name);
+  // 0 if the table does not hold `name`.
+  uint64_t PositionOf(absl::string_view name) const;
+  // The highest position given so far.
+  uint64_t last_position() const;
+
+  std::shared_ptr<const weft::v1::Task> Get(absl::string_view name) const;
+  // As TaskStore::Scan; `fn` runs outside the table's lock.
+  void Scan(uint64_t before,
+            absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const;
+  size_t size() const;
+
+ private:
+  mutable engine::Mutex mu_;
+  uint64_t last_position_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, uint64_t> positions_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::shared_ptr<const weft::v1::Task>> by_position_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // Keeps tasks in this process's memory: they are lost when it exits. Writes
@@ -95,11 +128,7 @@ class InMemoryTaskStore final : public TaskStore {
   size_t size() const override;
 
  private:
-  mutable engine::Mutex mu_;
-  uint64_t next_position_ ABSL_GUARDED_BY(mu_) = 1;
-  absl::flat_hash_map<std::string, uint64_t> positions_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, std::shared_ptr<const weft::v1::Task>> by_position_
-      ABSL_GUARDED_BY(mu_);
+  TaskTable table_;
 };
 
 }  // namespace weft::store

@@ -1,5 +1,6 @@
 #include "server/tasks/registry.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/hash/hash.h"
@@ -14,6 +15,7 @@
 #include "server/common/paging.h"
 #include "server/common/proto_time.h"
 #include "server/common/serialize.h"
+#include "server/common/status_codes.h"
 #include "server/common/text.h"
 #include "server/plan/interpreter.h"
 
@@ -46,6 +48,10 @@ TaskState StateOf(const weft::v1::NodeOutcome& outcome) {
 // What a task costs besides its request and outcome (its record, name,
 // labels, the registry's indexes).
 constexpr int64_t kTaskMemory = 2048;
+
+// A resumed task's change numbers start at resumes * this, above any it had
+// before the restart (which WatchTask clients may hold).
+constexpr int64_t kChangesPerResume = 1'000'000'000;
 
 // A copy of `task` without its outcome and plan, which may be large.
 Task CopyWithoutOutcome(const Task& task) {
@@ -320,6 +326,147 @@ int64_t TaskRegistry::store_failures() const {
   return store_failures_;
 }
 
+Recovery TaskRegistry::Recover(const CompileFn& compile) {
+  Recovery report;
+  std::vector<std::shared_ptr<const Task>> finished;
+  std::vector<std::shared_ptr<const Task>> unfinished;
+  store_.Scan(0, [&](uint64_t, const Task& task) {
+    std::shared_ptr<const Task> t = store_.Get(task.name());
+    if (t != nullptr)
+      (IsTerminal(t->state()) ? finished : unfinished).push_back(t);
+    return true;
+  });
+  // Oldest first: finished ones by their end (retention forgets the oldest
+  // first), the others in creation order (the order they ran in).
+  std::stable_sort(finished.begin(), finished.end(),
+                   [](const auto& a, const auto& b) {
+                     return common::FromProto(a->end_time()) <
+                            common::FromProto(b->end_time());
+                   });
+  std::reverse(unfinished.begin(), unfinished.end());
+  // Compiled outside the lock.
+  std::vector<std::shared_ptr<const weft::v1::PlanNode>> sources;
+  std::vector<absl::StatusOr<std::shared_ptr<const plan::CompiledPlan>>> plans;
+  plans.reserve(unfinished.size());
+  for (const auto& t : unfinished) {
+    sources.push_back(std::make_shared<const weft::v1::PlanNode>(t->plan()));
+    plans.push_back(compile(sources.back()));
+  }
+
+  std::vector<std::function<void()>> after;
+  {
+    engine::MutexLock lock(&mu_);
+    for (const auto& t : finished) RecoverFinishedLocked(*t);
+    report.finished = static_cast<int>(finished.size());
+    std::vector<std::shared_ptr<Live>> resumed;
+    std::vector<std::shared_ptr<Live>> queued;
+    for (size_t i = 0; i < unfinished.size(); ++i) {
+      const Task& stored = *unfinished[i];
+      NewTask created;
+      created.source = sources[i];
+      created.labels.insert(stored.labels().begin(), stored.labels().end());
+      created.request_id = stored.request_id();
+      created.root_only = stored.outcome_root_only();
+      created.request_bytes =
+          static_cast<int64_t>(created.source->SpaceUsedLong());
+      if (plans[i].ok()) created.plan = *plans[i];
+      auto live = std::make_shared<Live>(this, std::move(created));
+      live->stored = true;
+      Task& task = live->task;
+      task = stored;
+      task.clear_plan();
+      task.clear_outcome();
+      const std::string name = task.name();
+      if (!task.request_id().empty()) {
+        requests_[task.request_id()] = {name,
+                                        Fingerprint(*live->created.source)};
+        request_of_[name] = task.request_id();
+      }
+      live_[name] = live;
+      // Accepted work is taken back even past --max_retained_task_bytes.
+      const int64_t bytes = live->created.request_bytes + kTaskMemory;
+      footprints_[name] =
+          Footprint{.request = MakeRoomLocked(bytes) ? bytes : 0};
+      ++counts_[weft::v1::TASK_STATE_QUEUED];
+      if (!plans[i].ok()) {
+        const absl::Status& why = plans[i].status();
+        auto* outcome = task.mutable_outcome();
+        outcome->set_id(stored.plan().id());
+        outcome->set_state(weft::v1::NODE_STATE_FAILED);
+        outcome->mutable_error()->set_code(common::CodeName(why.code()));
+        outcome->mutable_error()->set_message(absl::StrCat(
+            "the task could not run again after a restart: ", why.message()));
+        outcome->mutable_error()->set_reason(common::Reason(why));
+        --counts_[weft::v1::TASK_STATE_QUEUED];
+        EndLocked(live, weft::v1::TASK_STATE_FAILED, &after);
+        ++report.failed;
+        continue;
+      }
+      if (stored.state() == weft::v1::TASK_STATE_RUNNING) {
+        task.set_resumes(task.resumes() + 1);
+        common::SetTimestamp(env_.Now(), task.mutable_resume_time());
+        live->changes.store(task.resumes() * kChangesPerResume + 1,
+                            std::memory_order_release);
+        resumed.push_back(std::move(live));
+      } else {
+        queued.push_back(std::move(live));
+      }
+    }
+    report.resumed = static_cast<int>(resumed.size());
+    report.queued = static_cast<int>(queued.size());
+    for (auto* list : {&resumed, &queued}) {
+      for (std::shared_ptr<Live>& live : *list) {
+        if (running_ < options_.max_running_tasks && queue_.empty()) {
+          StartLocked(live, &after);
+          continue;
+        }
+        // Waits for a slot, as it says (a resumed one too: fewer may run
+        // now than before).
+        if (live->task.state() != weft::v1::TASK_STATE_QUEUED) {
+          live->task.set_state(weft::v1::TASK_STATE_QUEUED);
+          WriteLocked(StoredLocked(*live), live->task.name(),
+                      [this, name = live->task.name()](absl::Status s) {
+                        if (!s.ok()) WriteFailed("the resume", name, s);
+                      });
+        }
+        queue_.push_back(std::move(live));
+      }
+    }
+    Retain(&after);
+  }
+  RunAfter(after);
+  // The resumes are in the store before anyone is told a change number.
+  WaitForWrites();
+  return report;
+}
+
+void TaskRegistry::RecoverFinishedLocked(const Task& task) {
+  const std::string& name = task.name();
+  const int64_t request =
+      static_cast<int64_t>(task.plan().SpaceUsedLong()) + kTaskMemory;
+  const int64_t outcome = static_cast<int64_t>(task.outcome().SpaceUsedLong());
+  finished_.emplace_back(common::FromProto(task.end_time()), name);
+  finished_names_.insert(name);
+  if (!task.request_id().empty()) {
+    requests_[task.request_id()] = {name, Fingerprint(task.plan())};
+    request_of_[name] = task.request_id();
+  }
+  // Newer tasks make room by forgetting older ones, as they would have.
+  const bool fits = MakeRoomLocked(request + outcome);
+  footprints_[name] =
+      Footprint{.request = fits ? request : 0,
+                .outcome = fits ? outcome : 0,
+                // Above any number the task had before the restart.
+                .changes = (task.resumes() + 1) * kChangesPerResume,
+                .state = task.state()};
+  ++counts_[task.state()];
+}
+
+void TaskRegistry::WaitForWrites() {
+  engine::MutexLock lock(&mu_);
+  while (unfinished_writes_ > 0) idle_.Wait(&mu_);
+}
+
 void TaskRegistry::Create(NewTask t, CreateFn done) {
   std::optional<absl::StatusOr<Task>> now = Admit(std::move(t), done);
   if (now.has_value()) std::move(done)(*std::move(now));
@@ -424,6 +571,7 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
     for (const auto& [k, v] : live->created.labels)
       (*task.mutable_labels())[k] = v;
     task.set_request_id(live->created.request_id);
+    task.set_outcome_root_only(live->created.root_only);
     common::SetTimestamp(env_.Now(), task.mutable_create_time());
     task.mutable_progress()->set_leaves_total(live->created.plan->leaves());
     if (!live->created.request_id.empty()) {
@@ -435,7 +583,7 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
     ++counts_[weft::v1::TASK_STATE_QUEUED];
     ++storing_;
     live->on_stored.push_back(std::move(done));
-    WriteLocked(std::make_shared<const Task>(task), task.name(),
+    WriteLocked(StoredLocked(*live), task.name(),
                 [this, live](absl::Status s) { Stored(live, std::move(s)); });
   }
   FlushWrites();
@@ -464,6 +612,10 @@ void TaskRegistry::Stored(const std::shared_ptr<Live>& live,
         requests_.erase(req->second);
         request_of_.erase(req);
       }
+    } else if (!accepting_ && store_.durable()) {
+      // Stopped while it was written: it waits in the store for the next
+      // start.
+      queue_.push_back(live);
     } else if (!accepting_) {
       // Stopped while it was written: it ends as queued tasks do.
       auto* outcome = live->task.mutable_outcome();
@@ -507,13 +659,19 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
   ++running_;
   live->task.set_state(weft::v1::TASK_STATE_RUNNING);
   live->changes.fetch_add(1, std::memory_order_release);
-  common::SetTimestamp(env_.Now(), live->task.mutable_start_time());
-  WriteLocked(std::make_shared<const Task>(live->task), live->task.name(),
+  if (!live->task.has_start_time()) {  // A resumed task keeps its first.
+    common::SetTimestamp(env_.Now(), live->task.mutable_start_time());
+  }
+  WriteLocked(StoredLocked(*live), live->task.name(),
               [this, name = live->task.name()](absl::Status s) {
                 if (!s.ok()) WriteFailed("the start", name, s);
               });
+  // The longest a task may take counts from its creation, a restart's
+  // downtime included.
+  const absl::Time deadline =
+      common::FromProto(live->task.create_time()) + options_.max_task_duration;
   // Run outside the lock: the plan may finish inline.
-  after->push_back([this, live] {
+  after->push_back([this, live, deadline] {
     plan::RunOptions options;
     options.env = &env_;
     options.token = live->cancel.token();
@@ -522,7 +680,7 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
     options.observer = live.get();
     options.max_outcome_bytes = options_.max_outcome_bytes;
     options.memory = &live->inflight;
-    options.deadline = env_.Now() + options_.max_task_duration;
+    options.deadline = deadline;
     options.deadline_message =
         absl::StrCat("the task ran longer than ",
                      common::FormatJsonDuration(options_.max_task_duration),
@@ -535,9 +693,25 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
   });
 }
 
+std::shared_ptr<const Task> TaskRegistry::StoredLocked(const Live& live) const {
+  auto task = std::make_shared<Task>(live.task);
+  *task->mutable_plan() = *live.created.source;
+  return task;
+}
+
 void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
                             weft::v1::NodeOutcome outcome) {
   std::vector<std::function<void()>> after;
+  {
+    engine::MutexLock lock(&mu_);
+    if (suspending_) {
+      // Stopped for the next start: the store keeps it RUNNING.
+      --running_;
+      live->inflight.Reset();
+      if (running_ == 0) idle_.SignalAll();
+      return;
+    }
+  }
   // The outcome moves from the runs' memory to the tasks': what the run's
   // charge holds now is what the outcome keeps.
   const int64_t bytes = live->inflight.bytes();
@@ -569,7 +743,8 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     live->inflight.Reset();
     EndLocked(live, StateOf(live->task.outcome()), &after);
     // A slot is free: start the oldest queued task.
-    while (!queue_.empty() && running_ < options_.max_running_tasks) {
+    while (accepting_ && !queue_.empty() &&
+           running_ < options_.max_running_tasks) {
       std::shared_ptr<Live> next = std::move(queue_.front());
       queue_.pop_front();
       StartLocked(next, &after);
@@ -599,6 +774,7 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
   // Waiters get the task without its outcome (they read it with Get).
   const Task final_task = CopyWithoutOutcome(task);
   const std::string name = task.name();
+  *task.mutable_plan() = *live->created.source;
   auto written = std::make_shared<const Task>(std::move(task));
   unsaved_[name] = written;
   WriteLocked(written, name, [this, name, written](absl::Status s) {
@@ -614,7 +790,6 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
   live->task = final_task;
   finished_.emplace_back(now, name);
   finished_names_.insert(name);
-  retained_sources_[name] = live->created.source;
   live_.erase(name);
   // Tell waiters and watchers, outside the lock.
   std::vector<std::shared_ptr<OnceFn>> waiters = std::move(live->waiters);
@@ -709,7 +884,6 @@ void TaskRegistry::Forget(const std::string& name, const char* why) {
   WriteLocked(nullptr, name, [this, name](absl::Status s) {
     if (!s.ok()) WriteFailed("the erasure", name, s);
   });
-  retained_sources_.erase(name);
   auto req = request_of_.find(name);
   if (req != request_of_.end()) {
     requests_.erase(req->second);
@@ -760,11 +934,7 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, TaskParts parts,
   if (HasOutcome(parts) && stored->has_outcome()) {
     *out.mutable_outcome() = stored->outcome();
   }
-  if (HasPlan(parts)) {
-    auto source = retained_sources_.find(name);
-    if (source != retained_sources_.end())
-      *out.mutable_plan() = *source->second;
-  }
+  if (HasPlan(parts)) *out.mutable_plan() = stored->plan();
   return out;
 }
 
@@ -1009,7 +1179,8 @@ void TaskRegistry::StopAccepting(const absl::Status& reason) {
     engine::MutexLock lock(&mu_);
     accepting_ = false;
     stop_reason_ = reason;
-    while (!queue_.empty()) {
+    // A durable store keeps them queued for the next start.
+    while (!store_.durable() && !queue_.empty()) {
       std::shared_ptr<Live> live = std::move(queue_.front());
       queue_.pop_front();
       --counts_[weft::v1::TASK_STATE_QUEUED];
@@ -1036,6 +1207,17 @@ void TaskRegistry::CancelRunning(const absl::Status& reason) {
   std::vector<std::shared_ptr<Live>> running;
   {
     engine::MutexLock lock(&mu_);
+    for (const auto& [name, live] : live_) running.push_back(live);
+  }
+  for (const auto& live : running) live->cancel.Cancel(reason);
+  WaitForRunning(absl::InfiniteFuture());
+}
+
+void TaskRegistry::Suspend(const absl::Status& reason) {
+  std::vector<std::shared_ptr<Live>> running;
+  {
+    engine::MutexLock lock(&mu_);
+    suspending_ = true;
     for (const auto& [name, live] : live_) running.push_back(live);
   }
   for (const auto& live : running) live->cancel.Cancel(reason);

@@ -25,7 +25,15 @@
 // one that fails is counted (store_failures) and reported to
 // `on_store_error`, and the registry goes on serving the task from memory.
 // Reads of a finished task come from memory until its write is done, then
-// from the store. Writes are issued outside the registry's lock.
+// from the store. Writes are issued outside the registry's lock. Every
+// write carries the task's plan, so that a durable store can run it again.
+//
+// Durable stores (TaskStore::durable()): at start, Recover() takes back what
+// the store holds. Finished tasks are served again; queued tasks are queued
+// again; running tasks resume (their plan runs again; the task counts the
+// resume). At shutdown, queued tasks stay queued and running tasks that the
+// grace period does not see end are stopped without recording an end
+// (Suspend), so the next start resumes them.
 //
 // Thread-safety: thread-safe. Callbacks given to Create, Wait and Watch run
 // on the engine's or the store's threads (or inline) and must be quick.
@@ -87,6 +95,14 @@ struct TaskOptions {
   std::function<void(const absl::Status&)> on_store_error;
 };
 
+// What Recover() found in the store.
+struct Recovery {
+  int finished = 0;  // Served again.
+  int queued = 0;    // Queued again.
+  int resumed = 0;   // Running again.
+  int failed = 0;    // Whose plan no longer compiles: they end FAILED.
+};
+
 // How much of a task a copy carries.
 enum class TaskParts {
   kBasic,        // Neither the plan nor the outcome (TASK_VIEW_BASIC).
@@ -141,10 +157,21 @@ class TaskRegistry {
     virtual ~Handle() = default;
   };
 
+  // Compiles a stored task's plan again for Recover(); the compiled plan
+  // may keep `plan`.
+  using CompileFn =
+      std::function<absl::StatusOr<std::shared_ptr<const plan::CompiledPlan>>(
+          std::shared_ptr<const weft::v1::PlanNode> plan)>;
+
   TaskRegistry(engine::Env& env, store::TaskStore& store, TaskOptions options);
   // Requires that no task is running (CancelRunning has run); waits for the
   // store's writes in flight.
   ~TaskRegistry();
+
+  // Takes back the tasks the store holds (see above); call it once, before
+  // anything else. Returns once the resumes are written. A task whose plan
+  // `compile` refuses ends FAILED with that error.
+  Recovery Recover(const CompileFn& compile);
 
   // Calls `done` with the new task as it stands once it is stored and
   // started or queued, without its outcome (a plan of values may have ended
@@ -192,13 +219,18 @@ class TaskRegistry {
   const engine::MemoryBudget& memory() const { return retained_; }
 
   // From now on Create answers UNAVAILABLE, and queued tasks are cancelled
-  // with `reason`.
+  // with `reason` (with a durable store, they stay queued in it and no more
+  // start).
   void StopAccepting(const absl::Status& reason);
   // Waits until no task runs or `deadline` passes; true if none does.
   bool WaitForRunning(absl::Time deadline);
   // Cancels every running task with `reason` and waits until each has been
   // recorded.
   void CancelRunning(const absl::Status& reason);
+  // With a durable store: stops every running task (cancelling it with
+  // `reason`) without recording its end, so that its stored state stays
+  // RUNNING and the next start resumes it; waits until each has stopped.
+  void Suspend(const absl::Status& reason);
   int running() const;
   // Store writes that failed so far.
   int64_t store_failures() const;
@@ -242,6 +274,13 @@ class TaskRegistry {
   void StartLocked(const std::shared_ptr<Live>& live,
                    std::vector<std::function<void()>>* after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the store keeps of a queued or running task: with its plan.
+  std::shared_ptr<const weft::v1::Task> StoredLocked(const Live& live) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Recover()'s steps for one stored task.
+  void RecoverFinishedLocked(const weft::v1::Task& task)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WaitForWrites() ABSL_LOCKS_EXCLUDED(mu_);
   void Finished(const std::shared_ptr<Live>& live,
                 weft::v1::NodeOutcome outcome);
   void EndLocked(const std::shared_ptr<Live>& live, weft::v1::TaskState state,
@@ -272,6 +311,8 @@ class TaskRegistry {
   mutable engine::Mutex mu_;
   engine::CondVar idle_;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  // Suspend() began: ends are not recorded.
+  bool suspending_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status stop_reason_ ABSL_GUARDED_BY(mu_);
   // Queued and running tasks, by name.
   absl::flat_hash_map<std::string, std::shared_ptr<Live>> live_
@@ -310,9 +351,6 @@ class TaskRegistry {
   // writes) run after running_ has dropped, and the destructor waits for
   // them.
   int finishing_ ABSL_GUARDED_BY(mu_) = 0;
-  // The plans of finished tasks, for TASK_VIEW_FULL.
-  absl::flat_hash_map<std::string, std::shared_ptr<const weft::v1::PlanNode>>
-      retained_sources_ ABSL_GUARDED_BY(mu_);
   std::map<weft::v1::TaskState, int> counts_ ABSL_GUARDED_BY(mu_);
   // What each task held takes: its request, and its outcome once it ended.
   struct Footprint {

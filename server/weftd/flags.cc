@@ -78,6 +78,16 @@ ABSL_FLAG(int, max_lazy_values, 10'000,
           "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, max_task_duration, absl::Hours(24),
           "Longest a background task may run; it then ends TIMED_OUT.");
+ABSL_FLAG(std::string, store, "memory",
+          "Where background tasks are kept: \"memory\" (lost when weftd "
+          "exits) or \"sqlite:PATH\", an SQLite file that keeps accepted "
+          "tasks across restarts and crashes and resumes unfinished ones. "
+          "One weftd per file.");
+ABSL_FLAG(std::string, store_sync, "full",
+          "With --store=sqlite:PATH: \"full\", a task acknowledged to its "
+          "creator survives a power loss; or \"normal\", it survives a "
+          "crash of weftd (kill -9) but the last ones before a power loss "
+          "may be lost.");
 ABSL_FLAG(std::string, config, "",
           "A config file: JSON of weft.v1.ServerConfig (proto/weft/v1/"
           "config.proto), which can set every flag, define pools and declare "
@@ -242,6 +252,24 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
   }
   options.http.allow = *std::move(allow);
   options.http.proxy = absl::GetFlag(FLAGS_http_proxy);
+  const std::string store = absl::GetFlag(FLAGS_store);
+  if (absl::StartsWith(store, "sqlite:") && store.size() > 7) {
+    settings.store_path = store.substr(7);
+  } else if (store != "memory") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(sources.Describe("store"), ": ", common::Quote(store),
+                     " is not a store; write \"memory\" or \"sqlite:PATH\""));
+  }
+  const std::string sync = absl::GetFlag(FLAGS_store_sync);
+  if (sync == "full") {
+    settings.store_sync = store::SqliteOptions::Sync::kFull;
+  } else if (sync == "normal") {
+    settings.store_sync = store::SqliteOptions::Sync::kNormal;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(sources.Describe("store_sync"), ": ", common::Quote(sync),
+                     " is not a sync setting; write \"full\" or \"normal\""));
+  }
   settings.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   settings.malloc_tuning = absl::GetFlag(FLAGS_malloc_tuning);
   return settings;

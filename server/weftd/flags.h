@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/store/sqlite_task_store.h"
 #include "server/weftd/server.h"
 #include "weft/v1/config.pb.h"
 
@@ -63,6 +64,9 @@ struct Settings {
   absl::Duration shutdown_grace;
   bool malloc_tuning = true;
   std::string pools_text;  // --pools as given, for the start-up line
+  // --store: the SQLite file, or empty for memory.
+  std::string store_path;
+  store::SqliteOptions::Sync store_sync = store::SqliteOptions::Sync::kFull;
 };
 
 // Settings from the flags' current values (after Check). An error names the

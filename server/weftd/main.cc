@@ -190,9 +190,24 @@ int main(int argc, char** argv) {
   // them, since any caller can send one.
   weft::weftd::InstallLibraryLogs();
 
+  weft::weftd::ServerOptions server_options = options;
+  std::string store_line;
+  if (settings->store_path.empty()) {
+    store_line =
+        "tasks are kept in memory (--store=memory): they are lost when weftd "
+        "exits; --store=sqlite:PATH keeps them";
+  } else {
+    weft::store::SqliteOptions store_options;
+    store_options.sync = settings->store_sync;
+    absl::StatusOr<std::unique_ptr<weft::store::SqliteTaskStore>> store =
+        weft::store::SqliteTaskStore::Open(settings->store_path, store_options);
+    if (!store.ok()) Die(std::string(store.status().message()));
+    server_options.task_store = *std::move(store);
+  }
+
   std::unique_ptr<weft::weftd::WeftServer> owned;
   try {
-    owned = std::make_unique<weft::weftd::WeftServer>(options);
+    owned = std::make_unique<weft::weftd::WeftServer>(server_options);
   } catch (const std::system_error& e) {
     // Threads (the event loop's, the pools') could not be started.
     Die(
@@ -203,6 +218,23 @@ int main(int argc, char** argv) {
   weft::weftd::WeftServer& server = *owned;
   if (absl::Status s = server.DeclareLazyValues(config); !s.ok()) {
     Die(absl::StrCat("--config ", config_path, ": ", s.message()));
+  }
+  if (!settings->store_path.empty()) {
+    const absl::Time began = absl::Now();
+    const weft::tasks::Recovery found = server.RecoverTasks();
+    store_line = absl::StrCat(
+        "tasks are kept in ", settings->store_path, " (store_sync=",
+        settings->store_sync == weft::store::SqliteOptions::Sync::kFull
+            ? "full"
+            : "normal",
+        "): took back ", found.finished, " finished, ", found.queued,
+        " queued and ", found.resumed, " running (resumed) in ",
+        weft::common::FormatJsonDuration(absl::Now() - began));
+    if (found.failed > 0) {
+      absl::StrAppend(&store_line, "; ", found.failed,
+                      " could not run again (their plan no longer compiles) "
+                      "and ended FAILED");
+    }
   }
   absl::StatusOr<std::string> address = server.Start();
   if (!address.ok()) Die(std::string(address.status().message()));
@@ -222,6 +254,7 @@ int main(int argc, char** argv) {
             << (options.http.allow.empty() ? "(nothing)"
                                            : options.http.allow.text())
             << " lazy_values=" << config.lazy_values_size() << ")" << std::endl;
+  std::cerr << "weftd: " << store_line << std::endl;
   std::cout << "listening on " << *address << std::endl;
 
   int signal = 0;
@@ -244,6 +277,11 @@ int main(int argc, char** argv) {
   std::cerr << "weftd: stopped on "
             << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << "; ";
   const int cancelled = report.runs_cancelled + report.tasks_cancelled;
+  if (report.tasks_kept > 0) {
+    std::cerr << report.tasks_kept
+              << " unfinished task(s) stay in the store and resume at the "
+                 "next start; ";
+  }
   if (report.runs_in_flight == 0 && report.tasks_running == 0) {
     std::cerr << "nothing was running";
   } else {

@@ -61,7 +61,10 @@ WeftServer::WeftServer(ServerOptions options)
       pools_(options_.pools),
       large_requests_("large", 1, options_.orchestrator.max_active_runs),
       lazies_(loop_, WithInflight(options_.lazies, &inflight_)),
-      tasks_(loop_, task_store_, TaskOptionsOf(options_.tasks, &inflight_)),
+      task_store_(options_.task_store != nullptr
+                      ? options_.task_store
+                      : std::make_shared<store::InMemoryTaskStore>()),
+      tasks_(loop_, *task_store_, TaskOptionsOf(options_.tasks, &inflight_)),
       reflection_index_(ServedDescriptors()) {
   registered_ = handlers::RegisterBuiltinHandlers(registry_);
   handlers::HttpOptions http_options = options_.http;
@@ -137,6 +140,19 @@ absl::Status WeftServer::DeclareLazyValues(
   return absl::OkStatus();
 }
 
+tasks::Recovery WeftServer::RecoverTasks() {
+  return tasks_.Recover(
+      [this](std::shared_ptr<const weft::v1::PlanNode> plan)
+          -> absl::StatusOr<std::shared_ptr<const plan::CompiledPlan>> {
+        const weft::v1::PlanNode* root = plan.get();
+        absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+            plan::Compile(root, std::move(plan), "plan", registry_,
+                          options_.orchestrator.limits, &pools_, &lazies_);
+        if (!compiled.ok()) return compiled.status();
+        return std::shared_ptr<const plan::CompiledPlan>(*std::move(compiled));
+      });
+}
+
 absl::StatusOr<std::string> WeftServer::Start() {
   if (!registered_.ok()) return registered_;
   grpc::ServerBuilder builder;
@@ -171,7 +187,9 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
       absl::CancelledError("server shutting down"), common::kShuttingDown);
   health_.SetServing(false);
   orchestrator_->StopAccepting();
-  tasks_.StopAccepting(reason);  // Queued tasks end CANCELLED now.
+  // Queued tasks end CANCELLED now (with a durable store, they stay).
+  tasks_.StopAccepting(reason);
+  const bool durable = task_store_->durable();
   report.runs_in_flight = orchestrator_->active_runs();
   report.tasks_running = tasks_.running();
   const absl::Time deadline = absl::Now() + grace;
@@ -187,9 +205,20 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
     report.runs_cancelled = orchestrator_->active_runs();
     orchestrator_->CancelRuns(reason);
   }
-  if (!tasks_done) {
+  if (!tasks_done && durable) {
+    // Left RUNNING in the store: the next start resumes them.
+    tasks_.Suspend(reason);
+  } else if (!tasks_done) {
     report.tasks_cancelled = tasks_.running();
     tasks_.CancelRunning(reason);  // Waits until each is recorded.
+  }
+  if (durable) {
+    const std::map<weft::v1::TaskState, int> counts = tasks_.Counts();
+    for (auto state :
+         {weft::v1::TASK_STATE_QUEUED, weft::v1::TASK_STATE_RUNNING}) {
+      auto it = counts.find(state);
+      if (it != counts.end()) report.tasks_kept += it->second;
+    }
   }
   // Resolvers still waiting (ResolveLazyValue calls) get ABORTED.
   lazies_.CloseAll(reason);

@@ -49,14 +49,19 @@ struct ServerOptions {
   lazy::LazyRegistry::Options lazies;
   // The http handler: allowed destinations, proxy.
   handlers::HttpOptions http;
+  // Where tasks are kept (--store); null for memory.
+  std::shared_ptr<store::TaskStore> task_store;
 };
 
 // What Shutdown() did, for its log line.
 struct ShutdownReport {
-  int runs_in_flight = 0;        // When shutdown began.
-  int runs_cancelled = 0;        // Still running when the grace period ended.
-  int tasks_running = 0;         // When shutdown began.
-  int tasks_cancelled = 0;       // Still running when the grace period ended.
+  int runs_in_flight = 0;   // When shutdown began.
+  int runs_cancelled = 0;   // Still running when the grace period ended.
+  int tasks_running = 0;    // When shutdown began.
+  int tasks_cancelled = 0;  // Still running when the grace period ended.
+  // With a durable store: tasks left running or queued in it, resumed at
+  // the next start (none are cancelled).
+  int tasks_kept = 0;
   bool grace_cut_short = false;  // By EndGracePeriod().
 };
 
@@ -69,12 +74,19 @@ class WeftServer {
   // name the value: "lazy_values[1].lazy_value.plan.call.handler: ...".
   absl::Status DeclareLazyValues(const weft::v1::ServerConfig& config);
 
+  // Takes back the tasks a durable store holds (TaskRegistry::Recover):
+  // after DeclareLazyValues, before Start.
+  tasks::Recovery RecoverTasks();
+
   // Binds and starts serving. Returns the bound "host:port".
   absl::StatusOr<std::string> Start();
 
   // Health turns NOT_SERVING and new Runs get UNAVAILABLE at once; runs in
   // flight get `grace` to finish and are then cancelled ("server shutting
-  // down"); then the server stops.
+  // down"); then the server stops. Tasks: with the memory store, queued
+  // ones end CANCELLED at once and running ones are cancelled with the
+  // runs; with a durable store, none is cancelled: what is unfinished when
+  // the grace period ends stays in the store and resumes at the next start.
   ShutdownReport Shutdown(absl::Duration grace);
   // Ends a Shutdown()'s grace period now (from another thread).
   void EndGracePeriod();
@@ -108,7 +120,7 @@ class WeftServer {
   absl::Status registered_;
   // Before the tasks: their plans may resolve lazy values.
   lazy::LazyRegistry lazies_;
-  store::InMemoryTaskStore task_store_;
+  const std::shared_ptr<store::TaskStore> task_store_;
   tasks::TaskRegistry tasks_;
   std::unique_ptr<service::OrchestratorService> orchestrator_;
   service::HealthService health_;

@@ -2,13 +2,18 @@
 // FailingTaskStore, which the registry's tests use, runs it too, and its
 // failures and holds are checked here.
 
+#include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "server/store/sqlite_task_store.h"
 #include "server/store/task_store.h"
 #include "tests/store/task_store_contract.h"
 #include "tests/testing/failing_task_store.h"
+#include "tests/testing/scratch_dir.h"
 #include "tests/testing/status_matchers.h"
 
 namespace weft::store {
@@ -16,6 +21,21 @@ namespace {
 
 using weft::testing::FailingTaskStore;
 using ::weft::testing::StatusIs;
+
+// A new SQLite store in a folder the test binary removes when it exits.
+std::unique_ptr<TaskStore> NewSqliteStore() {
+  static auto* dir = new weft::testing::ScratchDir;
+  static std::atomic<int> next{0};
+  static const bool removed = [] {
+    std::atexit([] { delete dir; });
+    return true;
+  }();
+  (void)removed;
+  absl::StatusOr<std::unique_ptr<SqliteTaskStore>> store =
+      SqliteTaskStore::Open(dir->File(absl::StrCat("store", ++next, ".db")));
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
 
 INSTANTIATE_TEST_SUITE_P(
     Backends, TaskStoreContractTest,
@@ -29,7 +49,8 @@ INSTANTIATE_TEST_SUITE_P(
                                FailingTaskStore::Completion::kThread);
                          }},
         TaskStoreFactory{"Inline",
-                         [] { return std::make_unique<FailingTaskStore>(); }}),
+                         [] { return std::make_unique<FailingTaskStore>(); }},
+        TaskStoreFactory{"Sqlite", NewSqliteStore}),
     [](const auto& info) { return info.param.name; });
 
 std::shared_ptr<const weft::v1::Task> Named(const char* name) {

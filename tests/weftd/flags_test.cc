@@ -64,6 +64,8 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_MAX_VALUE_DEPTH",
                         "WEFT_POOLS",
                         "WEFT_SHUTDOWN_GRACE",
+                        "WEFT_STORE",
+                        "WEFT_STORE_SYNC",
                         "WEFT_TASK_RETENTION",
                     }));
 }
@@ -144,6 +146,42 @@ TEST_F(FlagsTest, SettingsRefuseABadAllowList) {
   EXPECT_THAT(SettingsFromFlags(sources, "1"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--http_allow: ")));
+}
+
+TEST_F(FlagsTest, TheStoreIsMemoryByDefaultOrAnSqliteFile) {
+  FlagSources sources;
+  absl::StatusOr<Settings> settings = SettingsFromFlags(sources, "1");
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->store_path, "");
+  env_["WEFT_STORE"] = "sqlite:/var/lib/weft/weft.db";
+  env_["WEFT_STORE_SYNC"] = "normal";
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  settings = SettingsFromFlags(sources, "1");
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->store_path, "/var/lib/weft/weft.db");
+  EXPECT_EQ(settings->store_sync, store::SqliteOptions::Sync::kNormal);
+}
+
+TEST_F(FlagsTest, AStoreThatIsNotOneIsRefusedNamingWhereItCameFrom) {
+  for (const char* bad : {"sqlite:", "postgres://db/weft", "disk"}) {
+    env_["WEFT_STORE"] = bad;
+    FlagSources sources;
+    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+    EXPECT_THAT(
+        SettingsFromFlags(sources, "1"),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 HasSubstr("WEFT_STORE (--store): \"" + std::string(bad) +
+                           "\" is not a store; write \"memory\" or "
+                           "\"sqlite:PATH\"")));
+  }
+  env_["WEFT_STORE"] = "memory";
+  env_["WEFT_STORE_SYNC"] = "always";
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  EXPECT_THAT(SettingsFromFlags(sources, "1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("WEFT_STORE_SYNC (--store_sync): \"always\" "
+                                 "is not a sync setting")));
 }
 
 }  // namespace
