@@ -49,6 +49,8 @@ struct NodeRecord {
   absl::Time end;
   int attempts = 0;
   bool started = false;
+  // Taken from the run's Replay rather than run.
+  bool recovered = false;
   // Whether the current attempt's deadline is the run's (root only).
   bool run_deadline = false;
   std::string winner;
@@ -124,7 +126,11 @@ class Execution {
         scope_(options_.source != nullptr
                    ? std::nullopt
                    : std::make_optional<engine::CancellationSource>(
-                         options_.token)) {}
+                         options_.token)) {
+    if (options_.replay != nullptr) {
+      replay_used_ = std::make_unique<char[]>(records_.size());
+    }
+  }
 
   void Start() {
     // The records, and the outcome's nodes, before anything runs.
@@ -155,6 +161,15 @@ class Execution {
     if (options_.observer != nullptr) options_.observer->OnNodeStarted(index);
 
     const CompiledNode& n = node(index);
+    if (replay_used_ != nullptr && IsLeaf(n.kind) && !replay_used_[index] &&
+        !token.cancelled()) {
+      auto it = options_.replay->ended.find(index);
+      if (it != options_.replay->ended.end()) {
+        replay_used_[index] = 1;
+        ReplayLeaf(index, it->second);
+        return;
+      }
+    }
     if (n.retry == nullptr) {
       RunAttempt(index, 1);
       return;
@@ -269,6 +284,57 @@ class Execution {
               });
         },
         std::move(done));
+  }
+
+  // Ends leaf `index` as an earlier run recorded it.
+  void ReplayLeaf(int32_t index, const NodeOutcome& recorded) {
+    NodeRecord& rec = records_[index];
+    rec.recovered = true;
+    rec.attempts = recorded.attempts();
+    if (recorded.has_start_time()) {
+      rec.start = common::FromProto(recorded.start_time());
+    }
+    absl::Status s;
+    if (recorded.state() == weft::v1::NODE_STATE_SUCCEEDED) {
+      s = Record(index, recorded.value());
+      rec.state =
+          s.ok() ? weft::v1::NODE_STATE_SUCCEEDED : weft::v1::NODE_STATE_FAILED;
+    } else {
+      const weft::v1::Error& e = recorded.error();
+      absl::StatusOr<absl::StatusCode> code = common::ParseCodeName(e.code());
+      s = absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
+                       e.message());
+      if (!e.reason().empty() && e.reason() != e.code()) {
+        s = common::WithReason(std::move(s), e.reason());
+      }
+      rec.state = recorded.state();
+    }
+    rec.error = s;
+    Finalize(index, std::move(s),
+             recorded.has_end_time()
+                 ? std::make_optional(common::FromProto(recorded.end_time()))
+                 : std::nullopt);
+  }
+
+  // A leaf's outcome as it ended, its value copied (its parent takes it
+  // later).
+  NodeOutcome LeafOutcome(int32_t index) const {
+    const NodeRecord& rec = records_[index];
+    NodeOutcome out;
+    out.set_id(node(index).source->id());
+    out.set_kind(ToProto(node(index).kind));
+    out.set_state(rec.state);
+    if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
+      *out.mutable_value() = rec.value;
+    } else {
+      out.mutable_error()->set_code(common::CodeName(rec.error.code()));
+      out.mutable_error()->set_message(std::string(rec.error.message()));
+      out.mutable_error()->set_reason(common::Reason(rec.error));
+    }
+    common::SetTimestamp(rec.start, out.mutable_start_time());
+    common::SetTimestamp(rec.end, out.mutable_end_time());
+    out.set_attempts(rec.attempts);
+    return out;
   }
 
   // Keeps a call's value, if the run's budgets can take it; returns its
@@ -640,10 +706,12 @@ class Execution {
   }
 
   // The node's end, after its last attempt (or a cancelled backoff wait):
-  // reports to the parent, naming the node in a failure.
-  void Finalize(int32_t index, absl::Status s) {
+  // reports to the parent, naming the node in a failure. `end`: when a
+  // replayed leaf ended, else now.
+  void Finalize(int32_t index, absl::Status s,
+                std::optional<absl::Time> end = std::nullopt) {
     NodeRecord& rec = records_[index];
-    rec.end = options_.env->Now();
+    rec.end = end.value_or(options_.env->Now());
     if (!s.ok() && rec.state == weft::v1::NODE_STATE_FAILED &&
         s.code() == absl::StatusCode::kCancelled && rec.token.cancelled() &&
         s == rec.token.reason()) {
@@ -651,10 +719,14 @@ class Execution {
       rec.state = weft::v1::NODE_STATE_CANCELLED;
       rec.error = s;
     }
+    const CompiledNode& n = node(index);
     if (options_.observer != nullptr) {
       options_.observer->OnNodeFinished(index, rec.state);
+      if (IsLeaf(n.kind) && !rec.recovered &&
+          options_.observer->wants_leaf_outcomes()) {
+        options_.observer->OnLeafOutcome(index, LeafOutcome(index));
+      }
     }
-    const CompiledNode& n = node(index);
     if (!s.ok() && index != 0 && !n.parent_is_offload) {
       s = ChildError(n, n.position, s);
     }
@@ -736,6 +808,11 @@ class Execution {
       common::SetTimestamp(rec.end, out->mutable_end_time());
     }
     out->set_attempts(rec.attempts);
+    out->set_recovered(rec.recovered);
+    if (options_.replay != nullptr && rec.started && !rec.recovered &&
+        options_.replay->started.contains(index)) {
+      out->set_ran_again(true);
+    }
     out->set_winner(std::move(rec.winner));
     if (n.kind == NodeKind::kParallel) out->set_join(JoinToProto(n.join.join));
     if (root_only) return;
@@ -758,6 +835,9 @@ class Execution {
   std::atomic<int64_t> held_wire_{0};
   // What Start() charged for the records.
   int64_t node_memory_ = 0;
+  // With a Replay: which recorded leaves were used (each once). One byte
+  // per node, since nodes on different threads set theirs.
+  std::unique_ptr<char[]> replay_used_;
   std::atomic<bool> overflowed_{false};
   mutable engine::Mutex overflow_mu_;
   absl::Status overflow_ ABSL_GUARDED_BY(overflow_mu_);

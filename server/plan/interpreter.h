@@ -21,6 +21,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
@@ -40,6 +42,22 @@ class NodeObserver {
   virtual ~NodeObserver() = default;
   virtual void OnNodeStarted(int32_t node) = 0;
   virtual void OnNodeFinished(int32_t node, weft::v1::NodeState state) = 0;
+  // A leaf (call or lazy node) ended, as its outcome says (its value,
+  // error, times and attempts; no children): called after OnNodeFinished
+  // when wants_leaf_outcomes(), except for leaves taken from a Replay.
+  virtual bool wants_leaf_outcomes() const { return false; }
+  virtual void OnLeafOutcome(int32_t /*node*/,
+                             const weft::v1::NodeOutcome& /*outcome*/) {}
+};
+
+// What a run resumed after a restart knows of its earlier life (a task's
+// journal): leaves that ended, by node index, whose recorded outcome is
+// used instead of running them (once: a retry of a composite above runs them
+// for real), and leaves that had started without ending, which run again
+// and are marked so.
+struct Replay {
+  absl::flat_hash_map<int32_t, weft::v1::NodeOutcome> ended;
+  absl::flat_hash_set<int32_t> started;
 };
 
 struct RunOptions {
@@ -62,6 +80,8 @@ struct RunOptions {
   bool root_only = false;
   // Optional; must outlive the run.
   NodeObserver* observer = nullptr;
+  // Optional: what an earlier run of the same plan did (see Replay).
+  std::shared_ptr<const Replay> replay;
   // The most bytes (serialized) the values of the outcome may take, counted
   // as they are made. The moment a value would pass it, the run stops
   // (everything in it is cancelled) and its outcome is the root alone,

@@ -43,6 +43,16 @@ constexpr const char* kMigrations[] = {
         owner TEXT NOT NULL DEFAULT '',
         task BLOB NOT NULL);
     )sql",
+    // Version 2: the journal of running tasks' leaves: a row when one
+    // starts (outcome NULL), its outcome (a serialized weft.v1.NodeOutcome)
+    // when it ends. Dropped when the task ends or is erased.
+    R"sql(
+      CREATE TABLE task_nodes(
+        position INTEGER NOT NULL,
+        node INTEGER NOT NULL,
+        outcome BLOB,
+        PRIMARY KEY(position, node)) WITHOUT ROWID;
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               SqliteTaskStore::kSchemaVersion);
@@ -249,21 +259,75 @@ absl::Status SqliteTaskStore::Load() {
     table_.Put(std::move(task), position);
   }
   next_position_ = table_.last_position() + 1;
+  if (options_.schema_version != 0 && options_.schema_version < 2) {
+    return absl::OkStatus();  // A file made for a migration test.
+  }
+  absl::StatusOr<Statement*> nodes = db_->Prepare(
+      "SELECT t.name, n.node, n.outcome FROM task_nodes n "
+      "JOIN tasks t ON t.position = n.position");
+  if (!nodes.ok()) return nodes.status();
+  Scope nodes_scope(*nodes);
+  engine::MutexLock lock(&mu_);
+  for (;;) {
+    absl::StatusOr<bool> row = (*nodes)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    NodeJournal& journal = journals_[(*nodes)->Text(0)];
+    const int32_t node = static_cast<int32_t>((*nodes)->Int(1));
+    if ((*nodes)->IsNull(2)) {
+      journal.started.insert(node);
+      continue;
+    }
+    weft::v1::NodeOutcome outcome;
+    const absl::string_view bytes = (*nodes)->Blob(2);
+    if (!outcome.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return absl::DataLossError(absl::StrCat("node ", node, " of ",
+                                              (*nodes)->Text(0),
+                                              "'s journal does not parse"));
+    }
+    journal.ended[node] = std::move(outcome);
+  }
   return absl::OkStatus();
+}
+
+void SqliteTaskStore::Enqueue(Op op) {
+  engine::MutexLock lock(&mu_);
+  queue_.push_back(std::move(op));
+  work_.Signal();
 }
 
 void SqliteTaskStore::Write(std::shared_ptr<const weft::v1::Task> task,
                             WriteDone done) {
   std::string name = task->name();
-  engine::MutexLock lock(&mu_);
-  queue_.push_back(Op{std::move(task), std::move(name), std::move(done)});
-  work_.Signal();
+  Enqueue(Op{.kind = Op::Kind::kWrite,
+             .name = std::move(name),
+             .done = std::move(done),
+             .task = std::move(task)});
 }
 
 void SqliteTaskStore::Erase(std::string name, WriteDone done) {
+  Enqueue(Op{.kind = Op::Kind::kErase,
+             .name = std::move(name),
+             .done = std::move(done)});
+}
+
+void SqliteTaskStore::Journal(
+    absl::string_view name, int32_t node,
+    std::shared_ptr<const weft::v1::NodeOutcome> outcome, WriteDone done) {
+  Enqueue(Op{.kind = Op::Kind::kJournal,
+             .name = std::string(name),
+             .done = std::move(done),
+             .node = node,
+             .outcome = std::move(outcome)});
+}
+
+NodeJournal SqliteTaskStore::TakeJournal(absl::string_view name) {
   engine::MutexLock lock(&mu_);
-  queue_.push_back(Op{nullptr, std::move(name), std::move(done)});
-  work_.Signal();
+  auto it = journals_.find(name);
+  if (it == journals_.end()) return {};
+  NodeJournal journal = std::move(it->second);
+  journals_.erase(it);
+  return journal;
 }
 
 std::shared_ptr<const weft::v1::Task> SqliteTaskStore::Get(
@@ -315,10 +379,10 @@ void SqliteTaskStore::WriterLoop() {
     if (s.ok()) {
       // Reads see the writes before their `done` runs.
       for (Op& op : batch) {
-        if (op.task == nullptr) {
+        if (op.kind == Op::Kind::kErase) {
           table_.Remove(op.name);
           ++erased_since_vacuum_;
-        } else {
+        } else if (op.kind == Op::Kind::kWrite) {
           auto it = positions.find(op.name);
           table_.Put(op.task, it != positions.end() ? it->second : 0);
         }
@@ -342,8 +406,16 @@ absl::Status SqliteTaskStore::Apply(
       "state = excluded.state, task = excluded.task");
   absl::StatusOr<Statement*> erase =
       db_->Prepare("DELETE FROM tasks WHERE name = ?1");
+  absl::StatusOr<Statement*> drop_journal =
+      db_->Prepare("DELETE FROM task_nodes WHERE position = ?1");
+  absl::StatusOr<Statement*> node_started = db_->Prepare(
+      "INSERT OR IGNORE INTO task_nodes(position, node) VALUES(?1, ?2)");
+  absl::StatusOr<Statement*> node_ended = db_->Prepare(
+      "INSERT INTO task_nodes(position, node, outcome) VALUES(?1, ?2, ?3) "
+      "ON CONFLICT(position, node) DO UPDATE SET outcome = excluded.outcome");
   absl::StatusOr<Statement*> commit = db_->Prepare("COMMIT");
-  for (const auto* s : {&begin, &upsert, &erase, &commit}) {
+  for (const auto* s : {&begin, &upsert, &erase, &drop_journal, &node_started,
+                        &node_ended, &commit}) {
     if (!s->ok()) return s->status();
   }
   if (absl::Status s = (*begin)->Run(); !s.ok()) {
@@ -356,20 +428,44 @@ absl::Status SqliteTaskStore::Apply(
   absl::flat_hash_map<std::string, uint64_t> seen;
   absl::Status s;
   std::string bytes;
+  // Where `name` is as the batch goes (0: nowhere).
+  auto position_of = [&](const std::string& name) -> uint64_t {
+    auto it = seen.find(name);
+    return it != seen.end() ? it->second : table_.PositionOf(name);
+  };
   for (const Op& op : batch) {
-    if (op.task == nullptr) {
-      Scope scope(*erase);
-      s = (*erase)->Bind(1, op.name).Run();
+    if (op.kind == Op::Kind::kJournal) {
+      const uint64_t position = position_of(op.name);
+      if (position == 0) continue;  // Erased meanwhile: nothing to keep.
+      if (op.outcome == nullptr) {
+        Scope scope(*node_started);
+        s = (*node_started)
+                ->Bind(1, static_cast<int64_t>(position))
+                .Bind(2, int64_t{op.node})
+                .Run();
+      } else {
+        bytes.clear();
+        op.outcome->SerializeToString(&bytes);
+        Scope scope(*node_ended);
+        s = (*node_ended)
+                ->Bind(1, static_cast<int64_t>(position))
+                .Bind(2, int64_t{op.node})
+                .BindBlob(3, bytes)
+                .Run();
+      }
+    } else if (op.kind == Op::Kind::kErase) {
+      if (const uint64_t position = position_of(op.name); position != 0) {
+        Scope scope(*drop_journal);
+        s = (*drop_journal)->Bind(1, static_cast<int64_t>(position)).Run();
+      }
+      if (s.ok()) {
+        Scope scope(*erase);
+        s = (*erase)->Bind(1, op.name).Run();
+      }
       seen[op.name] = 0;
       positions->erase(op.name);
     } else {
-      uint64_t position = 0;
-      auto it = seen.find(op.name);
-      if (it != seen.end()) {
-        position = it->second;
-      } else {
-        position = table_.PositionOf(op.name);
-      }
+      uint64_t position = position_of(op.name);
       if (position == 0) {
         position = next_position_++;
         (*positions)[op.name] = position;
@@ -388,6 +484,13 @@ absl::Status SqliteTaskStore::Apply(
                 .Bind(4, op.task->request_id())
                 .BindBlob(5, bytes)
                 .Run();
+      }
+      const weft::v1::TaskState state = op.task->state();
+      if (s.ok() && state != weft::v1::TASK_STATE_QUEUED &&
+          state != weft::v1::TASK_STATE_RUNNING) {
+        // Its outcome holds what the journal did.
+        Scope scope(*drop_journal);
+        s = (*drop_journal)->Bind(1, static_cast<int64_t>(position)).Run();
       }
     }
     if (!s.ok()) break;

@@ -64,7 +64,7 @@ struct SqliteOptions {
 class SqliteTaskStore final : public TaskStore {
  public:
   // The newest schema version this build writes.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens the store at `path`, creating the file if it does not exist.
   static absl::StatusOr<std::unique_ptr<SqliteTaskStore>> Open(
@@ -82,6 +82,10 @@ class SqliteTaskStore final : public TaskStore {
       const override;
   size_t size() const override;
   bool durable() const override { return true; }
+  void Journal(absl::string_view name, int32_t node,
+               std::shared_ptr<const weft::v1::NodeOutcome> outcome,
+               WriteDone done) override;
+  NodeJournal TakeJournal(absl::string_view name) override;
 
   // Writes a consistent copy of the store to `path` (a new file) with
   // SQLite's online backup API, on a connection of its own: writes go on
@@ -97,10 +101,15 @@ class SqliteTaskStore final : public TaskStore {
 
  private:
   struct Op {
-    std::shared_ptr<const weft::v1::Task> task;  // nullptr: erase `name`.
+    enum class Kind { kWrite, kErase, kJournal };
+    Kind kind;
     std::string name;
     WriteDone done;
+    std::shared_ptr<const weft::v1::Task> task;            // kWrite
+    int32_t node = 0;                                      // kJournal
+    std::shared_ptr<const weft::v1::NodeOutcome> outcome;  // kJournal
   };
+  void Enqueue(Op op);
 
   SqliteTaskStore(std::string path, SqliteOptions options,
                   std::unique_ptr<sqlite::Database> db, int lock_fd);
@@ -129,6 +138,8 @@ class SqliteTaskStore final : public TaskStore {
   bool max_pages_changed_ ABSL_GUARDED_BY(mu_) = false;
   // What is committed, for reads.
   TaskTable table_;
+  // The journals found at open, by task name, until recovery takes them.
+  absl::flat_hash_map<std::string, NodeJournal> journals_ ABSL_GUARDED_BY(mu_);
 
   std::thread writer_;
 };

@@ -25,6 +25,9 @@
 // never calls the store while holding its own lock for a write, so a `done`
 // may call back into the registry.
 //
+// Durable stores also keep a journal of each running task's leaves (Journal)
+// and hand what it held at open to the registry's recovery (TakeJournal).
+//
 // Thread-safety: implementations are thread-safe.
 
 #ifndef WEFT_SERVER_STORE_TASK_STORE_H_
@@ -37,14 +40,23 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "server/engine/sync.h"
+#include "weft/v1/outcome.pb.h"
 #include "weft/v1/task.pb.h"
 
 namespace weft::store {
+
+// A running task's journal: the leaves (by node index) that ended, with
+// their outcome, and those that started without ending.
+struct NodeJournal {
+  absl::flat_hash_map<int32_t, weft::v1::NodeOutcome> ended;
+  absl::flat_hash_set<int32_t> started;
+};
 
 class TaskStore {
  public:
@@ -83,6 +95,21 @@ class TaskStore {
   // keeps unfinished tasks in it for the next start rather than ending them
   // at shutdown.
   virtual bool durable() const { return false; }
+
+  // Records in the journal of task `name` that leaf `node` started
+  // (`outcome` null) or ended as `outcome` says. A write like the others (in
+  // order, `done` once); nothing happens for a task the store does not hold.
+  // A Write of the task in a terminal state, or its Erase, drops its
+  // journal. Only durable stores keep it; the others call `done` at once.
+  virtual void Journal(absl::string_view /*name*/, int32_t /*node*/,
+                       std::shared_ptr<const weft::v1::NodeOutcome> /*outcome*/,
+                       WriteDone done) {
+    std::move(done)(absl::OkStatus());
+  }
+
+  // The journal the task `name` had when the store was opened (empty when
+  // none); each is handed out once.
+  virtual NodeJournal TakeJournal(absl::string_view /*name*/) { return {}; }
 };
 
 // Tasks by name and by position, in memory: what the in-memory store holds,

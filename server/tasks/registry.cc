@@ -126,13 +126,40 @@ bool IsTerminal(weft::v1::TaskState state) {
 struct TaskRegistry::Live : public plan::NodeObserver,
                             public std::enable_shared_from_this<Live> {
   Live(TaskRegistry* r, NewTask t)
-      : registry(r), created(std::move(t)), inflight(r->options_.inflight) {}
+      : registry(r),
+        created(std::move(t)),
+        inflight(r->options_.inflight),
+        journaling(r->store_.durable()) {}
 
   void OnNodeStarted(int32_t node) override {
     if (!plan::IsLeaf(created.plan->nodes()[node].kind)) return;
     running.fetch_add(1, std::memory_order_relaxed);
     changes.fetch_add(1, std::memory_order_release);
+    if (journaling && !registry->suspended_.load(std::memory_order_acquire)) {
+      registry->store_.Journal(name, node, nullptr, [this](absl::Status s) {
+        if (!s.ok()) registry->WriteFailed("the journal", name, s);
+      });
+    }
     NotifyWatchers();
+  }
+  bool wants_leaf_outcomes() const override { return journaling; }
+  void OnLeafOutcome(int32_t node,
+                     const weft::v1::NodeOutcome& outcome) override {
+    // What a stop cut off (cancelled, or failing for it) runs again.
+    if (registry->suspended_.load(std::memory_order_acquire)) return;
+    switch (outcome.state()) {
+      case weft::v1::NODE_STATE_SUCCEEDED:
+      case weft::v1::NODE_STATE_FAILED:
+      case weft::v1::NODE_STATE_TIMED_OUT:
+        break;
+      default:
+        return;
+    }
+    registry->store_.Journal(
+        name, node, std::make_shared<const weft::v1::NodeOutcome>(outcome),
+        [this](absl::Status s) {
+          if (!s.ok()) registry->WriteFailed("the journal", name, s);
+        });
   }
   void OnNodeFinished(int32_t node, weft::v1::NodeState state) override {
     if (!plan::IsLeaf(created.plan->nodes()[node].kind)) return;
@@ -157,6 +184,12 @@ struct TaskRegistry::Live : public plan::NodeObserver,
 
   TaskRegistry* const registry;
   NewTask created;
+  // Set before the task is stored, never changed after.
+  std::string name;
+  // Whether leaves are journaled (a durable store).
+  const bool journaling;
+  // What the task's run before a restart did (a resumed task).
+  std::shared_ptr<const plan::Replay> replay;
   Task task;  // Guarded by registry->mu_.
   engine::CancellationSource cancel;
   // What the task's run holds while it runs.
@@ -377,6 +410,14 @@ Recovery TaskRegistry::Recover(const CompileFn& compile) {
       task.clear_plan();
       task.clear_outcome();
       const std::string name = task.name();
+      live->name = name;
+      store::NodeJournal journal = store_.TakeJournal(name);
+      if (!journal.ended.empty() || !journal.started.empty()) {
+        auto replay = std::make_shared<plan::Replay>();
+        replay->ended = std::move(journal.ended);
+        replay->started = std::move(journal.started);
+        live->replay = std::move(replay);
+      }
       if (!task.request_id().empty()) {
         requests_[task.request_id()] = {name,
                                         Fingerprint(*live->created.source)};
@@ -567,6 +608,7 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
     auto live = std::make_shared<Live>(this, std::move(t));
     Task& task = live->task;
     task.set_name(NewTaskName());
+    live->name = task.name();
     task.set_state(weft::v1::TASK_STATE_QUEUED);
     for (const auto& [k, v] : live->created.labels)
       (*task.mutable_labels())[k] = v;
@@ -678,6 +720,7 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
     options.source = &live->cancel;
     options.root_only = live->created.root_only;
     options.observer = live.get();
+    options.replay = live->replay;
     options.max_outcome_bytes = options_.max_outcome_bytes;
     options.memory = &live->inflight;
     options.deadline = deadline;
@@ -1218,6 +1261,7 @@ void TaskRegistry::Suspend(const absl::Status& reason) {
   {
     engine::MutexLock lock(&mu_);
     suspending_ = true;
+    suspended_.store(true, std::memory_order_release);
     for (const auto& [name, live] : live_) running.push_back(live);
   }
   for (const auto& live : running) live->cancel.Cancel(reason);

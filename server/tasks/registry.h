@@ -311,8 +311,10 @@ class TaskRegistry {
   mutable engine::Mutex mu_;
   engine::CondVar idle_;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
-  // Suspend() began: ends are not recorded.
+  // Suspend() began: ends are not recorded. (The atomic, for the runs'
+  // journal writes, which do not take the lock.)
   bool suspending_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> suspended_{false};
   absl::Status stop_reason_ ABSL_GUARDED_BY(mu_);
   // Queued and running tasks, by name.
   absl::flat_hash_map<std::string, std::shared_ptr<Live>> live_

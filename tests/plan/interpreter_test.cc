@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/outcome.h"
+#include "server/common/proto_time.h"
 #include "server/common/text.h"
 #include "server/engine/event_loop.h"
 #include "server/engine/memory_budget.h"
@@ -710,6 +711,129 @@ TEST_P(InterpreterThreadsTest,
 
 INSTANTIATE_TEST_SUITE_P(Threads, InterpreterThreadsTest,
                          ::testing::Values(1, 2, 4));
+
+}  // namespace
+}  // namespace weft::plan
+
+namespace weft::plan {
+namespace {
+
+// Records the leaf outcomes a run reports.
+class LeafRecorder : public NodeObserver {
+ public:
+  void OnNodeStarted(int32_t) override {}
+  void OnNodeFinished(int32_t, weft::v1::NodeState) override {}
+  bool wants_leaf_outcomes() const override { return true; }
+  void OnLeafOutcome(int32_t node, const NodeOutcome& outcome) override {
+    engine::MutexLock lock(&mu_);
+    outcomes_.emplace_back(node, outcome);
+  }
+  std::vector<std::pair<int32_t, NodeOutcome>> outcomes() const {
+    engine::MutexLock lock(&mu_);
+    return outcomes_;
+  }
+
+ private:
+  mutable engine::Mutex mu_;
+  std::vector<std::pair<int32_t, NodeOutcome>> outcomes_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(InterpreterTest, LeavesReportTheirOutcomeToAnObserverThatWantsThem) {
+  LeafRecorder recorder;
+  RunOptions options;
+  options.observer = &recorder;
+  Start(R"({"sequence": {"children": [
+    {"id": "a", "call": {"handler": "sleep", "args": {"duration": "1s", "value": "A"}}},
+    {"id": "b", "call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "message": "down"}}}]}})",
+        options);
+  env_.AdvanceBy(absl::Seconds(1));
+  ASSERT_TRUE(outcome_.has_value());
+  const auto got = recorder.outcomes();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].first, 1);
+  EXPECT_EQ(got[0].second.id(), "a");
+  EXPECT_EQ(got[0].second.value().string_value(), "A");
+  EXPECT_EQ(Since(got[0].second.start_time()), absl::ZeroDuration());
+  EXPECT_EQ(Since(got[0].second.end_time()), absl::Seconds(1));
+  EXPECT_EQ(got[0].second.attempts(), 1);
+  EXPECT_EQ(got[1].first, 2);
+  EXPECT_EQ(got[1].second.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(got[1].second.error().code(), "UNAVAILABLE");
+  EXPECT_EQ(got[1].second.error().message(), "down");
+}
+
+TEST_F(InterpreterTest, AReplayUsesRecordedLeavesAndMarksThoseThatRunAgain) {
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(
+      registry_.Register(std::make_unique<CountingValueHandler>(&calls)).ok());
+  // Nodes: 0 the sequence, 1 "a", 2 "b", 3 "c".
+  auto replay = std::make_shared<Replay>();
+  NodeOutcome a;
+  a.set_id("a");
+  a.set_state(weft::v1::NODE_STATE_SUCCEEDED);
+  a.mutable_value()->set_string_value("recorded");
+  common::SetTimestamp(t0_ - absl::Seconds(10), a.mutable_start_time());
+  common::SetTimestamp(t0_ - absl::Seconds(9), a.mutable_end_time());
+  a.set_attempts(2);
+  replay->ended[1] = a;
+  replay->started.insert(2);  // In flight when the last run stopped.
+  LeafRecorder recorder;
+  RunOptions options;
+  options.replay = replay;
+  options.observer = &recorder;
+  Start(R"({"sequence": {"children": [
+    {"id": "a", "call": {"handler": "counted"}},
+    {"id": "b", "call": {"handler": "counted"}},
+    {"id": "c", "call": {"handler": "value", "args": {"value": "C"}}}]}})",
+        options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(calls.load(), 1);  // "b" alone.
+  const NodeOutcome& got_a = outcome_->children(0);
+  EXPECT_EQ(got_a.value().string_value(), "recorded");
+  EXPECT_TRUE(got_a.recovered());
+  EXPECT_FALSE(got_a.ran_again());
+  EXPECT_EQ(got_a.attempts(), 2);
+  EXPECT_EQ(Since(got_a.start_time()), -absl::Seconds(10));
+  EXPECT_EQ(Since(got_a.end_time()), -absl::Seconds(9));
+  EXPECT_TRUE(outcome_->children(1).ran_again());
+  EXPECT_FALSE(outcome_->children(1).recovered());
+  EXPECT_FALSE(outcome_->children(2).ran_again());
+  EXPECT_FALSE(outcome_->children(2).recovered());
+  // What was replayed is not reported again; what ran is.
+  const auto reported = recorder.outcomes();
+  ASSERT_EQ(reported.size(), 2u);
+  EXPECT_EQ(reported[0].first, 2);
+  EXPECT_EQ(reported[1].first, 3);
+}
+
+TEST_F(InterpreterTest, AReplayedFailureFailsItsParentAsItDidBefore) {
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(
+      registry_.Register(std::make_unique<CountingValueHandler>(&calls)).ok());
+  auto replay = std::make_shared<Replay>();
+  NodeOutcome x;
+  x.set_state(weft::v1::NODE_STATE_FAILED);
+  x.mutable_error()->set_code("UNAVAILABLE");
+  x.mutable_error()->set_message("primary is down");
+  x.mutable_error()->set_reason("HTTP_UNREACHABLE");
+  x.set_attempts(1);
+  replay->ended[1] = x;
+  RunOptions options;
+  options.replay = replay;
+  Start(R"({"sequence": {"children": [
+    {"id": "x", "call": {"handler": "counted"}},
+    {"id": "y", "call": {"handler": "counted"}}]}})",
+        options);
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(calls.load(), 0);
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(outcome_->error().code(), "UNAVAILABLE");
+  EXPECT_EQ(outcome_->error().message(), "children[0] \"x\": primary is down");
+  EXPECT_EQ(outcome_->children(0).error().reason(), "HTTP_UNREACHABLE");
+  EXPECT_TRUE(outcome_->children(0).recovered());
+  EXPECT_EQ(outcome_->children(1).state(), weft::v1::NODE_STATE_SKIPPED);
+}
 
 }  // namespace
 }  // namespace weft::plan

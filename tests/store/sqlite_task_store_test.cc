@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -333,6 +334,98 @@ TEST_F(SqliteTaskStoreTest, AStoreOnAReadOnlyMountIsRefused) {
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("cannot use the task store " + path)));
   EXPECT_EQ(std::system(("umount " + mnt).c_str()), 0);
+}
+
+absl::Status JournalAndWait(TaskStore& store, const std::string& name,
+                            int32_t node,
+                            std::shared_ptr<const weft::v1::NodeOutcome> o) {
+  weft::testing::Notification done;
+  absl::Status got;
+  store.Journal(name, node, std::move(o), [&](absl::Status s) {
+    got = std::move(s);
+    done.Notify();
+  });
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
+  return got;
+}
+
+std::shared_ptr<const weft::v1::NodeOutcome> Ended(const std::string& value) {
+  auto outcome = std::make_shared<weft::v1::NodeOutcome>();
+  outcome->set_state(weft::v1::NODE_STATE_SUCCEEDED);
+  outcome->mutable_value()->set_string_value(value);
+  return outcome;
+}
+
+TEST_F(SqliteTaskStoreTest, ARunningTasksJournalIsThereAtTheNextOpenOnce) {
+  {
+    std::unique_ptr<SqliteTaskStore> store = OpenOrDie(path_);
+    ASSERT_TRUE(WriteAndWait(
+                    *store, MakeTask("tasks/run", weft::v1::TASK_STATE_RUNNING))
+                    .ok());
+    ASSERT_TRUE(JournalAndWait(*store, "tasks/run", 1, nullptr).ok());
+    ASSERT_TRUE(JournalAndWait(*store, "tasks/run", 1, Ended("one")).ok());
+    ASSERT_TRUE(JournalAndWait(*store, "tasks/run", 2, nullptr).ok());
+    // A start recorded again after its end does not undo it.
+    ASSERT_TRUE(JournalAndWait(*store, "tasks/run", 1, nullptr).ok());
+    // A task the store does not hold keeps no journal.
+    ASSERT_TRUE(JournalAndWait(*store, "tasks/none", 1, Ended("x")).ok());
+  }
+  std::unique_ptr<SqliteTaskStore> store = OpenOrDie(path_);
+  NodeJournal journal = store->TakeJournal("tasks/run");
+  ASSERT_EQ(journal.ended.size(), 1u);
+  EXPECT_EQ(journal.ended.at(1).value().string_value(), "one");
+  EXPECT_EQ(journal.started, (absl::flat_hash_set<int32_t>{2}));
+  EXPECT_TRUE(store->TakeJournal("tasks/run").ended.empty());
+  EXPECT_TRUE(store->TakeJournal("tasks/none").started.empty());
+  EXPECT_EQ(IntOn(path_, "SELECT count(*) FROM task_nodes"), 2);
+}
+
+TEST_F(SqliteTaskStoreTest, ATasksEndOrErasureDropsItsJournal) {
+  std::unique_ptr<SqliteTaskStore> store = OpenOrDie(path_);
+  for (const char* name : {"tasks/ends", "tasks/erased"}) {
+    ASSERT_TRUE(
+        WriteAndWait(*store, MakeTask(name, weft::v1::TASK_STATE_RUNNING))
+            .ok());
+    ASSERT_TRUE(JournalAndWait(*store, name, 1, Ended("v")).ok());
+  }
+  EXPECT_EQ(IntOn(path_, "SELECT count(*) FROM task_nodes"), 2);
+  ASSERT_TRUE(WriteAndWait(*store, MakeTask("tasks/ends",
+                                            weft::v1::TASK_STATE_SUCCEEDED))
+                  .ok());
+  ASSERT_TRUE(EraseAndWait(*store, "tasks/erased").ok());
+  EXPECT_EQ(IntOn(path_, "SELECT count(*) FROM task_nodes"), 0);
+}
+
+TEST_F(SqliteTaskStoreTest, AFileOfTheFirstVersionIsMigratedAndKeepsItsTasks) {
+  SqliteOptions first;
+  first.schema_version = 1;
+  OpenOrDie(path_, first).reset();
+  EXPECT_EQ(IntOn(path_, "PRAGMA user_version"), 1);
+  // A task as version 1 wrote it.
+  Task old;
+  old.set_name("tasks/old");
+  old.set_state(weft::v1::TASK_STATE_RUNNING);
+  old.set_request_id("r-1");
+  std::string hex;
+  for (unsigned char c : old.SerializeAsString()) {
+    absl::StrAppend(&hex, absl::Hex(c, absl::kZeroPad2));
+  }
+  ExecOn(path_, absl::StrCat("INSERT INTO tasks(position, name, state, "
+                             "request_id, task) VALUES(7, 'tasks/old', 2, "
+                             "'r-1', X'",
+                             hex, "')"));
+  std::unique_ptr<SqliteTaskStore> store = OpenOrDie(path_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(IntOn(path_, "PRAGMA user_version"),
+            SqliteTaskStore::kSchemaVersion);
+  ASSERT_NE(store->Get("tasks/old"), nullptr);
+  EXPECT_EQ(store->Get("tasks/old")->request_id(), "r-1");
+  // What the new version adds works on it.
+  ASSERT_TRUE(JournalAndWait(*store, "tasks/old", 3, Ended("v")).ok());
+  EXPECT_EQ(IntOn(path_, "SELECT count(*) FROM task_nodes WHERE position = 7"),
+            1);
+  ASSERT_TRUE(WriteAndWait(*store, MakeTask("tasks/new")).ok());
+  EXPECT_EQ(ScanAll(*store).front().first, 8u);
 }
 
 }  // namespace

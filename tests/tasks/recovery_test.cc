@@ -4,6 +4,7 @@
 // by a new registry on the same file; the crash (kill -9) is tested end to
 // end in tests/weftd.
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -260,6 +261,90 @@ TEST_F(RecoveryTest, AShutdownLeavesQueuedTasksQueuedForTheNextStart) {
   env_.AdvanceBy(absl::Seconds(10));
   ASSERT_TRUE(WaitForState(queued->name(), weft::v1::TASK_STATE_SUCCEEDED));
   EXPECT_EQ(Get(queued->name()).outcome().value().string_value(), "made");
+}
+
+// Counts its calls; returns "counted".
+class CountingHandler : public handlers::Handler {
+ public:
+  explicit CountingHandler(std::atomic<int>* calls) : calls_(calls) {
+    info_.name = "counted";
+  }
+  const handlers::HandlerInfo& info() const override { return info_; }
+  absl::StatusOr<std::unique_ptr<handlers::Call>> Prepare(
+      const google::protobuf::Struct&) const override {
+    return std::unique_ptr<handlers::Call>(new Counted(calls_));
+  }
+
+ private:
+  class Counted : public handlers::Call {
+   public:
+    explicit Counted(std::atomic<int>* calls) : calls_(calls) {}
+    void Start(const handlers::CallContext&,
+               handlers::CallDone done) const override {
+      calls_->fetch_add(1);
+      google::protobuf::Value v;
+      v.set_string_value("counted");
+      std::move(done)(std::move(v));
+    }
+
+   private:
+    std::atomic<int>* calls_;
+  };
+  std::atomic<int>* calls_;
+  handlers::HandlerInfo info_;
+};
+
+TEST_F(RecoveryTest, AResumedTaskDoesNotRunAgainWhatEndedBeforeTheRestart) {
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(
+      handlers_.Register(std::make_unique<CountingHandler>(&calls)).ok());
+  absl::StatusOr<Task> t = Create(R"({"sequence": {"children": [
+    {"id": "charge", "call": {"handler": "counted"}},
+    {"id": "ship", "call": {"handler": "sleep", "args": {"duration": "10s", "value": "shipped"}}},
+    {"id": "mail", "call": {"handler": "counted"}}]}})");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(calls.load(), 1);
+  env_.AdvanceBy(absl::Seconds(3));
+  Restart();
+  env_.AdvanceBy(absl::Seconds(10));
+  ASSERT_TRUE(WaitForState(t->name(), weft::v1::TASK_STATE_SUCCEEDED));
+  EXPECT_EQ(calls.load(), 2);  // "charge" before, "mail" after.
+  const Task got = Get(t->name());
+  EXPECT_EQ(got.resumes(), 1);
+  const weft::v1::NodeOutcome& charge = got.outcome().children(0);
+  EXPECT_TRUE(charge.recovered());
+  EXPECT_EQ(charge.value().string_value(), "counted");
+  EXPECT_EQ(ToTime(charge.end_time()), ToTime(t->create_time()));
+  const weft::v1::NodeOutcome& ship = got.outcome().children(1);
+  EXPECT_TRUE(ship.ran_again());
+  EXPECT_FALSE(ship.recovered());
+  EXPECT_EQ(ship.value().string_value(), "shipped");
+  EXPECT_FALSE(got.outcome().children(2).ran_again());
+  EXPECT_EQ(got.progress().leaves_done(), 3);
+}
+
+TEST_F(RecoveryTest, ATaskResumedTwiceKeepsWhatEachLifeFinished) {
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(
+      handlers_.Register(std::make_unique<CountingHandler>(&calls)).ok());
+  absl::StatusOr<Task> t = Create(R"({"sequence": {"children": [
+    {"id": "one", "call": {"handler": "counted"}},
+    {"id": "wait1", "call": {"handler": "sleep", "args": {"duration": "5s"}}},
+    {"id": "two", "call": {"handler": "counted"}},
+    {"id": "wait2", "call": {"handler": "sleep", "args": {"duration": "5s"}}},
+    {"id": "three", "call": {"handler": "counted"}}]}})");
+  ASSERT_TRUE(t.ok()) << t.status();
+  Restart();  // "one" ended; "wait1" runs again.
+  env_.AdvanceBy(absl::Seconds(5));
+  EXPECT_TRUE(weft::testing::WaitFor([&] { return calls.load() == 2; }));
+  Restart();  // "one" and "wait1" and "two" ended; "wait2" runs again.
+  env_.AdvanceBy(absl::Seconds(5));
+  ASSERT_TRUE(WaitForState(t->name(), weft::v1::TASK_STATE_SUCCEEDED));
+  EXPECT_EQ(calls.load(), 3);
+  const Task got = Get(t->name());
+  EXPECT_EQ(got.resumes(), 2);
+  for (int i : {0, 1, 2}) EXPECT_TRUE(got.outcome().children(i).recovered());
+  EXPECT_TRUE(got.outcome().children(3).ran_again());
 }
 
 }  // namespace
