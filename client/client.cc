@@ -1,6 +1,10 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -177,6 +181,48 @@ absl::Status Client::WatchTask(
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(2));
   }
+}
+
+absl::StatusOr<int64_t> Client::BackupStore(const std::string& path,
+                                            absl::Duration timeout) const {
+  const std::string part = path + ".part";
+  std::ofstream out(part, std::ios::binary | std::ios::trunc);
+  if (!out) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write ", part, ": ", std::strerror(errno)));
+  }
+  grpc::ClientContext context;
+  SetTimeout(&context, timeout);
+  std::unique_ptr<grpc::ClientReaderInterface<weft::v1::BackupStoreResponse>>
+      reader = orchestrator_->BackupStore(&context, {});
+  weft::v1::BackupStoreResponse piece;
+  int64_t received = 0;
+  int64_t total = -1;
+  while (reader->Read(&piece)) {
+    out.write(piece.data().data(),
+              static_cast<std::streamsize>(piece.data().size()));
+    received += static_cast<int64_t>(piece.data().size());
+    total = piece.total_bytes();
+  }
+  grpc::Status s = reader->Finish();
+  out.close();
+  absl::Status failed;
+  if (!s.ok()) {
+    failed = FromGrpc(s);
+  } else if (!out) {
+    failed = absl::DataLossError(absl::StrCat("writing ", part, " failed"));
+  } else if (received != total) {
+    failed = absl::DataLossError(
+        absl::StrCat("the copy is ", total, " bytes but ", received, " came"));
+  } else if (std::rename(part.c_str(), path.c_str()) != 0) {
+    failed = absl::FailedPreconditionError(absl::StrCat(
+        "cannot rename ", part, " to ", path, ": ", std::strerror(errno)));
+  }
+  if (!failed.ok()) {
+    std::remove(part.c_str());
+    return failed;
+  }
+  return received;
 }
 
 absl::StatusOr<weft::v1::LazyValue> Client::CreateLazyValue(

@@ -86,6 +86,10 @@ class Client {
       absl::Duration timeout) const;
   absl::Status DeleteLazyValue(const std::string& name,
                                absl::Duration timeout) const;
+  // Writes the server's BackupStore copy to `path`: to a file beside it
+  // first, renamed to `path` once every byte has come. Returns its size.
+  absl::StatusOr<int64_t> BackupStore(const std::string& path,
+                                      absl::Duration timeout) const;
 
  private:
   std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator_;

@@ -7,6 +7,7 @@
 //   weft task ...          background tasks (task_commands.h)
 //   weft lazy ...          lazy values (lazy_commands.h)
 //   weft info              the server's version, uptime, tasks and pools
+//   weft admin backup FILE a consistent copy of the server's task store
 //
 // Exit codes (cli.h): 0 success; 1 the plan ran and did not succeed (or the
 // server is not serving); 2 the call failed (the server refused the request
@@ -59,6 +60,10 @@ const char kUsage[] =
     "  weft health [SERVICE]  check the server's health\n"
     "%s"
     "%s"
+    "  weft admin backup FILE write a consistent copy of the server's task "
+    "store\n"
+    "                         (--store=sqlite:PATH) to FILE; start weftd with\n"
+    "                         --store=sqlite:FILE to restore it\n"
     "\n"
     "NAME is tasks/{id} or lazyValues/{id}, or the bare id. --timeout bounds "
     "the whole\nof task wait and task watch.\n"
@@ -214,6 +219,18 @@ int main(int argc, char** argv) {
   if (command == "info") {
     if (args.size() != 2) return Usage("info takes no arguments");
     return weft::cli::Info(*client);
+  }
+  if (command == "admin") {
+    if (args.size() != 4 || args[2] != "backup") {
+      return Usage("admin takes: backup FILE");
+    }
+    absl::StatusOr<int64_t> bytes =
+        client->BackupStore(args[3], absl::GetFlag(FLAGS_timeout));
+    if (!bytes.ok()) return CallFailed(bytes.status());
+    std::cout << "wrote " << args[3] << " (" << *bytes
+              << " bytes): start weftd with --store=sqlite:" << args[3]
+              << " to restore it" << std::endl;
+    return kExitOk;
   }
   return Usage(absl::StrCat("unknown command \"", command, "\""));
 }

@@ -14,6 +14,7 @@
 #include "server/service/reactor.h"
 #include "server/service/reply.h"
 #include "server/service/request_parser.h"
+#include "server/store/task_store.h"
 
 namespace weft::service {
 
@@ -55,9 +56,48 @@ class OrchestratorService::CreateLazyValueReactor final : public UnaryReactor {
       return;
     }
     const weft::v1::CreateLazyValueRequest& r = *parsed->request;
-    absl::StatusOr<weft::v1::LazyValue> created =
-        lazies_->Create(r.lazy_value_id(), r.lazy_value(),
-                        std::move(parsed->plan), parsed->bytes);
+    store::TaskStore* store = service_->definitions_;
+    if (store == nullptr) {
+      Answer(lazies_->Create(r.lazy_value_id(), r.lazy_value(),
+                             std::move(parsed->plan), parsed->bytes));
+      return;
+    }
+    // A new definition is answered once the store has it; a repeat of one
+    // that exists (made through the API, or by the config file) is not
+    // written again.
+    const std::string name = absl::StrCat("lazyValues/", r.lazy_value_id());
+    absl::StatusOr<weft::v1::LazyValue> created;
+    {
+      engine::MutexLock lock(&service_->definitions_mu_);
+      const bool existed = lazies_->Get(name).ok();
+      created = lazies_->Create(r.lazy_value_id(), r.lazy_value(),
+                                std::move(parsed->plan), parsed->bytes);
+      if (created.ok() && !existed) {
+        store->PutLazyValue(
+            r.lazy_value_id(), r.SerializeAsString(),
+            [this, name, created = *created](absl::Status s) {
+              if (s.ok()) {
+                Answer(created);
+                return;
+              }
+              // Nothing of it is kept.
+              lazies_->Delete(name).IgnoreError();
+              Answer(common::WithRetryDelay(
+                  common::WithReason(
+                      absl::UnavailableError(absl::StrCat(
+                          "the lazy value could not be stored, so it was not "
+                          "created: ",
+                          s.message())),
+                      common::kTaskStoreUnavailable),
+                  absl::Seconds(1)));
+            });
+        return;
+      }
+    }
+    Answer(std::move(created));
+  }
+
+  void Answer(const absl::StatusOr<weft::v1::LazyValue>& created) {
     if (!created.ok()) {
       Finish(ToGrpc(created.status()));
       return;
@@ -196,10 +236,32 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteLazyValue(
     const weft::v1::DeleteLazyValueRequest* request,
     google::protobuf::Empty* response) {
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
-  absl::Status s =
-      lazies.ok() ? (*lazies)->Delete(request->name()) : lazies.status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpc(s));
+  if (!lazies.ok() || definitions_ == nullptr ||
+      !plan::IsLazyValueName(request->name())) {
+    reactor->Finish(ToGrpc(lazies.ok() ? (*lazies)->Delete(request->name())
+                                       : lazies.status()));
+    return Handed(reactor);
+  }
+  // Erased from the store too (also when this process does not have it,
+  // so that a retry after a failed erasure completes it); answered once
+  // the store has.
+  engine::MutexLock lock(&definitions_mu_);
+  absl::Status deleted = (*lazies)->Delete(request->name());
+  definitions_->EraseLazyValue(
+      request->name().substr(sizeof("lazyValues/") - 1),
+      [reactor, deleted = std::move(deleted)](absl::Status s) {
+        if (!s.ok()) {
+          s = common::WithReason(
+              absl::UnavailableError(absl::StrCat(
+                  "the lazy value is gone from this weftd, but the store "
+                  "could not forget it, so it would come back at the next "
+                  "start: ",
+                  s.message(), ". Retry the delete")),
+              common::kTaskStoreUnavailable);
+        }
+        reactor->Finish(ToGrpc(s.ok() ? deleted : s));
+      });
   return Handed(reactor);
 }
 

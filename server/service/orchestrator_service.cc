@@ -224,6 +224,10 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       lazies_(deps.lazies),
       large_requests_(deps.large_requests),
       inflight_(deps.inflight),
+      task_store_(deps.task_store),
+      definitions_(deps.task_store != nullptr && deps.task_store->durable()
+                       ? deps.task_store
+                       : nullptr),
       started_(absl::Now()) {}
 
 absl::Status OrchestratorService::Intake(

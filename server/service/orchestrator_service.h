@@ -13,6 +13,7 @@
 #ifndef WEFT_SERVER_SERVICE_ORCHESTRATOR_SERVICE_H_
 #define WEFT_SERVER_SERVICE_ORCHESTRATOR_SERVICE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -75,6 +76,10 @@ struct OrchestratorDeps {
   // Optional: what runs in flight and responses being sent hold
   // (--max_inflight_bytes); nothing is limited without it.
   engine::MemoryBudget* inflight = nullptr;
+  // Optional: the task store, which BackupStore copies; a durable one also
+  // keeps the lazy-value definitions made through the API (CreateLazyValue
+  // answers once it has).
+  store::TaskStore* task_store = nullptr;
 };
 
 // The plan a plan-bearing request carries, or null when it has none (the
@@ -127,6 +132,9 @@ class OrchestratorService final
   grpc::ServerUnaryReactor* WaitTask(grpc::CallbackServerContext* context,
                                      const weft::v1::WaitTaskRequest* request,
                                      weft::v1::Task* response) override;
+  grpc::ServerWriteReactor<weft::v1::BackupStoreResponse>* BackupStore(
+      grpc::CallbackServerContext* context,
+      const weft::v1::BackupStoreRequest* request) override;
   grpc::ServerWriteReactor<weft::v1::TaskEvent>* WatchTask(
       grpc::CallbackServerContext* context,
       const weft::v1::WatchTaskRequest* request) override;
@@ -182,6 +190,7 @@ class OrchestratorService final
   class WaitReactor;
   class WatchReactor;
   class CreateLazyValueReactor;
+  class BackupReactor;
   class ResolveReactor;
 
   // The lazy registry, or UNIMPLEMENTED.
@@ -226,6 +235,14 @@ class OrchestratorService final
   lazy::LazyRegistry* const lazies_;
   engine::ThreadPool* const large_requests_;
   engine::MemoryBudget* const inflight_;
+  store::TaskStore* const task_store_;
+  // The store, when it keeps lazy-value definitions (a durable one).
+  store::TaskStore* const definitions_;
+  // Whether a BackupStore is being made (one at a time).
+  std::atomic<bool> backing_up_{false};
+  // Orders a definition's change in the lazy registry and in the store the
+  // same way, between callers.
+  engine::Mutex definitions_mu_;
   const absl::Time started_;
 
   mutable engine::Mutex mu_;

@@ -208,14 +208,12 @@ grpc::ServerUnaryReactor* OrchestratorService::CancelTask(
 
 grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
     grpc::CallbackServerContext* context,
-    const weft::v1::DeleteTaskRequest* request,
-    google::protobuf::Empty* response) {
-  absl::Status s = tasks_.Delete(request->name());
-  return Answer(context,
-                s.ok() ? absl::StatusOr<google::protobuf::Empty>(
-                             google::protobuf::Empty())
-                       : absl::StatusOr<google::protobuf::Empty>(s),
-                response);
+    const weft::v1::DeleteTaskRequest* request, google::protobuf::Empty*) {
+  // Answered once the erasure is written (inline with the memory store).
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  tasks_.Delete(request->name(),
+                [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
+  return Handed(reactor);
 }
 
 // WaitTask: answers when the task ends or the wait's own timeout passes,

@@ -45,13 +45,18 @@ constexpr const char* kMigrations[] = {
     )sql",
     // Version 2: the journal of running tasks' leaves: a row when one
     // starts (outcome NULL), its outcome (a serialized weft.v1.NodeOutcome)
-    // when it ends. Dropped when the task ends or is erased.
+    // when it ends. Dropped when the task ends or is erased. And the
+    // lazy-value definitions made through the API (a serialized
+    // weft.v1.CreateLazyValueRequest each), in the order they were made.
     R"sql(
       CREATE TABLE task_nodes(
         position INTEGER NOT NULL,
         node INTEGER NOT NULL,
         outcome BLOB,
         PRIMARY KEY(position, node)) WITHOUT ROWID;
+      CREATE TABLE lazy_values(
+        id TEXT NOT NULL UNIQUE,
+        request BLOB NOT NULL);
     )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -262,6 +267,18 @@ absl::Status SqliteTaskStore::Load() {
   if (options_.schema_version != 0 && options_.schema_version < 2) {
     return absl::OkStatus();  // A file made for a migration test.
   }
+  {
+    absl::StatusOr<Statement*> lazies =
+        db_->Prepare("SELECT id, request FROM lazy_values ORDER BY rowid");
+    if (!lazies.ok()) return lazies.status();
+    Scope scope(*lazies);
+    for (;;) {
+      absl::StatusOr<bool> row = (*lazies)->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      lazy_values_.emplace_back((*lazies)->Text(0), (*lazies)->Blob(1));
+    }
+  }
   absl::StatusOr<Statement*> nodes = db_->Prepare(
       "SELECT t.name, n.node, n.outcome FROM task_nodes n "
       "JOIN tasks t ON t.position = n.position");
@@ -319,6 +336,25 @@ void SqliteTaskStore::Journal(
              .done = std::move(done),
              .node = node,
              .outcome = std::move(outcome)});
+}
+
+void SqliteTaskStore::PutLazyValue(std::string id, std::string request,
+                                   WriteDone done) {
+  Enqueue(Op{.kind = Op::Kind::kPutLazy,
+             .name = std::move(id),
+             .done = std::move(done),
+             .bytes = std::move(request)});
+}
+
+void SqliteTaskStore::EraseLazyValue(std::string id, WriteDone done) {
+  Enqueue(Op{.kind = Op::Kind::kEraseLazy,
+             .name = std::move(id),
+             .done = std::move(done)});
+}
+
+std::vector<std::pair<std::string, std::string>> SqliteTaskStore::LazyValues()
+    const {
+  return lazy_values_;
 }
 
 NodeJournal SqliteTaskStore::TakeJournal(absl::string_view name) {
@@ -413,9 +449,14 @@ absl::Status SqliteTaskStore::Apply(
   absl::StatusOr<Statement*> node_ended = db_->Prepare(
       "INSERT INTO task_nodes(position, node, outcome) VALUES(?1, ?2, ?3) "
       "ON CONFLICT(position, node) DO UPDATE SET outcome = excluded.outcome");
+  absl::StatusOr<Statement*> put_lazy = db_->Prepare(
+      "INSERT INTO lazy_values(id, request) VALUES(?1, ?2) "
+      "ON CONFLICT(id) DO UPDATE SET request = excluded.request");
+  absl::StatusOr<Statement*> erase_lazy =
+      db_->Prepare("DELETE FROM lazy_values WHERE id = ?1");
   absl::StatusOr<Statement*> commit = db_->Prepare("COMMIT");
   for (const auto* s : {&begin, &upsert, &erase, &drop_journal, &node_started,
-                        &node_ended, &commit}) {
+                        &node_ended, &put_lazy, &erase_lazy, &commit}) {
     if (!s->ok()) return s->status();
   }
   if (absl::Status s = (*begin)->Run(); !s.ok()) {
@@ -434,7 +475,13 @@ absl::Status SqliteTaskStore::Apply(
     return it != seen.end() ? it->second : table_.PositionOf(name);
   };
   for (const Op& op : batch) {
-    if (op.kind == Op::Kind::kJournal) {
+    if (op.kind == Op::Kind::kPutLazy) {
+      Scope scope(*put_lazy);
+      s = (*put_lazy)->Bind(1, op.name).BindBlob(2, op.bytes).Run();
+    } else if (op.kind == Op::Kind::kEraseLazy) {
+      Scope scope(*erase_lazy);
+      s = (*erase_lazy)->Bind(1, op.name).Run();
+    } else if (op.kind == Op::Kind::kJournal) {
       const uint64_t position = position_of(op.name);
       if (position == 0) continue;  // Erased meanwhile: nothing to keep.
       if (op.outcome == nullptr) {
@@ -515,6 +562,21 @@ void SqliteTaskStore::VacuumSome() {
   // A few thousand pages at a time, so that writes waiting behind it do
   // not wait long; the next erasures free the rest.
   db_->Exec("PRAGMA incremental_vacuum(4096)").IgnoreError();
+}
+
+absl::StatusOr<std::string> SqliteTaskStore::BackupToNewFile() const {
+  std::string path = path_ + ".backup-XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot create a file beside ", path_, ": ", std::strerror(errno)));
+  }
+  ::close(fd);
+  if (absl::Status s = Backup(path); !s.ok()) {
+    ::unlink(path.c_str());
+    return s;
+  }
+  return path;
 }
 
 absl::Status SqliteTaskStore::Backup(const std::string& path) const {

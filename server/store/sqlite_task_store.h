@@ -86,11 +86,17 @@ class SqliteTaskStore final : public TaskStore {
                std::shared_ptr<const weft::v1::NodeOutcome> outcome,
                WriteDone done) override;
   NodeJournal TakeJournal(absl::string_view name) override;
+  void PutLazyValue(std::string id, std::string request,
+                    WriteDone done) override;
+  void EraseLazyValue(std::string id, WriteDone done) override;
+  std::vector<std::pair<std::string, std::string>> LazyValues() const override;
 
   // Writes a consistent copy of the store to `path` (a new file) with
   // SQLite's online backup API, on a connection of its own: writes go on
   // meanwhile.
   absl::Status Backup(const std::string& path) const;
+  // A Backup() beside the store: PATH.backup-XXXXXX.
+  absl::StatusOr<std::string> BackupToNewFile() const override;
 
   // Transactions committed so far (group commit makes them fewer than the
   // writes).
@@ -101,13 +107,14 @@ class SqliteTaskStore final : public TaskStore {
 
  private:
   struct Op {
-    enum class Kind { kWrite, kErase, kJournal };
+    enum class Kind { kWrite, kErase, kJournal, kPutLazy, kEraseLazy };
     Kind kind;
     std::string name;
     WriteDone done;
     std::shared_ptr<const weft::v1::Task> task;            // kWrite
     int32_t node = 0;                                      // kJournal
     std::shared_ptr<const weft::v1::NodeOutcome> outcome;  // kJournal
+    std::string bytes;                                     // kPutLazy
   };
   void Enqueue(Op op);
 
@@ -140,6 +147,8 @@ class SqliteTaskStore final : public TaskStore {
   TaskTable table_;
   // The journals found at open, by task name, until recovery takes them.
   absl::flat_hash_map<std::string, NodeJournal> journals_ ABSL_GUARDED_BY(mu_);
+  // The lazy-value definitions found at open (set before the writer runs).
+  std::vector<std::pair<std::string, std::string>> lazy_values_;
 
   std::thread writer_;
 };

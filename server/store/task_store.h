@@ -26,7 +26,8 @@
 // may call back into the registry.
 //
 // Durable stores also keep a journal of each running task's leaves (Journal)
-// and hand what it held at open to the registry's recovery (TakeJournal).
+// and hand what it held at open to the registry's recovery (TakeJournal),
+// and keep the lazy-value definitions made through the API.
 //
 // Thread-safety: implementations are thread-safe.
 
@@ -37,6 +38,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -44,6 +47,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/engine/sync.h"
 #include "weft/v1/outcome.pb.h"
@@ -110,6 +114,32 @@ class TaskStore {
   // The journal the task `name` had when the store was opened (empty when
   // none); each is handed out once.
   virtual NodeJournal TakeJournal(absl::string_view /*name*/) { return {}; }
+
+  // Lazy-value definitions made through the API, kept by durable stores so
+  // that they are declared again at the next start: `request` is the
+  // CreateLazyValueRequest as given (serialized). Writes like the others;
+  // the other stores call `done` at once and keep nothing.
+  virtual void PutLazyValue(std::string /*id*/, std::string /*request*/,
+                            WriteDone done) {
+    std::move(done)(absl::OkStatus());
+  }
+  virtual void EraseLazyValue(std::string /*id*/, WriteDone done) {
+    std::move(done)(absl::OkStatus());
+  }
+  // Writes a consistent copy of the store to a new file of its own choosing
+  // and returns its path; the caller removes it. FAILED_PRECONDITION for a
+  // store that keeps nothing (memory).
+  virtual absl::StatusOr<std::string> BackupToNewFile() const {
+    return absl::FailedPreconditionError(
+        "the memory store (--store=memory) keeps nothing to back up; run "
+        "weftd with --store=sqlite:PATH");
+  }
+
+  // The definitions the store held when it was opened, oldest first (a
+  // definition's plan may use those before it), as (id, request).
+  virtual std::vector<std::pair<std::string, std::string>> LazyValues() const {
+    return {};
+  }
 };
 
 // Tasks by name and by position, in memory: what the in-memory store holds,

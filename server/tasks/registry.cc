@@ -128,8 +128,8 @@ struct TaskRegistry::Live : public plan::NodeObserver,
   Live(TaskRegistry* r, NewTask t)
       : registry(r),
         created(std::move(t)),
-        inflight(r->options_.inflight),
-        journaling(r->store_.durable()) {}
+        journaling(r->store_.durable()),
+        inflight(r->options_.inflight) {}
 
   void OnNodeStarted(int32_t node) override {
     if (!plan::IsLeaf(created.plan->nodes()[node].kind)) return;
@@ -916,7 +916,8 @@ void TaskRegistry::SweepLater() {
       });
 }
 
-void TaskRegistry::Forget(const std::string& name, const char* why) {
+void TaskRegistry::Forget(const std::string& name, const char* why,
+                          DeleteFn erased) {
   auto footprint = footprints_.find(name);
   if (footprint != footprints_.end()) {
     --counts_[footprint->second.state];
@@ -924,9 +925,11 @@ void TaskRegistry::Forget(const std::string& name, const char* why) {
     footprints_.erase(footprint);
   }
   unsaved_.erase(name);
-  WriteLocked(nullptr, name, [this, name](absl::Status s) {
-    if (!s.ok()) WriteFailed("the erasure", name, s);
-  });
+  WriteLocked(nullptr, name,
+              [this, name, erased = std::move(erased)](absl::Status s) mutable {
+                if (!s.ok()) WriteFailed("the erasure", name, s);
+                if (erased) std::move(erased)(std::move(s));
+              });
   auto req = request_of_.find(name);
   if (req != request_of_.end()) {
     requests_.erase(req->second);
@@ -1119,17 +1122,21 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
   return Get(name, TaskParts::kWithOutcome, charge);
 }
 
-absl::Status TaskRegistry::Delete(absl::string_view name) {
-  if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
-  {
+void TaskRegistry::Delete(absl::string_view name, DeleteFn done) {
+  absl::Status refused = ParseTaskName(name).status();
+  if (refused.ok()) {
     engine::MutexLock lock(&mu_);
-    if (absl::Status s = DeleteLocked(name); !s.ok()) return s;
+    refused = DeleteLocked(name, done);
+  }
+  if (!refused.ok()) {
+    std::move(done)(std::move(refused));
+    return;
   }
   FlushWrites();
-  return absl::OkStatus();
 }
 
-absl::Status TaskRegistry::DeleteLocked(absl::string_view name) {
+absl::Status TaskRegistry::DeleteLocked(absl::string_view name,
+                                        DeleteFn& done) {
   auto live = live_.find(name);
   if (live != live_.end() && !live->second->stored) return NotFound(name);
   if (live != live_.end()) {
@@ -1143,7 +1150,20 @@ absl::Status TaskRegistry::DeleteLocked(absl::string_view name) {
         kTaskType, name);
   }
   if (!finished_names_.erase(std::string(name))) return NotFound(name);
-  Forget(std::string(name), "deleted (DeleteTask)");
+  Forget(std::string(name), "deleted (DeleteTask)",
+         [name = std::string(name),
+          done = std::move(done)](absl::Status s) mutable {
+           if (!s.ok()) {
+             s = common::WithReason(
+                 absl::UnavailableError(absl::StrCat(
+                     name,
+                     " is deleted here, but the task store could not forget "
+                     "it, so it would come back after a restart: ",
+                     s.message())),
+                 common::kTaskStoreUnavailable);
+           }
+           std::move(done)(std::move(s));
+         });
   return absl::OkStatus();
 }
 

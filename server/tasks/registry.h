@@ -150,6 +150,7 @@ class TaskRegistry {
   using WaitFn = absl::AnyInvocable<void(weft::v1::Task) &&>;
   // Called once with the new task, or why it was not taken.
   using CreateFn = absl::AnyInvocable<void(absl::StatusOr<weft::v1::Task>) &&>;
+  using DeleteFn = absl::AnyInvocable<void(absl::Status) &&>;
 
   // Stops a Wait or a Watch when destroyed (the caller left).
   class Handle {
@@ -201,7 +202,11 @@ class TaskRegistry {
   // The task as it then stands; `charge` as for Get.
   absl::StatusOr<weft::v1::Task> Cancel(absl::string_view name,
                                         engine::MemoryCharge* charge = nullptr);
-  absl::Status Delete(absl::string_view name);
+  // Forgets a finished task, and calls `done` once its erasure is written
+  // (a deleted task does not come back after a restart): OK, or
+  // UNAVAILABLE (TASK_STORE_UNAVAILABLE) when the store could not erase it;
+  // or at once with why it cannot be deleted.
+  void Delete(absl::string_view name, DeleteFn done);
 
   // Calls `fn` when the task is terminal (at once if it is) or at
   // `deadline`. The returned handle stops the wait when destroyed.
@@ -247,7 +252,8 @@ class TaskRegistry {
   // being written.
   std::optional<absl::StatusOr<weft::v1::Task>> Admit(NewTask task,
                                                       CreateFn& done);
-  absl::Status DeleteLocked(absl::string_view name)
+  // Takes `done` when the task is being erased.
+  absl::Status DeleteLocked(absl::string_view name, DeleteFn& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The creation's write is done: start or queue the task, or drop it.
   void Stored(const std::shared_ptr<Live>& live, absl::Status written);
@@ -300,8 +306,9 @@ class TaskRegistry {
   // The bytes a copy of the task takes with these parts.
   int64_t CopyBytesLocked(absl::string_view name, TaskParts parts) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Forget(const std::string& name, const char* why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `erased`, if given, is called with the erasure's result.
+  void Forget(const std::string& name, const char* why,
+              DeleteFn erased = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SweepLater() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   engine::Env& env_;

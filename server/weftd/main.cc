@@ -220,6 +220,9 @@ int main(int argc, char** argv) {
     Die(absl::StrCat("--config ", config_path, ": ", s.message()));
   }
   if (!settings->store_path.empty()) {
+    for (const std::string& line : server.RestoreLazyValues()) {
+      std::cerr << "weftd: " << line << std::endl;
+    }
     const absl::Time began = absl::Now();
     const weft::tasks::Recovery found = server.RecoverTasks();
     store_line = absl::StrCat(
@@ -276,27 +279,34 @@ int main(int argc, char** argv) {
   impatient.join();
   std::cerr << "weftd: stopped on "
             << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << "; ";
-  const int cancelled = report.runs_cancelled + report.tasks_cancelled;
-  if (report.tasks_kept > 0) {
-    std::cerr << report.tasks_kept
-              << " unfinished task(s) stay in the store and resume at the "
-                 "next start; ";
-  }
+  const int cut =
+      report.runs_cancelled + report.tasks_cancelled + report.tasks_stopped;
   if (report.runs_in_flight == 0 && report.tasks_running == 0) {
     std::cerr << "nothing was running";
   } else {
     std::cerr << report.runs_in_flight << " run(s) were in flight and "
               << report.tasks_running << " task(s) running; ";
-    if (cancelled == 0) {
+    if (cut == 0) {
       std::cerr << "all ended within the "
                 << weft::common::FormatJsonDuration(grace) << " grace period";
     } else {
-      std::cerr << report.runs_cancelled << " run(s) and "
-                << report.tasks_cancelled << " task(s) were cancelled when the "
-                << weft::common::FormatJsonDuration(grace) << " grace period "
+      if (report.tasks_stopped > 0) {
+        std::cerr << report.runs_cancelled << " run(s) were cancelled and "
+                  << report.tasks_stopped
+                  << " task(s) stopped (they resume at the next start)";
+      } else {
+        std::cerr << report.runs_cancelled << " run(s) and "
+                  << report.tasks_cancelled << " task(s) were cancelled";
+      }
+      std::cerr << " when the " << weft::common::FormatJsonDuration(grace)
+                << " grace period "
                 << (report.grace_cut_short ? "was cut short by a second signal"
                                            : "ended");
     }
+  }
+  if (report.tasks_kept > 0) {
+    std::cerr << "; " << report.tasks_kept
+              << " unfinished task(s) stay in the store for the next start";
   }
   std::cerr << std::endl;
   return 0;

@@ -106,7 +106,8 @@ WeftServer::WeftServer(ServerOptions options)
                                 .pools = &pools_,
                                 .lazies = &lazies_,
                                 .large_requests = &large_requests_,
-                                .inflight = &inflight_});
+                                .inflight = &inflight_,
+                                .task_store = task_store_.get()});
 }
 
 WeftServer::~WeftServer() {
@@ -117,6 +118,8 @@ absl::Status WeftServer::DeclareLazyValues(
     const weft::v1::ServerConfig& config) {
   for (int i = 0; i < config.lazy_values_size(); ++i) {
     const std::string where = absl::StrCat("lazy_values[", i, "]");
+    config_lazy_values_[config.lazy_values(i).lazy_value_id()] =
+        config.lazy_values(i).lazy_value().SerializeAsString();
     auto request = std::make_shared<const weft::v1::CreateLazyValueRequest>(
         config.lazy_values(i));
     absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
@@ -138,6 +141,56 @@ absl::Status WeftServer::DeclareLazyValues(
     }
   }
   return absl::OkStatus();
+}
+
+std::vector<std::string> WeftServer::RestoreLazyValues() {
+  std::vector<std::string> log;
+  for (const auto& [id, bytes] : task_store_->LazyValues()) {
+    const std::string name = absl::StrCat("lazyValues/", id);
+    auto request = std::make_shared<weft::v1::CreateLazyValueRequest>();
+    if (!request->ParseFromString(bytes)) {
+      log.push_back(absl::StrCat(name,
+                                 " in the store does not parse; it "
+                                 "stays there and is not declared"));
+      continue;
+    }
+    auto config = config_lazy_values_.find(id);
+    if (config != config_lazy_values_.end()) {
+      // The config file's values are the config's.
+      if (config->second != request->lazy_value().SerializeAsString()) {
+        log.push_back(absl::StrCat(
+            name,
+            ": the config file declares it, and its definition replaces the "
+            "one made through the API"));
+      }
+      task_store_->EraseLazyValue(id, [name](absl::Status s) {
+        if (!s.ok()) {
+          std::cerr << "weftd: the store could not forget " << name << ": "
+                    << s.message() << std::endl;
+        }
+      });
+      continue;
+    }
+    absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+        plan::Compile(service::PlanOf(*request), request, "lazy_value.plan",
+                      registry_, options_.orchestrator.limits, &pools_,
+                      &lazies_);
+    absl::Status declared = compiled.status();
+    if (compiled.ok()) {
+      declared = lazies_
+                     .Create(id, request->lazy_value(), *std::move(compiled),
+                             static_cast<int64_t>(request->SpaceUsedLong()))
+                     .status();
+    }
+    if (!declared.ok()) {
+      log.push_back(absl::StrCat(name,
+                                 " (made through the API) could not be "
+                                 "declared again: ",
+                                 declared.message(),
+                                 "; it stays in the store"));
+    }
+  }
+  return log;
 }
 
 tasks::Recovery WeftServer::RecoverTasks() {
@@ -207,6 +260,7 @@ ShutdownReport WeftServer::Shutdown(absl::Duration grace) {
   }
   if (!tasks_done && durable) {
     // Left RUNNING in the store: the next start resumes them.
+    report.tasks_stopped = tasks_.running();
     tasks_.Suspend(reason);
   } else if (!tasks_done) {
     report.tasks_cancelled = tasks_.running();

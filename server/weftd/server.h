@@ -9,6 +9,7 @@
 #define WEFT_SERVER_WEFTD_SERVER_H_
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,8 +60,10 @@ struct ShutdownReport {
   int runs_cancelled = 0;   // Still running when the grace period ended.
   int tasks_running = 0;    // When shutdown began.
   int tasks_cancelled = 0;  // Still running when the grace period ended.
-  // With a durable store: tasks left running or queued in it, resumed at
-  // the next start (none are cancelled).
+  // With a durable store, instead of cancelling: tasks still running when
+  // the grace period ended, stopped to resume at the next start; and all
+  // the unfinished tasks (those and the queued ones) left in the store.
+  int tasks_stopped = 0;
   int tasks_kept = 0;
   bool grace_cut_short = false;  // By EndGracePeriod().
 };
@@ -74,8 +77,15 @@ class WeftServer {
   // name the value: "lazy_values[1].lazy_value.plan.call.handler: ...".
   absl::Status DeclareLazyValues(const weft::v1::ServerConfig& config);
 
+  // Declares again the lazy values made through the API that a durable
+  // store keeps (after DeclareLazyValues: a value the config file declares
+  // is the config's, and the stored one is dropped). Returns what to log:
+  // replaced definitions, and ones that no longer compile (they stay in the
+  // store).
+  std::vector<std::string> RestoreLazyValues();
+
   // Takes back the tasks a durable store holds (TaskRegistry::Recover):
-  // after DeclareLazyValues, before Start.
+  // after RestoreLazyValues, before Start.
   tasks::Recovery RecoverTasks();
 
   // Binds and starts serving. Returns the bound "host:port".
@@ -129,6 +139,8 @@ class WeftServer {
   service::ReflectionV1Service reflection_v1_{reflection_index_.get()};
   service::ReflectionV1AlphaService reflection_v1alpha_{
       reflection_index_.get()};
+  // The config file's lazy values: id -> serialized definition.
+  std::map<std::string, std::string> config_lazy_values_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

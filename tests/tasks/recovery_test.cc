@@ -241,7 +241,13 @@ TEST_F(RecoveryTest, DeletedTasksStayDeleted) {
   absl::StatusOr<Task> t = Create(kValue);
   ASSERT_TRUE(t.ok());
   ASSERT_TRUE(WaitForState(t->name(), weft::v1::TASK_STATE_SUCCEEDED));
-  ASSERT_TRUE(registry_->Delete(t->name()).ok());
+  weft::testing::Notification deleted;
+  registry_->Delete(t->name(), [&](absl::Status s) {
+    EXPECT_TRUE(s.ok()) << s;
+    deleted.Notify();
+  });
+  // Answered once the erasure is in the file.
+  ASSERT_TRUE(deleted.WaitForNotificationWithTimeout(weft::testing::kWait));
   Restart();
   EXPECT_EQ(registry_->Get(t->name(), TaskParts::kBasic).status().code(),
             absl::StatusCode::kNotFound);

@@ -77,6 +77,10 @@ class Process:
         """What it has written to stderr so far (the last `limit` characters)."""
         return self._read(self._err, limit)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no chance to clean up."""
+        self._kill()
+
     def stop(self) -> None:
         """SIGTERM; AssertionError unless it exits 0 in time."""
         self._proc.send_signal(signal.SIGTERM)
