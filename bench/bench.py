@@ -378,22 +378,49 @@ def main():
         failed.append("http_scale failed: " + hs.stderr[-300:])
 
     print()
-    tasks = subprocess.run(
-        [os.path.join(b, "bench", "task_scale"), "--weftd=" + args.weftd,
-         "--tasks=100000", "--sleep=1s"],
-        capture_output=True, text=True, timeout=900)
     print("Tasks: 100,000 background tasks of one 1 s sleep each, created by one client "
-          "(256 calls in flight on one channel), admission limits raised by flags:")
+          "(256 calls in flight on one channel), admission limits raised by flags; in memory, "
+          "then in an SQLite store (--store_sync=full, the default), which a new weftd then "
+          "starts on with all 100,000 retained:")
     print()
-    print("| created | errors | creation rate | all SUCCEEDED after | weftd extra peak RSS | per task |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for line in tasks.stdout.splitlines():
-        f = dict(kv.split("=", 1) for kv in line.split())
-        print("| %s | %s | %s/s | %s (%s SUCCEEDED, %s other) | %s MB | %s bytes |" % (
-            f["created"], f["errors"], f["create_rate"][:-2], f["all_succeeded_after"],
-            f["succeeded"], f["other"], f["weftd_extra_peak_rss_mb"], f["peak_bytes_per_task"]))
-    if tasks.returncode != 0:
-        failed.append("task_scale: not every task succeeded: " + (tasks.stdout + tasks.stderr)[-300:])
+    print("| store | created | errors | creation rate | CreateTask p50 / p99 "
+          "| all SUCCEEDED after | weftd extra peak RSS | per task | on disk per task "
+          "| restart with 100,000 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    rates = {}
+    for store in ("memory", "sqlite"):
+        tasks = subprocess.run(
+            [os.path.join(b, "bench", "task_scale"), "--weftd=" + args.weftd,
+             "--tasks=100000", "--sleep=1s", "--store=" + store]
+            + (["--restart"] if store == "sqlite" else []),
+            capture_output=True, text=True, timeout=900)
+        for line in tasks.stdout.splitlines():
+            f = dict(kv.split("=", 1) for kv in line.split())
+            rates[store] = float(f["create_rate"][:-2])
+            print("| %s | %s | %s | %s/s | %s / %s ms | %s (%s SUCCEEDED, %s other) | %s MB "
+                  "| %s bytes | %s | %s |" % (
+                      store, f["created"], f["errors"], f["create_rate"][:-2],
+                      f["p50_ms"], f["p99_ms"], f["all_succeeded_after"], f["succeeded"],
+                      f["other"], f["weftd_extra_peak_rss_mb"], f["peak_bytes_per_task"],
+                      f["store_bytes_per_task"] + " bytes" if "store_bytes_per_task" in f
+                      else "-",
+                      f.get("restart", "-")))
+            restart = f.get("restart", "0s")
+            seconds = (float(restart[:-2]) / 1000 if restart.endswith("ms")
+                       else float(restart[:-1]))
+            if seconds >= 2:
+                failed.append("restart with 100,000 tasks took %s (target: under 2 s)"
+                              % f["restart"])
+        if tasks.returncode != 0:
+            failed.append("task_scale --store=%s: not every task succeeded: %s"
+                          % (store, (tasks.stdout + tasks.stderr)[-300:]))
+    if "memory" in rates and "sqlite" in rates:
+        ratio = rates["sqlite"] / rates["memory"]
+        print()
+        print("SQLite creates at %.2f of memory's rate (target: at least 0.5): %s"
+              % (ratio, "met" if ratio >= 0.5 else "MISSED"))
+        if ratio < 0.5:
+            failed.append("SQLite task creation at %.2f of memory's rate" % ratio)
 
     print()
     lat = lateness(args)

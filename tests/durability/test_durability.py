@@ -235,6 +235,14 @@ def test_a_full_disk_refuses_new_tasks_clearly_and_passes(small_disk):
         assert refusal.code.name == "UNAVAILABLE", refusal
         assert refusal.reason == "TASK_STORE_UNAVAILABLE", refusal
         assert "full" in str(refusal), refusal
+        # A lazy value is refused the same way, and not kept.
+        with pytest.raises(WeftError) as lazy_refused:
+            client.create_lazy_value("big", call("value", value="x" * 200_000))
+        assert lazy_refused.value.reason == "TASK_STORE_UNAVAILABLE", lazy_refused.value
+        assert "could not be stored, so it was not created" in str(lazy_refused.value)
+        with pytest.raises(WeftError) as absent:
+            client.get_lazy_value("big")
+        assert absent.value.reason == "LAZY_VALUE_NOT_FOUND"
         # Reads go on.
         assert client.get_task(first.name).outcome.value.string_value == "before"
         assert list(client.list_tasks())
