@@ -136,9 +136,7 @@ struct TaskRegistry::Live : public plan::NodeObserver,
     running.fetch_add(1, std::memory_order_relaxed);
     changes.fetch_add(1, std::memory_order_release);
     if (journaling && !registry->suspended_.load(std::memory_order_acquire)) {
-      registry->store_.Journal(name, node, nullptr, [this](absl::Status s) {
-        if (!s.ok()) registry->WriteFailed("the journal", name, s);
-      });
+      registry->Journal(name, node, nullptr);
     }
     NotifyWatchers();
   }
@@ -155,11 +153,8 @@ struct TaskRegistry::Live : public plan::NodeObserver,
       default:
         return;
     }
-    registry->store_.Journal(
-        name, node, std::make_shared<const weft::v1::NodeOutcome>(outcome),
-        [this](absl::Status s) {
-          if (!s.ok()) registry->WriteFailed("the journal", name, s);
-        });
+    registry->Journal(name, node,
+                      std::make_shared<const weft::v1::NodeOutcome>(outcome));
   }
   void OnNodeFinished(int32_t node, weft::v1::NodeState state) override {
     if (!plan::IsLeaf(created.plan->nodes()[node].kind)) return;
@@ -273,7 +268,10 @@ TaskRegistry::~TaskRegistry() {
   }
   engine::MutexLock lock(&mu_);
   if (sweep_timer_.has_value()) env_.Cancel(*sweep_timer_);
-  while (unfinished_writes_ > 0 || finishing_ > 0) idle_.Wait(&mu_);
+  while (unfinished_writes_ > 0 || finishing_ > 0 ||
+         journal_writes_.load(std::memory_order_acquire) > 0) {
+    idle_.Wait(&mu_);
+  }
 }
 
 absl::Status TaskRegistry::NotFound(absl::string_view name) const {
@@ -333,6 +331,25 @@ void TaskRegistry::FlushWrites() {
       store_.Erase(std::move(w.name), std::move(done));
     }
   }
+}
+
+void TaskRegistry::Journal(
+    const std::string& name, int32_t node,
+    std::shared_ptr<const weft::v1::NodeOutcome> outcome) {
+  // Not through the registry's queue (no lock per leaf): the store orders
+  // them before the task's end, which is issued after the leaf ended. The
+  // destructor waits for them (the callback needs the registry, not the
+  // task, which may be gone by then).
+  journal_writes_.fetch_add(1, std::memory_order_relaxed);
+  store_.Journal(name, node, std::move(outcome), [this, name](absl::Status s) {
+    if (!s.ok()) WriteFailed("the journal", name, s);
+    // Under the lock, so the destructor cannot see zero and
+    // go before this is done with the registry.
+    engine::MutexLock lock(&mu_);
+    if (journal_writes_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      idle_.SignalAll();
+    }
+  });
 }
 
 void TaskRegistry::RunAfter(std::vector<std::function<void()>>& after) {

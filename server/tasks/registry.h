@@ -270,6 +270,10 @@ class TaskRegistry {
                    store::TaskStore::WriteDone done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FlushWrites() ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes a leaf's start (null `outcome`) or end to the task's journal.
+  void Journal(const std::string& name, int32_t node,
+               std::shared_ptr<const weft::v1::NodeOutcome> outcome)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Runs what was left for after the lock, then issues the writes.
   void RunAfter(std::vector<std::function<void()>>& after)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -355,6 +359,8 @@ class TaskRegistry {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   // Writes queued or issued whose `done` has not returned.
   int64_t unfinished_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Journal writes issued whose `done` has not returned.
+  std::atomic<int64_t> journal_writes_{0};
   int64_t store_failures_ ABSL_GUARDED_BY(mu_) = 0;
   // Threads inside Finished: its last steps (starting queued tasks, issuing
   // writes) run after running_ has dropped, and the destructor waits for
