@@ -199,7 +199,9 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     if (!probe.ok()) return fail(Refused(path, probe.status()));
     Scope scope(*probe);
-    (*probe)->Bind(1, absl::FormatTime(absl::Now()));
+    // Bound without a copy (SQLITE_STATIC): it must outlive the Run.
+    const std::string now = absl::FormatTime(absl::Now());
+    (*probe)->Bind(1, now);
     if (absl::Status s = (*probe)->Run(); !s.ok())
       return fail(Refused(path, s));
   }
