@@ -86,6 +86,40 @@ weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node) {
   return node;
 }
 
+weft::v1::PlanNode Deadline(absl::Duration deadline, weft::v1::PlanNode node) {
+  common::SetDuration(deadline, node.mutable_deadline());
+  return node;
+}
+
+namespace {
+// {key: value}.
+google::protobuf::Value Tagged(absl::string_view key,
+                               google::protobuf::Value value) {
+  google::protobuf::Value out;
+  (*out.mutable_struct_value()->mutable_fields())[std::string(key)] =
+      std::move(value);
+  return out;
+}
+
+google::protobuf::Value String(absl::string_view s) {
+  google::protobuf::Value v;
+  v.set_string_value(std::string(s));
+  return v;
+}
+}  // namespace
+
+google::protobuf::Value Ref(absl::string_view path) {
+  return Tagged("$ref", String(path));
+}
+
+google::protobuf::Value Format(absl::string_view format) {
+  return Tagged("$format", String(format));
+}
+
+google::protobuf::Value Literal(google::protobuf::Value value) {
+  return Tagged("$literal", std::move(value));
+}
+
 absl::StatusOr<google::protobuf::Struct> ArgsFromJson(absl::string_view json) {
   google::protobuf::Struct args;
   auto s = google::protobuf::util::JsonStringToMessage(

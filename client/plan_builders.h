@@ -65,6 +65,22 @@ weft::v1::PlanNode Lazy(absl::string_view name_or_id);
 weft::v1::PlanNode Id(absl::string_view id, weft::v1::PlanNode node);
 weft::v1::PlanNode Timeout(absl::Duration timeout, weft::v1::PlanNode node);
 weft::v1::PlanNode Retry(int max_attempts, weft::v1::PlanNode node);
+// `node` with a deadline for all its attempts and backoffs together.
+weft::v1::PlanNode Deadline(absl::Duration deadline, weft::v1::PlanNode node);
+
+// Values for a call's args that earlier steps of a sequence make (the server
+// fills them in when the call starts; see CallNode.args):
+//   Ref("user.posts[0].title")  {"$ref": ...}: a node's value, or part of it;
+//   Format("/users/{user.id}")  {"$format": ...}: a string built from them;
+//   Literal(v)                  {"$literal": v}: v as it is, even an object
+//                               with a "$ref" key.
+//
+//   google::protobuf::Struct args;
+//   (*args.mutable_fields())["url"] = Format("http://api/users/{user.id}");
+//   Sequence({Id("user", Call("http", user_args)), Call("http", args)});
+google::protobuf::Value Ref(absl::string_view path);
+google::protobuf::Value Format(absl::string_view format);
+google::protobuf::Value Literal(google::protobuf::Value value);
 
 }  // namespace weft::client
 

@@ -48,6 +48,7 @@ inline constexpr absl::string_view kPlanTooLarge = "PLAN_TOO_LARGE";
 inline constexpr absl::string_view kValueTooDeep = "VALUE_TOO_DEEP";
 inline constexpr absl::string_view kMalformedRequest = "MALFORMED_REQUEST";
 inline constexpr absl::string_view kUrlNotAllowed = "URL_NOT_ALLOWED";
+inline constexpr absl::string_view kBadReference = "BAD_REFERENCE";
 // Limits and load:
 inline constexpr absl::string_view kAnswerTooLarge = "ANSWER_TOO_LARGE";
 inline constexpr absl::string_view kMemoryExhausted = "MEMORY_EXHAUSTED";
@@ -74,6 +75,10 @@ inline constexpr absl::string_view kLazyComputationFailed =
 // A node's failure (in outcomes, and in a lazy value's computation):
 inline constexpr absl::string_view kNodeTimeout = "NODE_TIMEOUT";
 inline constexpr absl::string_view kRunDeadline = "RUN_DEADLINE";
+inline constexpr absl::string_view kNodeDeadline = "NODE_DEADLINE";
+inline constexpr absl::string_view kRefNoValue = "REF_NO_VALUE";
+inline constexpr absl::string_view kRefPathNotFound = "REF_PATH_NOT_FOUND";
+inline constexpr absl::string_view kRefBadValue = "REF_BAD_VALUE";
 inline constexpr absl::string_view kSiblingFailed = "SIBLING_FAILED";
 inline constexpr absl::string_view kQuorumReached = "QUORUM_REACHED";
 inline constexpr absl::string_view kQuorumUnreachable = "QUORUM_UNREACHABLE";

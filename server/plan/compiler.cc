@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/common/duration.h"
 #include "server/common/errors.h"
 #include "server/common/proto_time.h"
@@ -193,11 +194,13 @@ class Compiler {
     plan_->nodes_.reserve(std::min(CountNodes(plan, limits_.max_plan_nodes + 1),
                                    limits_.max_plan_nodes + 1));
     plan_->max_value_depth_ = limits_.max_value_depth;
+    root_path_ = std::string(path);
     if (absl::Status s = CompileNode(plan, std::string(path), 1, nullptr,
                                      limits_.max_value_depth);
         !s.ok()) {
       return s;
     }
+    if (absl::Status s = BindReferences(); !s.ok()) return s;
     compiled->source_ = std::move(owner);
     return std::unique_ptr<const CompiledPlan>(std::move(compiled));
   }
@@ -225,6 +228,7 @@ class Compiler {
     plan_->nodes_.emplace_back();
     plan_->nodes_[index].source = &node;
     plan_->nodes_[index].position = position_;
+    plan_->nodes_[index].parent = parent_;
     plan_->nodes_[index].max_value_depth = room;
     position_ = 0;
 
@@ -236,6 +240,12 @@ class Compiler {
           DurationField(node.timeout(), absl::StrCat(path, ".timeout"), true);
       if (!t.ok()) return t.status();
       plan_->nodes_[index].timeout = *t;
+    }
+    if (node.has_deadline()) {
+      absl::StatusOr<absl::Duration> d =
+          DurationField(node.deadline(), absl::StrCat(path, ".deadline"), true);
+      if (!d.ok()) return d.status();
+      plan_->nodes_[index].deadline = *d;
     }
     if (node.has_retry()) {
       absl::StatusOr<CompiledRetry> retry =
@@ -406,20 +416,54 @@ class Compiler {
           common::kUnknownHandler,
           {{"handler", common::Abbreviate(call.handler(), 128)}});
     }
+    CompiledNode& out = plan_->nodes_[index];
+    const google::protobuf::Struct* args = &call.args();
+    const handlers::HandlerInfo* info = &handler->info();
+    handlers::HandlerInfo relaxed;
+    if (HasDataFlow(call.args())) {
+      absl::StatusOr<ArgTemplate> t = ParseArgs(call.args(), path);
+      if (!t.ok()) return t.status();
+      if (t->holes.empty()) {
+        // Only $literal: the args are known now.
+        out.args =
+            std::make_unique<google::protobuf::Struct>(std::move(t->base));
+        args = out.args.get();
+      } else {
+        // Arguments that hold references are checked when the call starts;
+        // the rest now, and every name.
+        relaxed = handler->info();
+        for (handlers::ArgSpec& spec : relaxed.args) {
+          if (std::binary_search(t->dynamic_args.begin(),
+                                 t->dynamic_args.end(), spec.name)) {
+            spec.type = handlers::ArgType::kAny;
+            spec.required = false;
+          }
+        }
+        info = &relaxed;
+        out.arg_template = std::make_unique<const ArgTemplate>(*std::move(t));
+        args = &out.arg_template->base;
+        referrers_.push_back(index);
+      }
+    }
     // Handler errors start with "args...": join them to the call's path.
-    if (absl::Status s = handlers::CheckArgs(handler->info(), call.args());
-        !s.ok()) {
+    if (absl::Status s = handlers::CheckArgs(*info, *args); !s.ok()) {
       return HandlerError(path, s);
     }
-    if (absl::Status s = CheckArgDepths(handler->info(), call.args(), path,
-                                        plan_->nodes_[index].max_value_depth);
+    if (absl::Status s =
+            CheckArgDepths(*info, *args, path, out.max_value_depth);
         !s.ok()) {
       return s;
     }
-    absl::StatusOr<std::unique_ptr<handlers::Call>> prepared =
-        handler->Prepare(call.args());
-    if (!prepared.ok()) {
-      return HandlerError(path, prepared.status());
+    std::unique_ptr<handlers::Call> prepared_call;
+    if (out.arg_template == nullptr) {
+      absl::StatusOr<std::unique_ptr<handlers::Call>> prepared =
+          handler->Prepare(*args);
+      if (!prepared.ok()) {
+        return HandlerError(path, prepared.status());
+      }
+      prepared_call = *std::move(prepared);
+    } else {
+      out.handler = handler;
     }
     // A blocking handler never runs on the event loop.
     if (pool == nullptr && handler->info().blocking) {
@@ -431,7 +475,7 @@ class Compiler {
                                   "but none is configured (--pools)"));
       }
     }
-    plan_->nodes_[index].call = *std::move(prepared);
+    plan_->nodes_[index].call = std::move(prepared_call);
     plan_->nodes_[index].pool = pool;
     return absl::OkStatus();
   }
@@ -484,6 +528,7 @@ class Compiler {
       }
       indices.push_back(static_cast<int32_t>(plan_->nodes_.size()));
       position_ = i;
+      parent_ = index;
       if (absl::Status s =
               CompileNode(child, std::move(child_path), depth + 1, pool, room);
           !s.ok()) {
@@ -597,6 +642,7 @@ class Compiler {
     }
     const int32_t child = static_cast<int32_t>(plan_->nodes_.size());
     plan_->nodes_[index].children = {child};
+    parent_ = index;
     if (absl::Status s =
             CompileNode(offload.child(), absl::StrCat(path, ".child"),
                         depth + 1, pool, room);
@@ -607,13 +653,171 @@ class Compiler {
     return absl::OkStatus();
   }
 
+  // The path of node `index` in messages: "plan.sequence.children[1]".
+  std::string NodePath(int32_t index) const {
+    const CompiledNode& n = plan_->nodes_[index];
+    if (n.parent < 0) return root_path_;
+    const CompiledNode& p = plan_->nodes_[n.parent];
+    switch (p.kind) {
+      case NodeKind::kOffload:
+        return absl::StrCat(NodePath(n.parent), ".offload.child");
+      case NodeKind::kParallel:
+        return absl::StrCat(NodePath(n.parent), ".parallel.children[",
+                            n.position, "]");
+      case NodeKind::kRace:
+        return absl::StrCat(NodePath(n.parent), ".race.children[", n.position,
+                            "]");
+      default:
+        return absl::StrCat(NodePath(n.parent), ".sequence.children[",
+                            n.position, "]");
+    }
+  }
+
+  // The child of `ancestor` on the way down to `index`.
+  int32_t ChildToward(int32_t ancestor, int32_t index) const {
+    while (plan_->nodes_[index].parent != ancestor) {
+      index = plan_->nodes_[index].parent;
+    }
+    return index;
+  }
+
+  bool IsAncestor(int32_t ancestor, int32_t index) const {
+    return ancestor <= index &&
+           index < ancestor + plan_->nodes_[ancestor].subtree_size;
+  }
+
+  // The deepest node enclosing both `a` and `b` (or one of them).
+  int32_t CommonAncestor(int32_t a, int32_t b) const {
+    while (!IsAncestor(a, b)) a = plan_->nodes_[a].parent;
+    return a;
+  }
+
+  // Empty when node `target` is certain to have finished before node
+  // `reader` starts: it is in an earlier step of a sequence enclosing
+  // `reader`. Otherwise why not.
+  std::string WhyNotVisible(int32_t target, int32_t reader) const {
+    if (target == reader) {
+      return "is this call itself; a call reads values made before it starts";
+    }
+    if (IsAncestor(target, reader)) {
+      return absl::StrCat("encloses this call (it is ", NodePath(target),
+                          "), so it finishes only after this call does");
+    }
+    const int32_t common = CommonAncestor(target, reader);
+    const CompiledNode& c = plan_->nodes_[common];
+    const int32_t t = ChildToward(common, target);
+    const int32_t r = ChildToward(common, reader);
+    const std::string at = NodePath(common);
+    switch (c.kind) {
+      case NodeKind::kSequence:
+        if (plan_->nodes_[t].position < plan_->nodes_[r].position) return "";
+        return absl::StrCat("is in step ", plan_->nodes_[t].position,
+                            " of the sequence ", at,
+                            ", which runs after this call's step ",
+                            plan_->nodes_[r].position);
+      case NodeKind::kRace:
+        return absl::StrCat("is in another branch of the race ", at,
+                            ", so it may still be running (or never start) "
+                            "when this call starts");
+      default:
+        return absl::StrCat("runs beside this call in the parallel ", at,
+                            ", so it may still be running when this call "
+                            "starts");
+    }
+  }
+
+  // The ids a reference from node `reader` can name, for messages.
+  std::string IdsInScope(int32_t reader) const {
+    std::vector<absl::string_view> ids;
+    for (const auto& [id, nodes] : ids_) {
+      for (int32_t n : nodes) {
+        if (WhyNotVisible(n, reader).empty()) {
+          ids.push_back(id);
+          break;
+        }
+      }
+    }
+    if (ids.empty()) return "none";
+    std::sort(ids.begin(), ids.end());
+    constexpr size_t kShown = 10;
+    std::vector<std::string> shown;
+    for (size_t i = 0; i < ids.size() && i < kShown; ++i) {
+      shown.push_back(common::Quote(ids[i]));
+    }
+    return absl::StrCat(absl::StrJoin(shown, ", "),
+                        ids.size() > kShown ? ", ..." : "");
+  }
+
+  // Binds every reference to the node it names, checking that the node is
+  // certain to have finished when the reading call starts.
+  absl::Status BindReferences() {
+    if (referrers_.empty()) return absl::OkStatus();
+    for (int32_t i = 0; i < static_cast<int32_t>(plan_->nodes_.size()); ++i) {
+      const std::string& id = plan_->nodes_[i].source->id();
+      if (IsReferenceableId(id)) ids_[id].push_back(i);
+    }
+    constexpr absl::string_view kRule =
+        "a call can read the values of the earlier steps of a sequence "
+        "around it, and of the nodes inside those steps";
+    for (int32_t reader : referrers_) {
+      // Bound in a copy: the template is const once compiled.
+      auto t = std::make_unique<ArgTemplate>(*plan_->nodes_[reader].arg_template);
+      for (Hole& hole : t->holes) {
+        for (Ref& ref : hole.refs) {
+          auto it = ids_.find(ref.id);
+          if (it == ids_.end()) {
+            return common::FieldError(
+                ref.where,
+                absl::StrCat(common::Quote(ref.text), ": no node has id ",
+                             common::Quote(ref.id), "; ids in scope here: ",
+                             IdsInScope(reader)),
+                common::kBadReference);
+          }
+          std::vector<int32_t> visible;
+          for (int32_t n : it->second) {
+            if (WhyNotVisible(n, reader).empty()) visible.push_back(n);
+          }
+          if (visible.empty()) {
+            const int32_t n = it->second.front();
+            return common::FieldError(
+                ref.where,
+                absl::StrCat(common::Quote(ref.text), ": node ",
+                             common::Quote(ref.id), " ",
+                             WhyNotVisible(n, reader), "; ", kRule),
+                common::kBadReference);
+          }
+          if (visible.size() > 1) {
+            return common::FieldError(
+                ref.where,
+                absl::StrCat(common::Quote(ref.text), ": id ",
+                             common::Quote(ref.id),
+                             " is ambiguous here: ", NodePath(visible[0]),
+                             " and ", NodePath(visible[1]),
+                             " both have it; give them different ids"),
+                common::kBadReference);
+          }
+          ref.node = visible.front();
+          plan_->nodes_[ref.node].referenced = true;
+        }
+      }
+      plan_->nodes_[reader].arg_template = std::move(t);
+    }
+    return absl::OkStatus();
+  }
+
   const handlers::HandlerRegistry& registry_;
   const Limits& limits_;
   const PoolSet* const pools_;
   LazyResolver* const lazies_;
   CompiledPlan* plan_ = nullptr;
-  // The position of the next node among its siblings.
+  // The position of the next node among its siblings, and its parent.
   int position_ = 0;
+  int32_t parent_ = -1;
+  std::string root_path_;
+  // Calls whose args hold references, bound once every node is compiled.
+  std::vector<int32_t> referrers_;
+  // Nodes by id, for ids references can name (filled when there are some).
+  absl::flat_hash_map<std::string, std::vector<int32_t>> ids_;
 };
 
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(

@@ -29,6 +29,7 @@
 #include "server/handlers/registry.h"
 #include "server/plan/lazy_resolver.h"
 #include "server/plan/pools.h"
+#include "server/plan/refs.h"
 #include "weft/v1/plan.pb.h"
 
 namespace weft::plan {
@@ -92,6 +93,11 @@ struct CompiledNode {
   const weft::v1::PlanNode* source = nullptr;
   // Per attempt; InfiniteDuration() when the node has no timeout.
   absl::Duration timeout = absl::InfiniteDuration();
+  // For all attempts and backoffs together, from the node's first start;
+  // InfiniteDuration() when the node has no deadline.
+  absl::Duration deadline = absl::InfiniteDuration();
+  // The enclosing node's index; -1 for the root.
+  int32_t parent = -1;
   std::unique_ptr<const CompiledRetry> retry;
   // Indices into CompiledPlan::nodes(), in plan order.
   std::vector<int32_t> children;
@@ -109,8 +115,17 @@ struct CompiledNode {
   engine::RaceMode race_mode = engine::RaceMode::kFirstSuccess;
   absl::Duration hedge_delay = absl::ZeroDuration();
   // For a call: the prepared call, and the pool it runs on (nullptr: on the
-  // event loop).
+  // event loop). A call whose args hold references has none: it is prepared
+  // when it starts, from `arg_template` filled in, by `handler`.
   std::unique_ptr<handlers::Call> call;
+  std::unique_ptr<const ArgTemplate> arg_template;
+  const handlers::Handler* handler = nullptr;
+  // The args `call` was prepared with, when they are not the plan's own
+  // (a $literal unwrapped).
+  std::unique_ptr<const google::protobuf::Struct> args;
+  // Whether a reference reads this node's value: the run keeps a copy of it
+  // when the node succeeds.
+  bool referenced = false;
   engine::ThreadPool* pool = nullptr;
   // The most levels of lists and objects the node's value may have:
   // --max_value_depth less what the composites around it add. A call whose

@@ -21,6 +21,7 @@
 #include "server/engine/task_group.h"
 #include "server/engine/thread_pool.h"
 #include "server/handlers/value_size.h"
+#include "server/plan/refs.h"
 
 namespace weft::plan {
 namespace {
@@ -55,9 +56,23 @@ struct NodeRecord {
   bool run_deadline = false;
   std::string winner;
 
+  // For a node a reference reads: a copy of its value once it succeeded,
+  // and the memory that copy was charged.
+  std::shared_ptr<const Value> ref_value;
+  int64_t ref_memory = 0;
+  // For a call whose args hold references: the args filled in, and the call
+  // prepared with them (kept across its attempts).
+  struct Filled {
+    google::protobuf::Struct args;
+    std::unique_ptr<handlers::Call> call;
+  };
+  // Shared with the call while it starts, which may outlast a reset.
+  std::shared_ptr<const Filled> filled;
+
   // While running.
   engine::Done done;                           // To the parent.
   engine::CancellationToken token;             // The scope the node runs in.
+  std::unique_ptr<engine::Deadline> node_deadline;  // Its `deadline`'s.
   engine::CancellationToken inner;             // The current attempt's scope.
   std::unique_ptr<engine::Deadline> deadline;  // The current attempt's.
   engine::Done attempt_done;                   // To Retry, for retried nodes.
@@ -161,6 +176,15 @@ class Execution {
     if (options_.observer != nullptr) options_.observer->OnNodeStarted(index);
 
     const CompiledNode& n = node(index);
+    if (n.deadline != absl::InfiniteDuration()) {
+      rec.node_deadline = std::make_unique<engine::Deadline>(
+          *options_.env, token, rec.start + n.deadline,
+          common::WithReason(
+              absl::CancelledError(
+                  absl::StrCat("cancelled: ", DeadlineMessage(index))),
+              common::kNodeDeadline));
+      rec.token = rec.node_deadline->token();
+    }
     if (replay_used_ != nullptr && IsLeaf(n.kind) && !replay_used_[index] &&
         !token.cancelled()) {
       auto it = options_.replay->ended.find(index);
@@ -176,7 +200,7 @@ class Execution {
     }
     engine::RetryPolicy policy = n.retry->policy;
     policy.retryable = [this, index](const absl::Status& s, int) {
-      if (handlers::IsPermanent(s)) return false;
+      if (handlers::IsPermanent(s) || DeadlinePassed(index)) return false;
       const CompiledRetry& r = *node(index).retry;
       if (r.retryable_codes.empty()) {
         return DefaultRetryable(s, records_[index].state);
@@ -184,7 +208,7 @@ class Execution {
       return r.retryable_codes.contains(s.code());
     };
     engine::Retry(
-        *options_.env, token, std::move(policy),
+        *options_.env, rec.token, std::move(policy),
         [this, index](const engine::CancellationToken&, int attempt,
                       engine::Done d) {
           records_[index].attempt_done = std::move(d);
@@ -255,6 +279,18 @@ class Execution {
                                                 : common::kNodeTimeout);
   }
 
+  // Whether node `index`'s own deadline has passed (and stopped it).
+  bool DeadlinePassed(int32_t index) const {
+    const NodeRecord& rec = records_[index];
+    return rec.node_deadline != nullptr && rec.node_deadline->expired();
+  }
+
+  std::string DeadlineMessage(int32_t index) const {
+    return absl::StrCat("the node's deadline of ",
+                        common::FormatJsonDuration(node(index).deadline),
+                        " passed");
+  }
+
   std::string TimeoutMessage(int32_t index) const {
     return records_[index].run_deadline
                ? options_.deadline_message
@@ -262,9 +298,106 @@ class Execution {
                               common::FormatJsonDuration(node(index).timeout));
   }
 
+  // Fills in the args of call `index` from the values the run holds and
+  // prepares the call with them, once per run of the node.
+  absl::Status Fill(int32_t index) {
+    NodeRecord& rec = records_[index];
+    if (rec.filled != nullptr) return absl::OkStatus();
+    const CompiledNode& n = node(index);
+    absl::StatusOr<google::protobuf::Struct> args =
+        FillArgs(*n.arg_template, [this](int32_t target) {
+          return Target(target);
+        });
+    if (!args.ok()) return args.status();
+    auto filled = std::make_shared<NodeRecord::Filled>();
+    filled->args = *std::move(args);
+    absl::Status s = handlers::CheckArgs(n.handler->info(), filled->args);
+    if (s.ok()) {
+      absl::StatusOr<std::unique_ptr<handlers::Call>> call =
+          n.handler->Prepare(filled->args);
+      if (call.ok()) {
+        filled->call = *std::move(call);
+      } else {
+        s = call.status();
+      }
+    }
+    if (!s.ok()) {
+      // "args.url: must be ...", from the values the references brought.
+      return handlers::Permanent(common::WithReason(
+          absl::InvalidArgumentError(absl::StrCat(
+              s.message(), " (filled in from references)")),
+          common::kRefBadValue));
+    }
+    rec.filled = std::move(filled);
+    return absl::OkStatus();
+  }
+
+  // What a reference to node `target` finds.
+  RefTarget Target(int32_t target) const {
+    const NodeRecord& rec = records_[target];
+    RefTarget out;
+    if (rec.ref_value != nullptr) {
+      out.value = rec.ref_value.get();
+      return out;
+    }
+    if (rec.state == weft::v1::NODE_STATE_UNSPECIFIED) {
+      out.why_not = "it did not run";
+    } else {
+      out.why_not =
+          absl::StrCat("it ended ", weft::v1::NodeState_Name(rec.state)
+                                        .substr(sizeof("NODE_STATE_") - 1),
+                       rec.error.ok()
+                           ? std::string()
+                           : absl::StrCat(" (", rec.error.message(), ")"));
+    }
+    return out;
+  }
+
+  // Keeps a copy of node `index`'s value for the references that read it.
+  void KeepForReferences(int32_t index) {
+    NodeRecord& rec = records_[index];
+    auto value = std::make_shared<Value>(ValueForReference(index));
+    const int64_t memory = handlers::Measure(*value).memory;
+    if (options_.memory != nullptr && !options_.memory->TryAdd(memory)) {
+      Overflow(MemoryRefusal(memory)).IgnoreError();
+      return;
+    }
+    rec.ref_memory = memory;
+    rec.ref_value = std::move(value);
+  }
+
+  // Node `index`'s value, as its outcome would show it.
+  Value ValueForReference(int32_t index) {
+    const CompiledNode& n = node(index);
+    if (options_.root_only || IsLeaf(n.kind)) return records_[index].value;
+    // A full outcome's composites carry no value: build it as a reader of
+    // the outcome would, from a copy of the subtree's.
+    NodeOutcome subtree;
+    BuildOutcome(index, false, &subtree, /*copy=*/true);
+    return common::AssembleValue(subtree);
+  }
+
+  void ReleaseReference(NodeRecord& rec) {
+    if (rec.ref_memory != 0 && options_.memory != nullptr) {
+      options_.memory->Remove(rec.ref_memory);
+    }
+    rec.ref_memory = 0;
+    rec.ref_value.reset();
+  }
+
   void StartCall(int32_t index, const engine::CancellationToken& token,
                  engine::Done done) {
     const CompiledNode& n = node(index);
+    if (n.arg_template != nullptr) {
+      if (absl::Status s = Fill(index); !s.ok()) {
+        AttemptEnded(index, std::move(s));
+        return;
+      }
+    }
+    if (n.call == nullptr) {
+      StartFilledCall(index, token, std::move(done));
+      return;
+    }
     if (n.pool == nullptr) {
       // On this thread; the callback ends the attempt directly.
       n.call->Start(handlers::CallContext{*options_.env, token},
@@ -277,6 +410,33 @@ class Execution {
         *n.pool, *options_.env, token,
         [this, index](const engine::CancellationToken& t, engine::Done d) {
           node(index).call->Start(
+              handlers::CallContext{*options_.env, t},
+              [this, index,
+               d = std::move(d)](handlers::CallResult result) mutable {
+                std::move(d)(Record(index, std::move(result)));
+              });
+        },
+        std::move(done));
+  }
+
+  // StartCall for a call prepared when it started (Fill): the same, holding
+  // the call while it starts.
+  void StartFilledCall(int32_t index, const engine::CancellationToken& token,
+                       engine::Done done) {
+    std::shared_ptr<const NodeRecord::Filled> filled = records_[index].filled;
+    engine::ThreadPool* pool = node(index).pool;
+    if (pool == nullptr) {
+      filled->call->Start(handlers::CallContext{*options_.env, token},
+                          [this, index](handlers::CallResult result) {
+                            AttemptEnded(index, Record(index, std::move(result)));
+                          });
+      return;
+    }
+    engine::RunInThreadPool(
+        *pool, *options_.env, token,
+        [this, index, filled = std::move(filled)](
+            const engine::CancellationToken& t, engine::Done d) {
+          filled->call->Start(
               handlers::CallContext{*options_.env, t},
               [this, index,
                d = std::move(d)](handlers::CallResult result) mutable {
@@ -712,14 +872,29 @@ class Execution {
                 std::optional<absl::Time> end = std::nullopt) {
     NodeRecord& rec = records_[index];
     rec.end = end.value_or(options_.env->Now());
-    if (!s.ok() && rec.state == weft::v1::NODE_STATE_FAILED &&
-        s.code() == absl::StatusCode::kCancelled && rec.token.cancelled() &&
-        s == rec.token.reason()) {
+    if (!s.ok() && DeadlinePassed(index) &&
+        (s.code() == absl::StatusCode::kCancelled ||
+         s.code() == absl::StatusCode::kDeadlineExceeded)) {
+      // Its deadline stopped it, mid-attempt or waiting to retry.
+      rec.state = weft::v1::NODE_STATE_TIMED_OUT;
+      s = common::WithReason(
+          absl::DeadlineExceededError(absl::StrCat(
+              DeadlineMessage(index), " (", rec.attempts,
+              rec.attempts == 1 ? " attempt)" : " attempts)")),
+          common::kNodeDeadline);
+      rec.error = s;
+    } else if (!s.ok() && rec.state == weft::v1::NODE_STATE_FAILED &&
+               s.code() == absl::StatusCode::kCancelled &&
+               rec.token.cancelled() && s == rec.token.reason()) {
       // Cancelled while waiting to retry.
       rec.state = weft::v1::NODE_STATE_CANCELLED;
       rec.error = s;
     }
+    rec.node_deadline.reset();
     const CompiledNode& n = node(index);
+    if (n.referenced && rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
+      KeepForReferences(index);
+    }
     if (options_.observer != nullptr) {
       options_.observer->OnNodeFinished(index, rec.state);
       if (IsLeaf(n.kind) && !rec.recovered &&
@@ -741,6 +916,7 @@ class Execution {
     const int32_t end = index + node(index).subtree_size;
     for (int32_t i = index; i < end; ++i) {
       Uncharge(records_[i].size);
+      ReleaseReference(records_[i]);
       records_[i] = NodeRecord();
       records_[i].state = weft::v1::NODE_STATE_SKIPPED;
       records_[i].error = reason;
@@ -756,6 +932,7 @@ class Execution {
     records_[index].winner.clear();
     for (int32_t i = index + 1; i < end; ++i) {
       Uncharge(records_[i].size);
+      ReleaseReference(records_[i]);
       records_[i] = NodeRecord();
     }
   }
@@ -772,6 +949,7 @@ class Execution {
       root.value.Clear();
     }
     const bool root_only = options_.root_only || overflowed;
+    for (NodeRecord& rec : records_) ReleaseReference(rec);
     BuildOutcome(0, root_only, &outcome);
     // What the outcome does not keep is freed with the records.
     for (size_t i = root_only ? 1 : records_.size(); i < records_.size(); ++i) {
@@ -787,7 +965,9 @@ class Execution {
     std::move(done)(std::move(outcome));
   }
 
-  void BuildOutcome(int32_t index, bool root_only, NodeOutcome* out) {
+  // `copy`: leaves the records' values and winners in place.
+  void BuildOutcome(int32_t index, bool root_only, NodeOutcome* out,
+                    bool copy = false) {
     const CompiledNode& n = node(index);
     NodeRecord& rec = records_[index];
     out->set_id(n.source->id());
@@ -796,7 +976,7 @@ class Execution {
     if (rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
       // Composites of a full outcome have none (see Take).
       if (IsLeaf(n.kind) || root_only) {
-        *out->mutable_value() = std::move(rec.value);
+        *out->mutable_value() = copy ? rec.value : std::move(rec.value);
       }
     } else {
       out->mutable_error()->set_code(common::CodeName(rec.error.code()));
@@ -813,12 +993,12 @@ class Execution {
         options_.replay->started.contains(index)) {
       out->set_ran_again(true);
     }
-    out->set_winner(std::move(rec.winner));
+    out->set_winner(copy ? rec.winner : std::move(rec.winner));
     if (n.kind == NodeKind::kParallel) out->set_join(JoinToProto(n.join.join));
     if (root_only) return;
     out->mutable_children()->Reserve(static_cast<int>(n.children.size()));
     for (int32_t child : n.children) {
-      BuildOutcome(child, false, out->add_children());
+      BuildOutcome(child, false, out->add_children(), copy);
     }
   }
 

@@ -359,6 +359,28 @@ TEST(PlanBuildersTest, EveryNodeKindBuildsWhatItsJsonSays) {
   EXPECT_EQ(common::ToCompactJson(built), common::ToCompactJson(*parsed));
 }
 
+TEST(PlanBuildersTest, DataFlowBuildersWriteTheirJsonForms) {
+  google::protobuf::Struct args;
+  auto& fields = *args.mutable_fields();
+  fields["url"] = Format("http://api/users/{user.id}/posts");
+  fields["id"] = Ref("user.id");
+  fields["kept"] = Literal(Ref("not.read"));
+  weft::v1::RunRequest built;
+  *built.mutable_plan() = Sequence({
+      Id("user", Call("value", *ArgsFromJson(R"({"value": {"id": 7}})"))),
+      Deadline(absl::Seconds(2), Call("value", args)),
+  });
+  absl::StatusOr<weft::v1::RunRequest> parsed =
+      RunRequestFromJson(R"({"plan": {"sequence": {"children": [
+      {"id": "user", "call": {"handler": "value", "args": {"value": {"id": 7}}}},
+      {"deadline": "2s", "call": {"handler": "value", "args": {
+        "url": {"$format": "http://api/users/{user.id}/posts"},
+        "id": {"$ref": "user.id"},
+        "kept": {"$literal": {"$ref": "not.read"}}}}}]}}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(common::ToCompactJson(built), common::ToCompactJson(*parsed));
+}
+
 TEST(PlanBuildersTest, ArgsMustBeAJsonObject) {
   EXPECT_THAT(ArgsFromJson("[1, 2]"),
               StatusIs(absl::StatusCode::kInvalidArgument,

@@ -13,11 +13,12 @@ import subprocess
 import time
 
 import pytest
+from google.protobuf import json_format
 
 from conftest import Weftd, journaled_leaves, program, refused
 from harness import Process
 from weft.v1 import orchestrator_pb2, task_pb2
-from weft_client import WeftError, call, is_terminal, parallel, sequence
+from weft_client import WeftError, call, fmt, is_terminal, parallel, ref, sequence
 
 
 def wait_for(condition, timeout: float = 60, what: str = "the condition") -> None:
@@ -85,6 +86,34 @@ def test_a_deploy_loses_nothing_and_runs_nothing_twice_that_had_ended(weftd, ups
     assert calls["d1-charge"] == 1 and calls["d1-mail"] == 1
     later = wait_to_end(client, queued.name)
     assert later.state == task_pb2.TASK_STATE_SUCCEEDED
+
+
+def test_later_steps_read_the_journaled_values_of_earlier_ones_after_kill_9(weftd, upstream):
+    """The user, then the user's posts, with a kill -9 between them: after
+    the restart the posts' URL and the last step's value come from the user
+    the journal kept, which is not fetched again."""
+    client = weftd.start()
+    base = "http://%s" % upstream.address
+    task = client.create_task(sequence(
+        call("http", id="user", url=base + "/users/42?key=d9-user"),
+        call("sleep", id="pause", duration="3s"),
+        call("http", id="posts", url=fmt(base + "/users/{user.body.id}/posts?key=d9-posts")),
+        call("value", id="page", value={"author": ref("user.body.name"),
+                                        "latest": ref("posts.body[0].title")})))
+    wait_for(lambda: "user" in journaled_leaves(weftd.store), what="the user in the journal")
+    weftd.kill()
+
+    client = weftd.start()
+    done = wait_to_end(client, task.name)
+    assert done.state == task_pb2.TASK_STATE_SUCCEEDED, done
+    user, pause, posts, page = done.outcome.children
+    assert user.recovered and not user.ran_again
+    assert pause.ran_again and not posts.recovered
+    assert posts.value.struct_value["status"] == 200
+    assert json.loads(json_format.MessageToJson(page.value)) == {
+        "author": "Ada Lovelace", "latest": "Notes on the Analytical Engine"}
+    calls = upstream.calls()
+    assert calls["d9-user"] == 1 and calls["d9-posts"] == 1
 
 
 def test_lazy_values_made_through_the_api_survive_and_the_configs_stay_its(weftd, tmp_path):

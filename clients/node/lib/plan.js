@@ -25,6 +25,8 @@ const { formatDuration } = require('./values');
  * @property {string} [id] The node's name in outcomes; a parallel whose
  *     children all have one has an object by id as its value.
  * @property {number|string} [timeout] Each attempt's time limit.
+ * @property {number|string} [deadline] A limit on all attempts and the
+ *     backoffs between them together, from the node's first start.
  * @property {object} [retry] A RetryPolicy.
  */
 
@@ -37,10 +39,11 @@ function optionalDuration(duration, path) {
   return duration === undefined ? undefined : formatDuration(duration, path);
 }
 
-function node(kind, body, { id, timeout, retry } = {}) {
+function node(kind, body, { id, timeout, deadline, retry } = {}) {
   return compact({
     id,
     timeout: optionalDuration(timeout, 'timeout'),
+    deadline: optionalDuration(deadline, 'deadline'),
     retry: retry && compact({
       ...retry,
       initialBackoff: optionalDuration(retry.initialBackoff, 'retry.initialBackoff'),
@@ -131,4 +134,32 @@ const taskName = prefixed('tasks/');
 /** "lazyValues/ID" from "lazyValues/ID" or "ID". */
 const lazyValueName = prefixed('lazyValues/');
 
-module.exports = { call, parallel, race, offload, sequence, lazy, taskName, lazyValueName };
+/**
+ * Values for a call's args that earlier steps of a sequence make; weftd
+ * fills them in when the call starts:
+ *
+ *     sequence([
+ *       call('http', {url: 'http://api/users/42'}, {id: 'user'}),
+ *       call('http', {url: format('http://api/users/{user.body.id}/posts')}),
+ *     ])
+ *
+ * `ref(path)`: a node's value by its id, walked by `.field` and `[index]`
+ * steps ("user.body.name"). `format(text)`: a string with `{ref}` slots (a
+ * string or a number each; `{{` and `}}` write braces). `literal(value)`:
+ * `value` as it is, even an object with a "$ref" key.
+ */
+function ref(path) {
+  return { $ref: path };
+}
+
+function format(text) {
+  return { $format: text };
+}
+
+function literal(value) {
+  return { $literal: value };
+}
+
+module.exports = {
+  call, parallel, race, offload, sequence, lazy, taskName, lazyValueName, ref, format, literal,
+};

@@ -135,6 +135,32 @@ test('offload, sequence and lazy nodes', () => {
   assert.deepEqual(call('value'), { call: { handler: 'value' } });
 });
 
+test('data flow: ref, format and literal write their JSON forms; deadline is a duration', () => {
+  const plan = sequence([
+    call('http', { url: 'http://api/users/42' }, { id: 'user' }),
+    call('value', {
+      value: {
+        url: weft.format('http://api/users/{user.body.id}/posts'),
+        name: weft.ref('user.body.name'),
+        kept: weft.literal({ $ref: 'not.read' }),
+      },
+    }, { deadline: 2.5 }),
+  ]);
+  assert.deepEqual(plan.sequence.children[1], {
+    deadline: '2.5s',
+    call: {
+      handler: 'value',
+      args: {
+        value: {
+          url: { $format: 'http://api/users/{user.body.id}/posts' },
+          name: { $ref: 'user.body.name' },
+          kept: { $literal: { $ref: 'not.read' } },
+        },
+      },
+    },
+  });
+});
+
 test('names take the resource name or the bare id', () => {
   assert.equal(weft.taskName('0123abcd'), 'tasks/0123abcd');
   assert.equal(weft.taskName('tasks/0123abcd'), 'tasks/0123abcd');

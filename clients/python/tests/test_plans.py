@@ -8,7 +8,8 @@ from google.protobuf import json_format
 
 from scenario_plans import daily_stats, dashboard, digest_and_heartbeat, newsletter, search
 from weft.v1 import plan_pb2
-from weft_client import as_plan, call, lazy, parallel, race, sequence, to_duration
+from weft_client import (as_plan, call, fmt, lazy, literal, parallel, race, ref, sequence,
+                         to_duration)
 
 MAIL = "http://mail.internal/send"
 
@@ -112,3 +113,15 @@ def test_sequence_and_lazy_accept_json_children_and_bare_ids():
     assert json_format.MessageToDict(node) == {"id": "steps", "sequence": {"children": [
         {"call": {"handler": "value", "args": {"value": 1}}},
         {"id": "stats", "lazy": {"name": "lazyValues/daily_stats"}}]}}
+
+
+def test_data_flow_builders_write_their_json_forms():
+    node = sequence(
+        call("http", id="user", url="http://api/users/42"),
+        call("value", value={"url": fmt("http://api/users/{user.body.id}/posts"),
+                             "name": ref("user.body.name"),
+                             "kept": literal({"$ref": "not.read"})}))
+    assert json_format.MessageToDict(node.sequence.children[1].call.args) == {
+        "value": {"url": {"$format": "http://api/users/{user.body.id}/posts"},
+                  "name": {"$ref": "user.body.name"},
+                  "kept": {"$literal": {"$ref": "not.read"}}}}

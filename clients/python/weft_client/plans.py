@@ -156,6 +156,28 @@ def sequence(*children: PlanLike, id: Optional[str] = None,
     return node
 
 
+def ref(path: str) -> dict:
+    """A value for a call's args that an earlier step of a sequence made:
+    the node with id "user" in ``ref("user.body.name")``, walked by
+    ``.field`` and ``[index]`` steps. weftd fills it in when the call starts::
+
+        sequence(call("http", id="user", url="http://api/users/42"),
+                 call("http", url=fmt("http://api/users/{user.body.id}/posts")))
+    """
+    return {"$ref": path}
+
+
+def fmt(text: str) -> dict:
+    """A string built from references: each ``{user.id}`` slot takes a
+    string or a number; ``{{`` and ``}}`` write braces."""
+    return {"$format": text}
+
+
+def literal(value: Any) -> dict:
+    """`value` as it is, even an object with a "$ref" key."""
+    return {"$literal": value}
+
+
 def lazy(name: str, *, id: Optional[str] = None, timeout: Optional[DurationLike] = None,
          retry: Optional[RetryLike] = None) -> PlanNode:
     """The value of a lazy value: "lazyValues/{id}" or the bare id."""
