@@ -433,8 +433,8 @@ class Compiler {
         // the rest now, and every name.
         relaxed = handler->info();
         for (handlers::ArgSpec& spec : relaxed.args) {
-          if (std::binary_search(t->dynamic_args.begin(),
-                                 t->dynamic_args.end(), spec.name)) {
+          if (std::binary_search(t->dynamic_args.begin(), t->dynamic_args.end(),
+                                 spec.name)) {
             spec.type = handlers::ArgType::kAny;
             spec.required = false;
           }
@@ -712,15 +712,15 @@ class Compiler {
       case NodeKind::kSequence:
         if (plan_->nodes_[t].position < plan_->nodes_[r].position) return "";
         return absl::StrCat("is in step ", plan_->nodes_[t].position,
-                            " of the sequence ", at,
+                            " of the sequence at ", at,
                             ", which runs after this call's step ",
                             plan_->nodes_[r].position);
       case NodeKind::kRace:
-        return absl::StrCat("is in another branch of the race ", at,
+        return absl::StrCat("is in another branch of the race at ", at,
                             ", so it may still be running (or never start) "
                             "when this call starts");
       default:
-        return absl::StrCat("runs beside this call in the parallel ", at,
+        return absl::StrCat("runs beside this call in the parallel at ", at,
                             ", so it may still be running when this call "
                             "starts");
     }
@@ -761,7 +761,8 @@ class Compiler {
         "around it, and of the nodes inside those steps";
     for (int32_t reader : referrers_) {
       // Bound in a copy: the template is const once compiled.
-      auto t = std::make_unique<ArgTemplate>(*plan_->nodes_[reader].arg_template);
+      auto t =
+          std::make_unique<ArgTemplate>(*plan_->nodes_[reader].arg_template);
       for (Hole& hole : t->holes) {
         for (Ref& ref : hole.refs) {
           auto it = ids_.find(ref.id);
@@ -769,8 +770,8 @@ class Compiler {
             return common::FieldError(
                 ref.where,
                 absl::StrCat(common::Quote(ref.text), ": no node has id ",
-                             common::Quote(ref.id), "; ids in scope here: ",
-                             IdsInScope(reader)),
+                             common::Quote(ref.id),
+                             "; ids in scope here: ", IdsInScope(reader)),
                 common::kBadReference);
           }
           std::vector<int32_t> visible;

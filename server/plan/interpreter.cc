@@ -66,12 +66,14 @@ struct NodeRecord {
     google::protobuf::Struct args;
     std::unique_ptr<handlers::Call> call;
   };
-  // Shared with the call while it starts, which may outlast a reset.
+  // Shared with the call while it starts, which may outlast a reset. Held
+  // until the node ends, its memory charged to the run.
   std::shared_ptr<const Filled> filled;
+  int64_t filled_memory = 0;
 
   // While running.
-  engine::Done done;                           // To the parent.
-  engine::CancellationToken token;             // The scope the node runs in.
+  engine::Done done;                // To the parent.
+  engine::CancellationToken token;  // The scope the node runs in.
   std::unique_ptr<engine::Deadline> node_deadline;  // Its `deadline`'s.
   engine::CancellationToken inner;             // The current attempt's scope.
   std::unique_ptr<engine::Deadline> deadline;  // The current attempt's.
@@ -179,10 +181,9 @@ class Execution {
     if (n.deadline != absl::InfiniteDuration()) {
       rec.node_deadline = std::make_unique<engine::Deadline>(
           *options_.env, token, rec.start + n.deadline,
-          common::WithReason(
-              absl::CancelledError(
-                  absl::StrCat("cancelled: ", DeadlineMessage(index))),
-              common::kNodeDeadline));
+          common::WithReason(absl::CancelledError(absl::StrCat(
+                                 "cancelled: ", DeadlineMessage(index))),
+                             common::kNodeDeadline));
       rec.token = rec.node_deadline->token();
     }
     if (replay_used_ != nullptr && IsLeaf(n.kind) && !replay_used_[index] &&
@@ -304,10 +305,8 @@ class Execution {
     NodeRecord& rec = records_[index];
     if (rec.filled != nullptr) return absl::OkStatus();
     const CompiledNode& n = node(index);
-    absl::StatusOr<google::protobuf::Struct> args =
-        FillArgs(*n.arg_template, [this](int32_t target) {
-          return Target(target);
-        });
+    absl::StatusOr<google::protobuf::Struct> args = FillArgs(
+        *n.arg_template, [this](int32_t target) { return Target(target); });
     if (!args.ok()) return args.status();
     auto filled = std::make_shared<NodeRecord::Filled>();
     filled->args = *std::move(args);
@@ -323,13 +322,33 @@ class Execution {
     }
     if (!s.ok()) {
       // "args.url: must be ...", from the values the references brought.
-      return handlers::Permanent(common::WithReason(
-          absl::InvalidArgumentError(absl::StrCat(
-              s.message(), " (filled in from references)")),
-          common::kRefBadValue));
+      return handlers::Permanent(
+          common::WithReason(absl::InvalidArgumentError(absl::StrCat(
+                                 s.message(), " (filled in from references)")),
+                             common::kRefBadValue));
     }
+    int64_t memory = 0;
+    for (const std::string& name : n.arg_template->dynamic_args) {
+      auto it = filled->args.fields().find(name);
+      if (it != filled->args.fields().end()) {
+        memory += handlers::Measure(it->second).memory;
+      }
+    }
+    if (options_.memory != nullptr && !options_.memory->TryAdd(memory)) {
+      return Overflow(MemoryRefusal(memory));
+    }
+    rec.filled_memory = memory;
     rec.filled = std::move(filled);
     return absl::OkStatus();
+  }
+
+  // Drops the args a call was prepared with (its values can be large).
+  void ReleaseFilled(NodeRecord& rec) {
+    if (rec.filled_memory != 0 && options_.memory != nullptr) {
+      options_.memory->Remove(rec.filled_memory);
+    }
+    rec.filled_memory = 0;
+    rec.filled.reset();
   }
 
   // What a reference to node `target` finds.
@@ -343,12 +362,11 @@ class Execution {
     if (rec.state == weft::v1::NODE_STATE_UNSPECIFIED) {
       out.why_not = "it did not run";
     } else {
-      out.why_not =
-          absl::StrCat("it ended ", weft::v1::NodeState_Name(rec.state)
-                                        .substr(sizeof("NODE_STATE_") - 1),
-                       rec.error.ok()
-                           ? std::string()
-                           : absl::StrCat(" (", rec.error.message(), ")"));
+      out.why_not = absl::StrCat(
+          "it ended ",
+          weft::v1::NodeState_Name(rec.state).substr(sizeof("NODE_STATE_") - 1),
+          rec.error.ok() ? std::string()
+                         : absl::StrCat(" (", rec.error.message(), ")"));
     }
     return out;
   }
@@ -428,7 +446,8 @@ class Execution {
     if (pool == nullptr) {
       filled->call->Start(handlers::CallContext{*options_.env, token},
                           [this, index](handlers::CallResult result) {
-                            AttemptEnded(index, Record(index, std::move(result)));
+                            AttemptEnded(index,
+                                         Record(index, std::move(result)));
                           });
       return;
     }
@@ -436,12 +455,11 @@ class Execution {
         *pool, *options_.env, token,
         [this, index, filled = std::move(filled)](
             const engine::CancellationToken& t, engine::Done d) {
-          filled->call->Start(
-              handlers::CallContext{*options_.env, t},
-              [this, index,
-               d = std::move(d)](handlers::CallResult result) mutable {
-                std::move(d)(Record(index, std::move(result)));
-              });
+          filled->call->Start(handlers::CallContext{*options_.env, t},
+                              [this, index, d = std::move(d)](
+                                  handlers::CallResult result) mutable {
+                                std::move(d)(Record(index, std::move(result)));
+                              });
         },
         std::move(done));
   }
@@ -878,9 +896,9 @@ class Execution {
       // Its deadline stopped it, mid-attempt or waiting to retry.
       rec.state = weft::v1::NODE_STATE_TIMED_OUT;
       s = common::WithReason(
-          absl::DeadlineExceededError(absl::StrCat(
-              DeadlineMessage(index), " (", rec.attempts,
-              rec.attempts == 1 ? " attempt)" : " attempts)")),
+          absl::DeadlineExceededError(
+              absl::StrCat(DeadlineMessage(index), " (", rec.attempts,
+                           rec.attempts == 1 ? " attempt)" : " attempts)")),
           common::kNodeDeadline);
       rec.error = s;
     } else if (!s.ok() && rec.state == weft::v1::NODE_STATE_FAILED &&
@@ -891,6 +909,7 @@ class Execution {
       rec.error = s;
     }
     rec.node_deadline.reset();
+    ReleaseFilled(rec);
     const CompiledNode& n = node(index);
     if (n.referenced && rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
       KeepForReferences(index);

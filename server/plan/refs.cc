@@ -30,9 +30,7 @@ absl::Status BadReference(absl::string_view where, absl::string_view what) {
 }
 
 bool IsIdStart(char c) { return absl::ascii_isalpha(c) || c == '_'; }
-bool IsIdChar(char c) {
-  return absl::ascii_isalnum(c) || c == '_' || c == '-';
-}
+bool IsIdChar(char c) { return absl::ascii_isalnum(c) || c == '_' || c == '-'; }
 
 // ".field" when the field is plain, else ["field"].
 std::string FieldStep(absl::string_view field) {
@@ -71,16 +69,16 @@ absl::Status ParseRef(absl::string_view text, absl::string_view where,
                         "optionally a path into its value: \"user.id\"");
   }
   if (text.size() > kMaxRefBytes) {
-    return BadReference(where, absl::StrCat("longer than ", kMaxRefBytes,
-                                            " bytes"));
+    return BadReference(where,
+                        absl::StrCat("longer than ", kMaxRefBytes, " bytes"));
   }
   size_t i = 0;
   while (i < text.size() && text[i] != '.' && text[i] != '[') ++i;
   ref->id = std::string(text.substr(0, i));
   if (!IsReferenceableId(ref->id)) {
     return BadReference(
-        where,
-        absl::StrCat(shown, " does not start with a node id that references "
+        where, absl::StrCat(shown,
+                            " does not start with a node id that references "
                             "can name: ids matching [A-Za-z_][A-Za-z0-9_-]*, "
                             "then .field or [index] steps"));
   }
@@ -102,19 +100,17 @@ absl::Status ParseRef(absl::string_view text, absl::string_view where,
       i = end;
     } else if (text[i] == '[') {
       const size_t close = text.find(']', i);
-      const absl::string_view digits =
-          close == absl::string_view::npos
-              ? absl::string_view()
-              : text.substr(i + 1, close - i - 1);
+      const absl::string_view digits = close == absl::string_view::npos
+                                           ? absl::string_view()
+                                           : text.substr(i + 1, close - i - 1);
       uint64_t index = 0;
       if (digits.empty() ||
           !std::all_of(digits.begin(), digits.end(),
                        [](char c) { return absl::ascii_isdigit(c); }) ||
           digits.size() > 9 || !absl::SimpleAtoi(digits, &index)) {
         return BadReference(
-            where,
-            absl::StrCat(shown, ": a list index at offset ", i,
-                         " must be digits in brackets, such as [0]"));
+            where, absl::StrCat(shown, ": a list index at offset ", i,
+                                " must be digits in brackets, such as [0]"));
       }
       step.index = static_cast<int64_t>(index);
       i = close + 1;
@@ -132,9 +128,8 @@ absl::Status ParseRef(absl::string_view text, absl::string_view where,
 absl::Status ParseFormat(absl::string_view format, absl::string_view where,
                          Hole* hole) {
   if (format.size() > 64 * kMaxRefBytes) {
-    return BadReference(where,
-                        absl::StrCat("longer than ", 64 * kMaxRefBytes,
-                                     " bytes"));
+    return BadReference(
+        where, absl::StrCat("longer than ", 64 * kMaxRefBytes, " bytes"));
   }
   std::string text;
   size_t i = 0;
@@ -147,16 +142,15 @@ absl::Status ParseFormat(absl::string_view format, absl::string_view where,
       text.push_back('}');
       i += 2;
     } else if (c == '}') {
-      return BadReference(
-          where, absl::StrCat("a lone '}' at offset ", i, "; write }} for one"));
+      return BadReference(where, absl::StrCat("a lone '}' at offset ", i,
+                                              "; write }} for one"));
     } else if (c == '{') {
       const size_t close = format.find('}', i);
       if (close == absl::string_view::npos) {
         return BadReference(
-            where,
-            absl::StrCat("the '{' at offset ", i,
-                         " is not closed; write {{ for a brace, or "
-                         "{node.path} for a value"));
+            where, absl::StrCat("the '{' at offset ", i,
+                                " is not closed; write {{ for a brace, or "
+                                "{node.path} for a value"));
       }
       Ref ref;
       if (absl::Status s =
@@ -189,9 +183,9 @@ class Parser {
       auto* list = out.mutable_list_value();
       for (int i = 0; i < in.list_value().values_size(); ++i) {
         location.push_back(PathStep{"", i});
-        absl::StatusOr<Value> v = Parse(in.list_value().values(i),
-                                        absl::StrCat(where, "[", i, "]"),
-                                        location);
+        absl::StatusOr<Value> v =
+            Parse(in.list_value().values(i), absl::StrCat(where, "[", i, "]"),
+                  location);
         location.pop_back();
         if (!v.ok()) return v.status();
         *list->add_values() = *std::move(v);
@@ -211,12 +205,11 @@ class Parser {
         }
         std::sort(others.begin(), others.end());
         return BadReference(
-            where,
-            absl::StrCat("an object with a ", common::Quote(key),
-                         " key has no other keys, and this one has ",
-                         absl::StrJoin(others, ", "),
-                         "; to pass such an object as it is, wrap it: "
-                         "{\"$literal\": {...}}"));
+            where, absl::StrCat("an object with a ", common::Quote(key),
+                                " key has no other keys, and this one has ",
+                                absl::StrJoin(others, ", "),
+                                "; to pass such an object as it is, wrap it: "
+                                "{\"$literal\": {...}}"));
       }
       const Value& v = it->second;
       if (key == kLiteralKey) return v;
@@ -273,10 +266,10 @@ absl::StatusOr<const Value*> Walk(const Ref& ref, RefLookup lookup) {
   const RefTarget target = lookup(ref.node);
   if (target.value == nullptr) {
     return handlers::Permanent(common::WithReason(
-        absl::FailedPreconditionError(absl::StrCat(
-            ref.where, ": ", common::Quote(ref.text), " reads node ",
-            common::Quote(ref.id), ", which finished without a value: ",
-            target.why_not)),
+        absl::FailedPreconditionError(
+            absl::StrCat(ref.where, ": ", common::Quote(ref.text),
+                         " reads node ", common::Quote(ref.id),
+                         ", which finished without a value: ", target.why_not)),
         common::kRefNoValue));
   }
   const Value* v = target.value;
@@ -301,12 +294,12 @@ absl::StatusOr<const Value*> Walk(const Ref& ref, RefLookup lookup) {
       missing = absl::StrCat("has no field ", common::Quote(step.field));
     }
     if (next == nullptr) {
-      return handlers::Permanent(common::WithReason(
-          absl::InvalidArgumentError(absl::StrCat(
-              ref.where, ": ", common::Quote(ref.text), ": ",
-              PathText(ref.id, ref.path, i), " ", missing, "; it is ",
-              DescribeShape(*v))),
-          common::kRefPathNotFound));
+      return handlers::Permanent(
+          common::WithReason(absl::InvalidArgumentError(absl::StrCat(
+                                 ref.where, ": ", common::Quote(ref.text), ": ",
+                                 PathText(ref.id, ref.path, i), " ", missing,
+                                 "; it is ", DescribeShape(*v))),
+                             common::kRefPathNotFound));
     }
     v = next;
   }
@@ -364,9 +357,8 @@ absl::StatusOr<ArgTemplate> ParseArgs(const Struct& args,
   for (const auto& [name, value] : args.fields()) {
     const size_t holes = out.holes.size();
     location.push_back(PathStep{name, -1});
-    absl::StatusOr<Value> v =
-        parser.Parse(value, absl::StrCat(path, ".", handlers::ArgPath(name)),
-                     location);
+    absl::StatusOr<Value> v = parser.Parse(
+        value, absl::StrCat(path, ".", handlers::ArgPath(name)), location);
     location.pop_back();
     if (!v.ok()) return v.status();
     (*out.base.mutable_fields())[name] = *std::move(v);
@@ -423,11 +415,11 @@ std::string DescribeShape(const Value& value) {
       for (size_t i = 0; i < keys.size() && i < kShown; ++i) {
         shown.push_back(common::Quote(keys[i], 40));
       }
-      return absl::StrCat("an object with keys ", absl::StrJoin(shown, ", "),
-                          keys.size() > kShown
-                              ? absl::StrCat(" and ", keys.size() - kShown,
-                                             " more")
-                              : "");
+      return absl::StrCat(
+          "an object with keys ", absl::StrJoin(shown, ", "),
+          keys.size() > kShown
+              ? absl::StrCat(" and ", keys.size() - kShown, " more")
+              : "");
     }
     case Value::kListValue: {
       const int n = value.list_value().values_size();

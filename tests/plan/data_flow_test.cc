@@ -11,6 +11,7 @@
 #include "server/common/errors.h"
 #include "server/common/outcome.h"
 #include "server/engine/event_loop.h"
+#include "server/engine/memory_budget.h"
 #include "server/handlers/handler.h"
 #include "server/plan/compiler.h"
 #include "server/plan/interpreter.h"
@@ -129,11 +130,12 @@ TEST_F(DataFlowTest, ArgsThatHoldReferencesAreStillCheckedForNames) {
                        HasSubstr("plan.sequence.children[1].call.args.valu: "
                                  "unknown argument")));
   // The other args' types too.
-  EXPECT_THAT(TryCompile(R"({"sequence": {"children": [
+  EXPECT_THAT(
+      TryCompile(R"({"sequence": {"children": [
     {"id": "a", "call": {"handler": "value", "args": {"value": "1s"}}},
     {"call": {"handler": "sleep", "args": {"duration": 5, "value": {"$ref": "a"}}}}]}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("plan.sequence.children[1].call.args.duration")));
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("plan.sequence.children[1].call.args.duration")));
 }
 
 // --- The compiler: what it refuses, each with its path and why ------------
@@ -158,29 +160,33 @@ std::string Val(absl::string_view arg) {
 }
 
 const BadRef kBadRefs[] = {
-    {"UnknownId", "plan.sequence.children[1].call.args.value.$ref: \"b\": "
-                      "no node has id \"b\"; ids in scope here: \"a\""},
+    {"UnknownId",
+     "plan.sequence.children[1].call.args.value.$ref: \"b\": "
+     "no node has id \"b\"; ids in scope here: \"a\""},
     {"EmptyRef", "args.value.$ref: empty; a reference names a node"},
     {"RefNotAString", "args.value.$ref: must be a string"},
     {"FormatNotAString", "args.value.$format: must be a string"},
     {"MixedKeys",
      "args.value: an object with a \"$ref\" key has no other keys, and this "
      "one has \"other\"; to pass such an object as it is, wrap it"},
-    {"IdNotReferenceable", "does not start with a node id that references "
-                               "can name: ids matching [A-Za-z_]"},
+    {"IdNotReferenceable",
+     "does not start with a node id that references "
+     "can name: ids matching [A-Za-z_]"},
     {"BadIndex", "\"a.x[one]\": a list index at offset 3 must be digits"},
     {"EmptyField", "\"a..x\": an empty field name at offset 2"},
     {"UnclosedSlot", "args.value.$format: the '{' at offset 2 is not closed"},
     {"LoneBrace", "args.value.$format: a lone '}' at offset 1"},
-    {"ItselfOrALaterStep", "is in step 2 of the sequence plan, which runs "
-                               "after this call's step 1"},
+    {"ItselfOrALaterStep",
+     "is in step 2 of the sequence at plan, which runs "
+     "after this call's step 1"},
     {"ParallelSibling",
      "node \"p1\" runs beside this call in the parallel "
-     "plan.sequence.children[1], so it may still be running"},
+     "at plan.sequence.children[1], so it may still be running"},
     {"RaceBranch", "is in another branch of the race"},
     {"EnclosingNode", "encloses this call (it is plan.sequence.children[1])"},
-    {"Ambiguous", "id \"a\" is ambiguous here: plan.sequence.children[0] "
-                      "and plan.sequence.children[1].sequence.children[0]"},
+    {"Ambiguous",
+     "id \"a\" is ambiguous here: plan.sequence.children[0] "
+     "and plan.sequence.children[1].sequence.children[0]"},
 };
 
 // Plans for kBadRefs, by name (kept apart so the table reads as messages).
@@ -333,8 +339,9 @@ TEST_F(DataFlowTest, APathNotInTheValueFailsTheReaderNamingTheShape) {
     const char* message;
   };
   const Case cases[] = {
-      {"user.nme", "\"user.nme\": user has no field \"nme\"; it is an object "
-                   "with keys \"id\", \"name\", \"posts\""},
+      {"user.nme",
+       "\"user.nme\": user has no field \"nme\"; it is an object "
+       "with keys \"id\", \"name\", \"posts\""},
       {"user.posts[5].title",
        "user.posts has no item [5]; it is a list of 2 items"},
       {"user.id.value", "user.id has no field \"value\"; it is the number 42"},
@@ -391,8 +398,7 @@ TEST_F(DataFlowTest, FilledArgsTheHandlerRefusesFailTheNode) {
   EXPECT_EQ(out.children(1).state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_EQ(out.children(1).error().code(), "INVALID_ARGUMENT");
   EXPECT_EQ(out.children(1).error().reason(), "REF_BAD_VALUE");
-  EXPECT_THAT(out.children(1).error().message(),
-              HasSubstr("args.duration: "));
+  EXPECT_THAT(out.children(1).error().message(), HasSubstr("args.duration: "));
   // And a good one runs: the duration came from the earlier step.
   out = Run(R"({"sequence": {"children": [
     {"id": "d", "call": {"handler": "value", "args": {"value": "0.5s"}}},
@@ -407,7 +413,8 @@ TEST_F(DataFlowTest, FilledArgsTheHandlerRefusesFailTheNode) {
 TEST_F(DataFlowTest, ARetriedSequenceReadsTheValuesOfItsNewAttempt) {
   // The whole sequence is retried when its reader fails; the reader then
   // reads what its step made in that attempt (here the same value).
-  NodeOutcome out = Run(R"({"retry": {"max_attempts": 2, "retryable_codes": ["UNAVAILABLE"]},
+  NodeOutcome out =
+      Run(R"({"retry": {"max_attempts": 2, "retryable_codes": ["UNAVAILABLE"]},
     "sequence": {"children": [
       {"id": "a", "call": {"handler": "value", "args": {"value": "x"}}},
       {"call": {"handler": "value", "args": {"value": {"$ref": "a"}}}}]}})");
@@ -456,6 +463,59 @@ TEST_F(DataFlowTest, CancellingARunStopsAReaderThatWaits) {
   EXPECT_EQ(outcome->children(1).state(), weft::v1::NODE_STATE_CANCELLED);
 }
 
+TEST_F(DataFlowTest, CopiesForReferencesAreChargedAndGivenBackAtTheEnd) {
+  // A 200 KB value read by ten calls, each copying it into its args: the
+  // copies are charged while they are held, and given back when the readers
+  // end; a budget that cannot hold them stops the run saying so.
+  const std::string big(200'000, 'b');
+  std::string readers;
+  for (int i = 0; i < 10; ++i) {
+    absl::StrAppend(
+        &readers,
+        R"(, {"call": {"handler": "sleep", "args": {"duration": "1s", "value": {"$ref": "big"}}}})");
+  }
+  const std::string plan = absl::StrCat(
+      R"({"sequence": {"children": [
+    {"id": "big", "call": {"handler": "value", "args": {"value": ")",
+      big, R"("}}}, {"parallel": {"children": [)", readers.substr(2), "]}}]}}");
+  auto compiled = TryCompile(plan);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  engine::MemoryBudget budget(10 << 20);
+  {
+    engine::MemoryCharge charge(&budget);
+    std::optional<NodeOutcome> outcome;
+    RunOptions options;
+    options.env = &env_;
+    options.memory = &charge;
+    options.root_only = true;
+    Execute(*std::move(compiled), std::move(options),
+            [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+    // The ten readers wait, each holding its args: 10 copies, the kept
+    // reference and the value itself.
+    EXPECT_GE(charge.bytes(), 12 * 200'000);
+    env_.AdvanceBy(absl::Seconds(2));
+    ASSERT_TRUE(outcome.has_value());
+    EXPECT_EQ(outcome->state(), weft::v1::NODE_STATE_SUCCEEDED);
+    // What stays is the outcome: the value and its ten copies as values.
+    EXPECT_LT(charge.bytes(), 12 * 200'000 + 100'000);
+  }
+  EXPECT_EQ(budget.used(), 0);
+
+  engine::MemoryBudget small(1'000'000, "the runs in flight",
+                             "--max_inflight_bytes");
+  engine::MemoryCharge charge(&small);
+  std::optional<NodeOutcome> outcome;
+  RunOptions options;
+  options.env = &env_;
+  options.memory = &charge;
+  Execute(*TryCompile(plan), std::move(options),
+          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  env_.AdvanceBy(absl::Seconds(2));
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_THAT(outcome->error().message(), HasSubstr("--max_inflight_bytes"));
+}
+
 // --- Deadlines across attempts ----------------------------------------------
 
 TEST_F(DataFlowTest, ADeadlineBoundsAllAttemptsAndBackoffsTogether) {
@@ -495,7 +555,8 @@ TEST_F(DataFlowTest, ANodeThatEndsBeforeItsDeadlineIsUntouched) {
 }
 
 TEST_F(DataFlowTest, AnEnclosingDeadlineCancelsWhatRunsInside) {
-  NodeOutcome out = Run(R"({"id": "outer", "deadline": "1s", "sequence": {"children": [
+  NodeOutcome out =
+      Run(R"({"id": "outer", "deadline": "1s", "sequence": {"children": [
     {"call": {"handler": "sleep", "args": {"duration": "5s"}}}]}})");
   EXPECT_EQ(out.state(), weft::v1::NODE_STATE_TIMED_OUT);
   EXPECT_EQ(out.children(0).state(), weft::v1::NODE_STATE_CANCELLED);
@@ -503,9 +564,10 @@ TEST_F(DataFlowTest, AnEnclosingDeadlineCancelsWhatRunsInside) {
 }
 
 TEST_F(DataFlowTest, ADeadlineMustBePositive) {
-  EXPECT_THAT(TryCompile(R"({"deadline": "0s", "call": {"handler": "value", "args": {"value": 1}}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("plan.deadline")));
+  EXPECT_THAT(
+      TryCompile(
+          R"({"deadline": "0s", "call": {"handler": "value", "args": {"value": 1}}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("plan.deadline")));
 }
 
 // --- DescribeShape ---------------------------------------------------------
