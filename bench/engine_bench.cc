@@ -6,6 +6,9 @@
 // times: the per-node cost of the interpreter and engine.
 // BM_ParallelOfValues/N: a parallel of N value calls (root-only outcome);
 // the counter node_ns is the cost per node.
+// BM_MapOfValues/N: a map over N items whose child is a value call; node_ns
+// per item (compare with BM_ParallelOfValues/N). BM_MapOfItems/N: the same
+// child reading its item ({"$ref": "$item"}), prepared as each item starts.
 // BM_RaceOfValues/N: a race of N value calls; node_ns per node.
 // BM_OffloadRoundTrip: one offloaded value call, loop -> pool -> loop.
 // BM_SleepingLeaves/N: a parallel of N sleeps of 1 ms on a 2-thread event
@@ -107,6 +110,40 @@ void BM_ParallelOfValues(benchmark::State& state) {
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_ParallelOfValues)->Arg(100)->Arg(10'000);
+
+// A map over `n` items whose child is `child`; node_ns per item.
+void RunMap(benchmark::State& state, const std::string& child) {
+  const int n = static_cast<int>(state.range(0));
+  engine::ManualEnv env;
+  std::string items;
+  for (int i = 0; i < n; ++i) absl::StrAppend(&items, i ? "," : "", i);
+  auto plan = CompileJson(absl::StrCat(R"({"map": {"items": [)", items,
+                                       R"(], "child": )", child, "}}"),
+                          n + 1);
+  for (auto _ : state) {
+    plan::RunOptions options;
+    options.env = &env;
+    options.root_only = true;
+    plan::Execute(plan, options, [&](weft::v1::NodeOutcome o) {
+      benchmark::DoNotOptimize(o);
+    });
+  }
+  state.counters["node_ns"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * (n + 1),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_MapOfValues(benchmark::State& state) {
+  RunMap(state, R"({"call": {"handler": "value", "args": {"value": 1}}})");
+}
+BENCHMARK(BM_MapOfValues)->Arg(100)->Arg(10'000);
+
+void BM_MapOfItems(benchmark::State& state) {
+  RunMap(
+      state,
+      R"({"call": {"handler": "value", "args": {"value": {"$ref": "$item"}}}})");
+}
+BENCHMARK(BM_MapOfItems)->Arg(100)->Arg(10'000);
 
 void BM_TaskGroupSpawnJoin(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));

@@ -40,6 +40,19 @@ weft::v1::PlanNode Parallel(std::vector<weft::v1::PlanNode> children,
   return node;
 }
 
+weft::v1::PlanNode Map(google::protobuf::Value items, weft::v1::PlanNode child,
+                       MapOptions options) {
+  weft::v1::PlanNode node;
+  weft::v1::MapNode* m = node.mutable_map();
+  *m->mutable_items() = std::move(items);
+  *m->mutable_child() = std::move(child);
+  m->set_join(options.join);
+  m->set_quorum(options.quorum);
+  m->set_max_concurrency(options.max_concurrency);
+  m->set_as(options.as);
+  return node;
+}
+
 weft::v1::PlanNode Race(std::vector<weft::v1::PlanNode> children,
                         RaceOptions options) {
   weft::v1::PlanNode node;

@@ -53,6 +53,17 @@ weft::v1::PlanNode Race(std::vector<weft::v1::PlanNode> children,
 
 weft::v1::PlanNode Sequence(std::vector<weft::v1::PlanNode> children);
 
+struct MapOptions {
+  weft::v1::Join join = weft::v1::JOIN_UNSPECIFIED;
+  int quorum = 0;           // With JOIN_QUORUM.
+  int max_concurrency = 0;  // 0: every item at once.
+  std::string as;           // The item's name beside "$item".
+};
+// `child` once per item of `items`: a list, or Ref("...") naming one.
+// Inside `child`, Ref("$item"), Ref("$item.field") and Ref("$index").
+weft::v1::PlanNode Map(google::protobuf::Value items, weft::v1::PlanNode child,
+                       MapOptions options = {});
+
 // `child` run on the thread pool named `pool`.
 weft::v1::PlanNode Offload(absl::string_view pool, weft::v1::PlanNode child);
 

@@ -78,23 +78,28 @@ const char* StateColor(weft::v1::NodeState state) {
 constexpr char kReset[] = "\033[0m";
 constexpr char kBold[] = "\033[1m";
 
-void Collect(const NodeOutcome& node, int depth, bool winner, absl::Time now,
-             std::vector<Row>& rows) {
+// `item` is the node's item when its parent is a map (-1 otherwise): a map's
+// children share their id, so each row says which item it ran for.
+void Collect(const NodeOutcome& node, int depth, bool winner, int item,
+             absl::Time now, std::vector<Row>& rows) {
   Row row{&node, depth, "", node.has_start_time(), {}, {}, winner};
   // A node without an id is named by its kind and its place.
   row.label =
       absl::StrCat(std::string(2 * depth, ' '),
                    node.id().empty() ? KindName(node.kind()) : node.id());
+  if (item >= 0) absl::StrAppend(&row.label, "[", item, "]");
   if (row.started) {
     row.start = ToTime(node.start_time());
     row.end = node.has_end_time() ? ToTime(node.end_time())
                                   : std::max(now, row.start);
   }
   rows.push_back(std::move(row));
-  for (const NodeOutcome& child : node.children()) {
+  const bool map = node.kind() == weft::v1::NODE_KIND_MAP;
+  for (int i = 0; i < node.children_size(); ++i) {
+    const NodeOutcome& child = node.children(i);
     const bool won = node.kind() == weft::v1::NODE_KIND_RACE &&
                      !node.winner().empty() && child.id() == node.winner();
-    Collect(child, depth + 1, won, now, rows);
+    Collect(child, depth + 1, won, map ? i : -1, now, rows);
   }
 }
 
@@ -185,7 +190,7 @@ std::string ShortDuration(absl::Duration d) {
 
 std::string Timeline(const NodeOutcome& root, const TimelineOptions& options) {
   std::vector<Row> rows;
-  Collect(root, 0, false, options.now, rows);
+  Collect(root, 0, false, -1, options.now, rows);
 
   // The axis spans the first start to the last end.
   absl::Time origin = absl::InfiniteFuture();

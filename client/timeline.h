@@ -12,6 +12,7 @@
 //     ========================================  succeeded  200ms  winner
 //     fallback       ========================================  cancelled  201ms
 //
+// A map's children are labelled with their item's index (`send[3]`).
 // A node that never started (a skipped step) has no bar; one still running
 // (a task's outcome while it runs) ends at `now`. With colour, bars are blocks
 // coloured by state (green succeeded, red failed, yellow cancelled or timed

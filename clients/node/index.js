@@ -437,6 +437,7 @@ module.exports = {
   offload: plan.offload,
   sequence: plan.sequence,
   lazy: plan.lazy,
+  map: plan.map,
   ref: plan.ref,
   format: plan.format,
   literal: plan.literal,

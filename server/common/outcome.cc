@@ -39,8 +39,9 @@ Value SettledEntry(const NodeOutcome& child) {
   return entry;
 }
 
-Value ParallelValue(const NodeOutcome& node) {
-  bool keyed = true;
+// A parallel's value; a map's (`keyed_allowed` false) is always a list.
+Value ParallelValue(const NodeOutcome& node, bool keyed_allowed = true) {
+  bool keyed = keyed_allowed;
   for (const NodeOutcome& c : node.children()) keyed = keyed && !c.id().empty();
   const bool settled = node.join() == weft::v1::JOIN_ALL_SETTLED;
   Value out;
@@ -81,6 +82,8 @@ Value AssembleValue(const NodeOutcome& node) {
   switch (node.kind()) {
     case weft::v1::NODE_KIND_PARALLEL:
       return ParallelValue(node);
+    case weft::v1::NODE_KIND_MAP:
+      return ParallelValue(node, /*keyed_allowed=*/false);
     case weft::v1::NODE_KIND_SEQUENCE: {
       Value out;
       auto* list = out.mutable_list_value();

@@ -4,6 +4,7 @@
 // (call or lazy node) that made it; a composite node's value is built from
 // its children's, by the same rules weftd follows when it returns the root
 // alone (OUTCOME_DETAIL_ROOT):
+//   - map: the list of its children's values, built as a parallel's list;
 //   - offload: its child's value;
 //   - race: its winner's value;
 //   - sequence: the list of its children's values;

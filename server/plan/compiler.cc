@@ -45,6 +45,10 @@ int CountNodes(const PlanNode& node, int limit) {
       if (node.offload().has_child())
         count += CountNodes(node.offload().child(), limit);
       break;
+    case PlanNode::kMap:
+      if (node.map().has_child())
+        count += CountNodes(node.map().child(), limit);
+      break;
     default:
       break;
   }
@@ -194,6 +198,7 @@ class Compiler {
     plan_->nodes_.reserve(std::min(CountNodes(plan, limits_.max_plan_nodes + 1),
                                    limits_.max_plan_nodes + 1));
     plan_->max_value_depth_ = limits_.max_value_depth;
+    plan_->limits_ = limits_;
     root_path_ = std::string(path);
     if (absl::Status s = CompileNode(plan, std::string(path), 1, nullptr,
                                      limits_.max_value_depth);
@@ -275,6 +280,10 @@ class Compiler {
       case PlanNode::kLazy:
         s = CompileLazy(node.lazy(), absl::StrCat(path, ".lazy"), index);
         break;
+      case PlanNode::kMap:
+        s = CompileMap(node.map(), absl::StrCat(path, ".map"), index, depth,
+                       pool, room);
+        break;
       case PlanNode::kSequence:
         plan_->nodes_[index].kind = NodeKind::kSequence;
         s = CheckComposite(absl::StrCat(path, ".sequence"), "a sequence", room,
@@ -288,7 +297,7 @@ class Compiler {
       case PlanNode::KIND_NOT_SET:
         s = Error(path,
                   "the node has no kind; set one of call, parallel, race, "
-                  "offload, sequence, lazy");
+                  "offload, sequence, lazy, map");
         break;
     }
     if (!s.ok()) return s;
@@ -402,7 +411,7 @@ class Compiler {
                            const std::string& path, int32_t index,
                            engine::ThreadPool* pool) {
     plan_->nodes_[index].kind = NodeKind::kCall;
-    ++plan_->leaves_;
+    CountLeaf();
     if (call.handler().empty()) {
       return Error(absl::StrCat(path, ".handler"),
                    absl::StrCat("missing; name one of ", registry_.Names()));
@@ -483,7 +492,7 @@ class Compiler {
   absl::Status CompileLazy(const weft::v1::LazyNode& lazy,
                            const std::string& path, int32_t index) {
     plan_->nodes_[index].kind = NodeKind::kLazy;
-    ++plan_->leaves_;
+    CountLeaf();
     if (!IsLazyValueName(lazy.name())) {
       return Error(absl::StrCat(path, ".name"),
                    absl::StrCat(common::Quote(lazy.name()),
@@ -541,12 +550,23 @@ class Compiler {
     return absl::OkStatus();
   }
 
-  absl::Status CompileParallel(const weft::v1::ParallelNode& parallel,
-                               const std::string& path, int32_t index,
-                               int depth, engine::ThreadPool* pool, int room) {
-    plan_->nodes_[index].kind = NodeKind::kParallel;
+  // A leaf: counted in the plan's leaves, or in the innermost enclosing
+  // map's per-item leaves.
+  void CountLeaf() {
+    if (maps_.empty()) {
+      ++plan_->leaves_;
+    } else {
+      ++plan_->nodes_[maps_.back()].item_leaves;
+    }
+  }
+
+  // A parallel's or a map's join, checked; `children` is how many children
+  // it has (-1 for a map whose items are known only when it starts).
+  absl::StatusOr<engine::TaskGroupOptions> CompileJoin(
+      weft::v1::Join join_field, int quorum, int max_concurrency, int children,
+      const std::string& path) {
     engine::TaskGroupOptions join;
-    switch (parallel.join()) {
+    switch (join_field) {
       case weft::v1::JOIN_UNSPECIFIED:
       case weft::v1::JOIN_ALL:
         join.join = engine::JoinPolicy::kAll;
@@ -556,30 +576,91 @@ class Compiler {
         break;
       case weft::v1::JOIN_QUORUM:
         join.join = engine::JoinPolicy::kQuorum;
-        if (parallel.quorum() < 1 ||
-            parallel.quorum() > parallel.children_size()) {
+        if (quorum < 1 || (children >= 0 && quorum > children)) {
           return Error(
               absl::StrCat(path, ".quorum"),
-              absl::StrCat("must be from 1 to the number of children (",
-                           parallel.children_size(), "), got ",
-                           parallel.quorum()));
+              children >= 0
+                  ? absl::StrCat("must be from 1 to the number of children (",
+                                 children, "), got ", quorum)
+                  : absl::StrCat("must be at least 1, got ", quorum));
         }
-        join.quorum = parallel.quorum();
+        join.quorum = quorum;
         break;
       default:
         return Error(absl::StrCat(path, ".join"),
-                     absl::StrCat("unknown join ", parallel.join()));
+                     absl::StrCat("unknown join ", join_field));
     }
-    if (parallel.quorum() != 0 && join.join != engine::JoinPolicy::kQuorum) {
+    if (quorum != 0 && join.join != engine::JoinPolicy::kQuorum) {
       return Error(absl::StrCat(path, ".quorum"),
                    "only means something with join JOIN_QUORUM");
     }
-    if (parallel.max_concurrency() < 0) {
+    if (max_concurrency < 0) {
       return Error(absl::StrCat(path, ".max_concurrency"),
-                   absl::StrCat("must not be negative, got ",
-                                parallel.max_concurrency()));
+                   absl::StrCat("must not be negative, got ", max_concurrency));
     }
-    join.max_concurrency = parallel.max_concurrency();
+    join.max_concurrency = max_concurrency;
+    return join;
+  }
+
+  absl::Status CompileMap(const weft::v1::MapNode& map, const std::string& path,
+                          int32_t index, int depth, engine::ThreadPool* pool,
+                          int room) {
+    plan_->nodes_[index].kind = NodeKind::kMap;
+    absl::StatusOr<engine::TaskGroupOptions> join = CompileJoin(
+        map.join(), map.quorum(), map.max_concurrency(),
+        map.items().has_list_value() ? map.items().list_value().values_size()
+                                     : -1,
+        path);
+    if (!join.ok()) return join.status();
+    plan_->nodes_[index].join = *join;
+    if (!map.has_items()) {
+      return Error(absl::StrCat(path, ".items"),
+                   "missing; a map needs a list, or {\"$ref\": \"...\"} "
+                   "naming one an earlier step made");
+    }
+    absl::StatusOr<ArgTemplate> items =
+        ParseItems(map.items(), absl::StrCat(path, ".items"));
+    if (!items.ok()) return items.status();
+    if (!map.as().empty()) {
+      if (!IsReferenceableId(map.as())) {
+        return Error(absl::StrCat(path, ".as"),
+                     absl::StrCat(common::Quote(map.as()),
+                                  " is not a name references can use: "
+                                  "[A-Za-z_][A-Za-z0-9_-]*"));
+      }
+      plan_->nodes_[index].item_name = map.as();
+    }
+    if (!items->holes.empty()) referrers_.push_back(index);
+    plan_->nodes_[index].items =
+        std::make_unique<const ArgTemplate>(*std::move(items));
+    const bool settled = join->join == engine::JoinPolicy::kAllSettled;
+    if (absl::Status s = CheckComposite(path, "a map", room, settled ? 3 : 1);
+        !s.ok()) {
+      return s;
+    }
+    if (!map.has_child()) {
+      return Error(absl::StrCat(path, ".child"),
+                   "missing; a map runs one child per item");
+    }
+    const int32_t child = static_cast<int32_t>(plan_->nodes_.size());
+    plan_->nodes_[index].children = {child};
+    parent_ = index;
+    maps_.push_back(index);
+    absl::Status s = CompileNode(map.child(), absl::StrCat(path, ".child"),
+                                 depth + 1, pool, room - (settled ? 2 : 1));
+    maps_.pop_back();
+    return s;
+  }
+
+  absl::Status CompileParallel(const weft::v1::ParallelNode& parallel,
+                               const std::string& path, int32_t index,
+                               int depth, engine::ThreadPool* pool, int room) {
+    plan_->nodes_[index].kind = NodeKind::kParallel;
+    absl::StatusOr<engine::TaskGroupOptions> compiled =
+        CompileJoin(parallel.join(), parallel.quorum(),
+                    parallel.max_concurrency(), parallel.children_size(), path);
+    if (!compiled.ok()) return compiled.status();
+    engine::TaskGroupOptions join = *compiled;
     plan_->nodes_[index].join = join;
     // Its value is a list or an object of its children's values; with
     // JOIN_ALL_SETTLED each is {"state", "value"}, or {"state", "error":
@@ -661,6 +742,8 @@ class Compiler {
     switch (p.kind) {
       case NodeKind::kOffload:
         return absl::StrCat(NodePath(n.parent), ".offload.child");
+      case NodeKind::kMap:
+        return absl::StrCat(NodePath(n.parent), ".map.child");
       case NodeKind::kParallel:
         return absl::StrCat(NodePath(n.parent), ".parallel.children[",
                             n.position, "]");
@@ -699,6 +782,10 @@ class Compiler {
     if (target == reader) {
       return "is this call itself; a call reads values made before it starts";
     }
+    if (IsAncestor(reader, target)) {
+      return absl::StrCat("is inside this map's own child (", NodePath(target),
+                          "), which runs only once the items are known");
+    }
     if (IsAncestor(target, reader)) {
       return absl::StrCat("encloses this call (it is ", NodePath(target),
                           "), so it finishes only after this call does");
@@ -708,6 +795,15 @@ class Compiler {
     const int32_t t = ChildToward(common, target);
     const int32_t r = ChildToward(common, reader);
     const std::string at = NodePath(common);
+    for (int32_t a = plan_->nodes_[target].parent; a != common;
+         a = plan_->nodes_[a].parent) {
+      if (plan_->nodes_[a].kind == NodeKind::kMap) {
+        return absl::StrCat("is inside the child of the map ", NodePath(a),
+                            ", which runs once per item; read the map's "
+                            "value (the list of its children's values) "
+                            "instead");
+      }
+    }
     switch (c.kind) {
       case NodeKind::kSequence:
         if (plan_->nodes_[t].position < plan_->nodes_[r].position) return "";
@@ -760,12 +856,58 @@ class Compiler {
         "a call can read the values of the earlier steps of a sequence "
         "around it, and of the nodes inside those steps";
     for (int32_t reader : referrers_) {
+      CompiledNode& r = plan_->nodes_[reader];
+      std::unique_ptr<const ArgTemplate>& bound =
+          r.kind == NodeKind::kMap ? r.items : r.arg_template;
       // Bound in a copy: the template is const once compiled.
-      auto t =
-          std::make_unique<ArgTemplate>(*plan_->nodes_[reader].arg_template);
+      auto t = std::make_unique<ArgTemplate>(*bound);
       for (Hole& hole : t->holes) {
         for (Ref& ref : hole.refs) {
+          // A map's item: "$item", "$index", or a name a map's `as` gave.
+          int32_t map = -1;
+          for (int32_t a = plan_->nodes_[reader].parent; a >= 0;
+               a = plan_->nodes_[a].parent) {
+            const CompiledNode& m = plan_->nodes_[a];
+            if (m.kind != NodeKind::kMap) continue;
+            if (ref.id == kItemId || ref.id == kIndexId ||
+                ref.id == m.item_name) {
+              map = a;
+              break;
+            }
+          }
+          if (ref.id == kItemId || ref.id == kIndexId) {
+            if (map < 0) {
+              return common::FieldError(
+                  ref.where,
+                  absl::StrCat(common::Quote(ref.text), ": ", ref.id,
+                               " names the item a map's child runs for, and "
+                               "this is not inside a map's child"),
+                  common::kBadReference);
+            }
+            ref.source =
+                ref.id == kItemId ? Ref::Source::kItem : Ref::Source::kIndex;
+            ref.node = map;
+            continue;
+          }
           auto it = ids_.find(ref.id);
+          if (map >= 0) {
+            if (it != ids_.end()) {
+              for (int32_t n : it->second) {
+                if (!WhyNotVisible(n, reader).empty()) continue;
+                return common::FieldError(
+                    ref.where,
+                    absl::StrCat(common::Quote(ref.text), ": ",
+                                 common::Quote(ref.id),
+                                 " is ambiguous here: the map ", NodePath(map),
+                                 " names its item so, and ", NodePath(n),
+                                 " has it as its id; rename one"),
+                    common::kBadReference);
+              }
+            }
+            ref.source = Ref::Source::kItem;
+            ref.node = map;
+            continue;
+          }
           if (it == ids_.end()) {
             return common::FieldError(
                 ref.where,
@@ -801,7 +943,7 @@ class Compiler {
           plan_->nodes_[ref.node].referenced = true;
         }
       }
-      plan_->nodes_[reader].arg_template = std::move(t);
+      bound = std::move(t);
     }
     return absl::OkStatus();
   }
@@ -817,6 +959,8 @@ class Compiler {
   std::string root_path_;
   // Calls whose args hold references, bound once every node is compiled.
   std::vector<int32_t> referrers_;
+  // The maps around the node being compiled, innermost last.
+  std::vector<int32_t> maps_;
   // Nodes by id, for ids references can name (filled when there are some).
   absl::flat_hash_map<std::string, std::vector<int32_t>> ids_;
 };

@@ -44,6 +44,8 @@ struct Limits {
   // which adds one level (a JOIN_ALL_SETTLED parallel two) around its
   // children's.
   int max_value_depth = 16;
+  // Items a map may run its child for, checked when it starts.
+  int max_map_items = 10'000;
 };
 
 // The deepest a request or a response may nest, in protobuf message levels
@@ -70,7 +72,15 @@ absl::Status CheckLimits(const Limits& limits);
 std::string ValueDepthRoom(int allowed, int max_value_depth);
 
 // kLazy nodes run like calls (their `call` resolves the lazy value).
-enum class NodeKind { kCall, kParallel, kRace, kOffload, kSequence, kLazy };
+enum class NodeKind {
+  kCall,
+  kParallel,
+  kRace,
+  kOffload,
+  kSequence,
+  kLazy,
+  kMap
+};
 
 // Calls and lazy nodes: the leaves whose progress tasks count.
 inline bool IsLeaf(NodeKind kind) {
@@ -126,6 +136,13 @@ struct CompiledNode {
   // Whether a reference reads this node's value: the run keeps a copy of it
   // when the node succeeds.
   bool referenced = false;
+  // For a map: its items (a template with one field, "items"), the name its
+  // `as` gives the item, and the leaves its child has outside maps of its
+  // own (what each item adds to a task's progress). Its child is
+  // children[0]; `join` is its join.
+  std::unique_ptr<const ArgTemplate> items;
+  std::string item_name;
+  int32_t item_leaves = 0;
   engine::ThreadPool* pool = nullptr;
   // The most levels of lists and objects the node's value may have:
   // --max_value_depth less what the composites around it add. A call whose
@@ -138,8 +155,11 @@ class CompiledPlan {
   // Nodes in pre-order; nodes()[0] is the root.
   const std::vector<CompiledNode>& nodes() const { return nodes_; }
   const CompiledNode& root() const { return nodes_.front(); }
-  // How many leaves (call and lazy nodes) the plan has.
+  // How many leaves (call and lazy nodes) the plan has outside maps' children
+  // (those are known when a map starts: CompiledNode::item_leaves per item).
   int leaves() const { return leaves_; }
+  // The limits a map checks when it starts.
+  const Limits& limits() const { return limits_; }
   // The lazy values its lazy nodes resolve, each once, in plan order.
   const std::vector<std::string>& lazy_names() const { return lazy_names_; }
   // The --max_value_depth it was compiled with.
@@ -152,6 +172,7 @@ class CompiledPlan {
   std::shared_ptr<const void> source_;
   std::vector<CompiledNode> nodes_;
   int leaves_ = 0;
+  Limits limits_;
   std::vector<std::string> lazy_names_;
   int max_value_depth_ = 0;
 };

@@ -71,6 +71,27 @@ struct NodeRecord {
   std::shared_ptr<const Filled> filled;
   int64_t filled_memory = 0;
 
+  // For a map: its items and how each item's run ended.
+  struct MapRun {
+    // The list it runs over: the plan's, a value the run holds (a
+    // reference's), or `owned`.
+    const Value* items = nullptr;
+    Value owned;
+    // One per item: with a full outcome, the item's outcome (the map's
+    // children); root-only, no more than the map's value needs.
+    std::vector<NodeOutcome> outcomes;
+    struct End {
+      weft::v1::NodeState state = weft::v1::NODE_STATE_UNSPECIFIED;
+      Value value;
+      absl::Status error;
+    };
+    std::vector<End> ends;
+    // The nodes its children add to the run (counted against
+    // --max_plan_nodes).
+    int64_t nodes_added = 0;
+  };
+  std::shared_ptr<MapRun> map;
+
   // While running.
   engine::Done done;                // To the parent.
   engine::CancellationToken token;  // The scope the node runs in.
@@ -79,6 +100,16 @@ struct NodeRecord {
   std::unique_ptr<engine::Deadline> deadline;  // The current attempt's.
   engine::Done attempt_done;                   // To Retry, for retried nodes.
 };
+
+// The status an outcome's error stands for.
+absl::Status ErrorStatus(const weft::v1::Error& e) {
+  absl::StatusOr<absl::StatusCode> code = common::ParseCodeName(e.code());
+  absl::Status s(code.ok() ? *code : absl::StatusCode::kUnknown, e.message());
+  if (!e.reason().empty() && e.reason() != e.code()) {
+    s = common::WithReason(std::move(s), e.reason());
+  }
+  return s;
+}
 
 // The error a parent passes on for a failed child, naming the child.
 absl::Status ChildError(const CompiledNode& child, int index,
@@ -102,6 +133,8 @@ weft::v1::NodeKind ToProto(NodeKind kind) {
       return weft::v1::NODE_KIND_SEQUENCE;
     case NodeKind::kLazy:
       return weft::v1::NODE_KIND_LAZY;
+    case NodeKind::kMap:
+      return weft::v1::NODE_KIND_MAP;
   }
   return weft::v1::NODE_KIND_UNSPECIFIED;
 }
@@ -131,22 +164,65 @@ bool DefaultRetryable(const absl::Status& s, NodeState attempt_state) {
   }
 }
 
-// One run of a plan. Owns itself: deleted after `done` has run.
+// What every Execution of one run shares (the run's own and one per map
+// item): the outcome's budget, and the overflow that stops the whole run.
+struct RunShared {
+  explicit RunShared(const RunOptions& options)
+      : scope(options.source != nullptr
+                  ? std::nullopt
+                  : std::make_optional<engine::CancellationSource>(
+                        options.token)),
+        stop(options.source != nullptr ? options.source : &*scope) {}
+
+  // What an overflow cancels: the caller's source, or without one a scope of
+  // the run's own under the caller's token.
+  std::optional<engine::CancellationSource> scope;
+  const engine::CancellationSource* stop;
+  // The serialized bytes of the values the records hold.
+  std::atomic<int64_t> held_wire{0};
+  std::atomic<bool> overflowed{false};
+  mutable engine::Mutex mu;
+  absl::Status overflow ABSL_GUARDED_BY(mu);
+  // The nodes the run's outcome holds, maps' children included.
+  std::atomic<int64_t> nodes{0};
+};
+
+// One run of a plan, or of a map's child for one item. Owns itself: deleted
+// after `done` has run.
 class Execution {
  public:
+  // The run of the whole plan.
   Execution(std::shared_ptr<const CompiledPlan> plan, RunOptions options,
             OutcomeDone done)
       : plan_(std::move(plan)),
         options_(std::move(options)),
         done_(std::move(done)),
         records_(plan_->nodes().size()),
-        scope_(options_.source != nullptr
-                   ? std::nullopt
-                   : std::make_optional<engine::CancellationSource>(
-                         options_.token)) {
+        owned_shared_(std::make_unique<RunShared>(options_)),
+        shared_(owned_shared_.get()) {
     if (options_.replay != nullptr) {
       replay_used_ = std::make_unique<char[]>(records_.size());
     }
+    shared_->nodes.store(static_cast<int64_t>(records_.size()),
+                         std::memory_order_relaxed);
+  }
+
+  // The run of map `map`'s child for item `index` of `parent`'s run.
+  // It ends by writing its outcome (or, root-only, its state and value)
+  // into the map's run and passing its status to `done`.
+  Execution(Execution* parent, int32_t map, const Value* item, int64_t index,
+            const engine::CancellationToken& token, engine::Done done)
+      : root_(parent->node(map).children[0]),
+        plan_(parent->plan_),
+        options_(ItemOptions(parent->options_, token)),
+        item_done_(std::move(done)),
+        records_(parent->node(root_).subtree_size),
+        shared_(parent->shared_),
+        parent_(parent),
+        map_(map),
+        item_(item),
+        item_index_(index) {
+    index_.set_number_value(static_cast<double>(index));
   }
 
   void Start() {
@@ -157,11 +233,38 @@ class Execution {
     } else {
       node_memory_ = nodes;
     }
-    StartNode(0, scope_.has_value() ? scope_->token() : options_.token,
+    StartNode(root_,
+              parent_ == nullptr ? shared_->stop->token() : options_.token,
               [this](absl::Status) { Finish(); });
   }
 
  private:
+  // An item's run: the run's options, under the map's token, without a
+  // replay (map children are not journaled).
+  static RunOptions ItemOptions(const RunOptions& run,
+                                const engine::CancellationToken& token) {
+    RunOptions out;
+    out.env = run.env;
+    out.token = token;
+    out.root_only = run.root_only;
+    out.observer = run.observer;
+    out.max_outcome_bytes = run.max_outcome_bytes;
+    out.memory = run.memory;
+    return out;
+  }
+
+  NodeRecord& R(int32_t index) { return records_[index - root_]; }
+  const NodeRecord& R(int32_t index) const { return records_[index - root_]; }
+
+  void Started(int32_t index) {
+    if (options_.observer == nullptr) return;
+    if (parent_ == nullptr) {
+      options_.observer->OnNodeStarted(index);
+    } else {
+      options_.observer->OnItemNodeStarted(index);
+    }
+  }
+
   const CompiledNode& node(int32_t index) const {
     return plan_->nodes()[index];
   }
@@ -170,12 +273,12 @@ class Execution {
   // `done` gets its status, naming the node for its parent.
   void StartNode(int32_t index, const engine::CancellationToken& token,
                  engine::Done done) {
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     rec.start = options_.env->Now();
     rec.started = true;
     rec.done = std::move(done);
     rec.token = token;
-    if (options_.observer != nullptr) options_.observer->OnNodeStarted(index);
+    Started(index);
 
     const CompiledNode& n = node(index);
     if (n.deadline != absl::InfiniteDuration()) {
@@ -204,7 +307,7 @@ class Execution {
       if (handlers::IsPermanent(s) || DeadlinePassed(index)) return false;
       const CompiledRetry& r = *node(index).retry;
       if (r.retryable_codes.empty()) {
-        return DefaultRetryable(s, records_[index].state);
+        return DefaultRetryable(s, R(index).state);
       }
       return r.retryable_codes.contains(s.code());
     };
@@ -212,7 +315,7 @@ class Execution {
         *options_.env, rec.token, std::move(policy),
         [this, index](const engine::CancellationToken&, int attempt,
                       engine::Done d) {
-          records_[index].attempt_done = std::move(d);
+          R(index).attempt_done = std::move(d);
           RunAttempt(index, attempt);
         },
         [this, index](absl::Status s, int) { Finalize(index, std::move(s)); });
@@ -222,7 +325,7 @@ class Execution {
   void RunAttempt(int32_t index, int attempt) {
     const CompiledNode& n = node(index);
     if (attempt > 1) ResetSubtree(index);
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     rec.attempts = attempt;
     rec.inner = rec.token;
     rec.run_deadline = false;
@@ -239,7 +342,7 @@ class Execution {
     if (n.timeout != absl::InfiniteDuration()) {
       deadline = options_.env->Now() + n.timeout;
     }
-    if (index == 0 && options_.deadline < deadline) {
+    if (index == 0 && parent_ == nullptr && options_.deadline < deadline) {
       deadline = options_.deadline;
       rec.run_deadline = true;
     }
@@ -271,18 +374,21 @@ class Execution {
       case NodeKind::kSequence:
         StartSequence(index, rec.inner, std::move(ended));
         return;
+      case NodeKind::kMap:
+        StartMap(index, rec.inner, std::move(ended));
+        return;
     }
   }
 
   absl::Status WithTimeoutReason(int32_t index, absl::Status s) const {
-    return common::WithReason(std::move(s), records_[index].run_deadline
+    return common::WithReason(std::move(s), R(index).run_deadline
                                                 ? common::kRunDeadline
                                                 : common::kNodeTimeout);
   }
 
   // Whether node `index`'s own deadline has passed (and stopped it).
   bool DeadlinePassed(int32_t index) const {
-    const NodeRecord& rec = records_[index];
+    const NodeRecord& rec = R(index);
     return rec.node_deadline != nullptr && rec.node_deadline->expired();
   }
 
@@ -293,8 +399,10 @@ class Execution {
   }
 
   std::string TimeoutMessage(int32_t index) const {
-    return records_[index].run_deadline
-               ? options_.deadline_message
+    return R(index).run_deadline
+               ? (options_.deadline_message.empty()
+                      ? std::string("the run's deadline passed")
+                      : options_.deadline_message)
                : absl::StrCat("timed out after ",
                               common::FormatJsonDuration(node(index).timeout));
   }
@@ -302,11 +410,11 @@ class Execution {
   // Fills in the args of call `index` from the values the run holds and
   // prepares the call with them, once per run of the node.
   absl::Status Fill(int32_t index) {
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     if (rec.filled != nullptr) return absl::OkStatus();
     const CompiledNode& n = node(index);
     absl::StatusOr<google::protobuf::Struct> args = FillArgs(
-        *n.arg_template, [this](int32_t target) { return Target(target); });
+        *n.arg_template, [this](const Ref& ref) { return Lookup(ref); });
     if (!args.ok()) return args.status();
     auto filled = std::make_shared<NodeRecord::Filled>();
     filled->args = *std::move(args);
@@ -351,9 +459,30 @@ class Execution {
     rec.filled.reset();
   }
 
+  // What `ref` finds: an item of a map around this run, or a node's value,
+  // in this run or the one around it.
+  RefTarget Lookup(const Ref& ref) const {
+    if (ref.source != Ref::Source::kNode) {
+      for (const Execution* e = this; e != nullptr; e = e->parent_) {
+        if (e->map_ != ref.node) continue;
+        RefTarget out;
+        out.value = ref.source == Ref::Source::kItem ? e->item_ : &e->index_;
+        return out;
+      }
+      RefTarget none;
+      none.why_not = "its map is not running";
+      return none;
+    }
+    if (ref.node >= root_ &&
+        ref.node < root_ + static_cast<int32_t>(records_.size())) {
+      return Target(ref.node);
+    }
+    return parent_->Lookup(ref);
+  }
+
   // What a reference to node `target` finds.
   RefTarget Target(int32_t target) const {
-    const NodeRecord& rec = records_[target];
+    const NodeRecord& rec = R(target);
     RefTarget out;
     if (rec.ref_value != nullptr) {
       out.value = rec.ref_value.get();
@@ -373,7 +502,7 @@ class Execution {
 
   // Keeps a copy of node `index`'s value for the references that read it.
   void KeepForReferences(int32_t index) {
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     auto value = std::make_shared<Value>(ValueForReference(index));
     const int64_t memory = handlers::Measure(*value).memory;
     if (options_.memory != nullptr && !options_.memory->TryAdd(memory)) {
@@ -387,7 +516,7 @@ class Execution {
   // Node `index`'s value, as its outcome would show it.
   Value ValueForReference(int32_t index) {
     const CompiledNode& n = node(index);
-    if (options_.root_only || IsLeaf(n.kind)) return records_[index].value;
+    if (options_.root_only || IsLeaf(n.kind)) return R(index).value;
     // A full outcome's composites carry no value: build it as a reader of
     // the outcome would, from a copy of the subtree's.
     NodeOutcome subtree;
@@ -441,7 +570,7 @@ class Execution {
   // the call while it starts.
   void StartFilledCall(int32_t index, const engine::CancellationToken& token,
                        engine::Done done) {
-    std::shared_ptr<const NodeRecord::Filled> filled = records_[index].filled;
+    std::shared_ptr<const NodeRecord::Filled> filled = R(index).filled;
     engine::ThreadPool* pool = node(index).pool;
     if (pool == nullptr) {
       filled->call->Start(handlers::CallContext{*options_.env, token},
@@ -466,7 +595,7 @@ class Execution {
 
   // Ends leaf `index` as an earlier run recorded it.
   void ReplayLeaf(int32_t index, const NodeOutcome& recorded) {
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     rec.recovered = true;
     rec.attempts = recorded.attempts();
     if (recorded.has_start_time()) {
@@ -478,13 +607,7 @@ class Execution {
       rec.state =
           s.ok() ? weft::v1::NODE_STATE_SUCCEEDED : weft::v1::NODE_STATE_FAILED;
     } else {
-      const weft::v1::Error& e = recorded.error();
-      absl::StatusOr<absl::StatusCode> code = common::ParseCodeName(e.code());
-      s = absl::Status(code.ok() ? *code : absl::StatusCode::kUnknown,
-                       e.message());
-      if (!e.reason().empty() && e.reason() != e.code()) {
-        s = common::WithReason(std::move(s), e.reason());
-      }
+      s = ErrorStatus(recorded.error());
       rec.state = recorded.state();
     }
     rec.error = s;
@@ -497,7 +620,7 @@ class Execution {
   // A leaf's outcome as it ended, its value copied (its parent takes it
   // later).
   NodeOutcome LeafOutcome(int32_t index) const {
-    const NodeRecord& rec = records_[index];
+    const NodeRecord& rec = R(index);
     NodeOutcome out;
     out.set_id(node(index).source->id());
     out.set_kind(ToProto(node(index).kind));
@@ -531,19 +654,22 @@ class Execution {
           plan_->max_value_depth()));
     }
     if (absl::Status s = Charge(size); !s.ok()) return s;
-    records_[index].value = *std::move(result);
-    records_[index].size = size;
+    R(index).value = *std::move(result);
+    R(index).size = size;
     return absl::OkStatus();
   }
 
   // Adds `size` to what the run holds, or stops the run (Overflow) and
   // returns why not.
   absl::Status Charge(const ValueSize& size) {
-    if (overflowed_.load(std::memory_order_acquire)) return OverflowStatus();
+    if (shared_->overflowed.load(std::memory_order_acquire)) {
+      return OverflowStatus();
+    }
     const int64_t wire =
-        held_wire_.fetch_add(size.wire, std::memory_order_relaxed) + size.wire;
+        shared_->held_wire.fetch_add(size.wire, std::memory_order_relaxed) +
+        size.wire;
     if (wire > options_.max_outcome_bytes) {
-      held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
+      shared_->held_wire.fetch_sub(size.wire, std::memory_order_relaxed);
       return Overflow(common::WithLimit(
           absl::ResourceExhaustedError(absl::StrCat(
               "the outcome's values passed ", options_.max_outcome_bytes,
@@ -553,7 +679,7 @@ class Execution {
           options_.max_outcome_bytes));
     }
     if (options_.memory != nullptr && !options_.memory->TryAdd(size.memory)) {
-      held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
+      shared_->held_wire.fetch_sub(size.wire, std::memory_order_relaxed);
       return Overflow(MemoryRefusal(size.memory));
     }
     return absl::OkStatus();
@@ -561,7 +687,7 @@ class Execution {
 
   // Gives back what a value no longer held took.
   void Uncharge(ValueSize& size) {
-    held_wire_.fetch_sub(size.wire, std::memory_order_relaxed);
+    shared_->held_wire.fetch_sub(size.wire, std::memory_order_relaxed);
     if (options_.memory != nullptr) options_.memory->Remove(size.memory);
     size = ValueSize();
   }
@@ -574,21 +700,21 @@ class Execution {
   // `reason`, and the outcome becomes the root alone with that error.
   absl::Status Overflow(absl::Status reason) {
     bool expected = false;
-    if (overflowed_.compare_exchange_strong(expected, true,
-                                            std::memory_order_acq_rel)) {
+    if (shared_->overflowed.compare_exchange_strong(
+            expected, true, std::memory_order_acq_rel)) {
       {
-        engine::MutexLock lock(&overflow_mu_);
-        overflow_ = reason;
+        engine::MutexLock lock(&shared_->mu);
+        shared_->overflow = reason;
       }
-      (scope_.has_value() ? *scope_ : *options_.source).Cancel(reason);
+      shared_->stop->Cancel(reason);
       return reason;
     }
     return OverflowStatus();
   }
 
   absl::Status OverflowStatus() const {
-    engine::MutexLock lock(&overflow_mu_);
-    return overflow_;
+    engine::MutexLock lock(&shared_->mu);
+    return shared_->overflow;
   }
 
   // Starts child `i` of node `index`; its failure reaches `done` named.
@@ -647,7 +773,7 @@ class Execution {
           }
           if (r.winner >= 0) {
             const int32_t winner = n.children[r.winner];
-            records_[index].winner =
+            R(index).winner =
                 common::ChildName(node(winner).source->id(), r.winner);
             if (r.status.ok()) r.status = PassOn(winner, index);
           }
@@ -666,6 +792,165 @@ class Execution {
           if (s.ok()) s = PassOn(child, index);
           std::move(done)(std::move(s));
         });
+  }
+
+  // A map: its items from the plan or the values the run holds, then its
+  // child run once per item (an Execution of its own each), joined like a
+  // parallel's children.
+  void StartMap(int32_t index, const engine::CancellationToken& token,
+                engine::Done done) {
+    const CompiledNode& n = node(index);
+    auto run = std::make_shared<NodeRecord::MapRun>();
+    absl::StatusOr<const Value*> items = ResolveItems(
+        *n.items, [this](const Ref& ref) { return Lookup(ref); }, &run->owned);
+    if (!items.ok()) {
+      std::move(done)(items.status());
+      return;
+    }
+    run->items = *items;
+    if (!run->items->has_list_value()) {
+      std::move(done)(handlers::Permanent(common::WithReason(
+          absl::InvalidArgumentError(absl::StrCat(
+              "items: ", DescribeShape(*run->items), "; a map needs a list")),
+          common::kRefBadValue)));
+      return;
+    }
+    const Limits& limits = plan_->limits();
+    const int64_t count = run->items->list_value().values_size();
+    if (count > limits.max_map_items) {
+      std::move(done)(handlers::Permanent(common::WithLimit(
+          absl::InvalidArgumentError(absl::StrCat(
+              "the map has ", count, " items, more than ", limits.max_map_items,
+              ", the limit (--max_map_items)")),
+          common::kPlanTooLarge, "--max_map_items", limits.max_map_items)));
+      return;
+    }
+    // The child's nodes are counted once in the plan; each item adds them.
+    const int64_t added = (count - 1) * node(n.children[0]).subtree_size;
+    const int64_t total =
+        shared_->nodes.fetch_add(added, std::memory_order_relaxed) + added;
+    if (total > limits.max_plan_nodes) {
+      shared_->nodes.fetch_sub(added, std::memory_order_relaxed);
+      std::move(done)(handlers::Permanent(common::WithLimit(
+          absl::InvalidArgumentError(
+              absl::StrCat("the map's ", count, " items would make the run ",
+                           total, " nodes, more than ", limits.max_plan_nodes,
+                           ", the limit (--max_plan_nodes)")),
+          common::kPlanTooLarge, "--max_plan_nodes", limits.max_plan_nodes)));
+      return;
+    }
+    run->nodes_added = added;
+    if (n.join.join == engine::JoinPolicy::kQuorum && n.join.quorum > count) {
+      std::move(done)(handlers::Permanent(common::WithReason(
+          absl::FailedPreconditionError(
+              absl::StrCat("the quorum is ", n.join.quorum, " but the map has ",
+                           count, count == 1 ? " item" : " items")),
+          common::kQuorumUnreachable)));
+      return;
+    }
+    if (options_.root_only) {
+      run->ends.resize(static_cast<size_t>(count));
+    } else {
+      run->outcomes.resize(static_cast<size_t>(count));
+    }
+    R(index).map = run;
+    if (options_.observer != nullptr && n.item_leaves > 0) {
+      options_.observer->OnLeavesAdded(count * n.item_leaves);
+    }
+    engine::TaskGroup group(token, n.join);
+    for (int64_t i = 0; i < count; ++i) {
+      group.Spawn(
+          [this, index, i](const engine::CancellationToken& t, engine::Done d) {
+            StartItem(index, i, t, std::move(d));
+          });
+    }
+    std::move(group).Join(
+        [this, index, done = std::move(done)](absl::Status s) mutable {
+          if (s.ok()) s = BuildMapValue(index);
+          std::move(done)(std::move(s));
+        });
+  }
+
+  // Runs map `index`'s child for item `i`.
+  void StartItem(int32_t index, int64_t i,
+                 const engine::CancellationToken& token, engine::Done done) {
+    NodeRecord::MapRun& run = *R(index).map;
+    if (token.cancelled()) {
+      // Waiting its turn when the map was decided or cancelled: it never
+      // starts (no Execution is made for it).
+      const absl::Status not_started = common::WithReason(
+          absl::CancelledError("not started: the map ended before its turn"),
+          common::kNotStarted);
+      if (options_.root_only) {
+        NodeRecord::MapRun::End& end = run.ends[static_cast<size_t>(i)];
+        end.state = weft::v1::NODE_STATE_SKIPPED;
+        end.error = not_started;
+      } else {
+        const CompiledNode& child = node(node(index).children[0]);
+        NodeOutcome& o = run.outcomes[static_cast<size_t>(i)];
+        o.set_id(child.source->id());
+        o.set_kind(ToProto(child.kind));
+        o.set_state(weft::v1::NODE_STATE_SKIPPED);
+        SetError(not_started, o.mutable_error());
+      }
+      std::move(done)(token.reason());
+      return;
+    }
+    // It writes its end into `run` (ItemEnded) and tells the map.
+    auto* item = new Execution(
+        this, index, &run.items->list_value().values(static_cast<int>(i)), i,
+        token, std::move(done));
+    item->Start();
+  }
+
+  // A map's value, for a root-only run: the list of its children's values
+  // (entries with JOIN_ALL_SETTLED; those that succeeded with JOIN_QUORUM).
+  absl::Status BuildMapValue(int32_t index) {
+    if (!options_.root_only) return absl::OkStatus();
+    const CompiledNode& n = node(index);
+    NodeRecord& rec = R(index);
+    Value out;
+    auto* list = out.mutable_list_value();
+    ValueSize moved;
+    list->mutable_values()->Reserve(static_cast<int>(rec.map->ends.size()));
+    for (NodeRecord::MapRun::End& end : rec.map->ends) {
+      const bool ok = end.state == weft::v1::NODE_STATE_SUCCEEDED;
+      if (ok) moved += handlers::Measure(end.value);
+      switch (n.join.join) {
+        case engine::JoinPolicy::kAll:
+          *list->add_values() = std::move(end.value);
+          break;
+        case engine::JoinPolicy::kQuorum:
+          if (ok) *list->add_values() = std::move(end.value);
+          break;
+        case engine::JoinPolicy::kAllSettled: {
+          auto* f =
+              list->add_values()->mutable_struct_value()->mutable_fields();
+          (*f)["state"].set_string_value(weft::v1::NodeState_Name(end.state));
+          if (ok) {
+            (*f)["value"] = std::move(end.value);
+          } else {
+            auto* e = (*f)["error"].mutable_struct_value()->mutable_fields();
+            (*e)["code"].set_string_value(common::CodeName(end.error.code()));
+            (*e)["message"].set_string_value(std::string(end.error.message()));
+          }
+          break;
+        }
+      }
+      end.value.Clear();
+    }
+    const ValueSize size = handlers::Measure(out);
+    if (absl::Status s = ChargeComposite(size, moved); !s.ok()) return s;
+    rec.value = std::move(out);
+    rec.size = size;
+    return absl::OkStatus();
+  }
+
+  // Gives back the nodes a map's children added.
+  void ReleaseMap(NodeRecord& rec) {
+    if (rec.map == nullptr) return;
+    shared_->nodes.fetch_sub(rec.map->nodes_added, std::memory_order_relaxed);
+    rec.map.reset();
   }
 
   void StartSequence(int32_t index, const engine::CancellationToken& token,
@@ -702,7 +987,7 @@ class Execution {
   // root-only runs build composite values: a full outcome carries each value
   // once, at its leaf, and composites' are built from those when read.
   Value Take(int32_t child) {
-    NodeRecord& rec = records_[child];
+    NodeRecord& rec = R(child);
     rec.size = ValueSize();
     return std::move(rec.value);
   }
@@ -718,10 +1003,10 @@ class Execution {
   // A race's or an offload's value: its child's.
   absl::Status PassOn(int32_t child, int32_t index) {
     if (!options_.root_only) return absl::OkStatus();
-    const ValueSize size = records_[child].size;
+    const ValueSize size = R(child).size;
     if (absl::Status s = ChargeComposite(size, size); !s.ok()) return s;
-    records_[index].value = Take(child);
-    records_[index].size = size;
+    R(index).value = Take(child);
+    R(index).size = size;
     return absl::OkStatus();
   }
 
@@ -732,15 +1017,15 @@ class Execution {
     handlers::CompositeSize composite;
     ValueSize moved;
     for (int32_t child : n.children) {
-      composite.AddItem(records_[child].size);
-      moved += records_[child].size;
+      composite.AddItem(R(child).size);
+      moved += R(child).size;
     }
     const ValueSize size = composite.AsList();
     if (absl::Status s = ChargeComposite(size, moved); !s.ok()) return s;
-    auto* list = records_[index].value.mutable_list_value();
+    auto* list = R(index).value.mutable_list_value();
     list->mutable_values()->Reserve(static_cast<int>(n.children.size()));
     for (int32_t child : n.children) *list->add_values() = Take(child);
-    records_[index].size = size;
+    R(index).size = size;
     return absl::OkStatus();
   }
 
@@ -775,7 +1060,7 @@ class Execution {
     handlers::CompositeSize composite;
     ValueSize moved;  // The values that move into it (root only).
     for (int32_t child : n.children) {
-      const NodeRecord& rec = records_[child];
+      const NodeRecord& rec = R(child);
       ValueSize v;
       switch (n.join.join) {
         case engine::JoinPolicy::kAll:
@@ -799,14 +1084,14 @@ class Execution {
     const ValueSize size =
         n.keyed_by_id ? composite.AsObject() : composite.AsList();
     if (absl::Status s = ChargeComposite(size, moved); !s.ok()) return s;
-    records_[index].size = size;
+    R(index).size = size;
 
-    Value& out = records_[index].value;
+    Value& out = R(index).value;
     auto* fields =
         n.keyed_by_id ? out.mutable_struct_value()->mutable_fields() : nullptr;
     auto* list = n.keyed_by_id ? nullptr : out.mutable_list_value();
     for (int32_t child : n.children) {
-      const NodeRecord& rec = records_[child];
+      const NodeRecord& rec = R(child);
       Value v;
       switch (n.join.join) {
         case engine::JoinPolicy::kAll:
@@ -849,7 +1134,7 @@ class Execution {
   void AttemptEnded(int32_t index, absl::Status s) {
     // Messages are kept short: each enclosing node repeats its child's.
     s = common::Abbreviate(s);
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     assert(rec.state == weft::v1::NODE_STATE_UNSPECIFIED &&
            "attempt ended twice");
     // A composite that ended OK although its scope was cancelled (its
@@ -888,7 +1173,7 @@ class Execution {
   // replayed leaf ended, else now.
   void Finalize(int32_t index, absl::Status s,
                 std::optional<absl::Time> end = std::nullopt) {
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     rec.end = end.value_or(options_.env->Now());
     if (!s.ok() && DeadlinePassed(index) &&
         (s.code() == absl::StatusCode::kCancelled ||
@@ -914,14 +1199,17 @@ class Execution {
     if (n.referenced && rec.state == weft::v1::NODE_STATE_SUCCEEDED) {
       KeepForReferences(index);
     }
-    if (options_.observer != nullptr) {
+    if (options_.observer != nullptr && parent_ != nullptr) {
+      options_.observer->OnItemNodeFinished(index, rec.state);
+    } else if (options_.observer != nullptr) {
       options_.observer->OnNodeFinished(index, rec.state);
       if (IsLeaf(n.kind) && !rec.recovered &&
           options_.observer->wants_leaf_outcomes()) {
         options_.observer->OnLeafOutcome(index, LeafOutcome(index));
       }
     }
-    if (!s.ok() && index != 0 && !n.parent_is_offload) {
+    // A map names its children itself.
+    if (!s.ok() && index != root_ && !n.parent_is_offload) {
       s = ChildError(n, n.position, s);
     }
     engine::Done done = std::move(rec.done);
@@ -934,34 +1222,38 @@ class Execution {
   void SkipSubtree(int32_t index, const absl::Status& reason) {
     const int32_t end = index + node(index).subtree_size;
     for (int32_t i = index; i < end; ++i) {
-      Uncharge(records_[i].size);
-      ReleaseReference(records_[i]);
-      records_[i] = NodeRecord();
-      records_[i].state = weft::v1::NODE_STATE_SKIPPED;
-      records_[i].error = reason;
+      Uncharge(R(i).size);
+      ReleaseReference(R(i));
+      ReleaseMap(R(i));
+      R(i) = NodeRecord();
+      R(i).state = weft::v1::NODE_STATE_SKIPPED;
+      R(i).error = reason;
     }
   }
 
   // Before another attempt: forget the last one, below and at the node.
   void ResetSubtree(int32_t index) {
     const int32_t end = index + node(index).subtree_size;
-    records_[index].state = weft::v1::NODE_STATE_UNSPECIFIED;
-    records_[index].value.Clear();
-    Uncharge(records_[index].size);
-    records_[index].winner.clear();
+    R(index).state = weft::v1::NODE_STATE_UNSPECIFIED;
+    R(index).value.Clear();
+    Uncharge(R(index).size);
+    R(index).winner.clear();
+    ReleaseMap(R(index));
     for (int32_t i = index + 1; i < end; ++i) {
-      Uncharge(records_[i].size);
-      ReleaseReference(records_[i]);
-      records_[i] = NodeRecord();
+      Uncharge(R(i).size);
+      ReleaseReference(R(i));
+      ReleaseMap(R(i));
+      R(i) = NodeRecord();
     }
   }
 
   void Finish() {
     NodeOutcome outcome;
-    const bool overflowed = overflowed_.load(std::memory_order_acquire);
+    const bool overflowed = parent_ == nullptr &&
+                            shared_->overflowed.load(std::memory_order_acquire);
     if (overflowed) {
       // The root alone, failed: what the run made is dropped.
-      NodeRecord& root = records_[0];
+      NodeRecord& root = R(root_);
       root.state = weft::v1::NODE_STATE_FAILED;
       root.error = OverflowStatus();
       Uncharge(root.size);
@@ -969,7 +1261,28 @@ class Execution {
     }
     const bool root_only = options_.root_only || overflowed;
     for (NodeRecord& rec : records_) ReleaseReference(rec);
-    BuildOutcome(0, root_only, &outcome);
+    absl::Status item_status;
+    if (parent_ != nullptr) {
+      // An item's run: its end goes into the map's run.
+      NodeRecord::MapRun& run = *parent_->R(map_).map;
+      NodeRecord& root = R(root_);
+      const auto at = static_cast<size_t>(item_index_);
+      if (root.state != weft::v1::NODE_STATE_SUCCEEDED) {
+        item_status = common::WithMessage(
+            root.error, absl::StrCat("children[", item_index_,
+                                     "]: ", root.error.message()));
+      }
+      if (options_.root_only) {
+        NodeRecord::MapRun::End& end = run.ends[at];
+        end.state = root.state;
+        end.value = std::move(root.value);
+        end.error = root.error;
+      } else {
+        BuildOutcome(root_, false, &run.outcomes[at]);
+      }
+    } else {
+      BuildOutcome(root_, root_only, &outcome);
+    }
     // What the outcome does not keep is freed with the records.
     for (size_t i = root_only ? 1 : records_.size(); i < records_.size(); ++i) {
       Uncharge(records_[i].size);
@@ -979,16 +1292,28 @@ class Execution {
           (root_only ? 1 : static_cast<int64_t>(records_.size())) * kNodeMemory;
       options_.memory->Remove(node_memory_ - std::min(kept, node_memory_));
     }
+    if (parent_ != nullptr) {
+      engine::Done done = std::move(item_done_);
+      delete this;
+      std::move(done)(std::move(item_status));
+      return;
+    }
     OutcomeDone done = std::move(done_);
     delete this;
     std::move(done)(std::move(outcome));
+  }
+
+  static void SetError(const absl::Status& error, weft::v1::Error* out) {
+    out->set_code(common::CodeName(error.code()));
+    out->set_message(std::string(error.message()));
+    out->set_reason(common::Reason(error));
   }
 
   // `copy`: leaves the records' values and winners in place.
   void BuildOutcome(int32_t index, bool root_only, NodeOutcome* out,
                     bool copy = false) {
     const CompiledNode& n = node(index);
-    NodeRecord& rec = records_[index];
+    NodeRecord& rec = R(index);
     out->set_id(n.source->id());
     out->set_kind(ToProto(n.kind));
     out->set_state(rec.state);
@@ -998,9 +1323,7 @@ class Execution {
         *out->mutable_value() = copy ? rec.value : std::move(rec.value);
       }
     } else {
-      out->mutable_error()->set_code(common::CodeName(rec.error.code()));
-      out->mutable_error()->set_message(std::string(rec.error.message()));
-      out->mutable_error()->set_reason(common::Reason(rec.error));
+      SetError(rec.error, out->mutable_error());
     }
     if (rec.started) {
       common::SetTimestamp(rec.start, out->mutable_start_time());
@@ -1013,33 +1336,50 @@ class Execution {
       out->set_ran_again(true);
     }
     out->set_winner(copy ? rec.winner : std::move(rec.winner));
-    if (n.kind == NodeKind::kParallel) out->set_join(JoinToProto(n.join.join));
+    if (n.kind == NodeKind::kParallel || n.kind == NodeKind::kMap) {
+      out->set_join(JoinToProto(n.join.join));
+    }
     if (root_only) return;
+    if (n.kind == NodeKind::kMap) {
+      // One child per item; none when it did not start.
+      if (rec.map == nullptr) return;
+      out->mutable_children()->Reserve(
+          static_cast<int>(rec.map->outcomes.size()));
+      for (NodeOutcome& o : rec.map->outcomes) {
+        *out->add_children() = copy ? o : std::move(o);
+      }
+      return;
+    }
     out->mutable_children()->Reserve(static_cast<int>(n.children.size()));
     for (int32_t child : n.children) {
       BuildOutcome(child, false, out->add_children(), copy);
     }
   }
 
+  // For an item's run: the first node it runs (the map's child); 0 for the
+  // run of the plan.
+  const int32_t root_ = 0;
   const std::shared_ptr<const CompiledPlan> plan_;
   const RunOptions options_;
-  OutcomeDone done_;
+  OutcomeDone done_;        // The plan's run's.
+  engine::Done item_done_;  // An item's run's.
   // One per node; each is written only by its node's own completion, and
   // read by the parent after the engine's completion ordering.
   std::vector<NodeRecord> records_;
-  // What an overflow cancels: the caller's source, or without one a scope of
-  // the run's own under the caller's token.
-  std::optional<engine::CancellationSource> scope_;
-  // The serialized bytes of the values the records hold.
-  std::atomic<int64_t> held_wire_{0};
   // What Start() charged for the records.
   int64_t node_memory_ = 0;
   // With a Replay: which recorded leaves were used (each once). One byte
   // per node, since nodes on different threads set theirs.
   std::unique_ptr<char[]> replay_used_;
-  std::atomic<bool> overflowed_{false};
-  mutable engine::Mutex overflow_mu_;
-  absl::Status overflow_ ABSL_GUARDED_BY(overflow_mu_);
+  // The run's own (the plan's run), shared by its items' runs.
+  std::unique_ptr<RunShared> owned_shared_;
+  RunShared* const shared_;
+  // For an item's run: the run whose map runs it, the map, and the item.
+  Execution* const parent_ = nullptr;
+  const int32_t map_ = -1;
+  const Value* const item_ = nullptr;
+  const int64_t item_index_ = -1;
+  Value index_;
 };
 
 }  // namespace

@@ -5,8 +5,11 @@
 // Call with the node's cancellation token (through RunInThreadPool when it
 // is offloaded or blocks), a parallel is a TaskGroup with the node's join
 // policy, a race is RunUntilFirstComplete, a sequence is RunInSequence, a
-// retry policy is Retry, and a node's timeout is a Deadline scope per
-// attempt. Work that can finish at once (value calls) finishes inline on the
+// retry policy is Retry, a node's timeout is a Deadline scope per attempt
+// and its deadline one over all of them. A map is a TaskGroup whose tasks
+// each run the map's child for one item, as an execution of their own over
+// the same compiled nodes (sharing the run's budgets). Work that can finish
+// at once (value calls) finishes inline on the
 // caller's thread; waiting work (sleeps) holds no thread and finishes on the
 // engine's threads.
 //
@@ -48,6 +51,16 @@ class NodeObserver {
   virtual bool wants_leaf_outcomes() const { return false; }
   virtual void OnLeafOutcome(int32_t /*node*/,
                              const weft::v1::NodeOutcome& /*outcome*/) {}
+  // A node inside a map's child, run for one of its items (`node` is the
+  // child's node in the plan, the same for every item): by default seen like
+  // any other. Leaves run for an item get no OnLeafOutcome.
+  virtual void OnItemNodeStarted(int32_t node) { OnNodeStarted(node); }
+  virtual void OnItemNodeFinished(int32_t node, weft::v1::NodeState state) {
+    OnNodeFinished(node, state);
+  }
+  // A map started: its items add `leaves` leaves to the run (the plan's
+  // leaves() counts those outside maps' children).
+  virtual void OnLeavesAdded(int64_t /*leaves*/) {}
 };
 
 // What a run resumed after a restart knows of its earlier life (a task's
@@ -71,9 +84,9 @@ struct RunOptions {
   // on every run.
   const engine::CancellationSource* source = nullptr;
   // The whole run must finish by then; the root then ends TIMED_OUT with
-  // `deadline_message`.
+  // `deadline_message` (empty: "the run's deadline passed").
   absl::Time deadline = absl::InfiniteFuture();
-  std::string deadline_message = "the run's deadline passed";
+  std::string deadline_message;
   // Whether to build the root's outcome alone, with its value built from its
   // children's, or every node's, each value at its leaf only (composites'
   // are built from them when read: common::AssembleValue).

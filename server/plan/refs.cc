@@ -75,7 +75,13 @@ absl::Status ParseRef(absl::string_view text, absl::string_view where,
   size_t i = 0;
   while (i < text.size() && text[i] != '.' && text[i] != '[') ++i;
   ref->id = std::string(text.substr(0, i));
-  if (!IsReferenceableId(ref->id)) {
+  if (ref->id == kItemId || ref->id == kIndexId) {
+    if (ref->id == kIndexId && i < text.size()) {
+      return BadReference(where, absl::StrCat(shown,
+                                              ": $index is a number, "
+                                              "with no path into it"));
+    }
+  } else if (!IsReferenceableId(ref->id)) {
     return BadReference(
         where, absl::StrCat(shown,
                             " does not start with a node id that references "
@@ -263,7 +269,7 @@ class Parser {
 
 // The node `ref` reads, walked along its path; errors as FillArgs says.
 absl::StatusOr<const Value*> Walk(const Ref& ref, RefLookup lookup) {
-  const RefTarget target = lookup(ref.node);
+  const RefTarget target = lookup(ref);
   if (target.value == nullptr) {
     return handlers::Permanent(common::WithReason(
         absl::FailedPreconditionError(
@@ -368,6 +374,28 @@ absl::StatusOr<ArgTemplate> ParseArgs(const Struct& args,
   return out;
 }
 
+absl::StatusOr<ArgTemplate> ParseItems(const Value& items,
+                                       absl::string_view where) {
+  const bool is_ref =
+      items.has_struct_value() &&
+      items.struct_value().fields().contains(std::string(kRefKey));
+  if (!items.has_list_value() && !is_ref) {
+    return common::FieldError(
+        where,
+        absl::StrCat("is ", DescribeShape(items),
+                     "; a map needs a list, or {\"$ref\": \"...\"} naming "
+                     "one an earlier step made"));
+  }
+  ArgTemplate out;
+  Parser parser(&out);
+  std::vector<PathStep> location = {PathStep{"items", -1}};
+  absl::StatusOr<Value> v = parser.Parse(items, std::string(where), location);
+  if (!v.ok()) return v.status();
+  (*out.base.mutable_fields())["items"] = *std::move(v);
+  if (!out.holes.empty()) out.dynamic_args.push_back("items");
+  return out;
+}
+
 absl::StatusOr<Struct> FillArgs(const ArgTemplate& t, RefLookup lookup) {
   Struct args = t.base;
   for (const Hole& hole : t.holes) {
@@ -400,6 +428,19 @@ absl::StatusOr<Struct> FillArgs(const ArgTemplate& t, RefLookup lookup) {
     place->set_string_value(std::move(text));
   }
   return args;
+}
+
+absl::StatusOr<const Value*> ResolveItems(const ArgTemplate& t,
+                                          RefLookup lookup, Value* owned) {
+  if (t.holes.empty()) return &t.base.fields().at("items");
+  if (t.holes.size() == 1 && !t.holes[0].is_format() &&
+      t.holes[0].location.size() == 1) {
+    return Walk(t.holes[0].refs.front(), lookup);  // {"$ref": ...} itself.
+  }
+  absl::StatusOr<Struct> filled = FillArgs(t, lookup);
+  if (!filled.ok()) return filled.status();
+  *owned = std::move((*filled->mutable_fields())["items"]);
+  return owned;
 }
 
 std::string DescribeShape(const Value& value) {

@@ -41,18 +41,26 @@ struct PathStep {
   int64_t index = -1;
 };
 
-// A reference to the value of node `id` (or a part of it).
+// A reference to the value of node `id` (or a part of it), or inside a
+// map's child to the item it runs for ("$item", "$index", or the map's `as`
+// name).
 struct Ref {
+  enum class Source { kNode, kItem, kIndex };
   // As written: "user.posts[0].title".
   std::string text;
   std::string id;
   std::vector<PathStep> path;
   // Where it was written, for messages: "plan...args.url.$format".
   std::string where;
-  // The node it reads, bound by the compiler (an index into the plan's
-  // nodes).
+  // Bound by the compiler: what it reads, and the node (an index into the
+  // plan's nodes): the node whose value it reads, or the map whose item.
+  Source source = Source::kNode;
   int32_t node = -1;
 };
+
+// The ids that name a map's item and its position inside the map's child.
+inline constexpr char kItemId[] = "$item";
+inline constexpr char kIndexId[] = "$index";
 
 // A place in args filled in at run time: by one reference's value, or by a
 // string built from text and references.
@@ -83,6 +91,13 @@ bool HasDataFlow(const google::protobuf::Value& value);
 // Whether a node id can be named by a reference: [A-Za-z_][A-Za-z0-9_-]*.
 bool IsReferenceableId(absl::string_view id);
 
+// Parses a map's `items`, written at `where` ("plan.map.items"), into a
+// template whose base has one field, "items". INVALID_ARGUMENT (reason
+// BAD_REFERENCE) as ParseArgs says, and when `items` is neither a list nor
+// a $ref.
+absl::StatusOr<ArgTemplate> ParseItems(const google::protobuf::Value& items,
+                                       absl::string_view where);
+
 // Parses `args`, written at `path` ("plan.call.args"). INVALID_ARGUMENT
 // (reason BAD_REFERENCE) naming the path of a malformed $ref, $format or
 // $literal object, or of an object that mixes one of those keys with others.
@@ -95,7 +110,7 @@ struct RefTarget {
   const google::protobuf::Value* value = nullptr;
   std::string why_not;
 };
-using RefLookup = absl::FunctionRef<RefTarget(int32_t node)>;
+using RefLookup = absl::FunctionRef<RefTarget(const Ref& ref)>;
 
 // The args `t` stands for, with every hole filled from `lookup`. Errors
 // (each marked permanent: the same values would fail again):
@@ -106,6 +121,12 @@ using RefLookup = absl::FunctionRef<RefTarget(int32_t node)>;
 //     than a string or a number.
 absl::StatusOr<google::protobuf::Struct> FillArgs(const ArgTemplate& t,
                                                   RefLookup lookup);
+
+// A map's items, from the template ParseItems made: the plan's own list or
+// the value a whole-list reference reads, without a copy (both outlive the
+// map's run), or else the list filled into `*owned`. Errors as FillArgs's.
+absl::StatusOr<const google::protobuf::Value*> ResolveItems(
+    const ArgTemplate& t, RefLookup lookup, google::protobuf::Value* owned);
 
 // A value's shape, briefly, for messages: "an object with keys id, name",
 // "a list of 3 items", "the number 4", "a string", "null".

@@ -140,6 +140,19 @@ struct TaskRegistry::Live : public plan::NodeObserver,
     }
     NotifyWatchers();
   }
+  // A leaf run for one item of a map: counted, not journaled (a map's
+  // children run again after a restart).
+  void OnItemNodeStarted(int32_t node) override {
+    if (!plan::IsLeaf(created.plan->nodes()[node].kind)) return;
+    running.fetch_add(1, std::memory_order_relaxed);
+    changes.fetch_add(1, std::memory_order_release);
+    NotifyWatchers();
+  }
+  void OnLeavesAdded(int64_t leaves) override {
+    added_leaves.fetch_add(leaves, std::memory_order_relaxed);
+    changes.fetch_add(1, std::memory_order_release);
+    NotifyWatchers();
+  }
   bool wants_leaf_outcomes() const override { return journaling; }
   void OnLeafOutcome(int32_t node,
                      const weft::v1::NodeOutcome& outcome) override {
@@ -192,6 +205,8 @@ struct TaskRegistry::Live : public plan::NodeObserver,
   std::atomic<int> done{0};
   std::atomic<int> failed{0};
   std::atomic<int> running{0};
+  // Leaves maps added when they started (one child per item).
+  std::atomic<int64_t> added_leaves{0};
   // The task's changes so far, its creation being the first: a state
   // change, a leaf starting or ending. WatchTask numbers events with it.
   std::atomic<int64_t> changes{1};
@@ -831,6 +846,10 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
   progress->set_leaves_done(live->done.load());
   progress->set_leaves_failed(live->failed.load());
   progress->set_leaves_running(0);
+  if (live->created.plan != nullptr) {  // null: it no longer compiles
+    progress->set_leaves_total(live->created.plan->leaves() +
+                               static_cast<int32_t>(live->added_leaves.load()));
+  }
   // Waiters get the task without its outcome (they read it with Get).
   const Task final_task = CopyWithoutOutcome(task);
   const std::string name = task.name();
@@ -962,6 +981,11 @@ Task TaskRegistry::SnapshotLocked(const Live& live, TaskParts parts) const {
     progress->set_leaves_done(live.done.load(std::memory_order_relaxed));
     progress->set_leaves_failed(live.failed.load(std::memory_order_relaxed));
     progress->set_leaves_running(live.running.load(std::memory_order_relaxed));
+    if (live.created.plan != nullptr) {
+      progress->set_leaves_total(live.created.plan->leaves() +
+                                 static_cast<int32_t>(live.added_leaves.load(
+                                     std::memory_order_relaxed)));
+    }
   }
   if (!HasOutcome(parts)) task.clear_outcome();
   if (HasPlan(parts)) *task.mutable_plan() = *live.created.source;

@@ -111,6 +111,7 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 
 constexpr IntRange kIntRanges[] = {
     {"max_plan_nodes", 1, 1'000'000},
+    {"max_map_items", 0, 1'000'000},
     {"max_plan_depth", 1, 41},
     {"max_value_depth", 1, 27},
     {"max_message_bytes", 1024, kGiB},

@@ -22,6 +22,10 @@ ABSL_FLAG(absl::Duration, max_run_duration, absl::Minutes(10),
           "Longest a Run may take when its caller set no deadline.");
 ABSL_FLAG(int, max_plan_nodes, 10'000,
           "Most nodes a plan may have (1 to 1000000).");
+ABSL_FLAG(int, max_map_items, 10'000,
+          "Most items a map may run its child for, checked when it starts "
+          "(0 to 1000000); the nodes its children add count against "
+          "--max_plan_nodes.");
 ABSL_FLAG(int, max_plan_depth, 16,
           "Deepest a plan may nest, a single call being 1 (1 to 41; with "
           "--max_value_depth, 2 * max_plan_depth + 3 * max_value_depth at "
@@ -227,6 +231,7 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
   orch.limits.max_plan_nodes = absl::GetFlag(FLAGS_max_plan_nodes);
   orch.limits.max_plan_depth = absl::GetFlag(FLAGS_max_plan_depth);
   orch.limits.max_value_depth = absl::GetFlag(FLAGS_max_value_depth);
+  orch.limits.max_map_items = absl::GetFlag(FLAGS_max_map_items);
   if (absl::Status s = plan::CheckLimits(orch.limits); !s.ok()) return s;
   orch.max_active_runs = absl::GetFlag(FLAGS_max_active_runs);
   orch.max_outcome_bytes = absl::GetFlag(FLAGS_max_outcome_bytes);

@@ -83,6 +83,7 @@ WeftServer::WeftServer(ServerOptions options)
   l.set_max_plan_nodes(orchestrator.limits.max_plan_nodes);
   l.set_max_plan_depth(orchestrator.limits.max_plan_depth);
   l.set_max_value_depth(orchestrator.limits.max_value_depth);
+  l.set_max_map_items(orchestrator.limits.max_map_items);
   l.set_max_message_bytes(options_.max_message_bytes);
   l.set_max_outcome_bytes(orchestrator.max_outcome_bytes);
   l.set_max_active_runs(orchestrator.max_active_runs);

@@ -381,6 +381,23 @@ TEST(PlanBuildersTest, DataFlowBuildersWriteTheirJsonForms) {
   EXPECT_EQ(common::ToCompactJson(built), common::ToCompactJson(*parsed));
 }
 
+TEST(PlanBuildersTest, MapBuildsWhatItsJsonSays) {
+  weft::v1::RunRequest built;
+  *built.mutable_plan() =
+      Map(Ref("subscribers.body"),
+          Call("value", *ArgsFromJson(R"({"value": {"$ref": "$item"}})")),
+          {.join = weft::v1::JOIN_ALL_SETTLED,
+           .max_concurrency = 10,
+           .as = "subscriber"});
+  absl::StatusOr<weft::v1::RunRequest> parsed =
+      RunRequestFromJson(R"({"plan": {"map": {
+      "items": {"$ref": "subscribers.body"},
+      "child": {"call": {"handler": "value", "args": {"value": {"$ref": "$item"}}}},
+      "join": "JOIN_ALL_SETTLED", "maxConcurrency": 10, "as": "subscriber"}}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(common::ToCompactJson(built), common::ToCompactJson(*parsed));
+}
+
 TEST(PlanBuildersTest, ArgsMustBeAJsonObject) {
   EXPECT_THAT(ArgsFromJson("[1, 2]"),
               StatusIs(absl::StatusCode::kInvalidArgument,

@@ -122,6 +122,33 @@ TEST(TimelineTest, ShowsSkippedStepsAndAttempts) {
             "  call                           skipped\n");
 }
 
+// A map's children share their id: each row names the item it ran for, and
+// an item that never got its turn (the map failed first) has no bar.
+TEST(TimelineTest, LabelsAMapsChildrenWithTheirItems) {
+  const NodeOutcome map = FromJson<NodeOutcome>(Node(
+      absl::StrCat(
+          R"("id": "send", "kind": "NODE_KIND_MAP", "state": "NODE_STATE_FAILED",
+             "error": {"code": "UNAVAILABLE", "message": "smtp is down"}, "children": [)",
+          Node(
+              R"("id": "mail", "kind": "NODE_KIND_CALL", "state": "NODE_STATE_SUCCEEDED")",
+              0, 1),
+          ",",
+          Node(
+              R"("id": "mail", "kind": "NODE_KIND_CALL", "state": "NODE_STATE_FAILED",
+                  "error": {"code": "UNAVAILABLE", "message": "smtp is down"})",
+              0, 2),
+          R"(, {"id": "mail", "kind": "NODE_KIND_CALL", "state": "NODE_STATE_SKIPPED"}])"),
+      0, 2));
+  EXPECT_EQ(Timeline(map, {.width = 20}),
+            "           0       1.00s  2.00s\n"
+            "send       ====================  failed      2.00s  UNAVAILABLE: "
+            "smtp is down\n"
+            "  mail[0]  ==========            succeeded   1.00s\n"
+            "  mail[1]  ====================  failed      2.00s  UNAVAILABLE: "
+            "smtp is down\n"
+            "  mail[2]                        skipped\n");
+}
+
 // A running task's outcome: nodes without an end run to `now`.
 TEST(TimelineTest, NodesStillRunningEndAtNow) {
   NodeOutcome running = FromJson<NodeOutcome>(

@@ -21,7 +21,7 @@ import threading
 import time
 
 from conftest import Weftd, journaled_leaves
-from weft_client import WeftError, call, is_terminal, parallel, sequence
+from weft_client import WeftError, call, fmt, is_terminal, parallel, sequence
 
 ROUNDS = int(os.environ.get("WEFT_CRASH_ROUNDS", "24"))
 LOAD_THREADS = 3
@@ -44,10 +44,18 @@ class Ledger:
 
 
 def make_plan(rng: random.Random, upstream, tag: str):
-    leaves = [call("http", id="%sn%d" % (tag, j),
-                   url=upstream.url("%sn%d" % (tag, j), delay_ms=rng.choice([0, 30, 150, 400])))
-              for j in range(rng.randint(2, 4))]
-    return sequence(*leaves) if rng.random() < 0.5 else parallel(*leaves)
+    """A sequence or a parallel of 2 to 4 http calls; in a sequence, each
+    step's URL also carries the status the step before it got ($format), so
+    a resumed task reads values the journal kept."""
+    n = rng.randint(2, 4)
+    urls = [upstream.url("%sn%d" % (tag, j), delay_ms=rng.choice([0, 30, 150, 400]))
+            for j in range(n)]
+    if rng.random() < 0.5:
+        return sequence(*[call("http", id="%sn%d" % (tag, j),
+                               url=fmt(urls[j] + "&prev={%sn%d.status}" % (tag, j - 1))
+                               if j else urls[j])
+                          for j in range(n)])
+    return parallel(*[call("http", id="%sn%d" % (tag, j), url=urls[j]) for j in range(n)])
 
 
 def load(client, upstream, ledger: Ledger, rng: random.Random, tag: str,

@@ -570,6 +570,304 @@ TEST_F(DataFlowTest, ADeadlineMustBePositive) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("plan.deadline")));
 }
 
+// --- map -------------------------------------------------------------------
+
+TEST_F(DataFlowTest, AMapRunsItsChildOncePerItemAndKeepsTheirOrder) {
+  constexpr char kPlan[] = R"({"id": "m", "map": {"items": ["a", "b", "c"],
+    "child": {"call": {"handler": "sleep", "args": {
+      "duration": {"$format": "0.{$index}s"},
+      "value": {"item": {"$ref": "$item"}, "at": {"$ref": "$index"}}}}}}})";
+  for (bool root_only : {false, true}) {
+    SCOPED_TRACE(root_only ? "root only" : "full");
+    NodeOutcome out = Run(kPlan, root_only);
+    ASSERT_EQ(out.state(), weft::v1::NODE_STATE_SUCCEEDED) << out.DebugString();
+    EXPECT_EQ(out.kind(), weft::v1::NODE_KIND_MAP);
+    EXPECT_EQ(
+        ToJson(common::AssembleValue(out)),
+        R"([{"at":0,"item":"a"},{"at":1,"item":"b"},{"at":2,"item":"c"}])");
+    if (root_only) {
+      EXPECT_EQ(out.children_size(), 0);
+      continue;
+    }
+    // One child per item, each with its own times: the third slept 0.2s.
+    ASSERT_EQ(out.children_size(), 3);
+    EXPECT_EQ(weft::testing::ToTime(out.children(2).end_time()) -
+                  weft::testing::ToTime(out.children(2).start_time()),
+              absl::Milliseconds(200));
+    EXPECT_EQ(out.join(), weft::v1::JOIN_ALL);
+  }
+}
+
+TEST_F(DataFlowTest, TheNewsletterIsOnePlan) {
+  // List the subscribers, then send each one a letter, two at a time, every
+  // failure kept.
+  NodeOutcome out = Run(R"({"sequence": {"children": [
+    {"id": "subscribers", "call": {"handler": "value", "args": {"value": [
+      {"email": "ada@example.com"}, {"email": "grace@example.com"},
+      {"email": "bounce@example.com"}, {"email": "alan@example.com"}]}}},
+    {"id": "send", "map": {"items": {"$ref": "subscribers"}, "max_concurrency": 2,
+      "join": "JOIN_ALL_SETTLED",
+      "child": {"sequence": {"children": [
+        {"id": "letter", "call": {"handler": "sleep", "args": {"duration": "1s",
+          "value": {"$format": "Dear {$item.email}"}}}},
+        {"call": {"handler": "value", "args": {"value": {"$ref": "letter"}}}}]}}}}
+  ]}})",
+                        /*root_only=*/true);
+  ASSERT_EQ(out.state(), weft::v1::NODE_STATE_SUCCEEDED) << out.DebugString();
+  const google::protobuf::Value sent = out.value().list_value().values(1);
+  ASSERT_EQ(sent.list_value().values_size(), 4);
+  EXPECT_EQ(
+      ToJson(sent.list_value().values(1)),
+      R"({"state":"NODE_STATE_SUCCEEDED","value":["Dear grace@example.com","Dear grace@example.com"]})");
+  // Two at a time, a second each: two seconds for four.
+  EXPECT_EQ(weft::testing::ToTime(out.end_time()) -
+                weft::testing::ToTime(out.start_time()),
+            absl::Seconds(2));
+}
+
+TEST_F(DataFlowTest, AMapOverAnEmptyListSucceedsWithAnEmptyList) {
+  for (const char* join : {"JOIN_ALL", "JOIN_ALL_SETTLED"}) {
+    NodeOutcome out = Run(absl::StrCat(
+        R"({"map": {"items": [], "join": ")", join,
+        R"(", "child": {"call": {"handler": "value", "args": {"value": 1}}}}})"));
+    EXPECT_EQ(out.state(), weft::v1::NODE_STATE_SUCCEEDED) << join;
+    EXPECT_EQ(ToJson(common::AssembleValue(out)), "[]");
+    EXPECT_EQ(out.children_size(), 0);
+  }
+}
+
+TEST_F(DataFlowTest, AMapWhoseChildFailsEndsAsItsJoinSays) {
+  constexpr char kChild[] = R"("child": {"call": {"handler": "fail", "args": {
+      "code": "NOT_FOUND", "message": {"$format": "no {$item}"},
+      "after": {"$format": "0.{$index}5s"}}}})";
+  // JOIN_ALL: the first failure fails the map and cancels the rest.
+  NodeOutcome out =
+      Run(absl::StrCat(R"({"map": {"items": [1, 2, 3], )", kChild, "}}"));
+  EXPECT_EQ(out.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(out.error().code(), "NOT_FOUND");
+  EXPECT_EQ(out.error().message(), "children[0]: no 1");
+  ASSERT_EQ(out.children_size(), 3);
+  EXPECT_EQ(out.children(1).state(), weft::v1::NODE_STATE_CANCELLED);
+  EXPECT_EQ(out.children(1).error().reason(), "SIBLING_FAILED");
+  // JOIN_ALL_SETTLED: every child ends; the map succeeds with their states.
+  out = Run(
+      absl::StrCat(R"({"map": {"items": [1, 2], "join": "JOIN_ALL_SETTLED", )",
+                   kChild, "}}"));
+  EXPECT_EQ(out.state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(
+      ToJson(common::AssembleValue(out)),
+      R"([{"error":{"code":"NOT_FOUND","message":"no 1"},"state":"NODE_STATE_FAILED"},)"
+      R"({"error":{"code":"NOT_FOUND","message":"no 2"},"state":"NODE_STATE_FAILED"}])");
+  // Root-only, the items' runs hand back no more than that: the same value,
+  // and the same error for JOIN_ALL.
+  out = Run(
+      absl::StrCat(R"({"map": {"items": [1, 2], "join": "JOIN_ALL_SETTLED", )",
+                   kChild, "}}"),
+      /*root_only=*/true);
+  EXPECT_EQ(out.children_size(), 0);
+  EXPECT_EQ(
+      ToJson(out.value()),
+      R"([{"error":{"code":"NOT_FOUND","message":"no 1"},"state":"NODE_STATE_FAILED"},)"
+      R"({"error":{"code":"NOT_FOUND","message":"no 2"},"state":"NODE_STATE_FAILED"}])");
+  out = Run(absl::StrCat(R"({"map": {"items": [1, 2, 3], )", kChild, "}}"),
+            /*root_only=*/true);
+  EXPECT_EQ(out.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(out.error().message(), "children[0]: no 1");
+  EXPECT_FALSE(out.has_value());
+  // JOIN_QUORUM: fails once the quorum cannot be reached.
+  out = Run(absl::StrCat(
+      R"({"map": {"items": [1, 2, 3], "join": "JOIN_QUORUM", "quorum": 2, )",
+      kChild, "}}"));
+  EXPECT_EQ(out.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(out.error().reason(), "QUORUM_UNREACHABLE");
+  // A quorum larger than the items: refused when the map starts (or by the
+  // compiler, for items written in the plan).
+  out = Run(R"({"sequence": {"children": [
+    {"id": "one", "call": {"handler": "value", "args": {"value": [1]}}},
+    {"map": {"items": {"$ref": "one"}, "join": "JOIN_QUORUM", "quorum": 2,
+      "child": {"call": {"handler": "value", "args": {"value": 1}}}}}]}})");
+  EXPECT_EQ(out.children(1).state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(out.children(1).error().message(),
+            "the quorum is 2 but the map has 1 item");
+}
+
+TEST_F(DataFlowTest, AMapInsideAMapReachesTheOuterItemByItsName) {
+  NodeOutcome out = Run(
+      R"({"map": {"items": [{"name": "a", "parts": [1, 2]}, {"name": "b", "parts": [3]}],
+    "as": "group",
+    "child": {"map": {"items": {"$ref": "group.parts"},
+      "child": {"call": {"handler": "value", "args": {"value":
+        {"$format": "{group.name}{$item}@{$index}"}}}}}}}})");
+  ASSERT_EQ(out.state(), weft::v1::NODE_STATE_SUCCEEDED) << out.DebugString();
+  EXPECT_EQ(ToJson(common::AssembleValue(out)),
+            R"([["a1@0","a2@1"],["b3@0"]])");
+}
+
+TEST_F(DataFlowTest, ALaterStepReadsAMapsValue) {
+  NodeOutcome out = Run(R"({"sequence": {"children": [
+    {"id": "doubled", "map": {"items": [1, 2], "child": {"call": {"handler": "value", "args": {"value": {"$ref": "$item"}}}}}},
+    {"call": {"handler": "value", "args": {"value": {"$ref": "doubled[1]"}}}}]}})");
+  ASSERT_EQ(out.state(), weft::v1::NODE_STATE_SUCCEEDED) << out.DebugString();
+  EXPECT_EQ(ToJson(out.children(1).value()), "2");
+}
+
+TEST_F(DataFlowTest, MapReferencesAreCheckedBeforeAnythingRuns) {
+  struct Case {
+    const char* plan;
+    const char* message;
+  };
+  const Case cases[] = {
+      {R"({"call": {"handler": "value", "args": {"value": {"$ref": "$item"}}}})",
+       "plan.call.args.value.$ref: \"$item\": $item names the item a map's "
+       "child runs for, and this is not inside a map's child"},
+      {R"({"map": {"items": [1], "child": {"call": {"handler": "value", "args": {"value": {"$ref": "$index.x"}}}}}})",
+       "$index is a number, with no path into it"},
+      {R"({"sequence": {"children": [
+          {"map": {"items": [1], "child": {"id": "inner", "call": {"handler": "value", "args": {"value": 1}}}}},
+          {"call": {"handler": "value", "args": {"value": {"$ref": "inner"}}}}]}})",
+       "node \"inner\" is inside the child of the map "
+       "plan.sequence.children[0], "
+       "which runs once per item; read the map's value"},
+      {R"({"sequence": {"children": [
+          {"id": "x", "call": {"handler": "value", "args": {"value": 1}}},
+          {"map": {"items": [1], "as": "x", "child": {"call": {"handler": "value", "args": {"value": {"$ref": "x"}}}}}}]}})",
+       "\"x\" is ambiguous here: the map plan.sequence.children[1] names its "
+       "item so, and plan.sequence.children[0] has it as its id"},
+      {R"({"map": {"items": "abc", "child": {"call": {"handler": "value", "args": {"value": 1}}}}})",
+       "plan.map.items: is the string \"abc\"; a map needs a list"},
+      {R"({"map": {"items": [1]}})", "plan.map.child: missing"},
+      {R"({"map": {"items": {"$ref": "kid"}, "child": {"id": "kid", "call": {"handler": "value", "args": {"value": [1]}}}}})",
+       "plan.map.items.$ref: \"kid\": node \"kid\" is inside this map's own "
+       "child (plan.map.child)"},
+      {R"({"map": {"child": {"call": {"handler": "value", "args": {"value": 1}}}}})",
+       "plan.map.items: missing"},
+      {R"({"map": {"items": [1], "as": "9x", "child": {"call": {"handler": "value", "args": {"value": 1}}}}})",
+       "plan.map.as: \"9x\" is not a name references can use"},
+      {R"({"map": {"items": [1], "join": "JOIN_QUORUM", "quorum": 2, "child": {"call": {"handler": "value", "args": {"value": 1}}}}})",
+       "plan.map.quorum: must be from 1 to the number of children (1)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.plan);
+    EXPECT_THAT(TryCompile(c.plan), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr(c.message)));
+  }
+}
+
+TEST_F(DataFlowTest, ItemsThatAreNotAListOrTooManyFailTheMapNamingTheFlag) {
+  NodeOutcome out = Run(R"({"sequence": {"children": [
+    {"id": "s", "call": {"handler": "value", "args": {"value": {"n": 1}}}},
+    {"map": {"items": {"$ref": "s"}, "child": {"call": {"handler": "value", "args": {"value": 1}}}}}]}})");
+  EXPECT_EQ(out.children(1).error().reason(), "REF_BAD_VALUE");
+  EXPECT_THAT(
+      out.children(1).error().message(),
+      HasSubstr("items: an object with keys \"n\"; a map needs a list"));
+
+  Limits limits;
+  limits.max_map_items = 2;
+  auto plan = plan::Compile(PlanFromJson(R"({"map": {"items": [1, 2, 3],
+    "child": {"call": {"handler": "value", "args": {"value": 1}}}}})"),
+                            "plan", registry_, limits, &pools_);
+  ASSERT_TRUE(plan.ok());
+  std::optional<NodeOutcome> outcome;
+  RunOptions options;
+  options.env = &env_;
+  Execute(*std::move(plan), options,
+          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->error().code(), "INVALID_ARGUMENT");
+  EXPECT_THAT(outcome->error().message(), HasSubstr("--max_map_items"));
+
+  limits = Limits();
+  limits.max_plan_nodes = 10;
+  plan = plan::Compile(PlanFromJson(R"({"map": {"items": [1, 2, 3, 4, 5],
+    "child": {"sequence": {"children": [{"call": {"handler": "value", "args": {"value": 1}}}]}}}})"),
+                       "plan", registry_, limits, &pools_);
+  ASSERT_TRUE(plan.ok());
+  outcome.reset();
+  Execute(*std::move(plan), options,
+          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_THAT(outcome->error().message(),
+              HasSubstr("the map's 5 items would make the run 11 nodes, more "
+                        "than 10, the limit (--max_plan_nodes)"));
+}
+
+TEST_F(DataFlowTest, CancellingAMapCancelsEveryRunningChild) {
+  auto plan = TryCompile(R"({"map": {"items": [1, 2, 3], "max_concurrency": 2,
+    "child": {"call": {"handler": "sleep", "args": {"duration": "10s"}}}}})");
+  ASSERT_TRUE(plan.ok());
+  engine::CancellationSource source;
+  std::optional<NodeOutcome> outcome;
+  RunOptions options;
+  options.env = &env_;
+  options.token = source.token();
+  options.source = &source;
+  Execute(*std::move(plan), std::move(options),
+          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  env_.AdvanceBy(absl::Seconds(1));
+  source.Cancel(absl::CancelledError("caller left"));
+  env_.AdvanceBy(absl::Milliseconds(1));
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->state(), weft::v1::NODE_STATE_CANCELLED);
+  ASSERT_EQ(outcome->children_size(), 3);
+  EXPECT_EQ(outcome->children(0).state(), weft::v1::NODE_STATE_CANCELLED);
+  EXPECT_EQ(outcome->children(1).state(), weft::v1::NODE_STATE_CANCELLED);
+  // The third never started.
+  EXPECT_EQ(outcome->children(2).state(), weft::v1::NODE_STATE_SKIPPED);
+  EXPECT_EQ(outcome->children(2).error().reason(), "NOT_STARTED");
+  EXPECT_EQ(outcome->children(2).attempts(), 0);
+}
+
+TEST_F(DataFlowTest, AMapsDeadlineBoundsAllItsChildren) {
+  NodeOutcome out = Run(
+      R"({"deadline": "1.5s", "map": {"items": [1, 2, 3], "max_concurrency": 1,
+    "child": {"call": {"handler": "sleep", "args": {"duration": "1s"}}}}})");
+  EXPECT_EQ(out.state(), weft::v1::NODE_STATE_TIMED_OUT);
+  EXPECT_EQ(out.error().reason(), "NODE_DEADLINE");
+  EXPECT_EQ(out.children(0).state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(out.children(1).state(), weft::v1::NODE_STATE_CANCELLED);
+}
+
+// Counts leaves as a task's progress does.
+class LeafCounter : public NodeObserver {
+ public:
+  explicit LeafCounter(const CompiledPlan& plan) : plan_(plan) {}
+  void OnNodeStarted(int32_t node) override {
+    if (IsLeaf(plan_.nodes()[node].kind)) ++started;
+  }
+  void OnNodeFinished(int32_t, weft::v1::NodeState) override {}
+  void OnItemNodeStarted(int32_t node) override {
+    if (IsLeaf(plan_.nodes()[node].kind)) ++item_started;
+  }
+  void OnLeavesAdded(int64_t leaves) override { added += leaves; }
+  const CompiledPlan& plan_;
+  int started = 0, item_started = 0;
+  int64_t added = 0;
+};
+
+TEST_F(DataFlowTest, AMapAddsItsChildrensLeavesWhenItStarts) {
+  auto plan = TryCompile(R"({"sequence": {"children": [
+    {"id": "list", "call": {"handler": "value", "args": {"value": [1, 2, 3]}}},
+    {"map": {"items": {"$ref": "list"}, "child": {"sequence": {"children": [
+      {"call": {"handler": "value", "args": {"value": 1}}},
+      {"call": {"handler": "value", "args": {"value": 2}}}]}}}}]}})");
+  ASSERT_TRUE(plan.ok());
+  // Known up front: the list's call; each item adds two.
+  EXPECT_EQ((*plan)->leaves(), 1);
+  std::shared_ptr<const CompiledPlan> compiled = *std::move(plan);
+  LeafCounter counter(*compiled);
+  std::optional<NodeOutcome> outcome;
+  RunOptions options;
+  options.env = &env_;
+  options.observer = &counter;
+  Execute(compiled, options,
+          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(counter.added, 6);
+  EXPECT_EQ(counter.started, 1);
+  EXPECT_EQ(counter.item_started, 6);
+}
+
 // --- DescribeShape ---------------------------------------------------------
 
 TEST(DescribeShapeTest, NamesEachKindBriefly) {

@@ -110,6 +110,26 @@ class TaskRegistryTest : public ::testing::Test {
   std::unique_ptr<TaskRegistry> registry_;
 };
 
+TEST_F(TaskRegistryTest, ProgressCountsAMapsChildrenOnceItKnowsItsItems) {
+  // One leaf known up front (the list); the map adds one per item when it
+  // starts, after the list's second.
+  Task t = Create(R"({"sequence": {"children": [
+    {"id": "list", "call": {"handler": "sleep", "args": {"duration": "1s", "value": [1, 2, 3]}}},
+    {"map": {"items": {"$ref": "list"}, "max_concurrency": 2,
+      "child": {"call": {"handler": "sleep", "args": {"duration": "1s"}}}}}]}})");
+  EXPECT_EQ(t.progress().leaves_total(), 1);
+  env_.AdvanceBy(absl::Seconds(1));
+  t = Get(t.name());
+  EXPECT_EQ(t.progress().leaves_total(), 4);
+  EXPECT_EQ(t.progress().leaves_done(), 1);
+  EXPECT_EQ(t.progress().leaves_running(), 2);
+  env_.AdvanceBy(absl::Seconds(2));
+  t = Get(t.name());
+  EXPECT_EQ(t.state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(t.progress().leaves_total(), 4);
+  EXPECT_EQ(t.progress().leaves_done(), 4);
+}
+
 TEST_F(TaskRegistryTest, TaskRunsInTheBackgroundToSucceeded) {
   const absl::Time t0 = env_.Now();
   Task t = Create(kSleep1s, {{"job", "newsletter"}});

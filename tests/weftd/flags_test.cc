@@ -51,6 +51,7 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_MAX_INFLIGHT_BYTES",
                         "WEFT_MAX_LAZY_BYTES",
                         "WEFT_MAX_LAZY_VALUES",
+                        "WEFT_MAX_MAP_ITEMS",
                         "WEFT_MAX_MESSAGE_BYTES",
                         "WEFT_MAX_OUTCOME_BYTES",
                         "WEFT_MAX_PLAN_DEPTH",

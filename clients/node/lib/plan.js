@@ -148,6 +148,20 @@ const lazyValueName = prefixed('lazyValues/');
  * string or a number each; `{{` and `}}` write braces). `literal(value)`:
  * `value` as it is, even an object with a "$ref" key.
  */
+/**
+ * A `map` node: `child` once per item of `items` (a list, or `ref(...)`
+ * naming one), joined like a parallel's children; inside `child`,
+ * `ref('$item')`, `ref('$item.field')` and `ref('$index')`, or the name
+ * `as` gives the item.
+ *
+ * @param {object[]|object} items
+ * @param {object} child
+ * @param {NodeOptions & {join?: string, quorum?: number, maxConcurrency?: number, as?: string}} [options]
+ */
+function map(items, child, { join, quorum, maxConcurrency, as, ...options } = {}) {
+  return node('map', { items, child, join, quorum, maxConcurrency, as }, options);
+}
+
 function ref(path) {
   return { $ref: path };
 }
@@ -161,5 +175,6 @@ function literal(value) {
 }
 
 module.exports = {
-  call, parallel, race, offload, sequence, lazy, taskName, lazyValueName, ref, format, literal,
+  call, parallel, race, offload, sequence, lazy, map, taskName, lazyValueName, ref, format,
+  literal,
 };

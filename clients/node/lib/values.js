@@ -322,11 +322,12 @@ function settledEntry(child) {
     : { state: child.state, error: { code: child.error.code, message: child.error.message } };
 }
 
-function parallelValue(node) {
+// A parallel's value; a map's (`keyed` false) is always a list.
+function parallelValue(node, keyed = true) {
   const settled = node.join === 'JOIN_ALL_SETTLED';
   const kept = node.children.filter((child) => settled || child.state === SUCCEEDED);
   const values = kept.map((child) => (settled ? settledEntry(child) : child.value));
-  if (!node.children.every((child) => child.id)) return values;
+  if (!keyed || !node.children.every((child) => child.id)) return values;
   return Object.fromEntries(kept.map((child, i) => [child.id, values[i]]));
 }
 
@@ -342,6 +343,8 @@ function assembleValue(node) {
   switch (node.kind) {
     case 'NODE_KIND_PARALLEL':
       return parallelValue(node);
+    case 'NODE_KIND_MAP':
+      return parallelValue(node, false);
     case 'NODE_KIND_SEQUENCE':
       return node.children.map((child) => child.value);
     case 'NODE_KIND_RACE': {

@@ -161,6 +161,22 @@ test('data flow: ref, format and literal write their JSON forms; deadline is a d
   });
 });
 
+test('map: items, child and the join options, as in the JSON', () => {
+  const send = weft.map(weft.ref('subscribers.body'), call('value', { value: weft.ref('$item.email') }), {
+    as: 'subscriber', join: 'JOIN_ALL_SETTLED', maxConcurrency: 10, id: 'send',
+  });
+  assert.deepEqual(send, {
+    id: 'send',
+    map: {
+      items: { $ref: 'subscribers.body' },
+      child: { call: { handler: 'value', args: { value: { $ref: '$item.email' } } } },
+      join: 'JOIN_ALL_SETTLED',
+      maxConcurrency: 10,
+      as: 'subscriber',
+    },
+  });
+});
+
 test('names take the resource name or the bare id', () => {
   assert.equal(weft.taskName('0123abcd'), 'tasks/0123abcd');
   assert.equal(weft.taskName('tasks/0123abcd'), 'tasks/0123abcd');

@@ -132,7 +132,7 @@ test('a request that cannot be encoded is refused before it is sent', async () =
   });
   await assert.rejects(servers.client.run({ call: { handler: 'value' }, sequence: { children: [] } }), {
     name: 'TypeError',
-    message: /^plan: set only one of call, parallel, race, offload, sequence, lazy; got call and sequence$/,
+    message: /^plan: set only one of call, parallel, race, offload, sequence, lazy, map; got call and sequence$/,
   });
 });
 

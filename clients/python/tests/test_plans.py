@@ -8,8 +8,8 @@ from google.protobuf import json_format
 
 from scenario_plans import daily_stats, dashboard, digest_and_heartbeat, newsletter, search
 from weft.v1 import plan_pb2
-from weft_client import (as_plan, call, fmt, lazy, literal, parallel, race, ref, sequence,
-                         to_duration)
+from weft_client import (as_plan, call, fmt, lazy, literal, map_over, parallel, race, ref,
+                         sequence, to_duration)
 
 MAIL = "http://mail.internal/send"
 
@@ -125,3 +125,12 @@ def test_data_flow_builders_write_their_json_forms():
         "value": {"url": {"$format": "http://api/users/{user.body.id}/posts"},
                   "name": {"$ref": "user.body.name"},
                   "kept": {"$literal": {"$ref": "not.read"}}}}
+
+
+def test_map_over_builds_a_map_node():
+    node = map_over(ref("subscribers.body"), call("value", value=ref("$item.email")),
+                    as_="subscriber", join="all_settled", max_concurrency=10)
+    assert json_format.MessageToDict(node) == {"map": {
+        "items": {"$ref": "subscribers.body"},
+        "child": {"call": {"handler": "value", "args": {"value": {"$ref": "$item.email"}}}},
+        "as": "subscriber", "join": "JOIN_ALL_SETTLED", "maxConcurrency": 10}}

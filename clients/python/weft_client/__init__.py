@@ -15,13 +15,14 @@ It needs the stubs generate.sh makes, on PYTHONPATH (see README.md).
 from .client import TERMINAL_TASK_STATES, Client, Resolution, is_terminal
 from .errors import WeftError
 from .outcomes import Outcome
-from .plans import (as_plan, call, fmt, lazy, lazy_value_name, literal, offload, parallel, race,
-                    ref, retry_policy, sequence, task_name)
+from .plans import (as_plan, call, fmt, lazy, lazy_value_name, literal, map_over, offload,
+                    parallel, race, ref, retry_policy, sequence, task_name)
 from .values import to_duration, to_python, to_struct, to_value
 
 __all__ = [
     "Client", "Outcome", "Resolution", "TERMINAL_TASK_STATES", "WeftError", "as_plan", "call",
-    "fmt", "is_terminal", "lazy", "lazy_value_name", "literal", "offload", "parallel", "race",
+    "fmt", "is_terminal", "lazy", "lazy_value_name", "literal", "map_over", "offload", "parallel",
+    "race",
     "ref", "retry_policy",
     "sequence", "task_name", "to_duration", "to_python", "to_struct", "to_value",
 ]

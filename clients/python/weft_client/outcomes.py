@@ -150,6 +150,8 @@ def _assemble(node: NodeOutcome) -> Any:
     children = node.children
     if node.kind == outcome_pb2.NODE_KIND_PARALLEL:
         return _parallel_value(node)
+    if node.kind == outcome_pb2.NODE_KIND_MAP:
+        return _parallel_value(node, keyed=False)
     if node.kind == outcome_pb2.NODE_KIND_SEQUENCE:
         return [_assemble(c) for c in children]
     if node.kind == outcome_pb2.NODE_KIND_RACE:
@@ -160,7 +162,8 @@ def _assemble(node: NodeOutcome) -> Any:
     return None
 
 
-def _parallel_value(node: NodeOutcome) -> Any:
+def _parallel_value(node: NodeOutcome, keyed: bool = True) -> Any:
+    """A parallel's value; a map's (`keyed` False) is always a list."""
     settled = node.join == plan_pb2.JOIN_ALL_SETTLED
     entries = []
     for c in node.children:
@@ -173,6 +176,6 @@ def _parallel_value(node: NodeOutcome) -> Any:
             entries.append((c.id, entry))
         elif c.state == _SUCCEEDED:
             entries.append((c.id, _assemble(c)))
-    if all(c.id for c in node.children):
+    if keyed and all(c.id for c in node.children):
         return dict(entries)
     return [v for _, v in entries]

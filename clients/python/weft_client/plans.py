@@ -33,7 +33,7 @@ from google.protobuf import json_format
 
 from ._enums import EnumLike, enum_value
 from ._pb import plan_pb2
-from .values import DurationLike, to_duration, to_struct
+from .values import DurationLike, to_duration, to_struct, to_value
 
 PlanNode = plan_pb2.PlanNode
 RetryPolicy = plan_pb2.RetryPolicy
@@ -153,6 +153,35 @@ def sequence(*children: PlanLike, id: Optional[str] = None,
     """Runs `children` one after another; the first failure stops it."""
     node = _node(id, timeout, retry)
     node.sequence.children.extend(as_plan(c) for c in children)
+    return node
+
+
+def map_over(items: Any, child: PlanLike, *, as_: Optional[str] = None,
+             join: Optional[EnumLike] = None, quorum: Optional[int] = None,
+             max_concurrency: Optional[int] = None, id: Optional[str] = None,
+             timeout: Optional[DurationLike] = None,
+             retry: Optional[RetryLike] = None) -> PlanNode:
+    """A map node: `child` once per item of `items` (a list, or ``ref(...)``
+    naming one), joined like a parallel's children. Inside `child`,
+    ``ref("$item")``, ``ref("$item.field")`` and ``ref("$index")``, or the
+    name `as_` gives the item::
+
+        sequence(call("http", id="subscribers", url=url),
+                 map_over(ref("subscribers.body"),
+                          call("http", url=fmt("http://mail/send?to={$item.email}")),
+                          max_concurrency=10, join="all_settled"))
+    """
+    node = _node(id, timeout, retry)
+    node.map.items.CopyFrom(to_value(items))
+    node.map.child.CopyFrom(as_plan(child))
+    if as_:
+        setattr(node.map, "as", as_)  # "as" is a Python keyword.
+    if join is not None:
+        node.map.join = enum_value(plan_pb2.Join, "JOIN_", join)
+    if quorum is not None:
+        node.map.quorum = quorum
+    if max_concurrency is not None:
+        node.map.max_concurrency = max_concurrency
     return node
 
 
