@@ -16,6 +16,7 @@
 #include "server/plan/compiler.h"
 #include "server/plan/interpreter.h"
 #include "server/plan/refs.h"
+#include "tests/engine/test_util.h"
 #include "tests/testing/json.h"
 #include "tests/testing/manual_env.h"
 #include "tests/testing/plan_util.h"
@@ -826,6 +827,56 @@ TEST_F(DataFlowTest, AMapsDeadlineBoundsAllItsChildren) {
   EXPECT_EQ(out.error().reason(), "NODE_DEADLINE");
   EXPECT_EQ(out.children(0).state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(out.children(1).state(), weft::v1::NODE_STATE_CANCELLED);
+}
+
+// 10,000 items sleeping at once hold no thread each: every sleep is a timer
+// of the run's clock, and the map's value comes when the last one fires.
+TEST_F(DataFlowTest, AMapOfTenThousandSleepingItemsHoldsNoThreadPerItem) {
+  std::string items;
+  for (int i = 0; i < 10'000; ++i) absl::StrAppend(&items, i ? "," : "", i);
+  Limits limits;
+  limits.max_plan_nodes = 10'001;  // The map, and one child per item.
+  auto plan =
+      plan::Compile(PlanFromJson(absl::StrCat(
+                        R"({"map": {"items": [)", items,
+                        R"(], "child": {"call": {"handler": "sleep", "args": {
+            "duration": "1s", "value": {"$ref": "$index"}}}}}})")),
+                    "plan", registry_, limits, &pools_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const int threads = engine::testing::ThreadCount();
+  std::optional<NodeOutcome> outcome;
+  RunOptions options;
+  options.env = &env_;
+  options.root_only = true;
+  Execute(*std::move(plan), std::move(options),
+          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  env_.AdvanceBy(absl::Milliseconds(999));
+  EXPECT_FALSE(outcome.has_value());  // All 10,000 sleep at once...
+  EXPECT_EQ(engine::testing::ThreadCount(), threads);  // ...on no thread.
+  env_.AdvanceBy(absl::Milliseconds(1));
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->state(), weft::v1::NODE_STATE_SUCCEEDED);
+  ASSERT_EQ(outcome->value().list_value().values_size(), 10'000);
+  EXPECT_EQ(outcome->value().list_value().values(9'999).number_value(), 9'999);
+  // One more item is over --max_plan_nodes, and the map fails naming it.
+  limits.max_plan_nodes = 10'000;
+  auto over = plan::Compile(
+      PlanFromJson(absl::StrCat(
+          R"({"sequence": {"children": [{"id": "list", "call": {"handler": "value", "args": {"value": [)",
+          items,
+          R"(]}}}, {"map": {"items": {"$ref": "list"}, "child": {"call": {"handler": "value", "args": {"value": 1}}}}}]}})")),
+      "plan", registry_, limits, &pools_);
+  ASSERT_TRUE(over.ok()) << over.status();
+  outcome.reset();
+  RunOptions again;
+  again.env = &env_;
+  Execute(*std::move(over), std::move(again),
+          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->children(1).state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(outcome->children(1).error().reason(), "PLAN_TOO_LARGE");
+  EXPECT_THAT(outcome->children(1).error().message(),
+              ::testing::HasSubstr("(--max_plan_nodes)"));
 }
 
 // Counts leaves as a task's progress does.
