@@ -879,6 +879,37 @@ TEST_F(DataFlowTest, AMapOfTenThousandSleepingItemsHoldsNoThreadPerItem) {
               ::testing::HasSubstr("(--max_plan_nodes)"));
 }
 
+// The items' values count against the run's outcome budget together: past
+// --max_outcome_bytes the run stops and its root alone fails, naming the flag.
+TEST_F(DataFlowTest, AMapWhoseValuesPassTheOutcomeBudgetFailsNamingTheFlag) {
+  std::string items;
+  for (int i = 0; i < 20; ++i) {
+    absl::StrAppend(&items, i ? "," : "", "\"", std::string(10'000, 'x'), "\"");
+  }
+  for (bool root_only : {false, true}) {
+    SCOPED_TRACE(root_only ? "root only" : "full");
+    auto plan = TryCompile(
+        absl::StrCat(R"({"map": {"items": [)", items,
+                     R"(], "child": {"call": {"handler": "value", "args": {
+          "value": {"$ref": "$item"}}}}}})"));
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    std::optional<NodeOutcome> outcome;
+    RunOptions options;
+    options.env = &env_;
+    options.root_only = root_only;
+    options.max_outcome_bytes = 150'000;  // 15 of the 20 values.
+    Execute(*std::move(plan), std::move(options),
+            [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+    ASSERT_TRUE(outcome.has_value());
+    EXPECT_EQ(outcome->state(), weft::v1::NODE_STATE_FAILED);
+    EXPECT_EQ(outcome->error().code(), "RESOURCE_EXHAUSTED");
+    EXPECT_THAT(outcome->error().message(),
+                ::testing::HasSubstr("(--max_outcome_bytes)"));
+    EXPECT_EQ(outcome->children_size(), 0);
+    EXPECT_FALSE(outcome->has_value());
+  }
+}
+
 // Counts leaves as a task's progress does.
 class LeafCounter : public NodeObserver {
  public:
