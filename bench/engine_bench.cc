@@ -90,13 +90,11 @@ void BM_ValueCallNode(benchmark::State& state) {
 }
 BENCHMARK(BM_ValueCallNode);
 
-void BM_ParallelOfValues(benchmark::State& state) {
-  const int n = static_cast<int>(state.range(0));
-  engine::ManualEnv env;
-  auto plan = CompileJson(
-      ParallelJson(n,
-                   R"({"call": {"handler": "value", "args": {"value": 1}}})"),
-      n + 1);
+// Runs `plan` with a root-only outcome on `env` once per iteration; the
+// counter node_ns is the cost per node of its `nodes`.
+void RunRootOnly(benchmark::State& state, engine::ManualEnv& env,
+                 const std::shared_ptr<const plan::CompiledPlan>& plan,
+                 int nodes) {
   for (auto _ : state) {
     plan::RunOptions options;
     options.env = &env;
@@ -106,8 +104,18 @@ void BM_ParallelOfValues(benchmark::State& state) {
     });
   }
   state.counters["node_ns"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * (n + 1),
+      static_cast<double>(state.iterations()) * nodes,
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_ParallelOfValues(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  engine::ManualEnv env;
+  RunRootOnly(state, env,
+              CompileJson(ParallelJson(n, R"({"call": {"handler": "value",
+                                          "args": {"value": 1}}})"),
+                          n + 1),
+              n + 1);
 }
 BENCHMARK(BM_ParallelOfValues)->Arg(100)->Arg(10'000);
 
@@ -117,20 +125,11 @@ void RunMap(benchmark::State& state, const std::string& child) {
   engine::ManualEnv env;
   std::string items;
   for (int i = 0; i < n; ++i) absl::StrAppend(&items, i ? "," : "", i);
-  auto plan = CompileJson(absl::StrCat(R"({"map": {"items": [)", items,
+  RunRootOnly(state, env,
+              CompileJson(absl::StrCat(R"({"map": {"items": [)", items,
                                        R"(], "child": )", child, "}}"),
-                          n + 1);
-  for (auto _ : state) {
-    plan::RunOptions options;
-    options.env = &env;
-    options.root_only = true;
-    plan::Execute(plan, options, [&](weft::v1::NodeOutcome o) {
-      benchmark::DoNotOptimize(o);
-    });
-  }
-  state.counters["node_ns"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * (n + 1),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+                          n + 1),
+              n + 1);
 }
 
 void BM_MapOfValues(benchmark::State& state) {
@@ -170,19 +169,11 @@ void BM_RaceOfValues(benchmark::State& state) {
     absl::StrAppend(&children, i ? "," : "",
                     R"({"call": {"handler": "value", "args": {"value": 1}}})");
   }
-  auto plan = CompileJson(
-      absl::StrCat(R"({"race": {"children": [)", children, "]}}"), n + 1);
-  for (auto _ : state) {
-    plan::RunOptions options;
-    options.env = &env;
-    options.root_only = true;
-    plan::Execute(plan, options, [&](weft::v1::NodeOutcome o) {
-      benchmark::DoNotOptimize(o);
-    });
-  }
-  state.counters["node_ns"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * (n + 1),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  RunRootOnly(
+      state, env,
+      CompileJson(absl::StrCat(R"({"race": {"children": [)", children, "]}}"),
+                  n + 1),
+      n + 1);
 }
 BENCHMARK(BM_RaceOfValues)->Arg(3)->Arg(100);
 

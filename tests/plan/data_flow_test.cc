@@ -45,6 +45,24 @@ class DataFlowTest : public ::testing::Test {
                          &pools_);
   }
 
+  // Starts `plan` on the manual clock; its outcome lands in `*outcome`.
+  void Start(std::shared_ptr<const CompiledPlan> plan, RunOptions options,
+             std::optional<NodeOutcome>* outcome) {
+    options.env = &env_;
+    Execute(std::move(plan), std::move(options),
+            [outcome](NodeOutcome o) { outcome->emplace(std::move(o)); });
+  }
+
+  // Starts `plan` under `source`, as a caller that may cancel it does.
+  void StartCancellable(std::shared_ptr<const CompiledPlan> plan,
+                        engine::CancellationSource* source,
+                        std::optional<NodeOutcome>* outcome) {
+    RunOptions options;
+    options.token = source->token();
+    options.source = source;
+    Start(std::move(plan), std::move(options), outcome);
+  }
+
   // Runs the plan on the manual clock, advancing it by `advance`.
   NodeOutcome Run(absl::string_view json, bool root_only = false,
                   absl::Duration advance = absl::Seconds(60)) {
@@ -53,10 +71,8 @@ class DataFlowTest : public ::testing::Test {
     if (!plan.ok()) return NodeOutcome();
     std::optional<NodeOutcome> outcome;
     RunOptions options;
-    options.env = &env_;
     options.root_only = root_only;
-    Execute(*std::move(plan), std::move(options),
-            [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+    Start(*std::move(plan), std::move(options), &outcome);
     for (int i = 0; i < 600 && !outcome.has_value(); ++i) {
       env_.AdvanceBy(advance / 600);
     }
@@ -450,12 +466,7 @@ TEST_F(DataFlowTest, CancellingARunStopsAReaderThatWaits) {
   ASSERT_TRUE(plan.ok());
   engine::CancellationSource source;
   std::optional<NodeOutcome> outcome;
-  RunOptions options;
-  options.env = &env_;
-  options.token = source.token();
-  options.source = &source;
-  Execute(*std::move(plan), std::move(options),
-          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  StartCancellable(*std::move(plan), &source, &outcome);
   env_.AdvanceBy(absl::Seconds(1));
   EXPECT_FALSE(outcome.has_value());
   source.Cancel(absl::CancelledError("caller left"));
@@ -799,12 +810,7 @@ TEST_F(DataFlowTest, CancellingAMapCancelsEveryRunningChild) {
   ASSERT_TRUE(plan.ok());
   engine::CancellationSource source;
   std::optional<NodeOutcome> outcome;
-  RunOptions options;
-  options.env = &env_;
-  options.token = source.token();
-  options.source = &source;
-  Execute(*std::move(plan), std::move(options),
-          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  StartCancellable(*std::move(plan), &source, &outcome);
   env_.AdvanceBy(absl::Seconds(1));
   source.Cancel(absl::CancelledError("caller left"));
   env_.AdvanceBy(absl::Milliseconds(1));
@@ -846,10 +852,8 @@ TEST_F(DataFlowTest, AMapOfTenThousandSleepingItemsHoldsNoThreadPerItem) {
   const int threads = engine::testing::ThreadCount();
   std::optional<NodeOutcome> outcome;
   RunOptions options;
-  options.env = &env_;
   options.root_only = true;
-  Execute(*std::move(plan), std::move(options),
-          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  Start(*std::move(plan), std::move(options), &outcome);
   env_.AdvanceBy(absl::Milliseconds(999));
   EXPECT_FALSE(outcome.has_value());  // All 10,000 sleep at once...
   EXPECT_EQ(engine::testing::ThreadCount(), threads);  // ...on no thread.
@@ -868,10 +872,7 @@ TEST_F(DataFlowTest, AMapOfTenThousandSleepingItemsHoldsNoThreadPerItem) {
       "plan", registry_, limits, &pools_);
   ASSERT_TRUE(over.ok()) << over.status();
   outcome.reset();
-  RunOptions again;
-  again.env = &env_;
-  Execute(*std::move(over), std::move(again),
-          [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+  Start(*std::move(over), RunOptions(), &outcome);
   ASSERT_TRUE(outcome.has_value());
   EXPECT_EQ(outcome->children(1).state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_EQ(outcome->children(1).error().reason(), "PLAN_TOO_LARGE");
@@ -895,11 +896,9 @@ TEST_F(DataFlowTest, AMapWhoseValuesPassTheOutcomeBudgetFailsNamingTheFlag) {
     ASSERT_TRUE(plan.ok()) << plan.status();
     std::optional<NodeOutcome> outcome;
     RunOptions options;
-    options.env = &env_;
     options.root_only = root_only;
     options.max_outcome_bytes = 150'000;  // 15 of the 20 values.
-    Execute(*std::move(plan), std::move(options),
-            [&](NodeOutcome o) { outcome.emplace(std::move(o)); });
+    Start(*std::move(plan), std::move(options), &outcome);
     ASSERT_TRUE(outcome.has_value());
     EXPECT_EQ(outcome->state(), weft::v1::NODE_STATE_FAILED);
     EXPECT_EQ(outcome->error().code(), "RESOURCE_EXHAUSTED");
