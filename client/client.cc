@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -44,7 +45,12 @@ absl::Status FromGrpc(const grpc::Status& s) {
 // How many times in a row WatchTask reconnects without an event between.
 constexpr int kWatchReconnects = 5;
 
-void SetTimeout(grpc::ClientContext* context, absl::Duration timeout) {
+// A context with `timeout` (none if <= 0) and the caller's credentials.
+void Prepare(grpc::ClientContext* context, absl::Duration timeout,
+             const std::string& authorization) {
+  if (!authorization.empty()) {
+    context->AddMetadata("authorization", authorization);
+  }
   if (timeout > absl::ZeroDuration()) {
     context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   }
@@ -53,30 +59,75 @@ void SetTimeout(grpc::ClientContext* context, absl::Duration timeout) {
 }  // namespace
 
 std::unique_ptr<Client> Client::Connect(const std::string& address) {
+  absl::StatusOr<std::unique_ptr<Client>> client =
+      Connect(address, ConnectOptions());
+  return *std::move(client);  // Without files to read, it cannot fail.
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
+    const std::string& address, const ConnectOptions& options) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (options.tls()) {
+    grpc::SslCredentialsOptions ssl;
+    struct File {
+      const std::string& path;
+      std::string* pem;
+      const char* flag;
+    };
+    for (const File& f :
+         {File{options.tls_ca, &ssl.pem_root_certs, "tls_ca"},
+          File{options.tls_cert, &ssl.pem_cert_chain, "tls_cert"},
+          File{options.tls_key, &ssl.pem_private_key, "tls_key"}}) {
+      if (f.path.empty()) continue;
+      std::ifstream in(f.path);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (!in || in.bad()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", f.flag, " ", f.path, ": cannot read the file"));
+      }
+      *f.pem = text.str();
+    }
+    if (ssl.pem_cert_chain.empty() != ssl.pem_private_key.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls_cert and --tls_key go together: a client certificate needs "
+          "its key");
+    }
+    credentials = grpc::SslCredentials(ssl);
+  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);  // Full outcomes of big plans.
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args);
-  return std::make_unique<Client>(weft::v1::Orchestrator::NewStub(channel),
-                                  grpc::health::v1::Health::NewStub(channel));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(address, credentials, args);
+  auto client =
+      std::make_unique<Client>(weft::v1::Orchestrator::NewStub(channel),
+                               grpc::health::v1::Health::NewStub(channel));
+  if (!options.token.empty()) {
+    client->authorization_ = absl::StrCat("Bearer ", options.token);
+  }
+  return client;
 }
 
 Client::Client(
     std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator,
-    std::unique_ptr<grpc::health::v1::Health::StubInterface> health)
-    : orchestrator_(std::move(orchestrator)), health_(std::move(health)) {}
+    std::unique_ptr<grpc::health::v1::Health::StubInterface> health,
+    std::string token)
+    : orchestrator_(std::move(orchestrator)),
+      health_(std::move(health)),
+      authorization_(token.empty() ? "" : absl::StrCat("Bearer ", token)) {}
 
 namespace {
 
 // Calls one unary method of `stub` with a fresh context and `timeout`.
 template <typename Stub, typename Request, typename Response>
 absl::StatusOr<Response> Unary(
-    Stub& stub,
+    const std::string& authorization, Stub& stub,
     grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
                                  Response*),
     const Request& request, absl::Duration timeout) {
   grpc::ClientContext context;
-  SetTimeout(&context, timeout);
+  Prepare(&context, timeout, authorization);
   Response response;
   grpc::Status s = (stub.*method)(&context, request, &response);
   if (!s.ok()) return FromGrpc(s);
@@ -89,35 +140,39 @@ using Stub = weft::v1::Orchestrator::StubInterface;
 
 absl::StatusOr<weft::v1::RunResponse> Client::Run(
     const weft::v1::RunRequest& request, absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::Run, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::Run, request, timeout);
 }
 
 absl::StatusOr<weft::v1::ListHandlersResponse> Client::ListHandlers(
     absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::ListHandlers,
+  return Unary(authorization_, *orchestrator_, &Stub::ListHandlers,
                weft::v1::ListHandlersRequest(), timeout);
 }
 
 absl::StatusOr<weft::v1::Task> Client::CreateTask(
     const weft::v1::CreateTaskRequest& request, absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::CreateTask, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::CreateTask, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::Task> Client::GetTask(
     const weft::v1::GetTaskRequest& request, absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::GetTask, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::GetTask, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::ListTasksResponse> Client::ListTasks(
     const weft::v1::ListTasksRequest& request, absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::ListTasks, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::ListTasks, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::Task> Client::CancelTask(
     const std::string& name, absl::Duration timeout) const {
   weft::v1::CancelTaskRequest request;
   request.set_name(name);
-  return Unary(*orchestrator_, &Stub::CancelTask, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::CancelTask, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::Task> Client::WaitTask(const std::string& name,
@@ -126,14 +181,17 @@ absl::StatusOr<weft::v1::Task> Client::WaitTask(const std::string& name,
   weft::v1::WaitTaskRequest request;
   request.set_name(name);
   common::SetDuration(wait, request.mutable_timeout());
-  return Unary(*orchestrator_, &Stub::WaitTask, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::WaitTask, request,
+               timeout);
 }
 
 absl::Status Client::DeleteTask(const std::string& name,
                                 absl::Duration timeout) const {
   weft::v1::DeleteTaskRequest request;
   request.set_name(name);
-  return Unary(*orchestrator_, &Stub::DeleteTask, request, timeout).status();
+  return Unary(authorization_, *orchestrator_, &Stub::DeleteTask, request,
+               timeout)
+      .status();
 }
 
 absl::Status Client::WatchTask(
@@ -148,6 +206,7 @@ absl::Status Client::WatchTask(
   absl::Duration backoff = absl::Milliseconds(100);
   for (int failures = 0;;) {
     grpc::ClientContext context;
+    Prepare(&context, absl::ZeroDuration(), authorization_);
     if (deadline != absl::InfiniteFuture()) {
       context.set_deadline(absl::ToChronoTime(deadline));
     }
@@ -192,7 +251,7 @@ absl::StatusOr<int64_t> Client::BackupStore(const std::string& path,
         absl::StrCat("cannot write ", part, ": ", std::strerror(errno)));
   }
   grpc::ClientContext context;
-  SetTimeout(&context, timeout);
+  Prepare(&context, timeout, authorization_);
   std::unique_ptr<grpc::ClientReaderInterface<weft::v1::BackupStoreResponse>>
       reader = orchestrator_->BackupStore(&context, {});
   weft::v1::BackupStoreResponse piece;
@@ -228,54 +287,60 @@ absl::StatusOr<int64_t> Client::BackupStore(const std::string& path,
 absl::StatusOr<weft::v1::LazyValue> Client::CreateLazyValue(
     const weft::v1::CreateLazyValueRequest& request,
     absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::CreateLazyValue, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::CreateLazyValue, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::LazyValue> Client::GetLazyValue(
     const std::string& name, absl::Duration timeout) const {
   weft::v1::GetLazyValueRequest request;
   request.set_name(name);
-  return Unary(*orchestrator_, &Stub::GetLazyValue, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::GetLazyValue, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::ResolveLazyValueResponse> Client::ResolveLazyValue(
     const std::string& name, absl::Duration timeout) const {
   weft::v1::ResolveLazyValueRequest request;
   request.set_name(name);
-  return Unary(*orchestrator_, &Stub::ResolveLazyValue, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::ResolveLazyValue, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::LazyValue> Client::ResetLazyValue(
     const std::string& name, absl::Duration timeout) const {
   weft::v1::ResetLazyValueRequest request;
   request.set_name(name);
-  return Unary(*orchestrator_, &Stub::ResetLazyValue, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::ResetLazyValue, request,
+               timeout);
 }
 
 absl::StatusOr<weft::v1::ListLazyValuesResponse> Client::ListLazyValues(
     const weft::v1::ListLazyValuesRequest& request,
     absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::ListLazyValues, request, timeout);
+  return Unary(authorization_, *orchestrator_, &Stub::ListLazyValues, request,
+               timeout);
 }
 
 absl::Status Client::DeleteLazyValue(const std::string& name,
                                      absl::Duration timeout) const {
   weft::v1::DeleteLazyValueRequest request;
   request.set_name(name);
-  return Unary(*orchestrator_, &Stub::DeleteLazyValue, request, timeout)
+  return Unary(authorization_, *orchestrator_, &Stub::DeleteLazyValue, request,
+               timeout)
       .status();
 }
 
 absl::StatusOr<weft::v1::ServerInfo> Client::GetServerInfo(
     absl::Duration timeout) const {
-  return Unary(*orchestrator_, &Stub::GetServerInfo,
+  return Unary(authorization_, *orchestrator_, &Stub::GetServerInfo,
                weft::v1::GetServerInfoRequest(), timeout);
 }
 
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus>
 Client::Check(const std::string& service, absl::Duration timeout) const {
   grpc::ClientContext context;
-  SetTimeout(&context, timeout);
+  Prepare(&context, timeout, authorization_);
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;

@@ -26,13 +26,36 @@
 
 namespace weft::client {
 
+// How a client reaches weftd and says who it is.
+struct ConnectOptions {
+  // TLS: the CA certificates (PEM file) that the server's certificate must
+  // chain to; empty with TLS on: the system's roots.
+  std::string tls_ca;
+  // Mutual TLS: this client's certificate chain and key (PEM files).
+  std::string tls_cert;
+  std::string tls_key;
+  // Sent as "authorization: Bearer TOKEN" with every call.
+  std::string token;
+
+  // TLS is on when any of the TLS files is given.
+  bool tls() const {
+    return !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty();
+  }
+};
+
 class Client {
  public:
-  // Connects (lazily) to `address`, host:port, without TLS.
+  // Connects (lazily) to `address`, host:port, without TLS or a token.
   static std::unique_ptr<Client> Connect(const std::string& address);
+  // As `options` says. Errors (INVALID_ARGUMENT) name a file that cannot be
+  // read, or a certificate given without its key.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(
+      const std::string& address, const ConnectOptions& options);
 
+  // `token`, if not empty, is sent with every call as a bearer token.
   Client(std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator,
-         std::unique_ptr<grpc::health::v1::Health::StubInterface> health);
+         std::unique_ptr<grpc::health::v1::Health::StubInterface> health,
+         std::string token = "");
 
   // `timeout` <= 0 sets no deadline. An RPC error comes back as the status
   // (its code and message as the server sent them), with the google.rpc
@@ -94,6 +117,8 @@ class Client {
  private:
   std::unique_ptr<weft::v1::Orchestrator::StubInterface> orchestrator_;
   std::unique_ptr<grpc::health::v1::Health::StubInterface> health_;
+  // "Bearer TOKEN", or empty.
+  std::string authorization_;
 };
 
 // Accepts "tasks/{id}" or the bare id.

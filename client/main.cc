@@ -48,6 +48,19 @@ ABSL_FLAG(bool, timeline, false,
           "weft run, weft task get: draw the outcome as a timeline (one row "
           "per node, a bar from its start to its end) instead of JSON.");
 
+ABSL_FLAG(std::string, tls_ca, "",
+          "Connect with TLS, trusting the CA certificates in this PEM file "
+          "(default: $WEFT_CLIENT_TLS_CA).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Mutual TLS: this client's certificate chain, a PEM file; needs "
+          "--tls_key (default: $WEFT_CLIENT_TLS_CERT).");
+ABSL_FLAG(std::string, tls_key, "",
+          "Mutual TLS: the private key of --tls_cert, a PEM file (default: "
+          "$WEFT_CLIENT_TLS_KEY).");
+ABSL_FLAG(std::string, token, "",
+          "Send \"authorization: Bearer TOKEN\" with every call (default: "
+          "$WEFT_TOKEN). Prefer the variable: a flag shows in ps.");
+
 namespace weft::cli {
 
 const char kUsage[] =
@@ -68,7 +81,9 @@ const char kUsage[] =
     "NAME is tasks/{id} or lazyValues/{id}, or the bare id. --timeout bounds "
     "the whole\nof task wait and task watch.\n"
     "\n"
-    "Flags: --addr (or WEFT_ADDR), --timeout, --json; see --helpfull.\n"
+    "Flags: --addr (or WEFT_ADDR), --timeout, --json; --tls_ca, --tls_cert,\n"
+    "--tls_key, --token (or WEFT_CLIENT_TLS_CA, WEFT_CLIENT_TLS_CERT,\n"
+    "WEFT_CLIENT_TLS_KEY, WEFT_TOKEN); see --helpfull.\n"
     "Exit codes: 0 success; 1 the plan ran (or the task ended) and did not "
     "succeed, or the server is not serving; 2 the call failed; 64 bad usage "
     "or input.";
@@ -90,6 +105,16 @@ std::string Address() {
     addr = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
   }
   return addr;
+}
+
+// A flag's value, else the variable's.
+std::string FlagOrEnv(const absl::Flag<std::string>& flag, const char* var) {
+  std::string value = absl::GetFlag(flag);
+  if (value.empty()) {
+    const char* env = std::getenv(var);
+    if (env != nullptr) value = env;
+  }
+  return value;
 }
 
 int Run(const weft::client::Client& client, const std::string& file) {
@@ -193,8 +218,15 @@ int main(int argc, char** argv) {
       (!repeated.labels.empty() || !repeated.states.empty())) {
     return Usage("--label and --state are for the task commands");
   }
-  std::unique_ptr<weft::client::Client> client =
-      weft::client::Client::Connect(Address());
+  weft::client::ConnectOptions connect;
+  connect.tls_ca = FlagOrEnv(FLAGS_tls_ca, "WEFT_CLIENT_TLS_CA");
+  connect.tls_cert = FlagOrEnv(FLAGS_tls_cert, "WEFT_CLIENT_TLS_CERT");
+  connect.tls_key = FlagOrEnv(FLAGS_tls_key, "WEFT_CLIENT_TLS_KEY");
+  connect.token = FlagOrEnv(FLAGS_token, "WEFT_TOKEN");
+  absl::StatusOr<std::unique_ptr<weft::client::Client>> connected =
+      weft::client::Client::Connect(Address(), connect);
+  if (!connected.ok()) return Usage(connected.status().message());
+  std::unique_ptr<weft::client::Client> client = *std::move(connected);
   if (command == "run") {
     if (args.size() != 3) return Usage("run takes one FILE, or - for stdin");
     return Run(*client, args[2]);

@@ -49,6 +49,10 @@ inline constexpr absl::string_view kValueTooDeep = "VALUE_TOO_DEEP";
 inline constexpr absl::string_view kMalformedRequest = "MALFORMED_REQUEST";
 inline constexpr absl::string_view kUrlNotAllowed = "URL_NOT_ALLOWED";
 inline constexpr absl::string_view kBadReference = "BAD_REFERENCE";
+// Callers (when --auth_tokens is set):
+inline constexpr absl::string_view kCredentialsMissing = "CREDENTIALS_MISSING";
+inline constexpr absl::string_view kCredentialsInvalid = "CREDENTIALS_INVALID";
+inline constexpr absl::string_view kAdminOnly = "ADMIN_ONLY";
 // Limits and load:
 inline constexpr absl::string_view kAnswerTooLarge = "ANSWER_TOO_LARGE";
 inline constexpr absl::string_view kMemoryExhausted = "MEMORY_EXHAUSTED";

@@ -111,8 +111,11 @@ class OrchestratorService::CreateLazyValueReactor final : public UnaryReactor {
 };
 
 grpc::ServerUnaryReactor* OrchestratorService::CreateLazyValue(
-    grpc::CallbackServerContext*, const grpc::ByteBuffer* request,
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   auto* reactor = new CreateLazyValueReactor(this, response);
   reactor->Start(request);
   return Handed(reactor);
@@ -172,6 +175,9 @@ grpc::ServerUnaryReactor* OrchestratorService::ResolveLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::ResolveLazyValueRequest* request,
     weft::v1::ResolveLazyValueResponse* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -187,6 +193,9 @@ grpc::ServerUnaryReactor* OrchestratorService::GetLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::GetLazyValueRequest* request,
     weft::v1::LazyValue* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
   auto* reactor = new ChargedReactor(
@@ -201,6 +210,9 @@ grpc::ServerUnaryReactor* OrchestratorService::ResetLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::ResetLazyValueRequest* request,
     weft::v1::LazyValue* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
   return Answer(context, (*lazies)->Reset(request->name()), response);
@@ -210,6 +222,9 @@ grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
     grpc::CallbackServerContext* context,
     const weft::v1::ListLazyValuesRequest* request,
     weft::v1::ListLazyValuesResponse* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   absl::StatusOr<weft::v1::ListLazyValuesResponse> result;
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
@@ -235,6 +250,9 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::DeleteLazyValueRequest* request,
     google::protobuf::Empty* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!lazies.ok() || definitions_ == nullptr ||

@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "grpc/grpc_security_constants.h"
+#include "grpcpp/security/auth_context.h"
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "server/common/duration.h"
 #include "server/common/errors.h"
@@ -225,6 +227,8 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       large_requests_(deps.large_requests),
       inflight_(deps.inflight),
       task_store_(deps.task_store),
+      callers_(deps.callers != nullptr && deps.callers->enabled() ? deps.callers
+                                                                  : nullptr),
       definitions_(deps.task_store != nullptr && deps.task_store->durable()
                        ? deps.task_store
                        : nullptr),
@@ -308,6 +312,30 @@ template absl::StatusOr<
 OrchestratorService::ParseAndCompile(const grpc::ByteBuffer&,
                                      absl::string_view);
 
+absl::StatusOr<auth::Principal> OrchestratorService::Caller(
+    const grpc::CallbackServerContext& context) const {
+  if (callers_ == nullptr) return auth::Principal::Anonymous();
+  const auto& metadata = context.client_metadata();
+  auto header = metadata.find("authorization");
+  absl::string_view authorization;
+  if (header != metadata.end()) {
+    authorization =
+        absl::string_view(header->second.data(), header->second.size());
+  }
+  std::string subject;
+  if (authorization.empty()) {
+    // Present only when a client certificate was verified (mutual TLS).
+    const std::shared_ptr<const grpc::AuthContext> auth =
+        context.auth_context();
+    if (auth != nullptr) {
+      std::vector<grpc::string_ref> values =
+          auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME);
+      if (!values.empty()) subject.assign(values[0].data(), values[0].size());
+    }
+  }
+  return callers_->Authenticate(authorization, subject);
+}
+
 absl::StatusOr<lazy::LazyRegistry*> OrchestratorService::Lazies() const {
   if (lazies_ == nullptr) {
     return absl::UnimplementedError("lazy values are not enabled");
@@ -318,6 +346,9 @@ absl::StatusOr<lazy::LazyRegistry*> OrchestratorService::Lazies() const {
 grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   auto* reactor = new RunReactor(this, response);
   reactor->Start(context, request);
   return Handed(reactor);
@@ -326,6 +357,9 @@ grpc::ServerUnaryReactor* OrchestratorService::Run(
 grpc::ServerUnaryReactor* OrchestratorService::ListHandlers(
     grpc::CallbackServerContext* context, const weft::v1::ListHandlersRequest*,
     weft::v1::ListHandlersResponse* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   for (const handlers::Handler* h : registry_.List()) {
     const handlers::HandlerInfo& info = h->info();
     weft::v1::Handler* out = response->add_handlers();
@@ -430,6 +464,9 @@ absl::Status CheckOutcomeDetail(int detail) {
 grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
     grpc::CallbackServerContext* context, const weft::v1::GetServerInfoRequest*,
     weft::v1::ServerInfo* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   response->set_version(options_.version);
   common::SetDuration(absl::Now() - started_, response->mutable_uptime());
   for (const auto& [state, count] : tasks_.Counts()) {

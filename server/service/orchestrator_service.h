@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/arena.h"
+#include "server/auth/principals.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
 #include "server/engine/memory_budget.h"
@@ -80,6 +81,9 @@ struct OrchestratorDeps {
   // keeps the lazy-value definitions made through the API (CreateLazyValue
   // answers once it has).
   store::TaskStore* task_store = nullptr;
+  // Optional: who may call (--auth_tokens). Without it, or while it is not
+  // enabled, every call is the anonymous admin.
+  const auth::Callers* callers = nullptr;
 };
 
 // The plan a plan-bearing request carries, or null when it has none (the
@@ -196,6 +200,12 @@ class OrchestratorService final
   // The lazy registry, or UNIMPLEMENTED.
   absl::StatusOr<lazy::LazyRegistry*> Lazies() const;
 
+  // Who makes the call: from its `authorization: Bearer` metadata, else
+  // its verified client certificate's subject; UNAUTHENTICATED if neither
+  // names a principal. The anonymous admin when auth is off.
+  absl::StatusOr<auth::Principal> Caller(
+      const grpc::CallbackServerContext& context) const;
+
   // Parses a request holding a plan onto a new arena and compiles the plan
   // (`plan_of` picks it out of the parsed message, nullptr when absent;
   // `path` names it in errors). On failure, the status.
@@ -236,6 +246,7 @@ class OrchestratorService final
   engine::ThreadPool* const large_requests_;
   engine::MemoryBudget* const inflight_;
   store::TaskStore* const task_store_;
+  const auth::Callers* const callers_;
   // The store, when it keeps lazy-value definitions (a durable one).
   store::TaskStore* const definitions_;
   // Whether a BackupStore is being made (one at a time).

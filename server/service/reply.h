@@ -41,6 +41,33 @@ inline grpc::Status ToGrpc(const absl::Status& s) {
                       common::ToRpcStatus(cut).SerializeAsString());
 }
 
+// Finishes a unary call refused before it started (an unknown caller).
+inline grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context,
+                                        const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return Handed(reactor);
+}
+
+// A server stream refused before it started: it ends at once with the
+// status, writing nothing.
+template <typename Response>
+class RefusedStream final : public WriteReactor<Response> {
+ public:
+  static grpc::ServerWriteReactor<Response>* Of(const absl::Status& status) {
+    auto* reactor = new RefusedStream();
+    reactor->Finish(ToGrpc(status));
+    return Handed(reactor);
+  }
+  void OnDone() override {
+    CalledByGrpc(this);
+    delete this;
+  }
+
+ private:
+  RefusedStream() = default;
+};
+
 // Finishes a unary call with `result`, moving the value into `response`.
 template <typename T>
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,

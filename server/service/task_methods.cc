@@ -126,6 +126,9 @@ class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
 grpc::ServerUnaryReactor* OrchestratorService::CreateTask(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   auto* reactor = new CreateTaskReactor(this, response);
   reactor->Start(context, request);
   return Handed(reactor);
@@ -134,6 +137,9 @@ grpc::ServerUnaryReactor* OrchestratorService::CreateTask(
 grpc::ServerUnaryReactor* OrchestratorService::GetTask(
     grpc::CallbackServerContext* context,
     const weft::v1::GetTaskRequest* request, Task* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   const bool full = request->view() == weft::v1::TASK_VIEW_FULL;
   const bool basic = request->view() == weft::v1::TASK_VIEW_BASIC;
   auto* reactor = new ChargedReactor(
@@ -163,6 +169,9 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
     grpc::CallbackServerContext* context,
     const weft::v1::ListTasksRequest* request,
     weft::v1::ListTasksResponse* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   auto* reactor = new ChargedReactor(inflight_);
   absl::Status valid = CheckView(request->view());
   if (valid.ok()) valid = CheckOutcomeDetail(request->detail());
@@ -198,6 +207,9 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
 grpc::ServerUnaryReactor* OrchestratorService::CancelTask(
     grpc::CallbackServerContext* context,
     const weft::v1::CancelTaskRequest* request, Task* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   auto* reactor = new ChargedReactor(
       inflight_, options_.max_outcome_bytes,
       "the task was cancelled; read it with GetTask and detail "
@@ -209,6 +221,9 @@ grpc::ServerUnaryReactor* OrchestratorService::CancelTask(
 grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
     grpc::CallbackServerContext* context,
     const weft::v1::DeleteTaskRequest* request, google::protobuf::Empty*) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   // Answered once the erasure is written (inline with the memory store).
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   tasks_.Delete(request->name(),
@@ -323,6 +338,9 @@ class OrchestratorService::WaitReactor final : public UnaryReactor {
 grpc::ServerUnaryReactor* OrchestratorService::WaitTask(
     grpc::CallbackServerContext* context,
     const weft::v1::WaitTaskRequest* request, Task* response) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return Refuse(context, caller.status());
+  }
   auto* reactor = new WaitReactor(this, response);
   reactor->Start(context, request);
   return Handed(reactor);
@@ -528,6 +546,9 @@ class OrchestratorService::WatchReactor final
 grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
     grpc::CallbackServerContext* context,
     const weft::v1::WatchTaskRequest* request) {
+  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+    return RefusedStream<weft::v1::TaskEvent>::Of(caller.status());
+  }
   auto* reactor = new WatchReactor(this, request->name(), request->detail(),
                                    request->after_sequence());
   absl::Status s = CheckOutcomeDetail(request->detail());

@@ -156,7 +156,8 @@ bool IsHostName(absl::string_view host) {
 
 }  // namespace
 
-absl::StatusOr<weft::v1::ServerConfig> ParseConfig(absl::string_view json) {
+absl::Status ParseJsonFile(absl::string_view json,
+                           google::protobuf::Message* message) {
   absl::ConsumePrefix(&json, "\xEF\xBB\xBF");  // A UTF-8 byte order mark.
   // The syntax first, with weft's own parser: it says where, and never
   // quotes the file back.
@@ -168,19 +169,46 @@ absl::StatusOr<weft::v1::ServerConfig> ParseConfig(absl::string_view json) {
   }
   if (!syntax->has_struct_value()) {
     return absl::InvalidArgumentError(
-        "the file must hold one JSON object, { ... }, of weft.v1.ServerConfig "
-        "fields");
+        absl::StrCat("the file must hold one JSON object, { ... }, of ",
+                     message->GetDescriptor()->full_name(), " fields"));
   }
-  weft::v1::ServerConfig config;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto s = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &config,
+      google::protobuf::StringPiece(json.data(), json.size()), message,
       options);
   if (!s.ok()) {
     return absl::InvalidArgumentError(CleanJsonError(s.message().ToString()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<weft::v1::ServerConfig> ParseConfig(absl::string_view json) {
+  weft::v1::ServerConfig config;
+  if (absl::Status s = ParseJsonFile(json, &config); !s.ok()) return s;
   return config;
+}
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
+                                          absl::string_view what) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot read the file"));
+  }
+  // These files are a few KiB; refuse to read a runaway one into memory.
+  constexpr std::streamoff kMaxBytes = 64 << 20;
+  in.seekg(0, std::ios::end);
+  if (in.tellg() > kMaxBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": larger than 64 MiB; this is not ", what));
+  }
+  in.seekg(0, std::ios::beg);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot read the file"));
+  }
+  return text.str();
 }
 
 std::string ConfigFieldName(absl::string_view flag) {
@@ -265,26 +293,37 @@ absl::StatusOr<std::string> ParseListenAddress(absl::string_view address) {
 }
 
 absl::StatusOr<weft::v1::ServerConfig> LoadConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot read the file"));
-  }
-  // A config file is a few KiB; refuse to read a runaway one into memory.
-  constexpr std::streamoff kMaxConfigBytes = 64 << 20;
-  in.seekg(0, std::ios::end);
-  if (in.tellg() > kMaxConfigBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": larger than 64 MiB; this is not a config file"));
-  }
-  in.seekg(0, std::ios::beg);
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<weft::v1::ServerConfig> config = ParseConfig(text.str());
+  absl::StatusOr<std::string> text = ReadSmallFile(path, "a config file");
+  if (!text.ok()) return text.status();
+  absl::StatusOr<weft::v1::ServerConfig> config = ParseConfig(*text);
   if (!config.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", config.status().message()));
   }
   return config;
+}
+
+absl::StatusOr<weft::v1::AuthTokens> LoadAuthTokens(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadSmallFile(path, "a tokens file");
+  if (!text.ok()) return text.status();
+  weft::v1::AuthTokens tokens;
+  if (absl::Status s = ParseJsonFile(*text, &tokens); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
+  return tokens;
+}
+
+absl::StatusOr<std::shared_ptr<const auth::PrincipalTable>> LoadPrincipals(
+    const std::string& path) {
+  absl::StatusOr<weft::v1::AuthTokens> tokens = LoadAuthTokens(path);
+  if (!tokens.ok()) return tokens.status();
+  absl::StatusOr<std::shared_ptr<const auth::PrincipalTable>> table =
+      auth::PrincipalTable::Create(*tokens);
+  if (!table.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", table.status().message()));
+  }
+  return table;
 }
 
 std::vector<std::pair<std::string, std::string>> ConfigFlags(

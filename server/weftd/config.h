@@ -9,6 +9,7 @@
 #ifndef WEFT_SERVER_WEFTD_CONFIG_H_
 #define WEFT_SERVER_WEFTD_CONFIG_H_
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+#include "server/auth/principals.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::weftd {
@@ -29,6 +32,26 @@ absl::StatusOr<weft::v1::ServerConfig> LoadConfig(const std::string& path);
 // ...") or the place ("line 3, column 7: ...") and never repeat more of the
 // file than a short quote.
 absl::StatusOr<weft::v1::ServerConfig> ParseConfig(absl::string_view json);
+
+// Parses JSON of `message` (the config file, the --auth_tokens file) the
+// way ParseConfig does; errors name the field or the place.
+absl::Status ParseJsonFile(absl::string_view json,
+                           google::protobuf::Message* message);
+
+// Reads a file of at most 64 MiB (`what` names it in the error: "a config
+// file"). Errors start with the path.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
+                                          absl::string_view what);
+
+// Reads and parses the --auth_tokens file. Errors start with the path; the
+// principals are not checked here (auth::PrincipalTable::Create does).
+absl::StatusOr<weft::v1::AuthTokens> LoadAuthTokens(const std::string& path);
+
+// LoadAuthTokens, then the principals checked (auth::PrincipalTable):
+// errors start with the path and name the field ("PATH:
+// principals[0].role: ...").
+absl::StatusOr<std::shared_ptr<const auth::PrincipalTable>> LoadPrincipals(
+    const std::string& path);
 
 // The config file's name for a flag's field, as JSON writes it
 // ("event_loop_threads" -> "eventLoopThreads"); empty if it has none.

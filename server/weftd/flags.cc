@@ -114,6 +114,24 @@ ABSL_FLAG(std::string, http_proxy, "",
           "Send every http call through this proxy (http://host:port). The "
           "*_proxy environment variables are always ignored.");
 
+ABSL_FLAG(std::string, tls_cert, "",
+          "Serve TLS with this certificate chain (PEM, leaf first); needs "
+          "--tls_key. Read again on SIGHUP. Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key, "",
+          "The private key (PEM, unencrypted) of --tls_cert. Read again on "
+          "SIGHUP.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "Mutual TLS: CA certificates (PEM) that every client certificate "
+          "must chain to; every connection, health checks included, then "
+          "needs one. Read again on SIGHUP. Needs --tls_cert.");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "Callers: a JSON file of weft.v1.AuthTokens naming principals, "
+          "each with a role (admin or user) and the SHA-256 of its bearer "
+          "token or its client certificate's subject. Every RPC but health "
+          "and reflection then needs one (UNAUTHENTICATED otherwise). Read "
+          "again on SIGHUP; a bad file then keeps the one in force. Empty: "
+          "no auth, every caller is an admin.");
+
 namespace weft::weftd {
 
 std::vector<absl::CommandLineFlag*> WeftdFlags() {
@@ -275,6 +293,23 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
         absl::StrCat(sources.Describe("store_sync"), ": ", common::Quote(sync),
                      " is not a sync setting; write \"full\" or \"normal\""));
   }
+  settings.tls.cert = absl::GetFlag(FLAGS_tls_cert);
+  settings.tls.key = absl::GetFlag(FLAGS_tls_key);
+  settings.tls.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (settings.tls.cert.empty() != settings.tls.key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        sources.Describe(settings.tls.cert.empty() ? "tls_key" : "tls_cert"),
+        " is set without ",
+        settings.tls.cert.empty() ? "--tls_cert" : "--tls_key",
+        ": TLS needs both the certificate and its key"));
+  }
+  if (!settings.tls.client_ca.empty() && settings.tls.cert.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(sources.Describe("tls_client_ca"),
+                     " is set without --tls_cert: mutual TLS needs the "
+                     "server's own certificate and key too"));
+  }
+  settings.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
   settings.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   settings.malloc_tuning = absl::GetFlag(FLAGS_malloc_tuning);
   return settings;

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "server/store/sqlite_task_store.h"
 #include "server/weftd/server.h"
+#include "server/weftd/tls.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::weftd {
@@ -67,6 +68,10 @@ struct Settings {
   // --store: the SQLite file, or empty for memory.
   std::string store_path;
   store::SqliteOptions::Sync store_sync = store::SqliteOptions::Sync::kFull;
+  // --tls_cert, --tls_key, --tls_client_ca; all empty for plaintext.
+  TlsPaths tls;
+  // --auth_tokens: the callers' file, or empty for no auth.
+  std::string auth_tokens;
 };
 
 // Settings from the flags' current values (after Check). An error names the

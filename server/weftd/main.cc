@@ -28,9 +28,11 @@
 #include "server/common/duration.h"
 #include "server/common/flag_help.h"
 #include "server/common/text.h"
+#include "server/weftd/config.h"
 #include "server/weftd/flags.h"
 #include "server/weftd/log.h"
 #include "server/weftd/server.h"
+#include "server/weftd/tls.h"
 
 namespace {
 
@@ -179,18 +181,38 @@ int main(int argc, char** argv) {
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
 
-  // Block the stop signals in every thread; this one waits for them.
+  // Block the stop signals and SIGHUP (read the files again) in every
+  // thread; this one waits for them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t signals = stop_signals;
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // protobuf and gRPC complain about bad requests on their own: rate-limit
   // them, since any caller can send one.
   weft::weftd::InstallLibraryLogs();
 
   weft::weftd::ServerOptions server_options = options;
+  std::unique_ptr<weft::weftd::TlsFiles> tls;
+  if (!settings->tls.cert.empty()) {
+    absl::StatusOr<std::unique_ptr<weft::weftd::TlsFiles>> opened =
+        weft::weftd::TlsFiles::Open(settings->tls);
+    if (!opened.ok()) Die(std::string(opened.status().message()));
+    tls = *std::move(opened);
+    server_options.credentials = tls->Credentials();
+  }
+  if (!settings->auth_tokens.empty()) {
+    absl::StatusOr<std::shared_ptr<const weft::auth::PrincipalTable>> table =
+        weft::weftd::LoadPrincipals(settings->auth_tokens);
+    if (!table.ok()) {
+      Die(absl::StrCat("--auth_tokens ", table.status().message()));
+    }
+    server_options.callers =
+        std::make_shared<weft::auth::Callers>(*std::move(table));
+  }
   std::string store_line;
   if (settings->store_path.empty()) {
     store_line =
@@ -258,10 +280,58 @@ int main(int argc, char** argv) {
                                            : options.http.allow.text())
             << " lazy_values=" << config.lazy_values_size() << ")" << std::endl;
   std::cerr << "weftd: " << store_line << std::endl;
+  std::cerr << "weftd: "
+            << (tls == nullptr ? "plaintext: no --tls_cert"
+                : tls->mutual()
+                    ? "TLS with client certificates (--tls_client_ca)"
+                    : "TLS (--tls_cert)")
+            << "; "
+            << (server_options.callers == nullptr
+                    ? "no --auth_tokens: every caller is an admin"
+                    : "callers from --auth_tokens")
+            << std::endl;
+  if (tls == nullptr && server_options.callers != nullptr &&
+      !absl::StartsWith(*address, "unix:") &&
+      !absl::StartsWith(*address, "127.") &&
+      !absl::StartsWith(*address, "[::1]") &&
+      !absl::StartsWith(*address, "localhost:")) {
+    std::cerr << "weftd: warning: --auth_tokens without --tls_cert: bearer "
+                 "tokens cross the network in the clear"
+              << std::endl;
+  }
   std::cout << "listening on " << *address << std::endl;
 
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  for (;;) {
+    sigwait(&signals, &signal);
+    if (signal != SIGHUP) break;
+    // Read the files again; a bad one is logged and the one in force stays.
+    std::string line = "weftd: SIGHUP:";
+    if (tls != nullptr) {
+      absl::Status s = tls->Reload();
+      absl::StrAppend(&line, s.ok() ? " read the TLS files again;"
+                                    : absl::StrCat(" ", s.message(),
+                                                   "; the TLS files in use "
+                                                   "stay;"));
+    }
+    if (server_options.callers != nullptr) {
+      absl::StatusOr<std::shared_ptr<const weft::auth::PrincipalTable>> table =
+          weft::weftd::LoadPrincipals(settings->auth_tokens);
+      if (table.ok()) {
+        absl::StrAppend(&line, " read --auth_tokens again (", (*table)->size(),
+                        " principals);");
+        server_options.callers->Replace(*std::move(table));
+      } else {
+        absl::StrAppend(&line, " --auth_tokens ", table.status().message(),
+                        "; the principals in force stay;");
+      }
+    }
+    if (tls == nullptr && server_options.callers == nullptr) {
+      absl::StrAppend(&line, " nothing to read again;");
+    }
+    line.pop_back();
+    std::cerr << line << std::endl;
+  }
   ShutdownWatchdog watchdog(grace);
   // A second signal during the grace period cuts it short.
   std::atomic<bool> stopped{false};

@@ -108,7 +108,8 @@ WeftServer::WeftServer(ServerOptions options)
                                 .lazies = &lazies_,
                                 .large_requests = &large_requests_,
                                 .inflight = &inflight_,
-                                .task_store = task_store_.get()});
+                                .task_store = task_store_.get(),
+                                .callers = options_.callers.get()});
 }
 
 WeftServer::~WeftServer() {
@@ -211,7 +212,10 @@ absl::StatusOr<std::string> WeftServer::Start() {
   if (!registered_.ok()) return registered_;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(options_.listen,
+                           options_.credentials != nullptr
+                               ? options_.credentials
+                               : grpc::InsecureServerCredentials(),
                            &port);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which would let a second weftd bind

@@ -16,7 +16,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
+#include "server/auth/principals.h"
 #include "server/engine/event_loop.h"
 #include "server/handlers/http.h"
 #include "server/handlers/registry.h"
@@ -52,6 +54,11 @@ struct ServerOptions {
   handlers::HttpOptions http;
   // Where tasks are kept (--store); null for memory.
   std::shared_ptr<store::TaskStore> task_store;
+  // The listener's credentials (TlsFiles); null for plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Who may call (--auth_tokens); null: every call is the anonymous admin.
+  // Shared so that weftd can replace its table on SIGHUP.
+  std::shared_ptr<auth::Callers> callers;
 };
 
 // What Shutdown() did, for its log line.

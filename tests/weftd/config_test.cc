@@ -16,6 +16,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Pair;
+using ::weft::testing::IsOk;
 using ::weft::testing::StatusIs;
 
 TEST(ConfigTest, EveryFieldSetsTheFlagOfTheSameName) {
@@ -88,6 +89,29 @@ TEST(ConfigTest, LoadConfigNamesTheFile) {
   EXPECT_THAT(LoadConfig(path),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        path + ": listen: expected a string, got 5"));
+}
+
+TEST(ConfigTest, LoadPrincipalsNamesTheFileAndTheField) {
+  const std::string path = ::testing::TempDir() + "/weftd_tokens.json";
+  std::ofstream(path) << R"({"principals": [{"name": "bob", "role": "boss",
+                            "tokenSha256": "ab"}]})";
+  EXPECT_THAT(LoadPrincipals(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       path + ": principals[0].role: must be \"admin\" or "
+                              "\"user\", got \"boss\""));
+  std::ofstream(path) << R"({"principals": [{"name": "bob", "rol": "user"}]})";
+  EXPECT_THAT(LoadPrincipals(path), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr(path + ": ")));
+  std::ofstream(path) << R"({"principals": [{"name": "bob", "role": "user",
+                            "tokenSha256": ")"
+                      << auth::TokenSha256("t") << R"("}]})";
+  absl::StatusOr<std::shared_ptr<const auth::PrincipalTable>> table =
+      LoadPrincipals(path);
+  ASSERT_THAT(table, IsOk());
+  EXPECT_EQ((*table)->size(), 1);
+  EXPECT_THAT(LoadPrincipals("/nonexistent/tokens.json"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "/nonexistent/tokens.json: cannot read the file"));
 }
 
 TEST(ConfigTest, ErrorsNeverRepeatTheFile) {

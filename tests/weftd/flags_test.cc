@@ -40,6 +40,7 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
     vars.push_back(EnvironmentVariable(flag->Name()));
   }
   EXPECT_THAT(vars, ElementsAreArray({
+                        "WEFT_AUTH_TOKENS",
                         "WEFT_CONFIG",
                         "WEFT_EVENT_LOOP_THREADS",
                         "WEFT_HTTP_ALLOW",
@@ -68,6 +69,9 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_STORE",
                         "WEFT_STORE_SYNC",
                         "WEFT_TASK_RETENTION",
+                        "WEFT_TLS_CERT",
+                        "WEFT_TLS_CLIENT_CA",
+                        "WEFT_TLS_KEY",
                     }));
 }
 
@@ -121,6 +125,50 @@ TEST_F(FlagsTest, CheckNamesWhereAnOutOfRangeValueCameFrom) {
   EXPECT_THAT(sources.Check(before),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--max_plan_nodes: ")));
+}
+
+TEST_F(FlagsTest, TlsNeedsBothCertificateAndKey) {
+  env_["WEFT_TLS_CERT"] = "/etc/weft/cert.pem";
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  EXPECT_THAT(SettingsFromFlags(sources, "9.9"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("WEFT_TLS_CERT (--tls_cert) is set without "
+                                 "--tls_key")));
+  env_.clear();
+  env_["WEFT_TLS_KEY"] = "/etc/weft/key.pem";
+  absl::FindCommandLineFlag("tls_cert")->ParseFrom("", nullptr);
+  FlagSources key_only;
+  ASSERT_TRUE(key_only.ApplyEnvironment(FakeGetenv).ok());
+  EXPECT_THAT(SettingsFromFlags(key_only, "9.9"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("WEFT_TLS_KEY (--tls_key) is set without "
+                                 "--tls_cert")));
+}
+
+TEST_F(FlagsTest, MutualTlsNeedsTheServersCertificate) {
+  env_["WEFT_TLS_CLIENT_CA"] = "/etc/weft/ca.pem";
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  EXPECT_THAT(SettingsFromFlags(sources, "9.9"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--tls_client_ca) is set without "
+                                 "--tls_cert")));
+}
+
+TEST_F(FlagsTest, TlsAndAuthPathsReachTheSettings) {
+  env_["WEFT_TLS_CERT"] = "c.pem";
+  env_["WEFT_TLS_KEY"] = "k.pem";
+  env_["WEFT_TLS_CLIENT_CA"] = "ca.pem";
+  env_["WEFT_AUTH_TOKENS"] = "tokens.json";
+  FlagSources sources;
+  ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+  absl::StatusOr<Settings> settings = SettingsFromFlags(sources, "9.9");
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->tls.cert, "c.pem");
+  EXPECT_EQ(settings->tls.key, "k.pem");
+  EXPECT_EQ(settings->tls.client_ca, "ca.pem");
+  EXPECT_EQ(settings->auth_tokens, "tokens.json");
 }
 
 TEST_F(FlagsTest, SettingsComeFromTheFlags) {
