@@ -134,7 +134,7 @@ tsan: deps-test
 	  -DWEFT_SANITIZER=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
 	cmake --build $(BUILD)-tsan -j $(JOBS) --target weft_core_tests weft_reactor_tests
 	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  ctest --output-on-failure -j $(JOBS) -L '^(engine|common|handlers|plan|store|tasks|lazy|reactors)$$' --timeout 900 \
+	  ctest --output-on-failure -j $(JOBS) -L '^(engine|common|auth|handlers|plan|store|tasks|lazy|reactors)$$' --timeout 900 \
 	  -E '^TaskMethodsTest.WaitAnswersWhenItsTimeoutPassesAndWithinTheCallersDeadline$$'
 # (That test checks a timing margin, WaitTask answering 50 ms before a 0.5 s
 # deadline, which TSan's slowdown can eat; it runs in the other builds.)
