@@ -60,6 +60,10 @@ WORKDIR /var/lib/weft
 VOLUME /var/lib/weft
 EXPOSE 50051
 ENV WEFT_LISTEN=0.0.0.0:50051 WEFT_STORE=sqlite:/var/lib/weft/weft.db
+# The health check is the weft CLI. Under TLS it needs the CA (and under mutual
+# TLS, --tls_client_ca, a client certificate of its own): set
+# WEFT_CLIENT_TLS_CA, WEFT_CLIENT_TLS_CERT and WEFT_CLIENT_TLS_KEY in the
+# container's environment. weft never reads weftd's own WEFT_TLS_* variables.
 HEALTHCHECK --interval=2s --timeout=5s --start-period=10s --retries=30 \
   CMD ["weft", "--addr=127.0.0.1:50051", "--timeout=4s", "health"]
 ENTRYPOINT ["weftd"]

@@ -34,7 +34,7 @@ APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
   libssl-dev libcurl4-openssl-dev libsqlite3-dev golang-github-gogo-googleapis-dev
 APT_TEST := python3 procps util-linux clang libclang-rt-14-dev clang-format \
-  python3-grpcio python3-protobuf python3-pytest llvm docker-compose
+  python3-grpcio python3-protobuf python3-pytest llvm docker-compose openssl
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 

@@ -113,9 +113,9 @@ class OrchestratorService::CreateLazyValueReactor final : public UnaryReactor {
 grpc::ServerUnaryReactor* OrchestratorService::CreateLazyValue(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller =
+      AdminCaller(*context, "CreateLazyValue");
+  if (!caller.ok()) return Refuse(context, caller.status());
   auto* reactor = new CreateLazyValueReactor(this, response);
   reactor->Start(request);
   return Handed(reactor);
@@ -175,9 +175,8 @@ grpc::ServerUnaryReactor* OrchestratorService::ResolveLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::ResolveLazyValueRequest* request,
     weft::v1::ResolveLazyValueResponse* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -193,26 +192,28 @@ grpc::ServerUnaryReactor* OrchestratorService::GetLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::GetLazyValueRequest* request,
     weft::v1::LazyValue* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
   auto* reactor = new ChargedReactor(
       inflight_, options_.max_outcome_bytes,
       "its plan and value together are too large: read the value alone with "
       "ResolveLazyValue");
-  return reactor->Answer((*lazies)->Get(request->name(), &reactor->charge),
-                         response);
+  absl::StatusOr<weft::v1::LazyValue> value =
+      (*lazies)->Get(request->name(), &reactor->charge);
+  // Its definition is for admins.
+  if (value.ok() && !caller->admin()) value->clear_plan();
+  return reactor->Answer(std::move(value), response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ResetLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::ResetLazyValueRequest* request,
     weft::v1::LazyValue* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller =
+      AdminCaller(*context, "ResetLazyValue");
+  if (!caller.ok()) return Refuse(context, caller.status());
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
   return Answer(context, (*lazies)->Reset(request->name()), response);
@@ -222,9 +223,8 @@ grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
     grpc::CallbackServerContext* context,
     const weft::v1::ListLazyValuesRequest* request,
     weft::v1::ListLazyValuesResponse* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   absl::StatusOr<weft::v1::ListLazyValuesResponse> result;
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
@@ -239,6 +239,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(
   } else {
     result.emplace();
     for (weft::v1::LazyValue& v : page->values) {
+      if (!caller->admin()) v.clear_plan();
       *result->add_lazy_values() = std::move(v);
     }
     result->set_next_page_token(page->next_page_token);
@@ -250,9 +251,9 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteLazyValue(
     grpc::CallbackServerContext* context,
     const weft::v1::DeleteLazyValueRequest* request,
     google::protobuf::Empty* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller =
+      AdminCaller(*context, "DeleteLazyValue");
+  if (!caller.ok()) return Refuse(context, caller.status());
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!lazies.ok() || definitions_ == nullptr ||

@@ -336,6 +336,17 @@ absl::StatusOr<auth::Principal> OrchestratorService::Caller(
   return callers_->Authenticate(authorization, subject);
 }
 
+absl::StatusOr<auth::Principal> OrchestratorService::AdminCaller(
+    const grpc::CallbackServerContext& context,
+    absl::string_view method) const {
+  absl::StatusOr<auth::Principal> caller = Caller(context);
+  if (!caller.ok() || caller->admin()) return caller;
+  return common::WithReason(
+      absl::PermissionDeniedError(absl::StrCat(
+          method, " is for admin principals; the caller's role is user")),
+      common::kAdminOnly);
+}
+
 absl::StatusOr<lazy::LazyRegistry*> OrchestratorService::Lazies() const {
   if (lazies_ == nullptr) {
     return absl::UnimplementedError("lazy values are not enabled");
@@ -346,9 +357,8 @@ absl::StatusOr<lazy::LazyRegistry*> OrchestratorService::Lazies() const {
 grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   auto* reactor = new RunReactor(this, response);
   reactor->Start(context, request);
   return Handed(reactor);
@@ -357,9 +367,8 @@ grpc::ServerUnaryReactor* OrchestratorService::Run(
 grpc::ServerUnaryReactor* OrchestratorService::ListHandlers(
     grpc::CallbackServerContext* context, const weft::v1::ListHandlersRequest*,
     weft::v1::ListHandlersResponse* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   for (const handlers::Handler* h : registry_.List()) {
     const handlers::HandlerInfo& info = h->info();
     weft::v1::Handler* out = response->add_handlers();
@@ -464,11 +473,16 @@ absl::Status CheckOutcomeDetail(int detail) {
 grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
     grpc::CallbackServerContext* context, const weft::v1::GetServerInfoRequest*,
     weft::v1::ServerInfo* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   response->set_version(options_.version);
   common::SetDuration(absl::Now() - started_, response->mutable_uptime());
+  if (!caller->admin()) {
+    // The server's totals and limits are for admins.
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return Handed(reactor);
+  }
   for (const auto& [state, count] : tasks_.Counts()) {
     auto* c = response->add_tasks();
     c->set_state(state);

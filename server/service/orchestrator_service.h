@@ -205,6 +205,16 @@ class OrchestratorService final
   // names a principal. The anonymous admin when auth is off.
   absl::StatusOr<auth::Principal> Caller(
       const grpc::CallbackServerContext& context) const;
+  // As Caller, and PERMISSION_DENIED (reason ADMIN_ONLY) unless the caller
+  // is an admin; `method` names the call.
+  absl::StatusOr<auth::Principal> AdminCaller(
+      const grpc::CallbackServerContext& context,
+      absl::string_view method) const;
+  // The tasks `caller` reaches: an admin's all, a user's its own.
+  static tasks::Reach ReachOf(const auth::Principal& caller) {
+    return caller.admin() ? tasks::Reach::All()
+                          : tasks::Reach::CreatedBy(caller.name);
+  }
 
   // Parses a request holding a plan onto a new arena and compiles the plan
   // (`plan_of` picks it out of the parsed message, nullptr when absent;

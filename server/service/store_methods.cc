@@ -115,7 +115,9 @@ class OrchestratorService::BackupReactor final
 grpc::ServerWriteReactor<weft::v1::BackupStoreResponse>*
 OrchestratorService::BackupStore(grpc::CallbackServerContext* context,
                                  const weft::v1::BackupStoreRequest*) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+  if (absl::StatusOr<auth::Principal> caller =
+          AdminCaller(*context, "BackupStore");
+      !caller.ok()) {
     return RefusedStream<weft::v1::BackupStoreResponse>::Of(caller.status());
   }
   auto* reactor = new BackupReactor(this);

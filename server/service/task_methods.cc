@@ -69,8 +69,9 @@ absl::Status ShapeOutcome(weft::v1::OutcomeDetail detail,
 // thread for big requests), then hand it to the registry.
 class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
  public:
-  CreateTaskReactor(OrchestratorService* service, grpc::ByteBuffer* response)
-      : service_(service), response_(response) {}
+  CreateTaskReactor(OrchestratorService* service, grpc::ByteBuffer* response,
+                    std::string creator)
+      : service_(service), response_(response), creator_(std::move(creator)) {}
 
   void Start(grpc::CallbackServerContext* context,
              const grpc::ByteBuffer* request) {
@@ -106,6 +107,7 @@ class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
                                                             &request.plan());
     task.labels.insert(request.labels().begin(), request.labels().end());
     task.request_id = request.request_id();
+    task.creator = creator_;
     task.root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
     task.request_bytes = parsed->bytes;
     // Answered once the task is stored (on the store's thread, or here).
@@ -121,15 +123,15 @@ class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
 
   OrchestratorService* const service_;
   grpc::ByteBuffer* const response_;
+  const std::string creator_;
 };
 
 grpc::ServerUnaryReactor* OrchestratorService::CreateTask(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
-  auto* reactor = new CreateTaskReactor(this, response);
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
+  auto* reactor = new CreateTaskReactor(this, response, caller->name);
   reactor->Start(context, request);
   return Handed(reactor);
 }
@@ -137,9 +139,8 @@ grpc::ServerUnaryReactor* OrchestratorService::CreateTask(
 grpc::ServerUnaryReactor* OrchestratorService::GetTask(
     grpc::CallbackServerContext* context,
     const weft::v1::GetTaskRequest* request, Task* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   const bool full = request->view() == weft::v1::TASK_VIEW_FULL;
   const bool basic = request->view() == weft::v1::TASK_VIEW_BASIC;
   auto* reactor = new ChargedReactor(
@@ -154,7 +155,7 @@ grpc::ServerUnaryReactor* OrchestratorService::GetTask(
                  full    ? tasks::TaskParts::kFull
                  : basic ? tasks::TaskParts::kBasic
                          : tasks::TaskParts::kWithOutcome,
-                 &reactor->charge);
+                 &reactor->charge, nullptr, ReachOf(*caller));
   if (task.ok() && !basic) {
     if (absl::Status s =
             ShapeOutcome(request->detail(), request->node(), &*task);
@@ -169,9 +170,8 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
     grpc::CallbackServerContext* context,
     const weft::v1::ListTasksRequest* request,
     weft::v1::ListTasksResponse* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   auto* reactor = new ChargedReactor(inflight_);
   absl::Status valid = CheckView(request->view());
   if (valid.ok()) valid = CheckOutcomeDetail(request->detail());
@@ -190,6 +190,7 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
                     : tasks::TaskParts::kBasic;
   query.root_only = request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
   query.max_bytes = options_.max_outcome_bytes;
+  query.reach = ReachOf(*caller);
   absl::StatusOr<tasks::TaskRegistry::ListResult> listed =
       tasks_.List(query, &reactor->charge);
   absl::StatusOr<weft::v1::ListTasksResponse> result;
@@ -207,27 +208,28 @@ grpc::ServerUnaryReactor* OrchestratorService::ListTasks(
 grpc::ServerUnaryReactor* OrchestratorService::CancelTask(
     grpc::CallbackServerContext* context,
     const weft::v1::CancelTaskRequest* request, Task* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   auto* reactor = new ChargedReactor(
       inflight_, options_.max_outcome_bytes,
       "the task was cancelled; read it with GetTask and detail "
       "OUTCOME_DETAIL_ROOT");
-  return reactor->Answer(tasks_.Cancel(request->name(), &reactor->charge),
-                         response);
+  return reactor->Answer(
+      tasks_.Cancel(request->name(), &reactor->charge, ReachOf(*caller)),
+      response);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
     grpc::CallbackServerContext* context,
     const weft::v1::DeleteTaskRequest* request, google::protobuf::Empty*) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
   // Answered once the erasure is written (inline with the memory store).
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  tasks_.Delete(request->name(),
-                [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
+  tasks_.Delete(
+      request->name(),
+      [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); },
+      ReachOf(*caller));
   return Handed(reactor);
 }
 
@@ -235,8 +237,11 @@ grpc::ServerUnaryReactor* OrchestratorService::DeleteTask(
 // and always a little before the caller's deadline.
 class OrchestratorService::WaitReactor final : public UnaryReactor {
  public:
-  WaitReactor(OrchestratorService* service, Task* response)
-      : service_(service), response_(response), charge_(service->inflight_) {}
+  WaitReactor(OrchestratorService* service, Task* response, tasks::Reach reach)
+      : service_(service),
+        response_(response),
+        reach_(std::move(reach)),
+        charge_(service->inflight_) {}
 
   void Start(grpc::CallbackServerContext* context,
              const weft::v1::WaitTaskRequest* request) {
@@ -264,8 +269,9 @@ class OrchestratorService::WaitReactor final : public UnaryReactor {
       deadline = std::min(deadline, caller - margin);
     }
     absl::StatusOr<std::unique_ptr<tasks::TaskRegistry::Handle>> handle =
-        service_->tasks_.Wait(request->name(), deadline,
-                              [this](Task task) { Done(std::move(task)); });
+        service_->tasks_.Wait(
+            request->name(), deadline,
+            [this](Task task) { Done(std::move(task)); }, reach_);
     engine::MutexLock lock(&mu_);
     if (!handle.ok()) {
       FinishLocked(ToGrpc(handle.status()));
@@ -299,7 +305,7 @@ class OrchestratorService::WaitReactor final : public UnaryReactor {
     absl::StatusOr<Task> full = std::move(task);
     if (tasks::IsTerminal(full->state())) {
       full = service_->tasks_.Get(full->name(), tasks::TaskParts::kWithOutcome,
-                                  &charge_);
+                                  &charge_, nullptr, reach_);
       if (full.ok()) {
         absl::Status s = ShapeOutcome(detail_, "", &*full);
         if (s.ok()) {
@@ -328,6 +334,7 @@ class OrchestratorService::WaitReactor final : public UnaryReactor {
 
   OrchestratorService* const service_;
   Task* const response_;
+  const tasks::Reach reach_;
   weft::v1::OutcomeDetail detail_ = weft::v1::OUTCOME_DETAIL_FULL;
   engine::MemoryCharge charge_;
   engine::Mutex mu_;
@@ -338,10 +345,9 @@ class OrchestratorService::WaitReactor final : public UnaryReactor {
 grpc::ServerUnaryReactor* OrchestratorService::WaitTask(
     grpc::CallbackServerContext* context,
     const weft::v1::WaitTaskRequest* request, Task* response) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
-    return Refuse(context, caller.status());
-  }
-  auto* reactor = new WaitReactor(this, response);
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok()) return Refuse(context, caller.status());
+  auto* reactor = new WaitReactor(this, response, ReachOf(*caller));
   reactor->Start(context, request);
   return Handed(reactor);
 }
@@ -352,9 +358,11 @@ class OrchestratorService::WatchReactor final
     : public WriteReactor<weft::v1::TaskEvent> {
  public:
   WatchReactor(OrchestratorService* service, std::string name,
-               weft::v1::OutcomeDetail detail, int64_t after_sequence)
+               tasks::Reach reach, weft::v1::OutcomeDetail detail,
+               int64_t after_sequence)
       : service_(service),
         name_(std::move(name)),
+        reach_(std::move(reach)),
         detail_(detail),
         after_(after_sequence),
         pulse_(std::make_shared<Pulse>()),
@@ -372,7 +380,8 @@ class OrchestratorService::WatchReactor final
 
   void Start() {
     absl::StatusOr<std::unique_ptr<tasks::TaskRegistry::Handle>> handle =
-        service_->tasks_.Watch(name_, [this] { Changed(); });
+        service_->tasks_.Watch(
+            name_, [this] { Changed(); }, reach_);
     engine::MutexLock lock(&mu_);
     if (!handle.ok()) {
       done_ = true;
@@ -452,8 +461,9 @@ class OrchestratorService::WatchReactor final
     // is copied.
     event_charge_.Reset();
     int64_t sequence = 0;
-    absl::StatusOr<Task> task = service_->tasks_.Get(
-        name_, tasks::TaskParts::kWithOutcome, &event_charge_, &sequence);
+    absl::StatusOr<Task> task =
+        service_->tasks_.Get(name_, tasks::TaskParts::kWithOutcome,
+                             &event_charge_, &sequence, reach_);
     if (task.ok() && sequence <= after_) {
       if (!checked_after_ && after_ > sequence) {
         task = common::WithFieldViolation(
@@ -522,6 +532,7 @@ class OrchestratorService::WatchReactor final
 
   OrchestratorService* const service_;
   const std::string name_;
+  const tasks::Reach reach_;
   const weft::v1::OutcomeDetail detail_;
   // Events at or before this change are not sent (after_sequence).
   const int64_t after_;
@@ -546,11 +557,12 @@ class OrchestratorService::WatchReactor final
 grpc::ServerWriteReactor<weft::v1::TaskEvent>* OrchestratorService::WatchTask(
     grpc::CallbackServerContext* context,
     const weft::v1::WatchTaskRequest* request) {
-  if (absl::StatusOr<auth::Principal> caller = Caller(*context); !caller.ok()) {
+  absl::StatusOr<auth::Principal> caller = Caller(*context);
+  if (!caller.ok())
     return RefusedStream<weft::v1::TaskEvent>::Of(caller.status());
-  }
-  auto* reactor = new WatchReactor(this, request->name(), request->detail(),
-                                   request->after_sequence());
+  auto* reactor =
+      new WatchReactor(this, request->name(), ReachOf(*caller),
+                       request->detail(), request->after_sequence());
   absl::Status s = CheckOutcomeDetail(request->detail());
   if (s.ok() && request->after_sequence() < 0) {
     s = common::FieldError(

@@ -30,8 +30,8 @@ constexpr int64_t kApplicationId = 0x77656674;
 constexpr const char* kMigrations[] = {
     // Version 1: the tasks, in creation order (position), each as a
     // serialized weft.v1.Task with its plan; the state, request id and
-    // owner beside it for queries. The owner stays empty until callers
-    // are principals.
+    // owner (Task.creator: empty when weftd runs without callers) beside it
+    // for queries.
     R"sql(
       CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)
         WITHOUT ROWID;
@@ -439,8 +439,8 @@ absl::Status SqliteTaskStore::Apply(
     absl::flat_hash_map<std::string, uint64_t>* positions) {
   absl::StatusOr<Statement*> begin = db_->Prepare("BEGIN IMMEDIATE");
   absl::StatusOr<Statement*> upsert = db_->Prepare(
-      "INSERT INTO tasks(position, name, state, request_id, task) "
-      "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(position) DO UPDATE SET "
+      "INSERT INTO tasks(position, name, state, request_id, owner, task) "
+      "VALUES(?1, ?2, ?3, ?4, ?6, ?5) ON CONFLICT(position) DO UPDATE SET "
       "state = excluded.state, task = excluded.task");
   absl::StatusOr<Statement*> erase =
       db_->Prepare("DELETE FROM tasks WHERE name = ?1");
@@ -532,6 +532,7 @@ absl::Status SqliteTaskStore::Apply(
                 .Bind(3, static_cast<int64_t>(op.task->state()))
                 .Bind(4, op.task->request_id())
                 .BindBlob(5, bytes)
+                .Bind(6, op.task->creator())
                 .Run();
       }
       const weft::v1::TaskState state = op.task->state();

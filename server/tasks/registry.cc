@@ -53,6 +53,16 @@ constexpr int64_t kTaskMemory = 2048;
 // before the restart (which WatchTask clients may hold).
 constexpr int64_t kChangesPerResume = 1'000'000'000;
 
+// The key of a request_id: request_ids are per creator. (Principal names
+// hold no NUL.)
+std::string RequestKey(absl::string_view creator,
+                       absl::string_view request_id) {
+  std::string key(creator);
+  key.push_back('\0');
+  key.append(request_id.data(), request_id.size());
+  return key;
+}
+
 // A copy of `task` without its outcome and plan, which may be large.
 Task CopyWithoutOutcome(const Task& task) {
   static const google::protobuf::FieldMask* const mask = [] {
@@ -289,8 +299,19 @@ TaskRegistry::~TaskRegistry() {
   }
 }
 
-absl::Status TaskRegistry::NotFound(absl::string_view name) const {
-  return forgotten_.NotFound(name);
+absl::Status TaskRegistry::NotFound(absl::string_view name,
+                                    const Reach& reach) const {
+  return forgotten_.NotFound(name, reach);
+}
+
+absl::Status TaskRegistry::ReachLocked(absl::string_view name,
+                                       const Reach& reach) const {
+  if (reach.all()) return absl::OkStatus();
+  auto it = footprints_.find(name);
+  if (it == footprints_.end() || reach.Covers(it->second.creator)) {
+    return absl::OkStatus();
+  }
+  return NotFound(name, reach);
 }
 
 std::shared_ptr<const Task> TaskRegistry::FinishedLocked(
@@ -431,6 +452,7 @@ Recovery TaskRegistry::Recover(const CompileFn& compile) {
       created.source = sources[i];
       created.labels.insert(stored.labels().begin(), stored.labels().end());
       created.request_id = stored.request_id();
+      created.creator = stored.creator();
       created.root_only = stored.outcome_root_only();
       created.request_bytes =
           static_cast<int64_t>(created.source->SpaceUsedLong());
@@ -451,15 +473,16 @@ Recovery TaskRegistry::Recover(const CompileFn& compile) {
         live->replay = std::move(replay);
       }
       if (!task.request_id().empty()) {
-        requests_[task.request_id()] = {name,
-                                        Fingerprint(*live->created.source)};
-        request_of_[name] = task.request_id();
+        std::string key = RequestKey(task.creator(), task.request_id());
+        requests_[key] = {name, Fingerprint(*live->created.source)};
+        request_of_[name] = std::move(key);
       }
       live_[name] = live;
       // Accepted work is taken back even past --max_retained_task_bytes.
       const int64_t bytes = live->created.request_bytes + kTaskMemory;
       footprints_[name] =
-          Footprint{.request = MakeRoomLocked(bytes) ? bytes : 0};
+          Footprint{.request = MakeRoomLocked(bytes) ? bytes : 0,
+                    .creator = task.creator()};
       ++counts_[weft::v1::TASK_STATE_QUEUED];
       if (!plans[i].ok()) {
         const absl::Status& why = plans[i].status();
@@ -521,8 +544,9 @@ void TaskRegistry::RecoverFinishedLocked(const Task& task) {
   finished_.emplace_back(common::FromProto(task.end_time()), name);
   finished_names_.insert(name);
   if (!task.request_id().empty()) {
-    requests_[task.request_id()] = {name, Fingerprint(task.plan())};
-    request_of_[name] = task.request_id();
+    std::string key = RequestKey(task.creator(), task.request_id());
+    requests_[key] = {name, Fingerprint(task.plan())};
+    request_of_[name] = std::move(key);
   }
   // Newer tasks make room by forgetting older ones, as they would have.
   const bool fits = MakeRoomLocked(request + outcome);
@@ -531,7 +555,8 @@ void TaskRegistry::RecoverFinishedLocked(const Task& task) {
                 .outcome = fits ? outcome : 0,
                 // Above any number the task had before the restart.
                 .changes = (task.resumes() + 1) * kChangesPerResume,
-                .state = task.state()};
+                .state = task.state(),
+                .creator = task.creator()};
   ++counts_[task.state()];
 }
 
@@ -567,6 +592,9 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
   }
   const std::string fingerprint =
       t.request_id.empty() ? std::string() : Fingerprint(*t.source);
+  const std::string request_key = t.request_id.empty()
+                                      ? std::string()
+                                      : RequestKey(t.creator, t.request_id);
 
   {
     engine::MutexLock lock(&mu_);
@@ -579,7 +607,7 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
           options_.retry_after);
     }
     if (!t.request_id.empty()) {
-      auto it = requests_.find(t.request_id);
+      auto it = requests_.find(request_key);
       if (it != requests_.end()) {
         const auto& [name, fp] = it->second;
         if (fp != fingerprint) {
@@ -645,15 +673,17 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
     for (const auto& [k, v] : live->created.labels)
       (*task.mutable_labels())[k] = v;
     task.set_request_id(live->created.request_id);
+    task.set_creator(live->created.creator);
     task.set_outcome_root_only(live->created.root_only);
     common::SetTimestamp(env_.Now(), task.mutable_create_time());
     task.mutable_progress()->set_leaves_total(live->created.plan->leaves());
-    if (!live->created.request_id.empty()) {
-      requests_[live->created.request_id] = {task.name(), fingerprint};
-      request_of_[task.name()] = live->created.request_id;
+    if (!request_key.empty()) {
+      requests_[request_key] = {task.name(), fingerprint};
+      request_of_[task.name()] = request_key;
     }
     live_[task.name()] = live;
-    footprints_[task.name()] = Footprint{.request = bytes};
+    footprints_[task.name()] =
+        Footprint{.request = bytes, .creator = live->created.creator};
     ++counts_[weft::v1::TASK_STATE_QUEUED];
     ++storing_;
     live->on_stored.push_back(std::move(done));
@@ -955,7 +985,9 @@ void TaskRegistry::SweepLater() {
 void TaskRegistry::Forget(const std::string& name, const char* why,
                           DeleteFn erased) {
   auto footprint = footprints_.find(name);
+  std::string creator;
   if (footprint != footprints_.end()) {
+    creator = std::move(footprint->second.creator);
     --counts_[footprint->second.state];
     retained_.Remove(footprint->second.request + footprint->second.outcome);
     footprints_.erase(footprint);
@@ -971,7 +1003,7 @@ void TaskRegistry::Forget(const std::string& name, const char* why,
     requests_.erase(req->second);
     request_of_.erase(req);
   }
-  forgotten_.Remember(name, why);
+  forgotten_.Remember(name, why, creator);
 }
 
 Task TaskRegistry::SnapshotLocked(const Live& live, TaskParts parts) const {
@@ -994,9 +1026,11 @@ Task TaskRegistry::SnapshotLocked(const Live& live, TaskParts parts) const {
 
 absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, TaskParts parts,
                                        engine::MemoryCharge* charge,
-                                       int64_t* changes) const {
+                                       int64_t* changes,
+                                       const Reach& reach) const {
   if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   engine::MutexLock lock(&mu_);
+  if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
   if (charge != nullptr) {
     const int64_t bytes = CopyBytesLocked(name, parts);
     if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
@@ -1012,7 +1046,7 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, TaskParts parts,
     return SnapshotLocked(*live->second, parts);
   }
   std::shared_ptr<const Task> stored = FinishedLocked(name);
-  if (stored == nullptr) return NotFound(name);
+  if (stored == nullptr) return NotFound(name, reach);
   if (changes != nullptr) {
     auto footprint = footprints_.find(name);
     *changes = footprint != footprints_.end() ? footprint->second.changes : 0;
@@ -1047,6 +1081,7 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
   }
   const std::map<std::string, std::string>& labels = query.labels;
   for (const auto& [k, v] : labels) absl::StrAppend(&filters, k, "=", v, ";");
+  const Reach& reach = query.reach;
   const std::string filter_hash =
       absl::StrCat(absl::Hash<std::string>{}(filters));
   uint64_t before = 0;
@@ -1076,6 +1111,7 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
         more = true;
         return false;
       }
+      if (!reach.Covers(stored.creator())) return true;
       if (!states.empty() && !states.contains(StateLocked(stored))) {
         return true;
       }
@@ -1125,19 +1161,21 @@ absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
 }
 
 absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
-                                          engine::MemoryCharge* charge) {
+                                          engine::MemoryCharge* charge,
+                                          const Reach& reach) {
   if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   std::vector<std::function<void()>> after;
   std::shared_ptr<Live> running;
   {
     engine::MutexLock lock(&mu_);
+    if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
     auto it = live_.find(name);
     if (it == live_.end()) {
       // Finished: unchanged.
-      if (FinishedLocked(name) == nullptr) return NotFound(name);
+      if (FinishedLocked(name) == nullptr) return NotFound(name, reach);
     } else if (!it->second->stored) {
       // Its creation is still being written: no caller has its name.
-      return NotFound(name);
+      return NotFound(name, reach);
     } else if (it->second->task.state() == weft::v1::TASK_STATE_QUEUED) {
       std::shared_ptr<Live> live = it->second;
       queue_.erase(std::remove(queue_.begin(), queue_.end(), live),
@@ -1160,14 +1198,15 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
         common::WithReason(absl::CancelledError("cancelled by CancelTask"),
                            common::kRunCancelled));
   }
-  return Get(name, TaskParts::kWithOutcome, charge);
+  return Get(name, TaskParts::kWithOutcome, charge, nullptr, reach);
 }
 
-void TaskRegistry::Delete(absl::string_view name, DeleteFn done) {
+void TaskRegistry::Delete(absl::string_view name, DeleteFn done,
+                          const Reach& reach) {
   absl::Status refused = ParseTaskName(name).status();
   if (refused.ok()) {
     engine::MutexLock lock(&mu_);
-    refused = DeleteLocked(name, done);
+    refused = DeleteLocked(name, done, reach);
   }
   if (!refused.ok()) {
     std::move(done)(std::move(refused));
@@ -1176,10 +1215,13 @@ void TaskRegistry::Delete(absl::string_view name, DeleteFn done) {
   FlushWrites();
 }
 
-absl::Status TaskRegistry::DeleteLocked(absl::string_view name,
-                                        DeleteFn& done) {
+absl::Status TaskRegistry::DeleteLocked(absl::string_view name, DeleteFn& done,
+                                        const Reach& reach) {
+  if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
   auto live = live_.find(name);
-  if (live != live_.end() && !live->second->stored) return NotFound(name);
+  if (live != live_.end() && !live->second->stored) {
+    return NotFound(name, reach);
+  }
   if (live != live_.end()) {
     return common::WithResource(
         common::WithReason(
@@ -1190,7 +1232,9 @@ absl::Status TaskRegistry::DeleteLocked(absl::string_view name,
             common::kTaskNotFinished),
         kTaskType, name);
   }
-  if (!finished_names_.erase(std::string(name))) return NotFound(name);
+  if (!finished_names_.erase(std::string(name))) {
+    return NotFound(name, reach);
+  }
   Forget(std::string(name), "deleted (DeleteTask)",
          [name = std::string(name),
           done = std::move(done)](absl::Status s) mutable {
@@ -1209,20 +1253,22 @@ absl::Status TaskRegistry::DeleteLocked(absl::string_view name,
 }
 
 absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
-    absl::string_view name, absl::Time deadline, WaitFn fn) {
+    absl::string_view name, absl::Time deadline, WaitFn fn,
+    const Reach& reach) {
   if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   std::optional<Task> now;
   std::shared_ptr<OnceFn> once;
   std::optional<engine::TimerId> timer;
   {
     engine::MutexLock lock(&mu_);
+    if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
     auto it = live_.find(name);
     if (it == live_.end()) {
       std::shared_ptr<const Task> stored = FinishedLocked(name);
-      if (stored == nullptr) return NotFound(name);
+      if (stored == nullptr) return NotFound(name, reach);
       now = CopyWithoutOutcome(*stored);
     } else if (!it->second->stored) {
-      return NotFound(name);
+      return NotFound(name, reach);
     } else {
       once = std::make_shared<OnceFn>(std::move(fn));
       it->second->waiters.push_back(once);
@@ -1245,17 +1291,19 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
 }
 
 absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
-    absl::string_view name, std::function<void()> on_change) {
+    absl::string_view name, std::function<void()> on_change,
+    const Reach& reach) {
   if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   auto fn = std::make_shared<WatchFn>(std::move(on_change));
   std::shared_ptr<Live> live;
   {
     engine::MutexLock lock(&mu_);
+    if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
     auto it = live_.find(name);
     if (it == live_.end()) {
-      if (!finished_names_.contains(name)) return NotFound(name);
+      if (!finished_names_.contains(name)) return NotFound(name, reach);
     } else if (!it->second->stored) {
-      return NotFound(name);
+      return NotFound(name, reach);
     } else {
       live = it->second;
       engine::MutexLock wl(&live->watchers_mu);

@@ -127,6 +127,8 @@ struct ListQuery {
   // A page also ends before its tasks would pass this many bytes (it holds
   // at least one).
   int64_t max_bytes = std::numeric_limits<int64_t>::max();
+  // Only the tasks the caller reaches.
+  Reach reach = Reach::All();
 };
 
 // What Create needs besides the compiled plan.
@@ -141,6 +143,8 @@ struct NewTask {
   // The memory the request holds (the plan, its arena) while the task is
   // kept.
   int64_t request_bytes = 0;
+  // The principal creating it (Task.creator); request_ids are its own.
+  std::string creator;
 };
 
 class TaskRegistry {
@@ -177,8 +181,12 @@ class TaskRegistry {
   // Calls `done` with the new task as it stands once it is stored and
   // started or queued, without its outcome (a plan of values may have ended
   // already: read it with Get or Wait); or with why it was refused. A
-  // repeated request_id gets the first task (once it is stored).
+  // request_id repeated by the same creator gets the first task (once it is
+  // stored); another creator's request_id is another request.
   void Create(NewTask task, CreateFn done);
+
+  // Each method that takes a task's name takes the caller's Reach too: a
+  // task it does not reach is NOT_FOUND, as a name never given out is.
 
   // `parts`: how much of the task to copy. With `charge`,
   // what the copy holds is added to it first, and RESOURCE_EXHAUSTED
@@ -187,7 +195,8 @@ class TaskRegistry {
   // change, each leaf starting or ending): numbers that only grow.
   absl::StatusOr<weft::v1::Task> Get(absl::string_view name, TaskParts parts,
                                      engine::MemoryCharge* charge = nullptr,
-                                     int64_t* changes = nullptr) const;
+                                     int64_t* changes = nullptr,
+                                     const Reach& reach = Reach::All()) const;
 
   struct ListResult {
     std::vector<weft::v1::Task> tasks;
@@ -201,22 +210,26 @@ class TaskRegistry {
 
   // The task as it then stands; `charge` as for Get.
   absl::StatusOr<weft::v1::Task> Cancel(absl::string_view name,
-                                        engine::MemoryCharge* charge = nullptr);
+                                        engine::MemoryCharge* charge = nullptr,
+                                        const Reach& reach = Reach::All());
   // Forgets a finished task, and calls `done` once its erasure is written
   // (a deleted task does not come back after a restart): OK, or
   // UNAVAILABLE (TASK_STORE_UNAVAILABLE) when the store could not erase it;
   // or at once with why it cannot be deleted.
-  void Delete(absl::string_view name, DeleteFn done);
+  void Delete(absl::string_view name, DeleteFn done,
+              const Reach& reach = Reach::All());
 
   // Calls `fn` when the task is terminal (at once if it is) or at
   // `deadline`. The returned handle stops the wait when destroyed.
-  absl::StatusOr<std::unique_ptr<Handle>> Wait(absl::string_view name,
-                                               absl::Time deadline, WaitFn fn);
+  absl::StatusOr<std::unique_ptr<Handle>> Wait(
+      absl::string_view name, absl::Time deadline, WaitFn fn,
+      const Reach& reach = Reach::All());
 
   // Calls `on_change` after every change of the task (state or progress)
   // until the handle is destroyed; the watcher reads the task with Get.
   absl::StatusOr<std::unique_ptr<Handle>> Watch(
-      absl::string_view name, std::function<void()> on_change);
+      absl::string_view name, std::function<void()> on_change,
+      const Reach& reach = Reach::All());
 
   // Tasks held, by state.
   std::map<weft::v1::TaskState, int> Counts() const;
@@ -246,14 +259,20 @@ class TaskRegistry {
   class WaitHandle;
   class WatchHandle;
 
-  absl::Status NotFound(absl::string_view name) const
+  absl::Status NotFound(absl::string_view name,
+                        const Reach& reach = Reach::All()) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK if `reach` covers the task `name` held (or it holds none: the
+  // caller's own lookup then answers NOT_FOUND); else NOT_FOUND.
+  absl::Status ReachLocked(absl::string_view name, const Reach& reach) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Create's checks; takes `done` (and answers nothing) once the task is
   // being written.
   std::optional<absl::StatusOr<weft::v1::Task>> Admit(NewTask task,
                                                       CreateFn& done);
   // Takes `done` when the task is being erased.
-  absl::Status DeleteLocked(absl::string_view name, DeleteFn& done)
+  absl::Status DeleteLocked(absl::string_view name, DeleteFn& done,
+                            const Reach& reach)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The creation's write is done: start or queue the task, or drop it.
   void Stored(const std::shared_ptr<Live>& live, absl::Status written);
@@ -335,7 +354,8 @@ class TaskRegistry {
   // Terminal tasks, oldest end first, for retention.
   std::deque<std::pair<absl::Time, std::string>> finished_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> finished_names_ ABSL_GUARDED_BY(mu_);
-  // request_id -> (name, plan fingerprint), while the task is held.
+  // RequestKey(creator, request_id) -> (name, plan fingerprint), while the
+  // task is held; request_of_ maps the name back to its key.
   absl::flat_hash_map<std::string, std::pair<std::string, std::string>>
       requests_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> request_of_
@@ -374,6 +394,8 @@ class TaskRegistry {
     // Once it ended: its changes in all (Live::changes), and its state.
     int64_t changes = 0;
     weft::v1::TaskState state = weft::v1::TASK_STATE_UNSPECIFIED;
+    // Task.creator.
+    std::string creator;
   };
   absl::flat_hash_map<std::string, Footprint> footprints_ ABSL_GUARDED_BY(mu_);
   engine::MemoryBudget retained_;

@@ -48,10 +48,11 @@ absl::StatusOr<std::string> ParseTaskName(absl::string_view name) {
   return std::string(id);
 }
 
-void ForgottenNames::Remember(const std::string& name, const char* why) {
-  auto [it, inserted] = why_.emplace(name, why);
+void ForgottenNames::Remember(const std::string& name, const char* why,
+                              const std::string& creator) {
+  auto [it, inserted] = why_.emplace(name, Why{why, creator});
   if (!inserted) {
-    it->second = why;
+    it->second = Why{why, creator};
     return;
   }
   order_.push_back(name);
@@ -61,10 +62,12 @@ void ForgottenNames::Remember(const std::string& name, const char* why) {
   }
 }
 
-absl::Status ForgottenNames::NotFound(absl::string_view name) const {
+absl::Status ForgottenNames::NotFound(absl::string_view name,
+                                      const Reach& reach) const {
   auto it = why_.find(name);
+  const bool told = it != why_.end() && reach.Covers(it->second.creator);
   const absl::Status s = absl::NotFoundError(
-      absl::StrCat(name, ": ", it != why_.end() ? it->second : "no such task"));
+      absl::StrCat(name, ": ", told ? it->second.why : "no such task"));
   return common::WithResource(common::WithReason(s, common::kTaskNotFound),
                               kTaskType, name);
 }

@@ -144,6 +144,27 @@ TEST_F(SqliteTaskStoreTest, EveryDoneWriteIsThereAfterReopeningInItsPlace) {
   EXPECT_EQ(ScanAll(*store).front(), (P{5, "tasks/e"}));
 }
 
+TEST_F(SqliteTaskStoreTest, TheOwnerColumnHoldsTheTasksCreator) {
+  {
+    std::unique_ptr<SqliteTaskStore> store = OpenOrDie(path_);
+    auto task = std::make_shared<weft::v1::Task>(*MakeTask("tasks/a"));
+    task->set_creator("alice");
+    ASSERT_TRUE(WriteAndWait(*store, task).ok());
+    ASSERT_TRUE(WriteAndWait(*store, MakeTask("tasks/b")).ok());
+  }
+  EXPECT_EQ(IntOn(path_,
+                  "SELECT count(*) FROM tasks WHERE name = 'tasks/a' "
+                  "AND owner = 'alice'"),
+            1);
+  EXPECT_EQ(IntOn(path_,
+                  "SELECT count(*) FROM tasks WHERE name = 'tasks/b' "
+                  "AND owner = ''"),
+            1);
+  std::unique_ptr<SqliteTaskStore> store = OpenOrDie(path_);
+  ASSERT_NE(store->Get("tasks/a"), nullptr);
+  EXPECT_EQ(store->Get("tasks/a")->creator(), "alice");
+}
+
 TEST_F(SqliteTaskStoreTest, WritesWaitingWhenATransactionStartsShareIt) {
   std::unique_ptr<SqliteTaskStore> store = OpenOrDie(path_);
   // The first write's `done` runs on the writer thread and holds it, so the
