@@ -21,6 +21,7 @@
  * @module weft
  */
 
+const fs = require('fs');
 const grpc = require('@grpc/grpc-js');
 const { protos } = require('./lib/protos');
 const values = require('./lib/values');
@@ -60,6 +61,26 @@ function enumName(prefix, short) {
 
 let services = null;
 
+// A PEM file's bytes; a TypeError naming the option when it cannot be read.
+function readPem(path, what) {
+  try {
+    return fs.readFileSync(path);
+  } catch (e) {
+    throw new TypeError(`${what} ${path}: ${e.message}`);
+  }
+}
+
+// An interceptor adding "authorization: Bearer TOKEN" to every call (also
+// over plaintext, where call credentials are not sent).
+function bearer(token) {
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('authorization', `Bearer ${token}`);
+      next(metadata, listener);
+    },
+  });
+}
+
 // The stubs' constructors and the services' reflection, made once.
 function loadServices() {
   if (!services) {
@@ -92,15 +113,37 @@ class Client {
    *     the call says; none by default. WaitTask's is added to its wait;
    *     watchTask has none.
    * @param {import('@grpc/grpc-js').ChannelCredentials} [options.credentials]
-   *     Plaintext by default.
+   *     Plaintext by default, or TLS from the files below.
+   * @param {string} [options.tlsCa] PEM file of the CA that signed weftd's
+   *     certificate: TLS.
+   * @param {string} [options.tlsCert] With tlsKey, this client's PEM
+   *     certificate and key, for mutual TLS.
+   * @param {string} [options.tlsKey]
+   * @param {string} [options.token] Sent on every call as
+   *     "authorization: Bearer TOKEN" (weftd's --auth_tokens).
    * @param {object} [options.channelOptions] grpc-js channel options.
    */
-  constructor(address, { timeout, credentials = grpc.credentials.createInsecure(), channelOptions } = {}) {
+  constructor(address, { timeout, credentials, tlsCa, tlsCert, tlsKey, token, channelOptions } = {}) {
     const { orchestrator, health } = loadServices();
-    const stub = new orchestrator.Stub(address, credentials, channelOptions);
+    if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+      throw new TypeError('tlsCert and tlsKey go together: give both or neither');
+    }
+    if (tlsCa === undefined && tlsCert !== undefined) {
+      throw new TypeError('a client certificate (tlsCert) needs TLS: give tlsCa too');
+    }
+    if (credentials === undefined) {
+      credentials = tlsCa === undefined
+        ? grpc.credentials.createInsecure()
+        : grpc.credentials.createSsl(readPem(tlsCa, 'tlsCa'),
+          tlsKey === undefined ? null : readPem(tlsKey, 'tlsKey'),
+          tlsCert === undefined ? null : readPem(tlsCert, 'tlsCert'));
+    }
+    const interceptors = token === undefined ? [] : [bearer(token)];
+    const clientOptions = { ...channelOptions, interceptors: [...interceptors, ...(channelOptions?.interceptors ?? [])] };
+    const stub = new orchestrator.Stub(address, credentials, clientOptions);
     this.#orchestrator = { stub, service: orchestrator.service };
     this.#health = {
-      stub: new health.Stub(address, credentials, { channelOverride: stub.getChannel() }),
+      stub: new health.Stub(address, credentials, { channelOverride: stub.getChannel(), interceptors: clientOptions.interceptors }),
       service: health.service,
     };
     this.#timeout = timeout;

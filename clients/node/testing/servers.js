@@ -167,4 +167,4 @@ function within(promise, ms, what) {
   return withTimeout(promise, what, ms);
 }
 
-module.exports = { useServers, unique, within };
+module.exports = { useServers, unique, within, Program };

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import time
@@ -66,9 +67,45 @@ def _view(view: Optional[EnumLike]) -> int:
     return 0 if view is None else enum_value(orchestrator_pb2.TaskView, "TASK_VIEW_", view)
 
 
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError("%s %s: %s" % (what, path, e.strerror)) from e
+
+
+class _CallDetails(
+        collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                                "wait_for_ready", "compression")),
+        grpc.ClientCallDetails):
+    pass
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds ``authorization: Bearer TOKEN`` to every call (also over
+    plaintext, e.g. on loopback, where call credentials are not sent)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", "Bearer " + token)
+
+    def _details(self, details: grpc.ClientCallDetails) -> _CallDetails:
+        return _CallDetails(details.method, details.timeout,
+                            [*(details.metadata or ()), self._header], details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+
 class Client:
-    """A connection to weftd at `address` (host:port, without TLS), made
-    when first used.
+    """A connection to weftd at `address` (host:port), made when first used:
+    plaintext, or TLS when `tls_ca` is given (with `tls_cert` and `tls_key`
+    as well under mutual TLS); `token` is sent on every call as
+    ``authorization: Bearer TOKEN`` (weftd's --auth_tokens).
 
     Every method raises WeftError when the call fails, with the details weftd
     sent decoded. `timeout` (seconds, a timedelta or "30s") is the deadline
@@ -84,16 +121,33 @@ class Client:
 
     def __init__(self, address: str, *, timeout: Optional[DurationLike] = None,
                  options: Sequence[tuple[str, Any]] = (),
-                 interceptors: Sequence[Any] = ()) -> None:
+                 interceptors: Sequence[Any] = (),
+                 tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
+                 tls_key: Optional[str] = None, token: Optional[str] = None) -> None:
         """`options`: more gRPC channel arguments (answers of any size are
         taken: a full outcome of a large plan can pass gRPC's 4 MiB);
         `interceptors`: grpc client interceptors every call goes through
-        (to add metadata, to log)."""
+        (to add metadata, to log). `tls_ca`, `tls_cert`, `tls_key`: PEM
+        files (the CA that signed weftd's certificate; this client's
+        certificate and key, both or neither); ValueError when the files
+        cannot be read or do not go together."""
         self._timeout = to_seconds(timeout)
-        self._channel = grpc.intercept_channel(
-            grpc.insecure_channel(
-                address, options=[("grpc.max_receive_message_length", -1), *options]),
-            *interceptors)
+        channel_options = [("grpc.max_receive_message_length", -1), *options]
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if tls_ca is None and tls_cert is not None:
+            raise ValueError("a client certificate (tls_cert) needs TLS: give tls_ca too")
+        if tls_ca is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read_pem(tls_ca, "tls_ca"),
+                private_key=_read_pem(tls_key, "tls_key") if tls_key else None,
+                certificate_chain=_read_pem(tls_cert, "tls_cert") if tls_cert else None)
+            channel = grpc.secure_channel(address, credentials, options=channel_options)
+        else:
+            channel = grpc.insecure_channel(address, options=channel_options)
+        if token is not None:
+            interceptors = [_BearerToken(token), *interceptors]
+        self._channel = grpc.intercept_channel(channel, *interceptors)
         self._orchestrator = orchestrator_pb2_grpc.OrchestratorStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
