@@ -144,6 +144,7 @@ asan: tools
 	  -DWEFT_SANITIZER=address -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS="detect_leaks=1" \
+	  LSAN_OPTIONS="suppressions=$(CURDIR)/tests/lsan.supp" \
 	  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
 	  ctest --output-on-failure -j $(JOBS) --timeout 900 -E '^(readme_tour|lazy_e2e|hostile)$$'
 

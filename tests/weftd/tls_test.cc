@@ -44,7 +44,8 @@ class TlsTest : public ::testing::Test {
             mutual ? certs_.Path("ca.pem") : ""};
   }
 
-  // Starts a server with `tls`; returns "localhost:PORT".
+  // Starts a server with `tls`; returns "127.0.0.1:PORT" (an IP literal:
+  // nothing to resolve).
   std::string Serve(const TlsFiles& tls,
                     std::shared_ptr<auth::Callers> callers = nullptr) {
     ServerOptions options;
@@ -54,7 +55,7 @@ class TlsTest : public ::testing::Test {
     server_ = std::make_unique<WeftServer>(std::move(options));
     absl::StatusOr<std::string> address = server_->Start();
     EXPECT_THAT(address, IsOk());
-    return "localhost:" + address->substr(address->rfind(':') + 1);
+    return "127.0.0.1:" + address->substr(address->rfind(':') + 1);
   }
 
   // Health over a fresh connection as `options` say.
@@ -218,7 +219,7 @@ TEST_F(TlsTest, ReloadServesNewFilesAndABadReloadKeepsTheOldOnes) {
 
 TEST(ClientConnectTest, FilesThatCannotBeReadOrACertificateWithoutKeyFail) {
   EXPECT_THAT(
-      client::Client::Connect("localhost:1", {.tls_ca = "/nonexistent/ca.pem"})
+      client::Client::Connect("127.0.0.1:1", {.tls_ca = "/nonexistent/ca.pem"})
           .status(),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("--tls_ca /nonexistent/ca.pem: cannot read "
@@ -227,7 +228,7 @@ TEST(ClientConnectTest, FilesThatCannotBeReadOrACertificateWithoutKeyFail) {
   Certs certs(dir.path());
   ASSERT_TRUE(certs.MakeCa("ca"));
   EXPECT_THAT(
-      client::Client::Connect("localhost:1", {.tls_ca = certs.Path("ca.pem"),
+      client::Client::Connect("127.0.0.1:1", {.tls_ca = certs.Path("ca.pem"),
                                               .tls_cert = certs.Path("ca.pem")})
           .status(),
       StatusIs(absl::StatusCode::kInvalidArgument,
