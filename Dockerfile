@@ -23,6 +23,7 @@ RUN apt-get update -qq \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libabsl-dev grpc-proto libgtest-dev libgmock-dev libssl-dev \
       libcurl4-openssl-dev libsqlite3-dev golang-github-gogo-googleapis-dev \
+      libcpp-httplib-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # What the build reads, and nothing else, so an edit to the docs or the
@@ -47,7 +48,8 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libgrpc++1.51 libprotobuf32 libabsl20220623 libcurl4 libsqlite3-0 ca-certificates \
+      libgrpc++1.51 libprotobuf32 libabsl20220623 libcurl4 libsqlite3-0 \
+      libcpp-httplib0.11 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/weft \
       --shell /usr/sbin/nologin weft \
@@ -90,7 +92,7 @@ RUN cd clients/node \
     npm ci --omit=dev --no-audit --no-fund --loglevel=error
 COPY proto proto
 COPY clients clients
-COPY deploy/integration.sh deploy/
+COPY deploy/integration.sh deploy/check_metrics.py deploy/
 COPY --from=build /build/tests/integration/integration_test /usr/local/bin/
 COPY --from=build /build/clients/python/gen clients/python/gen
 USER weft

@@ -23,6 +23,7 @@ printed in a table of their own (skipped, saying so, without python3-grpcio).
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "smoke"))
@@ -104,22 +106,68 @@ def start_python_peer(python):
     return proc, line.split()[-1]
 
 
-def loadgen(args, target, method, request, label, request_type="weft.v1.RunRequest"):
+def loadgen(args, target, method, request, label, request_type="weft.v1.RunRequest",
+            extra=(), background=False):
+    """loadgen's result (a dict); with `background`, a function that waits
+    for it, the load running meanwhile."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(request, f)
-    out = os.path.join(tempfile.gettempdir(), "loadgen.json")
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="loadgen-")
+    os.close(fd)
+    proc = subprocess.Popen(
+        [args.loadgen, "--target=" + target, "--method=" + method,
+         "--request_type=" + request_type, "--request_file=" + f.name,
+         "--concurrency=%d" % args.concurrency, "--connections=%d" % args.connections,
+         "--duration=%s" % args.duration, "--warmup=%s" % args.warmup,
+         "--label=" + label, "--json_out=" + out] + list(extra),
+        stdout=subprocess.DEVNULL)
+
+    def result():
+        try:
+            if proc.wait() != 0:
+                raise subprocess.CalledProcessError(proc.returncode, args.loadgen)
+            with open(out) as j:
+                return json.load(j)
+        finally:
+            os.unlink(f.name)
+            os.unlink(out)
+    return result if background else result()
+
+
+def quotas(args):
+    """Bob's Run of one value call (4 in flight), alone and then while alice
+    keeps 64 runs of a 50 ms sleep in flight against a quota of 16
+    (--max_runs_per_principal): bob's rate and latency, and what alice got."""
+    def sha(token):
+        return hashlib.sha256(token.encode()).hexdigest()
+    tokens = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump({"principals": [
+        {"name": "alice", "role": "user", "tokenSha256": sha("alice-token")},
+        {"name": "bob", "role": "user", "tokenSha256": sha("bob-token")}]}, tokens)
+    tokens.close()
+    value = {"plan": json.loads(VALUE)}
+    sleep = {"plan": {"call": {"handler": "sleep", "args": {"duration": "0.05s"}}}}
+    method = "/weft.v1.Orchestrator/Run"
     try:
-        subprocess.run(
-            [args.loadgen, "--target=" + target, "--method=" + method,
-             "--request_type=" + request_type, "--request_file=" + f.name,
-             "--concurrency=%d" % args.concurrency, "--connections=%d" % args.connections,
-             "--duration=%s" % args.duration, "--warmup=%s" % args.warmup,
-             "--label=" + label, "--json_out=" + out],
-            check=True, stdout=subprocess.DEVNULL)
-        with open(out) as j:
-            return json.load(j)
+        with Weftd(args.weftd, "--auth_tokens=" + tokens.name,
+                   "--max_runs_per_principal=16") as w:
+            bob = ["--token=bob-token", "--concurrency=4"]
+            alone = loadgen(args, w.address, method, value, "bob alone", extra=bob)
+            # Alice's load starts first and ends after bob's.
+            alice = loadgen(args, w.address, method, sleep, "alice", background=True,
+                            extra=["--token=alice-token", "--concurrency=64",
+                                   "--warmup=%s" % args.warmup,
+                                   "--duration=%.1fs" % (seconds(args.duration) + 2)])
+            time.sleep(seconds(args.warmup) / 2)
+            busy = loadgen(args, w.address, method, value, "bob beside alice", extra=bob)
+            return alone, busy, alice()
     finally:
-        os.unlink(f.name)
+        os.unlink(tokens.name)
+
+
+def seconds(text):
+    """A duration flag's value ("5s", "500ms") in seconds."""
+    return float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
 
 
 def median(results):
@@ -319,6 +367,23 @@ def main():
         print()
         print("Targets missed: " + "; ".join(failed) if failed else "Every target met.")
         return 0
+
+    print()
+    alone, busy, alice = quotas(args)
+    print("Quotas (--auth_tokens, --max_runs_per_principal=16): bob's Run of one value "
+          "call, 4 in flight, alone and while alice keeps 64 runs of a 50 ms sleep in flight "
+          "(48 beyond her quota, refused PRINCIPAL_QUOTA and sent again at once):")
+    print()
+    print("| bob | rps | p50 / p99 ms | alice's runs admitted / refused per s |")
+    print("| --- | --- | --- | --- |")
+    for label, r in (("alone", alone), ("beside alice at her quota", busy)):
+        print("| %s | %.0f | %.2f / %.2f | %s |" % (
+            label, r["rps"], r["p50_ms"], r["p99_ms"], "-" if r is alone else
+            "%.0f / %.0f" % (alice["rps"], alice["errors"] / (seconds(args.duration) + 2))))
+    if busy["errors"] or alone["errors"]:
+        failed.append("quotas: bob's calls failed")
+    if not alice["errors"]:
+        failed.append("quotas: alice was never refused")
 
     print()
     scale = subprocess.run(

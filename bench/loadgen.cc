@@ -52,6 +52,8 @@ ABSL_FLAG(absl::Duration, warmup, absl::Seconds(1),
           "How long to run first, unmeasured.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(60), "Deadline of each call.");
 ABSL_FLAG(std::string, label, "", "Names the run in the output line.");
+ABSL_FLAG(std::string, token, "",
+          "Sent as `authorization: Bearer TOKEN` on every call.");
 ABSL_FLAG(std::string, json_out, "", "Also write the result here, as JSON.");
 
 namespace {
@@ -69,11 +71,13 @@ struct Result {
 class Load {
  public:
   Load(std::vector<std::unique_ptr<grpc::GenericStub>> stubs,
-       std::string method, grpc::ByteBuffer request, absl::Duration timeout)
+       std::string method, grpc::ByteBuffer request, absl::Duration timeout,
+       std::string authorization)
       : stubs_(std::move(stubs)),
         method_(std::move(method)),
         request_(std::move(request)),
-        timeout_(timeout) {}
+        timeout_(timeout),
+        authorization_(std::move(authorization)) {}
 
   // Runs until `end`, measuring calls that start after `measure_from`.
   Result Run(int concurrency, absl::Time measure_from, absl::Time end) {
@@ -106,6 +110,9 @@ class Load {
     auto* call = new Call;
     call->start = now;
     call->context.set_deadline(absl::ToChronoTime(now + timeout_));
+    if (!authorization_.empty()) {
+      call->context.AddMetadata("authorization", authorization_);
+    }
     grpc::GenericStub& stub = *stubs_[slot % stubs_.size()];
     stub.UnaryCall(&call->context, method_, grpc::StubOptions(), &request_,
                    &call->response, [this, call, slot](grpc::Status s) {
@@ -132,6 +139,7 @@ class Load {
   const std::string method_;
   const grpc::ByteBuffer request_;
   const absl::Duration timeout_;
+  const std::string authorization_;
   absl::Time measure_from_;
   absl::Time end_;
   Mutex mu_;
@@ -192,8 +200,10 @@ int main(int argc, char** argv) {
                                   grpc::InsecureChannelCredentials(), args)));
   }
 
+  const std::string token = absl::GetFlag(FLAGS_token);
   Load load(std::move(stubs), absl::GetFlag(FLAGS_method), request,
-            absl::GetFlag(FLAGS_timeout));
+            absl::GetFlag(FLAGS_timeout),
+            token.empty() ? "" : absl::StrCat("Bearer ", token));
   const absl::Time start = absl::Now();
   const absl::Time measure_from = start + absl::GetFlag(FLAGS_warmup);
   Result r = load.Run(absl::GetFlag(FLAGS_concurrency), measure_from,

@@ -19,6 +19,10 @@ suite integration integration_test
 suite python env PYTHONPATH=clients/python/gen:clients/python \
   python3 -m pytest -q -p no:cacheprovider clients/python/tests
 suite node bash -c 'cd clients/node && node --test test/'
+# Last: the suites above moved the counters a scrape should find.
+if [ -n "${WEFT_METRICS:-}" ]; then
+  suite metrics python3 deploy/check_metrics.py "$WEFT_METRICS"
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "=== failed: ${failed[*]}"

@@ -49,6 +49,7 @@ inline constexpr absl::string_view kValueTooDeep = "VALUE_TOO_DEEP";
 inline constexpr absl::string_view kMalformedRequest = "MALFORMED_REQUEST";
 inline constexpr absl::string_view kUrlNotAllowed = "URL_NOT_ALLOWED";
 inline constexpr absl::string_view kBadReference = "BAD_REFERENCE";
+inline constexpr absl::string_view kUnknownSecret = "UNKNOWN_SECRET";
 // Callers (when --auth_tokens is set):
 inline constexpr absl::string_view kCredentialsMissing = "CREDENTIALS_MISSING";
 inline constexpr absl::string_view kCredentialsInvalid = "CREDENTIALS_INVALID";
@@ -58,6 +59,7 @@ inline constexpr absl::string_view kAnswerTooLarge = "ANSWER_TOO_LARGE";
 inline constexpr absl::string_view kMemoryExhausted = "MEMORY_EXHAUSTED";
 inline constexpr absl::string_view kTooManyRuns = "TOO_MANY_RUNS";
 inline constexpr absl::string_view kTaskQueueFull = "TASK_QUEUE_FULL";
+inline constexpr absl::string_view kPrincipalQuota = "PRINCIPAL_QUOTA";
 inline constexpr absl::string_view kTaskStoreFull = "TASK_STORE_FULL";
 inline constexpr absl::string_view kTaskStoreUnavailable =
     "TASK_STORE_UNAVAILABLE";

@@ -129,4 +129,22 @@ std::string FormatNumber(double n) {
   return absl::StrFormat("%.17g", n);
 }
 
+std::string TraceId(absl::string_view traceparent) {
+  // version "-" trace-id "-" parent-id "-" flags: 2 + 1 + 32 + 1 + 16 + 1 + 2.
+  if (traceparent.size() < 55 || traceparent[2] != '-' ||
+      traceparent[35] != '-' || traceparent[52] != '-' ||
+      traceparent.substr(0, 2) == "ff" ||
+      (traceparent.size() > 55 && traceparent[55] != '-')) {
+    return "";
+  }
+  const absl::string_view id = traceparent.substr(3, 32);
+  bool zero = true;
+  for (char c : id) {
+    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    if (!hex) return "";
+    zero &= c == '0';
+  }
+  return zero ? "" : std::string(id);
+}
+
 }  // namespace weft::common

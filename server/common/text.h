@@ -49,6 +49,11 @@ bool IsValidUtf8(absl::string_view s);
 // same double (0.1, 2.5e-300).
 std::string FormatNumber(double n);
 
+// The trace id of a W3C traceparent header, "00-<32 hex>-<16 hex>-<2 hex>"
+// (lowercase, not all zeros; later versions may add fields), or "" if
+// `traceparent` is not one.
+std::string TraceId(absl::string_view traceparent);
+
 }  // namespace weft::common
 
 #endif  // WEFT_SERVER_COMMON_TEXT_H_

@@ -48,6 +48,7 @@ absl::StatusOr<uint64_t> ThreadPool::Submit(Closure fn) {
     if (static_cast<int>(queue_.size()) + running_ >=
         static_cast<int>(threads_.size()) + capacity_) {
       // Counted together: a call handed to a thread may not have started.
+      ++rejected_;
       return WithReason(
           absl::ResourceExhaustedError(absl::StrCat(
               "thread pool \"", name_, "\" is full: it holds ",
@@ -83,6 +84,11 @@ int ThreadPool::queued() const {
 int ThreadPool::running() const {
   MutexLock lock(&mu_);
   return running_;
+}
+
+int64_t ThreadPool::rejected() const {
+  MutexLock lock(&mu_);
+  return rejected_;
 }
 
 void ThreadPool::Worker() {

@@ -63,6 +63,8 @@ class ThreadPool {
   // Work waiting, and work running now.
   int queued() const;
   int running() const;
+  // Work refused because the pool was full, since it started.
+  int64_t rejected() const;
 
  private:
   struct Item {
@@ -81,6 +83,7 @@ class ThreadPool {
       ABSL_GUARDED_BY(mu_);
   uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 0;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };

@@ -76,6 +76,9 @@ struct CallContext {
   // the caller went away. A call that stops for this reason reports the
   // token's reason.
   engine::CancellationToken token;
+  // The caller's W3C traceparent header, passed on to HTTP upstreams; empty
+  // if it sent none. Valid while the call runs.
+  absl::string_view traceparent = {};
 };
 
 // The result of a call: its value, or why it failed.

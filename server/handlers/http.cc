@@ -301,7 +301,20 @@ class HttpCall : public Call {
     }
     auto attempt =
         std::make_shared<HttpAttempt>(ctx.env, ctx.token, std::move(done));
-    attempt->Start(client_, spec_, ctx.token);
+    attempt->Start(client_, WithTraceparent(ctx.traceparent), ctx.token);
+  }
+
+ private:
+  // The spec, with the caller's traceparent unless args.headers set one.
+  std::shared_ptr<const HttpCallSpec> WithTraceparent(
+      absl::string_view traceparent) const {
+    if (traceparent.empty()) return spec_;
+    for (const auto& [name, value] : spec_->request.headers) {
+      if (absl::EqualsIgnoreCase(name, "traceparent")) return spec_;
+    }
+    auto spec = std::make_shared<HttpCallSpec>(*spec_);
+    spec->request.headers.emplace_back("traceparent", std::string(traceparent));
+    return spec;
   }
 
  private:

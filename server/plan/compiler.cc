@@ -187,8 +187,12 @@ bool IsLazyValueName(absl::string_view name) {
 class Compiler {
  public:
   Compiler(const handlers::HandlerRegistry& registry, const Limits& limits,
-           const PoolSet* pools, LazyResolver* lazies)
-      : registry_(registry), limits_(limits), pools_(pools), lazies_(lazies) {}
+           const PoolSet* pools, LazyResolver* lazies, const Secrets* secrets)
+      : registry_(registry),
+        limits_(limits),
+        pools_(pools),
+        lazies_(lazies),
+        secrets_(secrets) {}
 
   absl::StatusOr<std::unique_ptr<const CompiledPlan>> Run(
       const PlanNode& plan, std::shared_ptr<const void> owner,
@@ -199,6 +203,7 @@ class Compiler {
                                    limits_.max_plan_nodes + 1));
     plan_->max_value_depth_ = limits_.max_value_depth;
     plan_->limits_ = limits_;
+    plan_->secrets_ = secrets_;
     root_path_ = std::string(path);
     if (absl::Status s = CompileNode(plan, std::string(path), 1, nullptr,
                                      limits_.max_value_depth);
@@ -863,6 +868,10 @@ class Compiler {
       auto t = std::make_unique<ArgTemplate>(*bound);
       for (Hole& hole : t->holes) {
         for (Ref& ref : hole.refs) {
+          if (ref.source == Ref::Source::kSecret) {
+            if (absl::Status s = CheckSecret(ref); !s.ok()) return s;
+            continue;
+          }
           // A map's item: "$item", "$index", or a name a map's `as` gave.
           int32_t map = -1;
           for (int32_t a = plan_->nodes_[reader].parent; a >= 0;
@@ -948,10 +957,32 @@ class Compiler {
     return absl::OkStatus();
   }
 
+  // INVALID_ARGUMENT (UNKNOWN_SECRET) unless the secrets in force have it.
+  absl::Status CheckSecret(const Ref& ref) const {
+    std::shared_ptr<const SecretTable> table =
+        secrets_ == nullptr ? nullptr : secrets_->Get();
+    if (table == nullptr) {
+      return common::FieldError(
+          ref.where,
+          absl::StrCat(common::Quote(ref.id),
+                       ": this weftd has no secrets (--secrets is not set)"),
+          common::kUnknownSecret);
+    }
+    if (table->Find(ref.id) == nullptr) {
+      return common::FieldError(
+          ref.where,
+          absl::StrCat(common::Quote(ref.id),
+                       " is not a secret this weftd knows (--secrets)"),
+          common::kUnknownSecret);
+    }
+    return absl::OkStatus();
+  }
+
   const handlers::HandlerRegistry& registry_;
   const Limits& limits_;
   const PoolSet* const pools_;
   LazyResolver* const lazies_;
+  const Secrets* const secrets_;
   CompiledPlan* plan_ = nullptr;
   // The position of the next node among its siblings, and its parent.
   int position_ = 0;
@@ -968,21 +999,22 @@ class Compiler {
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     const PlanNode* plan, std::shared_ptr<const void> owner,
     absl::string_view path, const handlers::HandlerRegistry& registry,
-    const Limits& limits, const PoolSet* pools, LazyResolver* lazies) {
+    const Limits& limits, const PoolSet* pools, LazyResolver* lazies,
+    const Secrets* secrets) {
   if (plan == nullptr) {
     return Error(path, "missing; a request needs a plan");
   }
-  return Compiler(registry, limits, pools, lazies)
+  return Compiler(registry, limits, pools, lazies, secrets)
       .Run(*plan, std::move(owner), path);
 }
 
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const PlanNode> plan, absl::string_view path,
     const handlers::HandlerRegistry& registry, const Limits& limits,
-    const PoolSet* pools, LazyResolver* lazies) {
+    const PoolSet* pools, LazyResolver* lazies, const Secrets* secrets) {
   const PlanNode* root = plan.get();
   return Compile(root, std::shared_ptr<const PlanNode>(std::move(plan)), path,
-                 registry, limits, pools, lazies);
+                 registry, limits, pools, lazies, secrets);
 }
 
 }  // namespace weft::plan

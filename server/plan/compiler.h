@@ -30,6 +30,7 @@
 #include "server/plan/lazy_resolver.h"
 #include "server/plan/pools.h"
 #include "server/plan/refs.h"
+#include "server/plan/secrets.h"
 #include "weft/v1/plan.pb.h"
 
 namespace weft::plan {
@@ -164,6 +165,8 @@ class CompiledPlan {
   const std::vector<std::string>& lazy_names() const { return lazy_names_; }
   // The --max_value_depth it was compiled with.
   int max_value_depth() const { return max_value_depth_; }
+  // Where its $secret objects are filled from (null: it has none).
+  const Secrets* secrets() const { return secrets_; }
 
  private:
   friend class Compiler;
@@ -175,16 +178,20 @@ class CompiledPlan {
   Limits limits_;
   std::vector<std::string> lazy_names_;
   int max_value_depth_ = 0;
+  const Secrets* secrets_ = nullptr;
 };
 
 // Compiles `plan`, which the result keeps. `path` names the plan in error
 // messages ("plan" for a RunRequest). `pools` may be null: then offload
 // nodes and blocking handlers are refused. `lazies` may be null: then lazy
-// nodes are refused.
+// nodes are refused. `secrets` may be null: then $secret objects are
+// refused; else each must name a secret it has, and the plan reads them
+// from it when its calls start (it must outlive the plan).
 absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     std::unique_ptr<const weft::v1::PlanNode> plan, absl::string_view path,
     const handlers::HandlerRegistry& registry, const Limits& limits,
-    const PoolSet* pools = nullptr, LazyResolver* lazies = nullptr);
+    const PoolSet* pools = nullptr, LazyResolver* lazies = nullptr,
+    const Secrets* secrets = nullptr);
 
 // The same for a plan whose memory `owner` keeps alive (e.g. the arena it
 // was parsed into, or the request holding it); the result keeps `owner`.
@@ -193,7 +200,7 @@ absl::StatusOr<std::unique_ptr<const CompiledPlan>> Compile(
     const weft::v1::PlanNode* plan, std::shared_ptr<const void> owner,
     absl::string_view path, const handlers::HandlerRegistry& registry,
     const Limits& limits, const PoolSet* pools = nullptr,
-    LazyResolver* lazies = nullptr);
+    LazyResolver* lazies = nullptr, const Secrets* secrets = nullptr);
 
 // Whether `name` is a well-formed "lazyValues/{id}": an id of 1 to 63
 // characters of a-z, 0-9, '_' and '-', starting with a letter.

@@ -22,6 +22,7 @@
 #include "server/engine/thread_pool.h"
 #include "server/handlers/value_size.h"
 #include "server/plan/refs.h"
+#include "server/plan/secrets.h"
 
 namespace weft::plan {
 namespace {
@@ -65,6 +66,8 @@ struct NodeRecord {
   struct Filled {
     google::protobuf::Struct args;
     std::unique_ptr<handlers::Call> call;
+    // The secrets in `args`: the call's value and error are redacted.
+    UsedSecrets secrets;
   };
   // Shared with the call while it starts, which may outlast a reset. Held
   // until the node ends, its memory charged to the run.
@@ -413,11 +416,26 @@ class Execution {
     NodeRecord& rec = R(index);
     if (rec.filled != nullptr) return absl::OkStatus();
     const CompiledNode& n = node(index);
-    absl::StatusOr<google::protobuf::Struct> args = FillArgs(
-        *n.arg_template, [this](const Ref& ref) { return Lookup(ref); });
+    // The secrets as they stand when the call starts, held while filling.
+    std::shared_ptr<const SecretTable> secrets;
+    UsedSecrets used;
+    absl::StatusOr<google::protobuf::Struct> args =
+        FillArgs(*n.arg_template, [&](const Ref& ref) {
+          if (ref.source != Ref::Source::kSecret) return Lookup(ref);
+          if (secrets == nullptr && plan_->secrets() != nullptr) {
+            secrets = plan_->secrets()->Get();
+          }
+          RefTarget out;
+          out.value = secrets == nullptr ? nullptr : secrets->Find(ref.id);
+          if (out.value != nullptr) {
+            used.emplace_back(ref.id, out.value->string_value());
+          }
+          return out;
+        });
     if (!args.ok()) return args.status();
     auto filled = std::make_shared<NodeRecord::Filled>();
     filled->args = *std::move(args);
+    filled->secrets = std::move(used);
     absl::Status s = handlers::CheckArgs(n.handler->info(), filled->args);
     if (s.ok()) {
       absl::StatusOr<std::unique_ptr<handlers::Call>> call =
@@ -429,10 +447,12 @@ class Execution {
       }
     }
     if (!s.ok()) {
-      // "args.url: must be ...", from the values the references brought.
+      // "args.url: must be ...", from the values the references brought
+      // (which may quote a secret).
       return handlers::Permanent(
           common::WithReason(absl::InvalidArgumentError(absl::StrCat(
-                                 s.message(), " (filled in from references)")),
+                                 Redact(filled->secrets, s.message()),
+                                 " (filled in from references)")),
                              common::kRefBadValue));
     }
     int64_t memory = 0;
@@ -547,17 +567,18 @@ class Execution {
     }
     if (n.pool == nullptr) {
       // On this thread; the callback ends the attempt directly.
-      n.call->Start(handlers::CallContext{*options_.env, token},
-                    [this, index](handlers::CallResult result) {
-                      AttemptEnded(index, Record(index, std::move(result)));
-                    });
+      n.call->Start(
+          handlers::CallContext{*options_.env, token, options_.traceparent},
+          [this, index](handlers::CallResult result) {
+            AttemptEnded(index, Record(index, std::move(result)));
+          });
       return;
     }
     engine::RunInThreadPool(
         *n.pool, *options_.env, token,
         [this, index](const engine::CancellationToken& t, engine::Done d) {
           node(index).call->Start(
-              handlers::CallContext{*options_.env, t},
+              handlers::CallContext{*options_.env, t, options_.traceparent},
               [this, index,
                d = std::move(d)](handlers::CallResult result) mutable {
                 std::move(d)(Record(index, std::move(result)));
@@ -572,23 +593,27 @@ class Execution {
                        engine::Done done) {
     std::shared_ptr<const NodeRecord::Filled> filled = R(index).filled;
     engine::ThreadPool* pool = node(index).pool;
+    // The callbacks keep their own copy of the secrets (usually none): the
+    // call may hold its callback, and the call is `filled`'s.
     if (pool == nullptr) {
-      filled->call->Start(handlers::CallContext{*options_.env, token},
-                          [this, index](handlers::CallResult result) {
-                            AttemptEnded(index,
-                                         Record(index, std::move(result)));
-                          });
+      filled->call->Start(
+          handlers::CallContext{*options_.env, token, options_.traceparent},
+          [this, index,
+           secrets = filled->secrets](handlers::CallResult result) {
+            AttemptEnded(index, Record(index, std::move(result), &secrets));
+          });
       return;
     }
     engine::RunInThreadPool(
         *pool, *options_.env, token,
         [this, index, filled = std::move(filled)](
             const engine::CancellationToken& t, engine::Done d) {
-          filled->call->Start(handlers::CallContext{*options_.env, t},
-                              [this, index, d = std::move(d)](
-                                  handlers::CallResult result) mutable {
-                                std::move(d)(Record(index, std::move(result)));
-                              });
+          filled->call->Start(
+              handlers::CallContext{*options_.env, t, options_.traceparent},
+              [this, index, secrets = filled->secrets,
+               d = std::move(d)](handlers::CallResult result) mutable {
+                std::move(d)(Record(index, std::move(result), &secrets));
+              });
         },
         std::move(done));
   }
@@ -640,7 +665,17 @@ class Execution {
 
   // Keeps a call's value, if the run's budgets can take it; returns its
   // status.
-  absl::Status Record(int32_t index, handlers::CallResult result) {
+  // `secrets`: those the call was given, redacted from its value or error
+  // (an echo of a header, a URL quoted in an error).
+  absl::Status Record(int32_t index, handlers::CallResult result,
+                      const UsedSecrets* secrets = nullptr) {
+    if (secrets != nullptr && !secrets->empty()) {
+      if (!result.ok()) {
+        return common::WithMessage(result.status(),
+                                   Redact(*secrets, result.status().message()));
+      }
+      Redact(*secrets, &*result);
+    }
     if (!result.ok()) return std::move(result).status();
     const ValueSize size = handlers::Measure(*result);
     const int room = node(index).max_value_depth;

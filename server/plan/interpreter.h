@@ -105,6 +105,9 @@ struct RunOptions {
   // added to it as the run goes, and what the outcome keeps stays in it when
   // the run ends. When its budget refuses more, the run stops as above.
   engine::MemoryCharge* memory = nullptr;
+  // The caller's W3C traceparent (checked: common::TraceId accepts it), or
+  // empty; its calls pass it on (the http handler, as a header).
+  std::string traceparent;
 };
 
 using OutcomeDone = absl::AnyInvocable<void(weft::v1::NodeOutcome) &&>;

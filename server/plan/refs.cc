@@ -10,6 +10,7 @@
 #include "server/common/errors.h"
 #include "server/common/text.h"
 #include "server/handlers/handler.h"
+#include "server/plan/secrets.h"
 
 namespace weft::plan {
 namespace {
@@ -20,6 +21,7 @@ using google::protobuf::Value;
 constexpr absl::string_view kRefKey = "$ref";
 constexpr absl::string_view kFormatKey = "$format";
 constexpr absl::string_view kLiteralKey = "$literal";
+constexpr absl::string_view kSecretKey = "$secret";
 // A reference's text, and a $format's, at most.
 constexpr size_t kMaxRefBytes = 1024;
 // Deeper paths than this are surely a mistake.
@@ -200,7 +202,8 @@ class Parser {
     }
     if (!in.has_struct_value()) return in;
     const auto& fields = in.struct_value().fields();
-    for (absl::string_view key : {kRefKey, kFormatKey, kLiteralKey}) {
+    for (absl::string_view key :
+         {kRefKey, kFormatKey, kLiteralKey, kSecretKey}) {
       auto it = fields.find(std::string(key));
       if (it == fields.end()) continue;
       const std::string at = absl::StrCat(where, ".", key);
@@ -219,6 +222,26 @@ class Parser {
       }
       const Value& v = it->second;
       if (key == kLiteralKey) return v;
+      if (key == kSecretKey) {
+        if (!v.has_string_value() || !IsSecretName(v.string_value())) {
+          return BadReference(
+              at,
+              "must be a secret's name: 1 to 128 letters, digits, '_', '-' "
+              "and '.', starting with a letter or '_'");
+        }
+        Ref ref;
+        ref.source = Ref::Source::kSecret;
+        ref.id = v.string_value();
+        ref.text = v.string_value();
+        ref.where = at;
+        Hole hole;
+        hole.location = location;
+        hole.refs.push_back(std::move(ref));
+        out_->holes.push_back(std::move(hole));
+        Value null;
+        null.set_null_value(google::protobuf::NULL_VALUE);
+        return null;
+      }
       if (!v.has_string_value()) {
         return BadReference(
             at, key == kRefKey
@@ -270,6 +293,14 @@ class Parser {
 // The node `ref` reads, walked along its path; errors as FillArgs says.
 absl::StatusOr<const Value*> Walk(const Ref& ref, RefLookup lookup) {
   const RefTarget target = lookup(ref);
+  if (target.value == nullptr && ref.source == Ref::Source::kSecret) {
+    return handlers::Permanent(common::WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            ref.where, ": ", common::Quote(ref.id),
+            " is no longer a secret this weftd knows (--secrets was read "
+            "again without it)")),
+        common::kUnknownSecret));
+  }
   if (target.value == nullptr) {
     return handlers::Permanent(common::WithReason(
         absl::FailedPreconditionError(
@@ -344,7 +375,7 @@ bool HasDataFlow(const Value& value) {
   }
   if (!value.has_struct_value()) return false;
   const auto& fields = value.struct_value().fields();
-  for (absl::string_view key : {kRefKey, kFormatKey, kLiteralKey}) {
+  for (absl::string_view key : {kRefKey, kFormatKey, kLiteralKey, kSecretKey}) {
     if (fields.contains(std::string(key))) return true;
   }
   return HasDataFlow(value.struct_value());
@@ -391,6 +422,13 @@ absl::StatusOr<ArgTemplate> ParseItems(const Value& items,
   std::vector<PathStep> location = {PathStep{"items", -1}};
   absl::StatusOr<Value> v = parser.Parse(items, std::string(where), location);
   if (!v.ok()) return v.status();
+  for (const Hole& hole : out.holes) {
+    if (hole.refs.front().source == Ref::Source::kSecret) {
+      return BadReference(hole.refs.front().where,
+                          "a secret goes only in a call's args, not in a "
+                          "map's items");
+    }
+  }
   (*out.base.mutable_fields())["items"] = *std::move(v);
   if (!out.holes.empty()) out.dynamic_args.push_back("items");
   return out;

@@ -7,7 +7,9 @@
 //   {"$format": "/users/{user.id}/posts"}  a string, each {reference}
 //       replaced by its value (a string as it is, a number as JSON writes
 //       it); "{{" and "}}" write braces;
-//   {"$literal": VALUE}  VALUE as it is, not looked into.
+//   {"$literal": VALUE}  VALUE as it is, not looked into;
+//   {"$secret": "api_key"}  the value --secrets gives the name (see
+//       secrets.h), filled in when the call starts and never kept.
 // There is no expression language: a reference reads a value, nothing more.
 //
 // ParseArgs() (at compile time) turns args into an ArgTemplate: the args
@@ -45,7 +47,9 @@ struct PathStep {
 // map's child to the item it runs for ("$item", "$index", or the map's `as`
 // name).
 struct Ref {
-  enum class Source { kNode, kItem, kIndex };
+  // kSecret: `id` names a secret (set by the parser; the others by the
+  // compiler).
+  enum class Source { kNode, kItem, kIndex, kSecret };
   // As written: "user.posts[0].title".
   std::string text;
   std::string id;
@@ -83,7 +87,8 @@ struct ArgTemplate {
   std::vector<std::string> dynamic_args;
 };
 
-// Whether `args` hold a $ref, $format or $literal object anywhere: a quick
+// Whether `args` hold a $ref, $format, $literal or $secret object anywhere:
+// a quick
 // scan, so that args without any cost no more to compile than before.
 bool HasDataFlow(const google::protobuf::Struct& args);
 bool HasDataFlow(const google::protobuf::Value& value);

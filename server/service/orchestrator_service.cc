@@ -16,6 +16,7 @@
 #include "server/common/duration.h"
 #include "server/common/errors.h"
 #include "server/common/proto_time.h"
+#include "server/common/text.h"
 #include "server/plan/interpreter.h"
 #include "server/service/reactor.h"
 #include "server/service/reply.h"
@@ -53,15 +54,20 @@ weft::v1::ArgumentType ToProto(handlers::ArgType t) {
 // One Run call, from admission to Finish(). Deleted by OnDone().
 class OrchestratorService::RunReactor final : public UnaryReactor {
  public:
-  RunReactor(OrchestratorService* service, grpc::ByteBuffer* response)
-      : service_(service), response_(response), charge_(service->inflight_) {}
+  RunReactor(OrchestratorService* service, grpc::ByteBuffer* response,
+             std::string principal)
+      : service_(service),
+        response_(response),
+        charge_(service->inflight_),
+        principal_(std::move(principal)) {}
 
   void Start(grpc::CallbackServerContext* context,
              const grpc::ByteBuffer* request) {
     // Admission first: when the server is full or shutting down, say so
     // before spending time on the request.
     context_ = context;
-    if (absl::Status s = service_->Admit(&run_id_, &source_); !s.ok()) {
+    if (absl::Status s = service_->Admit(&run_id_, &source_, principal_);
+        !s.ok()) {
       Refuse(s);
       return;
     }
@@ -70,6 +76,7 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
       caller_deadline_ = absl::FromChrono(context->deadline());
     }
+    traceparent_ = TraceparentOf(*context);
     // Large requests are parsed and compiled on a thread of their own: the
     // gRPC thread stays free, and the memory of large plans comes from one
     // malloc arena, reused run after run, rather than from whichever gRPC
@@ -113,6 +120,7 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
     options.root_only = root_only;
     options.max_outcome_bytes = service_->options_.max_outcome_bytes;
     options.memory = &charge_;
+    options.traceparent = std::move(traceparent_);
     if (caller_deadline_ == absl::InfiniteFuture()) {
       options.deadline =
           service_->env_.Now() + service_->options_.max_run_duration;
@@ -146,7 +154,7 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
 
   void OnDone() override {
     CalledByGrpc(this);
-    if (admitted_) service_->Release(run_id_);
+    if (admitted_) service_->Release(run_id_, principal_);
     delete this;
   }
 
@@ -208,12 +216,16 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
   grpc::CallbackServerContext* context_ = nullptr;
   // The request, the run's values, then its answer until it is sent.
   engine::MemoryCharge charge_;
+  // The caller (empty: the anonymous admin): its runs count against
+  // --max_runs_per_principal.
+  const std::string principal_;
   engine::CancellationSource source_;
   uint64_t run_id_ = 0;
   bool admitted_ = false;
   bool root_only_ = false;
   std::atomic<bool> caller_cancelled_{false};
   absl::Time caller_deadline_ = absl::InfiniteFuture();
+  std::string traceparent_;
 };
 
 OrchestratorService::OrchestratorService(OrchestratorOptions options,
@@ -229,6 +241,7 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       task_store_(deps.task_store),
       callers_(deps.callers != nullptr && deps.callers->enabled() ? deps.callers
                                                                   : nullptr),
+      secrets_(deps.secrets),
       definitions_(deps.task_store != nullptr && deps.task_store->durable()
                        ? deps.task_store
                        : nullptr),
@@ -286,7 +299,7 @@ OrchestratorService::ParseAndCompile(const grpc::ByteBuffer& bytes,
   const weft::v1::PlanNode* plan = PlanOf(*out.request);
   absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
       plan::Compile(plan, out.arena, path, registry_, options_.limits, pools_,
-                    lazies_);
+                    lazies_, secrets_);
   if (!compiled.ok()) return compiled.status();
   out.plan = *std::move(compiled);
   // The arena, and the compiled nodes (each with its prepared call).
@@ -312,10 +325,13 @@ template absl::StatusOr<
 OrchestratorService::ParseAndCompile(const grpc::ByteBuffer&,
                                      absl::string_view);
 
-absl::StatusOr<auth::Principal> OrchestratorService::Caller(
-    const grpc::CallbackServerContext& context) const {
-  if (callers_ == nullptr) return auth::Principal::Anonymous();
-  const auto& metadata = context.client_metadata();
+absl::StatusOr<auth::Principal> CallerOf(
+    const auth::Callers* callers,
+    const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
+    const grpc::AuthContext* auth) {
+  if (callers == nullptr || !callers->enabled()) {
+    return auth::Principal::Anonymous();
+  }
   auto header = metadata.find("authorization");
   absl::string_view authorization;
   if (header != metadata.end()) {
@@ -323,17 +339,28 @@ absl::StatusOr<auth::Principal> OrchestratorService::Caller(
         absl::string_view(header->second.data(), header->second.size());
   }
   std::string subject;
-  if (authorization.empty()) {
-    // Present only when a client certificate was verified (mutual TLS).
-    const std::shared_ptr<const grpc::AuthContext> auth =
-        context.auth_context();
-    if (auth != nullptr) {
-      std::vector<grpc::string_ref> values =
-          auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME);
-      if (!values.empty()) subject.assign(values[0].data(), values[0].size());
-    }
+  // Present only when a client certificate was verified (mutual TLS).
+  if (authorization.empty() && auth != nullptr) {
+    std::vector<grpc::string_ref> values =
+        auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME);
+    if (!values.empty()) subject.assign(values[0].data(), values[0].size());
   }
-  return callers_->Authenticate(authorization, subject);
+  return callers->Authenticate(authorization, subject);
+}
+
+std::string TraceparentOf(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("traceparent");
+  if (it == metadata.end()) return "";
+  const absl::string_view value(it->second.data(), it->second.size());
+  return common::TraceId(value).empty() ? "" : std::string(value);
+}
+
+absl::StatusOr<auth::Principal> OrchestratorService::Caller(
+    const grpc::CallbackServerContext& context) const {
+  if (callers_ == nullptr) return auth::Principal::Anonymous();
+  return CallerOf(callers_, context.client_metadata(),
+                  context.auth_context().get());
 }
 
 absl::StatusOr<auth::Principal> OrchestratorService::AdminCaller(
@@ -359,7 +386,7 @@ grpc::ServerUnaryReactor* OrchestratorService::Run(
     grpc::ByteBuffer* response) {
   absl::StatusOr<auth::Principal> caller = Caller(*context);
   if (!caller.ok()) return Refuse(context, caller.status());
-  auto* reactor = new RunReactor(this, response);
+  auto* reactor = new RunReactor(this, response, std::move(caller->name));
   reactor->Start(context, request);
   return Handed(reactor);
 }
@@ -389,7 +416,8 @@ grpc::ServerUnaryReactor* OrchestratorService::ListHandlers(
 }
 
 absl::Status OrchestratorService::Admit(uint64_t* id,
-                                        engine::CancellationSource* source) {
+                                        engine::CancellationSource* source,
+                                        const std::string& principal) {
   engine::MutexLock lock(&mu_);
   if (!accepting_) {
     return common::WithRetryDelay(
@@ -410,6 +438,24 @@ absl::Status OrchestratorService::Admit(uint64_t* id,
             options_.max_active_runs),
         options_.retry_after);
   }
+  if (!principal.empty()) {
+    int& runs = runs_by_principal_[principal];
+    if (runs >= options_.max_runs_per_principal) {
+      return common::WithRetryDelay(
+          common::WithReason(
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "principal ", common::Quote(principal), " has ", runs,
+                  " runs in flight, the most allowed for one principal "
+                  "(--max_runs_per_principal); retry after ",
+                  common::FormatJsonDuration(options_.retry_after))),
+              common::kPrincipalQuota,
+              {{"flag", "--max_runs_per_principal"},
+               {"limit", absl::StrCat(options_.max_runs_per_principal)},
+               {"principal", principal}}),
+          options_.retry_after);
+    }
+    ++runs;
+  }
   *id = ++next_id_;
   runs_.emplace(*id, *source);
   return absl::OkStatus();
@@ -422,9 +468,13 @@ OrchestratorService::~OrchestratorService() {
   assert(runs_.empty());
 }
 
-void OrchestratorService::Release(uint64_t id) {
+void OrchestratorService::Release(uint64_t id, const std::string& principal) {
   engine::MutexLock lock(&mu_);
   runs_.erase(id);
+  if (!principal.empty()) {
+    auto it = runs_by_principal_.find(principal);
+    if (--it->second == 0) runs_by_principal_.erase(it);
+  }
   if (runs_.empty()) idle_.SignalAll();
 }
 
@@ -475,14 +525,21 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
     weft::v1::ServerInfo* response) {
   absl::StatusOr<auth::Principal> caller = Caller(*context);
   if (!caller.ok()) return Refuse(context, caller.status());
+  if (caller->admin()) {
+    FillServerInfo(response);
+  } else {
+    // The server's totals and limits are for admins.
+    response->set_version(options_.version);
+    common::SetDuration(absl::Now() - started_, response->mutable_uptime());
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return Handed(reactor);
+}
+
+void OrchestratorService::FillServerInfo(weft::v1::ServerInfo* response) const {
   response->set_version(options_.version);
   common::SetDuration(absl::Now() - started_, response->mutable_uptime());
-  if (!caller->admin()) {
-    // The server's totals and limits are for admins.
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return Handed(reactor);
-  }
   for (const auto& [state, count] : tasks_.Counts()) {
     auto* c = response->add_tasks();
     c->set_state(state);
@@ -510,6 +567,7 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
       p->set_queue_capacity(pool->queue_capacity());
       p->set_running(pool->running());
       p->set_queued(pool->queued());
+      p->set_rejected(pool->rejected());
     }
   }
   if (lazies_ != nullptr) {
@@ -521,9 +579,6 @@ grpc::ServerUnaryReactor* OrchestratorService::GetServerInfo(
     l.set_loads(t.loads);
     l.set_load_failures(t.load_failures);
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return Handed(reactor);
 }
 
 }  // namespace weft::service

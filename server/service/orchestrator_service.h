@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -46,6 +47,9 @@ struct OrchestratorOptions {
   absl::Duration max_run_duration = absl::Minutes(10);
   // Runs in flight at once; beyond it Run gets RESOURCE_EXHAUSTED.
   int max_active_runs = 1000;
+  // Runs in flight at once for one principal (when callers authenticate);
+  // beyond it that principal's Run gets RESOURCE_EXHAUSTED (PRINCIPAL_QUOTA).
+  int max_runs_per_principal = 250;
   // The largest answer carrying outcomes, plans or values (--max_outcome_bytes,
   // within the 4 MiB gRPC clients accept by default): a run, task or lazy
   // computation whose values pass it stops, its outcome the root FAILED with
@@ -84,6 +88,9 @@ struct OrchestratorDeps {
   // Optional: who may call (--auth_tokens). Without it, or while it is not
   // enabled, every call is the anonymous admin.
   const auth::Callers* callers = nullptr;
+  // Optional: what $secret objects read (--secrets); without it they are
+  // refused.
+  const plan::Secrets* secrets = nullptr;
 };
 
 // The plan a plan-bearing request carries, or null when it has none (the
@@ -187,6 +194,9 @@ class OrchestratorService final
   void CancelRuns(const absl::Status& reason);
 
   int active_runs() const;
+  // Everything GetServerInfo tells an admin: version, uptime, tasks by
+  // state, runs, limits, memory budgets, pools, lazy-value caches.
+  void FillServerInfo(weft::v1::ServerInfo* info) const;
 
  private:
   class RunReactor;
@@ -243,9 +253,11 @@ class OrchestratorService final
       const grpc::ByteBuffer& request,
       absl::AnyInvocable<void(const grpc::ByteBuffer&) &&> prepare);
 
-  // Admits a run, or returns why not.
-  absl::Status Admit(uint64_t* id, engine::CancellationSource* source);
-  void Release(uint64_t id);
+  // Admits a run of `principal` (empty: the anonymous admin, which has no
+  // quota), or returns why not.
+  absl::Status Admit(uint64_t* id, engine::CancellationSource* source,
+                     const std::string& principal);
+  void Release(uint64_t id, const std::string& principal);
 
   const OrchestratorOptions options_;
   const handlers::HandlerRegistry& registry_;
@@ -257,6 +269,7 @@ class OrchestratorService final
   engine::MemoryBudget* const inflight_;
   store::TaskStore* const task_store_;
   const auth::Callers* const callers_;
+  const plan::Secrets* const secrets_;
   // The store, when it keeps lazy-value definitions (a durable one).
   store::TaskStore* const definitions_;
   // Whether a BackupStore is being made (one at a time).
@@ -273,7 +286,20 @@ class OrchestratorService final
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, engine::CancellationSource> runs_
       ABSL_GUARDED_BY(mu_);
+  // Runs in flight per principal that has any.
+  absl::flat_hash_map<std::string, int> runs_by_principal_ ABSL_GUARDED_BY(mu_);
 };
+
+// The principal a call with `metadata` (its authorization header) and
+// `auth` (its verified client certificate, if any) presents to `callers`;
+// the anonymous admin when `callers` is null or not enabled.
+absl::StatusOr<auth::Principal> CallerOf(
+    const auth::Callers* callers,
+    const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
+    const grpc::AuthContext* auth);
+
+// The call's W3C traceparent header if it sent a well-formed one, else "".
+std::string TraceparentOf(const grpc::CallbackServerContext& context);
 
 // INVALID_ARGUMENT for an OutcomeDetail number the API does not define.
 absl::Status CheckOutcomeDetail(int detail);

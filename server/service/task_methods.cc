@@ -75,6 +75,7 @@ class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
 
   void Start(grpc::CallbackServerContext* context,
              const grpc::ByteBuffer* request) {
+    traceparent_ = TraceparentOf(*context);
     if (absl::Status s = service_->Intake(
             *request,
             [this](const grpc::ByteBuffer& bytes) { Prepare(bytes); });
@@ -108,6 +109,7 @@ class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
     task.labels.insert(request.labels().begin(), request.labels().end());
     task.request_id = request.request_id();
     task.creator = creator_;
+    task.traceparent = std::move(traceparent_);
     task.root_only = request.detail() == weft::v1::OUTCOME_DETAIL_ROOT;
     task.request_bytes = parsed->bytes;
     // Answered once the task is stored (on the store's thread, or here).
@@ -124,6 +126,7 @@ class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
   OrchestratorService* const service_;
   grpc::ByteBuffer* const response_;
   const std::string creator_;
+  std::string traceparent_;
 };
 
 grpc::ServerUnaryReactor* OrchestratorService::CreateTask(

@@ -1,6 +1,7 @@
 #include "server/tasks/registry.h"
 
 #include <algorithm>
+#include <cassert>
 #include <utility>
 
 #include "absl/hash/hash.h"
@@ -512,7 +513,8 @@ Recovery TaskRegistry::Recover(const CompileFn& compile) {
     report.queued = static_cast<int>(queued.size());
     for (auto* list : {&resumed, &queued}) {
       for (std::shared_ptr<Live>& live : *list) {
-        if (running_ < options_.max_running_tasks && queue_.empty()) {
+        AddLoadLocked(live->created.creator, 0, 1);
+        if (MayStartLocked(live->created.creator)) {
           StartLocked(live, &after);
           continue;
         }
@@ -634,6 +636,7 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
     }
     const bool run_now =
         running_ < options_.max_running_tasks && queue_.empty();
+    if (absl::Status s = QuotaLocked(t.creator, run_now); !s.ok()) return s;
     if (!run_now && static_cast<int>(queue_.size()) + storing_ >=
                         options_.max_queued_tasks) {
       return common::WithRetryDelay(
@@ -686,6 +689,7 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
         Footprint{.request = bytes, .creator = live->created.creator};
     ++counts_[weft::v1::TASK_STATE_QUEUED];
     ++storing_;
+    AddLoadLocked(live->created.creator, 0, 1);
     live->on_stored.push_back(std::move(done));
     WriteLocked(StoredLocked(*live), task.name(),
                 [this, live](absl::Status s) { Stored(live, std::move(s)); });
@@ -707,6 +711,7 @@ void TaskRegistry::Stored(const std::shared_ptr<Live>& live,
     if (!written.ok()) {
       // Nothing of the task is kept: its name was never given out.
       --counts_[weft::v1::TASK_STATE_QUEUED];
+      AddLoadLocked(live->created.creator, 0, -1);
       live_.erase(name);
       auto footprint = footprints_.find(name);
       retained_.Remove(footprint->second.request);
@@ -729,8 +734,10 @@ void TaskRegistry::Stored(const std::shared_ptr<Live>& live,
           std::string(stop_reason_.message()));
       outcome->mutable_error()->set_reason(common::Reason(stop_reason_));
       --counts_[weft::v1::TASK_STATE_QUEUED];
+      AddLoadLocked(live->created.creator, 0, -1);
       EndLocked(live, weft::v1::TASK_STATE_CANCELLED, &after);
-    } else if (running_ < options_.max_running_tasks && queue_.empty()) {
+    } else if (MayStartLocked(live->created.creator)) {
+      // No queued task may start (see StartQueuedLocked): none is passed.
       StartLocked(live, &after);
     } else {
       queue_.push_back(live);
@@ -761,6 +768,7 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
   --counts_[weft::v1::TASK_STATE_QUEUED];
   ++counts_[weft::v1::TASK_STATE_RUNNING];
   ++running_;
+  AddLoadLocked(live->created.creator, 1, -1);
   live->task.set_state(weft::v1::TASK_STATE_RUNNING);
   live->changes.fetch_add(1, std::memory_order_release);
   if (!live->task.has_start_time()) {  // A resumed task keeps its first.
@@ -785,6 +793,7 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
     options.replay = live->replay;
     options.max_outcome_bytes = options_.max_outcome_bytes;
     options.memory = &live->inflight;
+    options.traceparent = live->created.traceparent;
     options.deadline = deadline;
     options.deadline_message =
         absl::StrCat("the task ran longer than ",
@@ -796,6 +805,73 @@ void TaskRegistry::StartLocked(const std::shared_ptr<Live>& live,
                   });
     live->NotifyWatchers();
   });
+}
+
+bool TaskRegistry::MayStartLocked(const std::string& creator) const {
+  if (running_ >= options_.max_running_tasks) return false;
+  if (creator.empty()) return true;
+  auto it = loads_.find(creator);
+  return it == loads_.end() ||
+         it->second.running < options_.max_running_per_principal;
+}
+
+void TaskRegistry::StartQueuedLocked(
+    std::vector<std::function<void()>>* after) {
+  // Tasks of principals at their running quota keep their place; the scan
+  // ends when the slots are full, so it only walks past such tasks. After
+  // it (and so after every change, as only a task's end frees a slot) no
+  // queued task may start: a task may start at once when MayStartLocked
+  // says so, without passing one that waits longer.
+  for (auto it = queue_.begin(); accepting_ && it != queue_.end() &&
+                                 running_ < options_.max_running_tasks;) {
+    if (!MayStartLocked((*it)->created.creator)) {
+      ++it;
+      continue;
+    }
+    std::shared_ptr<Live> next = std::move(*it);
+    it = queue_.erase(it);
+    StartLocked(next, after);
+  }
+}
+
+void TaskRegistry::AddLoadLocked(const std::string& creator, int running,
+                                 int waiting) {
+  if (creator.empty()) return;
+  Load& load = loads_[creator];
+  load.running += running;
+  load.waiting += waiting;
+  assert(load.running >= 0 && load.waiting >= 0);
+  if (load.running == 0 && load.waiting == 0) loads_.erase(creator);
+}
+
+absl::Status TaskRegistry::QuotaLocked(const std::string& creator,
+                                       bool run_now) const {
+  if (creator.empty()) return absl::OkStatus();
+  auto it = loads_.find(creator);
+  if (it == loads_.end()) return absl::OkStatus();
+  const Load& load = it->second;
+  const int max_running = options_.max_running_per_principal;
+  const int max_waiting = options_.max_queued_per_principal;
+  // Its tasks ahead of this one take its running slots first; while no
+  // slot is free at all, every one of them waits.
+  const bool full = load.running + load.waiting >= max_running + max_waiting ||
+                    (!run_now && load.waiting >= max_waiting);
+  if (!full) return absl::OkStatus();
+  const std::string limit = absl::StrCat(max_waiting);
+  return common::WithRetryDelay(
+      common::WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                             "principal ", common::Quote(creator), " has ",
+                             load.running, " tasks running and ", load.waiting,
+                             " waiting, the most allowed for one principal "
+                             "(--max_running_tasks_per_principal=",
+                             max_running, ", --max_queued_tasks_per_principal=",
+                             max_waiting, "); retry after ",
+                             common::FormatJsonDuration(options_.retry_after))),
+                         common::kPrincipalQuota,
+                         {{"flag", "--max_queued_tasks_per_principal"},
+                          {"limit", limit},
+                          {"principal", creator}}),
+      options_.retry_after);
 }
 
 std::shared_ptr<const Task> TaskRegistry::StoredLocked(const Live& live) const {
@@ -812,6 +888,7 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     if (suspending_) {
       // Stopped for the next start: the store keeps it RUNNING.
       --running_;
+      AddLoadLocked(live->created.creator, -1, 0);
       live->inflight.Reset();
       if (running_ == 0) idle_.SignalAll();
       return;
@@ -824,6 +901,7 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     engine::MutexLock lock(&mu_);
     ++finishing_;
     --running_;
+    AddLoadLocked(live->created.creator, -1, 0);
     --counts_[weft::v1::TASK_STATE_RUNNING];
     if (MakeRoomLocked(bytes)) {
       footprints_[live->task.name()].outcome = bytes;
@@ -847,13 +925,8 @@ void TaskRegistry::Finished(const std::shared_ptr<Live>& live,
     *live->task.mutable_outcome() = std::move(outcome);
     live->inflight.Reset();
     EndLocked(live, StateOf(live->task.outcome()), &after);
-    // A slot is free: start the oldest queued task.
-    while (accepting_ && !queue_.empty() &&
-           running_ < options_.max_running_tasks) {
-      std::shared_ptr<Live> next = std::move(queue_.front());
-      queue_.pop_front();
-      StartLocked(next, &after);
-    }
+    // A slot is free: start the oldest queued task that may start.
+    StartQueuedLocked(&after);
     if (running_ == 0) idle_.SignalAll();
   }
   RunAfter(after);
@@ -1181,6 +1254,7 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
       queue_.erase(std::remove(queue_.begin(), queue_.end(), live),
                    queue_.end());
       --counts_[weft::v1::TASK_STATE_QUEUED];
+      AddLoadLocked(live->created.creator, 0, -1);
       auto* outcome = live->task.mutable_outcome();
       outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
       outcome->mutable_error()->set_code("CANCELLED");
@@ -1336,6 +1410,7 @@ void TaskRegistry::StopAccepting(const absl::Status& reason) {
       std::shared_ptr<Live> live = std::move(queue_.front());
       queue_.pop_front();
       --counts_[weft::v1::TASK_STATE_QUEUED];
+      AddLoadLocked(live->created.creator, 0, -1);
       auto* outcome = live->task.mutable_outcome();
       outcome->set_state(weft::v1::NODE_STATE_CANCELLED);
       outcome->mutable_error()->set_code("CANCELLED");

@@ -4,7 +4,14 @@
 //
 // Life: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED | TIMED_OUT.
 // At most `max_running_tasks` run at once and `max_queued_tasks` wait; beyond
-// that Create is refused with RESOURCE_EXHAUSTED. Terminal tasks are kept for
+// that Create is refused with RESOURCE_EXHAUSTED. A task with a creator (a
+// principal, when callers authenticate) also counts against its creator's
+// quotas: at most `max_running_per_principal` of a principal's tasks run at
+// once (the rest wait, and queued tasks start oldest first among the
+// principals below their quota), and at most `max_queued_per_principal` wait;
+// beyond that the principal's Create is refused with RESOURCE_EXHAUSTED
+// (reason PRINCIPAL_QUOTA) while other principals' tasks are still taken and
+// started. Terminal tasks are kept for
 // `task_retention` and at most `max_retained_tasks` (oldest finished go
 // first); the names of expired and deleted tasks are remembered in a bounded
 // ring so NOT_FOUND can say which.
@@ -77,6 +84,9 @@ bool IsTerminal(weft::v1::TaskState state);
 struct TaskOptions {
   int max_running_tasks = 100;
   int max_queued_tasks = 10'000;
+  // Per creator, for tasks that have one (see above).
+  int max_running_per_principal = 25;
+  int max_queued_per_principal = 1'000;
   absl::Duration task_retention = absl::Hours(1);
   int max_retained_tasks = 10'000;
   // The longest a task may run; its root then ends TIMED_OUT.
@@ -145,6 +155,9 @@ struct NewTask {
   int64_t request_bytes = 0;
   // The principal creating it (Task.creator); request_ids are its own.
   std::string creator;
+  // The creator's W3C traceparent, passed on to its calls (kept in memory
+  // only: a task resumed after a restart runs without it).
+  std::string traceparent;
 };
 
 class TaskRegistry {
@@ -303,6 +316,21 @@ class TaskRegistry {
   void StartLocked(const std::shared_ptr<Live>& live,
                    std::vector<std::function<void()>>* after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a task of `creator` may start now: a running slot is free and
+  // the creator is below its running quota.
+  bool MayStartLocked(const std::string& creator) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts queued tasks, oldest first, skipping those whose creator is at
+  // its running quota, while slots are free.
+  void StartQueuedLocked(std::vector<std::function<void()>>* after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds to a creator's counts of running and waiting tasks (no-op for
+  // tasks without a creator); forgets a creator whose counts reach zero.
+  void AddLoadLocked(const std::string& creator, int running, int waiting)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The refusal of a task `creator` may not add, if it may not.
+  absl::Status QuotaLocked(const std::string& creator, bool run_now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What the store keeps of a queued or running task: with its plan.
   std::shared_ptr<const weft::v1::Task> StoredLocked(const Live& live) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -351,6 +379,13 @@ class TaskRegistry {
       ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<Live>> queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
+  // Per creator with unfinished tasks: how many run, and how many wait
+  // (queued, or being stored).
+  struct Load {
+    int running = 0;
+    int waiting = 0;
+  };
+  absl::flat_hash_map<std::string, Load> loads_ ABSL_GUARDED_BY(mu_);
   // Terminal tasks, oldest end first, for retention.
   std::deque<std::pair<absl::Time, std::string>> finished_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> finished_names_ ABSL_GUARDED_BY(mu_);

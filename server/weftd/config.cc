@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -120,6 +121,9 @@ constexpr IntRange kIntRanges[] = {
     {"event_loop_threads", 1, 64},
     {"max_running_tasks", 1, 100'000},
     {"max_queued_tasks", 0, 10'000'000},
+    {"max_running_tasks_per_principal", 1, 100'000},
+    {"max_queued_tasks_per_principal", 0, 10'000'000},
+    {"max_runs_per_principal", 1, 1'000'000},
     {"max_retained_tasks", 1, 10'000'000},
     {"max_lazy_values", 1, 1'000'000},
     {"max_inflight_bytes", kMiB, 1024 * kGiB},
@@ -319,6 +323,24 @@ absl::StatusOr<std::shared_ptr<const auth::PrincipalTable>> LoadPrincipals(
   if (!tokens.ok()) return tokens.status();
   absl::StatusOr<std::shared_ptr<const auth::PrincipalTable>> table =
       auth::PrincipalTable::Create(*tokens);
+  if (!table.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", table.status().message()));
+  }
+  return table;
+}
+
+absl::StatusOr<std::shared_ptr<const plan::SecretTable>> LoadSecrets(
+    const std::string& path) {
+  absl::StatusOr<std::string> text = ReadSmallFile(path, "a secrets file");
+  if (!text.ok()) return text.status();
+  weft::v1::SecretsFile file;
+  if (absl::Status s = ParseJsonFile(*text, &file); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
+  absl::StatusOr<std::shared_ptr<const plan::SecretTable>> table =
+      plan::SecretTable::Create(std::map<std::string, std::string>(
+          file.secrets().begin(), file.secrets().end()));
   if (!table.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", table.status().message()));

@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 #include "server/auth/principals.h"
+#include "server/plan/secrets.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::weftd {
@@ -51,6 +52,11 @@ absl::StatusOr<weft::v1::AuthTokens> LoadAuthTokens(const std::string& path);
 // errors start with the path and name the field ("PATH:
 // principals[0].role: ...").
 absl::StatusOr<std::shared_ptr<const auth::PrincipalTable>> LoadPrincipals(
+    const std::string& path);
+
+// Reads the --secrets file (a weft.v1.SecretsFile in JSON) and checks its
+// entries. Errors start with the path and name the entry, never a value.
+absl::StatusOr<std::shared_ptr<const plan::SecretTable>> LoadSecrets(
     const std::string& path);
 
 // The config file's name for a flag's field, as JSON writes it

@@ -70,6 +70,15 @@ ABSL_FLAG(int, max_running_tasks, 100,
 ABSL_FLAG(int, max_queued_tasks, 10'000,
           "Background tasks waiting at once; beyond it CreateTask gets "
           "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_running_tasks_per_principal, 25,
+          "With --auth_tokens: one principal's background tasks running at "
+          "once; its others wait in QUEUED while other principals' start.");
+ABSL_FLAG(int, max_queued_tasks_per_principal, 1000,
+          "With --auth_tokens: one principal's background tasks waiting; "
+          "beyond it that principal's CreateTask gets RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_runs_per_principal, 250,
+          "With --auth_tokens: one principal's Run calls in flight; beyond "
+          "it that principal's Run gets RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, task_retention, absl::Hours(1),
           "How long finished tasks are kept.");
 ABSL_FLAG(int, max_retained_tasks, 10'000,
@@ -124,6 +133,18 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "Mutual TLS: CA certificates (PEM) that every client certificate "
           "must chain to; every connection, health checks included, then "
           "needs one. Read again on SIGHUP. Needs --tls_cert.");
+ABSL_FLAG(std::string, access_log, "",
+          "One JSON line per RPC (time, method, principal, peer, code, "
+          "reason, duration, task or lazy value, trace id): - for stderr, "
+          "or a file, appended to and opened again on SIGHUP. Empty: off.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain "
+          "HTTP); empty: off.");
+ABSL_FLAG(std::string, secrets, "",
+          "A JSON file of secrets, {\"secrets\": {\"NAME\": \"value\"}}: "
+          "{\"$secret\": \"NAME\"} in a call's args is replaced by the "
+          "value when the call starts, never stored or returned. Read again "
+          "on SIGHUP.");
 ABSL_FLAG(std::string, auth_tokens, "",
           "Callers: a JSON file of weft.v1.AuthTokens naming principals, "
           "each with a role (admin or user) and the SHA-256 of its bearer "
@@ -252,12 +273,17 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
   orch.limits.max_map_items = absl::GetFlag(FLAGS_max_map_items);
   if (absl::Status s = plan::CheckLimits(orch.limits); !s.ok()) return s;
   orch.max_active_runs = absl::GetFlag(FLAGS_max_active_runs);
+  orch.max_runs_per_principal = absl::GetFlag(FLAGS_max_runs_per_principal);
   orch.max_outcome_bytes = absl::GetFlag(FLAGS_max_outcome_bytes);
   orch.max_run_duration = absl::GetFlag(FLAGS_max_run_duration);
   orch.version = std::string(version);
   auto& tasks = options.tasks;
   tasks.max_running_tasks = absl::GetFlag(FLAGS_max_running_tasks);
   tasks.max_queued_tasks = absl::GetFlag(FLAGS_max_queued_tasks);
+  tasks.max_running_per_principal =
+      absl::GetFlag(FLAGS_max_running_tasks_per_principal);
+  tasks.max_queued_per_principal =
+      absl::GetFlag(FLAGS_max_queued_tasks_per_principal);
   tasks.task_retention = absl::GetFlag(FLAGS_task_retention);
   tasks.max_retained_tasks = absl::GetFlag(FLAGS_max_retained_tasks);
   tasks.max_task_duration = absl::GetFlag(FLAGS_max_task_duration);
@@ -310,6 +336,9 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
                      "server's own certificate and key too"));
   }
   settings.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
+  settings.secrets = absl::GetFlag(FLAGS_secrets);
+  settings.access_log = absl::GetFlag(FLAGS_access_log);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   settings.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   settings.malloc_tuning = absl::GetFlag(FLAGS_malloc_tuning);
   return settings;

@@ -72,6 +72,10 @@ struct Settings {
   TlsPaths tls;
   // --auth_tokens: the callers' file, or empty for no auth.
   std::string auth_tokens;
+  // --secrets: the secrets' file, or empty for none.
+  std::string secrets;
+  // --access_log: "-" for stderr, a file, or empty for none.
+  std::string access_log;
 };
 
 // Settings from the flags' current values (after Check). An error names the

@@ -213,6 +213,23 @@ int main(int argc, char** argv) {
     server_options.callers =
         std::make_shared<weft::auth::Callers>(*std::move(table));
   }
+  std::unique_ptr<weft::weftd::AccessLog> access_log;
+  if (!settings->access_log.empty()) {
+    absl::StatusOr<std::unique_ptr<weft::weftd::AccessLog>> opened =
+        weft::weftd::AccessLog::Open(settings->access_log);
+    if (!opened.ok()) {
+      Die(absl::StrCat("--access_log ", opened.status().message()));
+    }
+    access_log = *std::move(opened);
+    server_options.access_log = access_log.get();
+  }
+  if (!settings->secrets.empty()) {
+    absl::StatusOr<std::shared_ptr<const weft::plan::SecretTable>> table =
+        weft::weftd::LoadSecrets(settings->secrets);
+    if (!table.ok()) Die(absl::StrCat("--secrets ", table.status().message()));
+    server_options.secrets =
+        std::make_shared<weft::plan::Secrets>(*std::move(table));
+  }
   std::string store_line;
   if (settings->store_path.empty()) {
     store_line =
@@ -299,6 +316,10 @@ int main(int argc, char** argv) {
                  "tokens cross the network in the clear"
               << std::endl;
   }
+  if (!server.metrics_address().empty()) {
+    std::cerr << "weftd: metrics on http://" << server.metrics_address()
+              << "/metrics" << std::endl;
+  }
   std::cout << "listening on " << *address << std::endl;
 
   int signal = 0;
@@ -326,7 +347,27 @@ int main(int argc, char** argv) {
                         "; the principals in force stay;");
       }
     }
-    if (tls == nullptr && server_options.callers == nullptr) {
+    if (server_options.secrets != nullptr) {
+      absl::StatusOr<std::shared_ptr<const weft::plan::SecretTable>> table =
+          weft::weftd::LoadSecrets(settings->secrets);
+      if (table.ok()) {
+        absl::StrAppend(&line, " read --secrets again (", (*table)->size(),
+                        " secrets);");
+        server_options.secrets->Replace(*std::move(table));
+      } else {
+        absl::StrAppend(&line, " --secrets ", table.status().message(),
+                        "; the secrets in force stay;");
+      }
+    }
+    if (access_log != nullptr && access_log->path() != "-") {
+      absl::Status s = access_log->Reopen();
+      absl::StrAppend(&line, s.ok()
+                                 ? " opened --access_log again;"
+                                 : absl::StrCat(" --access_log ", s.message(),
+                                                "; the file in use stays;"));
+    }
+    if (tls == nullptr && server_options.callers == nullptr &&
+        server_options.secrets == nullptr && access_log == nullptr) {
       absl::StrAppend(&line, " nothing to read again;");
     }
     line.pop_back();

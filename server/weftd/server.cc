@@ -91,6 +91,10 @@ WeftServer::WeftServer(ServerOptions options)
                       l.mutable_max_run_duration());
   l.set_max_running_tasks(options_.tasks.max_running_tasks);
   l.set_max_queued_tasks(options_.tasks.max_queued_tasks);
+  l.set_max_running_tasks_per_principal(
+      options_.tasks.max_running_per_principal);
+  l.set_max_queued_tasks_per_principal(options_.tasks.max_queued_per_principal);
+  l.set_max_runs_per_principal(orchestrator.max_runs_per_principal);
   l.set_max_retained_tasks(options_.tasks.max_retained_tasks);
   common::SetDuration(options_.tasks.task_retention,
                       l.mutable_task_retention());
@@ -109,7 +113,8 @@ WeftServer::WeftServer(ServerOptions options)
                                 .large_requests = &large_requests_,
                                 .inflight = &inflight_,
                                 .task_store = task_store_.get(),
-                                .callers = options_.callers.get()});
+                                .callers = options_.callers.get(),
+                                .secrets = options_.secrets.get()});
 }
 
 WeftServer::~WeftServer() {
@@ -127,7 +132,8 @@ absl::Status WeftServer::DeclareLazyValues(
     absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
         plan::Compile(service::PlanOf(*request), request,
                       absl::StrCat(where, ".lazy_value.plan"), registry_,
-                      options_.orchestrator.limits, &pools_, &lazies_);
+                      options_.orchestrator.limits, &pools_, &lazies_,
+                      options_.secrets.get());
     if (!compiled.ok()) return compiled.status();
     absl::StatusOr<weft::v1::LazyValue> created = lazies_.Create(
         request->lazy_value_id(), request->lazy_value(), *std::move(compiled),
@@ -176,7 +182,7 @@ std::vector<std::string> WeftServer::RestoreLazyValues() {
     absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
         plan::Compile(service::PlanOf(*request), request, "lazy_value.plan",
                       registry_, options_.orchestrator.limits, &pools_,
-                      &lazies_);
+                      &lazies_, options_.secrets.get());
     absl::Status declared = compiled.status();
     if (compiled.ok()) {
       declared = lazies_
@@ -202,7 +208,8 @@ tasks::Recovery WeftServer::RecoverTasks() {
         const weft::v1::PlanNode* root = plan.get();
         absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
             plan::Compile(root, std::move(plan), "plan", registry_,
-                          options_.orchestrator.limits, &pools_, &lazies_);
+                          options_.orchestrator.limits, &pools_, &lazies_,
+                          options_.secrets.get());
         if (!compiled.ok()) return compiled.status();
         return std::shared_ptr<const plan::CompiledPlan>(*std::move(compiled));
       });
@@ -221,6 +228,17 @@ absl::StatusOr<std::string> WeftServer::Start() {
   // gRPC sets SO_REUSEPORT by default, which would let a second weftd bind
   // the same port and split its traffic: fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  if (!options_.metrics_listen.empty()) {
+    rpc_metrics_ = std::make_unique<RpcMetrics>();
+  }
+  if (options_.access_log != nullptr || rpc_metrics_ != nullptr) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(CallInterceptors(
+        options_.access_log, rpc_metrics_.get(), options_.callers.get()));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   builder.RegisterService(orchestrator_.get());
   builder.RegisterService(&health_);
   builder.RegisterService(&reflection_v1_);
@@ -234,7 +252,29 @@ absl::StatusOr<std::string> WeftServer::Start() {
   }
   const size_t colon = options_.listen.rfind(':');
   address_ = absl::StrCat(options_.listen.substr(0, colon), ":", port);
+  if (rpc_metrics_ != nullptr) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+        MetricsServer::Start(options_.metrics_listen,
+                             [this] { return RenderMetrics(); });
+    if (!metrics.ok()) {
+      server_->Shutdown();
+      server_.reset();
+      return absl::Status(
+          metrics.status().code(),
+          absl::StrCat("--metrics_listen ", metrics.status().message()));
+    }
+    metrics_server_ = *std::move(metrics);
+  }
   return address_;
+}
+
+std::string WeftServer::RenderMetrics() const {
+  std::string out;
+  if (rpc_metrics_ != nullptr) rpc_metrics_->Render(&out);
+  weft::v1::ServerInfo info;
+  orchestrator_->FillServerInfo(&info);
+  RenderServerInfo(info, &out);
+  return out;
 }
 
 ShutdownReport WeftServer::Shutdown(absl::Duration grace) {

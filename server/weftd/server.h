@@ -28,6 +28,8 @@
 #include "server/service/reflection_service.h"
 #include "server/store/task_store.h"
 #include "server/tasks/registry.h"
+#include "server/weftd/access_log.h"
+#include "server/weftd/metrics.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::weftd {
@@ -59,6 +61,13 @@ struct ServerOptions {
   // Who may call (--auth_tokens); null: every call is the anonymous admin.
   // Shared so that weftd can replace its table on SIGHUP.
   std::shared_ptr<auth::Callers> callers;
+  // Optional: the secrets {"$secret": NAME} reads (--secrets); without
+  // them, plans with $secret are refused.
+  std::shared_ptr<plan::Secrets> secrets;
+  // Optional: one JSON line per RPC (--access_log); must outlive the server.
+  AccessLog* access_log = nullptr;
+  // Where to serve GET /metrics (--metrics_listen, HOST:PORT); empty: off.
+  std::string metrics_listen;
 };
 
 // What Shutdown() did, for its log line.
@@ -119,6 +128,12 @@ class WeftServer {
   lazy::LazyRegistry& lazies() { return lazies_; }
   service::HealthService& health() { return health_; }
   const std::string& address() const { return address_; }
+  // Where GET /metrics is served (HOST:PORT), or "" without metrics.
+  std::string metrics_address() const {
+    return metrics_server_ == nullptr ? "" : metrics_server_->address();
+  }
+  // The text GET /metrics answers.
+  std::string RenderMetrics() const;
 
  private:
   const ServerOptions options_;
@@ -148,8 +163,12 @@ class WeftServer {
       reflection_index_.get()};
   // The config file's lazy values: id -> serialized definition.
   std::map<std::string, std::string> config_lazy_values_;
+  // Counted by the interceptors, so it outlives the gRPC server.
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
+  // Last: stopped first, as it reads everything above.
+  std::unique_ptr<MetricsServer> metrics_server_;
   bool shut_down_ = false;
   std::atomic<bool> grace_cut_short_{false};
 };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
@@ -62,16 +63,20 @@ constexpr char kQuick[] =
 constexpr char kLong[] = R"({"plan": {"call": {"handler": "sleep",
     "args": {"duration": "60s"}}}})";
 
+Task Create(ServerFixture& f, const std::string& who, const std::string& json) {
+  Task task;
+  grpc::Status s = f.orchestrator().CreateTask(
+      As(who).get(), FromJson<weft::v1::CreateTaskRequest>(json), &task);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return task;
+}
+
 class OwnershipTest : public ::testing::Test {
  protected:
   OwnershipTest() : f_(WithCallers()) {}
 
   Task Create(const std::string& who, const std::string& json) {
-    Task task;
-    grpc::Status s = f_.orchestrator().CreateTask(
-        As(who).get(), FromJson<weft::v1::CreateTaskRequest>(json), &task);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return task;
+    return testing::Create(f_, who, json);
   }
   grpc::Status Get(const std::string& who, const std::string& name,
                    Task* task = nullptr) {
@@ -293,6 +298,69 @@ TEST_F(OwnershipTest, BackupStoreIsForAdmins) {
   grpc::Status s = reader->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(ReasonOf(s), "ADMIN_ONLY");
+}
+
+// Quotas are per principal: alice at hers is refused (admission, not
+// timing) while bob's calls are still admitted.
+TEST(QuotaTest, APrincipalAtItsQuotaIsRefusedWhileAnothersCallsAreAdmitted) {
+  weftd::ServerOptions options = WithCallers();
+  options.orchestrator.max_runs_per_principal = 1;
+  options.tasks.max_running_per_principal = 1;
+  options.tasks.max_queued_per_principal = 0;
+  ServerFixture f(std::move(options));
+
+  // Alice's run in flight holds her one run.
+  std::unique_ptr<grpc::ClientContext> held = As("alice");
+  const auto long_run = FromJson<weft::v1::RunRequest>(kLong);
+  weft::v1::RunResponse held_response;
+  absl::Notification held_done;
+  grpc::Status held_status;
+  f.orchestrator().async()->Run(held.get(), &long_run, &held_response,
+                                [&](grpc::Status s) {
+                                  held_status = std::move(s);
+                                  held_done.Notify();
+                                });
+  ASSERT_TRUE(f.WaitForActiveRuns(1));
+
+  const auto quick = FromJson<weft::v1::RunRequest>(kQuick);
+  weft::v1::RunResponse response;
+  std::unique_ptr<grpc::ClientContext> second = As("alice");
+  grpc::Status s = f.orchestrator().Run(second.get(), quick, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(
+      s.error_message(),
+      HasSubstr("principal \"alice\" has 1 runs in flight, the most "
+                "allowed for one principal (--max_runs_per_principal)"));
+  EXPECT_EQ(ReasonOf(s), "PRINCIPAL_QUOTA");
+  auto pushback =
+      second->GetServerTrailingMetadata().find("grpc-retry-pushback-ms");
+  ASSERT_NE(pushback, second->GetServerTrailingMetadata().end());
+  EXPECT_EQ(std::string(pushback->second.data(), pushback->second.size()),
+            "1000");
+  // Bob's run is admitted beside it.
+  s = f.orchestrator().Run(As("bob").get(), quick, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.outcome().value().number_value(), 1);
+
+  // Tasks: alice's first runs; with no room to queue, her second is
+  // refused; bob's runs.
+  EXPECT_EQ(Create(f, "alice", kLong).state(), weft::v1::TASK_STATE_RUNNING);
+  Task task;
+  s = f.orchestrator().CreateTask(
+      As("alice").get(), FromJson<weft::v1::CreateTaskRequest>(kLong), &task);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ReasonOf(s), "PRINCIPAL_QUOTA");
+  EXPECT_THAT(s.error_message(), HasSubstr("principal \"alice\" has 1 tasks "
+                                           "running and 0 waiting"));
+  EXPECT_EQ(Create(f, "bob", kLong).state(), weft::v1::TASK_STATE_RUNNING);
+
+  // Once her run ends, alice may run again.
+  held->TryCancel();
+  held_done.WaitForNotification();
+  EXPECT_EQ(held_status.error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(f.WaitForActiveRuns(0));
+  s = f.orchestrator().Run(As("alice").get(), quick, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
 }  // namespace

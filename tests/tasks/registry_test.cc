@@ -206,6 +206,98 @@ TEST_F(TaskRegistryTest, AdmissionQueuesThenRefusesWithARetryDelay) {
   EXPECT_EQ(Get(b.name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
 }
 
+// Quotas are per creator: one principal at its quota does not hold back
+// another's tasks. (Admission and start order only: no timing.)
+TEST_F(TaskRegistryTest, APrincipalAtItsQuotaWaitsWhileAnothersTasksStart) {
+  TaskOptions options;
+  options.max_running_tasks = 3;
+  options.max_running_per_principal = 1;
+  options.max_queued_per_principal = 1;
+  registry(options);
+  auto create = [&](const std::string& creator) {
+    NewTask t = Plan(kSleep1s);
+    t.creator = creator;
+    return CreateNow(registry(), std::move(t));
+  };
+  absl::StatusOr<Task> a1 = create("alice");
+  absl::StatusOr<Task> a2 = create("alice");
+  ASSERT_TRUE(a1.ok() && a2.ok());
+  EXPECT_EQ(a1->state(), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(a2->state(), weft::v1::TASK_STATE_QUEUED);
+  const absl::StatusOr<Task> refused = create("alice");
+  EXPECT_THAT(
+      refused,
+      StatusIs(absl::StatusCode::kResourceExhausted,
+               HasSubstr("principal \"alice\" has 1 tasks running and "
+                         "1 waiting, the most allowed for one "
+                         "principal (--max_running_tasks_per_principal=1, "
+                         "--max_queued_tasks_per_principal=1); retry "
+                         "after 1s")));
+  EXPECT_EQ(common::Reason(refused.status()), "PRINCIPAL_QUOTA");
+  EXPECT_EQ(common::RetryDelay(refused.status()), absl::Seconds(1));
+  EXPECT_EQ(common::ReasonMetadata(refused.status(), "principal"), "alice");
+  EXPECT_EQ(common::ReasonMetadata(refused.status(), "flag"),
+            "--max_queued_tasks_per_principal");
+
+  // Bob's task starts although alice's queued one is older; his second
+  // waits for his own quota, not for alice's.
+  absl::StatusOr<Task> b1 = create("bob");
+  absl::StatusOr<Task> b2 = create("bob");
+  ASSERT_TRUE(b1.ok() && b2.ok());
+  EXPECT_EQ(b1->state(), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(b2->state(), weft::v1::TASK_STATE_QUEUED);
+  // Tasks without a creator (no --auth_tokens) have no quota.
+  Task anonymous = Create(kSleep1s);
+  EXPECT_EQ(anonymous.state(), weft::v1::TASK_STATE_RUNNING);
+
+  // Cancelling alice's queued task gives her its place back.
+  ASSERT_TRUE(registry().Cancel(a2->name()).ok());
+  absl::StatusOr<Task> a3 = create("alice");
+  ASSERT_TRUE(a3.ok()) << a3.status();
+  EXPECT_EQ(a3->state(), weft::v1::TASK_STATE_QUEUED);
+
+  // As slots free, the queued tasks start oldest first: alice's a3, then
+  // bob's b2.
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(Get(a1->name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(Get(a3->name()).state(), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(Get(b2->name()).state(), weft::v1::TASK_STATE_RUNNING);
+  env_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(Get(a3->name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(Get(b2->name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
+  // Their counts went back to zero: alice may queue again.
+  absl::StatusOr<Task> a4 = create("alice");
+  absl::StatusOr<Task> a5 = create("alice");
+  ASSERT_TRUE(a4.ok() && a5.ok());
+  EXPECT_EQ(a4->state(), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(a5->state(), weft::v1::TASK_STATE_QUEUED);
+}
+
+// While no running slot is free at all, a principal's tasks all wait, and
+// its queue quota counts them.
+TEST_F(TaskRegistryTest, WhileEverySlotIsTakenAPrincipalsQueueQuotaCounts) {
+  TaskOptions options;
+  options.max_running_tasks = 1;
+  options.max_running_per_principal = 5;
+  options.max_queued_per_principal = 1;
+  registry(options);
+  auto create = [&](const std::string& creator) {
+    NewTask t = Plan(kSleep1s);
+    t.creator = creator;
+    return CreateNow(registry(), std::move(t));
+  };
+  ASSERT_EQ(create("alice")->state(), weft::v1::TASK_STATE_RUNNING);
+  absl::StatusOr<Task> b1 = create("bob");
+  ASSERT_TRUE(b1.ok());
+  EXPECT_EQ(b1->state(), weft::v1::TASK_STATE_QUEUED);
+  EXPECT_THAT(create("bob"),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("principal \"bob\" has 0 tasks running and "
+                                 "1 waiting")));
+  // Another principal still gets its one place in the queue.
+  EXPECT_EQ(create("carol")->state(), weft::v1::TASK_STATE_QUEUED);
+}
+
 TEST_F(TaskRegistryTest, CancelWorksOnQueuedRunningAndFinishedTasks) {
   TaskOptions options;
   options.max_running_tasks = 1;

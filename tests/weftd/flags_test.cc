@@ -40,6 +40,7 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
     vars.push_back(EnvironmentVariable(flag->Name()));
   }
   EXPECT_THAT(vars, ElementsAreArray({
+                        "WEFT_ACCESS_LOG",
                         "WEFT_AUTH_TOKENS",
                         "WEFT_CONFIG",
                         "WEFT_EVENT_LOOP_THREADS",
@@ -58,13 +59,18 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_MAX_PLAN_DEPTH",
                         "WEFT_MAX_PLAN_NODES",
                         "WEFT_MAX_QUEUED_TASKS",
+                        "WEFT_MAX_QUEUED_TASKS_PER_PRINCIPAL",
                         "WEFT_MAX_RETAINED_TASK_BYTES",
                         "WEFT_MAX_RETAINED_TASKS",
                         "WEFT_MAX_RUN_DURATION",
                         "WEFT_MAX_RUNNING_TASKS",
+                        "WEFT_MAX_RUNNING_TASKS_PER_PRINCIPAL",
+                        "WEFT_MAX_RUNS_PER_PRINCIPAL",
                         "WEFT_MAX_TASK_DURATION",
                         "WEFT_MAX_VALUE_DEPTH",
+                        "WEFT_METRICS_LISTEN",
                         "WEFT_POOLS",
+                        "WEFT_SECRETS",
                         "WEFT_SHUTDOWN_GRACE",
                         "WEFT_STORE",
                         "WEFT_STORE_SYNC",
