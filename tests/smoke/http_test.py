@@ -7,6 +7,7 @@ background task's request is abandoned on the wire (the fixture sees the
 connection close); and weftd stops cleanly with transfers in flight.
 """
 
+import json
 import os
 import sys
 
@@ -97,6 +98,35 @@ class HttpEndToEndTest(WeftdTest):
         # Only the redirect's first hop reached the fixture (and the first
         # stats() call, which the count includes).
         self.assertEqual(self.fixture.stats()["requests"], requests + 2)
+
+    def test_the_callers_traceparent_is_passed_on_to_upstreams(self):
+        trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        echo = call(self.fixture, "/echo")
+        r = self.curl("-H", "traceparent: " + trace, "-d", json.dumps({"plan": echo}),
+                      "http://{addr}/weft.v1.Orchestrator/Run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["outcome"]["value"]["body"]["headers"]
+                         ["traceparent"], trace)
+        # A background task keeps it for its calls.
+        r = self.curl("-H", "traceparent: " + trace, "-d", json.dumps({"plan": echo}),
+                      "http://{addr}/weft.v1.Orchestrator/CreateTask")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        name = json.loads(r.stdout)["name"]
+        done = self.ok("WaitTask", {"name": name, "timeout": "30s"})
+        self.assertEqual(done["state"], "TASK_STATE_SUCCEEDED", done)
+        task = self.ok("GetTask", {"name": name})
+        self.assertEqual(task["outcome"]["value"]["body"]["headers"]["traceparent"], trace)
+        # A call's own header wins; a malformed traceparent is not passed on.
+        own = call(self.fixture, "/echo", headers={"traceparent": "00-" + "1" * 32 + "-" +
+                                                   "2" * 16 + "-00"})
+        r = self.curl("-H", "traceparent: " + trace, "-d", json.dumps({"plan": own}),
+                      "http://{addr}/weft.v1.Orchestrator/Run")
+        self.assertEqual(json.loads(r.stdout)["outcome"]["value"]["body"]["headers"]
+                         ["traceparent"], "00-" + "1" * 32 + "-" + "2" * 16 + "-00")
+        r = self.curl("-H", "traceparent: not-a-trace", "-d", json.dumps({"plan": echo}),
+                      "http://{addr}/weft.v1.Orchestrator/Run")
+        self.assertNotIn("traceparent",
+                         json.loads(r.stdout)["outcome"]["value"]["body"]["headers"])
 
     def test_cancelling_a_task_abandons_its_request_on_the_wire(self):
         closed = self.fixture.stats()["closedBeforeAnswer"]
