@@ -107,9 +107,10 @@ def start_python_peer(python):
 
 
 def loadgen(args, target, method, request, label, request_type="weft.v1.RunRequest",
-            extra=(), background=False):
+            extra=(), background=False, concurrency=None, duration=None):
     """loadgen's result (a dict); with `background`, a function that waits
-    for it, the load running meanwhile."""
+    for it, the load running meanwhile. `concurrency` and `duration`
+    override the command line's."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(request, f)
     fd, out = tempfile.mkstemp(suffix=".json", prefix="loadgen-")
@@ -117,8 +118,9 @@ def loadgen(args, target, method, request, label, request_type="weft.v1.RunReque
     proc = subprocess.Popen(
         [args.loadgen, "--target=" + target, "--method=" + method,
          "--request_type=" + request_type, "--request_file=" + f.name,
-         "--concurrency=%d" % args.concurrency, "--connections=%d" % args.connections,
-         "--duration=%s" % args.duration, "--warmup=%s" % args.warmup,
+         "--concurrency=%d" % (concurrency or args.concurrency),
+         "--connections=%d" % args.connections,
+         "--duration=%s" % (duration or args.duration), "--warmup=%s" % args.warmup,
          "--label=" + label, "--json_out=" + out] + list(extra),
         stdout=subprocess.DEVNULL)
 
@@ -151,15 +153,14 @@ def quotas(args):
     try:
         with Weftd(args.weftd, "--auth_tokens=" + tokens.name,
                    "--max_runs_per_principal=16") as w:
-            bob = ["--token=bob-token", "--concurrency=4"]
-            alone = loadgen(args, w.address, method, value, "bob alone", extra=bob)
+            bob = {"extra": ["--token=bob-token"], "concurrency": 4}
+            alone = loadgen(args, w.address, method, value, "bob alone", **bob)
             # Alice's load starts first and ends after bob's.
             alice = loadgen(args, w.address, method, sleep, "alice", background=True,
-                            extra=["--token=alice-token", "--concurrency=64",
-                                   "--warmup=%s" % args.warmup,
-                                   "--duration=%.1fs" % (seconds(args.duration) + 2)])
+                            extra=["--token=alice-token"], concurrency=64,
+                            duration="%.1fs" % (seconds(args.duration) + 2))
             time.sleep(seconds(args.warmup) / 2)
-            busy = loadgen(args, w.address, method, value, "bob beside alice", extra=bob)
+            busy = loadgen(args, w.address, method, value, "bob beside alice", **bob)
             return alone, busy, alice()
     finally:
         os.unlink(tokens.name)

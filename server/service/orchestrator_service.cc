@@ -72,6 +72,10 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
       return;
     }
     admitted_ = true;  // OnDone releases the slot, whatever happens next.
+    // The principal's slot goes with the answer (Finish): a client whose
+    // next call follows the answer must not find its last one still
+    // counted while gRPC gets round to OnDone.
+    principal_held_ = !principal_.empty();
 
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
       caller_deadline_ = absl::FromChrono(context->deadline());
@@ -154,11 +158,24 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
 
   void OnDone() override {
     CalledByGrpc(this);
-    if (admitted_) service_->Release(run_id_, principal_);
+    ReleasePrincipal();
+    if (admitted_) service_->Release(run_id_);
     delete this;
   }
 
+  void Finish(grpc::Status status) {
+    ReleasePrincipal();
+    UnaryReactor::Finish(std::move(status));
+  }
+
  private:
+  void ReleasePrincipal() {
+    if (principal_held_) {
+      principal_held_ = false;
+      service_->ReleasePrincipal(principal_);
+    }
+  }
+
   // RESOURCE_EXHAUSTED (with gRPC's retry pushback) or another refusal.
   void Refuse(const absl::Status& s) {
     if (s.code() == absl::StatusCode::kResourceExhausted) {
@@ -222,6 +239,8 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
   engine::CancellationSource source_;
   uint64_t run_id_ = 0;
   bool admitted_ = false;
+  // Whether the run still counts against its principal's quota.
+  bool principal_held_ = false;
   bool root_only_ = false;
   std::atomic<bool> caller_cancelled_{false};
   absl::Time caller_deadline_ = absl::InfiniteFuture();
@@ -468,13 +487,15 @@ OrchestratorService::~OrchestratorService() {
   assert(runs_.empty());
 }
 
-void OrchestratorService::Release(uint64_t id, const std::string& principal) {
+void OrchestratorService::ReleasePrincipal(const std::string& principal) {
+  engine::MutexLock lock(&mu_);
+  auto it = runs_by_principal_.find(principal);
+  if (--it->second == 0) runs_by_principal_.erase(it);
+}
+
+void OrchestratorService::Release(uint64_t id) {
   engine::MutexLock lock(&mu_);
   runs_.erase(id);
-  if (!principal.empty()) {
-    auto it = runs_by_principal_.find(principal);
-    if (--it->second == 0) runs_by_principal_.erase(it);
-  }
   if (runs_.empty()) idle_.SignalAll();
 }
 

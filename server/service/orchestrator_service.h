@@ -254,10 +254,12 @@ class OrchestratorService final
       absl::AnyInvocable<void(const grpc::ByteBuffer&) &&> prepare);
 
   // Admits a run of `principal` (empty: the anonymous admin, which has no
-  // quota), or returns why not.
+  // quota), or returns why not. Release frees its slot among the runs in
+  // flight (at OnDone), ReleasePrincipal its principal's (with its answer).
   absl::Status Admit(uint64_t* id, engine::CancellationSource* source,
                      const std::string& principal);
-  void Release(uint64_t id, const std::string& principal);
+  void Release(uint64_t id);
+  void ReleasePrincipal(const std::string& principal);
 
   const OrchestratorOptions options_;
   const handlers::HandlerRegistry& registry_;
