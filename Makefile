@@ -11,6 +11,7 @@
 #                answers (as root)
 #   make check   build and run the tests once, without the sanitizer builds
 #   make bench   build and run the benchmarks
+#   make fuzz    fuzz each libFuzzer target for FUZZ_SECONDS (default 60)
 #   make fixture start the HTTP fixture on 127.0.0.1:8080 (README tour)
 #   make format  clang-format every source file
 
@@ -40,10 +41,10 @@ APT_TEST := python3 procps util-linux clang libclang-rt-14-dev clang-format \
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 
 .PHONY: help deps deps-test tools configure build run fixture test check sanitizers tsan asan \
-        lint compose-config compose-test api-snapshot bench format format-check clean
+        lint compose-config compose-test api-snapshot bench fuzz format format-check clean
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 # Installs the missing Debian packages (as root, or through sudo).
 define apt_install
@@ -142,7 +143,7 @@ tsan: deps-test
 
 asan: tools
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-	  -DWEFT_SANITIZER=address -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR)
+	  -DWEFT_SANITIZER=address -DWEFT_BUILD_BENCH=OFF -DWEFT_WERROR=$(WERROR) -DWEFT_FUZZ=ON
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS="detect_leaks=1" \
 	  LSAN_OPTIONS="suppressions=$(CURDIR)/tests/lsan.supp" \
@@ -151,12 +152,35 @@ asan: tools
 
 sanitizers: tsan asan
 
+# libFuzzer (clang 14): every target fuzzed for FUZZ_SECONDS (default 60)
+# each, in a build instrumented throughout for coverage, starting from the
+# corpus in fuzz/corpus (new inputs go to $(BUILD)-fuzz/corpus; crashes to
+# $(BUILD)-fuzz/artifacts, and each one found becomes a corpus entry and a
+# regression test). CI instead replays the corpus and runs a fixed number
+# of inputs from a fixed seed, in the AddressSanitizer build (label fuzz).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := plan_request json_request config small_parsers
+fuzz: deps-test
+	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DWEFT_SANITIZER=address -DWEFT_FUZZ=ON -DWEFT_FUZZ_COVERAGE=ON \
+	  -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_BENCH=OFF
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target $(FUZZ_TARGETS:%=%_fuzz)
+	@mkdir -p $(BUILD)-fuzz/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)-fuzz/corpus/$$t; \
+	  echo "=== $$t: $(FUZZ_SECONDS)s"; \
+	  $(BUILD)-fuzz/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)-fuzz/artifacts/$${t}- \
+	    $(BUILD)-fuzz/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
 test: check sanitizers
 
 bench: build deps-test
 	python3 bench/bench.py --build=$(BUILD)
 
-SOURCES = $(shell find server client tests bench examples -name '*.h' -o -name '*.cc')
+SOURCES = $(shell find server client tests bench examples fuzz -name '*.h' -o -name '*.cc')
 
 format:
 	clang-format -i $(SOURCES)

@@ -204,6 +204,10 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
 
   void Start(HttpClient& client, std::shared_ptr<const HttpCallSpec> spec,
              const engine::CancellationToken& token) {
+    {
+      engine::MutexLock lock(&mu_);
+      client_ = &client;
+    }
     std::weak_ptr<HttpAttempt> weak = weak_from_this();
     on_cancel_.emplace(token, [weak](const absl::Status& reason) {
       if (auto self = weak.lock()) self->Complete(reason);
@@ -262,12 +266,16 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
   // there already); later ones do nothing.
   void Complete(CallResult result, bool post = true) {
     CallDone done;
+    HttpClient* client;
     {
       engine::MutexLock lock(&mu_);
       done = std::move(done_);
       done_ = nullptr;
+      client = client_;
     }
     if (!done) return;
+    if (client != nullptr)
+      client->Count(HttpClient::OutcomeOf(result.status()));
     if (!post) {
       std::move(done)(std::move(result));
       return;
@@ -282,6 +290,8 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
   engine::CancellationSource scope_;
   engine::Mutex mu_;
   CallDone done_ ABSL_GUARDED_BY(mu_);
+  // Counts how the call ended.
+  HttpClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::optional<engine::CancellationCallback> on_cancel_;
   std::optional<engine::TimerId> timer_;
 };

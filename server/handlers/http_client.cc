@@ -114,6 +114,9 @@ class HttpClient::Impl {
     }
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
                       static_cast<long>(options_.max_idle_connections));
+    // Transfers beyond it wait in libcurl's queue for a free connection.
+    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      static_cast<long>(options_.max_connections_per_host));
     // libcurl tells us which sockets to watch and when its next timeout is;
     // the IO thread waits on them with epoll, so each wake-up costs what
     // happened, not the number of transfers in flight.
@@ -138,6 +141,7 @@ class HttpClient::Impl {
   }
 
   int active() const { return active_.load(std::memory_order_relaxed); }
+  const HttpOptions& options() const { return options_; }
   int64_t connections_opened() const {
     return opened_.load(std::memory_order_relaxed);
   }
@@ -737,6 +741,48 @@ void HttpClient::Fetch(HttpRequest request,
 }
 
 int HttpClient::active() const { return impl_->active(); }
+
+const HttpOptions& HttpClient::options() const { return impl_->options(); }
+
+absl::string_view HttpClient::OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kOk:
+      return "ok";
+    case Outcome::kHttpStatus:
+      return "http_status";
+    case Outcome::kUnreachable:
+      return "unreachable";
+    case Outcome::kTimeout:
+      return "timeout";
+    case Outcome::kTooLarge:
+      return "too_large";
+    case Outcome::kNotAllowed:
+      return "not_allowed";
+    case Outcome::kCancelled:
+      return "cancelled";
+    case Outcome::kOther:
+      return "other";
+  }
+  return "other";
+}
+
+HttpClient::Outcome HttpClient::OutcomeOf(const absl::Status& status) {
+  if (status.ok()) return Outcome::kOk;
+  const std::string reason = common::Reason(status);
+  if (reason == common::kHttpStatus) return Outcome::kHttpStatus;
+  if (reason == common::kHttpUnreachable) return Outcome::kUnreachable;
+  if (reason == common::kHttpTimeout) return Outcome::kTimeout;
+  if (reason == common::kHttpResponseTooLarge ||
+      reason == common::kHttpTooManyRedirects) {
+    return Outcome::kTooLarge;
+  }
+  if (reason == common::kUrlNotAllowed) return Outcome::kNotAllowed;
+  if (status.code() == absl::StatusCode::kCancelled ||
+      status.code() == absl::StatusCode::kDeadlineExceeded) {
+    return Outcome::kCancelled;
+  }
+  return Outcome::kOther;
+}
 
 int64_t HttpClient::connections_opened() const {
   return impl_->connections_opened();

@@ -24,6 +24,8 @@
 #ifndef WEFT_SERVER_HANDLERS_HTTP_CLIENT_H_
 #define WEFT_SERVER_HANDLERS_HTTP_CLIENT_H_
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,6 +34,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/memory_budget.h"
@@ -58,6 +61,9 @@ struct HttpOptions {
   std::string proxy;
   // Idle connections kept for reuse.
   int max_idle_connections = 1024;
+  // Connections open at once to one host and port (--http_max_connections_
+  // per_host); transfers beyond wait for one to be free. 0: no limit.
+  int max_connections_per_host = 0;
   // Optional: what response bodies being received are charged to
   // (weftd's --max_inflight_bytes); a body it cannot take fails its call
   // with RESOURCE_EXHAUSTED.
@@ -126,6 +132,29 @@ class HttpClient {
   // Connections opened so far (sockets the guard let through).
   int64_t connections_opened() const;
 
+  // How http calls ended, counted by the handler (one per attempt).
+  enum class Outcome {
+    kOk,           // An answer the call accepted.
+    kHttpStatus,   // An answer with a status the call did not accept.
+    kUnreachable,  // No connection, or it broke (HTTP_UNREACHABLE).
+    kTimeout,      // Its own timeout (HTTP_TIMEOUT).
+    kTooLarge,     // Body, headers or redirects over their limits.
+    kNotAllowed,   // Refused by --http_allow (URL_NOT_ALLOWED).
+    kCancelled,    // The plan stopped it (a race lost, a deadline, ...).
+    kOther,
+  };
+  static constexpr int kOutcomes = 8;
+  static absl::string_view OutcomeName(Outcome outcome);
+  // The outcome a call's result stands for.
+  static Outcome OutcomeOf(const absl::Status& status);
+  void Count(Outcome outcome) {
+    calls_[static_cast<int>(outcome)].fetch_add(1, std::memory_order_relaxed);
+  }
+  int64_t calls(Outcome outcome) const {
+    return calls_[static_cast<int>(outcome)].load(std::memory_order_relaxed);
+  }
+  const HttpOptions& options() const;
+
   // Runs `fn` on the client's parse thread, which reads large response
   // bodies so that neither the IO thread nor the event loop waits on them.
   void Offload(engine::Closure fn);
@@ -135,6 +164,7 @@ class HttpClient {
  private:
   explicit HttpClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  std::array<std::atomic<int64_t>, kOutcomes> calls_{};
 };
 
 }  // namespace weft::handlers

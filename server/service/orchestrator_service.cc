@@ -261,6 +261,7 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       callers_(deps.callers != nullptr && deps.callers->enabled() ? deps.callers
                                                                   : nullptr),
       secrets_(deps.secrets),
+      http_(deps.http),
       definitions_(deps.task_store != nullptr && deps.task_store->durable()
                        ? deps.task_store
                        : nullptr),
@@ -599,6 +600,17 @@ void OrchestratorService::FillServerInfo(weft::v1::ServerInfo* response) const {
     l.set_misses(t.misses);
     l.set_loads(t.loads);
     l.set_load_failures(t.load_failures);
+  }
+  if (http_ != nullptr) {
+    weft::v1::HttpInfo& h = *response->mutable_http();
+    h.set_in_flight(http_->active());
+    h.set_connections_opened(http_->connections_opened());
+    h.set_max_connections_per_host(http_->options().max_connections_per_host);
+    for (int i = 0; i < handlers::HttpClient::kOutcomes; ++i) {
+      const auto outcome = static_cast<handlers::HttpClient::Outcome>(i);
+      (*h.mutable_calls())[std::string(
+          handlers::HttpClient::OutcomeName(outcome))] = http_->calls(outcome);
+    }
   }
 }
 

@@ -29,6 +29,7 @@
 #include "server/engine/memory_budget.h"
 #include "server/engine/sync.h"
 #include "server/engine/thread_pool.h"
+#include "server/handlers/http_client.h"
 #include "server/handlers/registry.h"
 #include "server/lazy/registry.h"
 #include "server/plan/compiler.h"
@@ -91,6 +92,8 @@ struct OrchestratorDeps {
   // Optional: what $secret objects read (--secrets); without it they are
   // refused.
   const plan::Secrets* secrets = nullptr;
+  // Optional: the http handler's client, whose traffic GetServerInfo shows.
+  const handlers::HttpClient* http = nullptr;
 };
 
 // The plan a plan-bearing request carries, or null when it has none (the
@@ -272,6 +275,7 @@ class OrchestratorService final
   store::TaskStore* const task_store_;
   const auth::Callers* const callers_;
   const plan::Secrets* const secrets_;
+  const handlers::HttpClient* const http_;
   // The store, when it keeps lazy-value definitions (a durable one).
   store::TaskStore* const definitions_;
   // Whether a BackupStore is being made (one at a time).

@@ -124,6 +124,7 @@ constexpr IntRange kIntRanges[] = {
     {"max_running_tasks_per_principal", 1, 100'000},
     {"max_queued_tasks_per_principal", 0, 10'000'000},
     {"max_runs_per_principal", 1, 1'000'000},
+    {"http_max_connections_per_host", 0, 100'000},
     {"max_retained_tasks", 1, 10'000'000},
     {"max_lazy_values", 1, 1'000'000},
     {"max_inflight_bytes", kMiB, 1024 * kGiB},

@@ -119,6 +119,9 @@ ABSL_FLAG(std::string, http_allow, "",
           "[::1]:8080) and CIDR ranges (10.0.0.0/8). Checked on the address "
           "each connection is about to use. Empty: every http call is "
           "refused.");
+ABSL_FLAG(int, http_max_connections_per_host, 0,
+          "Connections the http handler opens at once to one host and port; "
+          "calls beyond wait for a free one. 0: no limit.");
 ABSL_FLAG(std::string, http_proxy, "",
           "Send every http call through this proxy (http://host:port). The "
           "*_proxy environment variables are always ignored.");
@@ -301,6 +304,8 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
   }
   options.http.allow = *std::move(allow);
   options.http.proxy = absl::GetFlag(FLAGS_http_proxy);
+  options.http.max_connections_per_host =
+      absl::GetFlag(FLAGS_http_max_connections_per_host);
   const std::string store = absl::GetFlag(FLAGS_store);
   if (absl::StartsWith(store, "sqlite:") && store.size() > 7) {
     settings.store_path = store.substr(7);

@@ -147,6 +147,22 @@ void RenderServerInfo(const weft::v1::ServerInfo& info, std::string* out) {
                       f.get(p), "\n");
     }
   }
+  if (info.has_http()) {
+    const weft::v1::HttpInfo& h = info.http();
+    Header(out, "weft_http_calls_total", "counter",
+           "http handler calls (attempts) by how they ended.");
+    for (const auto& [outcome, n] :
+         std::map<std::string, int64_t>(h.calls().begin(), h.calls().end())) {
+      absl::StrAppend(out, "weft_http_calls_total{outcome=\"", outcome, "\"} ",
+                      n, "\n");
+    }
+    Header(out, "weft_http_in_flight", "gauge", "http transfers in flight.");
+    absl::StrAppend(out, "weft_http_in_flight ", h.in_flight(), "\n");
+    Header(out, "weft_http_connections_opened_total", "counter",
+           "Connections the http handler opened.");
+    absl::StrAppend(out, "weft_http_connections_opened_total ",
+                    h.connections_opened(), "\n");
+  }
   const weft::v1::LazyCacheInfo& l = info.lazy_values();
   Header(out, "weft_lazy_values", "gauge", "Lazy values declared.");
   absl::StrAppend(out, "weft_lazy_values ", l.count(), "\n");

@@ -114,7 +114,8 @@ WeftServer::WeftServer(ServerOptions options)
                                 .inflight = &inflight_,
                                 .task_store = task_store_.get(),
                                 .callers = options_.callers.get(),
-                                .secrets = options_.secrets.get()});
+                                .secrets = options_.secrets.get(),
+                                .http = http_.get()});
 }
 
 WeftServer::~WeftServer() {

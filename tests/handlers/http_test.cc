@@ -80,8 +80,10 @@ class HttpTest : public ::testing::Test {
   }
 
   static std::unique_ptr<HttpClient> MakeClient(absl::string_view allow,
-                                                std::string proxy = "") {
+                                                std::string proxy = "",
+                                                int per_host = 0) {
     HttpOptions options;
+    options.max_connections_per_host = per_host;
     auto list = AllowList::Parse(allow);
     EXPECT_TRUE(list.ok()) << list.status();
     options.allow = *std::move(list);
@@ -242,6 +244,40 @@ TEST_F(HttpTest, StatusesOutsideAcceptStatusMapToCodesRetriesUnderstand) {
   EXPECT_EQ(accepted->struct_value().fields().at("status").number_value(), 404);
   EXPECT_EQ(CodeForHttpStatus(599), absl::StatusCode::kUnavailable);
   EXPECT_EQ(CodeForHttpStatus(418), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(HttpTest, APerHostLimitMakesCallsWaitForAConnection) {
+  auto client = MakeClient(absl::StrCat("127.0.0.1:", fixture_->port()), "", 2);
+  std::vector<std::shared_ptr<Outcome>> calls;
+  for (int i = 0; i < 6; ++i) {
+    calls.push_back(Start(
+        *client, absl::StrCat(R"({"url": ")", Url("/x?delay=100"), R"("})")));
+  }
+  for (auto& o : calls) {
+    ASSERT_TRUE(o->done.WaitForNotificationWithTimeout(weft::testing::kWait));
+    EXPECT_TRUE(o->result.ok()) << o->result.status();
+  }
+  // Six calls at once, two connections: the others waited and reused them.
+  EXPECT_EQ(client->connections_opened(), 2);
+  EXPECT_EQ(fixture_->connections(), 2);
+  EXPECT_EQ(client->calls(HttpClient::Outcome::kOk), 6);
+}
+
+TEST_F(HttpTest, CallsAreCountedByHowTheyEnded) {
+  EXPECT_TRUE(Fetch(absl::StrCat(R"({"url": ")", Url("/x"), R"("})")).ok());
+  EXPECT_FALSE(
+      Fetch(absl::StrCat(R"({"url": ")", Url("/x?status=503"), R"("})")).ok());
+  EXPECT_FALSE(Fetch(R"({"url": "http://10.1.2.3:1/"})").ok());
+  EXPECT_FALSE(Fetch(absl::StrCat(R"({"url": ")", Url("/x?delay=30000"),
+                                  R"(", "timeout": "0.05s"})"))
+                   .ok());
+  EXPECT_EQ(client_->calls(HttpClient::Outcome::kOk), 1);
+  EXPECT_EQ(client_->calls(HttpClient::Outcome::kHttpStatus), 1);
+  EXPECT_EQ(client_->calls(HttpClient::Outcome::kNotAllowed), 1);
+  EXPECT_EQ(client_->calls(HttpClient::Outcome::kTimeout), 1);
+  EXPECT_EQ(client_->calls(HttpClient::Outcome::kUnreachable), 0);
+  EXPECT_EQ(HttpClient::OutcomeName(HttpClient::Outcome::kNotAllowed),
+            "not_allowed");
 }
 
 TEST_F(HttpTest, NobodyListeningIsUnavailable) {

@@ -45,6 +45,7 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_CONFIG",
                         "WEFT_EVENT_LOOP_THREADS",
                         "WEFT_HTTP_ALLOW",
+                        "WEFT_HTTP_MAX_CONNECTIONS_PER_HOST",
                         "WEFT_HTTP_PROXY",
                         "WEFT_LAZY_COMPUTE_TIMEOUT",
                         "WEFT_LISTEN",

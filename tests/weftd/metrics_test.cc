@@ -61,14 +61,27 @@ TEST_F(MetricsTest, AScrapeFindsEveryFamilyWithItsLabels) {
                        &response)
                   .ok());
   const std::string text = Scrape();
-  for (const char* family :
-       {"weft_rpcs_total", "weft_rpc_duration_seconds", "weft_runs_in_flight",
-        "weft_tasks", "weft_memory_used_bytes", "weft_memory_limit_bytes",
-        "weft_memory_refusals_total", "weft_pool_threads", "weft_pool_running",
-        "weft_pool_queued", "weft_pool_queue_capacity",
-        "weft_pool_rejected_total", "weft_lazy_values", "weft_lazy_hits_total",
-        "weft_lazy_misses_total", "weft_lazy_loads_total",
-        "weft_lazy_load_failures_total", "weft_uptime_seconds"}) {
+  for (const char* family : {"weft_rpcs_total",
+                             "weft_rpc_duration_seconds",
+                             "weft_runs_in_flight",
+                             "weft_tasks",
+                             "weft_memory_used_bytes",
+                             "weft_memory_limit_bytes",
+                             "weft_memory_refusals_total",
+                             "weft_pool_threads",
+                             "weft_pool_running",
+                             "weft_pool_queued",
+                             "weft_pool_queue_capacity",
+                             "weft_pool_rejected_total",
+                             "weft_lazy_values",
+                             "weft_lazy_hits_total",
+                             "weft_lazy_misses_total",
+                             "weft_lazy_loads_total",
+                             "weft_lazy_load_failures_total",
+                             "weft_uptime_seconds",
+                             "weft_http_calls_total",
+                             "weft_http_in_flight",
+                             "weft_http_connections_opened_total"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat("# TYPE ", family, " ")))
         << family;
   }
@@ -129,6 +142,27 @@ TEST_F(MetricsTest, CountsMoveWithTheCalls) {
                    "weft_rpcs_total{method=\"/weft.v1.Orchestrator/"
                    "CreateTask\",code=\"OK\"}"),
             1);
+}
+
+TEST_F(MetricsTest, HttpCallsAreCountedByOutcome) {
+  // No --http_allow: every destination is refused.
+  weft::v1::RunResponse response;
+  ASSERT_TRUE(fixture_
+                  .Run(R"({"plan": {"call": {"handler": "http",
+                      "args": {"url": "http://127.0.0.1:9/"}}}})",
+                       &response)
+                  .ok());
+  EXPECT_EQ(response.outcome().error().reason(), "URL_NOT_ALLOWED");
+  const std::string text = Scrape();
+  EXPECT_EQ(Sample(text, "weft_http_calls_total{outcome=\"not_allowed\"}"), 1);
+  EXPECT_EQ(Sample(text, "weft_http_calls_total{outcome=\"ok\"}"), 0);
+  EXPECT_EQ(Sample(text, "weft_http_connections_opened_total"), 0);
+  // GetServerInfo says the same.
+  grpc::ClientContext context;
+  weft::v1::ServerInfo info;
+  ASSERT_TRUE(fixture_.orchestrator().GetServerInfo(&context, {}, &info).ok());
+  EXPECT_EQ(info.http().calls().at("not_allowed"), 1);
+  EXPECT_EQ(info.http().max_connections_per_host(), 0);
 }
 
 TEST(MetricsServerTest, ABadAddressIsNamed) {
