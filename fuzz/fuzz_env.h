@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "absl/strings/string_view.h"
+#include "google/protobuf/stubs/logging.h"
 #include "server/handlers/registry.h"
 #include "server/plan/compiler.h"
 #include "server/plan/pools.h"
@@ -18,6 +19,9 @@ namespace weft::fuzz {
 
 struct FuzzEnv {
   FuzzEnv() {
+    // Protobuf logs every string that is not UTF-8; weftd counts and
+    // rate-limits those lines, the fuzzer only needs them gone.
+    google::protobuf::SetLogHandler(nullptr);
     if (!handlers::RegisterBuiltinHandlers(handlers).ok()) std::abort();
   }
   handlers::HandlerRegistry handlers;
