@@ -129,22 +129,42 @@ std::string FormatNumber(double n) {
   return absl::StrFormat("%.17g", n);
 }
 
-std::string TraceId(absl::string_view traceparent) {
-  // version "-" trace-id "-" parent-id "-" flags: 2 + 1 + 32 + 1 + 16 + 1 + 2.
-  if (traceparent.size() < 55 || traceparent[2] != '-' ||
-      traceparent[35] != '-' || traceparent[52] != '-' ||
-      traceparent.substr(0, 2) == "ff" ||
-      (traceparent.size() > 55 && traceparent[55] != '-')) {
-    return "";
-  }
-  const absl::string_view id = traceparent.substr(3, 32);
+namespace {
+
+bool IsLowerHex(absl::string_view s, bool nonzero) {
   bool zero = true;
-  for (char c : id) {
-    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-    if (!hex) return "";
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
     zero &= c == '0';
   }
-  return zero ? "" : std::string(id);
+  return !(nonzero && zero);
+}
+
+}  // namespace
+
+std::string Traceparent(absl::string_view header) {
+  // version "-" trace-id "-" parent-id "-" flags: 2 + 1 + 32 + 1 + 16 + 1 + 2.
+  if (header.size() < 55 || header[2] != '-' || header[35] != '-' ||
+      header[52] != '-') {
+    return "";
+  }
+  const absl::string_view version = header.substr(0, 2);
+  if (!IsLowerHex(version, false) || version == "ff") return "";
+  if (version == "00" ? header.size() != 55
+                      : header.size() > 55 && header[55] != '-') {
+    return "";
+  }
+  if (!IsLowerHex(header.substr(3, 32), true) ||
+      !IsLowerHex(header.substr(36, 16), true) ||
+      !IsLowerHex(header.substr(53, 2), false)) {
+    return "";
+  }
+  return absl::StrCat("00", header.substr(2, 53));
+}
+
+std::string TraceId(absl::string_view traceparent) {
+  const std::string valid = Traceparent(traceparent);
+  return valid.empty() ? "" : valid.substr(3, 32);
 }
 
 }  // namespace weft::common

@@ -49,9 +49,12 @@ bool IsValidUtf8(absl::string_view s);
 // same double (0.1, 2.5e-300).
 std::string FormatNumber(double n);
 
-// The trace id of a W3C traceparent header, "00-<32 hex>-<16 hex>-<2 hex>"
-// (lowercase, not all zeros; later versions may add fields), or "" if
-// `traceparent` is not one.
+// A W3C traceparent header checked and rebuilt: "00-<32 hex trace id>-<16
+// hex parent id>-<2 hex flags>", lowercase, ids not all zeros. A later
+// version's header (which may add "-..." fields) is read as version 00 and
+// its additions dropped, as the spec asks. "" if it is not one.
+std::string Traceparent(absl::string_view header);
+// The trace id of a valid traceparent, or "".
 std::string TraceId(absl::string_view traceparent);
 
 }  // namespace weft::common

@@ -56,24 +56,50 @@ void Secrets::Replace(std::shared_ptr<const SecretTable> table) {
   table_ = std::move(table);
 }
 
+namespace {
+
+// The shortest part of a secret that, found in a text, gives the text away
+// as holding it (cut, escaped or quoted in part).
+constexpr size_t kFragment = 8;
+
+// The name of a used secret `text` holds a fragment of, or null.
+const std::string* FragmentOf(const UsedSecrets& used, absl::string_view text) {
+  for (const auto& [name, value] : used) {
+    const size_t n = std::min(kFragment, value.size());
+    for (size_t i = 0; i + n <= value.size(); ++i) {
+      if (absl::StrContains(text, absl::string_view(value).substr(i, n))) {
+        return &name;
+      }
+    }
+  }
+  return nullptr;
+}
+
+bool Contains(const UsedSecrets& used, absl::string_view text) {
+  return FragmentOf(used, text) != nullptr;
+}
+
+}  // namespace
+
 std::string Redact(const UsedSecrets& used, absl::string_view text) {
+  // Longest first: a secret that holds another is replaced whole.
   std::vector<std::pair<std::string, std::string>> replacements;
   replacements.reserve(used.size());
   for (const auto& [name, value] : used) {
     replacements.emplace_back(value, absl::StrCat("[secret ", name, "]"));
   }
-  return absl::StrReplaceAll(text, replacements);
+  std::sort(replacements.begin(), replacements.end(),
+            [](const auto& a, const auto& b) {
+              return a.first.size() > b.first.size();
+            });
+  std::string out = absl::StrReplaceAll(text, replacements);
+  // What is left of one (cut to a message's length, escaped in a quote):
+  // the text goes whole.
+  if (const std::string* name = FragmentOf(used, out); name != nullptr) {
+    return absl::StrCat("[withheld: it held part of secret ", *name, "]");
+  }
+  return out;
 }
-
-namespace {
-
-bool Contains(const UsedSecrets& used, absl::string_view text) {
-  return std::any_of(used.begin(), used.end(), [&](const auto& secret) {
-    return absl::StrContains(text, secret.second);
-  });
-}
-
-}  // namespace
 
 bool Redact(const UsedSecrets& used, Value* value) {
   if (value->has_string_value()) {

@@ -71,7 +71,9 @@ class Secrets {
 using UsedSecrets = std::vector<std::pair<std::string, std::string>>;
 
 // `text` with every occurrence of a used secret's value replaced by
-// "[secret NAME]".
+// "[secret NAME]" (longest first); a text that still holds 8 bytes of one
+// in a row (a value cut short or escaped in a quote) is replaced whole by
+// "[withheld: it held part of secret NAME]".
 std::string Redact(const UsedSecrets& used, absl::string_view text);
 // The same in every string and object key of `value`; true if it changed.
 bool Redact(const UsedSecrets& used, google::protobuf::Value* value);

@@ -372,8 +372,8 @@ std::string TraceparentOf(const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("traceparent");
   if (it == metadata.end()) return "";
-  const absl::string_view value(it->second.data(), it->second.size());
-  return common::TraceId(value).empty() ? "" : std::string(value);
+  return common::Traceparent(
+      absl::string_view(it->second.data(), it->second.size()));
 }
 
 absl::StatusOr<auth::Principal> OrchestratorService::Caller(

@@ -304,7 +304,8 @@ absl::StatusOr<auth::Principal> CallerOf(
     const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
     const grpc::AuthContext* auth);
 
-// The call's W3C traceparent header if it sent a well-formed one, else "".
+// The call's W3C traceparent header, checked and rebuilt
+// (common::Traceparent), or "" if it sent none or a malformed one.
 std::string TraceparentOf(const grpc::CallbackServerContext& context);
 
 // INVALID_ARGUMENT for an OutcomeDetail number the API does not define.

@@ -634,8 +634,9 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
         if (stored != nullptr) return CopyWithoutOutcome(*stored);
       }
     }
-    const bool run_now =
-        running_ < options_.max_running_tasks && queue_.empty();
+    // Exact: after every change no queued task may start (see
+    // StartQueuedLocked), so this one would start at once iff it may.
+    const bool run_now = MayStartLocked(t.creator);
     if (absl::Status s = QuotaLocked(t.creator, run_now); !s.ok()) return s;
     if (!run_now && static_cast<int>(queue_.size()) + storing_ >=
                         options_.max_queued_tasks) {

@@ -8,10 +8,12 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/descriptor.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "server/common/error_details.h"
@@ -86,6 +88,35 @@ const absl::flat_hash_map<std::string, NameFn>& NamedRequests() {
 
 // Methods whose answer (raw bytes: a Task or a LazyValue) names what they
 // made, in field 1.
+// The methods weftd serves, as their gRPC paths: what metrics may label.
+bool IsServedMethod(absl::string_view method) {
+  static const auto* served = [] {
+    auto* set = new absl::flat_hash_set<std::string>();
+    for (const char* service : {"weft.v1.Orchestrator", "grpc.health.v1.Health",
+                                "grpc.reflection.v1.ServerReflection",
+                                "grpc.reflection.v1alpha.ServerReflection"}) {
+      const google::protobuf::ServiceDescriptor* d =
+          google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+              service);
+      for (int i = 0; d != nullptr && i < d->method_count(); ++i) {
+        set->insert(absl::StrCat("/", service, "/", d->method(i)->name()));
+      }
+    }
+    return set;
+  }();
+  return served->contains(method);
+}
+
+// A method path as a caller sent it, safe to log: printable ASCII, at most
+// 200 bytes.
+std::string PrintableMethod(absl::string_view method) {
+  std::string out(method.substr(0, 200));
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
 bool NamesInAnswer(absl::string_view method) {
   return method == "/weft.v1.Orchestrator/CreateTask" ||
          method == "/weft.v1.Orchestrator/CreateLazyValue";
@@ -125,8 +156,12 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
         log_(log),
         metrics_(metrics),
         callers_(callers),
-        start_(absl::Now()) {
-    record_.method = info->method();
+        start_(absl::Now()),
+        // Any path reaches the interceptor (gRPC answers unknown ones
+        // UNIMPLEMENTED after it): metrics label only the methods served.
+        metric_method_(IsServedMethod(info->method()) ? info->method()
+                                                      : "unknown") {
+    record_.method = PrintableMethod(info->method());
   }
 
   void Intercept(
@@ -135,7 +170,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
       // Metrics alone: the method, the code and the time.
       if (methods->QueryInterceptionHookPoint(
               InterceptionHookPoints::PRE_SEND_STATUS)) {
-        metrics_->Record(record_.method,
+        metrics_->Record(metric_method_,
                          common::CodeName(static_cast<absl::StatusCode>(
                              methods->GetSendStatus().error_code())),
                          absl::Now() - start_);
@@ -189,7 +224,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
       record_.duration = record_.time - start_;
       log_->Write(FormatAccessRecord(record_));
       if (metrics_ != nullptr) {
-        metrics_->Record(record_.method, record_.code, record_.duration);
+        metrics_->Record(metric_method_, record_.code, record_.duration);
       }
     }
     methods->Proceed();
@@ -201,6 +236,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
   RpcMetrics* const metrics_;
   const auth::Callers* const callers_;
   const absl::Time start_;
+  const std::string metric_method_;
   AccessRecord record_;
 };
 

@@ -367,7 +367,8 @@ int main(int argc, char** argv) {
                                                 "; the file in use stays;"));
     }
     if (tls == nullptr && server_options.callers == nullptr &&
-        server_options.secrets == nullptr && access_log == nullptr) {
+        server_options.secrets == nullptr &&
+        (access_log == nullptr || access_log->path() == "-")) {
       absl::StrAppend(&line, " nothing to read again;");
     }
     line.pop_back();

@@ -198,8 +198,12 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   auto server = std::unique_ptr<MetricsServer>(new MetricsServer());
   server->server_ = std::make_unique<httplib::Server>();
   httplib::Server& http = *server->server_;
-  // One thread: a scrape every few seconds needs no more.
-  http.new_task_queue = [] { return new httplib::ThreadPool(1); };
+  // Two threads, and short timeouts: a scrape every few seconds needs no
+  // more, and an idle connection neither holds the server nor its stop.
+  http.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  http.set_read_timeout(2, 0);
+  http.set_write_timeout(2, 0);
+  http.set_keep_alive_timeout(1);
   http.Get("/metrics", [render = std::move(render)](const httplib::Request&,
                                                     httplib::Response& res) {
     res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");

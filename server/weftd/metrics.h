@@ -9,7 +9,7 @@
 //
 // RpcMetrics counts every RPC (fed by the interceptor weftd installs);
 // the rest is read when scraped from what GetServerInfo reports. The HTTP
-// side is cpp-httplib (Debian's libcpp-httplib), one thread, GET only.
+// side is cpp-httplib (Debian's libcpp-httplib), two threads, GET only.
 //
 // Thread-safety: thread-safe.
 

@@ -111,6 +111,16 @@ TEST(RedactTest, EveryOccurrenceInTextStringsAndKeysIsReplaced) {
             R"({"headers":{"[secret api_key]":["x","[secret api_key]"],)"
             R"("authorization":"Bearer [secret api_key]"},"n":1,)"
             R"("ok":"nothing here"})");
+  // A secret that holds another is replaced whole.
+  EXPECT_EQ(Redact({{"short", "abcdefgh"}, {"long", "abcdefgh-ijkl"}},
+                   "x abcdefgh-ijkl y abcdefgh"),
+            "x [secret long] y [secret short]");
+  // Cut short or escaped, as a quote in a message may be: withheld whole.
+  EXPECT_EQ(Redact(used, "got \"s3cr3t...\" (900 bytes in all)"),
+            "got \"[secret api_key]...\" (900 bytes in all)");
+  EXPECT_EQ(
+      Redact({{"k", "0123456789abcdef"}}, "url \"x?key=0123456789ab...\""),
+      "[withheld: it held part of secret k]");
   google::protobuf::Value clean =
       weft::testing::FromJson<google::protobuf::Value>(R"(["a", 2])");
   EXPECT_FALSE(Redact(used, &clean));
@@ -172,16 +182,44 @@ TEST_F(SecretsTest, TheCallGetsTheValueAndItsOutcomeNeverShowsIt) {
 }
 
 TEST_F(SecretsTest, AnErrorQuotingTheValueIsRedacted) {
-  // A duration that is not one: the handler's message quotes what it got.
-  Secrets secrets(Table({{"d", "not-a-duration-x7"}}));
+  // A negative duration: the handler's message quotes what it got, whole.
+  Secrets secrets(Table({{"d", "-1234567s"}}));
   auto plan = TryCompile(R"({"call": {"handler": "sleep", "args": {
       "duration": {"$secret": "d"}}}})",
                          &secrets);
   ASSERT_TRUE(plan.ok()) << plan.status();
   NodeOutcome out = Run(*std::move(plan));
   EXPECT_EQ(out.state(), weft::v1::NODE_STATE_FAILED);
-  EXPECT_THAT(out.error().message(), Not(HasSubstr("not-a-duration-x7")));
-  EXPECT_THAT(out.error().message(), HasSubstr("[secret d]"));
+  EXPECT_THAT(out.error().message(), Not(HasSubstr("1234567")));
+  EXPECT_THAT(out.error().message(),
+              HasSubstr("must not be negative, got \"[secret d]\""));
+  // One the parser explains in its own words, which hold parts of it:
+  // withheld whole.
+  Secrets other(Table({{"d", "not-a-duration-x7"}}));
+  plan = TryCompile(R"({"call": {"handler": "sleep", "args": {
+      "duration": {"$secret": "d"}}}})",
+                    &other);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  out = Run(*std::move(plan));
+  EXPECT_THAT(out.error().message(), Not(HasSubstr("duration-x")));
+  EXPECT_THAT(out.error().message(),
+              HasSubstr("[withheld: it held part of secret d]"));
+}
+
+TEST_F(SecretsTest, AnErrorQuotingALongSecretCutShortIsWithheld) {
+  // The handler quotes 64 bytes of what it got: the cut copy does not
+  // match the secret, but holds enough of it to be withheld.
+  const std::string long_value = "not-a-duration-" + std::string(100, 'q');
+  Secrets secrets(Table({{"d", long_value}}));
+  auto plan = TryCompile(R"({"call": {"handler": "sleep", "args": {
+      "duration": {"$secret": "d"}}}})",
+                         &secrets);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  NodeOutcome out = Run(*std::move(plan));
+  EXPECT_EQ(out.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_THAT(out.error().message(), Not(HasSubstr("qqqqqqqq")));
+  EXPECT_THAT(out.error().message(),
+              HasSubstr("[withheld: it held part of secret d]"));
 }
 
 TEST_F(SecretsTest, TheValueIsTheOneInForceWhenTheCallStarts) {

@@ -50,9 +50,21 @@ std::string Field(const google::protobuf::Struct& line,
 
 TEST(TraceIdTest, OnlyWellFormedTraceparentsHaveOne) {
   EXPECT_EQ(common::TraceId(kTrace), "4bf92f3577b34da6a3ce929d0e0e4736");
-  // A later version may add fields after a dash.
-  EXPECT_EQ(common::TraceId(absl::StrCat(kTrace, "-extra")),
-            "4bf92f3577b34da6a3ce929d0e0e4736");
+  // A later version may add fields after a dash: read as version 00.
+  EXPECT_EQ(common::Traceparent(
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz"),
+            kTrace);
+  // Version 00 is exactly 55 bytes; every part is lowercase hex.
+  EXPECT_EQ(common::Traceparent(absl::StrCat(kTrace, "-extra")), "");
+  EXPECT_EQ(common::Traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bX-01"),
+            "");
+  EXPECT_EQ(common::Traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"),
+            "");  // Parent id all zeros.
+  EXPECT_EQ(common::Traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\n"),
+            "");
   EXPECT_EQ(common::TraceId(""), "");
   EXPECT_EQ(common::TraceId(
                 "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
