@@ -166,7 +166,7 @@ absl::StatusOr<Principal> PrincipalTable::Authenticate(
 
 void Callers::Replace(std::shared_ptr<const PrincipalTable> table) {
   if (table == nullptr) return;
-  absl::MutexLock lock(&mu_);
+  engine::MutexLock lock(&mu_);
   table_ = std::move(table);
 }
 
@@ -176,7 +176,7 @@ absl::StatusOr<Principal> Callers::Authenticate(
   if (!enabled_) return Principal::Anonymous();
   std::shared_ptr<const PrincipalTable> table;
   {
-    absl::MutexLock lock(&mu_);
+    engine::MutexLock lock(&mu_);
     table = table_;
   }
   return table->Authenticate(authorization, certificate_subject);

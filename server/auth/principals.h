@@ -28,7 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "server/engine/sync.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::auth {
@@ -98,7 +98,9 @@ class Callers {
 
  private:
   const bool enabled_ = false;
-  mutable absl::Mutex mu_;
+  // engine::Mutex, not absl::Mutex: Debian's Abseil is not built for
+  // ThreadSanitizer, which would not see this lock.
+  mutable engine::Mutex mu_;
   std::shared_ptr<const PrincipalTable> table_ ABSL_GUARDED_BY(mu_);
 };
 
