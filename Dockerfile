@@ -1,4 +1,6 @@
-# weft in containers. Three stages:
+# weft in containers. Four stages:
+#   certs    openssl and deploy/make_certs.sh: the compose file's one-shot
+#            service making a test CA and certificates (mutual TLS)
 #   build    Debian's -dev packages; builds weftd, weft, the HTTP fixture, the
 #            integration suite and the Python client's stubs
 #   runtime  (the default) runtime libraries, weftd, weft and the fixture, as
@@ -15,6 +17,14 @@
 # WEFT_POOLS, ...) and from a config file named by WEFT_CONFIG; see
 # docs/operations.md. Only the classic builder's features are used, so
 # docker-compose 1.29 builds it as it is.
+
+# First, so that building it builds nothing else.
+FROM debian:bookworm-slim AS certs
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl \
+ && rm -rf /var/lib/apt/lists/*
+COPY deploy/make_certs.sh /usr/local/bin/
+ENTRYPOINT ["make_certs.sh"]
 
 FROM debian:bookworm-slim AS build
 RUN apt-get update -qq \

@@ -118,7 +118,8 @@ export WEFT_PUBLISH=${WEFT_PUBLISH:-127.0.0.1::}
 start=$(date +%s)
 compose_up=1
 set +e
-"${compose[@]}" -p "$project" up --build --abort-on-container-exit --exit-code-from integration
+"${compose[@]}" -p "$project" up --build --abort-on-container-exit --exit-code-from integration \
+  weftd upstream integration
 rc=$?
 set -e
 say "the integration service exited $rc after $(($(date +%s) - start)) s"

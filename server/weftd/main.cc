@@ -122,6 +122,24 @@ class ShutdownWatchdog {
   std::thread thread_;
 };
 
+// On SIGHUP: reads the file of --`flag` (`path`) again with `load` and puts
+// the table in `holder` (auth::Callers, plan::Secrets); a bad file keeps the
+// one in force. Says which on `line`.
+template <typename Load, typename Holder>
+void ReloadTable(absl::string_view flag, const std::string& path,
+                 absl::string_view items, Load load, Holder& holder,
+                 std::string* line) {
+  auto table = load(path);
+  if (table.ok()) {
+    absl::StrAppend(line, " read --", flag, " again (", (*table)->size(), " ",
+                    items, ");");
+    holder.Replace(*std::move(table));
+  } else {
+    absl::StrAppend(line, " --", flag, " ", table.status().message(), "; the ",
+                    items, " in force stay;");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -336,28 +354,12 @@ int main(int argc, char** argv) {
                                                    "stay;"));
     }
     if (server_options.callers != nullptr) {
-      absl::StatusOr<std::shared_ptr<const weft::auth::PrincipalTable>> table =
-          weft::weftd::LoadPrincipals(settings->auth_tokens);
-      if (table.ok()) {
-        absl::StrAppend(&line, " read --auth_tokens again (", (*table)->size(),
-                        " principals);");
-        server_options.callers->Replace(*std::move(table));
-      } else {
-        absl::StrAppend(&line, " --auth_tokens ", table.status().message(),
-                        "; the principals in force stay;");
-      }
+      ReloadTable("auth_tokens", settings->auth_tokens, "principals",
+                  weft::weftd::LoadPrincipals, *server_options.callers, &line);
     }
     if (server_options.secrets != nullptr) {
-      absl::StatusOr<std::shared_ptr<const weft::plan::SecretTable>> table =
-          weft::weftd::LoadSecrets(settings->secrets);
-      if (table.ok()) {
-        absl::StrAppend(&line, " read --secrets again (", (*table)->size(),
-                        " secrets);");
-        server_options.secrets->Replace(*std::move(table));
-      } else {
-        absl::StrAppend(&line, " --secrets ", table.status().message(),
-                        "; the secrets in force stay;");
-      }
+      ReloadTable("secrets", settings->secrets, "secrets",
+                  weft::weftd::LoadSecrets, *server_options.secrets, &line);
     }
     if (access_log != nullptr && access_log->path() != "-") {
       absl::Status s = access_log->Reopen();

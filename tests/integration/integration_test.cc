@@ -63,6 +63,8 @@ constexpr absl::Duration kCall = absl::Seconds(60);
 struct Env {
   std::string addr;
   std::string upstream;
+  // TLS files and a token, from the weft CLI's variables.
+  client::ConnectOptions connect;
   // This run's prefix for labels and lazy value ids.
   std::string run;
 };
@@ -74,7 +76,9 @@ Env& TheEnv() {
 
 class IntegrationTest : public ::testing::Test {
  protected:
-  IntegrationTest() : client_(Client::Connect(TheEnv().addr)) {}
+  // main() checked that the options connect.
+  IntegrationTest()
+      : client_(*Client::Connect(TheEnv().addr, TheEnv().connect)) {}
 
   static std::string Upstream(absl::string_view path_and_query) {
     return absl::StrCat("http://", TheEnv().upstream, path_and_query);
@@ -462,6 +466,21 @@ int main(int argc, char** argv) {
   }
   env.addr = addr;
   env.upstream = upstream;
+  // As the weft CLI reads them (the compose file's weftd takes mutual TLS).
+  auto from_env = [](const char* name) {
+    const char* value = std::getenv(name);
+    return std::string(value == nullptr ? "" : value);
+  };
+  env.connect.tls_ca = from_env("WEFT_CLIENT_TLS_CA");
+  env.connect.tls_cert = from_env("WEFT_CLIENT_TLS_CERT");
+  env.connect.tls_key = from_env("WEFT_CLIENT_TLS_KEY");
+  env.connect.token = from_env("WEFT_TOKEN");
+  if (absl::Status s =
+          weft::client::Client::Connect(addr, env.connect).status();
+      !s.ok()) {
+    std::cerr << "integration_test: " << s << "\n";
+    return 2;
+  }
   absl::BitGen bits;
   env.run = absl::StrFormat("it%08x", absl::Uniform<uint32_t>(bits));
   return RUN_ALL_TESTS();

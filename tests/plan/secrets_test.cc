@@ -53,6 +53,15 @@ class SecretsTest : public ::testing::Test {
                          &pools_, nullptr, secrets);
   }
 
+  // Compiles `json` with `secrets` and runs it to its end; a plan that does
+  // not compile fails the test (and gives an empty outcome).
+  NodeOutcome CompileAndRun(absl::string_view json, const Secrets* secrets) {
+    absl::StatusOr<std::unique_ptr<const CompiledPlan>> plan =
+        TryCompile(json, secrets);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? Run(*std::move(plan)) : NodeOutcome();
+  }
+
   // Runs a compiled plan to its end (the hash handler runs on a pool).
   NodeOutcome Run(std::shared_ptr<const CompiledPlan> plan) {
     engine::EventLoop loop(1);
@@ -163,32 +172,27 @@ TEST_F(SecretsTest, MalformedSecretObjectsAreBadReferences) {
 
 TEST_F(SecretsTest, TheCallGetsTheValueAndItsOutcomeNeverShowsIt) {
   // `value` returns what it is given: the outcome shows the name instead.
-  auto plan = TryCompile(R"({"call": {"handler": "value", "args": {"value":
+  NodeOutcome out =
+      CompileAndRun(R"({"call": {"handler": "value", "args": {"value":
       {"header": {"$secret": "api_key"}, "list": [{"$secret": "api_key"}]}}}})",
-                         &secrets_);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  NodeOutcome out = Run(*std::move(plan));
+                    &secrets_);
   EXPECT_EQ(out.state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(ToJson(out.value()),
             R"({"header":"[secret api_key]","list":["[secret api_key]"]})");
 
   // `hash` (on a pool) shows the call was given the value itself.
-  plan = TryCompile(R"({"call": {"handler": "hash", "args": {
+  out = CompileAndRun(R"({"call": {"handler": "hash", "args": {
       "data": {"$secret": "api_key"}, "rounds": 1}}})",
-                    &secrets_);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  out = Run(*std::move(plan));
+                      &secrets_);
   EXPECT_EQ(out.value().string_value(), auth::TokenSha256(kKey));
 }
 
 TEST_F(SecretsTest, AnErrorQuotingTheValueIsRedacted) {
   // A negative duration: the handler's message quotes what it got, whole.
   Secrets secrets(Table({{"d", "-1234567s"}}));
-  auto plan = TryCompile(R"({"call": {"handler": "sleep", "args": {
+  NodeOutcome out = CompileAndRun(R"({"call": {"handler": "sleep", "args": {
       "duration": {"$secret": "d"}}}})",
-                         &secrets);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  NodeOutcome out = Run(*std::move(plan));
+                                  &secrets);
   EXPECT_EQ(out.state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_THAT(out.error().message(), Not(HasSubstr("1234567")));
   EXPECT_THAT(out.error().message(),
@@ -196,11 +200,9 @@ TEST_F(SecretsTest, AnErrorQuotingTheValueIsRedacted) {
   // One the parser explains in its own words, which hold parts of it:
   // withheld whole.
   Secrets other(Table({{"d", "not-a-duration-x7"}}));
-  plan = TryCompile(R"({"call": {"handler": "sleep", "args": {
+  out = CompileAndRun(R"({"call": {"handler": "sleep", "args": {
       "duration": {"$secret": "d"}}}})",
-                    &other);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  out = Run(*std::move(plan));
+                      &other);
   EXPECT_THAT(out.error().message(), Not(HasSubstr("duration-x")));
   EXPECT_THAT(out.error().message(),
               HasSubstr("[withheld: it held part of secret d]"));
@@ -211,11 +213,9 @@ TEST_F(SecretsTest, AnErrorQuotingALongSecretCutShortIsWithheld) {
   // match the secret, but holds enough of it to be withheld.
   const std::string long_value = "not-a-duration-" + std::string(100, 'q');
   Secrets secrets(Table({{"d", long_value}}));
-  auto plan = TryCompile(R"({"call": {"handler": "sleep", "args": {
+  NodeOutcome out = CompileAndRun(R"({"call": {"handler": "sleep", "args": {
       "duration": {"$secret": "d"}}}})",
-                         &secrets);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  NodeOutcome out = Run(*std::move(plan));
+                                  &secrets);
   EXPECT_EQ(out.state(), weft::v1::NODE_STATE_FAILED);
   EXPECT_THAT(out.error().message(), Not(HasSubstr("qqqqqqqq")));
   EXPECT_THAT(out.error().message(),

@@ -22,6 +22,15 @@ Message: ... Details: ..." on stderr, exit code 64 + the status code). The
 docs' `build/client/weft` is --weft, 127.0.0.1:50051 is the test's weftd and
 127.0.0.1:8080 its HTTP fixture.
 
+A doc may start its weftd itself: a ```sh block whose command is
+`build/server/weftd FLAGS` starts it with those flags (relative paths from
+the repository root) where the block stands, and the commands before it run
+first (to make certificates, say). /tmp/weft-tour in a doc is a fresh folder
+of the test's.
+
+The stand-in takes grpcurl's -cacert, -cert, -key (TLS) and -H (a header)
+too, so docs/secure-tour.md runs with TLS and bearer tokens.
+
 With --update it rewrites each document's outputs, in that document, from
 what the commands print now, for a developer to review; a command that
 exits non-zero or writes to stderr is reported.
@@ -57,6 +66,11 @@ CODES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "
          "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss",
          "unauthenticated"]
 CONSOLE = re.compile(r"```console\n(.*?)```", re.S)
+# The blocks a doc's run follows: commands, and where it starts weftd.
+BLOCK = re.compile(r"```(console|sh)\n(.*?)```", re.S)
+WEFTD_COMMAND = "build/server/weftd"
+# A folder a doc may write to (certificates); each run has its own.
+DOC_TMP = "/tmp/weft-tour"
 GOOGLEAPIS = "/usr/share/gocode/src/github.com/gogo/googleapis"
 
 
@@ -69,6 +83,25 @@ def parse_blocks(text):
     """Yields (command, expected output) pairs from ```console blocks."""
     for block in CONSOLE.findall(text):
         yield from parse_block(block)
+
+
+def weftd_block(block):
+    """The flags of a ```sh block that starts weftd, or None."""
+    words = shlex.split(block.replace("\\\n", " "))
+    if not words or words[0] != WEFTD_COMMAND:
+        return None
+    return words[1:]
+
+
+def parse_steps(text):
+    """A doc's run: ("weftd", flags) where it starts weftd, and ("run",
+    command, expected output) for each command, in the doc's order."""
+    for kind, block in BLOCK.findall(text):
+        if kind == "console":
+            for command, expected in parse_block(block):
+                yield "run", command, expected
+        elif (flags := weftd_block(block)) is not None:
+            yield "weftd", flags
 
 
 def parse_block(block):
@@ -128,24 +161,38 @@ def grpcurl_details(details):
     return lines
 
 
+# grpcurl's options with a value, and buf curl's for them.
+GRPCURL_OPTIONS = {"-d": "-d", "-H": "-H", "-cacert": "--cacert", "-cert": "--cert",
+                   "-key": "--key"}
+
+
 def as_grpcurl(argv):
-    """`grpcurl [-plaintext] [-d DATA] 127.0.0.1:50051 list|METHOD` through
-    `buf curl` against the test's weftd; prints and exits as grpcurl does."""
-    data, rest = None, []
+    """`grpcurl [-plaintext] [-cacert F] [-cert F -key F] [-H HEADER]...
+    [-d DATA] 127.0.0.1:50051 list|METHOD` through `buf curl` against the
+    test's weftd; prints and exits as grpcurl does."""
+    options, rest = [], []
     while argv:
         word = argv.pop(0)
         if word == "-plaintext":
             continue
-        if word == "-d" and argv:
-            data = argv.pop(0)
+        if word in GRPCURL_OPTIONS and argv:
+            options.append((word, argv.pop(0)))
             continue
         rest.append(word)
     if len(rest) != 2 or rest[0] != DOC_ADDR or rest[1].startswith("-"):
-        sys.stderr.write("grpcurl (the tour's stand-in) takes [-plaintext] [-d DATA] %s "
-                         "list|METHOD, not %s\n" % (DOC_ADDR, shlex.join(rest)))
+        sys.stderr.write("grpcurl (the tour's stand-in) takes [-plaintext] [-cacert F] "
+                         "[-cert F] [-key F] [-H HEADER] [-d DATA] %s list|METHOD, not %s\n"
+                         % (DOC_ADDR, shlex.join(rest)))
         return 2
-    url = "http://" + os.environ[ENV_ADDRESS]
-    argv = [os.environ[ENV_BUF], "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
+    tls = any(name == "-cacert" for name, _ in options)
+    url = ("https://" if tls else "http://") + os.environ[ENV_ADDRESS]
+    argv = [os.environ[ENV_BUF], "curl", "--protocol", "grpc"]
+    if not tls:
+        argv.append("--http2-prior-knowledge")
+    for name, value in options:
+        if name != "-d":
+            argv += [GRPCURL_OPTIONS[name], value]
+    data = next((value for name, value in options if name == "-d"), None)
     if rest[1] == "list":
         argv += ["--list-services", url]
     else:
@@ -229,44 +276,77 @@ class Fixture(HttpFixture):
 
 
 class Session:
-    """One doc's run: a weftd as `make run` starts it, the HTTP fixture, and
-    the commands' environment (PATH with the grpcurl stand-in and weft)."""
+    """One doc's run: a weftd (as `make run` starts it, unless the doc starts
+    its own), the HTTP fixture, a folder for DOC_TMP, and the commands'
+    environment (PATH with the grpcurl stand-in and weft)."""
 
-    def __init__(self, bin_dir, pb2_dir):
-        self.bin_dir, self.pb2_dir = bin_dir, pb2_dir
+    def __init__(self, bin_dir, pb2_dir, own_weftd=False):
+        """`own_weftd`: the doc starts weftd (start_weftd) after its first
+        commands."""
+        self.bin_dir, self.pb2_dir, self.own_weftd = bin_dir, pb2_dir, own_weftd
+        self.weftd = None
 
     def __enter__(self):
+        self.tmp = tempfile.mkdtemp(prefix="weft-tour-")
         self.fixture = Fixture().start()
-        try:
-            self.weftd = Weftd(ARGS.weftd, *weftd_flags(), *self.fixture.flags())
-        except BaseException:
-            self.fixture.stop()
-            raise
         self.names = TaskNames()
-        self.env = dict(os.environ, WEFT_ADDR=self.weftd.address)
-        self.env.update({ENV_BUF: os.path.abspath(ARGS.buf), ENV_ADDRESS: self.weftd.address,
-                         ENV_PB2: self.pb2_dir})
+        self.env = dict(os.environ, **{ENV_BUF: os.path.abspath(ARGS.buf), ENV_PB2: self.pb2_dir})
         self.env["PATH"] = os.pathsep.join(
             [self.bin_dir, os.path.dirname(os.path.abspath(ARGS.weft)), self.env["PATH"]])
+        if not self.own_weftd:
+            try:
+                self.start_weftd(weftd_flags())
+            except BaseException:
+                self.__exit__(*sys.exc_info())
+                raise
         return self
+
+    def start_weftd(self, flags):
+        """Starts weftd with `flags` as a doc gives them."""
+        if self.weftd is not None:
+            raise ValueError("a doc starts weftd once")
+        flags = [self.real_flag(f) for f in flags]
+        self.weftd = Weftd(ARGS.weftd, *flags, *self.fixture.flags())
+        self.env.update(WEFT_ADDR=self.weftd.address, **{ENV_ADDRESS: self.weftd.address})
+
+    def real_flag(self, flag):
+        """A doc's weftd flag as this run gives it: DOC_TMP its folder, a
+        relative path from the repository root."""
+        name, eq, value = flag.replace(DOC_TMP, self.tmp).partition("=")
+        if eq and not value.startswith("/") and os.path.exists(os.path.join(ARGS.root, value)):
+            value = os.path.abspath(os.path.join(ARGS.root, value))
+        return name + eq + value
+
+    def stop_weftd(self):
+        """SIGTERM; returns its exit code (raises unless 0)."""
+        if self.weftd is None:
+            raise AssertionError("the doc never started weftd")
+        code, _ = self.weftd.stop()
+        return code
 
     def __exit__(self, *exc):
         try:
-            self.weftd.__exit__(*exc)
+            if self.weftd is not None:
+                self.weftd.__exit__(*exc)
         finally:
             self.fixture.__exit__(*exc)
+            shutil.rmtree(self.tmp, True)
         return False
 
     def run(self, command, expected):
         """Runs a doc's command; returns (exit code, stdout, stderr), with
-        this run's task names and addresses shown as the doc shows them."""
-        real = self.fixture.to_real(self.names.to_real(command))
+        this run's task names, addresses and folder shown as the doc shows
+        them."""
+        real = self.fixture.to_real(self.names.to_real(command)).replace(DOC_TMP, self.tmp)
         real = real.replace("build/client/weft", os.path.abspath(ARGS.weft))
         r = subprocess.run(["bash", "-o", "pipefail", "-c", real], capture_output=True,
                            text=True, timeout=120, env=self.env, cwd=ARGS.root)
-        out = self.fixture.to_doc(self.names.to_doc(r.stdout.rstrip("\n"), expected))
-        err = self.fixture.to_doc(self.names.shown(r.stderr))
+        out = self.to_doc(self.names.to_doc(r.stdout.rstrip("\n"), expected))
+        err = self.to_doc(self.names.shown(r.stderr))
         return r.returncode, out, err
+
+    def to_doc(self, text):
+        return self.fixture.to_doc(text).replace(self.tmp, DOC_TMP)
 
 
 def make_bin_dir(where):
@@ -288,19 +368,33 @@ class TourTest(unittest.TestCase):
     maxDiff = None
 
     def test_every_command_of_the_docs_prints_what_they_show(self):
-        docs = [(path, list(parse_blocks(read(path)))) for path in ARGS.docs]
-        checked = sum(len(pairs) for _, pairs in docs)
+        docs = [(path, list(parse_steps(read(path)))) for path in ARGS.docs]
+        checked = sum(step[0] == "run" for _, steps in docs for step in steps)
         self.assertGreaterEqual(checked, 8, "the tour lost its commands")
-        for path, pairs in docs:
-            if not pairs:
+        for path, steps in docs:
+            if not any(step[0] == "run" for step in steps):
                 continue
-            with Session(BIN_DIR, PB2_DIR) as session:
-                for command, expected in pairs:
+            own = any(step[0] == "weftd" for step in steps)
+            with Session(BIN_DIR, PB2_DIR, own_weftd=own) as session:
+                for step in steps:
+                    if step[0] == "weftd":
+                        session.start_weftd(step[1])
+                        continue
+                    _, command, expected = step
                     with self.subTest(doc=os.path.relpath(path, ARGS.root), command=command[:80]):
                         self.check(session, command, expected)
-                code, _ = session.weftd.stop()  # SIGTERM; raises unless it exits 0.
-                self.assertEqual(code, 0)
+                self.assertEqual(session.stop_weftd(), 0)  # SIGTERM; raises unless 0.
         sys.stderr.write("\nchecked %d commands of %d documents\n" % (checked, len(docs)))
+
+    def test_a_doc_can_start_its_own_weftd(self):
+        steps = list(parse_steps("```console\n$ echo a\na\n```\n```sh\n"
+                                 "build/server/weftd --tls_cert=/tmp/weft-tour/s.pem \\\n"
+                                 "  --auth_tokens=config/x.json\n```\n"
+                                 "```sh\nmake run\n```\n```console\n$ echo b\nb\n```\n"))
+        self.assertEqual(steps, [("run", "echo a", "a"),
+                                 ("weftd", ["--tls_cert=/tmp/weft-tour/s.pem",
+                                            "--auth_tokens=config/x.json"]),
+                                 ("run", "echo b", "b")])
 
     def test_the_config_file_shown_is_the_one_make_run_uses(self):
         pattern = re.compile(r"`config/weftd.json`, which `make run` uses:\n\n```json\n(.*?)```",
@@ -337,11 +431,17 @@ def update():
         text = read(path)
         if not CONSOLE.search(text):
             continue
-        with Session(BIN_DIR, PB2_DIR) as session:
+        own = any(step[0] == "weftd" for step in parse_steps(text))
+        with Session(BIN_DIR, PB2_DIR, own_weftd=own) as session:
 
             def redo(match):
+                if match.group(1) == "sh":
+                    flags = weftd_block(match.group(2))
+                    if flags is not None:
+                        session.start_weftd(flags)
+                    return match.group(0)
                 out = []
-                for command, expected in parse_block(match.group(1)):
+                for command, expected in parse_block(match.group(2)):
                     code, actual, err = session.run(command, expected)
                     if code != 0 or err:
                         sys.stderr.write("%s: exit code %d, stderr %r: %s\n"
@@ -351,7 +451,7 @@ def update():
                         out.append(actual)
                 return "```console\n" + "\n".join(out) + "\n```"
 
-            text = CONSOLE.sub(redo, text)
+            text = BLOCK.sub(redo, text)
         with open(path, "w") as f:
             f.write(text)
 

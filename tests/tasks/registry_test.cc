@@ -94,6 +94,13 @@ class TaskRegistryTest : public ::testing::Test {
     return t.ok() ? *t : Task();
   }
 
+  // A one-second sleep created by `creator` (a principal; quotas count it).
+  absl::StatusOr<Task> CreateBy(const std::string& creator) {
+    NewTask t = Plan(kSleep1s);
+    t.creator = creator;
+    return CreateNow(registry(), std::move(t));
+  }
+
   Task Get(const std::string& name) {
     absl::StatusOr<Task> t = registry().Get(name, TaskParts::kWithOutcome);
     EXPECT_TRUE(t.ok()) << t.status();
@@ -214,17 +221,12 @@ TEST_F(TaskRegistryTest, APrincipalAtItsQuotaWaitsWhileAnothersTasksStart) {
   options.max_running_per_principal = 1;
   options.max_queued_per_principal = 1;
   registry(options);
-  auto create = [&](const std::string& creator) {
-    NewTask t = Plan(kSleep1s);
-    t.creator = creator;
-    return CreateNow(registry(), std::move(t));
-  };
-  absl::StatusOr<Task> a1 = create("alice");
-  absl::StatusOr<Task> a2 = create("alice");
+  absl::StatusOr<Task> a1 = CreateBy("alice");
+  absl::StatusOr<Task> a2 = CreateBy("alice");
   ASSERT_TRUE(a1.ok() && a2.ok());
   EXPECT_EQ(a1->state(), weft::v1::TASK_STATE_RUNNING);
   EXPECT_EQ(a2->state(), weft::v1::TASK_STATE_QUEUED);
-  const absl::StatusOr<Task> refused = create("alice");
+  const absl::StatusOr<Task> refused = CreateBy("alice");
   EXPECT_THAT(
       refused,
       StatusIs(absl::StatusCode::kResourceExhausted,
@@ -241,8 +243,8 @@ TEST_F(TaskRegistryTest, APrincipalAtItsQuotaWaitsWhileAnothersTasksStart) {
 
   // Bob's task starts although alice's queued one is older; his second
   // waits for his own quota, not for alice's.
-  absl::StatusOr<Task> b1 = create("bob");
-  absl::StatusOr<Task> b2 = create("bob");
+  absl::StatusOr<Task> b1 = CreateBy("bob");
+  absl::StatusOr<Task> b2 = CreateBy("bob");
   ASSERT_TRUE(b1.ok() && b2.ok());
   EXPECT_EQ(b1->state(), weft::v1::TASK_STATE_RUNNING);
   EXPECT_EQ(b2->state(), weft::v1::TASK_STATE_QUEUED);
@@ -252,7 +254,7 @@ TEST_F(TaskRegistryTest, APrincipalAtItsQuotaWaitsWhileAnothersTasksStart) {
 
   // Cancelling alice's queued task gives her its place back.
   ASSERT_TRUE(registry().Cancel(a2->name()).ok());
-  absl::StatusOr<Task> a3 = create("alice");
+  absl::StatusOr<Task> a3 = CreateBy("alice");
   ASSERT_TRUE(a3.ok()) << a3.status();
   EXPECT_EQ(a3->state(), weft::v1::TASK_STATE_QUEUED);
 
@@ -266,8 +268,8 @@ TEST_F(TaskRegistryTest, APrincipalAtItsQuotaWaitsWhileAnothersTasksStart) {
   EXPECT_EQ(Get(a3->name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(Get(b2->name()).state(), weft::v1::TASK_STATE_SUCCEEDED);
   // Their counts went back to zero: alice may queue again.
-  absl::StatusOr<Task> a4 = create("alice");
-  absl::StatusOr<Task> a5 = create("alice");
+  absl::StatusOr<Task> a4 = CreateBy("alice");
+  absl::StatusOr<Task> a5 = CreateBy("alice");
   ASSERT_TRUE(a4.ok() && a5.ok());
   EXPECT_EQ(a4->state(), weft::v1::TASK_STATE_RUNNING);
   EXPECT_EQ(a5->state(), weft::v1::TASK_STATE_QUEUED);
@@ -281,21 +283,16 @@ TEST_F(TaskRegistryTest, WhileEverySlotIsTakenAPrincipalsQueueQuotaCounts) {
   options.max_running_per_principal = 5;
   options.max_queued_per_principal = 1;
   registry(options);
-  auto create = [&](const std::string& creator) {
-    NewTask t = Plan(kSleep1s);
-    t.creator = creator;
-    return CreateNow(registry(), std::move(t));
-  };
-  ASSERT_EQ(create("alice")->state(), weft::v1::TASK_STATE_RUNNING);
-  absl::StatusOr<Task> b1 = create("bob");
+  ASSERT_EQ(CreateBy("alice")->state(), weft::v1::TASK_STATE_RUNNING);
+  absl::StatusOr<Task> b1 = CreateBy("bob");
   ASSERT_TRUE(b1.ok());
   EXPECT_EQ(b1->state(), weft::v1::TASK_STATE_QUEUED);
-  EXPECT_THAT(create("bob"),
+  EXPECT_THAT(CreateBy("bob"),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("principal \"bob\" has 0 tasks running and "
                                  "1 waiting")));
   // Another principal still gets its one place in the queue.
-  EXPECT_EQ(create("carol")->state(), weft::v1::TASK_STATE_QUEUED);
+  EXPECT_EQ(CreateBy("carol")->state(), weft::v1::TASK_STATE_QUEUED);
 }
 
 TEST_F(TaskRegistryTest, CancelWorksOnQueuedRunningAndFinishedTasks) {

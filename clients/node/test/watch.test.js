@@ -59,7 +59,7 @@ function step(task) {
 
 test('a watch resumes after its connection drops, missing and repeating nothing', async (t) => {
   const proxy = await startProxy(servers.address);
-  const client = new weft.Client(proxy.address);
+  const client = new weft.Client(proxy.address, servers.credentials);
   t.after(() => {
     client.close();
     return proxy.close();

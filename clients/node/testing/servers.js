@@ -4,7 +4,8 @@
  * The servers a test file runs against: weftd and the HTTP fixture.
  *
  * With WEFT_ADDR set, the weftd there and the fixture at WEFT_UPSTREAM
- * (host:port as weftd reaches it, e.g. "upstream:8080" in docker compose).
+ * (host:port as weftd reaches it, e.g. "upstream:8080" in docker compose),
+ * reached with the TLS files and token of the weft CLI's variables.
  * Otherwise this file starts its own: $WEFT_WEFTD --listen=127.0.0.1:0
  * --http_allow=127.0.0.1 and $WEFT_FIXTURE --listen=127.0.0.1:0, each
  * found by the address on its first stdout line, and stops them with
@@ -110,8 +111,24 @@ function removeTask(client, name) {
 }
 
 /**
+ * The Client options the weft CLI's variables give (WEFT_CLIENT_TLS_CA,
+ * WEFT_CLIENT_TLS_CERT, WEFT_CLIENT_TLS_KEY, WEFT_TOKEN): how to reach the
+ * weftd of WEFT_ADDR (the compose file's takes mutual TLS only).
+ */
+function credentialsFromEnv() {
+  const names = { tlsCa: 'WEFT_CLIENT_TLS_CA', tlsCert: 'WEFT_CLIENT_TLS_CERT', tlsKey: 'WEFT_CLIENT_TLS_KEY', token: 'WEFT_TOKEN' };
+  return Object.fromEntries(
+    Object.entries(names)
+      .filter(([, variable]) => process.env[variable])
+      .map(([option, variable]) => [option, process.env[variable]]),
+  );
+}
+
+/**
  * Registers the test file's before and after hooks and returns what they
- * fill in: `client` (a Client of weftd), `address` (weftd's), `upstream`
+ * fill in: `client` (a Client of weftd), `address` (weftd's),
+ * `credentials` (the Client options that reach it: TLS files, a token),
+ * `upstream`
  * (the fixture's host:port) and `url(pathAndQuery)`, the fixture's URL as
  * weftd reaches it; and `removeTaskAfter(t, name)` and
  * `removeLazyValueAfter(t, name)`, which have the test `t` clean up what it
@@ -144,7 +161,8 @@ function useServers() {
       servers.address = await weftd.address(/^listening on (\S+)$/);
       servers.upstream = await fixture.address(/^http fixture listening on http:\/\/(\S+)$/);
     }
-    servers.client = new Client(servers.address, { timeout: CALL_TIMEOUT });
+    servers.credentials = process.env.WEFT_ADDR ? credentialsFromEnv() : {};
+    servers.client = new Client(servers.address, { timeout: CALL_TIMEOUT, ...servers.credentials });
   });
   after(async () => {
     servers.client?.close();

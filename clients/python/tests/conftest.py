@@ -2,7 +2,10 @@
 
 With WEFT_ADDR set (host:port) the tests use that weftd, and WEFT_UPSTREAM
 (host:port) as the HTTP fixture it may call, as in the compose integration;
-the tests that call http are skipped without it. Otherwise they start
+the tests that call http are skipped without it; WEFT_CLIENT_TLS_CA,
+WEFT_CLIENT_TLS_CERT, WEFT_CLIENT_TLS_KEY and WEFT_TOKEN, as the weft CLI
+reads them, say how to reach it (the compose file's weftd takes mutual TLS
+only). Otherwise they start
 $WEFT_WEFTD and $WEFT_FIXTURE on free loopback ports and stop both with
 SIGTERM at the end, each of which must then exit 0.
 
@@ -20,7 +23,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -37,17 +40,32 @@ def _program(variable: str) -> str:
 
 
 class Server:
-    """Where weftd listens, and the HTTP fixture it may call (None if none)."""
+    """Where weftd listens, the HTTP fixture it may call (None if none), and
+    the Client arguments that reach it (TLS files, a token)."""
 
-    def __init__(self, address: str, upstream: Optional[str]) -> None:
+    def __init__(self, address: str, upstream: Optional[str],
+                 credentials: Optional[dict[str, str]] = None) -> None:
         self.address = address
         self.upstream = upstream
+        self.credentials = credentials or {}
+
+    def connect(self, address: Optional[str] = None, **kwargs: Any) -> Client:
+        """A Client of this weftd (or of `address`, a proxy in front of it)."""
+        return Client(address or self.address, timeout=60, **self.credentials, **kwargs)
+
+
+def _credentials_from_env() -> dict[str, str]:
+    """The CLI's variables, as Client arguments."""
+    names = {"WEFT_CLIENT_TLS_CA": "tls_ca", "WEFT_CLIENT_TLS_CERT": "tls_cert",
+             "WEFT_CLIENT_TLS_KEY": "tls_key", "WEFT_TOKEN": "token"}
+    return {arg: os.environ[var] for var, arg in names.items() if os.environ.get(var)}
 
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     if os.environ.get("WEFT_ADDR"):
-        yield Server(os.environ["WEFT_ADDR"], os.environ.get("WEFT_UPSTREAM") or None)
+        yield Server(os.environ["WEFT_ADDR"], os.environ.get("WEFT_UPSTREAM") or None,
+                     _credentials_from_env())
         return
     fixture = Process("http_fixture", [_program("WEFT_FIXTURE"), "--listen=127.0.0.1:0"],
                       r"http fixture listening on http://(\S+)")
@@ -69,7 +87,7 @@ def server() -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def client(server: Server) -> Iterator[Client]:
     """A Client of the weftd under test; each call may take a minute."""
-    with Client(server.address, timeout=60) as c:
+    with server.connect() as c:
         wait_until_serving(c)
         yield c
 

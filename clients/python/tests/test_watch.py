@@ -5,7 +5,7 @@ import grpc
 import pytest
 
 from weft.v1 import task_pb2
-from weft_client import Client, Outcome, WeftError, call, is_terminal, sequence
+from weft_client import Outcome, WeftError, call, is_terminal, sequence
 
 # Four steps of 0.5 s: a task that changes for about two seconds.
 STEPS = sequence(*(call("sleep", duration="0.5s", value=i) for i in range(4)))
@@ -44,9 +44,9 @@ def test_watch_follows_a_task_to_its_end(client, tasks, unique):
     assert list(client.watch_task(task.name, timeout=60)) == [snapshots[-1]]
 
 
-def test_watch_resumes_after_the_connection_drops(dropping_proxy, tasks, unique):
+def test_watch_resumes_after_the_connection_drops(server, dropping_proxy, tasks, unique):
     requests = WatchRequests()
-    with Client(dropping_proxy.address, timeout=60, interceptors=[requests]) as through_proxy:
+    with server.connect(dropping_proxy.address, interceptors=[requests]) as through_proxy:
         task = tasks.create(STEPS, via=through_proxy, labels={"test": unique})
         watch = through_proxy.watch_task(task.name, timeout=120)
         snapshots = [next(watch)]
