@@ -33,7 +33,7 @@ RUN apt-get update -qq \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libabsl-dev grpc-proto libgtest-dev libgmock-dev libssl-dev \
       libcurl4-openssl-dev libsqlite3-dev golang-github-gogo-googleapis-dev \
-      libcpp-httplib-dev \
+      libcpp-httplib-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # What the build reads, and nothing else, so an edit to the docs or the
@@ -59,7 +59,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libabsl20220623 libcurl4 libsqlite3-0 \
-      libcpp-httplib0.11 ca-certificates \
+      libcpp-httplib0.11 libpq5 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/weft \
       --shell /usr/sbin/nologin weft \

@@ -34,9 +34,10 @@ APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libabsl-dev grpc-proto libgtest-dev libgmock-dev googletest libbenchmark-dev \
   libssl-dev libcurl4-openssl-dev libsqlite3-dev golang-github-gogo-googleapis-dev \
-  libcpp-httplib-dev
+  libcpp-httplib-dev libpq-dev
 APT_TEST := python3 procps util-linux clang libclang-rt-14-dev clang-format \
-  python3-grpcio python3-protobuf python3-pytest llvm docker-compose openssl
+  python3-grpcio python3-protobuf python3-pytest llvm docker-compose openssl \
+  postgresql
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEFT_WERROR=$(WERROR)
 

@@ -13,6 +13,7 @@
 #include "server/handlers/allow_list.h"
 #include "server/plan/compiler.h"
 #include "server/plan/pools.h"
+#include "server/store/postgres.h"
 #include "server/weftd/config.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -93,9 +94,11 @@ ABSL_FLAG(absl::Duration, max_task_duration, absl::Hours(24),
           "Longest a background task may run; it then ends TIMED_OUT.");
 ABSL_FLAG(std::string, store, "memory",
           "Where background tasks are kept: \"memory\" (lost when weftd "
-          "exits) or \"sqlite:PATH\", an SQLite file that keeps accepted "
-          "tasks across restarts and crashes and resumes unfinished ones. "
-          "One weftd per file.");
+          "exits); \"sqlite:PATH\", an SQLite file that keeps accepted "
+          "tasks across restarts and crashes and resumes unfinished ones; or "
+          "\"postgres://USER@HOST/DB?...\" (a libpq connection URI; the "
+          "password best in ~/.pgpass or PGPASSWORD), a PostgreSQL database "
+          "that does the same. One weftd per file or database.");
 ABSL_FLAG(std::string, store_sync, "full",
           "With --store=sqlite:PATH: \"full\", a task acknowledged to its "
           "creator survives a power loss; or \"normal\", it survives a "
@@ -309,10 +312,16 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
   const std::string store = absl::GetFlag(FLAGS_store);
   if (absl::StartsWith(store, "sqlite:") && store.size() > 7) {
     settings.store_path = store.substr(7);
+  } else if ((absl::StartsWith(store, "postgres://") ||
+              absl::StartsWith(store, "postgresql://"))) {
+    settings.store_postgres = store;
   } else if (store != "memory") {
+    // Quoted without a password it may hold.
     return absl::InvalidArgumentError(
-        absl::StrCat(sources.Describe("store"), ": ", common::Quote(store),
-                     " is not a store; write \"memory\" or \"sqlite:PATH\""));
+        absl::StrCat(sources.Describe("store"), ": ",
+                     common::Quote(store::pg::RedactConninfo(store)),
+                     " is not a store; write \"memory\", \"sqlite:PATH\" or "
+                     "\"postgres://USER@HOST/DB\""));
   }
   const std::string sync = absl::GetFlag(FLAGS_store_sync);
   if (sync == "full") {

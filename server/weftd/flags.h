@@ -65,8 +65,10 @@ struct Settings {
   absl::Duration shutdown_grace;
   bool malloc_tuning = true;
   std::string pools_text;  // --pools as given, for the start-up line
-  // --store: the SQLite file, or empty for memory.
+  // --store: the SQLite file, or empty for memory or PostgreSQL.
   std::string store_path;
+  // --store: the PostgreSQL conninfo (postgres://...), or empty.
+  std::string store_postgres;
   store::SqliteOptions::Sync store_sync = store::SqliteOptions::Sync::kFull;
   // --tls_cert, --tls_key, --tls_client_ca; all empty for plaintext.
   TlsPaths tls;

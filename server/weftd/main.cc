@@ -28,6 +28,8 @@
 #include "server/common/duration.h"
 #include "server/common/flag_help.h"
 #include "server/common/text.h"
+#include "server/store/postgres.h"
+#include "server/store/postgres_task_store.h"
 #include "server/weftd/config.h"
 #include "server/weftd/flags.h"
 #include "server/weftd/log.h"
@@ -249,10 +251,20 @@ int main(int argc, char** argv) {
         std::make_shared<weft::plan::Secrets>(*std::move(table));
   }
   std::string store_line;
-  if (settings->store_path.empty()) {
+  // Where tasks are kept, for the start-up line.
+  std::string store_where;
+  if (!settings->store_postgres.empty()) {
+    absl::StatusOr<std::unique_ptr<weft::store::PostgresTaskStore>> store =
+        weft::store::PostgresTaskStore::Open(settings->store_postgres);
+    if (!store.ok()) Die(std::string(store.status().message()));
+    server_options.task_store = *std::move(store);
+    store_where =
+        absl::StrCat("PostgreSQL at ",
+                     weft::store::pg::RedactConninfo(settings->store_postgres));
+  } else if (settings->store_path.empty()) {
     store_line =
         "tasks are kept in memory (--store=memory): they are lost when weftd "
-        "exits; --store=sqlite:PATH keeps them";
+        "exits; --store=sqlite:PATH or postgres://... keeps them";
   } else {
     weft::store::SqliteOptions store_options;
     store_options.sync = settings->store_sync;
@@ -260,6 +272,12 @@ int main(int argc, char** argv) {
         weft::store::SqliteTaskStore::Open(settings->store_path, store_options);
     if (!store.ok()) Die(std::string(store.status().message()));
     server_options.task_store = *std::move(store);
+    store_where = absl::StrCat(
+        settings->store_path, " (store_sync=",
+        settings->store_sync == weft::store::SqliteOptions::Sync::kFull
+            ? "full"
+            : "normal",
+        ")");
   }
 
   std::unique_ptr<weft::weftd::WeftServer> owned;
@@ -276,20 +294,17 @@ int main(int argc, char** argv) {
   if (absl::Status s = server.DeclareLazyValues(config); !s.ok()) {
     Die(absl::StrCat("--config ", config_path, ": ", s.message()));
   }
-  if (!settings->store_path.empty()) {
+  if (!store_where.empty()) {
     for (const std::string& line : server.RestoreLazyValues()) {
       std::cerr << "weftd: " << line << std::endl;
     }
     const absl::Time began = absl::Now();
     const weft::tasks::Recovery found = server.RecoverTasks();
-    store_line = absl::StrCat(
-        "tasks are kept in ", settings->store_path, " (store_sync=",
-        settings->store_sync == weft::store::SqliteOptions::Sync::kFull
-            ? "full"
-            : "normal",
-        "): took back ", found.finished, " finished, ", found.queued,
-        " queued and ", found.resumed, " running (resumed) in ",
-        weft::common::FormatJsonDuration(absl::Now() - began));
+    store_line =
+        absl::StrCat("tasks are kept in ", store_where, ": took back ",
+                     found.finished, " finished, ", found.queued,
+                     " queued and ", found.resumed, " running (resumed) in ",
+                     weft::common::FormatJsonDuration(absl::Now() - began));
     if (found.failed > 0) {
       absl::StrAppend(&store_line, "; ", found.failed,
                       " could not run again (their plan no longer compiles) "

@@ -14,6 +14,7 @@ namespace {
 
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::weft::testing::StatusIs;
 
 // What getenv answers in these tests.
@@ -216,10 +217,24 @@ TEST_F(FlagsTest, TheStoreIsMemoryByDefaultOrAnSqliteFile) {
   ASSERT_TRUE(settings.ok()) << settings.status();
   EXPECT_EQ(settings->store_path, "/var/lib/weft/weft.db");
   EXPECT_EQ(settings->store_sync, store::SqliteOptions::Sync::kNormal);
+  EXPECT_EQ(settings->store_postgres, "");
+}
+
+TEST_F(FlagsTest, TheStoreMayBeAPostgresDatabase) {
+  for (const char* uri : {"postgres://weft@db/weft",
+                          "postgresql://weft@db:5432/weft?sslmode=require"}) {
+    env_["WEFT_STORE"] = uri;
+    FlagSources sources;
+    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+    absl::StatusOr<Settings> settings = SettingsFromFlags(sources, "1");
+    ASSERT_TRUE(settings.ok()) << settings.status();
+    EXPECT_EQ(settings->store_postgres, uri);
+    EXPECT_EQ(settings->store_path, "");
+  }
 }
 
 TEST_F(FlagsTest, AStoreThatIsNotOneIsRefusedNamingWhereItCameFrom) {
-  for (const char* bad : {"sqlite:", "postgres://db/weft", "disk"}) {
+  for (const char* bad : {"sqlite:", "mysql://db/weft", "disk"}) {
     env_["WEFT_STORE"] = bad;
     FlagSources sources;
     ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
@@ -227,9 +242,16 @@ TEST_F(FlagsTest, AStoreThatIsNotOneIsRefusedNamingWhereItCameFrom) {
         SettingsFromFlags(sources, "1"),
         StatusIs(absl::StatusCode::kInvalidArgument,
                  HasSubstr("WEFT_STORE (--store): \"" + std::string(bad) +
-                           "\" is not a store; write \"memory\" or "
-                           "\"sqlite:PATH\"")));
+                           "\" is not a store; write \"memory\", "
+                           "\"sqlite:PATH\" or \"postgres://USER@HOST/DB\"")));
   }
+  // Not quoted with its password.
+  env_["WEFT_STORE"] = "pg://weft:hunter2@db/weft";
+  FlagSources with_password;
+  ASSERT_TRUE(with_password.ApplyEnvironment(FakeGetenv).ok());
+  absl::Status refused = SettingsFromFlags(with_password, "1").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.message()), Not(HasSubstr("hunter2")));
   env_["WEFT_STORE"] = "memory";
   env_["WEFT_STORE_SYNC"] = "always";
   FlagSources sources;

@@ -1,0 +1,121 @@
+// A small RAII layer over libpq, PostgreSQL's C client: a connection that
+// closes itself, results that free themselves, parameters sent apart from
+// the SQL (text, or binary for BYTEA), and errors as absl::Status mapped from
+// the SQLSTATE to a code a caller can act on (a lost connection or a server
+// shutting down is UNAVAILABLE, a unique violation ALREADY_EXISTS, a full
+// disk RESOURCE_EXHAUSTED, a serialization failure ABORTED, a refused login
+// PERMISSION_DENIED).
+//
+// Messages never hold a password: RedactConninfo shows a connection string
+// without one, and libpq's own messages do not repeat it.
+//
+// Thread-safety: none. A Connection belongs to one thread at a time.
+
+#ifndef WEFT_SERVER_STORE_POSTGRES_H_
+#define WEFT_SERVER_STORE_POSTGRES_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+struct pg_conn;
+struct pg_result;
+
+namespace weft::store::pg {
+
+// `conninfo` (a postgres:// URI or key=value pairs) with any password
+// replaced by "***", for messages and logs.
+std::string RedactConninfo(absl::string_view conninfo);
+
+// The status for SQLSTATE `sqlstate` ("" when unknown), with `message`.
+absl::Status FromSqlState(absl::string_view sqlstate, std::string message);
+
+// A query parameter: text (an integer is sent as its decimal text), bytes
+// (sent in binary, for BYTEA) or NULL. It refers to what it was made from,
+// which must outlive the query.
+class Param {
+ public:
+  static Param Text(absl::string_view text) { return Param(text, false); }
+  static Param Bytes(absl::string_view bytes) { return Param(bytes, true); }
+  static Param Int(int64_t value);
+  static Param Null() { return Param(); }
+
+  const char* data() const {
+    return null_ ? nullptr : owns_ ? owned_.data() : value_.data();
+  }
+  int size() const {
+    return static_cast<int>(owns_ ? owned_.size() : value_.size());
+  }
+  bool binary() const { return binary_; }
+
+ private:
+  Param() : null_(true) {}
+  Param(absl::string_view value, bool binary)
+      : value_(value), binary_(binary) {}
+
+  std::string owned_;  // An integer's text (owns_).
+  bool owns_ = false;
+  absl::string_view value_;
+  bool binary_ = false;
+  bool null_ = false;
+};
+
+// The rows a query returned (columns in binary: BYTEA as its bytes, BIGINT
+// and INTEGER as big-endian integers).
+class Result {
+ public:
+  Result() = default;
+  explicit Result(pg_result* result);
+  Result(Result&& other) noexcept;
+  Result& operator=(Result&& other) noexcept;
+  Result(const Result&) = delete;
+  Result& operator=(const Result&) = delete;
+  ~Result();
+
+  int rows() const;
+  bool IsNull(int row, int column) const;
+  // A BIGINT or INTEGER column.
+  int64_t Int(int row, int column) const;
+  // A TEXT or BYTEA column; the view lasts as long as the Result.
+  absl::string_view Bytes(int row, int column) const;
+
+ private:
+  pg_result* result_ = nullptr;
+};
+
+class Connection {
+ public:
+  // Connects to `conninfo` within `connect_timeout_s` seconds. The error
+  // names the server as RedactConninfo shows it.
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(
+      const std::string& conninfo, int connect_timeout_s = 10);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  // Runs `sql` (one or more statements, no parameters, no rows wanted).
+  absl::Status Exec(absl::string_view sql);
+  // Runs one statement with `params` ($1, $2, ...); its rows in binary.
+  absl::StatusOr<Result> Query(absl::string_view sql,
+                               std::initializer_list<Param> params = {});
+
+  // Whether the connection still stands (false after the server went away).
+  bool ok() const;
+  // Connects again after a loss.
+  absl::Status Reconnect();
+
+ private:
+  explicit Connection(pg_conn* conn) : conn_(conn) {}
+  absl::Status StatusOf(pg_result* result, absl::string_view sql) const;
+
+  pg_conn* conn_;
+};
+
+}  // namespace weft::store::pg
+
+#endif  // WEFT_SERVER_STORE_POSTGRES_H_
