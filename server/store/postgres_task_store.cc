@@ -1,9 +1,12 @@
 #include "server/store/postgres_task_store.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/store/postgres.h"
 
 namespace weft::store {
@@ -109,15 +112,22 @@ absl::Status Migrate(Connection& db) {
   });
 }
 
-// Takes the store's session lock: FAILED_PRECONDITION if another weftd
-// holds it.
-absl::Status Lock(Connection& db, const std::string& redacted) {
-  absl::StatusOr<Result> got = db.Query(
-      "SELECT pg_try_advisory_lock($1::integer, "
-      "hashtext(current_schema()))::integer",
-      {Param::Int(kStoreLock)});
-  if (!got.ok()) return got.status();
-  if (got->Int(0, 0) != 1) {
+// Takes the store's session lock, waiting up to `wait` while another weftd
+// holds it: FAILED_PRECONDITION if it still does.
+absl::Status Lock(Connection& db, const std::string& redacted,
+                  absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  for (;;) {
+    absl::StatusOr<Result> got = db.Query(
+        "SELECT pg_try_advisory_lock($1::integer, "
+        "hashtext(current_schema()))::integer",
+        {Param::Int(kStoreLock)});
+    if (!got.ok()) return got.status();
+    if (got->Int(0, 0) == 1) return absl::OkStatus();
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(std::min(absl::Milliseconds(100), deadline - absl::Now()));
+  }
+  {
     return absl::FailedPreconditionError(absl::StrCat(
         "the task store at ", redacted,
         " is in use by another weftd (it holds the store's advisory lock): "
@@ -129,12 +139,14 @@ absl::Status Lock(Connection& db, const std::string& redacted) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
-    const std::string& conninfo) {
+    const std::string& conninfo, PostgresOptions options) {
   const std::string redacted = pg::RedactConninfo(conninfo);
   absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(conninfo);
   if (!db.ok()) return db.status();  // It names the database already.
   if (absl::Status s = Migrate(**db); !s.ok()) return Refused(redacted, s);
-  if (absl::Status s = Lock(**db, redacted); !s.ok()) return s;
+  if (absl::Status s = Lock(**db, redacted, options.lock_wait); !s.ok()) {
+    return s;
+  }
   auto store = std::unique_ptr<PostgresTaskStore>(
       new PostgresTaskStore(redacted, *std::move(db)));
   if (absl::Status s = store->Load(); !s.ok()) return Refused(redacted, s);
@@ -287,8 +299,9 @@ int64_t PostgresTaskStore::commits() const {
 
 absl::Status PostgresTaskStore::Reconnect() {
   if (absl::Status s = db_->Reconnect(); !s.ok()) return s;
-  // The session lock went with the old session.
-  return Lock(*db_, redacted_);
+  // The session lock went with the old session; another weftd may have
+  // taken it meanwhile.
+  return Lock(*db_, redacted_, absl::ZeroDuration());
 }
 
 void PostgresTaskStore::WriterLoop() {

@@ -38,6 +38,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/engine/sync.h"
 #include "server/store/task_store.h"
 
@@ -46,6 +47,13 @@ namespace weft::store {
 namespace pg {
 class Connection;
 }  // namespace pg
+
+struct PostgresOptions {
+  // How long Open waits for the store's lock while another weftd holds it
+  // (a weftd that just crashed holds it until the server sees its
+  // connection gone), before refusing.
+  absl::Duration lock_wait = absl::Seconds(10);
+};
 
 class PostgresTaskStore final : public TaskStore {
  public:
@@ -56,7 +64,7 @@ class PostgresTaskStore final : public TaskStore {
   // empty: libpq's PG* variables), migrates the schema and loads the
   // tasks. Errors name the database without its password.
   static absl::StatusOr<std::unique_ptr<PostgresTaskStore>> Open(
-      const std::string& conninfo);
+      const std::string& conninfo, PostgresOptions options = {});
   // Applies the writes still queued, then disconnects.
   ~PostgresTaskStore() override;
 

@@ -1,6 +1,9 @@
 """What the durability tests share: weftd on an SQLite store in the test's
-own folder, started and stopped (SIGTERM) or killed (SIGKILL) as the test
-says, and the HTTP fixture, which counts the calls that carry each key=.
+own folder (or, for the crash test with WEFT_DURABILITY_POSTGRES set, a new
+database on the PostgreSQL server libpq's PG* variables name, as
+pg_virtualenv sets them), started and stopped (SIGTERM) or killed (SIGKILL)
+as the test says, and the HTTP fixture, which counts the calls that carry
+each key=.
 
 The programs are $WEFT_WEFTD, $WEFT_FIXTURE and $WEFT_CLI (the weft CLI);
 the Python client and its harness come from clients/python.
@@ -52,8 +55,23 @@ def upstream() -> Iterator[Upstream]:
     fixture.stop()
 
 
+def is_postgres(store: str) -> bool:
+    return store.startswith(("postgres://", "postgresql://"))
+
+
+def new_store(tmp_path) -> str:
+    """An SQLite file in the test's folder, or with WEFT_DURABILITY_POSTGRES
+    a new PostgreSQL database (a postgresql:// URI)."""
+    if not os.environ.get("WEFT_DURABILITY_POSTGRES"):
+        return str(tmp_path / "weft.db")
+    name = "weft_%s" % os.urandom(6).hex()
+    subprocess.run(["createdb", name], check=True, capture_output=True, timeout=60)
+    return "postgresql:///" + name
+
+
 class Weftd:
-    """One weftd on `store`; a new one each start, on the same file."""
+    """One weftd on `store` (a path: SQLite; a postgres:// URI); a new one
+    each start, on the same store."""
 
     def __init__(self, store: str, *args: str) -> None:
         self.store = store
@@ -64,7 +82,8 @@ class Weftd:
     def start(self, *more: str) -> Client:
         self._close_client()
         self.process = Process("weftd", [program("WEFT_WEFTD"), "--listen=127.0.0.1:0",
-                                         "--store=sqlite:" + self.store,
+                                         "--store=" + (self.store if is_postgres(self.store)
+                                                       else "sqlite:" + self.store),
                                          "--http_allow=127.0.0.1", *self.args, *more],
                                r"listening on (\S+)")
         self.client = Client(self.process.address, timeout=60)
@@ -115,11 +134,19 @@ def refused(*args: str) -> subprocess.CompletedProcess:
 def journaled_leaves(store: str) -> set[str]:
     """The ids of the leaves whose end the store's node journal holds (those
     of running tasks: a task's end drops its journal)."""
-    db = sqlite3.connect(store)
-    try:
-        rows = db.execute("SELECT outcome FROM task_nodes WHERE outcome IS NOT NULL").fetchall()
-    finally:
-        db.close()
+    if is_postgres(store):
+        out = subprocess.run(
+            ["psql", "-At", store, "-c",
+             "SELECT encode(outcome, 'hex') FROM weft_task_nodes WHERE outcome IS NOT NULL"],
+            check=True, capture_output=True, text=True, timeout=60).stdout
+        rows = [(bytes.fromhex(line),) for line in out.split()]
+    else:
+        db = sqlite3.connect(store)
+        try:
+            rows = db.execute(
+                "SELECT outcome FROM task_nodes WHERE outcome IS NOT NULL").fetchall()
+        finally:
+            db.close()
     ids = set()
     for (blob,) in rows:
         outcome = outcome_pb2.NodeOutcome()

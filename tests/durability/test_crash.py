@@ -1,7 +1,8 @@
 """Acknowledged work survives kill -9: rounds of mixed load (creates with and
 without request_id, repeats, cancels, deletes, gets; sequences and parallels
 of http calls to the fixture), each ended by SIGKILL at a random moment,
-then a restart on the same file.
+then a restart on the same store (an SQLite file; a PostgreSQL database with
+WEFT_DURABILITY_POSTGRES, as the ctest durability_postgres runs it).
 
 Checked after every restart: every CreateTask and DeleteTask that was
 answered holds (the task is there; the deleted one is not). At the end:
@@ -20,7 +21,7 @@ import random
 import threading
 import time
 
-from conftest import Weftd, journaled_leaves
+from conftest import Weftd, journaled_leaves, new_store
 from weft_client import WeftError, call, fmt, is_terminal, parallel, sequence
 
 ROUNDS = int(os.environ.get("WEFT_CRASH_ROUNDS", "24"))
@@ -134,7 +135,7 @@ def test_acknowledged_work_survives_kill_9_in_every_round(tmp_path, upstream):
     seed = int(os.environ.get("WEFT_CRASH_SEED", str(int(time.time()))))
     print("WEFT_CRASH_SEED=%d" % seed)
     rng = random.Random(seed)
-    store = str(tmp_path / "weft.db")
+    store = new_store(tmp_path)
     weftd = Weftd(store, "--max_running_tasks=64")
     ledger = Ledger()
     # Leaf keys whose end the journal held at a kill, with their calls then.

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -166,13 +167,35 @@ TEST(PostgresTaskStoreTest, ASecondWeftdOnTheSameTablesIsRefused) {
   absl::StatusOr<std::unique_ptr<PostgresTaskStore>> first =
       PostgresTaskStore::Open(conninfo);
   ASSERT_THAT(first.status(), IsOk());
-  EXPECT_THAT(PostgresTaskStore::Open(conninfo).status(),
+  PostgresOptions no_wait;
+  no_wait.lock_wait = absl::ZeroDuration();
+  EXPECT_THAT(PostgresTaskStore::Open(conninfo, no_wait).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("is in use by another weftd")));
   // Another schema of the same database is another store.
-  EXPECT_THAT(PostgresTaskStore::Open(NewSchemaConninfo()).status(), IsOk());
+  EXPECT_THAT(PostgresTaskStore::Open(NewSchemaConninfo(), no_wait).status(),
+              IsOk());
   first->reset();
-  EXPECT_THAT(PostgresTaskStore::Open(conninfo).status(), IsOk());
+  EXPECT_THAT(PostgresTaskStore::Open(conninfo, no_wait).status(), IsOk());
+}
+
+TEST(PostgresTaskStoreTest, OpenWaitsForTheLockOfAWeftdThatIsGoing) {
+  const std::string conninfo = NewSchemaConninfo();
+  absl::StatusOr<std::unique_ptr<PostgresTaskStore>> first =
+      PostgresTaskStore::Open(conninfo);
+  ASSERT_THAT(first.status(), IsOk());
+  // The first goes once the second has begun to wait (as a restarted weftd
+  // finds its crashed predecessor's session still there).
+  std::thread going([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    first->reset();
+  });
+  PostgresOptions patient;
+  patient.lock_wait = absl::Seconds(60);
+  absl::StatusOr<std::unique_ptr<PostgresTaskStore>> second =
+      PostgresTaskStore::Open(conninfo, patient);
+  going.join();
+  EXPECT_THAT(second.status(), IsOk());
 }
 
 TEST(PostgresTaskStoreTest, ANewerSchemaIsRefused) {
