@@ -17,13 +17,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/store/postgres.h"
 #include "tests/store/task_store_contract.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/sync.h"
 
 namespace weft::store {
 namespace {
@@ -84,7 +84,8 @@ std::shared_ptr<const weft::v1::Task> MakeTask(const std::string& name,
   return task;
 }
 
-// Waits for a write's `done`; its status.
+// Waits for a write's `done`; its status. (weft::testing::Notification:
+// ThreadSanitizer sees its order, which Debian's uninstrumented Abseil hides.)
 class Waiter {
  public:
   TaskStore::WriteDone Done() {
@@ -99,7 +100,7 @@ class Waiter {
   }
 
  private:
-  absl::Notification done_;
+  weft::testing::Notification done_;
   absl::Status status_;
 };
 
