@@ -23,7 +23,7 @@ docs' `build/client/weft` is --weft, 127.0.0.1:50051 is the test's weftd and
 127.0.0.1:8080 its HTTP fixture.
 
 A doc may start its weftd itself: a ```sh block whose command is
-`build/server/weftd FLAGS` starts it with those flags (relative paths from
+`build/server/weftd/weftd FLAGS` starts it with those flags (relative paths from
 the repository root) where the block stands, and the commands before it run
 first (to make certificates, say). /tmp/weft-tour in a doc is a fresh folder
 of the test's.
@@ -68,7 +68,7 @@ CODES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "
 CONSOLE = re.compile(r"```console\n(.*?)```", re.S)
 # The blocks a doc's run follows: commands, and where it starts weftd.
 BLOCK = re.compile(r"```(console|sh)\n(.*?)```", re.S)
-WEFTD_COMMAND = "build/server/weftd"
+WEFTD_COMMAND = "build/server/weftd/weftd"
 # A folder a doc may write to (certificates); each run has its own.
 DOC_TMP = "/tmp/weft-tour"
 GOOGLEAPIS = "/usr/share/gocode/src/github.com/gogo/googleapis"
@@ -388,7 +388,7 @@ class TourTest(unittest.TestCase):
 
     def test_a_doc_can_start_its_own_weftd(self):
         steps = list(parse_steps("```console\n$ echo a\na\n```\n```sh\n"
-                                 "build/server/weftd --tls_cert=/tmp/weft-tour/s.pem \\\n"
+                                 "build/server/weftd/weftd --tls_cert=/tmp/weft-tour/s.pem \\\n"
                                  "  --auth_tokens=config/x.json\n```\n"
                                  "```sh\nmake run\n```\n```console\n$ echo b\nb\n```\n"))
         self.assertEqual(steps, [("run", "echo a", "a"),
