@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -14,58 +15,147 @@
 
 namespace weft::store::pg {
 
-std::string RedactConninfo(absl::string_view conninfo) {
+namespace {
+
+bool IsSpace(char c) {
+  return absl::ascii_isspace(static_cast<unsigned char>(c));
+}
+
+// Whether `s` starts with a URI scheme and "://" (any scheme: a mistyped one
+// is quoted in errors too).
+bool IsUri(absl::string_view s) {
+  if (s.empty() || !absl::ascii_isalpha(static_cast<unsigned char>(s[0]))) {
+    return false;
+  }
+  size_t i = 1;
+  while (i < s.size() &&
+         (absl::ascii_isalnum(static_cast<unsigned char>(s[i])) ||
+          s[i] == '+' || s[i] == '.' || s[i] == '-')) {
+    ++i;
+  }
+  return absl::StartsWith(s.substr(i), "://");
+}
+
+// %XX decoded where it is well formed (the rest kept), as libpq decodes a
+// URI's parts.
+std::string PercentDecoded(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      auto hex = [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c))
+                   ? c - '0'
+                   : absl::ascii_tolower(static_cast<unsigned char>(c)) - 'a' +
+                         10;
+      };
+      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// Replaces out[from, to) with "***", keeping what it held in `secrets`.
+void Hide(std::string& out, size_t from, size_t to,
+          std::vector<std::string>* secrets) {
+  if (to <= from) return;
+  secrets->push_back(out.substr(from, to - from));
+  out.replace(from, to - from, "***");
+}
+
+std::string Redact(absl::string_view conninfo,
+                   std::vector<std::string>* secrets) {
   std::string out(conninfo);
-  // A URI (any scheme: a mistyped one is quoted in errors too).
-  if (out.find("://") != std::string::npos) {
-    // scheme://user:password@host...: the password is between the first
-    // ':' after the scheme and the '@' of the authority.
+  if (IsUri(out)) {
+    // scheme://user:password@host...: libpq ends the user part at the last
+    // '@' before the query; hide from the first ':' after the scheme to
+    // it (a password may hold '@', ':' or '/': hiding more is fine).
     const size_t start = out.find("://") + 3;
-    const size_t at = out.find('@', start);
-    const size_t slash = out.find('/', start);
-    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+    size_t query = out.find('?', start);
+    if (query == std::string::npos) query = out.size();
+    const size_t at = out.rfind('@', query == 0 ? 0 : query - 1);
+    if (at != std::string::npos && at >= start) {
       const size_t colon = out.find(':', start);
       if (colon != std::string::npos && colon < at) {
-        out.replace(colon + 1, at - colon - 1, "***");
+        Hide(out, colon + 1, at, secrets);
       }
     }
     // ...and a password=... query parameter.
-    const size_t query = out.find('?');
-    if (query != std::string::npos) {
-      size_t p = out.find("password=", query);
-      while (p != std::string::npos) {
-        const size_t end = out.find('&', p);
-        out.replace(p + 9,
-                    (end == std::string::npos ? out.size() : end) - p - 9,
-                    "***");
-        p = out.find("password=", p + 12);
+    query = out.find('?', start);
+    for (size_t p = query; p != std::string::npos && p < out.size();) {
+      const size_t key = p + 1;
+      size_t end = out.find('&', key);
+      if (end == std::string::npos) end = out.size();
+      if (absl::StartsWith(absl::string_view(out).substr(key), "password=")) {
+        Hide(out, key + 9, end, secrets);
+        end = key + 9 + 3;
       }
+      p = end < out.size() ? end : std::string::npos;
     }
     return out;
   }
-  // key=value pairs: password=... up to the next space (or quoted).
-  size_t p = out.find("password");
-  while (p != std::string::npos) {
-    size_t eq = out.find_first_not_of(' ', p + 8);
-    if (eq == std::string::npos || out[eq] != '=') {
-      p = out.find("password", p + 8);
+  // key = value pairs, as libpq reads them: a value is quoted ('...', with
+  // \ escapes) or runs to the next space (with \ escapes).
+  size_t i = 0;
+  while (i < out.size()) {
+    while (i < out.size() && IsSpace(out[i])) ++i;
+    const size_t key_start = i;
+    while (i < out.size() && !IsSpace(out[i]) && out[i] != '=') ++i;
+    const std::string key = out.substr(key_start, i - key_start);
+    while (i < out.size() && IsSpace(out[i])) ++i;
+    if (i >= out.size() || out[i] != '=') {
+      if (i == key_start) ++i;  // Not a key: step on.
       continue;
     }
-    size_t v = out.find_first_not_of(' ', eq + 1);
-    if (v == std::string::npos) break;
-    size_t end;
-    if (out[v] == '\'') {
-      end = v + 1;
-      while (end < out.size() && out[end] != '\'') {
-        end += out[end] == '\\' ? 2 : 1;
-      }
-      end = std::min(end + 1, out.size());
+    ++i;  // '='
+    while (i < out.size() && IsSpace(out[i])) ++i;
+    const size_t value_start = i;
+    if (i < out.size() && out[i] == '\'') {
+      ++i;
+      while (i < out.size() && out[i] != '\'') i += out[i] == '\\' ? 2 : 1;
+      i = std::min(i + 1, out.size());
     } else {
-      end = out.find(' ', v);
-      if (end == std::string::npos) end = out.size();
+      while (i < out.size() && !IsSpace(out[i])) i += out[i] == '\\' ? 2 : 1;
+      i = std::min(i, out.size());
     }
-    out.replace(v, end - v, "***");
-    p = out.find("password", v + 3);
+    if (key == "password") {
+      Hide(out, value_start, i, secrets);
+      i = value_start + 3;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RedactConninfo(absl::string_view conninfo) {
+  std::vector<std::string> secrets;
+  return Redact(conninfo, &secrets);
+}
+
+std::string RedactMessage(absl::string_view conninfo,
+                          absl::string_view message) {
+  std::vector<std::string> secrets;
+  Redact(conninfo, &secrets);
+  std::string out(message);
+  for (const std::string& secret : secrets) {
+    // As given, as libpq decodes it, and without the quotes of a quoted one.
+    std::string forms[] = {secret, PercentDecoded(secret), secret};
+    if (forms[2].size() >= 2 && forms[2].front() == '\'' &&
+        forms[2].back() == '\'') {
+      forms[2] = forms[2].substr(1, forms[2].size() - 2);
+    }
+    for (const std::string& form : forms) {
+      if (form.empty()) continue;
+      for (size_t p = out.find(form); p != std::string::npos;
+           p = out.find(form, p + 3)) {
+        out.replace(p, form.size(), "***");
+      }
+    }
   }
   return out;
 }
@@ -75,9 +165,12 @@ absl::Status FromSqlState(absl::string_view sqlstate, std::string message) {
   if (sqlstate == "23505") {
     code = absl::StatusCode::kAlreadyExists;
   } else if (absl::StartsWith(sqlstate, "08") ||
-             absl::StartsWith(sqlstate, "57P") || sqlstate == "53300") {
+             absl::StartsWith(sqlstate, "57P") || sqlstate == "53300" ||
+             sqlstate == "57014" || sqlstate == "55P03" ||
+             sqlstate == "25006") {
     // Connection exceptions, the server shutting down or starting, too many
-    // connections: another try may succeed.
+    // connections, a statement or lock timeout, a server that is read-only
+    // (a standby, during a failover): another try may succeed.
     code = absl::StatusCode::kUnavailable;
   } else if (absl::StartsWith(sqlstate, "53")) {
     code = absl::StatusCode::kResourceExhausted;  // Disk full, out of memory.
@@ -85,13 +178,19 @@ absl::Status FromSqlState(absl::string_view sqlstate, std::string message) {
     code = absl::StatusCode::kAborted;  // Serialization failure, deadlock.
   } else if (absl::StartsWith(sqlstate, "28") || sqlstate == "42501") {
     code = absl::StatusCode::kPermissionDenied;
-  } else if (sqlstate == "25006") {
-    code = absl::StatusCode::kFailedPrecondition;  // A read-only server.
   } else if (absl::StartsWith(sqlstate, "XX001") ||
              absl::StartsWith(sqlstate, "XX002")) {
     code = absl::StatusCode::kDataLoss;
   }
   return absl::Status(code, std::move(message));
+}
+
+Param Param::Text(absl::string_view text) {
+  // Owned: libpq reads a text parameter to its NUL, not by its length.
+  Param p(absl::string_view(), false);
+  p.owned_ = std::string(text);
+  p.owns_ = true;
+  return p;
 }
 
 Param Param::Int(int64_t value) {
@@ -142,19 +241,36 @@ absl::string_view Result::Bytes(int row, int column) const {
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     const std::string& conninfo, int connect_timeout_s) {
-  // A connect timeout and weftd's name in pg_stat_activity, unless the
-  // caller's conninfo (expanded from dbname, after them) sets its own.
+  // Defaults the caller's conninfo (expanded from dbname, after them) may
+  // override: weftd's name in pg_stat_activity; a connect timeout (unless
+  // PGCONNECT_TIMEOUT sets one: an entry here would beat it); TCP
+  // keepalives and a user timeout, so that a connection the network lost
+  // without a word (a failover with no RST) fails in about a minute rather
+  // than holding the writer forever.
   const std::string timeout = absl::StrCat(connect_timeout_s);
-  const char* keys[] = {"connect_timeout", "application_name", "dbname",
-                        nullptr};
-  const char* values[] = {timeout.c_str(), "weftd", conninfo.c_str(), nullptr};
-  pg_conn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  std::vector<const char*> keys = {
+      "fallback_application_name", "keepalives",       "keepalives_idle",
+      "keepalives_interval",       "keepalives_count", "tcp_user_timeout"};
+  std::vector<const char*> values = {"weftd", "1", "30", "10", "3", "60000"};
+  if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
+    keys.push_back("connect_timeout");
+    values.push_back(timeout.c_str());
+  }
+  keys.push_back("dbname");
+  values.push_back(conninfo.c_str());
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  pg_conn* conn =
+      PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
   if (conn == nullptr) {
     return absl::ResourceExhaustedError(
         "libpq could not allocate a connection");
   }
   if (PQstatus(conn) != CONNECTION_OK) {
-    std::string why(absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn)));
+    // libpq's message may quote the conninfo, or a part of it (a URI it
+    // took for a database name, a password it could not decode).
+    std::string why = RedactMessage(
+        conninfo, absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn)));
     PQfinish(conn);
     // A refused login and an unreachable server read alike to libpq
     // (no SQLSTATE before a session exists): tell them apart by the text.

@@ -7,7 +7,7 @@
 // PERMISSION_DENIED).
 //
 // Messages never hold a password: RedactConninfo shows a connection string
-// without one, and libpq's own messages do not repeat it.
+// without one, and RedactMessage takes it out of libpq's own messages.
 //
 // Thread-safety: none. A Connection belongs to one thread at a time.
 
@@ -31,6 +31,11 @@ namespace weft::store::pg {
 // `conninfo` (a postgres:// URI or key=value pairs) with any password
 // replaced by "***", for messages and logs.
 std::string RedactConninfo(absl::string_view conninfo);
+// `message` with every password `conninfo` holds (as given, as libpq
+// percent-decodes it, unquoted) replaced by "***": for libpq's own
+// messages, which may quote the conninfo.
+std::string RedactMessage(absl::string_view conninfo,
+                          absl::string_view message);
 
 // The status for SQLSTATE `sqlstate` ("" when unknown), with `message`.
 absl::Status FromSqlState(absl::string_view sqlstate, std::string message);
@@ -40,13 +45,17 @@ absl::Status FromSqlState(absl::string_view sqlstate, std::string message);
 // which must outlive the query.
 class Param {
  public:
-  static Param Text(absl::string_view text) { return Param(text, false); }
+  // Copied (libpq reads text to its NUL).
+  static Param Text(absl::string_view text);
   static Param Bytes(absl::string_view bytes) { return Param(bytes, true); }
   static Param Int(int64_t value);
   static Param Null() { return Param(); }
 
+  // nullptr only for NULL (libpq sends a null pointer as NULL).
   const char* data() const {
-    return null_ ? nullptr : owns_ ? owned_.data() : value_.data();
+    if (null_) return nullptr;
+    if (owns_) return owned_.c_str();
+    return value_.data() != nullptr ? value_.data() : "";
   }
   int size() const {
     return static_cast<int>(owns_ ? owned_.size() : value_.size());

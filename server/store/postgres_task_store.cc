@@ -118,11 +118,20 @@ absl::Status Lock(Connection& db, const std::string& redacted,
                   absl::Duration wait) {
   const absl::Time deadline = absl::Now() + wait;
   for (;;) {
+    // -1: no schema to lock (hashtext(NULL) would make the lock a no-op).
     absl::StatusOr<Result> got = db.Query(
-        "SELECT pg_try_advisory_lock($1::integer, "
-        "hashtext(current_schema()))::integer",
+        "SELECT CASE WHEN current_schema() IS NULL THEN -1 ELSE "
+        "pg_try_advisory_lock($1::integer, "
+        "hashtext(current_schema()))::integer END",
         {Param::Int(kStoreLock)});
     if (!got.ok()) return got.status();
+    if (got->Int(0, 0) == -1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the task store at ", redacted,
+          " has no schema to keep its tables in: the connection's "
+          "search_path names no schema that exists; create one, or set "
+          "search_path (options=-csearch_path%3DSCHEMA in the URI)"));
+    }
     if (got->Int(0, 0) == 1) return absl::OkStatus();
     if (absl::Now() >= deadline) break;
     absl::SleepFor(std::min(absl::Milliseconds(100), deadline - absl::Now()));
@@ -143,10 +152,14 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
   const std::string redacted = pg::RedactConninfo(conninfo);
   absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(conninfo);
   if (!db.ok()) return db.status();  // It names the database already.
-  if (absl::Status s = Migrate(**db); !s.ok()) return Refused(redacted, s);
+  // The lock first: a weftd that will be refused changes nothing, not even
+  // the schema under the one that runs.
   if (absl::Status s = Lock(**db, redacted, options.lock_wait); !s.ok()) {
-    return s;
+    return s.code() == absl::StatusCode::kFailedPrecondition
+               ? s
+               : Refused(redacted, s);
   }
+  if (absl::Status s = Migrate(**db); !s.ok()) return Refused(redacted, s);
   auto store = std::unique_ptr<PostgresTaskStore>(
       new PostgresTaskStore(redacted, *std::move(db)));
   if (absl::Status s = store->Load(); !s.ok()) return Refused(redacted, s);
@@ -298,10 +311,21 @@ int64_t PostgresTaskStore::commits() const {
 }
 
 absl::Status PostgresTaskStore::Reconnect() {
-  if (absl::Status s = db_->Reconnect(); !s.ok()) return s;
-  // The session lock went with the old session; another weftd may have
-  // taken it meanwhile.
-  return Lock(*db_, redacted_, absl::ZeroDuration());
+  if (!db_->ok()) {
+    locked_ = false;  // The session lock went with the old session.
+    if (absl::Status s = db_->Reconnect(); !s.ok()) return s;
+  }
+  // Another weftd may have taken the lock meanwhile, or the old session
+  // (cut off by the network, not yet ended by the server) still holds it:
+  // no write goes without it.
+  absl::Status s = Lock(*db_, redacted_, absl::ZeroDuration());
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "the task store's connection was lost and its lock is not back yet (",
+        s.message(), ")"));
+  }
+  locked_ = true;
+  return absl::OkStatus();
 }
 
 void PostgresTaskStore::WriterLoop() {
@@ -315,7 +339,7 @@ void PostgresTaskStore::WriterLoop() {
       batch.swap(queue_);
     }
     absl::Status s;
-    if (!db_->ok()) s = Reconnect();
+    if (!db_->ok() || !locked_) s = Reconnect();
     absl::flat_hash_map<std::string, uint64_t> positions;
     if (s.ok()) s = Apply(batch, &positions);
     if (s.ok()) {

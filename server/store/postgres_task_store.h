@@ -20,7 +20,11 @@
 //
 // A lost connection fails the writes of the transaction it was in
 // (UNAVAILABLE: the registry treats them as any failed write) and is
-// reconnected before the next one.
+// reconnected, and the lock taken again, before the next one; no write goes
+// without the lock. One case breaks "an error when nothing was applied": a
+// connection lost after COMMIT was sent but before its answer came leaves
+// the writes reported failed that PostgreSQL may have committed (they are
+// there at the next start). No client of a database can tell this apart.
 //
 // Thread-safety: thread-safe.
 
@@ -119,6 +123,8 @@ class PostgresTaskStore final : public TaskStore {
   const std::string redacted_;
   // Used by the writer thread alone once it runs.
   std::unique_ptr<pg::Connection> db_;
+  // Whether db_'s session holds the store's lock (the writer's).
+  bool locked_ = true;
 
   mutable engine::Mutex mu_;
   engine::CondVar work_;

@@ -259,6 +259,42 @@ TEST(PostgresTaskStoreTest, WritesAfterALostConnectionReconnect) {
             weft::v1::TASK_STATE_SUCCEEDED);
 }
 
+TEST(PostgresTaskStoreTest, AfterALostConnectionNoWriteGoesWithoutTheLock) {
+  const std::string conninfo = NewSchemaConninfo();
+  absl::StatusOr<std::unique_ptr<PostgresTaskStore>> first =
+      PostgresTaskStore::Open(conninfo);
+  ASSERT_THAT(first.status(), IsOk());
+  std::unique_ptr<pg::Connection> admin = Admin();
+  ASSERT_NE(admin, nullptr);
+  ASSERT_THAT(admin->Exec("SELECT pg_terminate_backend(pid) "
+                          "FROM pg_stat_activity WHERE application_name = "
+                          "'weftd' AND pid <> pg_backend_pid()"),
+              IsOk());
+  // Another weftd takes the store while the first is cut off.
+  PostgresOptions patient;
+  patient.lock_wait = absl::Seconds(60);
+  absl::StatusOr<std::unique_ptr<PostgresTaskStore>> second =
+      PostgresTaskStore::Open(conninfo, patient);
+  ASSERT_THAT(second.status(), IsOk());
+  // The first's writes fail (twice: the lost session, then the lock it
+  // cannot take back) and land nowhere.
+  for (int i = 0; i < 2; ++i) {
+    absl::Status s = WriteNow(
+        **first, MakeTask("tasks/stale", weft::v1::TASK_STATE_RUNNING));
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  }
+  ASSERT_THAT(
+      WriteNow(**second, MakeTask("tasks/fresh", weft::v1::TASK_STATE_RUNNING)),
+      IsOk());
+  first->reset();
+  second->reset();
+  absl::StatusOr<std::unique_ptr<PostgresTaskStore>> reopened =
+      PostgresTaskStore::Open(conninfo);
+  ASSERT_THAT(reopened.status(), IsOk());
+  EXPECT_EQ((*reopened)->Get("tasks/stale"), nullptr);
+  EXPECT_NE((*reopened)->Get("tasks/fresh"), nullptr);
+}
+
 TEST(PostgresTaskStoreTest, WritesWaitingTogetherShareATransaction) {
   absl::StatusOr<std::unique_ptr<PostgresTaskStore>> store =
       PostgresTaskStore::Open(NewSchemaConninfo());
@@ -286,6 +322,56 @@ TEST(PostgresTest, ConninfoShowsNoPassword) {
             "host=db password=*** user=u");
   EXPECT_EQ(pg::RedactConninfo("host=db password = 'p w\\'x' user=u"),
             "host=db password = *** user=u");
+  // Passwords holding the URI's own separators, or escapes.
+  EXPECT_EQ(pg::RedactConninfo("postgres://u:p@ss@db/weft"),
+            "postgres://u:***@db/weft");
+  EXPECT_EQ(pg::RedactConninfo("postgres://u:pa/ss@db/weft"),
+            "postgres://u:***@db/weft");
+  EXPECT_EQ(pg::RedactConninfo("postgres://u:p%40ss:x@db:5432/weft?a=b"),
+            "postgres://u:***@db:5432/weft?a=b");
+  EXPECT_EQ(pg::RedactConninfo("postgress://u:pw@db/weft"),
+            "postgress://u:***@db/weft");
+  EXPECT_EQ(pg::RedactConninfo("options='-c x=a://b' password=pw"),
+            "options='-c x=a://b' password=***");
+  EXPECT_EQ(pg::RedactConninfo("password=a\\ b\tuser=u"),
+            "password=***\tuser=u");
+  EXPECT_EQ(pg::RedactConninfo("passfile=/p host=db"), "passfile=/p host=db");
+}
+
+TEST(PostgresTest, LibpqsOwnMessagesLoseThePasswordToo) {
+  // A message quoting the whole conninfo, or the password as libpq decoded
+  // it, or a quoted one without its quotes.
+  EXPECT_EQ(pg::RedactMessage("postgress://u:sekret@db/weft",
+                              "database \"postgress://u:sekret@db/weft\" "
+                              "does not exist"),
+            "database \"postgress://u:***@db/weft\" does not exist");
+  EXPECT_EQ(pg::RedactMessage("postgres://u:se%41cret@db/weft",
+                              "bad password seAcret, or se%41cret"),
+            "bad password ***, or ***");
+  EXPECT_EQ(pg::RedactMessage("password='a b' host=x", "got a b"), "got ***");
+}
+
+TEST(PostgresTaskStoreTest, AConninfoLibpqRejectsShowsNoPassword) {
+  // libpq quotes a token it cannot percent-decode, and takes a URI of an
+  // unknown scheme for a database name, which the server then quotes.
+  for (const std::string& conninfo :
+       {std::string("postgresql://u:pw%zzsekret@127.0.0.1:1/db"),
+        absl::StrCat("postgress://u:sekret@db/weft")}) {
+    absl::Status s = PostgresTaskStore::Open(conninfo).status();
+    EXPECT_FALSE(s.ok()) << conninfo;
+    EXPECT_THAT(std::string(s.message()), Not(HasSubstr("sekret"))) << s;
+  }
+}
+
+TEST(PostgresTaskStoreTest, ASearchPathWithNoSchemaIsRefusedSayingSo) {
+  const std::string base = ServerConninfo();
+  absl::Status s =
+      PostgresTaskStore::Open(
+          absl::StrCat(base, base.empty() ? "" : " ",
+                       "options='-csearch_path=no_such_schema_here'"))
+          .status();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
+                          HasSubstr("has no schema to keep its tables in")));
 }
 
 TEST(PostgresTest, SqlStatesMapToCodesACallerCanActOn) {
@@ -294,6 +380,10 @@ TEST(PostgresTest, SqlStatesMapToCodesACallerCanActOn) {
   EXPECT_EQ(pg::FromSqlState("08006", "lost").code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(pg::FromSqlState("57P01", "admin shutdown").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(pg::FromSqlState("25006", "read-only transaction").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(pg::FromSqlState("57014", "statement timeout").code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(pg::FromSqlState("53100", "disk full").code(),
             absl::StatusCode::kResourceExhausted);
