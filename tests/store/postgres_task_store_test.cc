@@ -62,6 +62,25 @@ std::string NewSchemaConninfo() {
                       "options='-csearch_path=", schema, "'");
 }
 
+// How many sessions weftd's stores hold on the server.
+int WeftdSessions(pg::Connection& admin) {
+  absl::StatusOr<pg::Result> r = admin.Query(
+      "SELECT count(*)::integer FROM pg_stat_activity "
+      "WHERE application_name = 'weftd'");
+  return r.ok() ? static_cast<int>(r->Int(0, 0)) : -1;
+}
+
+// The server ends every session of weftd's stores (as a restart or a
+// failover does).
+void TerminateWeftdSessions() {
+  std::unique_ptr<pg::Connection> admin = Admin();
+  ASSERT_NE(admin, nullptr);
+  ASSERT_THAT(admin->Exec("SELECT pg_terminate_backend(pid) "
+                          "FROM pg_stat_activity WHERE application_name = "
+                          "'weftd' AND pid <> pg_backend_pid()"),
+              IsOk());
+}
+
 std::unique_ptr<TaskStore> NewPostgresStore() {
   absl::StatusOr<std::unique_ptr<PostgresTaskStore>> store =
       PostgresTaskStore::Open(NewSchemaConninfo());
@@ -185,10 +204,14 @@ TEST(PostgresTaskStoreTest, OpenWaitsForTheLockOfAWeftdThatIsGoing) {
   absl::StatusOr<std::unique_ptr<PostgresTaskStore>> first =
       PostgresTaskStore::Open(conninfo);
   ASSERT_THAT(first.status(), IsOk());
-  // The first goes once the second has begun to wait (as a restarted weftd
-  // finds its crashed predecessor's session still there).
+  // The first goes once the second has connected and so is waiting for
+  // the lock (as a restarted weftd finds its crashed predecessor's session
+  // still there).
   std::thread going([&] {
-    absl::SleepFor(absl::Milliseconds(300));
+    std::unique_ptr<pg::Connection> admin = Admin();
+    EXPECT_TRUE(weft::testing::WaitFor(
+        [&] { return admin != nullptr && WeftdSessions(*admin) >= 2; },
+        absl::Seconds(60)));
     first->reset();
   });
   PostgresOptions patient;
@@ -235,12 +258,7 @@ TEST(PostgresTaskStoreTest, WritesAfterALostConnectionReconnect) {
       WriteNow(**store, MakeTask("tasks/a", weft::v1::TASK_STATE_RUNNING)),
       IsOk());
   // The server ends the store's session (as a restart or a failover does).
-  std::unique_ptr<pg::Connection> admin = Admin();
-  ASSERT_NE(admin, nullptr);
-  ASSERT_THAT(admin->Exec("SELECT pg_terminate_backend(pid) "
-                          "FROM pg_stat_activity WHERE application_name = "
-                          "'weftd' AND pid <> pg_backend_pid()"),
-              IsOk());
+  TerminateWeftdSessions();
   // The write in flight when it went fails, saying so, and changes nothing;
   // the next one reconnects.
   absl::Status lost =
@@ -264,12 +282,7 @@ TEST(PostgresTaskStoreTest, AfterALostConnectionNoWriteGoesWithoutTheLock) {
   absl::StatusOr<std::unique_ptr<PostgresTaskStore>> first =
       PostgresTaskStore::Open(conninfo);
   ASSERT_THAT(first.status(), IsOk());
-  std::unique_ptr<pg::Connection> admin = Admin();
-  ASSERT_NE(admin, nullptr);
-  ASSERT_THAT(admin->Exec("SELECT pg_terminate_backend(pid) "
-                          "FROM pg_stat_activity WHERE application_name = "
-                          "'weftd' AND pid <> pg_backend_pid()"),
-              IsOk());
+  TerminateWeftdSessions();
   // Another weftd takes the store while the first is cut off.
   PostgresOptions patient;
   patient.lock_wait = absl::Seconds(60);
