@@ -120,7 +120,7 @@ class RaceState : public RefCounted<RaceState> {
   }
 
   void TaskDone(int index, absl::Status status) {
-    bool cancel_losers = false;
+    std::optional<absl::Status> cancel_losers;
     bool start_next = false;
     bool decided_now = false;
     {
@@ -135,7 +135,12 @@ class RaceState : public RefCounted<RaceState> {
       } else if (!decided_) {
         if (status.ok() || options_.mode == RaceMode::kFirstComplete) {
           Decide(index, status);
-          cancel_losers = true;
+          // Named now, under the lock: once it is released the last loser
+          // may end the race, and its done may free what task_name reads.
+          cancel_losers =
+              WithReason(absl::CancelledError(absl::StrCat(
+                             "cancelled: lost the race to ", Name(index))),
+                         "RACE_LOST");
         } else if (++failed_ == static_cast<int>(tasks_.size())) {
           Decide(-1, AllFailed(status.code()));
         } else if (failed_ == next_ && startable_ == next_) {
@@ -147,12 +152,7 @@ class RaceState : public RefCounted<RaceState> {
       decided_now = decided_ && !was_decided;
     }
     if (decided_now) CancelHedge();
-    if (cancel_losers) {
-      source_.Cancel(
-          WithReason(absl::CancelledError(absl::StrCat(
-                         "cancelled: lost the race to ", Name(index))),
-                     "RACE_LOST"));
-    }
+    if (cancel_losers) source_.Cancel(*std::move(cancel_losers));
     if (start_next) {
       CancelHedge();
       Pump();
@@ -161,7 +161,7 @@ class RaceState : public RefCounted<RaceState> {
     MaybeFinish();
   }
 
-  std::string Name(int index) const {
+  std::string Name(int index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return options_.task_name ? options_.task_name(index)
                               : absl::StrCat("task ", index);
   }

@@ -49,6 +49,8 @@ struct RaceOptions {
   RaceMode mode = RaceMode::kFirstSuccess;
   absl::Duration hedge_delay = absl::ZeroDuration();
   // Names task i in messages ("lost the race to ..."); "task i" if unset.
+  // Called under the race's lock, never after `done`: it must not call back
+  // into the race.
   std::function<std::string(int)> task_name;
 };
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -210,6 +211,50 @@ TEST_F(RaceTest, TaskNamesAppearInTheLosersReason) {
        }});
   env_.AdvanceBy(absl::Seconds(1));
   EXPECT_EQ(loser->message(), "cancelled: lost the race to \"backup\"");
+}
+
+// The race's done may free what task_name reads (the interpreter's names
+// come from its run, which the done ends), so the winner is named before a
+// loser finishing on another thread can end the race. A regression test:
+// the winner was named after its lock was released, and under load the last
+// loser ended the race in between (a use after free in the interpreter).
+TEST(RaceNamingTest, TheWinnerIsNamedBeforeALoserCanEndTheRace) {
+  ManualEnv env;
+  std::vector<Done> dones(2);
+  std::vector<RaceTask> tasks;
+  for (int i = 0; i < 2; ++i) {
+    tasks.push_back([&dones, i](const CancellationToken&, Done d) {
+      dones[i] = std::move(d);
+    });
+  }
+  weft::testing::Notification naming;
+  weft::testing::Notification finished;
+  std::atomic<bool> finished_while_naming{false};
+  RaceOptions options;
+  options.task_name = [&](int) {
+    naming.Notify();
+    // The loser is finishing meanwhile; it must wait for the name. (A
+    // bounded wait for what must not happen: it passes after 200 ms.)
+    if (finished.WaitForNotificationWithTimeout(absl::Milliseconds(200))) {
+      finished_while_naming = true;
+    }
+    return std::string("\"winner\"");
+  };
+  std::optional<RaceResult> result;
+  RunUntilFirstComplete(env, {}, std::move(tasks), options, [&](RaceResult r) {
+    result = std::move(r);
+    finished.Notify();
+  });
+  std::thread winner([&] { std::move(dones[0])(absl::OkStatus()); });
+  ASSERT_TRUE(naming.WaitForNotificationWithTimeout(weft::testing::kWait));
+  std::thread loser(
+      [&] { std::move(dones[1])(absl::UnavailableError("lost anyway")); });
+  winner.join();
+  loser.join();
+  ASSERT_TRUE(finished.HasBeenNotified());
+  EXPECT_FALSE(finished_while_naming.load());
+  EXPECT_EQ(result->winner, 0);
+  EXPECT_TRUE(result->status.ok());
 }
 
 class RaceThreadsTest : public ::testing::TestWithParam<int> {};
