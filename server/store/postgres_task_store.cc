@@ -163,7 +163,7 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
   auto store = std::unique_ptr<PostgresTaskStore>(
       new PostgresTaskStore(redacted, *std::move(db)));
   if (absl::Status s = store->Load(); !s.ok()) return Refused(redacted, s);
-  store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
+  store->StartWriter();
   return store;
 }
 
@@ -172,12 +172,7 @@ PostgresTaskStore::PostgresTaskStore(std::string redacted,
     : redacted_(std::move(redacted)), db_(std::move(db)) {}
 
 PostgresTaskStore::~PostgresTaskStore() {
-  {
-    engine::MutexLock lock(&mu_);
-    stopping_ = true;
-    work_.SignalAll();
-  }
-  if (writer_.joinable()) writer_.join();
+  StopWriter();
   db_.reset();  // Disconnecting releases the session lock.
 }
 
@@ -194,21 +189,22 @@ absl::Status PostgresTaskStore::Load() {
       return absl::DataLossError(
           absl::StrCat("the task at position ", position, " does not parse"));
     }
-    table_.Put(std::move(task), position);
+    LoadTask(std::move(task), position);
   }
   absl::StatusOr<Result> lazies =
       db_->Query("SELECT id, request FROM weft_lazy_values ORDER BY seq");
   if (!lazies.ok()) return lazies.status();
   for (int i = 0; i < lazies->rows(); ++i) {
-    lazy_values_.emplace_back(lazies->Bytes(i, 0), lazies->Bytes(i, 1));
+    LoadLazyValue(std::string(lazies->Bytes(i, 0)),
+                  std::string(lazies->Bytes(i, 1)));
   }
   absl::StatusOr<Result> nodes = db_->Query(
       "SELECT t.name, n.node, n.outcome FROM weft_task_nodes n "
       "JOIN weft_tasks t USING (position)");
   if (!nodes.ok()) return nodes.status();
-  engine::MutexLock lock(&mu_);
+  absl::flat_hash_map<std::string, NodeJournal> journals;
   for (int i = 0; i < nodes->rows(); ++i) {
-    NodeJournal& journal = journals_[nodes->Bytes(i, 0)];
+    NodeJournal& journal = journals[nodes->Bytes(i, 0)];
     const int32_t node = static_cast<int32_t>(nodes->Int(i, 1));
     if (nodes->IsNull(i, 2)) {
       journal.started.insert(node);
@@ -223,80 +219,11 @@ absl::Status PostgresTaskStore::Load() {
     }
     journal.ended[node] = std::move(outcome);
   }
+  for (auto& [name, journal] : journals) {
+    LoadJournal(name, std::move(journal));
+  }
   return absl::OkStatus();
 }
-
-void PostgresTaskStore::Enqueue(Op op) {
-  engine::MutexLock lock(&mu_);
-  queue_.push_back(std::move(op));
-  work_.Signal();
-}
-
-void PostgresTaskStore::Write(std::shared_ptr<const weft::v1::Task> task,
-                              WriteDone done) {
-  std::string name = task->name();
-  Enqueue(Op{.kind = Op::Kind::kWrite,
-             .name = std::move(name),
-             .done = std::move(done),
-             .task = std::move(task)});
-}
-
-void PostgresTaskStore::Erase(std::string name, WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kErase,
-             .name = std::move(name),
-             .done = std::move(done)});
-}
-
-void PostgresTaskStore::Journal(
-    absl::string_view name, int32_t node,
-    std::shared_ptr<const weft::v1::NodeOutcome> outcome, WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kJournal,
-             .name = std::string(name),
-             .done = std::move(done),
-             .node = node,
-             .outcome = std::move(outcome)});
-}
-
-void PostgresTaskStore::PutLazyValue(std::string id, std::string request,
-                                     WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kPutLazy,
-             .name = std::move(id),
-             .done = std::move(done),
-             .bytes = std::move(request)});
-}
-
-void PostgresTaskStore::EraseLazyValue(std::string id, WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kEraseLazy,
-             .name = std::move(id),
-             .done = std::move(done)});
-}
-
-std::vector<std::pair<std::string, std::string>> PostgresTaskStore::LazyValues()
-    const {
-  return lazy_values_;
-}
-
-NodeJournal PostgresTaskStore::TakeJournal(absl::string_view name) {
-  engine::MutexLock lock(&mu_);
-  auto it = journals_.find(name);
-  if (it == journals_.end()) return {};
-  NodeJournal journal = std::move(it->second);
-  journals_.erase(it);
-  return journal;
-}
-
-std::shared_ptr<const weft::v1::Task> PostgresTaskStore::Get(
-    absl::string_view name) const {
-  return table_.Get(name);
-}
-
-void PostgresTaskStore::Scan(
-    uint64_t before,
-    absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const {
-  table_.Scan(before, fn);
-}
-
-size_t PostgresTaskStore::size() const { return table_.size(); }
 
 absl::StatusOr<std::string> PostgresTaskStore::BackupToNewFile() const {
   return absl::FailedPreconditionError(
@@ -305,12 +232,8 @@ absl::StatusOr<std::string> PostgresTaskStore::BackupToNewFile() const {
       "weftd");
 }
 
-int64_t PostgresTaskStore::commits() const {
-  engine::MutexLock lock(&mu_);
-  return commits_;
-}
-
-absl::Status PostgresTaskStore::Reconnect() {
+absl::Status PostgresTaskStore::BeforeBatch() {
+  if (db_->ok() && locked_) return absl::OkStatus();
   if (!db_->ok()) {
     locked_ = false;  // The session lock went with the old session.
     if (absl::Status s = db_->Reconnect(); !s.ok()) return s;
@@ -328,40 +251,8 @@ absl::Status PostgresTaskStore::Reconnect() {
   return absl::OkStatus();
 }
 
-void PostgresTaskStore::WriterLoop() {
-  for (;;) {
-    std::deque<Op> batch;
-    {
-      engine::MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) work_.Wait(&mu_);
-      if (queue_.empty()) return;  // Stopping, and every write applied.
-      // Every write waiting now joins this transaction.
-      batch.swap(queue_);
-    }
-    absl::Status s;
-    if (!db_->ok() || !locked_) s = Reconnect();
-    absl::flat_hash_map<std::string, uint64_t> positions;
-    if (s.ok()) s = Apply(batch, &positions);
-    if (s.ok()) {
-      // Reads see the writes before their `done` runs.
-      for (Op& op : batch) {
-        if (op.kind == Op::Kind::kErase) {
-          table_.Remove(op.name);
-        } else if (op.kind == Op::Kind::kWrite) {
-          auto it = positions.find(op.name);
-          table_.Put(op.task, it != positions.end() ? it->second : 0);
-        }
-      }
-      engine::MutexLock lock(&mu_);
-      ++commits_;
-    }
-    for (Op& op : batch) std::move(op.done)(s);
-  }
-}
-
-absl::Status PostgresTaskStore::Apply(
-    const std::deque<Op>& batch,
-    absl::flat_hash_map<std::string, uint64_t>* positions) {
+absl::Status PostgresTaskStore::Apply(const Batch& batch,
+                                      Positions* positions) {
   std::string bytes;
   absl::Status s = InTransaction(*db_, [&]() -> absl::Status {
     for (const Op& op : batch) {

@@ -221,7 +221,7 @@ absl::StatusOr<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(
   auto store = std::unique_ptr<SqliteTaskStore>(
       new SqliteTaskStore(path, options, std::move(db), fd));
   if (absl::Status s = store->Load(); !s.ok()) return Refused(path, s);
-  store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
+  store->StartWriter();
   return store;
 }
 
@@ -231,17 +231,12 @@ SqliteTaskStore::SqliteTaskStore(std::string path, SqliteOptions options,
       options_(options),
       db_(std::move(db)),
       lock_fd_(lock_fd) {
-  engine::MutexLock lock(&mu_);
+  engine::MutexLock lock(&pages_mu_);
   max_pages_ = options.max_pages;
 }
 
 SqliteTaskStore::~SqliteTaskStore() {
-  {
-    engine::MutexLock lock(&mu_);
-    stopping_ = true;
-    work_.SignalAll();
-  }
-  if (writer_.joinable()) writer_.join();
+  StopWriter();
   db_.reset();
   ::close(lock_fd_);  // Releases the flock.
 }
@@ -263,9 +258,9 @@ absl::Status SqliteTaskStore::Load() {
       return absl::DataLossError(
           absl::StrCat("the task at position ", position, " does not parse"));
     }
-    table_.Put(std::move(task), position);
+    LoadTask(std::move(task), position);
   }
-  next_position_ = table_.last_position() + 1;
+  next_position_ = table().last_position() + 1;
   if (options_.schema_version != 0 && options_.schema_version < 2) {
     return absl::OkStatus();  // A file made for a migration test.
   }
@@ -278,7 +273,8 @@ absl::Status SqliteTaskStore::Load() {
       absl::StatusOr<bool> row = (*lazies)->Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      lazy_values_.emplace_back((*lazies)->Text(0), (*lazies)->Blob(1));
+      LoadLazyValue(std::string((*lazies)->Text(0)),
+                    std::string((*lazies)->Blob(1)));
     }
   }
   absl::StatusOr<Statement*> nodes = db_->Prepare(
@@ -286,12 +282,12 @@ absl::Status SqliteTaskStore::Load() {
       "JOIN tasks t ON t.position = n.position");
   if (!nodes.ok()) return nodes.status();
   Scope nodes_scope(*nodes);
-  engine::MutexLock lock(&mu_);
+  absl::flat_hash_map<std::string, NodeJournal> journals;
   for (;;) {
     absl::StatusOr<bool> row = (*nodes)->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    NodeJournal& journal = journals_[(*nodes)->Text(0)];
+    NodeJournal& journal = journals[(*nodes)->Text(0)];
     const int32_t node = static_cast<int32_t>((*nodes)->Int(1));
     if ((*nodes)->IsNull(2)) {
       journal.started.insert(node);
@@ -306,137 +302,41 @@ absl::Status SqliteTaskStore::Load() {
     }
     journal.ended[node] = std::move(outcome);
   }
+  for (auto& [name, journal] : journals) {
+    LoadJournal(name, std::move(journal));
+  }
   return absl::OkStatus();
 }
 
-void SqliteTaskStore::Enqueue(Op op) {
-  engine::MutexLock lock(&mu_);
-  queue_.push_back(std::move(op));
-  work_.Signal();
-}
-
-void SqliteTaskStore::Write(std::shared_ptr<const weft::v1::Task> task,
-                            WriteDone done) {
-  std::string name = task->name();
-  Enqueue(Op{.kind = Op::Kind::kWrite,
-             .name = std::move(name),
-             .done = std::move(done),
-             .task = std::move(task)});
-}
-
-void SqliteTaskStore::Erase(std::string name, WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kErase,
-             .name = std::move(name),
-             .done = std::move(done)});
-}
-
-void SqliteTaskStore::Journal(
-    absl::string_view name, int32_t node,
-    std::shared_ptr<const weft::v1::NodeOutcome> outcome, WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kJournal,
-             .name = std::string(name),
-             .done = std::move(done),
-             .node = node,
-             .outcome = std::move(outcome)});
-}
-
-void SqliteTaskStore::PutLazyValue(std::string id, std::string request,
-                                   WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kPutLazy,
-             .name = std::move(id),
-             .done = std::move(done),
-             .bytes = std::move(request)});
-}
-
-void SqliteTaskStore::EraseLazyValue(std::string id, WriteDone done) {
-  Enqueue(Op{.kind = Op::Kind::kEraseLazy,
-             .name = std::move(id),
-             .done = std::move(done)});
-}
-
-std::vector<std::pair<std::string, std::string>> SqliteTaskStore::LazyValues()
-    const {
-  return lazy_values_;
-}
-
-NodeJournal SqliteTaskStore::TakeJournal(absl::string_view name) {
-  engine::MutexLock lock(&mu_);
-  auto it = journals_.find(name);
-  if (it == journals_.end()) return {};
-  NodeJournal journal = std::move(it->second);
-  journals_.erase(it);
-  return journal;
-}
-
-std::shared_ptr<const weft::v1::Task> SqliteTaskStore::Get(
-    absl::string_view name) const {
-  return table_.Get(name);
-}
-
-void SqliteTaskStore::Scan(
-    uint64_t before,
-    absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const {
-  table_.Scan(before, fn);
-}
-
-size_t SqliteTaskStore::size() const { return table_.size(); }
-
-int64_t SqliteTaskStore::commits() const {
-  engine::MutexLock lock(&mu_);
-  return commits_;
-}
-
 void SqliteTaskStore::SetMaxPages(int64_t pages) {
-  engine::MutexLock lock(&mu_);
+  engine::MutexLock lock(&pages_mu_);
   max_pages_ = pages;
   max_pages_changed_ = true;
 }
 
-void SqliteTaskStore::WriterLoop() {
-  for (;;) {
-    std::deque<Op> batch;
-    int64_t max_pages = 0;
-    bool max_pages_changed = false;
-    {
-      engine::MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) work_.Wait(&mu_);
-      if (queue_.empty()) return;  // Stopping, and every write applied.
-      // Every write waiting now joins this transaction.
-      batch.swap(queue_);
-      max_pages_changed = max_pages_changed_;
-      max_pages_changed_ = false;
-      max_pages = max_pages_;
-    }
-    if (max_pages_changed) {
-      db_->Exec(absl::StrCat("PRAGMA max_page_count = ",
-                             max_pages > 0 ? max_pages : int64_t{4294967294}))
-          .IgnoreError();
-    }
-    absl::flat_hash_map<std::string, uint64_t> positions;
-    const absl::Status s = Apply(batch, &positions);
-    if (s.ok()) {
-      // Reads see the writes before their `done` runs.
-      for (Op& op : batch) {
-        if (op.kind == Op::Kind::kErase) {
-          table_.Remove(op.name);
-          ++erased_since_vacuum_;
-        } else if (op.kind == Op::Kind::kWrite) {
-          auto it = positions.find(op.name);
-          table_.Put(op.task, it != positions.end() ? it->second : 0);
-        }
-      }
-      engine::MutexLock lock(&mu_);
-      ++commits_;
-    }
-    for (Op& op : batch) std::move(op.done)(s);
-    batch.clear();
-    if (s.ok() && erased_since_vacuum_ >= 256) VacuumSome();
+absl::Status SqliteTaskStore::BeforeBatch() {
+  int64_t max_pages = 0;
+  {
+    engine::MutexLock lock(&pages_mu_);
+    if (!max_pages_changed_) return absl::OkStatus();
+    max_pages_changed_ = false;
+    max_pages = max_pages_;
   }
+  db_->Exec(absl::StrCat("PRAGMA max_page_count = ",
+                         max_pages > 0 ? max_pages : int64_t{4294967294}))
+      .IgnoreError();
+  return absl::OkStatus();
 }
 
-absl::Status SqliteTaskStore::Apply(
-    const std::deque<Op>& batch,
-    absl::flat_hash_map<std::string, uint64_t>* positions) {
+void SqliteTaskStore::AfterBatch(const Batch& batch, const absl::Status& s) {
+  if (!s.ok()) return;
+  for (const Op& op : batch) {
+    if (op.kind == Op::Kind::kErase) ++erased_since_vacuum_;
+  }
+  if (erased_since_vacuum_ >= 256) VacuumSome();
+}
+
+absl::Status SqliteTaskStore::Apply(const Batch& batch, Positions* positions) {
   absl::StatusOr<Statement*> begin = db_->Prepare("BEGIN IMMEDIATE");
   absl::StatusOr<Statement*> upsert = db_->Prepare(
       "INSERT INTO tasks(position, name, state, request_id, owner, task) "
@@ -474,7 +374,7 @@ absl::Status SqliteTaskStore::Apply(
   // Where `name` is as the batch goes (0: nowhere).
   auto position_of = [&](const std::string& name) -> uint64_t {
     auto it = seen.find(name);
-    return it != seen.end() ? it->second : table_.PositionOf(name);
+    return it != seen.end() ? it->second : table().PositionOf(name);
   };
   for (const Op& op : batch) {
     if (op.kind == Op::Kind::kPutLazy) {
