@@ -90,7 +90,10 @@ class Call {
  public:
   virtual ~Call() = default;
   // Runs the call; `done` is called exactly once, possibly inline. May be
-  // called again for another attempt.
+  // called again for another attempt. Once `done` is called (here, or on
+  // another thread) the Call may be destroyed: the run it belongs to may
+  // end, and the plan that owns the Call with it. Start touches neither
+  // `this` nor `ctx` after handing `done` on.
   virtual void Start(const CallContext& ctx, CallDone done) const = 0;
 };
 

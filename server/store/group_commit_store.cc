@@ -128,9 +128,10 @@ void GroupCommitStore::WriterLoop() {
     Positions positions;
     absl::Status s = BeforeBatch();
     if (s.ok()) s = Apply(batch, &positions);
-    if (s.ok()) {
+    if (s.ok() && keep_table_) {
       // Reads see the writes before their `done` runs.
       for (const Op& op : batch) {
+        if (!op.refused.ok()) continue;
         if (op.kind == Op::Kind::kErase) {
           table_.Remove(op.name);
         } else if (op.kind == Op::Kind::kWrite) {
@@ -138,10 +139,12 @@ void GroupCommitStore::WriterLoop() {
           table_.Put(op.task, it != positions.end() ? it->second : 0);
         }
       }
+    }
+    if (s.ok()) {
       engine::MutexLock lock(&mu_);
       ++commits_;
     }
-    for (Op& op : batch) std::move(op.done)(s);
+    for (Op& op : batch) std::move(op.done)(s.ok() ? op.refused : s);
     AfterBatch(batch, s);
   }
 }

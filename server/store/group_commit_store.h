@@ -69,12 +69,17 @@ class GroupCommitStore : public TaskStore {
     int32_t node = 0;                                      // kJournal
     std::shared_ptr<const weft::v1::NodeOutcome> outcome;  // kJournal
     std::string bytes;                                     // kPutLazy
+    // Set by Apply for a write it refused alone (the rest of the batch
+    // applied): its `done` gets this.
+    absl::Status refused;
   };
   using Batch = std::deque<Op>;
   // The positions of the tasks a batch wrote, by name.
   using Positions = absl::flat_hash_map<std::string, uint64_t>;
 
-  GroupCommitStore() = default;
+  // With `keep_table` false the backend serves reads itself (overriding
+  // Get, Scan and size) and nothing is kept in memory.
+  explicit GroupCommitStore(bool keep_table = true) : keep_table_(keep_table) {}
 
   // What the database holds, given by the backend's Open before
   // StartWriter.
@@ -93,8 +98,9 @@ class GroupCommitStore : public TaskStore {
   // writes without applying them.
   virtual absl::Status BeforeBatch() { return absl::OkStatus(); }
   // Applies `batch` in one transaction, all or nothing, filling `positions`
-  // for the tasks it wrote (new ones at least).
-  virtual absl::Status Apply(const Batch& batch, Positions* positions) = 0;
+  // for the tasks it wrote (new ones at least); or all but the writes whose
+  // `refused` it sets.
+  virtual absl::Status Apply(Batch& batch, Positions* positions) = 0;
   // On the writer thread, after the batch's `done`s ran (their `done`s are
   // moved out; the rest of each Op is there).
   virtual void AfterBatch(const Batch& /*batch*/, const absl::Status& /*s*/) {}
@@ -103,6 +109,7 @@ class GroupCommitStore : public TaskStore {
   void Enqueue(Op op);
   void WriterLoop();
 
+  const bool keep_table_;
   mutable engine::Mutex mu_;
   engine::CondVar work_;
   Batch queue_ ABSL_GUARDED_BY(mu_);

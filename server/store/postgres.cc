@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 
 namespace weft::store::pg {
 
@@ -354,6 +355,62 @@ absl::StatusOr<Result> Connection::Query(absl::string_view sql,
   Result result(raw);
   if (absl::Status s = StatusOf(raw, sql); !s.ok()) return s;
   return result;
+}
+
+Pool::Lease::~Lease() {
+  if (pool_ != nullptr) pool_->Give(std::move(conn_));
+}
+
+absl::StatusOr<Pool::Lease> Pool::Take() {
+  std::unique_ptr<Connection> conn;
+  {
+    const absl::Time deadline = absl::Now() + wait_;
+    engine::MutexLock lock(&mu_);
+    while (idle_.empty() && open_ >= size_) {
+      if (!freed_.WaitUntil(&mu_, deadline) && absl::Now() >= deadline) {
+        return absl::UnavailableError(absl::StrCat(
+            "all ", size_, " connections to PostgreSQL stayed busy for ",
+            absl::FormatDuration(wait_)));
+      }
+    }
+    if (!idle_.empty()) {
+      conn = std::move(idle_.back());
+      idle_.pop_back();
+    } else {
+      ++open_;  // Made below, outside the lock.
+    }
+  }
+  if (conn != nullptr && !conn->ok()) {
+    if (absl::Status s = conn->Reconnect(); !s.ok()) {
+      Give(nullptr);
+      return s;
+    }
+  }
+  if (conn == nullptr) {
+    absl::StatusOr<std::unique_ptr<Connection>> made =
+        Connection::Open(conninfo_);
+    if (!made.ok()) {
+      Give(nullptr);
+      return made.status();
+    }
+    conn = *std::move(made);
+  }
+  return Lease(this, std::move(conn));
+}
+
+void Pool::Give(std::unique_ptr<Connection> conn) {
+  engine::MutexLock lock(&mu_);
+  if (conn == nullptr) {
+    --open_;  // One that could not be made, or was dropped.
+  } else {
+    idle_.push_back(std::move(conn));
+  }
+  freed_.Signal();
+}
+
+int Pool::open() const {
+  engine::MutexLock lock(&mu_);
+  return open_;
 }
 
 }  // namespace weft::store::pg

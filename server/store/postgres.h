@@ -9,7 +9,8 @@
 // Messages never hold a password: RedactConninfo shows a connection string
 // without one, and RedactMessage takes it out of libpq's own messages.
 //
-// Thread-safety: none. A Connection belongs to one thread at a time.
+// Thread-safety: a Connection belongs to one thread at a time; a Pool lends
+// connections to many.
 
 #ifndef WEFT_SERVER_STORE_POSTGRES_H_
 #define WEFT_SERVER_STORE_POSTGRES_H_
@@ -18,10 +19,15 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/engine/sync.h"
 
 struct pg_conn;
 struct pg_result;
@@ -123,6 +129,54 @@ class Connection {
   absl::Status StatusOf(pg_result* result, absl::string_view sql) const;
 
   pg_conn* conn_;
+};
+
+// Connections to one server shared by threads: a caller takes one for a
+// few statements and gives it back when its Lease goes. A connection found
+// broken is connected again before it is lent. At most `size` exist; a
+// caller waits (up to `wait`) while all are lent.
+//
+// Thread-safety: thread-safe.
+class Pool {
+ public:
+  Pool(std::string conninfo, int size, absl::Duration wait = absl::Seconds(10))
+      : conninfo_(std::move(conninfo)), size_(size), wait_(wait) {}
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept
+        : pool_(std::exchange(other.pool_, nullptr)),
+          conn_(std::move(other.conn_)) {}
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    Connection& operator*() const { return *conn_; }
+    Connection* operator->() const { return conn_.get(); }
+
+   private:
+    friend class Pool;
+    Lease(Pool* pool, std::unique_ptr<Connection> conn)
+        : pool_(pool), conn_(std::move(conn)) {}
+    Pool* pool_;
+    std::unique_ptr<Connection> conn_;
+  };
+
+  // A connection, or UNAVAILABLE when none can be made or freed in time.
+  absl::StatusOr<Lease> Take();
+  // Connections made so far and not closed.
+  int open() const;
+
+ private:
+  void Give(std::unique_ptr<Connection> conn);
+
+  const std::string conninfo_;
+  const int size_;
+  const absl::Duration wait_;
+  mutable engine::Mutex mu_;
+  engine::CondVar freed_;
+  std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace weft::store::pg

@@ -1,6 +1,9 @@
 #include "server/store/postgres_task_store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -52,6 +55,22 @@ constexpr const char* kMigrations[] = {
         seq BIGINT GENERATED ALWAYS AS IDENTITY,
         id TEXT PRIMARY KEY,
         request BYTEA NOT NULL);
+    )sql",
+    // Version 2: replicas. Each weftd sharing the database registers under
+    // its name with a generation (the fencing token, from a sequence) and
+    // the end of its lease; a task names the replica that owns it ('' for
+    // a weftd alone). A principal's request_id names one task at most.
+    R"sql(
+      CREATE SEQUENCE weft_generations;
+      CREATE TABLE weft_replicas(
+        id TEXT PRIMARY KEY,
+        generation BIGINT NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL,
+        started TIMESTAMPTZ NOT NULL DEFAULT now());
+      ALTER TABLE weft_tasks ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+      CREATE INDEX weft_tasks_by_replica ON weft_tasks(replica);
+      CREATE UNIQUE INDEX weft_tasks_request ON weft_tasks(owner, request_id)
+        WHERE request_id <> '';
     )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -113,16 +132,20 @@ absl::Status Migrate(Connection& db) {
 }
 
 // Takes the store's session lock, waiting up to `wait` while another weftd
-// holds it: FAILED_PRECONDITION if it still does.
+// holds it: FAILED_PRECONDITION if it still does. A weftd alone takes it
+// exclusively; replicas share it (so none runs beside a weftd alone).
 absl::Status Lock(Connection& db, const std::string& redacted,
-                  absl::Duration wait) {
+                  absl::Duration wait, bool shared) {
   const absl::Time deadline = absl::Now() + wait;
   for (;;) {
     // -1: no schema to lock (hashtext(NULL) would make the lock a no-op).
     absl::StatusOr<Result> got = db.Query(
-        "SELECT CASE WHEN current_schema() IS NULL THEN -1 ELSE "
-        "pg_try_advisory_lock($1::integer, "
-        "hashtext(current_schema()))::integer END",
+        shared ? "SELECT CASE WHEN current_schema() IS NULL THEN -1 ELSE "
+                 "pg_try_advisory_lock_shared($1::integer, "
+                 "hashtext(current_schema()))::integer END"
+               : "SELECT CASE WHEN current_schema() IS NULL THEN -1 ELSE "
+                 "pg_try_advisory_lock($1::integer, "
+                 "hashtext(current_schema()))::integer END",
         {Param::Int(kStoreLock)});
     if (!got.ok()) return got.status();
     if (got->Int(0, 0) == -1) {
@@ -136,13 +159,59 @@ absl::Status Lock(Connection& db, const std::string& redacted,
     if (absl::Now() >= deadline) break;
     absl::SleepFor(std::min(absl::Milliseconds(100), deadline - absl::Now()));
   }
-  {
+  if (shared) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the task store at ", redacted,
-        " is in use by another weftd (it holds the store's advisory lock): "
-        "stop that one first, or give this one another database"));
+        " is in use by a weftd running alone (not as a replica): stop it, "
+        "and start every weftd on this database as a replica"));
   }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the task store at ", redacted,
+      " is in use by another weftd (it holds the store's advisory lock): "
+      "stop that one first, or give this one another database"));
+}
+
+// A lease's length for SQL: microseconds, as `$n * interval '1
+// microsecond'` takes them.
+int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
+
+absl::StatusOr<std::shared_ptr<weft::v1::Task>> ParseTask(
+    absl::string_view bytes, int64_t position) {
+  auto task = std::make_shared<weft::v1::Task>();
+  if (!task->ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+      task->name().empty()) {
+    return absl::DataLossError(
+        absl::StrCat("the task at position ", position, " does not parse"));
+  }
+  return task;
+}
+
+// Adds row `i` of a (name, node, outcome) result to `journals`.
+absl::Status AddJournalRow(
+    const Result& rows, int i,
+    absl::flat_hash_map<std::string, NodeJournal>& journals) {
+  NodeJournal& journal = journals[rows.Bytes(i, 0)];
+  const int32_t node = static_cast<int32_t>(rows.Int(i, 1));
+  if (rows.IsNull(i, 2)) {
+    journal.started.insert(node);
+    return absl::OkStatus();
+  }
+  weft::v1::NodeOutcome outcome;
+  const absl::string_view bytes = rows.Bytes(i, 2);
+  if (!outcome.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(absl::StrCat(
+        "node ", node, " of ", rows.Bytes(i, 0), "'s journal does not parse"));
+  }
+  journal.ended[node] = std::move(outcome);
   return absl::OkStatus();
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') {
+    return "weftd";
+  }
+  return name;
 }
 
 }  // namespace
@@ -150,46 +219,132 @@ absl::Status Lock(Connection& db, const std::string& redacted,
 absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
     const std::string& conninfo, PostgresOptions options) {
   const std::string redacted = pg::RedactConninfo(conninfo);
+  if (options.replicas) {
+    if (options.replica_id.empty()) options.replica_id = HostName();
+    if (options.lease_duration < absl::Seconds(1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a replica's lease must last at least 1s (it is renewed every "
+          "third of it), not ",
+          absl::FormatDuration(options.lease_duration)));
+    }
+    if (options.pool_size < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a replica needs at least one connection to read through, not ",
+          options.pool_size));
+    }
+  }
   absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(conninfo);
   if (!db.ok()) return db.status();  // It names the database already.
-  // The lock first: a weftd that will be refused changes nothing, not even
-  // the schema under the one that runs.
-  if (absl::Status s = Lock(**db, redacted, options.lock_wait); !s.ok()) {
+  // The lock first: a weftd that will be refused changes nothing, not
+  // even the schema under the one that runs.
+  if (absl::Status s =
+          Lock(**db, redacted, options.lock_wait, /*shared=*/options.replicas);
+      !s.ok()) {
     return s.code() == absl::StatusCode::kFailedPrecondition
                ? s
                : Refused(redacted, s);
   }
   if (absl::Status s = Migrate(**db); !s.ok()) return Refused(redacted, s);
+  if (!options.replicas) {
+    // Alone, this weftd owns every task, whichever replica wrote it.
+    absl::Status s = (*db)->Exec(
+        "UPDATE weft_tasks SET replica = '' WHERE replica <> ''; "
+        "DELETE FROM weft_replicas");
+    if (!s.ok()) return Refused(redacted, s);
+  }
+  const bool replicas = options.replicas;
   auto store = std::unique_ptr<PostgresTaskStore>(
-      new PostgresTaskStore(redacted, *std::move(db)));
+      new PostgresTaskStore(conninfo, redacted, options, *std::move(db)));
+  if (replicas) {
+    if (absl::Status s = store->Register(); !s.ok()) {
+      return s.code() == absl::StatusCode::kFailedPrecondition
+                 ? s
+                 : Refused(redacted, s);
+    }
+  }
   if (absl::Status s = store->Load(); !s.ok()) return Refused(redacted, s);
   store->StartWriter();
+  if (replicas)
+    store->lease_ = std::thread([s = store.get()] { s->LeaseLoop(); });
   return store;
 }
 
-PostgresTaskStore::PostgresTaskStore(std::string redacted,
+PostgresTaskStore::PostgresTaskStore(std::string conninfo, std::string redacted,
+                                     PostgresOptions options,
                                      std::unique_ptr<Connection> db)
-    : redacted_(std::move(redacted)), db_(std::move(db)) {}
+    : GroupCommitStore(/*keep_table=*/!options.replicas),
+      redacted_(std::move(redacted)),
+      options_(std::move(options)),
+      db_(std::move(db)),
+      locked_(true),
+      conninfo_(std::move(conninfo)) {
+  if (options_.replicas) {
+    pool_ = std::make_unique<pg::Pool>(conninfo_, options_.pool_size);
+  }
+}
 
 PostgresTaskStore::~PostgresTaskStore() {
   StopWriter();
+  {
+    engine::MutexLock lock(&lease_mu_);
+    lease_stopping_ = true;
+    lease_cv_.SignalAll();
+  }
+  if (lease_.joinable()) lease_.join();
+  if (options_.replicas && holds_lease()) {
+    // The lease ends now rather than when it runs out: another replica
+    // adopts the tasks left at once.
+    db_->Query(
+           "UPDATE weft_replicas SET lease_until = now() "
+           "WHERE id = $1 AND generation = $2::bigint",
+           {Param::Text(options_.replica_id), Param::Int(generation_)})
+        .status()
+        .IgnoreError();
+  }
   db_.reset();  // Disconnecting releases the session lock.
 }
 
-absl::Status PostgresTaskStore::Load() {
-  absl::StatusOr<Result> tasks =
-      db_->Query("SELECT position, task FROM weft_tasks ORDER BY position");
-  if (!tasks.ok()) return tasks.status();
-  for (int i = 0; i < tasks->rows(); ++i) {
-    const uint64_t position = static_cast<uint64_t>(tasks->Int(i, 0));
-    auto task = std::make_shared<weft::v1::Task>();
-    const absl::string_view bytes = tasks->Bytes(i, 1);
-    if (!task->ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
-        task->name().empty()) {
-      return absl::DataLossError(
-          absl::StrCat("the task at position ", position, " does not parse"));
+absl::Status PostgresTaskStore::Register() {
+  const absl::Time deadline = absl::Now() + options_.lock_wait;
+  for (;;) {
+    // A name whose lease still runs is another live weftd's; one whose
+    // lease ended is taken over (its old process, if it still runs, is
+    // fenced by the new generation).
+    absl::StatusOr<Result> row = db_->Query(
+        "INSERT INTO weft_replicas(id, generation, lease_until) "
+        "VALUES($1, nextval('weft_generations'), "
+        "now() + $2::bigint * interval '1 microsecond') "
+        "ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, "
+        "lease_until = excluded.lease_until, started = now() "
+        "WHERE weft_replicas.lease_until <= now() RETURNING generation",
+        {Param::Text(options_.replica_id),
+         Param::Int(Micros(options_.lease_duration))});
+    if (!row.ok()) return row.status();
+    if (row->rows() == 1) {
+      generation_ = row->Int(0, 0);
+      return absl::OkStatus();
     }
-    LoadTask(std::move(task), position);
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(std::min(absl::Milliseconds(100), deadline - absl::Now()));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the task store at ", redacted_, " has a running replica named \"",
+      options_.replica_id,
+      "\" already (its lease did not end): give this weftd another "
+      "--replica_id, or stop that one first"));
+}
+
+absl::Status PostgresTaskStore::Load() {
+  if (!options_.replicas) {
+    absl::StatusOr<Result> tasks =
+        db_->Query("SELECT position, task FROM weft_tasks ORDER BY position");
+    if (!tasks.ok()) return tasks.status();
+    for (int i = 0; i < tasks->rows(); ++i) {
+      absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
+          ParseTask(tasks->Bytes(i, 1), tasks->Int(i, 0));
+      if (!task.ok()) return task.status();
+      LoadTask(*std::move(task), static_cast<uint64_t>(tasks->Int(i, 0)));
+    }
   }
   absl::StatusOr<Result> lazies =
       db_->Query("SELECT id, request FROM weft_lazy_values ORDER BY seq");
@@ -198,31 +353,237 @@ absl::Status PostgresTaskStore::Load() {
     LoadLazyValue(std::string(lazies->Bytes(i, 0)),
                   std::string(lazies->Bytes(i, 1)));
   }
+  // A replica's journals: those of its own tasks.
   absl::StatusOr<Result> nodes = db_->Query(
       "SELECT t.name, n.node, n.outcome FROM weft_task_nodes n "
-      "JOIN weft_tasks t USING (position)");
+      "JOIN weft_tasks t USING (position) WHERE t.replica = $1",
+      {Param::Text(options_.replica_id)});
   if (!nodes.ok()) return nodes.status();
   absl::flat_hash_map<std::string, NodeJournal> journals;
   for (int i = 0; i < nodes->rows(); ++i) {
-    NodeJournal& journal = journals[nodes->Bytes(i, 0)];
-    const int32_t node = static_cast<int32_t>(nodes->Int(i, 1));
-    if (nodes->IsNull(i, 2)) {
-      journal.started.insert(node);
-      continue;
+    if (absl::Status s = AddJournalRow(*nodes, i, journals); !s.ok()) {
+      return s;
     }
-    weft::v1::NodeOutcome outcome;
-    const absl::string_view bytes = nodes->Bytes(i, 2);
-    if (!outcome.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      return absl::DataLossError(absl::StrCat("node ", node, " of ",
-                                              nodes->Bytes(i, 0),
-                                              "'s journal does not parse"));
-    }
-    journal.ended[node] = std::move(outcome);
   }
   for (auto& [name, journal] : journals) {
     LoadJournal(name, std::move(journal));
   }
   return absl::OkStatus();
+}
+
+std::shared_ptr<const weft::v1::Task> PostgresTaskStore::Get(
+    absl::string_view name) const {
+  if (!options_.replicas) return GroupCommitStore::Get(name);
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return nullptr;
+  absl::StatusOr<Result> row =
+      (*db)->Query("SELECT position, task FROM weft_tasks WHERE name = $1",
+                   {Param::Text(name)});
+  if (!row.ok() || row->rows() == 0) return nullptr;
+  absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
+      ParseTask(row->Bytes(0, 1), row->Int(0, 0));
+  return task.ok() ? *std::move(task) : nullptr;
+}
+
+void PostgresTaskStore::Scan(
+    uint64_t before,
+    absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const {
+  if (!options_.replicas) return GroupCommitStore::Scan(before, fn);
+  // A page at a time, each on a connection taken for it, so that `fn`
+  // runs with no connection held.
+  constexpr int kPage = 64;
+  int64_t below = before == 0 ? std::numeric_limits<int64_t>::max()
+                              : static_cast<int64_t>(before);
+  for (;;) {
+    std::vector<std::pair<int64_t, std::shared_ptr<weft::v1::Task>>> page;
+    {
+      absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+      if (!db.ok()) return;
+      absl::StatusOr<Result> rows = (*db)->Query(
+          "SELECT position, task FROM weft_tasks WHERE position < $1::bigint "
+          "ORDER BY position DESC LIMIT $2::integer",
+          {Param::Int(below), Param::Int(kPage)});
+      if (!rows.ok()) return;
+      for (int i = 0; i < rows->rows(); ++i) {
+        absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
+            ParseTask(rows->Bytes(i, 1), rows->Int(i, 0));
+        if (task.ok()) page.emplace_back(rows->Int(i, 0), *std::move(task));
+      }
+      if (rows->rows() == 0) return;
+      below = rows->Int(rows->rows() - 1, 0);
+    }
+    for (const auto& [position, task] : page) {
+      if (!fn(static_cast<uint64_t>(position), *task)) return;
+    }
+    if (static_cast<int>(page.size()) < kPage) return;
+  }
+}
+
+size_t PostgresTaskStore::size() const {
+  if (!options_.replicas) return GroupCommitStore::size();
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return 0;
+  absl::StatusOr<Result> n = (*db)->Query("SELECT count(*) FROM weft_tasks");
+  return n.ok() ? static_cast<size_t>(n->Int(0, 0)) : 0;
+}
+
+bool PostgresTaskStore::holds_lease() const {
+  engine::MutexLock lock(&lease_mu_);
+  return options_.replicas && !lease_lost_;
+}
+
+void PostgresTaskStore::StopRenewingForTesting() {
+  engine::MutexLock lock(&lease_mu_);
+  renewing_ = false;
+}
+
+void PostgresTaskStore::LeaseLost() {
+  {
+    engine::MutexLock lock(&lease_mu_);
+    if (lease_lost_) return;
+    lease_lost_ = true;
+  }
+  if (options_.on_lease_lost) options_.on_lease_lost();
+}
+
+void PostgresTaskStore::LeaseLoop() {
+  std::unique_ptr<Connection> db;
+  // Until when the lease surely runs, by this process's clock: a renewal
+  // counts from when it was sent, never from when it was answered.
+  absl::Time valid_until = absl::Now() + options_.lease_duration;
+  const absl::Duration every = options_.lease_duration / 3;
+  absl::Time next = absl::Now() + every;
+  for (;;) {
+    bool renew = true;
+    {
+      engine::MutexLock lock(&lease_mu_);
+      while (!lease_stopping_ && absl::Now() < next) {
+        lease_cv_.WaitUntil(&lease_mu_, next);
+      }
+      if (lease_stopping_ || lease_lost_) return;
+      renew = renewing_;
+    }
+    const absl::Time sent = absl::Now();
+    next = sent + every;
+    absl::Status s = renew ? absl::OkStatus()
+                           : absl::UnavailableError("not renewing (a test)");
+    if (s.ok() && (db == nullptr || !db->ok())) {
+      absl::StatusOr<std::unique_ptr<Connection>> made =
+          Connection::Open(conninfo_, /*connect_timeout_s=*/std::max<int64_t>(
+                               1, absl::ToInt64Seconds(every)));
+      if (made.ok()) {
+        db = *std::move(made);
+        // A renewal that hangs (a partition) must not outlast the lease
+        // unnoticed.
+        s = db->Exec(absl::StrCat("SET statement_timeout = ",
+                                  absl::ToInt64Milliseconds(every)));
+      } else {
+        s = made.status();
+      }
+    }
+    if (s.ok()) {
+      absl::StatusOr<Result> renewed = db->Query(
+          "UPDATE weft_replicas SET lease_until = now() + $3::bigint * "
+          "interval '1 microsecond' WHERE id = $1 AND generation = $2::bigint "
+          "AND lease_until > now() RETURNING 1",
+          {Param::Text(options_.replica_id), Param::Int(generation_),
+           Param::Int(Micros(options_.lease_duration))});
+      if (renewed.ok() && renewed->rows() == 0) {
+        LeaseLost();  // Ended, or taken over: it never comes back.
+        return;
+      }
+      if (renewed.ok()) valid_until = sent + options_.lease_duration;
+    }
+    if (absl::Now() >= valid_until) {
+      LeaseLost();
+      return;
+    }
+  }
+}
+
+absl::StatusOr<std::vector<PostgresTaskStore::Adopted>>
+PostgresTaskStore::AdoptExpired() {
+  if (!options_.replicas) {
+    return absl::FailedPreconditionError(
+        "only a replica adopts tasks (PostgresOptions::replicas)");
+  }
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return db.status();
+  std::vector<Adopted> adopted;
+  absl::Status s = InTransaction(**db, [&]() -> absl::Status {
+    if (absl::Status s = CheckLease(**db); !s.ok()) return s;
+    // The dead replicas this adopter takes: a row another adopter (or the
+    // dead one's last write) holds is skipped, and taken next time if
+    // still there.
+    absl::StatusOr<Result> dead = (*db)->Query(
+        "DELETE FROM weft_replicas WHERE id IN (SELECT id FROM weft_replicas "
+        "WHERE lease_until <= now() AND id <> $1 "
+        "FOR UPDATE SKIP LOCKED) RETURNING id",
+        {Param::Text(options_.replica_id)});
+    if (!dead.ok()) return dead.status();
+    // Their tasks, and those of any replica no row names (a weftd that ran
+    // alone has ''). Rows another adopter changed meanwhile are checked
+    // again, and skipped.
+    absl::StatusOr<Result> tasks = (*db)->Query(
+        "UPDATE weft_tasks t SET replica = $1 WHERE t.replica <> $1 AND "
+        "NOT EXISTS (SELECT 1 FROM weft_replicas r WHERE r.id = t.replica) "
+        "RETURNING position, task",
+        {Param::Text(options_.replica_id)});
+    if (!tasks.ok()) return tasks.status();
+    std::vector<std::pair<int64_t, std::shared_ptr<weft::v1::Task>>> taken;
+    for (int i = 0; i < tasks->rows(); ++i) {
+      absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
+          ParseTask(tasks->Bytes(i, 1), tasks->Int(i, 0));
+      if (!task.ok()) return task.status();
+      taken.emplace_back(tasks->Int(i, 0), *std::move(task));
+    }
+    std::sort(taken.begin(), taken.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::string positions = "{";
+    for (size_t i = 0; i < taken.size(); ++i) {
+      absl::StrAppend(&positions, i ? "," : "", taken[i].first);
+    }
+    positions += "}";
+    absl::StatusOr<Result> nodes = (*db)->Query(
+        "SELECT t.name, n.node, n.outcome FROM weft_task_nodes n "
+        "JOIN weft_tasks t USING (position) "
+        "WHERE n.position = ANY($1::bigint[])",
+        {Param::Text(positions)});
+    if (!nodes.ok()) return nodes.status();
+    absl::flat_hash_map<std::string, NodeJournal> journals;
+    for (int i = 0; i < nodes->rows(); ++i) {
+      if (absl::Status s = AddJournalRow(*nodes, i, journals); !s.ok()) {
+        return s;
+      }
+    }
+    for (auto& [position, task] : taken) {
+      Adopted a;
+      if (auto it = journals.find(task->name()); it != journals.end()) {
+        a.journal = std::move(it->second);
+      }
+      a.task = std::move(task);
+      adopted.push_back(std::move(a));
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return adopted;
+}
+
+absl::Status PostgresTaskStore::CheckLease(Connection& db) {
+  // FOR SHARE: an adopter's DELETE of this row waits until this
+  // transaction ends, so nothing it writes is taken from under it.
+  absl::StatusOr<Result> row = db.Query(
+      "SELECT 1 FROM weft_replicas WHERE id = $1 AND generation = $2::bigint "
+      "AND lease_until > now() FOR SHARE",
+      {Param::Text(options_.replica_id), Param::Int(generation_)});
+  if (!row.ok()) return row.status();
+  if (row->rows() == 1) return absl::OkStatus();
+  LeaseLost();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "replica \"", options_.replica_id, "\" (generation ", generation_,
+      ") lost its lease: another replica may have adopted its tasks, and it "
+      "writes nothing more"));
 }
 
 absl::StatusOr<std::string> PostgresTaskStore::BackupToNewFile() const {
@@ -240,8 +601,10 @@ absl::Status PostgresTaskStore::BeforeBatch() {
   }
   // Another weftd may have taken the lock meanwhile, or the old session
   // (cut off by the network, not yet ended by the server) still holds it:
-  // no write goes without it.
-  absl::Status s = Lock(*db_, redacted_, absl::ZeroDuration());
+  // no write goes without it. (A replica's writes are guarded by its lease
+  // too: CheckLease.)
+  absl::Status s =
+      Lock(*db_, redacted_, absl::ZeroDuration(), options_.replicas);
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "the task store's connection was lost and its lock is not back yet (",
@@ -251,11 +614,70 @@ absl::Status PostgresTaskStore::BeforeBatch() {
   return absl::OkStatus();
 }
 
-absl::Status PostgresTaskStore::Apply(const Batch& batch,
-                                      Positions* positions) {
+absl::Status PostgresTaskStore::ApplyWrite(Op& op, std::string& bytes,
+                                           Positions* positions) {
+  bytes.clear();
+  if (!op.task->SerializeToString(&bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op.name, " does not serialize"));
+  }
+  const Param replica = Param::Text(options_.replica_id);
+  // A task this replica has: replaced, keeping its position.
+  absl::StatusOr<Result> r = db_->Query(
+      "UPDATE weft_tasks SET state = $2::integer, task = $3::bytea "
+      "WHERE name = $1 AND replica = $4 RETURNING position",
+      {Param::Text(op.name), Param::Int(op.task->state()), Param::Bytes(bytes),
+       replica});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) {
+    // A new one gets the next position, unless its name or its creator's
+    // request_id is taken: that write alone is refused.
+    r = db_->Query(
+        "INSERT INTO weft_tasks(name, state, request_id, owner, task, "
+        "replica) VALUES($1, $2::integer, $3, $4, $5::bytea, $6) "
+        "ON CONFLICT DO NOTHING RETURNING position",
+        {Param::Text(op.name), Param::Int(op.task->state()),
+         Param::Text(op.task->request_id()), Param::Text(op.task->creator()),
+         Param::Bytes(bytes), replica});
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) {
+      absl::StatusOr<Result> owner =
+          db_->Query("SELECT replica FROM weft_tasks WHERE name = $1",
+                     {Param::Text(op.name)});
+      if (!owner.ok()) return owner.status();
+      if (owner->rows() > 0) {
+        op.refused = absl::FailedPreconditionError(
+            absl::StrCat(op.name, " belongs to replica \"", owner->Bytes(0, 0),
+                         "\", not to \"", options_.replica_id, "\""));
+      } else {
+        op.refused = absl::AlreadyExistsError(
+            absl::StrCat("request_id \"", op.task->request_id(), "\" of \"",
+                         op.task->creator(), "\" names another task already"));
+      }
+      return absl::OkStatus();
+    }
+  }
+  const uint64_t position = static_cast<uint64_t>(r->Int(0, 0));
+  (*positions)[op.name] = position;
+  const weft::v1::TaskState state = op.task->state();
+  if (state != weft::v1::TASK_STATE_QUEUED &&
+      state != weft::v1::TASK_STATE_RUNNING) {
+    // Its outcome holds what the journal did.
+    r = db_->Query("DELETE FROM weft_task_nodes WHERE position = $1::bigint",
+                   {Param::Int(static_cast<int64_t>(position))});
+  }
+  return r.status();
+}
+
+absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
   std::string bytes;
+  const Param replica = Param::Text(options_.replica_id);
   absl::Status s = InTransaction(*db_, [&]() -> absl::Status {
-    for (const Op& op : batch) {
+    if (options_.replicas) {
+      if (absl::Status s = CheckLease(*db_); !s.ok()) return s;
+    }
+    for (Op& op : batch) {
+      op.refused = absl::OkStatus();
       absl::StatusOr<Result> r;
       switch (op.kind) {
         case Op::Kind::kPutLazy:
@@ -270,59 +692,40 @@ absl::Status PostgresTaskStore::Apply(const Batch& batch,
                          {Param::Text(op.name)});
           break;
         case Op::Kind::kJournal:
-          // Nothing for a task the store does not hold (erased meanwhile).
+          // Nothing for a task this replica does not have (erased
+          // meanwhile).
           if (op.outcome == nullptr) {
             r = db_->Query(
                 "INSERT INTO weft_task_nodes(position, node) "
-                "SELECT position, $2::integer FROM weft_tasks WHERE name = $1 "
-                "ON CONFLICT DO NOTHING",
-                {Param::Text(op.name), Param::Int(op.node)});
+                "SELECT position, $2::integer FROM weft_tasks "
+                "WHERE name = $1 AND replica = $3 ON CONFLICT DO NOTHING",
+                {Param::Text(op.name), Param::Int(op.node), replica});
           } else {
             bytes.clear();
             op.outcome->SerializeToString(&bytes);
             r = db_->Query(
                 "INSERT INTO weft_task_nodes(position, node, outcome) "
                 "SELECT position, $2::integer, $3::bytea FROM weft_tasks "
-                "WHERE name = $1 ON CONFLICT(position, node) "
+                "WHERE name = $1 AND replica = $4 ON CONFLICT(position, node) "
                 "DO UPDATE SET outcome = excluded.outcome",
-                {Param::Text(op.name), Param::Int(op.node),
-                 Param::Bytes(bytes)});
+                {Param::Text(op.name), Param::Int(op.node), Param::Bytes(bytes),
+                 replica});
           }
           break;
         case Op::Kind::kErase:
-          // Its journal goes with it (ON DELETE CASCADE).
-          r = db_->Query("DELETE FROM weft_tasks WHERE name = $1",
-                         {Param::Text(op.name)});
+          // Its journal goes with it (ON DELETE CASCADE). Any replica may
+          // erase a finished task; an unfinished one, only its owner.
+          r = db_->Query(
+              "DELETE FROM weft_tasks WHERE name = $1 AND "
+              "(replica = $2 OR state NOT IN (1, 2))",
+              {Param::Text(op.name), replica});
           positions->erase(op.name);
           break;
-        case Op::Kind::kWrite: {
-          bytes.clear();
-          if (!op.task->SerializeToString(&bytes)) {
-            return absl::InvalidArgumentError(
-                absl::StrCat(op.name, " does not serialize"));
+        case Op::Kind::kWrite:
+          if (absl::Status w = ApplyWrite(op, bytes, positions); !w.ok()) {
+            return w;
           }
-          // A new task gets the next position; a replaced one keeps its.
-          r = db_->Query(
-              "INSERT INTO weft_tasks(name, state, request_id, owner, task) "
-              "VALUES($1, $2::integer, $3, $4, $5::bytea) "
-              "ON CONFLICT(name) DO UPDATE SET state = excluded.state, "
-              "task = excluded.task RETURNING position",
-              {Param::Text(op.name), Param::Int(op.task->state()),
-               Param::Text(op.task->request_id()),
-               Param::Text(op.task->creator()), Param::Bytes(bytes)});
-          if (!r.ok()) return r.status();
-          const uint64_t position = static_cast<uint64_t>(r->Int(0, 0));
-          (*positions)[op.name] = position;
-          const weft::v1::TaskState state = op.task->state();
-          if (state != weft::v1::TASK_STATE_QUEUED &&
-              state != weft::v1::TASK_STATE_RUNNING) {
-            // Its outcome holds what the journal did.
-            r = db_->Query(
-                "DELETE FROM weft_task_nodes WHERE position = $1::bigint",
-                {Param::Int(static_cast<int64_t>(position))});
-          }
-          break;
-        }
+          continue;
       }
       if (!r.ok()) return r.status();
     }

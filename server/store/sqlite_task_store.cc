@@ -336,7 +336,7 @@ void SqliteTaskStore::AfterBatch(const Batch& batch, const absl::Status& s) {
   if (erased_since_vacuum_ >= 256) VacuumSome();
 }
 
-absl::Status SqliteTaskStore::Apply(const Batch& batch, Positions* positions) {
+absl::Status SqliteTaskStore::Apply(Batch& batch, Positions* positions) {
   absl::StatusOr<Statement*> begin = db_->Prepare("BEGIN IMMEDIATE");
   absl::StatusOr<Statement*> upsert = db_->Prepare(
       "INSERT INTO tasks(position, name, state, request_id, owner, task) "

@@ -81,7 +81,7 @@ class SqliteTaskStore final : public GroupCommitStore {
                   std::unique_ptr<sqlite::Database> db, int lock_fd);
   absl::Status Load();
   absl::Status BeforeBatch() override;
-  absl::Status Apply(const Batch& batch, Positions* positions) override;
+  absl::Status Apply(Batch& batch, Positions* positions) override;
   void AfterBatch(const Batch& batch, const absl::Status& s) override;
   void VacuumSome();
 

@@ -9,8 +9,10 @@
 
 #include "server/store/postgres_task_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -88,10 +90,33 @@ std::unique_ptr<TaskStore> NewPostgresStore() {
   return store.ok() ? *std::move(store) : nullptr;
 }
 
-INSTANTIATE_TEST_SUITE_P(Postgres, TaskStoreContractTest,
-                         ::testing::Values(TaskStoreFactory{"Postgres",
-                                                            NewPostgresStore}),
-                         [](const auto& info) { return info.param.name; });
+// A replica (reads from the database) named `id` on the tables of
+// `conninfo`.
+absl::StatusOr<std::unique_ptr<PostgresTaskStore>> OpenReplica(
+    const std::string& conninfo, const std::string& id,
+    absl::Duration lease = absl::Seconds(60),
+    std::function<void()> on_lease_lost = nullptr) {
+  PostgresOptions options;
+  options.replicas = true;
+  options.replica_id = id;
+  options.lease_duration = lease;
+  options.pool_size = 2;
+  options.on_lease_lost = std::move(on_lease_lost);
+  return PostgresTaskStore::Open(conninfo, options);
+}
+
+std::unique_ptr<TaskStore> NewPostgresReplica() {
+  absl::StatusOr<std::unique_ptr<PostgresTaskStore>> store =
+      OpenReplica(NewSchemaConninfo(), "replica-1");
+  EXPECT_THAT(store.status(), IsOk());
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, TaskStoreContractTest,
+    ::testing::Values(TaskStoreFactory{"Postgres", NewPostgresStore},
+                      TaskStoreFactory{"PostgresReplica", NewPostgresReplica}),
+    [](const auto& info) { return info.param.name; });
 
 std::shared_ptr<const weft::v1::Task> MakeTask(const std::string& name,
                                                weft::v1::TaskState state) {
@@ -234,7 +259,7 @@ TEST(PostgresTaskStoreTest, ANewerSchemaIsRefused) {
   EXPECT_THAT(PostgresTaskStore::Open(conninfo).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("written by a newer weftd (schema version "
-                                 "99; this weftd knows versions up to 1)")));
+                                 "99; this weftd knows versions up to 2)")));
 }
 
 TEST(PostgresTaskStoreTest,
@@ -406,6 +431,348 @@ TEST(PostgresTest, SqlStatesMapToCodesACallerCanActOn) {
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(pg::FromSqlState("42P01", "no table").code(),
             absl::StatusCode::kInternal);
+}
+
+}  // namespace
+}  // namespace weft::store
+
+namespace weft::store {
+namespace {
+
+std::vector<std::string> Names(const TaskStore& store) {
+  std::vector<std::string> names;
+  store.Scan(0, [&](uint64_t, const weft::v1::Task& t) {
+    names.push_back(t.name());
+    return true;
+  });
+  return names;
+}
+
+std::vector<std::string> Names(
+    const std::vector<PostgresTaskStore::Adopted>& adopted) {
+  std::vector<std::string> names;
+  for (const auto& a : adopted) names.push_back(a.task->name());
+  return names;
+}
+
+TEST(PostgresReplicasTest, EachReplicaReadsEveryReplicasTasks) {
+  const std::string conninfo = NewSchemaConninfo();
+  auto a = OpenReplica(conninfo, "a");
+  auto b = OpenReplica(conninfo, "b");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(b.status(), IsOk());
+  EXPECT_NE((*a)->generation(), (*b)->generation());
+  ASSERT_THAT(WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_QUEUED)),
+              IsOk());
+  ASSERT_THAT(WriteNow(**b, MakeTask("tasks/2", weft::v1::TASK_STATE_RUNNING)),
+              IsOk());
+  ASSERT_NE((*a)->Get("tasks/2"), nullptr);
+  EXPECT_EQ((*a)->Get("tasks/2")->state(), weft::v1::TASK_STATE_RUNNING);
+  ASSERT_NE((*b)->Get("tasks/1"), nullptr);
+  EXPECT_EQ((*b)->Get("nope"), nullptr);
+  EXPECT_THAT(Names(**a), ::testing::ElementsAre("tasks/2", "tasks/1"));
+  EXPECT_EQ((*b)->size(), 2u);
+  // A scan resumed from a position goes on below it, across pages.
+  for (int i = 3; i < 150; ++i) {
+    ASSERT_THAT(WriteNow(**b, MakeTask(absl::StrCat("tasks/", i),
+                                       weft::v1::TASK_STATE_SUCCEEDED)),
+                IsOk());
+  }
+  std::vector<std::string> seen;
+  uint64_t last = 0;
+  (*a)->Scan(0, [&](uint64_t position, const weft::v1::Task& t) {
+    seen.push_back(t.name());
+    last = position;
+    return seen.size() < 100;
+  });
+  (*a)->Scan(last, [&](uint64_t, const weft::v1::Task& t) {
+    seen.push_back(t.name());
+    return true;
+  });
+  ASSERT_EQ(seen.size(), 149u);
+  EXPECT_EQ(seen.front(), "tasks/149");
+  EXPECT_EQ(seen.back(), "tasks/1");
+}
+
+// The end of replica `id`'s lease, in microseconds since the epoch.
+int64_t LeaseEnd(const std::string& conninfo, const std::string& id) {
+  absl::StatusOr<std::unique_ptr<pg::Connection>> c =
+      pg::Connection::Open(conninfo);
+  if (!c.ok()) return -1;
+  absl::StatusOr<pg::Result> r = (*c)->Query(
+      "SELECT (extract(epoch FROM lease_until) * 1000000)::bigint "
+      "FROM weft_replicas WHERE id = $1",
+      {pg::Param::Text(id)});
+  return r.ok() && r->rows() == 1 ? r->Int(0, 0) : -1;
+}
+
+TEST(PostgresReplicasTest, AReplicaRenewsItsLeaseAndKnowsWhenItEnds) {
+  const std::string conninfo = NewSchemaConninfo();
+  weft::testing::Notification lost;
+  auto a =
+      OpenReplica(conninfo, "a", absl::Seconds(1), [&lost] { lost.Notify(); });
+  ASSERT_THAT(a.status(), IsOk());
+  const int64_t first = LeaseEnd(conninfo, "a");
+  ASSERT_GT(first, 0);
+  // Renewed: its end moves on, twice.
+  int64_t later = first;
+  ASSERT_TRUE(weft::testing::WaitFor(
+      [&] { return (later = LeaseEnd(conninfo, "a")) > first; }));
+  ASSERT_TRUE(
+      weft::testing::WaitFor([&] { return LeaseEnd(conninfo, "a") > later; }));
+  EXPECT_TRUE((*a)->holds_lease());
+  EXPECT_FALSE(lost.HasBeenNotified());
+  // Not renewed, it knows by its own clock once the lease has run out,
+  // without writing anything.
+  (*a)->StopRenewingForTesting();
+  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(weft::testing::kWait));
+  EXPECT_FALSE((*a)->holds_lease());
+}
+
+TEST(PostgresReplicasTest, ARequestIdNamesOneTaskOfItsPrincipalAcrossReplicas) {
+  const std::string conninfo = NewSchemaConninfo();
+  auto a = OpenReplica(conninfo, "a");
+  auto b = OpenReplica(conninfo, "b");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(b.status(), IsOk());
+  auto first = std::make_shared<weft::v1::Task>();
+  first->set_name("tasks/first");
+  first->set_state(weft::v1::TASK_STATE_QUEUED);
+  first->set_creator("alice");
+  first->set_request_id("report-1");
+  ASSERT_THAT(WriteNow(**a, first), IsOk());
+  // The same principal's request_id on another replica: refused alone;
+  // a write beside it in the same queue still lands.
+  auto again = std::make_shared<weft::v1::Task>(*first);
+  again->set_name("tasks/again");
+  auto other = std::make_shared<weft::v1::Task>(*first);
+  other->set_name("tasks/bobs");
+  other->set_creator("bob");
+  Waiter w1, w2;
+  (*b)->Write(again, w1.Done());
+  (*b)->Write(other, w2.Done());
+  EXPECT_THAT(w1.Wait(), StatusIs(absl::StatusCode::kAlreadyExists,
+                                  HasSubstr("request_id \"report-1\" of "
+                                            "\"alice\" names another task")));
+  EXPECT_THAT(w2.Wait(), IsOk());
+  EXPECT_EQ((*a)->Get("tasks/again"), nullptr);
+  EXPECT_NE((*a)->Get("tasks/bobs"), nullptr);
+  // Once the first is erased, the request_id is free again.
+  Waiter erased;
+  (*a)->Erase("tasks/first", erased.Done());
+  ASSERT_THAT(erased.Wait(), IsOk());
+  EXPECT_THAT(WriteNow(**b, again), IsOk());
+}
+
+TEST(PostgresReplicasTest, AReplicaDoesNotReplaceAnothersTask) {
+  const std::string conninfo = NewSchemaConninfo();
+  auto a = OpenReplica(conninfo, "a");
+  auto b = OpenReplica(conninfo, "b");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(b.status(), IsOk());
+  ASSERT_THAT(WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_RUNNING)),
+              IsOk());
+  EXPECT_THAT(
+      WriteNow(**b, MakeTask("tasks/1", weft::v1::TASK_STATE_SUCCEEDED)),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr("tasks/1 belongs to replica \"a\"")));
+  // Nor erases it while it runs; a finished one any replica may.
+  Waiter running;
+  (*b)->Erase("tasks/1", running.Done());
+  ASSERT_THAT(running.Wait(), IsOk());
+  EXPECT_NE((*a)->Get("tasks/1"), nullptr);
+  ASSERT_THAT(
+      WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_SUCCEEDED)),
+      IsOk());
+  Waiter finished;
+  (*b)->Erase("tasks/1", finished.Done());
+  ASSERT_THAT(finished.Wait(), IsOk());
+  EXPECT_EQ((*a)->Get("tasks/1"), nullptr);
+}
+
+TEST(PostgresReplicasTest, ANameInUseIsRefusedAndAnEndedOneTakenOver) {
+  const std::string conninfo = NewSchemaConninfo();
+  auto a = OpenReplica(conninfo, "a");
+  ASSERT_THAT(a.status(), IsOk());
+  PostgresOptions options;
+  options.replicas = true;
+  options.replica_id = "a";
+  options.lock_wait = absl::Milliseconds(300);
+  EXPECT_THAT(PostgresTaskStore::Open(conninfo, options).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("has a running replica named \"a\"")));
+  // Restarted under its name, a replica takes its tasks and their journals
+  // back at once, in a new generation.
+  ASSERT_THAT(WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_RUNNING)),
+              IsOk());
+  Waiter j;
+  (*a)->Journal("tasks/1", 2, nullptr, j.Done());
+  ASSERT_THAT(j.Wait(), IsOk());
+  const int64_t first_generation = (*a)->generation();
+  a->reset();
+  auto again = PostgresTaskStore::Open(conninfo, options);
+  ASSERT_THAT(again.status(), IsOk());
+  EXPECT_GT((*again)->generation(), first_generation);
+  EXPECT_TRUE((*again)->TakeJournal("tasks/1").started.contains(2));
+  EXPECT_THAT(
+      WriteNow(**again, MakeTask("tasks/1", weft::v1::TASK_STATE_SUCCEEDED)),
+      IsOk());
+}
+
+TEST(PostgresReplicasTest, APausedReplicaIsFencedAndAnotherAdoptsItsTasks) {
+  const std::string conninfo = NewSchemaConninfo();
+  weft::testing::Notification lost;
+  auto a =
+      OpenReplica(conninfo, "a", absl::Seconds(1), [&lost] { lost.Notify(); });
+  auto b = OpenReplica(conninfo, "b");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(b.status(), IsOk());
+  ASSERT_THAT(
+      WriteNow(**a, MakeTask("tasks/run", weft::v1::TASK_STATE_RUNNING)),
+      IsOk());
+  ASSERT_THAT(
+      WriteNow(**a, MakeTask("tasks/done", weft::v1::TASK_STATE_SUCCEEDED)),
+      IsOk());
+  auto leaf = std::make_shared<weft::v1::NodeOutcome>();
+  leaf->set_id("fetch");
+  Waiter j1, j2;
+  (*a)->Journal("tasks/run", 3, leaf, j1.Done());
+  (*a)->Journal("tasks/run", 4, nullptr, j2.Done());
+  ASSERT_THAT(j1.Wait(), IsOk());
+  ASSERT_THAT(j2.Wait(), IsOk());
+  // While a's lease runs there is nothing to adopt.
+  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> adopted =
+      (*b)->AdoptExpired();
+  ASSERT_THAT(adopted.status(), IsOk());
+  EXPECT_TRUE(adopted->empty());
+  // a stops renewing (a paused process): once its lease ends, b takes its
+  // tasks, oldest first, the running one with its journal.
+  (*a)->StopRenewingForTesting();
+  ASSERT_TRUE(weft::testing::WaitFor([&] {
+    adopted = (*b)->AdoptExpired();
+    return !adopted.ok() || !adopted->empty();
+  }));
+  ASSERT_THAT(adopted.status(), IsOk());
+  EXPECT_THAT(Names(*adopted),
+              ::testing::ElementsAre("tasks/run", "tasks/done"));
+  const NodeJournal& journal = (*adopted)[0].journal;
+  ASSERT_EQ(journal.ended.size(), 1u);
+  EXPECT_EQ(journal.ended.at(3).id(), "fetch");
+  EXPECT_TRUE(journal.started.contains(4));
+  EXPECT_TRUE((*adopted)[1].journal.ended.empty());
+  // a, back, writes nothing more: it learns it lost its lease.
+  EXPECT_THAT(WriteNow(**a, MakeTask("tasks/run", weft::v1::TASK_STATE_FAILED)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("replica \"a\" (generation ")));
+  EXPECT_TRUE(lost.WaitForNotificationWithTimeout(weft::testing::kWait));
+  EXPECT_FALSE((*a)->holds_lease());
+  EXPECT_EQ((*b)->Get("tasks/run")->state(), weft::v1::TASK_STATE_RUNNING);
+  // b owns them now.
+  EXPECT_THAT(
+      WriteNow(**b, MakeTask("tasks/run", weft::v1::TASK_STATE_SUCCEEDED)),
+      IsOk());
+  EXPECT_THAT((*a)->AdoptExpired().status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("lost its lease")));
+}
+
+TEST(PostgresReplicasTest, OfTwoAdoptersAtOnceEachTaskGoesToOne) {
+  const std::string conninfo = NewSchemaConninfo();
+  {
+    // A long lease, ended at once by a clean close.
+    auto a = OpenReplica(conninfo, "a");
+    ASSERT_THAT(a.status(), IsOk());
+    for (int i = 0; i < 40; ++i) {
+      ASSERT_THAT(WriteNow(**a, MakeTask(absl::StrCat("tasks/", i),
+                                         weft::v1::TASK_STATE_RUNNING)),
+                  IsOk());
+    }
+  }
+  auto b = OpenReplica(conninfo, "b");
+  auto c = OpenReplica(conninfo, "c");
+  ASSERT_THAT(b.status(), IsOk());
+  ASSERT_THAT(c.status(), IsOk());
+  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> by_b, by_c;
+  std::thread tb([&] { by_b = (*b)->AdoptExpired(); });
+  std::thread tc([&] { by_c = (*c)->AdoptExpired(); });
+  tb.join();
+  tc.join();
+  ASSERT_THAT(by_b.status(), IsOk());
+  ASSERT_THAT(by_c.status(), IsOk());
+  std::vector<std::string> all = Names(*by_b);
+  for (const std::string& name : Names(*by_c)) all.push_back(name);
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all.size(), 40u);
+  EXPECT_EQ(std::unique(all.begin(), all.end()), all.end());
+  // And nothing is left for a third try.
+  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> again =
+      (*b)->AdoptExpired();
+  ASSERT_THAT(again.status(), IsOk());
+  EXPECT_TRUE(again->empty());
+}
+
+TEST(PostgresReplicasTest, AWeftdAloneAndReplicasDoNotShareADatabase) {
+  const std::string conninfo = NewSchemaConninfo();
+  PostgresOptions no_wait;
+  no_wait.lock_wait = absl::ZeroDuration();
+  {
+    auto alone = PostgresTaskStore::Open(conninfo);
+    ASSERT_THAT(alone.status(), IsOk());
+    PostgresOptions replica = no_wait;
+    replica.replicas = true;
+    EXPECT_THAT(PostgresTaskStore::Open(conninfo, replica).status(),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("in use by a weftd running alone")));
+  }
+  auto a = OpenReplica(conninfo, "a");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_RUNNING)),
+              IsOk());
+  EXPECT_THAT(PostgresTaskStore::Open(conninfo, no_wait).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("in use by another weftd")));
+  a->reset();
+  // Alone after replicas, a weftd owns every task.
+  auto alone = PostgresTaskStore::Open(conninfo);
+  ASSERT_THAT(alone.status(), IsOk());
+  EXPECT_THAT(
+      WriteNow(**alone, MakeTask("tasks/1", weft::v1::TASK_STATE_SUCCEEDED)),
+      IsOk());
+}
+
+TEST(PostgresReplicasTest, AVersionOneDatabaseIsMigratedWithItsTasks) {
+  const std::string conninfo = NewSchemaConninfo();
+  {
+    auto store = PostgresTaskStore::Open(conninfo);
+    ASSERT_THAT(store.status(), IsOk());
+    ASSERT_THAT(
+        WriteNow(**store, MakeTask("tasks/old", weft::v1::TASK_STATE_RUNNING)),
+        IsOk());
+  }
+  // Back to version 1's tables, as a weftd of that version left them.
+  std::unique_ptr<pg::Connection> admin = Admin();
+  ASSERT_NE(admin, nullptr);
+  absl::StatusOr<std::unique_ptr<pg::Connection>> c =
+      pg::Connection::Open(conninfo);
+  ASSERT_THAT(c.status(), IsOk());
+  ASSERT_THAT((*c)->Exec("DROP INDEX weft_tasks_request; "
+                         "ALTER TABLE weft_tasks DROP COLUMN replica; "
+                         "DROP TABLE weft_replicas; "
+                         "DROP SEQUENCE weft_generations; "
+                         "UPDATE weft_meta SET value = '1' "
+                         "WHERE key = 'schema_version'"),
+              IsOk());
+  auto a = OpenReplica(conninfo, "a");
+  ASSERT_THAT(a.status(), IsOk());
+  // The task of the weftd that ran alone has no replica: adopted.
+  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> adopted =
+      (*a)->AdoptExpired();
+  ASSERT_THAT(adopted.status(), IsOk());
+  EXPECT_THAT(Names(*adopted), ::testing::ElementsAre("tasks/old"));
+  absl::StatusOr<pg::Result> version =
+      (*c)->Query("SELECT value FROM weft_meta WHERE key = 'schema_version'");
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(version->Bytes(0, 0), "2");
 }
 
 }  // namespace
