@@ -67,6 +67,7 @@ std::initializer_list<absl::string_view> AllReasons() {
       kRequestIdReused,
       kLazyValueExists,
       kTaskNotFinished,
+      kTaskOnAnotherReplica,
       kSequenceAhead,
       kLazyValueDeleted,
 

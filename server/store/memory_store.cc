@@ -6,6 +6,18 @@
 
 namespace weft::store {
 
+std::vector<std::shared_ptr<const weft::v1::Task>> TaskStore::Owned() const {
+  std::vector<std::shared_ptr<const weft::v1::Task>> tasks;
+  Scan(0, [&](uint64_t, const weft::v1::Task& task) {
+    if (std::shared_ptr<const weft::v1::Task> t = Get(task.name())) {
+      tasks.push_back(std::move(t));
+    }
+    return true;
+  });
+  std::reverse(tasks.begin(), tasks.end());
+  return tasks;
+}
+
 void TaskTable::Put(std::shared_ptr<const weft::v1::Task> task,
                     uint64_t position) {
   {

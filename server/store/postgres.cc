@@ -241,7 +241,7 @@ absl::string_view Result::Bytes(int row, int column) const {
 }
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
-    const std::string& conninfo, int connect_timeout_s) {
+    const std::string& conninfo, int connect_timeout_s, std::string setup) {
   // Defaults the caller's conninfo (expanded from dbname, after them) may
   // override: weftd's name in pg_stat_activity; a connect timeout (unless
   // PGCONNECT_TIMEOUT sets one: an entry here would beat it); TCP
@@ -287,7 +287,14 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   // weftd's log: libpq would print each on stderr.
   PQsetNoticeProcessor(
       conn, [](void*, const char*) {}, nullptr);
-  return std::unique_ptr<Connection>(new Connection(conn));
+  auto connection =
+      std::unique_ptr<Connection>(new Connection(conn, std::move(setup)));
+  if (!connection->setup_.empty()) {
+    if (absl::Status s = connection->Exec(connection->setup_); !s.ok()) {
+      return s;
+    }
+  }
+  return connection;
 }
 
 Connection::~Connection() { PQfinish(conn_); }
@@ -296,7 +303,7 @@ bool Connection::ok() const { return PQstatus(conn_) == CONNECTION_OK; }
 
 absl::Status Connection::Reconnect() {
   PQreset(conn_);
-  if (ok()) return absl::OkStatus();
+  if (ok()) return setup_.empty() ? absl::OkStatus() : Exec(setup_);
   return absl::UnavailableError(
       absl::StrCat("cannot reconnect to PostgreSQL: ",
                    absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn_))));
@@ -388,7 +395,7 @@ absl::StatusOr<Pool::Lease> Pool::Take() {
   }
   if (conn == nullptr) {
     absl::StatusOr<std::unique_ptr<Connection>> made =
-        Connection::Open(conninfo_);
+        Connection::Open(conninfo_, 10, setup_);
     if (!made.ok()) {
       Give(nullptr);
       return made.status();

@@ -105,10 +105,12 @@ class Result {
 
 class Connection {
  public:
-  // Connects to `conninfo` within `connect_timeout_s` seconds. The error
-  // names the server as RedactConninfo shows it.
+  // Connects to `conninfo` within `connect_timeout_s` seconds, then runs
+  // `setup` (SET statements for the session; again after a Reconnect). The
+  // error names the server as RedactConninfo shows it.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
-      const std::string& conninfo, int connect_timeout_s = 10);
+      const std::string& conninfo, int connect_timeout_s = 10,
+      std::string setup = "");
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection();
@@ -125,10 +127,12 @@ class Connection {
   absl::Status Reconnect();
 
  private:
-  explicit Connection(pg_conn* conn) : conn_(conn) {}
+  Connection(pg_conn* conn, std::string setup)
+      : conn_(conn), setup_(std::move(setup)) {}
   absl::Status StatusOf(pg_result* result, absl::string_view sql) const;
 
   pg_conn* conn_;
+  const std::string setup_;
 };
 
 // Connections to one server shared by threads: a caller takes one for a
@@ -139,8 +143,13 @@ class Connection {
 // Thread-safety: thread-safe.
 class Pool {
  public:
-  Pool(std::string conninfo, int size, absl::Duration wait = absl::Seconds(10))
-      : conninfo_(std::move(conninfo)), size_(size), wait_(wait) {}
+  // `setup` as for Connection::Open, on each connection.
+  Pool(std::string conninfo, int size, std::string setup = "",
+       absl::Duration wait = absl::Seconds(10))
+      : conninfo_(std::move(conninfo)),
+        size_(size),
+        setup_(std::move(setup)),
+        wait_(wait) {}
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -172,6 +181,7 @@ class Pool {
 
   const std::string conninfo_;
   const int size_;
+  const std::string setup_;
   const absl::Duration wait_;
   mutable engine::Mutex mu_;
   engine::CondVar freed_;

@@ -95,6 +95,11 @@ absl::Status InTransaction(Connection& db, Body body) {
 
 absl::Status Migrate(Connection& db) {
   return InTransaction(db, [&]() -> absl::Status {
+    // A replica's session bounds statements by its lease; a migration (an
+    // index over many tasks) and the wait for another's may take longer.
+    if (absl::Status s = db.Exec("SET LOCAL statement_timeout = 0"); !s.ok()) {
+      return s;
+    }
     absl::StatusOr<Result> locked = db.Query(
         "SELECT pg_advisory_xact_lock($1::integer, hashtext(current_schema()))",
         {Param::Int(kMigrationLock)});
@@ -214,6 +219,15 @@ std::string HostName() {
   return name;
 }
 
+// A replica's sessions: one left idle inside a transaction for a lease
+// (its process paused or wedged, holding row locks an adopter needs) is
+// ended by the server, and no statement outlasts a lease.
+std::string ReplicaSessionSetup(absl::Duration lease) {
+  const int64_t ms = absl::ToInt64Milliseconds(lease);
+  return absl::StrCat("SET idle_in_transaction_session_timeout = ", ms,
+                      "; SET statement_timeout = ", ms);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
@@ -233,7 +247,9 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
           options.pool_size));
     }
   }
-  absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(conninfo);
+  absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(
+      conninfo, 10,
+      options.replicas ? ReplicaSessionSetup(options.lease_duration) : "");
   if (!db.ok()) return db.status();  // It names the database already.
   // The lock first: a weftd that will be refused changes nothing, not
   // even the schema under the one that runs.
@@ -279,7 +295,9 @@ PostgresTaskStore::PostgresTaskStore(std::string conninfo, std::string redacted,
       locked_(true),
       conninfo_(std::move(conninfo)) {
   if (options_.replicas) {
-    pool_ = std::make_unique<pg::Pool>(conninfo_, options_.pool_size);
+    pool_ = std::make_unique<pg::Pool>(
+        conninfo_, options_.pool_size,
+        ReplicaSessionSetup(options_.lease_duration));
   }
 }
 
@@ -419,6 +437,41 @@ void PostgresTaskStore::Scan(
   }
 }
 
+std::vector<std::shared_ptr<const weft::v1::Task>> PostgresTaskStore::Owned()
+    const {
+  if (!options_.replicas) return GroupCommitStore::Owned();
+  std::vector<std::shared_ptr<const weft::v1::Task>> tasks;
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return tasks;
+  absl::StatusOr<Result> rows = (*db)->Query(
+      "SELECT position, task FROM weft_tasks WHERE replica = $1 "
+      "ORDER BY position",
+      {Param::Text(options_.replica_id)});
+  if (!rows.ok()) return tasks;
+  for (int i = 0; i < rows->rows(); ++i) {
+    absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
+        ParseTask(rows->Bytes(i, 1), rows->Int(i, 0));
+    if (task.ok()) tasks.push_back(*std::move(task));
+  }
+  return tasks;
+}
+
+std::shared_ptr<const weft::v1::Task> PostgresTaskStore::GetByRequest(
+    absl::string_view creator, absl::string_view request_id) const {
+  // Alone, the registry knows every task.
+  if (!options_.replicas || request_id.empty()) return nullptr;
+  absl::StatusOr<pg::Pool::Lease> lease = pool_->Take();
+  if (!lease.ok()) return nullptr;
+  absl::StatusOr<Result> row = (*lease)->Query(
+      "SELECT position, task FROM weft_tasks "
+      "WHERE owner = $1 AND request_id = $2",
+      {Param::Text(creator), Param::Text(request_id)});
+  if (!row.ok() || row->rows() == 0) return nullptr;
+  absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
+      ParseTask(row->Bytes(0, 1), row->Int(0, 0));
+  return task.ok() ? *std::move(task) : nullptr;
+}
+
 size_t PostgresTaskStore::size() const {
   if (!options_.replicas) return GroupCommitStore::size();
   absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
@@ -475,8 +528,9 @@ void PostgresTaskStore::LeaseLoop() {
         db = *std::move(made);
         // A renewal that hangs (a partition) must not outlast the lease
         // unnoticed.
-        s = db->Exec(absl::StrCat("SET statement_timeout = ",
-                                  absl::ToInt64Milliseconds(every)));
+        s = db->Exec(absl::StrCat(
+            "SET statement_timeout = ",
+            absl::ToInt64Milliseconds(options_.lease_duration / 2)));
       } else {
         s = made.status();
       }

@@ -114,18 +114,20 @@ class PostgresTaskStore final : public GroupCommitStore {
       const override;
   size_t size() const override;
 
+  bool shared() const override { return options_.replicas; }
+
   // A replica's name and generation ("" and 0 alone).
   const std::string& replica_id() const { return options_.replica_id; }
   int64_t generation() const { return generation_; }
   // False once the replica learned that its lease ended.
   bool holds_lease() const;
 
-  // A task taken over from a replica whose lease ended, with the journal
-  // of its leaves (empty for a finished one).
-  struct Adopted {
-    std::shared_ptr<const weft::v1::Task> task;
-    NodeJournal journal;
-  };
+  // A replica's own tasks.
+  std::vector<std::shared_ptr<const weft::v1::Task>> Owned() const override;
+  std::shared_ptr<const weft::v1::Task> GetByRequest(
+      absl::string_view creator, absl::string_view request_id) const override;
+
+  using Adopted = TakenTask;
   // Takes over every task of the replicas whose lease ended (and of any
   // replica the table no longer names), oldest first: this replica owns
   // them from then on. FAILED_PRECONDITION if this replica's own lease

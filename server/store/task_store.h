@@ -62,6 +62,13 @@ struct NodeJournal {
   absl::flat_hash_set<int32_t> started;
 };
 
+// A task taken over from a replica that went away, with its journal (empty
+// for a finished one).
+struct TakenTask {
+  std::shared_ptr<const weft::v1::Task> task;
+  NodeJournal journal;
+};
+
 class TaskStore {
  public:
   // Called once per write with its result (see the contract above).
@@ -94,6 +101,22 @@ class TaskStore {
       absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn) const = 0;
 
   virtual size_t size() const = 0;
+
+  // The tasks this weftd takes back at start (TaskRegistry::Recover),
+  // oldest first: every task the store holds, or a replica's own.
+  virtual std::vector<std::shared_ptr<const weft::v1::Task>> Owned() const;
+
+  // The task `creator`'s `request_id` names, if the store holds one. Only
+  // a store shared by replicas needs it (a request_id taken on another
+  // replica); the others answer nullptr, the registry knowing their tasks.
+  virtual std::shared_ptr<const weft::v1::Task> GetByRequest(
+      absl::string_view /*creator*/, absl::string_view /*request_id*/) const {
+    return nullptr;
+  }
+
+  // Whether several weftds (replicas) share the store, each owning its
+  // tasks: the registry then reads the tasks it does not own from it.
+  virtual bool shared() const { return false; }
 
   // Whether what is written outlives the process, so that the registry
   // keeps unfinished tasks in it for the next start rather than ending them

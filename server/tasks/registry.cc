@@ -84,6 +84,30 @@ Task CopyWithoutOutcome(const Task& task) {
 bool HasPlan(TaskParts parts) { return parts == TaskParts::kFull; }
 bool HasOutcome(TaskParts parts) { return parts != TaskParts::kBasic; }
 
+// A copy of `task` with the parts asked for.
+Task CopyParts(const Task& task, TaskParts parts) {
+  Task out = CopyWithoutOutcome(task);
+  if (HasOutcome(parts) && task.has_outcome()) {
+    *out.mutable_outcome() = task.outcome();
+  }
+  if (HasPlan(parts)) *out.mutable_plan() = task.plan();
+  return out;
+}
+
+// With replicas: why a call on an unfinished task another replica owns is
+// refused here.
+absl::Status OnAnotherReplica(const Task& task, absl::string_view what) {
+  return common::WithResource(
+      common::WithReason(
+          absl::FailedPreconditionError(absl::StrCat(
+              task.name(), " is ", weft::v1::TaskState_Name(task.state()),
+              " on another replica: ", what,
+              " it through the replica that runs it (GetTask and ListTasks "
+              "work on any)")),
+          common::kTaskOnAnotherReplica),
+      kTaskType, task.name());
+}
+
 absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
   return charge.Refusal(bytes, "this answer",
                         "Retry later, or ask for TASK_VIEW_BASIC (no outcome)");
@@ -414,15 +438,39 @@ int64_t TaskRegistry::store_failures() const {
 }
 
 Recovery TaskRegistry::Recover(const CompileFn& compile) {
+  std::vector<store::TakenTask> tasks;
+  for (std::shared_ptr<const Task>& task : store_.Owned()) {
+    store::TakenTask taken;
+    if (!IsTerminal(task->state())) {
+      taken.journal = store_.TakeJournal(task->name());
+    }
+    taken.task = std::move(task);
+    tasks.push_back(std::move(taken));
+  }
+  return TakeBack(std::move(tasks), compile);
+}
+
+Recovery TaskRegistry::Adopt(std::vector<store::TakenTask> tasks,
+                             const CompileFn& compile) {
+  return TakeBack(std::move(tasks), compile);
+}
+
+Recovery TaskRegistry::TakeBack(std::vector<store::TakenTask> tasks,
+                                const CompileFn& compile) {
   Recovery report;
   std::vector<std::shared_ptr<const Task>> finished;
   std::vector<std::shared_ptr<const Task>> unfinished;
-  store_.Scan(0, [&](uint64_t, const Task& task) {
-    std::shared_ptr<const Task> t = store_.Get(task.name());
-    if (t != nullptr)
-      (IsTerminal(t->state()) ? finished : unfinished).push_back(t);
-    return true;
-  });
+  absl::flat_hash_map<std::string, store::NodeJournal> journals;
+  for (store::TakenTask& taken : tasks) {
+    if (IsTerminal(taken.task->state())) {
+      finished.push_back(std::move(taken.task));
+      continue;
+    }
+    if (!taken.journal.ended.empty() || !taken.journal.started.empty()) {
+      journals[taken.task->name()] = std::move(taken.journal);
+    }
+    unfinished.push_back(std::move(taken.task));
+  }
   // Oldest first: finished ones by their end (retention forgets the oldest
   // first), the others in creation order (the order they ran in).
   std::stable_sort(finished.begin(), finished.end(),
@@ -430,7 +478,6 @@ Recovery TaskRegistry::Recover(const CompileFn& compile) {
                      return common::FromProto(a->end_time()) <
                             common::FromProto(b->end_time());
                    });
-  std::reverse(unfinished.begin(), unfinished.end());
   // Compiled outside the lock.
   std::vector<std::shared_ptr<const weft::v1::PlanNode>> sources;
   std::vector<absl::StatusOr<std::shared_ptr<const plan::CompiledPlan>>> plans;
@@ -466,11 +513,10 @@ Recovery TaskRegistry::Recover(const CompileFn& compile) {
       task.clear_outcome();
       const std::string name = task.name();
       live->name = name;
-      store::NodeJournal journal = store_.TakeJournal(name);
-      if (!journal.ended.empty() || !journal.started.empty()) {
+      if (auto journal = journals.find(name); journal != journals.end()) {
         auto replay = std::make_shared<plan::Replay>();
-        replay->ended = std::move(journal.ended);
-        replay->started = std::move(journal.started);
+        replay->ended = std::move(journal->second.ended);
+        replay->started = std::move(journal->second.started);
         live->replay = std::move(replay);
       }
       if (!task.request_id().empty()) {
@@ -745,6 +791,30 @@ void TaskRegistry::Stored(const std::shared_ptr<Live>& live,
     }
   }
   RunAfter(after);
+  if (written.code() == absl::StatusCode::kAlreadyExists &&
+      !live->created.request_id.empty()) {
+    // Replicas: the creator's request_id names a task another replica
+    // took (the database keeps the pair unique). Answered as a repeat on
+    // this replica is; if that task has gone meanwhile, the caller retries.
+    std::shared_ptr<const Task> first =
+        store_.GetByRequest(live->created.creator, live->created.request_id);
+    if (first != nullptr) {
+      absl::StatusOr<Task> repeat =
+          Fingerprint(first->plan()) == Fingerprint(*live->created.source)
+              ? absl::StatusOr<Task>(CopyWithoutOutcome(*first))
+              : common::WithResource(
+                    common::WithReason(
+                        absl::AlreadyExistsError(absl::StrCat(
+                            "request_id ",
+                            common::Quote(live->created.request_id),
+                            " was used for ", first->name(),
+                            " with another plan")),
+                        common::kRequestIdReused),
+                    kTaskType, first->name());
+      for (auto& fn : answer) std::move(fn)(repeat);
+      return;
+    }
+  }
   if (!written.ok()) {
     WriteFailed("the new task", name, written);
     const absl::Status refused = common::WithRetryDelay(
@@ -1103,34 +1173,63 @@ absl::StatusOr<Task> TaskRegistry::Get(absl::string_view name, TaskParts parts,
                                        int64_t* changes,
                                        const Reach& reach) const {
   if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
-  engine::MutexLock lock(&mu_);
-  if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
+  {
+    engine::MutexLock lock(&mu_);
+    if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
+    if (charge != nullptr) {
+      const int64_t bytes = CopyBytesLocked(name, parts);
+      if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
+    }
+    auto live = live_.find(name);
+    if (live != live_.end()) {
+      // Read before the progress: a change in between shows in the
+      // snapshot under the older number, so a watcher resuming from it sees
+      // it again rather than never.
+      if (changes != nullptr) {
+        *changes = live->second->changes.load(std::memory_order_acquire);
+      }
+      return SnapshotLocked(*live->second, parts);
+    }
+    std::shared_ptr<const Task> stored = FinishedLocked(name);
+    if (stored != nullptr) {
+      if (changes != nullptr) {
+        auto footprint = footprints_.find(name);
+        *changes =
+            footprint != footprints_.end() ? footprint->second.changes : 0;
+      }
+      return CopyParts(*stored, parts);
+    }
+    if (!store_.shared()) return NotFound(name, reach);
+  }
+  // With replicas, another's: read outside the lock.
+  return GetRemote(name, parts, charge, changes, reach);
+}
+
+absl::StatusOr<Task> TaskRegistry::GetRemote(absl::string_view name,
+                                             TaskParts parts,
+                                             engine::MemoryCharge* charge,
+                                             int64_t* changes,
+                                             const Reach& reach) const {
+  std::shared_ptr<const Task> remote = RemoteTask(name, reach);
+  if (remote == nullptr) {
+    engine::MutexLock lock(&mu_);
+    return NotFound(name, reach);
+  }
   if (charge != nullptr) {
-    const int64_t bytes = CopyBytesLocked(name, parts);
+    const int64_t bytes = static_cast<int64_t>(remote->SpaceUsedLong());
     if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
   }
-  auto live = live_.find(name);
-  if (live != live_.end()) {
-    // Read before the progress: a change in between shows in the snapshot
-    // under the older number, so a watcher resuming from it sees it again
-    // rather than never.
-    if (changes != nullptr) {
-      *changes = live->second->changes.load(std::memory_order_acquire);
-    }
-    return SnapshotLocked(*live->second, parts);
-  }
-  std::shared_ptr<const Task> stored = FinishedLocked(name);
-  if (stored == nullptr) return NotFound(name, reach);
-  if (changes != nullptr) {
-    auto footprint = footprints_.find(name);
-    *changes = footprint != footprints_.end() ? footprint->second.changes : 0;
-  }
-  Task out = CopyWithoutOutcome(*stored);
-  if (HasOutcome(parts) && stored->has_outcome()) {
-    *out.mutable_outcome() = stored->outcome();
-  }
-  if (HasPlan(parts)) *out.mutable_plan() = stored->plan();
-  return out;
+  // Its changes are counted where it runs.
+  if (changes != nullptr) *changes = 0;
+  return CopyParts(*remote, parts);
+}
+
+std::shared_ptr<const Task> TaskRegistry::RemoteTask(absl::string_view name,
+                                                     const Reach& reach) const {
+  if (!store_.shared()) return nullptr;
+  std::shared_ptr<const Task> task = store_.Get(name);
+  if (task == nullptr || !reach.Covers(task->creator())) return nullptr;
+  return task;
 }
 
 absl::StatusOr<TaskRegistry::ListResult> TaskRegistry::List(
@@ -1240,13 +1339,17 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
   if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   std::vector<std::function<void()>> after;
   std::shared_ptr<Live> running;
+  bool remote = false;
   {
     engine::MutexLock lock(&mu_);
     if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
     auto it = live_.find(name);
     if (it == live_.end()) {
-      // Finished: unchanged.
-      if (FinishedLocked(name) == nullptr) return NotFound(name, reach);
+      // Finished: unchanged. Or, with replicas, another's.
+      if (FinishedLocked(name) == nullptr) {
+        if (!store_.shared()) return NotFound(name, reach);
+        remote = true;
+      }
     } else if (!it->second->stored) {
       // Its creation is still being written: no caller has its name.
       return NotFound(name, reach);
@@ -1267,6 +1370,13 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
       running = it->second;
     }
   }
+  if (remote) {
+    std::shared_ptr<const Task> task = RemoteTask(name, reach);
+    if (task != nullptr && !IsTerminal(task->state())) {
+      return OnAnotherReplica(*task, "cancel");
+    }
+    return GetRemote(name, TaskParts::kWithOutcome, charge, nullptr, reach);
+  }
   RunAfter(after);
   if (running != nullptr) {
     running->cancel.Cancel(
@@ -1282,6 +1392,18 @@ void TaskRegistry::Delete(absl::string_view name, DeleteFn done,
   if (refused.ok()) {
     engine::MutexLock lock(&mu_);
     refused = DeleteLocked(name, done, reach);
+  }
+  if (refused.code() == absl::StatusCode::kNotFound && store_.shared()) {
+    // With replicas: a finished task of another replica's is erased from
+    // the store here; an unfinished one is its owner's.
+    if (std::shared_ptr<const Task> task = RemoteTask(name, reach)) {
+      if (!IsTerminal(task->state())) {
+        std::move(done)(OnAnotherReplica(*task, "delete"));
+        return;
+      }
+      store_.Erase(std::string(name), std::move(done));
+      return;
+    }
   }
   if (!refused.ok()) {
     std::move(done)(std::move(refused));
@@ -1334,14 +1456,20 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
   std::optional<Task> now;
   std::shared_ptr<OnceFn> once;
   std::optional<engine::TimerId> timer;
+  bool remote = false;
   {
     engine::MutexLock lock(&mu_);
     if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
     auto it = live_.find(name);
     if (it == live_.end()) {
       std::shared_ptr<const Task> stored = FinishedLocked(name);
-      if (stored == nullptr) return NotFound(name, reach);
-      now = CopyWithoutOutcome(*stored);
+      if (stored != nullptr) {
+        now = CopyWithoutOutcome(*stored);
+      } else if (store_.shared()) {
+        remote = true;
+      } else {
+        return NotFound(name, reach);
+      }
     } else if (!it->second->stored) {
       return NotFound(name, reach);
     } else {
@@ -1357,6 +1485,15 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
           });
     }
   }
+  if (remote) {
+    std::shared_ptr<const Task> task = RemoteTask(name, reach);
+    if (task == nullptr) {
+      engine::MutexLock lock(&mu_);
+      return NotFound(name, reach);
+    }
+    if (!IsTerminal(task->state())) return OnAnotherReplica(*task, "wait on");
+    now = CopyWithoutOutcome(*task);
+  }
   if (now.has_value()) {
     std::move(fn)(*std::move(now));
     return std::unique_ptr<Handle>(
@@ -1371,12 +1508,16 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
   if (absl::Status s = ParseTaskName(name).status(); !s.ok()) return s;
   auto fn = std::make_shared<WatchFn>(std::move(on_change));
   std::shared_ptr<Live> live;
+  bool remote = false;
   {
     engine::MutexLock lock(&mu_);
     if (absl::Status s = ReachLocked(name, reach); !s.ok()) return s;
     auto it = live_.find(name);
     if (it == live_.end()) {
-      if (!finished_names_.contains(name)) return NotFound(name, reach);
+      if (!finished_names_.contains(name)) {
+        if (!store_.shared()) return NotFound(name, reach);
+        remote = true;
+      }
     } else if (!it->second->stored) {
       return NotFound(name, reach);
     } else {
@@ -1386,6 +1527,15 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
       live->watcher_count.store(static_cast<int>(live->watchers.size()),
                                 std::memory_order_release);
     }
+  }
+  if (remote) {
+    // A finished one does not change again: watched as a local one is.
+    std::shared_ptr<const Task> task = RemoteTask(name, reach);
+    if (task == nullptr) {
+      engine::MutexLock lock(&mu_);
+      return NotFound(name, reach);
+    }
+    if (!IsTerminal(task->state())) return OnAnotherReplica(*task, "watch");
   }
   return std::unique_ptr<Handle>(
       new WatchHandle(std::move(live), std::move(fn)));

@@ -190,6 +190,11 @@ class TaskRegistry {
   // anything else. Returns once the resumes are written. A task whose plan
   // `compile` refuses ends FAILED with that error.
   Recovery Recover(const CompileFn& compile);
+  // Takes over tasks another replica left (its lease ended), as Recover
+  // takes back a store's: finished ones served, queued ones queued,
+  // running ones resumed from their journal. Their names are new to this
+  // registry.
+  Recovery Adopt(std::vector<store::TakenTask> tasks, const CompileFn& compile);
 
   // Calls `done` with the new task as it stands once it is stored and
   // started or queued, without its outcome (a plan of values may have ended
@@ -334,6 +339,18 @@ class TaskRegistry {
   // What the store keeps of a queued or running task: with its plan.
   std::shared_ptr<const weft::v1::Task> StoredLocked(const Live& live) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With replicas (store::TaskStore::shared()): a task another replica
+  // owns, read from the store outside the lock; nullptr unless `reach`
+  // covers it.
+  std::shared_ptr<const weft::v1::Task> RemoteTask(absl::string_view name,
+                                                   const Reach& reach) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<weft::v1::Task> GetRemote(
+      absl::string_view name, TaskParts parts, engine::MemoryCharge* charge,
+      int64_t* changes, const Reach& reach) const ABSL_LOCKS_EXCLUDED(mu_);
+  // What Recover and Adopt share.
+  Recovery TakeBack(std::vector<store::TakenTask> tasks,
+                    const CompileFn& compile);
   // Recover()'s steps for one stored task.
   void RecoverFinishedLocked(const weft::v1::Task& task)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -98,7 +98,26 @@ ABSL_FLAG(std::string, store, "memory",
           "tasks across restarts and crashes and resumes unfinished ones; or "
           "\"postgres://USER@HOST/DB?...\" (a libpq connection URI; the "
           "password best in ~/.pgpass or PGPASSWORD), a PostgreSQL database "
-          "that does the same. One weftd per file or database.");
+          "that does the same, for one weftd or, with --replicas, several.");
+ABSL_FLAG(bool, replicas, false,
+          "With --store=postgres://...: this weftd is one of several "
+          "replicas sharing the database. Each owns the tasks it accepted "
+          "and renews a lease on them; any replica reads every task; when a "
+          "replica's lease ends, another adopts its tasks and resumes them "
+          "from their journal (docs/operations.md, \"Replicas\").");
+ABSL_FLAG(std::string, replica_id, "",
+          "With --replicas: this replica's name in the database (default: "
+          "the host's name). Restarted under its name, a replica takes its "
+          "tasks back at once; two running under one name are refused.");
+ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(5),
+          "With --replicas: how long a replica's lease lasts unless renewed "
+          "(every third of it). A replica that cannot renew in time stops "
+          "(exits) and another adopts its tasks; longer rides out database "
+          "hiccups, shorter adopts sooner. At least 1s.");
+ABSL_FLAG(int, store_pool_size, 4,
+          "With --replicas: the connections a replica reads the database "
+          "through (GetTask, ListTasks and adoption), besides one for "
+          "writes and one for its lease.");
 ABSL_FLAG(std::string, store_sync, "full",
           "With --store=sqlite:PATH: \"full\", a task acknowledged to its "
           "creator survives a power loss; or \"normal\", it survives a "
@@ -322,6 +341,28 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
                      common::Quote(store::pg::RedactConninfo(store)),
                      " is not a store; write \"memory\", \"sqlite:PATH\" or "
                      "\"postgres://USER@HOST/DB\""));
+  }
+  settings.postgres.replicas = absl::GetFlag(FLAGS_replicas);
+  settings.postgres.replica_id = absl::GetFlag(FLAGS_replica_id);
+  settings.postgres.lease_duration = absl::GetFlag(FLAGS_lease_duration);
+  settings.postgres.pool_size = absl::GetFlag(FLAGS_store_pool_size);
+  if (settings.postgres.replicas && settings.store_postgres.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(sources.Describe("replicas"),
+                     " needs a PostgreSQL store the replicas share "
+                     "(--store=postgres://USER@HOST/DB)"));
+  }
+  if (settings.postgres.lease_duration < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        sources.Describe("lease_duration"), ": ",
+        absl::FormatDuration(settings.postgres.lease_duration),
+        " is too short; a lease lasts at least 1s (it is renewed every "
+        "third of it)"));
+  }
+  if (settings.postgres.pool_size < 1 || settings.postgres.pool_size > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(sources.Describe("store_pool_size"), ": ",
+                     settings.postgres.pool_size, " is not between 1 and 64"));
   }
   const std::string sync = absl::GetFlag(FLAGS_store_sync);
   if (sync == "full") {

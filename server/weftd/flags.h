@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/store/postgres_task_store.h"
 #include "server/store/sqlite_task_store.h"
 #include "server/weftd/server.h"
 #include "server/weftd/tls.h"
@@ -70,6 +71,8 @@ struct Settings {
   // --store: the PostgreSQL conninfo (postgres://...), or empty.
   std::string store_postgres;
   store::SqliteOptions::Sync store_sync = store::SqliteOptions::Sync::kFull;
+  // --replicas, --replica_id, --lease_duration, --store_pool_size.
+  store::PostgresOptions postgres;
   // --tls_cert, --tls_key, --tls_client_ca; all empty for plaintext.
   TlsPaths tls;
   // --auth_tokens: the callers' file, or empty for no auth.

@@ -33,6 +33,7 @@
 #include "server/weftd/config.h"
 #include "server/weftd/flags.h"
 #include "server/weftd/log.h"
+#include "server/weftd/replica.h"
 #include "server/weftd/server.h"
 #include "server/weftd/tls.h"
 
@@ -253,14 +254,37 @@ int main(int argc, char** argv) {
   std::string store_line;
   // Where tasks are kept, for the start-up line.
   std::string store_where;
+  // With --replicas: the store, for the adopter.
+  weft::store::PostgresTaskStore* replica_store = nullptr;
   if (!settings->store_postgres.empty()) {
+    weft::store::PostgresOptions pg_options = settings->postgres;
+    if (pg_options.replicas) {
+      pg_options.on_lease_lost = [] {
+        // Fail-stop: another replica may be adopting this one's tasks, so
+        // none of them may go on running here. A restart rejoins.
+        std::cerr << "weftd: this replica lost its lease (it could not renew "
+                     "it in time): stopping now, so that its tasks run only "
+                     "where they are adopted; start it again to rejoin"
+                  << std::endl;
+        std::_Exit(3);
+      };
+    }
     absl::StatusOr<std::unique_ptr<weft::store::PostgresTaskStore>> store =
-        weft::store::PostgresTaskStore::Open(settings->store_postgres);
+        weft::store::PostgresTaskStore::Open(settings->store_postgres,
+                                             pg_options);
     if (!store.ok()) Die(std::string(store.status().message()));
+    if (pg_options.replicas) replica_store = store->get();
+    store_where = absl::StrCat(
+        "PostgreSQL at ",
+        weft::store::pg::RedactConninfo(settings->store_postgres),
+        pg_options.replicas
+            ? absl::StrCat(
+                  " as replica \"", (*store)->replica_id(), "\" (generation ",
+                  (*store)->generation(), ", lease ",
+                  weft::common::FormatJsonDuration(pg_options.lease_duration),
+                  ")")
+            : "");
     server_options.task_store = *std::move(store);
-    store_where =
-        absl::StrCat("PostgreSQL at ",
-                     weft::store::pg::RedactConninfo(settings->store_postgres));
   } else if (settings->store_path.empty()) {
     store_line =
         "tasks are kept in memory (--store=memory): they are lost when weftd "
@@ -310,6 +334,15 @@ int main(int argc, char** argv) {
                       " could not run again (their plan no longer compiles) "
                       "and ended FAILED");
     }
+  }
+  // Replicas: tasks of replicas whose lease ended are adopted now, then
+  // every half lease.
+  std::unique_ptr<weft::weftd::Adopter> adopter;
+  if (replica_store != nullptr) {
+    adopter = std::make_unique<weft::weftd::Adopter>(
+        *replica_store, server, settings->postgres.lease_duration / 2,
+        [](std::string line) { std::cerr << "weftd: " << line << std::endl; });
+    adopter->AdoptNow();
   }
   absl::StatusOr<std::string> address = server.Start();
   if (!address.ok()) Die(std::string(address.status().message()));
@@ -391,6 +424,7 @@ int main(int argc, char** argv) {
     line.pop_back();
     std::cerr << line << std::endl;
   }
+  adopter.reset();  // Nothing is adopted once shutdown has begun.
   ShutdownWatchdog watchdog(grace);
   // A second signal during the grace period cuts it short.
   std::atomic<bool> stopped{false};

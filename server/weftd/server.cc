@@ -202,18 +202,25 @@ std::vector<std::string> WeftServer::RestoreLazyValues() {
   return log;
 }
 
+tasks::TaskRegistry::CompileFn WeftServer::StoredPlanCompiler() {
+  return [this](std::shared_ptr<const weft::v1::PlanNode> plan)
+             -> absl::StatusOr<std::shared_ptr<const plan::CompiledPlan>> {
+    const weft::v1::PlanNode* root = plan.get();
+    absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+        plan::Compile(root, std::move(plan), "plan", registry_,
+                      options_.orchestrator.limits, &pools_, &lazies_,
+                      options_.secrets.get());
+    if (!compiled.ok()) return compiled.status();
+    return std::shared_ptr<const plan::CompiledPlan>(*std::move(compiled));
+  };
+}
+
 tasks::Recovery WeftServer::RecoverTasks() {
-  return tasks_.Recover(
-      [this](std::shared_ptr<const weft::v1::PlanNode> plan)
-          -> absl::StatusOr<std::shared_ptr<const plan::CompiledPlan>> {
-        const weft::v1::PlanNode* root = plan.get();
-        absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
-            plan::Compile(root, std::move(plan), "plan", registry_,
-                          options_.orchestrator.limits, &pools_, &lazies_,
-                          options_.secrets.get());
-        if (!compiled.ok()) return compiled.status();
-        return std::shared_ptr<const plan::CompiledPlan>(*std::move(compiled));
-      });
+  return tasks_.Recover(StoredPlanCompiler());
+}
+
+tasks::Recovery WeftServer::AdoptTasks(std::vector<store::TakenTask> tasks) {
+  return tasks_.Adopt(std::move(tasks), StoredPlanCompiler());
 }
 
 absl::StatusOr<std::string> WeftServer::Start() {

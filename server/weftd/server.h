@@ -103,6 +103,10 @@ class WeftServer {
   // Takes back the tasks a durable store holds (TaskRegistry::Recover):
   // after RestoreLazyValues, before Start.
   tasks::Recovery RecoverTasks();
+  // Takes over tasks a replica whose lease ended left
+  // (TaskRegistry::Adopt): finished ones served, running ones resumed from
+  // their journal. Not after Shutdown.
+  tasks::Recovery AdoptTasks(std::vector<store::TakenTask> tasks);
 
   // Binds and starts serving. Returns the bound "host:port".
   absl::StatusOr<std::string> Start();
@@ -136,6 +140,8 @@ class WeftServer {
   std::string RenderMetrics() const;
 
  private:
+  // Compiles a stored task's plan again (Recover, Adopt).
+  tasks::TaskRegistry::CompileFn StoredPlanCompiler();
   const ServerOptions options_;
   // First, so that it outlives everything charged to it.
   engine::MemoryBudget inflight_;

@@ -510,7 +510,7 @@ TEST(PostgresReplicasTest, AReplicaRenewsItsLeaseAndKnowsWhenItEnds) {
   const std::string conninfo = NewSchemaConninfo();
   weft::testing::Notification lost;
   auto a =
-      OpenReplica(conninfo, "a", absl::Seconds(1), [&lost] { lost.Notify(); });
+      OpenReplica(conninfo, "a", absl::Seconds(3), [&lost] { lost.Notify(); });
   ASSERT_THAT(a.status(), IsOk());
   const int64_t first = LeaseEnd(conninfo, "a");
   ASSERT_GT(first, 0);
@@ -623,7 +623,7 @@ TEST(PostgresReplicasTest, APausedReplicaIsFencedAndAnotherAdoptsItsTasks) {
   const std::string conninfo = NewSchemaConninfo();
   weft::testing::Notification lost;
   auto a =
-      OpenReplica(conninfo, "a", absl::Seconds(1), [&lost] { lost.Notify(); });
+      OpenReplica(conninfo, "a", absl::Seconds(3), [&lost] { lost.Notify(); });
   auto b = OpenReplica(conninfo, "b");
   ASSERT_THAT(a.status(), IsOk());
   ASSERT_THAT(b.status(), IsOk());

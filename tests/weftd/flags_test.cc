@@ -49,6 +49,7 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_HTTP_MAX_CONNECTIONS_PER_HOST",
                         "WEFT_HTTP_PROXY",
                         "WEFT_LAZY_COMPUTE_TIMEOUT",
+                        "WEFT_LEASE_DURATION",
                         "WEFT_LISTEN",
                         "WEFT_MALLOC_TUNING",
                         "WEFT_MAX_ACTIVE_RUNS",
@@ -72,9 +73,12 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_MAX_VALUE_DEPTH",
                         "WEFT_METRICS_LISTEN",
                         "WEFT_POOLS",
+                        "WEFT_REPLICA_ID",
+                        "WEFT_REPLICAS",
                         "WEFT_SECRETS",
                         "WEFT_SHUTDOWN_GRACE",
                         "WEFT_STORE",
+                        "WEFT_STORE_POOL_SIZE",
                         "WEFT_STORE_SYNC",
                         "WEFT_TASK_RETENTION",
                         "WEFT_TLS_CERT",
@@ -230,6 +234,53 @@ TEST_F(FlagsTest, TheStoreMayBeAPostgresDatabase) {
     ASSERT_TRUE(settings.ok()) << settings.status();
     EXPECT_EQ(settings->store_postgres, uri);
     EXPECT_EQ(settings->store_path, "");
+  }
+}
+
+TEST_F(FlagsTest, ReplicasShareAPostgresStoreUnderALeaseOfASecondOrMore) {
+  env_["WEFT_STORE"] = "postgres://weft@db/weft";
+  env_["WEFT_REPLICAS"] = "true";
+  env_["WEFT_REPLICA_ID"] = "weftd-2";
+  env_["WEFT_LEASE_DURATION"] = "3s";
+  env_["WEFT_STORE_POOL_SIZE"] = "8";
+  {
+    FlagSources sources;
+    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+    absl::StatusOr<Settings> settings = SettingsFromFlags(sources, "1");
+    ASSERT_TRUE(settings.ok()) << settings.status();
+    EXPECT_TRUE(settings->postgres.replicas);
+    EXPECT_EQ(settings->postgres.replica_id, "weftd-2");
+    EXPECT_EQ(settings->postgres.lease_duration, absl::Seconds(3));
+    EXPECT_EQ(settings->postgres.pool_size, 8);
+  }
+  env_["WEFT_LEASE_DURATION"] = "500ms";
+  {
+    FlagSources sources;
+    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+    EXPECT_THAT(SettingsFromFlags(sources, "1"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("WEFT_LEASE_DURATION (--lease_duration): "
+                                   "500ms is too short")));
+  }
+  env_["WEFT_LEASE_DURATION"] = "5s";
+  env_["WEFT_STORE_POOL_SIZE"] = "0";
+  {
+    FlagSources sources;
+    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+    EXPECT_THAT(SettingsFromFlags(sources, "1"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("WEFT_STORE_POOL_SIZE (--store_pool_size): "
+                                   "0 is not between 1 and 64")));
+  }
+  env_["WEFT_STORE_POOL_SIZE"] = "4";
+  env_["WEFT_STORE"] = "sqlite:/var/lib/weft/weft.db";
+  {
+    FlagSources sources;
+    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+    EXPECT_THAT(SettingsFromFlags(sources, "1"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("WEFT_REPLICAS (--replicas) needs a "
+                                   "PostgreSQL store the replicas share")));
   }
 }
 

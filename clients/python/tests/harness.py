@@ -81,6 +81,14 @@ class Process:
         """SIGKILL, as a crash: no chance to clean up."""
         self._kill()
 
+    def send(self, sig: int) -> None:
+        """Sends `sig` (SIGSTOP and SIGCONT pause and resume it)."""
+        self._proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Its exit code, once it has exited by itself."""
+        return self._proc.wait(timeout=timeout)
+
     def stop(self) -> None:
         """SIGTERM; AssertionError unless it exits 0 in time."""
         self._proc.send_signal(signal.SIGTERM)
