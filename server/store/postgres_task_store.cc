@@ -59,7 +59,8 @@ constexpr const char* kMigrations[] = {
     // Version 2: replicas. Each weftd sharing the database registers under
     // its name with a generation (the fencing token, from a sequence) and
     // the end of its lease; a task names the replica that owns it ('' for
-    // a weftd alone). A principal's request_id names one task at most.
+    // a weftd alone). A principal's request_id names one task at most (an
+    // older task that shared one, left by an erase that failed, loses it).
     R"sql(
       CREATE SEQUENCE weft_generations;
       CREATE TABLE weft_replicas(
@@ -69,6 +70,9 @@ constexpr const char* kMigrations[] = {
         started TIMESTAMPTZ NOT NULL DEFAULT now());
       ALTER TABLE weft_tasks ADD COLUMN replica TEXT NOT NULL DEFAULT '';
       CREATE INDEX weft_tasks_by_replica ON weft_tasks(replica);
+      UPDATE weft_tasks SET request_id = '' WHERE request_id <> '' AND
+        position NOT IN (SELECT max(position) FROM weft_tasks
+                         WHERE request_id <> '' GROUP BY owner, request_id);
       CREATE UNIQUE INDEX weft_tasks_request ON weft_tasks(owner, request_id)
         WHERE request_id <> '';
     )sql",
@@ -280,8 +284,10 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
   }
   if (absl::Status s = store->Load(); !s.ok()) return Refused(redacted, s);
   store->StartWriter();
-  if (replicas)
+  if (replicas) {
     store->lease_ = std::thread([s = store.get()] { s->LeaseLoop(); });
+    store->lease_watch_ = std::thread([s = store.get()] { s->LeaseWatch(); });
+  }
   return store;
 }
 
@@ -309,6 +315,7 @@ PostgresTaskStore::~PostgresTaskStore() {
     lease_cv_.SignalAll();
   }
   if (lease_.joinable()) lease_.join();
+  if (lease_watch_.joinable()) lease_watch_.join();
   if (options_.replicas && holds_lease()) {
     // The lease ends now rather than when it runs out: another replica
     // adopts the tasks left at once.
@@ -325,21 +332,31 @@ PostgresTaskStore::~PostgresTaskStore() {
 absl::Status PostgresTaskStore::Register() {
   const absl::Time deadline = absl::Now() + options_.lock_wait;
   for (;;) {
-    // A name whose lease still runs is another live weftd's; one whose
-    // lease ended is taken over (its old process, if it still runs, is
-    // fenced by the new generation).
-    absl::StatusOr<Result> row = db_->Query(
-        "INSERT INTO weft_replicas(id, generation, lease_until) "
-        "VALUES($1, nextval('weft_generations'), "
-        "now() + $2::bigint * interval '1 microsecond') "
-        "ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, "
-        "lease_until = excluded.lease_until, started = now() "
-        "WHERE weft_replicas.lease_until <= now() RETURNING generation",
-        {Param::Text(options_.replica_id),
-         Param::Int(Micros(options_.lease_duration))});
-    if (!row.ok()) return row.status();
+    const absl::Time sent = absl::Now();
+    // A name whose lease still runs is another live weftd's. One whose
+    // lease ended is taken over: its row is deleted first, which waits for
+    // a write of the old process still in flight (it holds the row FOR KEY
+    // SHARE), and the new generation fences anything after.
+    absl::StatusOr<Result> row;
+    absl::Status s = InTransaction(*db_, [&]() -> absl::Status {
+      absl::StatusOr<Result> gone = db_->Query(
+          "DELETE FROM weft_replicas WHERE id = $1 AND lease_until <= now()",
+          {Param::Text(options_.replica_id)});
+      if (!gone.ok()) return gone.status();
+      row = db_->Query(
+          "INSERT INTO weft_replicas(id, generation, lease_until) "
+          "VALUES($1, nextval('weft_generations'), "
+          "now() + $2::bigint * interval '1 microsecond') "
+          "ON CONFLICT(id) DO NOTHING RETURNING generation",
+          {Param::Text(options_.replica_id),
+           Param::Int(Micros(options_.lease_duration))});
+      return row.status();
+    });
+    if (!s.ok()) return s;
     if (row->rows() == 1) {
       generation_ = row->Int(0, 0);
+      engine::MutexLock lock(&lease_mu_);
+      valid_until_ = sent + options_.lease_duration;
       return absl::OkStatus();
     }
     if (absl::Now() >= deadline) break;
@@ -370,6 +387,21 @@ absl::Status PostgresTaskStore::Load() {
   for (int i = 0; i < lazies->rows(); ++i) {
     LoadLazyValue(std::string(lazies->Bytes(i, 0)),
                   std::string(lazies->Bytes(i, 1)));
+  }
+  if (options_.replicas) {
+    // A replica's own tasks (Recover takes them back), read here so that a
+    // failure stops the start rather than leaving them unresumed.
+    absl::StatusOr<Result> own = db_->Query(
+        "SELECT position, task FROM weft_tasks WHERE replica = $1 "
+        "ORDER BY position",
+        {Param::Text(options_.replica_id)});
+    if (!own.ok()) return own.status();
+    for (int i = 0; i < own->rows(); ++i) {
+      absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
+          ParseTask(own->Bytes(i, 1), own->Int(i, 0));
+      if (!task.ok()) return task.status();
+      owned_at_open_.push_back(*std::move(task));
+    }
   }
   // A replica's journals: those of its own tasks.
   absl::StatusOr<Result> nodes = db_->Query(
@@ -440,20 +472,7 @@ void PostgresTaskStore::Scan(
 std::vector<std::shared_ptr<const weft::v1::Task>> PostgresTaskStore::Owned()
     const {
   if (!options_.replicas) return GroupCommitStore::Owned();
-  std::vector<std::shared_ptr<const weft::v1::Task>> tasks;
-  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
-  if (!db.ok()) return tasks;
-  absl::StatusOr<Result> rows = (*db)->Query(
-      "SELECT position, task FROM weft_tasks WHERE replica = $1 "
-      "ORDER BY position",
-      {Param::Text(options_.replica_id)});
-  if (!rows.ok()) return tasks;
-  for (int i = 0; i < rows->rows(); ++i) {
-    absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
-        ParseTask(rows->Bytes(i, 1), rows->Int(i, 0));
-    if (task.ok()) tasks.push_back(*std::move(task));
-  }
-  return tasks;
+  return owned_at_open_;
 }
 
 std::shared_ptr<const weft::v1::Task> PostgresTaskStore::GetByRequest(
@@ -499,11 +518,24 @@ void PostgresTaskStore::LeaseLost() {
   if (options_.on_lease_lost) options_.on_lease_lost();
 }
 
+void PostgresTaskStore::LeaseWatch() {
+  {
+    engine::MutexLock lock(&lease_mu_);
+    for (;;) {
+      if (lease_stopping_ || lease_lost_) return;
+      // Read again after each wake: a renewal moves it on.
+      const absl::Time until = valid_until_;
+      if (absl::Now() >= until) break;
+      lease_cv_.WaitUntil(&lease_mu_, until);
+    }
+  }
+  // Whatever the renewal is doing (a query hanging on a partition): by
+  // this process's clock the lease is over.
+  LeaseLost();
+}
+
 void PostgresTaskStore::LeaseLoop() {
   std::unique_ptr<Connection> db;
-  // Until when the lease surely runs, by this process's clock: a renewal
-  // counts from when it was sent, never from when it was answered.
-  absl::Time valid_until = absl::Now() + options_.lease_duration;
   const absl::Duration every = options_.lease_duration / 3;
   absl::Time next = absl::Now() + every;
   for (;;) {
@@ -546,11 +578,12 @@ void PostgresTaskStore::LeaseLoop() {
         LeaseLost();  // Ended, or taken over: it never comes back.
         return;
       }
-      if (renewed.ok()) valid_until = sent + options_.lease_duration;
-    }
-    if (absl::Now() >= valid_until) {
-      LeaseLost();
-      return;
+      if (renewed.ok()) {
+        // Counted from when it was sent, never from when it was answered.
+        engine::MutexLock lock(&lease_mu_);
+        valid_until_ = sent + options_.lease_duration;
+        lease_cv_.SignalAll();
+      }
     }
   }
 }
@@ -576,13 +609,34 @@ PostgresTaskStore::AdoptExpired() {
         {Param::Text(options_.replica_id)});
     if (!dead.ok()) return dead.status();
     // Their tasks, and those of any replica no row names (a weftd that ran
-    // alone has ''). Rows another adopter changed meanwhile are checked
-    // again, and skipped.
+    // alone has ''): by the owners' names, so that a row another adopter
+    // took meanwhile (which READ COMMITTED checks again, on the row alone)
+    // no longer matches.
+    std::string owners = "{";
+    auto add_owner = [&](absl::string_view id) {
+      std::string quoted = "\"";
+      for (char c : id) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
+      }
+      absl::StrAppend(&owners, owners.size() > 1 ? "," : "", quoted, "\"");
+    };
+    for (int i = 0; i < dead->rows(); ++i) add_owner(dead->Bytes(i, 0));
+    absl::StatusOr<Result> orphans = (*db)->Query(
+        "SELECT DISTINCT t.replica FROM weft_tasks t WHERE NOT EXISTS "
+        "(SELECT 1 FROM weft_replicas r WHERE r.id = t.replica)");
+    if (!orphans.ok()) return orphans.status();
+    for (int i = 0; i < orphans->rows(); ++i) {
+      if (orphans->Bytes(i, 0) != options_.replica_id) {
+        add_owner(orphans->Bytes(i, 0));
+      }
+    }
+    owners += "}";
+    if (owners == "{}") return absl::OkStatus();
     absl::StatusOr<Result> tasks = (*db)->Query(
-        "UPDATE weft_tasks t SET replica = $1 WHERE t.replica <> $1 AND "
-        "NOT EXISTS (SELECT 1 FROM weft_replicas r WHERE r.id = t.replica) "
+        "UPDATE weft_tasks SET replica = $1 WHERE replica = ANY($2::text[]) "
         "RETURNING position, task",
-        {Param::Text(options_.replica_id)});
+        {Param::Text(options_.replica_id), Param::Text(owners)});
     if (!tasks.ok()) return tasks.status();
     std::vector<std::pair<int64_t, std::shared_ptr<weft::v1::Task>>> taken;
     for (int i = 0; i < tasks->rows(); ++i) {
@@ -625,11 +679,13 @@ PostgresTaskStore::AdoptExpired() {
 }
 
 absl::Status PostgresTaskStore::CheckLease(Connection& db) {
-  // FOR SHARE: an adopter's DELETE of this row waits until this
-  // transaction ends, so nothing it writes is taken from under it.
+  // FOR KEY SHARE: an adopter's DELETE of this row (and a restart's, under
+  // the same name) waits until this transaction ends, so nothing it writes
+  // is taken from under it; the lease's renewal (an UPDATE of other
+  // columns) does not wait for it.
   absl::StatusOr<Result> row = db.Query(
       "SELECT 1 FROM weft_replicas WHERE id = $1 AND generation = $2::bigint "
-      "AND lease_until > now() FOR SHARE",
+      "AND lease_until > now() FOR KEY SHARE",
       {Param::Text(options_.replica_id), Param::Int(generation_)});
   if (!row.ok()) return row.status();
   if (row->rows() == 1) return absl::OkStatus();

@@ -25,7 +25,7 @@
 // generation (the fencing token) and a lease it renews every third of
 // --lease_duration on a connection of its own; it owns the tasks it writes
 // (weft_tasks.replica). Every write transaction first takes the replica's
-// row FOR SHARE and checks its generation and lease, so writes end the
+// row FOR KEY SHARE and checks its generation and lease, so writes end the
 // moment the lease does, and an adopter (which deletes the row) waits for a
 // write in flight rather than racing it. AdoptExpired() takes over the
 // tasks of replicas whose lease ended, each dead replica's by exactly one
@@ -122,7 +122,7 @@ class PostgresTaskStore final : public GroupCommitStore {
   // False once the replica learned that its lease ended.
   bool holds_lease() const;
 
-  // A replica's own tasks.
+  // A replica's own tasks, as they were at open.
   std::vector<std::shared_ptr<const weft::v1::Task>> Owned() const override;
   std::shared_ptr<const weft::v1::Task> GetByRequest(
       absl::string_view creator, absl::string_view request_id) const override;
@@ -150,7 +150,11 @@ class PostgresTaskStore final : public GroupCommitStore {
   // The replica's check at the start of each write transaction.
   absl::Status CheckLease(pg::Connection& db);
   absl::Status ApplyWrite(Op& op, std::string& bytes, Positions* positions);
+  // Renews the lease every third of it.
   void LeaseLoop();
+  // Declares the lease lost once this process's clock passes its end, even
+  // while a renewal hangs.
+  void LeaseWatch();
   void LeaseLost();
 
   // The conninfo without its password, for messages.
@@ -162,15 +166,20 @@ class PostgresTaskStore final : public GroupCommitStore {
   bool locked_ = true;
   // Replicas: reads, adoption.
   std::unique_ptr<pg::Pool> pool_;
+  // Replicas: its own tasks at open (set before the writer runs).
+  std::vector<std::shared_ptr<const weft::v1::Task>> owned_at_open_;
   int64_t generation_ = 0;
   // Replicas: the lease's own connection and thread.
   const std::string conninfo_;
   std::thread lease_;
+  std::thread lease_watch_;
   mutable engine::Mutex lease_mu_;
   engine::CondVar lease_cv_;
   bool lease_stopping_ ABSL_GUARDED_BY(lease_mu_) = false;
   bool renewing_ ABSL_GUARDED_BY(lease_mu_) = true;
   bool lease_lost_ ABSL_GUARDED_BY(lease_mu_) = false;
+  // Until when the lease surely runs, by this process's clock.
+  absl::Time valid_until_ ABSL_GUARDED_BY(lease_mu_);
 };
 
 }  // namespace weft::store

@@ -447,16 +447,16 @@ Recovery TaskRegistry::Recover(const CompileFn& compile) {
     taken.task = std::move(task);
     tasks.push_back(std::move(taken));
   }
-  return TakeBack(std::move(tasks), compile);
+  return TakeBack(std::move(tasks), compile, /*at_start=*/true);
 }
 
 Recovery TaskRegistry::Adopt(std::vector<store::TakenTask> tasks,
                              const CompileFn& compile) {
-  return TakeBack(std::move(tasks), compile);
+  return TakeBack(std::move(tasks), compile, /*at_start=*/false);
 }
 
 Recovery TaskRegistry::TakeBack(std::vector<store::TakenTask> tasks,
-                                const CompileFn& compile) {
+                                const CompileFn& compile, bool at_start) {
   Recovery report;
   std::vector<std::shared_ptr<const Task>> finished;
   std::vector<std::shared_ptr<const Task>> unfinished;
@@ -579,8 +579,11 @@ Recovery TaskRegistry::TakeBack(std::vector<store::TakenTask> tasks,
     Retain(&after);
   }
   RunAfter(after);
-  // The resumes are in the store before anyone is told a change number.
-  WaitForWrites();
+  // At start, the resumes are in the store before anyone is told a change
+  // number. (While serving, writes never stop coming: waiting for none to
+  // be left could last for ever. An adopted task's numbers start above
+  // any it had, as a resumed one's do.)
+  if (at_start) WaitForWrites();
   return report;
 }
 

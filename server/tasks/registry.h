@@ -350,7 +350,7 @@ class TaskRegistry {
       int64_t* changes, const Reach& reach) const ABSL_LOCKS_EXCLUDED(mu_);
   // What Recover and Adopt share.
   Recovery TakeBack(std::vector<store::TakenTask> tasks,
-                    const CompileFn& compile);
+                    const CompileFn& compile, bool at_start);
   // Recover()'s steps for one stored task.
   void RecoverFinishedLocked(const weft::v1::Task& task)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -424,8 +424,8 @@ int main(int argc, char** argv) {
     line.pop_back();
     std::cerr << line << std::endl;
   }
-  adopter.reset();  // Nothing is adopted once shutdown has begun.
   ShutdownWatchdog watchdog(grace);
+  adopter.reset();  // Nothing is adopted once shutdown has begun.
   // A second signal during the grace period cuts it short.
   std::atomic<bool> stopped{false};
   std::thread impatient([&] {

@@ -711,6 +711,35 @@ TEST(PostgresReplicasTest, OfTwoAdoptersAtOnceEachTaskGoesToOne) {
   EXPECT_TRUE(again->empty());
 }
 
+TEST(PostgresReplicasTest, TheTasksOfAWeftdThatRanAloneGoToOneAdopter) {
+  const std::string conninfo = NewSchemaConninfo();
+  {
+    auto alone = PostgresTaskStore::Open(conninfo);
+    ASSERT_THAT(alone.status(), IsOk());
+    for (int i = 0; i < 40; ++i) {
+      ASSERT_THAT(WriteNow(**alone, MakeTask(absl::StrCat("tasks/", i),
+                                             weft::v1::TASK_STATE_RUNNING)),
+                  IsOk());
+    }
+  }
+  auto b = OpenReplica(conninfo, "b");
+  auto c = OpenReplica(conninfo, "c");
+  ASSERT_THAT(b.status(), IsOk());
+  ASSERT_THAT(c.status(), IsOk());
+  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> by_b, by_c;
+  std::thread tb([&] { by_b = (*b)->AdoptExpired(); });
+  std::thread tc([&] { by_c = (*c)->AdoptExpired(); });
+  tb.join();
+  tc.join();
+  ASSERT_THAT(by_b.status(), IsOk());
+  ASSERT_THAT(by_c.status(), IsOk());
+  std::vector<std::string> all = Names(*by_b);
+  for (const std::string& name : Names(*by_c)) all.push_back(name);
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all.size(), 40u);
+  EXPECT_EQ(std::unique(all.begin(), all.end()), all.end());
+}
+
 TEST(PostgresReplicasTest, AWeftdAloneAndReplicasDoNotShareADatabase) {
   const std::string conninfo = NewSchemaConninfo();
   PostgresOptions no_wait;
@@ -745,6 +774,9 @@ TEST(PostgresReplicasTest, AVersionOneDatabaseIsMigratedWithItsTasks) {
   {
     auto store = PostgresTaskStore::Open(conninfo);
     ASSERT_THAT(store.status(), IsOk());
+    ASSERT_THAT(WriteNow(**store, MakeTask("tasks/older",
+                                           weft::v1::TASK_STATE_SUCCEEDED)),
+                IsOk());
     ASSERT_THAT(
         WriteNow(**store, MakeTask("tasks/old", weft::v1::TASK_STATE_RUNNING)),
         IsOk());
@@ -762,13 +794,24 @@ TEST(PostgresReplicasTest, AVersionOneDatabaseIsMigratedWithItsTasks) {
                          "UPDATE weft_meta SET value = '1' "
                          "WHERE key = 'schema_version'"),
               IsOk());
+  // An older task sharing its request_id (left by an erase that failed).
+  ASSERT_THAT((*c)->Exec("UPDATE weft_tasks SET request_id = 'r-tasks/old' "
+                         "WHERE name = 'tasks/older'"),
+              IsOk());
   auto a = OpenReplica(conninfo, "a");
   ASSERT_THAT(a.status(), IsOk());
   // The task of the weftd that ran alone has no replica: adopted.
   absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> adopted =
       (*a)->AdoptExpired();
   ASSERT_THAT(adopted.status(), IsOk());
-  EXPECT_THAT(Names(*adopted), ::testing::ElementsAre("tasks/old"));
+  EXPECT_THAT(Names(*adopted),
+              ::testing::ElementsAre("tasks/older", "tasks/old"));
+  // The newer keeps the request_id; the older lost it.
+  EXPECT_EQ((*a)->Get("tasks/old")->request_id(), "r-tasks/old");
+  absl::StatusOr<pg::Result> older = (*c)->Query(
+      "SELECT request_id FROM weft_tasks WHERE name = 'tasks/older'");
+  ASSERT_THAT(older.status(), IsOk());
+  EXPECT_EQ(older->Bytes(0, 0), "");
   absl::StatusOr<pg::Result> version =
       (*c)->Query("SELECT value FROM weft_meta WHERE key = 'schema_version'");
   ASSERT_THAT(version.status(), IsOk());
