@@ -67,7 +67,6 @@ std::initializer_list<absl::string_view> AllReasons() {
       kRequestIdReused,
       kLazyValueExists,
       kTaskNotFinished,
-      kTaskOnAnotherReplica,
       kSequenceAhead,
       kLazyValueDeleted,
 

@@ -73,8 +73,6 @@ inline constexpr absl::string_view kLazyValueNotFound = "LAZY_VALUE_NOT_FOUND";
 inline constexpr absl::string_view kRequestIdReused = "REQUEST_ID_REUSED";
 inline constexpr absl::string_view kLazyValueExists = "LAZY_VALUE_EXISTS";
 inline constexpr absl::string_view kTaskNotFinished = "TASK_NOT_FINISHED";
-inline constexpr absl::string_view kTaskOnAnotherReplica =
-    "TASK_ON_ANOTHER_REPLICA";
 inline constexpr absl::string_view kSequenceAhead = "SEQUENCE_AHEAD";
 inline constexpr absl::string_view kLazyValueDeleted = "LAZY_VALUE_DELETED";
 inline constexpr absl::string_view kLazyValueCycle = "LAZY_VALUE_CYCLE";

@@ -467,7 +467,13 @@ class OrchestratorService::WatchReactor final
     absl::StatusOr<Task> task =
         service_->tasks_.Get(name_, tasks::TaskParts::kWithOutcome,
                              &event_charge_, &sequence, reach_);
-    if (task.ok() && sequence <= after_) {
+    if (task.ok() && !checked_after_) {
+      // Another replica runs it: the numbers here count its states alone,
+      // below the owner's, so `after_sequence` cannot tell what the caller
+      // saw. It is sent the task as it stands (a state it may have seen).
+      remote_ = !service_->tasks_.Holds(name_);
+    }
+    if (task.ok() && sequence <= after_ && !remote_) {
       if (!checked_after_ && after_ > sequence) {
         task = common::WithFieldViolation(
             common::WithReason(
@@ -490,6 +496,12 @@ class OrchestratorService::WatchReactor final
       }
     }
     checked_after_ = true;
+    if (task.ok() && sent_any_ && sequence <= last_sequence_ &&
+        !tasks::IsTerminal(task->state())) {
+      // Read again with nothing new (a replica's poll): nothing to send.
+      pending_ = false;
+      return;
+    }
     if (task.ok()) {
       absl::Status s = ShapeOutcome(detail_, "", &*task);
       if (s.ok()) {
@@ -518,6 +530,7 @@ class OrchestratorService::WatchReactor final
     }
     pending_ = false;
     last_state_ = task->state();
+    last_sequence_ = sequence;
     last_sent_ = now;
     sent_terminal_ = tasks::IsTerminal(task->state());
     sent_any_ = true;
@@ -549,6 +562,9 @@ class OrchestratorService::WatchReactor final
   weft::v1::TaskState last_state_ ABSL_GUARDED_BY(mu_) =
       weft::v1::TASK_STATE_UNSPECIFIED;
   absl::Time last_sent_ ABSL_GUARDED_BY(mu_);
+  int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // Another replica ran the task when the watch began.
+  bool remote_ ABSL_GUARDED_BY(mu_) = false;
   bool pending_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool timer_armed_ ABSL_GUARDED_BY(mu_) = false;

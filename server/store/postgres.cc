@@ -301,6 +301,23 @@ Connection::~Connection() { PQfinish(conn_); }
 
 bool Connection::ok() const { return PQstatus(conn_) == CONNECTION_OK; }
 
+int Connection::socket() const { return PQsocket(conn_); }
+
+absl::StatusOr<std::vector<Connection::Notification>>
+Connection::Notifications() {
+  if (PQconsumeInput(conn_) == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "lost the connection to PostgreSQL: ",
+        absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn_))));
+  }
+  std::vector<Notification> out;
+  while (PGnotify* notify = PQnotifies(conn_)) {
+    out.push_back({notify->relname, notify->extra});
+    PQfreemem(notify);
+  }
+  return out;
+}
+
 absl::Status Connection::Reconnect() {
   PQreset(conn_);
   if (ok()) return setup_.empty() ? absl::OkStatus() : Exec(setup_);

@@ -123,6 +123,18 @@ class Connection {
 
   // Whether the connection still stands (false after the server went away).
   bool ok() const;
+
+  // A notification from NOTIFY on a channel this session LISTENs to.
+  struct Notification {
+    std::string channel;
+    std::string payload;
+  };
+  // The socket to wait on (poll(2) for reading) for notifications; -1 when
+  // the connection is down.
+  int socket() const;
+  // Reads what the server sent without waiting, and returns the
+  // notifications received so far; UNAVAILABLE when the connection broke.
+  absl::StatusOr<std::vector<Notification>> Notifications();
   // Connects again after a loss.
   absl::Status Reconnect();
 

@@ -1,8 +1,12 @@
 #include "server/store/postgres_task_store.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -75,6 +79,12 @@ constexpr const char* kMigrations[] = {
                          WHERE request_id <> '' GROUP BY owner, request_id);
       CREATE UNIQUE INDEX weft_tasks_request ON weft_tasks(owner, request_id)
         WHERE request_id <> '';
+    )sql",
+    // Version 3: a cancel asked of a task on another replica than the one
+    // that runs it, kept until that one (or its adopter) sees it.
+    R"sql(
+      ALTER TABLE weft_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL
+        DEFAULT false;
     )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -179,6 +189,26 @@ absl::Status Lock(Connection& db, const std::string& redacted,
       " is in use by another weftd (it holds the store's advisory lock): "
       "stop that one first, or give this one another database"));
 }
+
+// `values` as a PostgreSQL text[] literal, for `$n::text[]`.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (const std::string& value : values) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char c : value) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// The channels replicas tell each other on (TaskStore::Notice).
+constexpr const char* kTaskChannel = "weft_task";
+constexpr const char* kCancelChannel = "weft_cancel";
 
 // A lease's length for SQL: microseconds, as `$n * interval '1
 // microsecond'` takes them.
@@ -287,6 +317,18 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(
   if (replicas) {
     store->lease_ = std::thread([s = store.get()] { s->LeaseLoop(); });
     store->lease_watch_ = std::thread([s = store.get()] { s->LeaseWatch(); });
+    store->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (store->wake_fd_ < 0) {
+      return absl::InternalError(
+          absl::StrCat("eventfd: ", std::strerror(errno)));
+    }
+    // Listening before Open returns, so that nothing written after is
+    // missed (a failure here is retried by the thread).
+    std::unique_ptr<Connection> listening = store->ListenConnection();
+    store->listener_ =
+        std::thread([s = store.get(), db = std::move(listening)]() mutable {
+          s->ListenLoop(std::move(db));
+        });
   }
   return store;
 }
@@ -308,6 +350,14 @@ PostgresTaskStore::PostgresTaskStore(std::string conninfo, std::string redacted,
 }
 
 PostgresTaskStore::~PostgresTaskStore() {
+  if (listener_.joinable()) {
+    listen_stopping_.store(true);
+    const uint64_t one = 1;
+    // The loop also sees the flag within a poll interval.
+    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
+    listener_.join();
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
   StopWriter();
   {
     engine::MutexLock lock(&lease_mu_);
@@ -588,6 +638,116 @@ void PostgresTaskStore::LeaseLoop() {
   }
 }
 
+class PostgresTaskStore::Listening final : public Subscription {
+ public:
+  explicit Listening(PostgresTaskStore* store) : store_(store) {}
+  ~Listening() override {
+    engine::MutexLock lock(&store_->listen_mu_);
+    store_->subscriber_ = nullptr;
+  }
+
+ private:
+  PostgresTaskStore* const store_;
+};
+
+std::unique_ptr<TaskStore::Subscription> PostgresTaskStore::Listen(
+    std::function<void(const Notice&)> fn) {
+  if (!options_.replicas) return nullptr;
+  engine::MutexLock lock(&listen_mu_);
+  subscriber_ = std::move(fn);
+  return std::make_unique<Listening>(this);
+}
+
+void PostgresTaskStore::Dispatch(const Notice& notice) {
+  engine::MutexLock lock(&listen_mu_);
+  if (subscriber_) subscriber_(notice);
+}
+
+std::unique_ptr<Connection> PostgresTaskStore::ListenConnection() const {
+  absl::StatusOr<std::unique_ptr<Connection>> made =
+      Connection::Open(conninfo_, /*connect_timeout_s=*/5);
+  if (!made.ok() || !(*made)
+                         ->Exec(absl::StrCat("LISTEN ", kTaskChannel,
+                                             "; LISTEN ", kCancelChannel))
+                         .ok()) {
+    return nullptr;
+  }
+  return *std::move(made);
+}
+
+void PostgresTaskStore::ListenLoop(std::unique_ptr<Connection> db) {
+  absl::Time next_poll = absl::Now() + options_.poll_interval;
+  while (!listen_stopping_.load()) {
+    if (db == nullptr || !db->ok()) {
+      db = ListenConnection();
+      if (db != nullptr) {
+        // What was sent while nobody listened is missed: look again.
+        Dispatch(Notice{});
+        next_poll = absl::Now() + options_.poll_interval;
+      }
+    }
+    // Until the next poll; a broken connection is tried again then.
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
+    if (db != nullptr) fds[1].fd = db->socket();
+    const int64_t ms = std::max<int64_t>(
+        0, absl::ToInt64Milliseconds(next_poll - absl::Now()) + 1);
+    const int ready = ::poll(fds, fds[1].fd >= 0 ? 2 : 1,
+                             static_cast<int>(std::min<int64_t>(ms, 60'000)));
+    if (listen_stopping_.load()) return;
+    if (ready > 0 && fds[1].fd >= 0 && fds[1].revents != 0) {
+      absl::StatusOr<std::vector<Connection::Notification>> got =
+          db->Notifications();
+      if (!got.ok()) {
+        db.reset();
+        continue;  // Reconnects, then polls.
+      }
+      for (Connection::Notification& n : *got) {
+        Notice notice;
+        notice.kind = n.channel == kCancelChannel ? Notice::Kind::kCancel
+                                                  : Notice::Kind::kChanged;
+        notice.name = std::move(n.payload);
+        Dispatch(notice);
+      }
+    }
+    if (absl::Now() >= next_poll) {
+      Dispatch(Notice{});
+      next_poll = absl::Now() + options_.poll_interval;
+    }
+  }
+}
+
+absl::Status PostgresTaskStore::RequestCancel(absl::string_view name) {
+  if (!options_.replicas) return TaskStore::RequestCancel(name);
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return db.status();
+  // One statement: the flag and the notice commit together.
+  absl::StatusOr<Result> asked = (*db)->Query(
+      "WITH asked AS (UPDATE weft_tasks SET cancel_requested = true "
+      "WHERE name = $1 AND state IN (1, 2) RETURNING name) "
+      "SELECT pg_notify($2, name) FROM asked",
+      {Param::Text(name), Param::Text(kCancelChannel)});
+  if (!asked.ok()) return asked.status();
+  if (asked->rows() == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("no unfinished task is named ", name));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> PostgresTaskStore::CancelRequests() const {
+  if (!options_.replicas) return {};
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return {};
+  absl::StatusOr<Result> rows = (*db)->Query(
+      "SELECT name FROM weft_tasks WHERE replica = $1 AND cancel_requested "
+      "AND state IN (1, 2)",
+      {Param::Text(options_.replica_id)});
+  std::vector<std::string> names;
+  if (!rows.ok()) return names;
+  for (int i = 0; i < rows->rows(); ++i) names.emplace_back(rows->Bytes(i, 0));
+  return names;
+}
+
 absl::StatusOr<std::vector<PostgresTaskStore::Adopted>>
 PostgresTaskStore::AdoptExpired() {
   if (!options_.replicas) {
@@ -612,31 +772,24 @@ PostgresTaskStore::AdoptExpired() {
     // alone has ''): by the owners' names, so that a row another adopter
     // took meanwhile (which READ COMMITTED checks again, on the row alone)
     // no longer matches.
-    std::string owners = "{";
-    auto add_owner = [&](absl::string_view id) {
-      std::string quoted = "\"";
-      for (char c : id) {
-        if (c == '"' || c == '\\') quoted += '\\';
-        quoted += c;
-      }
-      absl::StrAppend(&owners, owners.size() > 1 ? "," : "", quoted, "\"");
-    };
-    for (int i = 0; i < dead->rows(); ++i) add_owner(dead->Bytes(i, 0));
+    std::vector<std::string> owners;
+    for (int i = 0; i < dead->rows(); ++i) {
+      owners.emplace_back(dead->Bytes(i, 0));
+    }
     absl::StatusOr<Result> orphans = (*db)->Query(
         "SELECT DISTINCT t.replica FROM weft_tasks t WHERE NOT EXISTS "
         "(SELECT 1 FROM weft_replicas r WHERE r.id = t.replica)");
     if (!orphans.ok()) return orphans.status();
     for (int i = 0; i < orphans->rows(); ++i) {
       if (orphans->Bytes(i, 0) != options_.replica_id) {
-        add_owner(orphans->Bytes(i, 0));
+        owners.emplace_back(orphans->Bytes(i, 0));
       }
     }
-    owners += "}";
-    if (owners == "{}") return absl::OkStatus();
+    if (owners.empty()) return absl::OkStatus();
     absl::StatusOr<Result> tasks = (*db)->Query(
         "UPDATE weft_tasks SET replica = $1 WHERE replica = ANY($2::text[]) "
         "RETURNING position, task",
-        {Param::Text(options_.replica_id), Param::Text(owners)});
+        {Param::Text(options_.replica_id), Param::Text(TextArray(owners))});
     if (!tasks.ok()) return tasks.status();
     std::vector<std::pair<int64_t, std::shared_ptr<weft::v1::Task>>> taken;
     for (int i = 0; i < tasks->rows(); ++i) {
@@ -782,7 +935,10 @@ absl::Status PostgresTaskStore::ApplyWrite(Op& op, std::string& bytes,
 absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
   std::string bytes;
   const Param replica = Param::Text(options_.replica_id);
+  // Replicas: the tasks written or erased, announced at commit.
+  std::vector<std::string> changed;
   absl::Status s = InTransaction(*db_, [&]() -> absl::Status {
+    changed.clear();
     if (options_.replicas) {
       if (absl::Status s = CheckLease(*db_); !s.ok()) return s;
     }
@@ -830,16 +986,25 @@ absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
               "(replica = $2 OR state NOT IN (1, 2))",
               {Param::Text(op.name), replica});
           positions->erase(op.name);
+          if (options_.replicas) changed.push_back(op.name);
           break;
         case Op::Kind::kWrite:
           if (absl::Status w = ApplyWrite(op, bytes, positions); !w.ok()) {
             return w;
           }
+          if (options_.replicas && op.refused.ok()) {
+            changed.push_back(op.name);
+          }
           continue;
       }
       if (!r.ok()) return r.status();
     }
-    return absl::OkStatus();
+    if (changed.empty()) return absl::OkStatus();
+    // Delivered at commit, once each (PostgreSQL folds repeats).
+    return db_
+        ->Query("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+                {Param::Text(kTaskChannel), Param::Text(TextArray(changed))})
+        .status();
   });
   if (!s.ok()) positions->clear();  // Nothing of the batch is applied.
   return s;

@@ -33,6 +33,13 @@
 // connections), so each replica sees every replica's tasks. A replica
 // closed cleanly ends its lease, so its tasks are adopted at once.
 //
+// Replicas hear of each other's writes and cancel requests through
+// LISTEN/NOTIFY (Listen, RequestCancel), on a connection opened before Open
+// returns, and poll besides (poll_interval), since PostgreSQL keeps no
+// notice for a session that was not listening when it was sent. The
+// channels are per database: stores in other schemas of it are heard too,
+// which costs a look and changes nothing (their task names are not ours).
+//
 // A lost connection fails the writes of the transaction it was in
 // (UNAVAILABLE: the registry treats them as any failed write) and is
 // reconnected, and the lock taken again, before the next one; no write goes
@@ -46,6 +53,7 @@
 #ifndef WEFT_SERVER_STORE_POSTGRES_TASK_STORE_H_
 #define WEFT_SERVER_STORE_POSTGRES_TASK_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -83,6 +91,10 @@ struct PostgresOptions {
   // Connections a replica reads through (its writer and its lease have
   // one each besides).
   int pool_size = 4;
+  // How often a replica looks again at what it waits on (other replicas'
+  // tasks, cancel requests of its own) besides what NOTIFY tells it: the
+  // fallback when a notification is missed (see TaskStore::Notice).
+  absl::Duration poll_interval = absl::Seconds(1);
   // Called once, on the thread that finds out (the lease's, or a write's),
   // when a replica learns that its lease ended (not renewed in time, or another
   // replica took its name's row): from then on its writes are refused, and
@@ -93,7 +105,7 @@ struct PostgresOptions {
 class PostgresTaskStore final : public GroupCommitStore {
  public:
   // The newest schema version this build writes.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Connects to `conninfo` (a postgres:// URI, or libpq's key=value pairs;
   // empty: libpq's PG* variables), migrates the schema and loads the
@@ -127,6 +139,14 @@ class PostgresTaskStore final : public GroupCommitStore {
   std::shared_ptr<const weft::v1::Task> GetByRequest(
       absl::string_view creator, absl::string_view request_id) const override;
 
+  // Replicas: notices come from the database's LISTEN/NOTIFY (channels
+  // weft_task and weft_cancel) on a connection of the store's own, and a
+  // kPoll every poll_interval and after each reconnection.
+  std::unique_ptr<Subscription> Listen(
+      std::function<void(const Notice&)> fn) override;
+  absl::Status RequestCancel(absl::string_view name) override;
+  std::vector<std::string> CancelRequests() const override;
+
   using Adopted = TakenTask;
   // Takes over every task of the replicas whose lease ended (and of any
   // replica the table no longer names), oldest first: this replica owns
@@ -157,6 +177,15 @@ class PostgresTaskStore final : public GroupCommitStore {
   void LeaseWatch();
   void LeaseLost();
 
+  // Replicas: hears NOTIFY on a connection of its own and calls the
+  // subscriber.
+  void ListenLoop(std::unique_ptr<pg::Connection> db);
+  // A connection that LISTENs on the channels; nullptr when none can be
+  // made.
+  std::unique_ptr<pg::Connection> ListenConnection() const;
+  void Dispatch(const Notice& notice);
+  class Listening;
+
   // The conninfo without its password, for messages.
   const std::string redacted_;
   const PostgresOptions options_;
@@ -180,6 +209,13 @@ class PostgresTaskStore final : public GroupCommitStore {
   bool lease_lost_ ABSL_GUARDED_BY(lease_mu_) = false;
   // Until when the lease surely runs, by this process's clock.
   absl::Time valid_until_ ABSL_GUARDED_BY(lease_mu_);
+  // Replicas: the listening thread, woken to stop through an eventfd.
+  std::thread listener_;
+  int wake_fd_ = -1;
+  std::atomic<bool> listen_stopping_{false};
+  // Held while the subscriber is called.
+  mutable engine::Mutex listen_mu_;
+  std::function<void(const Notice&)> subscriber_ ABSL_GUARDED_BY(listen_mu_);
 };
 
 }  // namespace weft::store

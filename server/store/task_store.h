@@ -35,6 +35,7 @@
 #define WEFT_SERVER_STORE_TASK_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,6 +49,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "server/engine/sync.h"
 #include "weft/v1/outcome.pb.h"
@@ -117,6 +119,42 @@ class TaskStore {
   // Whether several weftds (replicas) share the store, each owning its
   // tasks: the registry then reads the tasks it does not own from it.
   virtual bool shared() const { return false; }
+
+  // Replicas (shared stores) tell each other of their tasks through the
+  // store. What a replica hears:
+  struct Notice {
+    enum class Kind {
+      kChanged,  // Task `name` was written or erased (by any replica).
+      kCancel,   // Task `name`'s cancel was requested (RequestCancel).
+      kPoll,     // Notices may have been missed (the poll interval passed,
+                 // or the store reconnected): look again at what you wait on.
+    };
+    Kind kind = Kind::kPoll;
+    std::string name;
+  };
+  // Stops the calls when destroyed, waiting for one in progress.
+  class Subscription {
+   public:
+    virtual ~Subscription() = default;
+  };
+  // Calls `fn` with every notice, on a thread of the store's, until the
+  // subscription is destroyed (one subscriber at a time). Stores that are
+  // not shared return nullptr and call nothing.
+  virtual std::unique_ptr<Subscription> Listen(
+      std::function<void(const Notice&)> /*fn*/) {
+    return nullptr;
+  }
+  // Asks the replica that runs the unfinished task `name` to cancel it. The
+  // request is kept in the store, so an owner that misses the notice, or
+  // adopts the task later, still sees it (CancelRequests). NOT_FOUND when
+  // no unfinished task has that name; UNAVAILABLE when the store cannot be
+  // reached.
+  virtual absl::Status RequestCancel(absl::string_view name) {
+    return absl::UnimplementedError(absl::StrCat(
+        "this task store is not shared: ", name, " is this weftd's own"));
+  }
+  // This replica's unfinished tasks whose cancel was requested.
+  virtual std::vector<std::string> CancelRequests() const { return {}; }
 
   // Whether what is written outlives the process, so that the registry
   // keeps unfinished tasks in it for the next start rather than ending them

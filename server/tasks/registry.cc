@@ -81,6 +81,17 @@ Task CopyWithoutOutcome(const Task& task) {
   return out;
 }
 
+// The change number of a task another replica runs, as its stored state
+// tells: its creation, its start and its end, above every number of its
+// resumes before, and never above the number its owner has counted (so a
+// watch moved to the owner with it misses nothing).
+int64_t RemoteChanges(const Task& task) {
+  int64_t n = int64_t{task.resumes()} * kChangesPerResume + 1;
+  if (task.resumes() == 0 && task.state() != weft::v1::TASK_STATE_QUEUED) ++n;
+  if (IsTerminal(task.state())) ++n;
+  return n;
+}
+
 bool HasPlan(TaskParts parts) { return parts == TaskParts::kFull; }
 bool HasOutcome(TaskParts parts) { return parts != TaskParts::kBasic; }
 
@@ -94,18 +105,15 @@ Task CopyParts(const Task& task, TaskParts parts) {
   return out;
 }
 
-// With replicas: why a call on an unfinished task another replica owns is
-// refused here.
-absl::Status OnAnotherReplica(const Task& task, absl::string_view what) {
+// Why an unfinished task cannot be deleted.
+absl::Status NotFinished(absl::string_view name, TaskState state) {
   return common::WithResource(
       common::WithReason(
           absl::FailedPreconditionError(absl::StrCat(
-              task.name(), " is ", weft::v1::TaskState_Name(task.state()),
-              " on another replica: ", what,
-              " it through the replica that runs it (GetTask and ListTasks "
-              "work on any)")),
-          common::kTaskOnAnotherReplica),
-      kTaskType, task.name());
+              name, " is ", weft::v1::TaskState_Name(state),
+              "; only a finished task can be deleted (cancel it first)")),
+          common::kTaskNotFinished),
+      kTaskType, name);
 }
 
 absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
@@ -291,6 +299,35 @@ class TaskRegistry::WatchHandle final : public Handle {
   std::shared_ptr<WatchFn> fn_;
 };
 
+struct TaskRegistry::Remote {
+  std::string name;
+  std::shared_ptr<OnceFn> wait;    // A wait's, or
+  std::shared_ptr<WatchFn> watch;  // a watch's.
+};
+
+class TaskRegistry::RemoteHandle final : public Handle {
+ public:
+  RemoteHandle(TaskRegistry* registry, std::shared_ptr<Remote> remote,
+               std::optional<engine::TimerId> timer)
+      : registry_(registry), remote_(std::move(remote)), timer_(timer) {}
+  ~RemoteHandle() override {
+    if (remote_->wait != nullptr) remote_->wait->Take();
+    if (remote_->watch != nullptr) remote_->watch->Stop();
+    if (timer_.has_value()) registry_->env_.Cancel(*timer_);
+    engine::MutexLock lock(&registry_->remote_mu_);
+    auto it = registry_->remotes_.find(remote_->name);
+    if (it == registry_->remotes_.end()) return;
+    auto& v = it->second;
+    v.erase(std::remove(v.begin(), v.end(), remote_), v.end());
+    if (v.empty()) registry_->remotes_.erase(it);
+  }
+
+ private:
+  TaskRegistry* const registry_;
+  std::shared_ptr<Remote> remote_;
+  std::optional<engine::TimerId> timer_;
+};
+
 // Keeps the sweep timer from reaching a destroyed registry: the timer holds
 // a reference, and the destructor clears the pointer under the lock.
 struct TaskRegistry::Alive {
@@ -306,11 +343,18 @@ TaskRegistry::TaskRegistry(engine::Env& env, store::TaskStore& store,
       forgotten_(options.remembered_names),
       retained_(options.max_retained_bytes),
       alive_(std::make_shared<Alive>()) {
-  engine::MutexLock lock(&alive_->mu);
-  alive_->registry = this;
+  {
+    engine::MutexLock lock(&alive_->mu);
+    alive_->registry = this;
+  }
+  if (store_.shared()) {
+    listening_ = store_.Listen(
+        [this](const store::TaskStore::Notice& notice) { OnNotice(notice); });
+  }
 }
 
 TaskRegistry::~TaskRegistry() {
+  listening_.reset();  // Waits for a notice in progress.
   {
     // Waits for a sweep in progress; none starts after this.
     engine::MutexLock lock(&alive_->mu);
@@ -1222,8 +1266,7 @@ absl::StatusOr<Task> TaskRegistry::GetRemote(absl::string_view name,
     const int64_t bytes = static_cast<int64_t>(remote->SpaceUsedLong());
     if (!charge->TryAdd(bytes)) return CopyRefused(*charge, bytes);
   }
-  // Its changes are counted where it runs.
-  if (changes != nullptr) *changes = 0;
+  if (changes != nullptr) *changes = RemoteChanges(*remote);
   return CopyParts(*remote, parts);
 }
 
@@ -1374,9 +1417,18 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
     }
   }
   if (remote) {
+    // Its owner cancels it; the request waits in the store for it (or for
+    // its adopter).
     std::shared_ptr<const Task> task = RemoteTask(name, reach);
     if (task != nullptr && !IsTerminal(task->state())) {
-      return OnAnotherReplica(*task, "cancel");
+      absl::Status asked = store_.RequestCancel(name);
+      if (!asked.ok() && asked.code() != absl::StatusCode::kNotFound) {
+        return common::WithReason(
+            absl::UnavailableError(absl::StrCat(
+                "cannot ask the replica that runs ", name,
+                " to cancel it: the task store answered: ", asked.message())),
+            common::kTaskStoreUnavailable);
+      }
     }
     return GetRemote(name, TaskParts::kWithOutcome, charge, nullptr, reach);
   }
@@ -1401,7 +1453,7 @@ void TaskRegistry::Delete(absl::string_view name, DeleteFn done,
     // the store here; an unfinished one is its owner's.
     if (std::shared_ptr<const Task> task = RemoteTask(name, reach)) {
       if (!IsTerminal(task->state())) {
-        std::move(done)(OnAnotherReplica(*task, "delete"));
+        std::move(done)(NotFinished(name, task->state()));
         return;
       }
       store_.Erase(std::string(name), std::move(done));
@@ -1423,14 +1475,7 @@ absl::Status TaskRegistry::DeleteLocked(absl::string_view name, DeleteFn& done,
     return NotFound(name, reach);
   }
   if (live != live_.end()) {
-    return common::WithResource(
-        common::WithReason(
-            absl::FailedPreconditionError(absl::StrCat(
-                name, " is ",
-                weft::v1::TaskState_Name(live->second->task.state()),
-                "; only a finished task can be deleted (cancel it first)")),
-            common::kTaskNotFinished),
-        kTaskType, name);
+    return NotFinished(name, live->second->task.state());
   }
   if (!finished_names_.erase(std::string(name))) {
     return NotFound(name, reach);
@@ -1489,13 +1534,32 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
     }
   }
   if (remote) {
+    // Heard of before it is read, so that no end falls in between.
+    auto waiting = std::make_shared<Remote>();
+    waiting->name = std::string(name);
+    waiting->wait = std::make_shared<OnceFn>(std::move(fn));
+    std::optional<engine::TimerId> at_deadline;
+    if (deadline != absl::InfiniteFuture()) {
+      at_deadline = env_.Schedule(deadline, [this, waiting] {
+        WaitFn fn = waiting->wait->Take();
+        if (!fn) return;
+        std::shared_ptr<const Task> task = store_.Get(waiting->name);
+        std::move(fn)(task != nullptr ? CopyWithoutOutcome(*task) : Task());
+      });
+    }
+    std::unique_ptr<Handle> handle = AddRemote(waiting, at_deadline);
     std::shared_ptr<const Task> task = RemoteTask(name, reach);
     if (task == nullptr) {
+      handle.reset();
       engine::MutexLock lock(&mu_);
       return NotFound(name, reach);
     }
-    if (!IsTerminal(task->state())) return OnAnotherReplica(*task, "wait on");
-    now = CopyWithoutOutcome(*task);
+    if (IsTerminal(task->state())) {
+      if (WaitFn fn = waiting->wait->Take()) {
+        std::move(fn)(CopyWithoutOutcome(*task));
+      }
+    }
+    return handle;
   }
   if (now.has_value()) {
     std::move(fn)(*std::move(now));
@@ -1532,16 +1596,92 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
     }
   }
   if (remote) {
-    // A finished one does not change again: watched as a local one is.
-    std::shared_ptr<const Task> task = RemoteTask(name, reach);
-    if (task == nullptr) {
+    auto watching = std::make_shared<Remote>();
+    watching->name = std::string(name);
+    watching->watch = fn;
+    std::unique_ptr<Handle> handle = AddRemote(watching, std::nullopt);
+    if (RemoteTask(name, reach) == nullptr) {
+      handle.reset();
       engine::MutexLock lock(&mu_);
       return NotFound(name, reach);
     }
-    if (!IsTerminal(task->state())) return OnAnotherReplica(*task, "watch");
+    return handle;
   }
   return std::unique_ptr<Handle>(
       new WatchHandle(std::move(live), std::move(fn)));
+}
+
+std::unique_ptr<TaskRegistry::Handle> TaskRegistry::AddRemote(
+    std::shared_ptr<Remote> remote, std::optional<engine::TimerId> timer) {
+  {
+    engine::MutexLock lock(&remote_mu_);
+    remotes_[remote->name].push_back(remote);
+  }
+  return std::make_unique<RemoteHandle>(this, std::move(remote), timer);
+}
+
+void TaskRegistry::OnNotice(const store::TaskStore::Notice& notice) {
+  using Kind = store::TaskStore::Notice::Kind;
+  switch (notice.kind) {
+    case Kind::kCancel:
+      CancelAsked(notice.name);
+      return;
+    case Kind::kChanged: {
+      std::vector<std::shared_ptr<Remote>> told;
+      {
+        engine::MutexLock lock(&remote_mu_);
+        auto it = remotes_.find(notice.name);
+        if (it == remotes_.end()) return;
+        told = it->second;
+      }
+      for (const auto& remote : told) CheckRemote(*remote);
+      return;
+    }
+    case Kind::kPoll: {
+      // Cancels asked while nobody heard (or of tasks adopted since), and
+      // every remote wait and watch read again.
+      for (const std::string& name : store_.CancelRequests()) {
+        CancelAsked(name);
+      }
+      std::vector<std::shared_ptr<Remote>> all;
+      {
+        engine::MutexLock lock(&remote_mu_);
+        for (const auto& [name, v] : remotes_) {
+          all.insert(all.end(), v.begin(), v.end());
+        }
+      }
+      for (const auto& remote : all) CheckRemote(*remote);
+      return;
+    }
+  }
+}
+
+void TaskRegistry::CheckRemote(const Remote& remote) {
+  if (remote.watch != nullptr) {
+    // The watcher reads it (Get) and sends what is new.
+    remote.watch->Call();
+    return;
+  }
+  std::shared_ptr<const Task> task = store_.Get(remote.name);
+  // Gone: ended and deleted since.
+  if (task != nullptr && !IsTerminal(task->state())) return;
+  if (WaitFn fn = remote.wait->Take()) {
+    std::move(fn)(task != nullptr ? CopyWithoutOutcome(*task) : Task());
+  }
+}
+
+void TaskRegistry::CancelAsked(const std::string& name) {
+  {
+    engine::MutexLock lock(&mu_);
+    auto it = live_.find(name);
+    if (it == live_.end() || !it->second->stored) return;
+  }
+  Cancel(name).IgnoreError();
+}
+
+bool TaskRegistry::Holds(absl::string_view name) const {
+  engine::MutexLock lock(&mu_);
+  return live_.contains(name) || finished_names_.contains(name);
 }
 
 std::map<TaskState, int> TaskRegistry::Counts() const {

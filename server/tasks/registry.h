@@ -226,7 +226,9 @@ class TaskRegistry {
   absl::StatusOr<ListResult> List(const ListQuery& query,
                                   engine::MemoryCharge* charge = nullptr) const;
 
-  // The task as it then stands; `charge` as for Get.
+  // The task as it then stands; `charge` as for Get. With replicas, a task
+  // another replica runs is cancelled by it: the request is kept in the
+  // store and the task as it stands there is returned (still running).
   absl::StatusOr<weft::v1::Task> Cancel(absl::string_view name,
                                         engine::MemoryCharge* charge = nullptr,
                                         const Reach& reach = Reach::All());
@@ -238,16 +240,25 @@ class TaskRegistry {
               const Reach& reach = Reach::All());
 
   // Calls `fn` when the task is terminal (at once if it is) or at
-  // `deadline`. The returned handle stops the wait when destroyed.
+  // `deadline`. The returned handle stops the wait when destroyed. With
+  // replicas, a task another replica runs is waited on through the store:
+  // its end is heard by NOTIFY, or by the next poll.
   absl::StatusOr<std::unique_ptr<Handle>> Wait(
       absl::string_view name, absl::Time deadline, WaitFn fn,
       const Reach& reach = Reach::All());
 
   // Calls `on_change` after every change of the task (state or progress)
   // until the handle is destroyed; the watcher reads the task with Get.
+  // With replicas, another replica's task changes as the store has it: at
+  // each state its owner writes (progress as of then).
   absl::StatusOr<std::unique_ptr<Handle>> Watch(
       absl::string_view name, std::function<void()> on_change,
       const Reach& reach = Reach::All());
+
+  // Whether this weftd holds the task (runs it, or ran it): its change
+  // numbers are counted here. With replicas, another's are read from the
+  // store, as its owner last wrote them.
+  bool Holds(absl::string_view name) const;
 
   // Tasks held, by state.
   std::map<weft::v1::TaskState, int> Counts() const;
@@ -276,6 +287,10 @@ class TaskRegistry {
   struct Alive;
   class WaitHandle;
   class WatchHandle;
+  // With replicas: a wait or a watch on a task another replica runs, fed by
+  // the store's notices.
+  struct Remote;
+  class RemoteHandle;
 
   absl::Status NotFound(absl::string_view name,
                         const Reach& reach = Reach::All()) const
@@ -348,6 +363,18 @@ class TaskRegistry {
   absl::StatusOr<weft::v1::Task> GetRemote(
       absl::string_view name, TaskParts parts, engine::MemoryCharge* charge,
       int64_t* changes, const Reach& reach) const ABSL_LOCKS_EXCLUDED(mu_);
+  // A wait or a watch on another replica's task `name`, registered to hear
+  // of its changes; the handle unregisters it.
+  std::unique_ptr<Handle> AddRemote(std::shared_ptr<Remote> remote,
+                                    std::optional<engine::TimerId> timer)
+      ABSL_LOCKS_EXCLUDED(mu_, remote_mu_);
+  // What the store tells of other replicas' tasks (TaskStore::Notice).
+  void OnNotice(const store::TaskStore::Notice& notice)
+      ABSL_LOCKS_EXCLUDED(mu_, remote_mu_);
+  // Reads the task of `remote` from the store and tells its wait or watch.
+  void CheckRemote(const Remote& remote) ABSL_LOCKS_EXCLUDED(mu_, remote_mu_);
+  // Cancels the task `name` if this replica runs it (asked by another).
+  void CancelAsked(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   // What Recover and Adopt share.
   Recovery TakeBack(std::vector<store::TakenTask> tasks,
                     const CompileFn& compile, bool at_start);
@@ -454,6 +481,12 @@ class TaskRegistry {
   bool sweep_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<engine::TimerId> sweep_timer_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Alive> alive_;
+  // With replicas: waits and watches on other replicas' tasks, by name.
+  engine::Mutex remote_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  absl::flat_hash_map<std::string, std::vector<std::shared_ptr<Remote>>>
+      remotes_ ABSL_GUARDED_BY(remote_mu_);
+  // The store's notices; reset first in the destructor.
+  std::unique_ptr<store::TaskStore::Subscription> listening_;
 };
 
 }  // namespace weft::tasks

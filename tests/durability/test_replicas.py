@@ -1,5 +1,7 @@
 """Replicas: two weftds on one PostgreSQL database (--replicas), end to end.
-Any replica reads every replica's tasks; a request_id names one task of its
+Any replica reads every replica's tasks, and cancels, waits on, watches
+and deletes them (the owner cancels; waits and watches follow the database's
+NOTIFY); a request_id names one task of its
 principal across replicas; a killed replica's tasks finish on the other,
 resumed from the journal (a journaled leaf is not called again); a replica
 paused past its lease stops when it wakes, its tasks adopted meanwhile.
@@ -9,6 +11,7 @@ pg_virtualenv); skipped otherwise."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import time
@@ -58,17 +61,14 @@ def test_any_replica_reads_every_task_and_a_killed_ones_finish_on_another(replic
     seen = cb.get_task(task.name)
     assert seen.state in (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING), seen
     assert task.name in [t.name for t in cb.list_tasks()]
-    # What changes a running task is done where it runs.
-    for refused_call in (lambda: cb.cancel_task(task.name),
-                         lambda: cb.wait_task(task.name, wait=1, timeout=30)):
-        with pytest.raises(WeftError) as refused:
-            refused_call()
-        assert refused.value.reason == "TASK_ON_ANOTHER_REPLICA", refused.value
-
-    wait_for(lambda: "r1-charge" in journaled_leaves(a.store), what="the charge in the journal")
-    a.kill()
-    # b adopts it once a's lease has ended, and runs it to its end.
-    wait_for(lambda: is_terminal(cb.get_task(task.name)), what="the adopted task's end")
+    # A wait through b, from before a dies until the task ends on b.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waited = pool.submit(lambda: cb.wait_task(task.name, wait=120, timeout=150))
+        wait_for(lambda: "r1-charge" in journaled_leaves(a.store),
+                 what="the charge in the journal")
+        a.kill()
+        # b adopts it once a's lease has ended, and runs it to its end.
+        assert waited.result().state == task_pb2.TASK_STATE_SUCCEEDED
     done = cb.get_task(task.name)
     assert done.state == task_pb2.TASK_STATE_SUCCEEDED, done
     assert done.resumes == 1
@@ -79,6 +79,36 @@ def test_any_replica_reads_every_task_and_a_killed_ones_finish_on_another(replic
     assert calls["r1-charge"] == 1 and calls["r1-mail"] == 1
     assert "adopted 1 task(s) of replicas whose lease ended: 0 finished, 0 queued and " \
            "1 running (resumed)" in b.process.stderr(), b.process.stderr()
+
+
+def test_cancel_wait_watch_and_delete_work_through_any_replica(replicas):
+    a, b = replicas
+    ca, cb = a.start(), b.start()
+    task = ca.create_task(call("sleep", id="long", duration="120s"))
+    wait_for(lambda: cb.get_task(task.name).state == task_pb2.TASK_STATE_RUNNING,
+             what="the task running, as b reads it")
+    # Not finished: not deleted, wherever it is asked.
+    with pytest.raises(WeftError) as refused:
+        cb.delete_task(task.name)
+    assert refused.value.reason == "TASK_NOT_FINISHED", refused.value
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        watched = pool.submit(lambda: [t.state for t in cb.watch_task(task.name, timeout=90)])
+        waited = pool.submit(lambda: cb.wait_task(task.name, wait=90, timeout=120))
+        # b asks; a, which runs it, cancels it.
+        asked = cb.cancel_task(task.name)
+        assert asked.state in (task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_CANCELLED), asked
+        assert waited.result().state == task_pb2.TASK_STATE_CANCELLED
+        states = watched.result()
+    assert states[0] == task_pb2.TASK_STATE_RUNNING and states[-1] == task_pb2.TASK_STATE_CANCELLED, states
+    ended = ca.get_task(task.name)
+    assert ended.state == task_pb2.TASK_STATE_CANCELLED, ended
+    assert "cancelled by CancelTask" in ended.outcome.error.message, ended.outcome
+    # Finished now: b deletes it, and neither has it.
+    cb.delete_task(task.name)
+    for client in (ca, cb):
+        with pytest.raises(WeftError) as gone:
+            client.get_task(task.name)
+        assert gone.value.code.name == "NOT_FOUND", gone.value
 
 
 def test_a_request_id_names_one_task_across_replicas(replicas):

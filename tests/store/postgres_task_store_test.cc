@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/engine/sync.h"
 #include "server/store/postgres.h"
 #include "tests/store/task_store_contract.h"
 #include "tests/testing/status_matchers.h"
@@ -30,7 +31,9 @@
 namespace weft::store {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Not;
 using ::weft::testing::IsOk;
 using ::weft::testing::StatusIs;
@@ -258,8 +261,10 @@ TEST(PostgresTaskStoreTest, ANewerSchemaIsRefused) {
               IsOk());
   EXPECT_THAT(PostgresTaskStore::Open(conninfo).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("written by a newer weftd (schema version "
-                                 "99; this weftd knows versions up to 2)")));
+                       HasSubstr(absl::StrCat(
+                           "written by a newer weftd (schema version 99; this "
+                           "weftd knows versions up to ",
+                           PostgresTaskStore::kSchemaVersion, ")"))));
 }
 
 TEST(PostgresTaskStoreTest,
@@ -676,6 +681,31 @@ TEST(PostgresReplicasTest, APausedReplicaIsFencedAndAnotherAdoptsItsTasks) {
                        HasSubstr("lost its lease")));
 }
 
+// Runs AdoptExpired on `b` and `c` at once; the names each took, together
+// and sorted.
+std::vector<std::string> AdoptConcurrently(PostgresTaskStore& b,
+                                           PostgresTaskStore& c) {
+  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> by_b, by_c;
+  std::thread tb([&] { by_b = b.AdoptExpired(); });
+  std::thread tc([&] { by_c = c.AdoptExpired(); });
+  tb.join();
+  tc.join();
+  EXPECT_THAT(by_b.status(), IsOk());
+  EXPECT_THAT(by_c.status(), IsOk());
+  std::vector<std::string> all;
+  if (by_b.ok()) all = Names(*by_b);
+  if (by_c.ok()) {
+    for (const std::string& name : Names(*by_c)) all.push_back(name);
+  }
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+void ExpectEachTakenOnce(std::vector<std::string> sorted, size_t tasks) {
+  EXPECT_EQ(sorted.size(), tasks);
+  EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end());
+}
+
 TEST(PostgresReplicasTest, OfTwoAdoptersAtOnceEachTaskGoesToOne) {
   const std::string conninfo = NewSchemaConninfo();
   {
@@ -692,18 +722,7 @@ TEST(PostgresReplicasTest, OfTwoAdoptersAtOnceEachTaskGoesToOne) {
   auto c = OpenReplica(conninfo, "c");
   ASSERT_THAT(b.status(), IsOk());
   ASSERT_THAT(c.status(), IsOk());
-  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> by_b, by_c;
-  std::thread tb([&] { by_b = (*b)->AdoptExpired(); });
-  std::thread tc([&] { by_c = (*c)->AdoptExpired(); });
-  tb.join();
-  tc.join();
-  ASSERT_THAT(by_b.status(), IsOk());
-  ASSERT_THAT(by_c.status(), IsOk());
-  std::vector<std::string> all = Names(*by_b);
-  for (const std::string& name : Names(*by_c)) all.push_back(name);
-  std::sort(all.begin(), all.end());
-  EXPECT_EQ(all.size(), 40u);
-  EXPECT_EQ(std::unique(all.begin(), all.end()), all.end());
+  ExpectEachTakenOnce(AdoptConcurrently(**b, **c), 40);
   // And nothing is left for a third try.
   absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> again =
       (*b)->AdoptExpired();
@@ -726,18 +745,113 @@ TEST(PostgresReplicasTest, TheTasksOfAWeftdThatRanAloneGoToOneAdopter) {
   auto c = OpenReplica(conninfo, "c");
   ASSERT_THAT(b.status(), IsOk());
   ASSERT_THAT(c.status(), IsOk());
-  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> by_b, by_c;
-  std::thread tb([&] { by_b = (*b)->AdoptExpired(); });
-  std::thread tc([&] { by_c = (*c)->AdoptExpired(); });
-  tb.join();
-  tc.join();
-  ASSERT_THAT(by_b.status(), IsOk());
-  ASSERT_THAT(by_c.status(), IsOk());
-  std::vector<std::string> all = Names(*by_b);
-  for (const std::string& name : Names(*by_c)) all.push_back(name);
-  std::sort(all.begin(), all.end());
-  EXPECT_EQ(all.size(), 40u);
-  EXPECT_EQ(std::unique(all.begin(), all.end()), all.end());
+  ExpectEachTakenOnce(AdoptConcurrently(**b, **c), 40);
+}
+
+// What a subscriber heard.
+class Heard {
+ public:
+  std::function<void(const TaskStore::Notice&)> Fn() {
+    return [this](const TaskStore::Notice& notice) {
+      engine::MutexLock lock(&mu_);
+      notices_.push_back(notice);
+    };
+  }
+  int Count(TaskStore::Notice::Kind kind, const std::string& name = "") const {
+    engine::MutexLock lock(&mu_);
+    return static_cast<int>(std::count_if(
+        notices_.begin(), notices_.end(),
+        [&](const auto& n) { return n.kind == kind && n.name == name; }));
+  }
+  bool WaitFor(TaskStore::Notice::Kind kind, const std::string& name = "",
+               int times = 1) const {
+    return weft::testing::WaitFor([&] { return Count(kind, name) >= times; });
+  }
+
+ private:
+  mutable engine::Mutex mu_;
+  std::vector<TaskStore::Notice> notices_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(PostgresReplicasTest, ReplicasHearOfWritesAndCancelRequests) {
+  using Kind = TaskStore::Notice::Kind;
+  const std::string conninfo = NewSchemaConninfo();
+  auto a = OpenReplica(conninfo, "a");
+  auto b = OpenReplica(conninfo, "b");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(b.status(), IsOk());
+  Heard by_a, by_b;
+  std::unique_ptr<TaskStore::Subscription> sa = (*a)->Listen(by_a.Fn());
+  std::unique_ptr<TaskStore::Subscription> sb = (*b)->Listen(by_b.Fn());
+  ASSERT_NE(sa, nullptr);
+  ASSERT_NE(sb, nullptr);
+
+  // b hears of a's write (and a of its own).
+  ASSERT_THAT(WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_RUNNING)),
+              IsOk());
+  EXPECT_TRUE(by_b.WaitFor(Kind::kChanged, "tasks/1"));
+  EXPECT_TRUE(by_a.WaitFor(Kind::kChanged, "tasks/1"));
+
+  // b asks for its cancel: a hears it, and finds it among its requests.
+  EXPECT_THAT((*b)->RequestCancel("tasks/1"), IsOk());
+  EXPECT_TRUE(by_a.WaitFor(Kind::kCancel, "tasks/1"));
+  EXPECT_THAT((*a)->CancelRequests(), ElementsAre("tasks/1"));
+  EXPECT_THAT((*b)->CancelRequests(), IsEmpty());
+  // A rewrite by its owner keeps the request.
+  ASSERT_THAT(WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_RUNNING)),
+              IsOk());
+  EXPECT_THAT((*a)->CancelRequests(), ElementsAre("tasks/1"));
+
+  // Once it ended there is nothing to cancel.
+  ASSERT_THAT(
+      WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_CANCELLED)),
+      IsOk());
+  EXPECT_THAT((*a)->CancelRequests(), IsEmpty());
+  EXPECT_THAT((*b)->RequestCancel("tasks/1"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("no unfinished task is named tasks/1")));
+  EXPECT_THAT((*b)->RequestCancel("tasks/never"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("tasks/never")));
+
+  // An erase is heard too.
+  Waiter erased;
+  (*b)->Erase("tasks/1", erased.Done());
+  ASSERT_THAT(erased.Wait(), IsOk());
+  EXPECT_TRUE(by_a.WaitFor(Kind::kChanged, "tasks/1", 4));
+
+  // A store alone has nobody to hear.
+  auto alone = PostgresTaskStore::Open(NewSchemaConninfo());
+  ASSERT_THAT(alone.status(), IsOk());
+  EXPECT_EQ((*alone)->Listen(by_a.Fn()), nullptr);
+}
+
+TEST(PostgresReplicasTest, AReplicaPollsAndAnAdopterSeesTheCancelRequests) {
+  using Kind = TaskStore::Notice::Kind;
+  const std::string conninfo = NewSchemaConninfo();
+  {
+    auto a = OpenReplica(conninfo, "a");
+    ASSERT_THAT(a.status(), IsOk());
+    ASSERT_THAT(
+        WriteNow(**a, MakeTask("tasks/1", weft::v1::TASK_STATE_RUNNING)),
+        IsOk());
+    ASSERT_THAT((*a)->RequestCancel("tasks/1"), IsOk());
+  }  // Gone before it cancelled it.
+  PostgresOptions options;
+  options.replicas = true;
+  options.replica_id = "b";
+  options.poll_interval = absl::Milliseconds(50);
+  auto b = PostgresTaskStore::Open(conninfo, options);
+  ASSERT_THAT(b.status(), IsOk());
+  Heard heard;
+  std::unique_ptr<TaskStore::Subscription> subscribed =
+      (*b)->Listen(heard.Fn());
+  // Polls come whether or not anything was sent.
+  EXPECT_TRUE(heard.WaitFor(Kind::kPoll, "", 3));
+  absl::StatusOr<std::vector<PostgresTaskStore::Adopted>> adopted =
+      (*b)->AdoptExpired();
+  ASSERT_THAT(adopted.status(), IsOk());
+  EXPECT_THAT(Names(*adopted), ElementsAre("tasks/1"));
+  EXPECT_THAT((*b)->CancelRequests(), ElementsAre("tasks/1"));
 }
 
 TEST(PostgresReplicasTest, AWeftdAloneAndReplicasDoNotShareADatabase) {
@@ -791,6 +905,7 @@ TEST(PostgresReplicasTest, AVersionOneDatabaseIsMigratedWithItsTasks) {
                          "ALTER TABLE weft_tasks DROP COLUMN replica; "
                          "DROP TABLE weft_replicas; "
                          "DROP SEQUENCE weft_generations; "
+                         "ALTER TABLE weft_tasks DROP COLUMN cancel_requested; "
                          "UPDATE weft_meta SET value = '1' "
                          "WHERE key = 'schema_version'"),
               IsOk());
@@ -815,7 +930,8 @@ TEST(PostgresReplicasTest, AVersionOneDatabaseIsMigratedWithItsTasks) {
   absl::StatusOr<pg::Result> version =
       (*c)->Query("SELECT value FROM weft_meta WHERE key = 'schema_version'");
   ASSERT_THAT(version.status(), IsOk());
-  EXPECT_EQ(version->Bytes(0, 0), "2");
+  EXPECT_EQ(version->Bytes(0, 0),
+            absl::StrCat(PostgresTaskStore::kSchemaVersion));
 }
 
 }  // namespace

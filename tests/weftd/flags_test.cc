@@ -29,6 +29,14 @@ class FlagsTest : public ::testing::Test {
   void SetUp() override { fake_env = &env_; }
   void TearDown() override { fake_env = nullptr; }
 
+  // The settings from env_ are refused with INVALID_ARGUMENT saying `why`.
+  void ExpectRefusal(const std::string& why) {
+    FlagSources sources;
+    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
+    EXPECT_THAT(SettingsFromFlags(sources, "1"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(why)));
+  }
+
   std::map<std::string, std::string> env_;
   absl::FlagSaver saver_;  // Every test leaves the flags as it found them.
 };
@@ -254,34 +262,15 @@ TEST_F(FlagsTest, ReplicasShareAPostgresStoreUnderALeaseOfASecondOrMore) {
     EXPECT_EQ(settings->postgres.pool_size, 8);
   }
   env_["WEFT_LEASE_DURATION"] = "500ms";
-  {
-    FlagSources sources;
-    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
-    EXPECT_THAT(SettingsFromFlags(sources, "1"),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr("WEFT_LEASE_DURATION (--lease_duration): "
-                                   "500ms is too short")));
-  }
+  ExpectRefusal("WEFT_LEASE_DURATION (--lease_duration): 500ms is too short");
   env_["WEFT_LEASE_DURATION"] = "5s";
   env_["WEFT_STORE_POOL_SIZE"] = "0";
-  {
-    FlagSources sources;
-    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
-    EXPECT_THAT(SettingsFromFlags(sources, "1"),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr("WEFT_STORE_POOL_SIZE (--store_pool_size): "
-                                   "0 is not between 1 and 64")));
-  }
+  ExpectRefusal(
+      "WEFT_STORE_POOL_SIZE (--store_pool_size): 0 is not between 1 and 64");
   env_["WEFT_STORE_POOL_SIZE"] = "4";
   env_["WEFT_STORE"] = "sqlite:/var/lib/weft/weft.db";
-  {
-    FlagSources sources;
-    ASSERT_TRUE(sources.ApplyEnvironment(FakeGetenv).ok());
-    EXPECT_THAT(SettingsFromFlags(sources, "1"),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr("WEFT_REPLICAS (--replicas) needs a "
-                                   "PostgreSQL store the replicas share")));
-  }
+  ExpectRefusal(
+      "WEFT_REPLICAS (--replicas) needs a PostgreSQL store the replicas share");
 }
 
 TEST_F(FlagsTest, AStoreThatIsNotOneIsRefusedNamingWhereItCameFrom) {
