@@ -274,7 +274,8 @@ class OrchestratorService::WaitReactor final : public UnaryReactor {
     absl::StatusOr<std::unique_ptr<tasks::TaskRegistry::Handle>> handle =
         service_->tasks_.Wait(
             request->name(), deadline,
-            [this](Task task) { Done(std::move(task)); }, reach_);
+            [this](absl::StatusOr<Task> task) { Done(std::move(task)); },
+            reach_);
     engine::MutexLock lock(&mu_);
     if (!handle.ok()) {
       FinishLocked(ToGrpc(handle.status()));
@@ -304,9 +305,9 @@ class OrchestratorService::WaitReactor final : public UnaryReactor {
  private:
   // The task as it stands; once terminal, read again with its outcome
   // (charged to this call until it is sent).
-  void Done(Task task) {
+  void Done(absl::StatusOr<Task> task) {
     absl::StatusOr<Task> full = std::move(task);
-    if (tasks::IsTerminal(full->state())) {
+    if (full.ok() && tasks::IsTerminal(full->state())) {
       full = service_->tasks_.Get(full->name(), tasks::TaskParts::kWithOutcome,
                                   &charge_, nullptr, reach_);
       if (full.ok()) {

@@ -473,16 +473,24 @@ absl::Status PostgresTaskStore::Load() {
 
 std::shared_ptr<const weft::v1::Task> PostgresTaskStore::Get(
     absl::string_view name) const {
+  absl::StatusOr<std::shared_ptr<const weft::v1::Task>> task = Lookup(name);
+  return task.ok() ? *std::move(task) : nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<const weft::v1::Task>> PostgresTaskStore::Lookup(
+    absl::string_view name) const {
   if (!options_.replicas) return GroupCommitStore::Get(name);
   absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
-  if (!db.ok()) return nullptr;
+  if (!db.ok()) return db.status();
   absl::StatusOr<Result> row =
       (*db)->Query("SELECT position, task FROM weft_tasks WHERE name = $1",
                    {Param::Text(name)});
-  if (!row.ok() || row->rows() == 0) return nullptr;
+  if (!row.ok()) return row.status();
+  if (row->rows() == 0) return nullptr;
   absl::StatusOr<std::shared_ptr<weft::v1::Task>> task =
       ParseTask(row->Bytes(0, 1), row->Int(0, 0));
-  return task.ok() ? *std::move(task) : nullptr;
+  if (!task.ok()) return task.status();
+  return std::shared_ptr<const weft::v1::Task>(*std::move(task));
 }
 
 void PostgresTaskStore::Scan(
@@ -640,14 +648,15 @@ void PostgresTaskStore::LeaseLoop() {
 
 class PostgresTaskStore::Listening final : public Subscription {
  public:
-  explicit Listening(PostgresTaskStore* store) : store_(store) {}
+  Listening(PostgresTaskStore* store, int64_t id) : store_(store), id_(id) {}
   ~Listening() override {
     engine::MutexLock lock(&store_->listen_mu_);
-    store_->subscriber_ = nullptr;
+    if (store_->subscription_ == id_) store_->subscriber_ = nullptr;
   }
 
  private:
   PostgresTaskStore* const store_;
+  const int64_t id_;
 };
 
 std::unique_ptr<TaskStore::Subscription> PostgresTaskStore::Listen(
@@ -655,7 +664,7 @@ std::unique_ptr<TaskStore::Subscription> PostgresTaskStore::Listen(
   if (!options_.replicas) return nullptr;
   engine::MutexLock lock(&listen_mu_);
   subscriber_ = std::move(fn);
-  return std::make_unique<Listening>(this);
+  return std::make_unique<Listening>(this, ++subscription_);
 }
 
 void PostgresTaskStore::Dispatch(const Notice& notice) {

@@ -35,10 +35,11 @@
 //
 // Replicas hear of each other's writes and cancel requests through
 // LISTEN/NOTIFY (Listen, RequestCancel), on a connection opened before Open
-// returns, and poll besides (poll_interval), since PostgreSQL keeps no
-// notice for a session that was not listening when it was sent. The
-// channels are per database: stores in other schemas of it are heard too,
-// which costs a look and changes nothing (their task names are not ours).
+// returns (when it can be: else the thread keeps trying), and poll besides
+// (poll_interval), since PostgreSQL keeps no notice for a session that was not
+// listening when it was sent. The channels are per database: stores in other
+// schemas of it are heard too, which costs a look and changes nothing (their
+// task names are not ours).
 //
 // A lost connection fails the writes of the transaction it was in
 // (UNAVAILABLE: the registry treats them as any failed write) and is
@@ -120,6 +121,8 @@ class PostgresTaskStore final : public GroupCommitStore {
 
   // Replicas: reads come from the database.
   std::shared_ptr<const weft::v1::Task> Get(
+      absl::string_view name) const override;
+  absl::StatusOr<std::shared_ptr<const weft::v1::Task>> Lookup(
       absl::string_view name) const override;
   void Scan(uint64_t before,
             absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)> fn)
@@ -216,6 +219,8 @@ class PostgresTaskStore final : public GroupCommitStore {
   // Held while the subscriber is called.
   mutable engine::Mutex listen_mu_;
   std::function<void(const Notice&)> subscriber_ ABSL_GUARDED_BY(listen_mu_);
+  // Which subscription subscriber_ is (a later Listen replaces it).
+  int64_t subscription_ ABSL_GUARDED_BY(listen_mu_) = 0;
 };
 
 }  // namespace weft::store

@@ -104,6 +104,14 @@ class TaskStore {
 
   virtual size_t size() const = 0;
 
+  // As Get, telling a failed read apart from a task the store does not
+  // hold (nullptr): UNAVAILABLE when a store that reads elsewhere (a
+  // database) cannot read it now.
+  virtual absl::StatusOr<std::shared_ptr<const weft::v1::Task>> Lookup(
+      absl::string_view name) const {
+    return Get(name);
+  }
+
   // The tasks this weftd takes back at start (TaskRegistry::Recover),
   // oldest first: every task the store holds, or a replica's own.
   virtual std::vector<std::shared_ptr<const weft::v1::Task>> Owned() const;

@@ -82,14 +82,22 @@ Task CopyWithoutOutcome(const Task& task) {
 }
 
 // The change number of a task another replica runs, as its stored state
-// tells: its creation, its start and its end, above every number of its
-// resumes before, and never above the number its owner has counted (so a
-// watch moved to the owner with it misses nothing).
+// tells: its creation (or its last resume), its start and its end. It is
+// never above the number its owner has counted (a task cancelled while
+// queued never started; a resumed one counts its start again only when it
+// runs again), and it grows with each state the store shows, so a watch
+// moved between replicas misses nothing.
 int64_t RemoteChanges(const Task& task) {
-  int64_t n = int64_t{task.resumes()} * kChangesPerResume + 1;
-  if (task.resumes() == 0 && task.state() != weft::v1::TASK_STATE_QUEUED) ++n;
-  if (IsTerminal(task.state())) ++n;
-  return n;
+  const int64_t base = int64_t{task.resumes()} * kChangesPerResume + 1;
+  switch (task.state()) {
+    case weft::v1::TASK_STATE_QUEUED:
+      return base;
+    case weft::v1::TASK_STATE_RUNNING:
+      return base + 1;
+    default:
+      // Ended: after its start, unless it never started.
+      return base + (task.resumes() == 0 && task.has_start_time() ? 2 : 1);
+  }
 }
 
 bool HasPlan(TaskParts parts) { return parts == TaskParts::kFull; }
@@ -125,11 +133,19 @@ absl::Status CopyRefused(const engine::MemoryCharge& charge, int64_t bytes) {
 class OnceFn {
  public:
   explicit OnceFn(TaskRegistry::WaitFn fn) : fn_(std::move(fn)) {}
-  TaskRegistry::WaitFn Take() {
+  // Calls it with what `make` makes, unless it was called or stopped; both
+  // under the lock, so that Stop() waits for a call in progress and the
+  // callback never runs after its handle is gone.
+  void Call(absl::FunctionRef<absl::StatusOr<Task>()> make) {
     engine::MutexLock lock(&mu_);
+    if (!fn_) return;
     TaskRegistry::WaitFn fn = std::move(fn_);
     fn_ = nullptr;
-    return fn;
+    std::move(fn)(make());
+  }
+  void Stop() {
+    engine::MutexLock lock(&mu_);
+    fn_ = nullptr;
   }
 
  private:
@@ -270,7 +286,7 @@ class TaskRegistry::WaitHandle final : public Handle {
              std::optional<engine::TimerId> timer)
       : env_(env), once_(std::move(once)), timer_(timer) {}
   ~WaitHandle() override {
-    if (once_ != nullptr) once_->Take();
+    if (once_ != nullptr) once_->Stop();
     if (timer_.has_value()) env_->Cancel(*timer_);
   }
 
@@ -301,6 +317,7 @@ class TaskRegistry::WatchHandle final : public Handle {
 
 struct TaskRegistry::Remote {
   std::string name;
+  Reach reach = Reach::All();
   std::shared_ptr<OnceFn> wait;    // A wait's, or
   std::shared_ptr<WatchFn> watch;  // a watch's.
 };
@@ -311,7 +328,7 @@ class TaskRegistry::RemoteHandle final : public Handle {
                std::optional<engine::TimerId> timer)
       : registry_(registry), remote_(std::move(remote)), timer_(timer) {}
   ~RemoteHandle() override {
-    if (remote_->wait != nullptr) remote_->wait->Take();
+    if (remote_->wait != nullptr) remote_->wait->Stop();
     if (remote_->watch != nullptr) remote_->watch->Stop();
     if (timer_.has_value()) registry_->env_.Cancel(*timer_);
     engine::MutexLock lock(&registry_->remote_mu_);
@@ -1095,7 +1112,7 @@ void TaskRegistry::EndLocked(const std::shared_ptr<Live>& live, TaskState state,
   std::vector<std::shared_ptr<OnceFn>> waiters = std::move(live->waiters);
   after->push_back([live, final_task, waiters = std::move(waiters)]() mutable {
     for (auto& w : waiters) {
-      if (WaitFn fn = w->Take()) std::move(fn)(final_task);
+      w->Call([&] { return final_task; });
     }
     live->NotifyWatchers();
   });
@@ -1257,7 +1274,9 @@ absl::StatusOr<Task> TaskRegistry::GetRemote(absl::string_view name,
                                              engine::MemoryCharge* charge,
                                              int64_t* changes,
                                              const Reach& reach) const {
-  std::shared_ptr<const Task> remote = RemoteTask(name, reach);
+  absl::StatusOr<std::shared_ptr<const Task>> read = RemoteTask(name, reach);
+  if (!read.ok()) return read.status();
+  std::shared_ptr<const Task> remote = *std::move(read);
   if (remote == nullptr) {
     engine::MutexLock lock(&mu_);
     return NotFound(name, reach);
@@ -1270,11 +1289,19 @@ absl::StatusOr<Task> TaskRegistry::GetRemote(absl::string_view name,
   return CopyParts(*remote, parts);
 }
 
-std::shared_ptr<const Task> TaskRegistry::RemoteTask(absl::string_view name,
-                                                     const Reach& reach) const {
+absl::StatusOr<std::shared_ptr<const Task>> TaskRegistry::RemoteTask(
+    absl::string_view name, const Reach& reach) const {
   if (!store_.shared()) return nullptr;
-  std::shared_ptr<const Task> task = store_.Get(name);
-  if (task == nullptr || !reach.Covers(task->creator())) return nullptr;
+  absl::StatusOr<std::shared_ptr<const Task>> task = store_.Lookup(name);
+  if (!task.ok()) {
+    return common::WithReason(
+        absl::UnavailableError(
+            absl::StrCat("cannot read ", name,
+                         " from the task store (another replica runs it): ",
+                         task.status().message())),
+        common::kTaskStoreUnavailable);
+  }
+  if (*task == nullptr || !reach.Covers((**task).creator())) return nullptr;
   return task;
 }
 
@@ -1419,8 +1446,9 @@ absl::StatusOr<Task> TaskRegistry::Cancel(absl::string_view name,
   if (remote) {
     // Its owner cancels it; the request waits in the store for it (or for
     // its adopter).
-    std::shared_ptr<const Task> task = RemoteTask(name, reach);
-    if (task != nullptr && !IsTerminal(task->state())) {
+    absl::StatusOr<std::shared_ptr<const Task>> task = RemoteTask(name, reach);
+    if (!task.ok()) return task.status();
+    if (*task != nullptr && !IsTerminal((**task).state())) {
       absl::Status asked = store_.RequestCancel(name);
       if (!asked.ok() && asked.code() != absl::StatusCode::kNotFound) {
         return common::WithReason(
@@ -1451,9 +1479,14 @@ void TaskRegistry::Delete(absl::string_view name, DeleteFn done,
   if (refused.code() == absl::StatusCode::kNotFound && store_.shared()) {
     // With replicas: a finished task of another replica's is erased from
     // the store here; an unfinished one is its owner's.
-    if (std::shared_ptr<const Task> task = RemoteTask(name, reach)) {
-      if (!IsTerminal(task->state())) {
-        std::move(done)(NotFinished(name, task->state()));
+    absl::StatusOr<std::shared_ptr<const Task>> task = RemoteTask(name, reach);
+    if (!task.ok()) {
+      std::move(done)(task.status());
+      return;
+    }
+    if (*task != nullptr) {
+      if (!IsTerminal((**task).state())) {
+        std::move(done)(NotFinished(name, (**task).state()));
         return;
       }
       store_.Erase(std::string(name), std::move(done));
@@ -1526,10 +1559,7 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
       std::weak_ptr<Live> weak = it->second;
       timer =
           env_.Schedule(deadline, [this, once, weak, n = std::string(name)] {
-            WaitFn fn = once->Take();
-            if (!fn) return;
-            absl::StatusOr<Task> task = Get(n, TaskParts::kBasic);
-            std::move(fn)(task.ok() ? *task : Task());
+            once->Call([&] { return Get(n, TaskParts::kBasic); });
           });
     }
   }
@@ -1537,28 +1567,33 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
     // Heard of before it is read, so that no end falls in between.
     auto waiting = std::make_shared<Remote>();
     waiting->name = std::string(name);
+    waiting->reach = reach;
     waiting->wait = std::make_shared<OnceFn>(std::move(fn));
-    std::optional<engine::TimerId> at_deadline;
-    if (deadline != absl::InfiniteFuture()) {
-      at_deadline = env_.Schedule(deadline, [this, waiting] {
-        WaitFn fn = waiting->wait->Take();
-        if (!fn) return;
-        std::shared_ptr<const Task> task = store_.Get(waiting->name);
-        std::move(fn)(task != nullptr ? CopyWithoutOutcome(*task) : Task());
-      });
-    }
-    std::unique_ptr<Handle> handle = AddRemote(waiting, at_deadline);
-    std::shared_ptr<const Task> task = RemoteTask(name, reach);
-    if (task == nullptr) {
-      handle.reset();
+    absl::StatusOr<std::shared_ptr<const Task>> task = RemoteTask(name, reach);
+    if (!task.ok()) return task.status();
+    if (*task == nullptr) {
       engine::MutexLock lock(&mu_);
       return NotFound(name, reach);
     }
-    if (IsTerminal(task->state())) {
-      if (WaitFn fn = waiting->wait->Take()) {
-        std::move(fn)(CopyWithoutOutcome(*task));
-      }
+    std::optional<engine::TimerId> at_deadline;
+    if (!IsTerminal((*task)->state())) {
+      at_deadline = env_.Schedule(deadline, [this, waiting] {
+        waiting->wait->Call([&]() -> absl::StatusOr<Task> {
+          absl::StatusOr<std::shared_ptr<const Task>> now =
+              RemoteTask(waiting->name, waiting->reach);
+          if (!now.ok()) return now.status();
+          if (*now == nullptr) {
+            engine::MutexLock lock(&mu_);
+            return NotFound(waiting->name, waiting->reach);
+          }
+          return CopyWithoutOutcome(**now);
+        });
+      });
     }
+    std::unique_ptr<Handle> handle = AddRemote(waiting, at_deadline);
+    // Read again now that it is heard of: an end written since the first
+    // read is seen here or by the notice.
+    CheckRemote(*waiting);
     return handle;
   }
   if (now.has_value()) {
@@ -1596,16 +1631,19 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Watch(
     }
   }
   if (remote) {
-    auto watching = std::make_shared<Remote>();
-    watching->name = std::string(name);
-    watching->watch = fn;
-    std::unique_ptr<Handle> handle = AddRemote(watching, std::nullopt);
-    if (RemoteTask(name, reach) == nullptr) {
-      handle.reset();
+    absl::StatusOr<std::shared_ptr<const Task>> task = RemoteTask(name, reach);
+    if (!task.ok()) return task.status();
+    if (*task == nullptr) {
       engine::MutexLock lock(&mu_);
       return NotFound(name, reach);
     }
-    return handle;
+    auto watching = std::make_shared<Remote>();
+    watching->name = std::string(name);
+    watching->reach = reach;
+    watching->watch = fn;
+    // The watcher reads it once it has the handle; changes from then on
+    // are heard of.
+    return AddRemote(watching, std::nullopt);
   }
   return std::unique_ptr<Handle>(
       new WatchHandle(std::move(live), std::move(fn)));
@@ -1662,12 +1700,17 @@ void TaskRegistry::CheckRemote(const Remote& remote) {
     remote.watch->Call();
     return;
   }
-  std::shared_ptr<const Task> task = store_.Get(remote.name);
-  // Gone: ended and deleted since.
-  if (task != nullptr && !IsTerminal(task->state())) return;
-  if (WaitFn fn = remote.wait->Take()) {
-    std::move(fn)(task != nullptr ? CopyWithoutOutcome(*task) : Task());
-  }
+  absl::StatusOr<std::shared_ptr<const Task>> task =
+      RemoteTask(remote.name, remote.reach);
+  // Not read now: the next notice or poll reads it again.
+  if (!task.ok()) return;
+  if (*task != nullptr && !IsTerminal((**task).state())) return;
+  remote.wait->Call([&]() -> absl::StatusOr<Task> {
+    if (*task != nullptr) return CopyWithoutOutcome(**task);
+    // Ended and deleted since.
+    engine::MutexLock lock(&mu_);
+    return NotFound(remote.name, remote.reach);
+  });
 }
 
 void TaskRegistry::CancelAsked(const std::string& name) {

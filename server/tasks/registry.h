@@ -163,8 +163,11 @@ struct NewTask {
 class TaskRegistry {
  public:
   // Calls `fn` once with the task as it stands (without its outcome: read it
-  // with Get) when it is terminal, or when the wait's deadline passes.
-  using WaitFn = absl::AnyInvocable<void(weft::v1::Task) &&>;
+  // with Get) when it is terminal, or when the wait's deadline passes; or
+  // with why it cannot be told (NOT_FOUND: forgotten or deleted meanwhile;
+  // with replicas, UNAVAILABLE: the store could not be read at the
+  // deadline).
+  using WaitFn = absl::AnyInvocable<void(absl::StatusOr<weft::v1::Task>) &&>;
   // Called once with the new task, or why it was not taken.
   using CreateFn = absl::AnyInvocable<void(absl::StatusOr<weft::v1::Task>) &&>;
   using DeleteFn = absl::AnyInvocable<void(absl::Status) &&>;
@@ -357,8 +360,9 @@ class TaskRegistry {
   // With replicas (store::TaskStore::shared()): a task another replica
   // owns, read from the store outside the lock; nullptr unless `reach`
   // covers it.
-  std::shared_ptr<const weft::v1::Task> RemoteTask(absl::string_view name,
-                                                   const Reach& reach) const
+  // UNAVAILABLE (TASK_STORE_UNAVAILABLE) when the store cannot be read.
+  absl::StatusOr<std::shared_ptr<const weft::v1::Task>> RemoteTask(
+      absl::string_view name, const Reach& reach) const
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<weft::v1::Task> GetRemote(
       absl::string_view name, TaskParts parts, engine::MemoryCharge* charge,

@@ -420,22 +420,24 @@ TEST_F(TaskRegistryTest, ListIsNewestFirstFilteredAndPagedStably) {
 TEST_F(TaskRegistryTest, WaitAnswersAtTheEndOrAtItsDeadline) {
   Task t = Create(kSleep1s);
   std::optional<Task> got;
-  auto handle = registry().Wait(t.name(), env_.Now() + absl::Milliseconds(300),
-                                [&](Task task) { got = task; });
+  auto handle =
+      registry().Wait(t.name(), env_.Now() + absl::Milliseconds(300),
+                      [&](absl::StatusOr<Task> task) { got = *task; });
   ASSERT_TRUE(handle.ok());
   env_.AdvanceBy(absl::Milliseconds(300));
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->state(), weft::v1::TASK_STATE_RUNNING);
   got.reset();
-  auto second = registry().Wait(t.name(), env_.Now() + absl::Hours(1),
-                                [&](Task task) { got = task; });
+  auto second =
+      registry().Wait(t.name(), env_.Now() + absl::Hours(1),
+                      [&](absl::StatusOr<Task> task) { got = *task; });
   env_.AdvanceBy(absl::Milliseconds(700));
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->state(), weft::v1::TASK_STATE_SUCCEEDED);
   // Terminal already: at once.
   got.reset();
   auto third = registry().Wait(t.name(), env_.Now() + absl::Hours(1),
-                               [&](Task task) { got = task; });
+                               [&](absl::StatusOr<Task> task) { got = *task; });
   EXPECT_TRUE(got.has_value());
 }
 
@@ -444,7 +446,7 @@ TEST_F(TaskRegistryTest, AWaiterThatLeavesIsNeverCalled) {
   bool called = false;
   {
     auto handle = registry().Wait(t.name(), env_.Now() + absl::Hours(1),
-                                  [&](Task) { called = true; });
+                                  [&](absl::StatusOr<Task>) { called = true; });
   }
   env_.AdvanceBy(absl::Seconds(1));
   EXPECT_FALSE(called);
