@@ -195,6 +195,16 @@ class RemoteTest : public ::testing::Test {
     return got.has_value() && got->ok() ? **got : Task();
   }
 
+  // A wait on remote_, which the other replica runs, until `deadline`.
+  std::unique_ptr<TaskRegistry::Handle> WaitOnRunning(Answer& answer,
+                                                      absl::Time deadline) {
+    store_.Put(remote_, weft::v1::TASK_STATE_RUNNING);
+    absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> handle =
+        registry_->Wait(remote_, deadline, answer.Fn());
+    EXPECT_THAT(handle.status(), IsOk());
+    return handle.ok() ? *std::move(handle) : nullptr;
+  }
+
   TaskState StateOf(const std::string& name) {
     absl::StatusOr<Task> task = registry_->Get(name, TaskParts::kBasic);
     return task.ok() ? task->state() : weft::v1::TASK_STATE_UNSPECIFIED;
@@ -217,10 +227,10 @@ TEST_F(RemoteTest, TheRegistryListensWhileItLives) {
 }
 
 TEST_F(RemoteTest, AWaitAnswersWhenTheEndIsHeardOf) {
-  store_.Put(remote_, weft::v1::TASK_STATE_RUNNING);
   Answer answer;
-  auto handle = registry_->Wait(remote_, absl::InfiniteFuture(), answer.Fn());
-  ASSERT_THAT(handle.status(), IsOk());
+  std::unique_ptr<TaskRegistry::Handle> handle =
+      WaitOnRunning(answer, absl::InfiniteFuture());
+  ASSERT_NE(handle, nullptr);
   // A notice of the task while it still runs answers nothing; nor one of
   // another task.
   store_.Tell(Notice::Kind::kChanged, remote_);
@@ -245,11 +255,10 @@ TEST_F(RemoteTest, AWaitWhoseNoticeWasLostAnswersAtThePoll) {
 }
 
 TEST_F(RemoteTest, AWaitAnswersAtItsDeadlineWithTheTaskAsItStands) {
-  store_.Put(remote_, weft::v1::TASK_STATE_RUNNING);
   Answer answer;
-  auto handle =
-      registry_->Wait(remote_, env_.Now() + absl::Seconds(5), answer.Fn());
-  ASSERT_THAT(handle.status(), IsOk());
+  std::unique_ptr<TaskRegistry::Handle> handle =
+      WaitOnRunning(answer, env_.Now() + absl::Seconds(5));
+  ASSERT_NE(handle, nullptr);
   env_.AdvanceBy(absl::Seconds(4));
   EXPECT_FALSE(answer.done.HasBeenNotified());
   env_.AdvanceBy(absl::Seconds(1));
@@ -285,11 +294,10 @@ TEST_F(RemoteTest, AFinishedOrDeletedTaskIsAnsweredAtOnce) {
 }
 
 TEST_F(RemoteTest, AStoreThatCannotBeReadIsUnavailableNotAnEnd) {
-  store_.Put(remote_, weft::v1::TASK_STATE_RUNNING);
   Answer answer;
-  auto handle =
-      registry_->Wait(remote_, env_.Now() + absl::Seconds(5), answer.Fn());
-  ASSERT_THAT(handle.status(), IsOk());
+  std::unique_ptr<TaskRegistry::Handle> handle =
+      WaitOnRunning(answer, env_.Now() + absl::Seconds(5));
+  ASSERT_NE(handle, nullptr);
   store_.FailReads(absl::UnavailableError("connection refused"));
   // A poll that cannot read waits for the next.
   store_.Tell(Notice::Kind::kPoll);
@@ -314,12 +322,11 @@ TEST_F(RemoteTest, AStoreThatCannotBeReadIsUnavailableNotAnEnd) {
 }
 
 TEST_F(RemoteTest, AWaiterThatLeftIsNeverCalled) {
-  store_.Put(remote_, weft::v1::TASK_STATE_RUNNING);
   Answer answer;
-  auto handle =
-      registry_->Wait(remote_, env_.Now() + absl::Seconds(5), answer.Fn());
-  ASSERT_THAT(handle.status(), IsOk());
-  handle->reset();
+  std::unique_ptr<TaskRegistry::Handle> handle =
+      WaitOnRunning(answer, env_.Now() + absl::Seconds(5));
+  ASSERT_NE(handle, nullptr);
+  handle.reset();
   store_.Put(remote_, weft::v1::TASK_STATE_SUCCEEDED);
   store_.Tell(Notice::Kind::kChanged, remote_);
   store_.Tell(Notice::Kind::kPoll);
