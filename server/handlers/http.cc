@@ -206,7 +206,7 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
              const engine::CancellationToken& token) {
     {
       engine::MutexLock lock(&mu_);
-      client_ = &client;
+      counts_ = client.counts();
     }
     std::weak_ptr<HttpAttempt> weak = weak_from_this();
     on_cancel_.emplace(token, [weak](const absl::Status& reason) {
@@ -266,16 +266,16 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
   // there already); later ones do nothing.
   void Complete(CallResult result, bool post = true) {
     CallDone done;
-    HttpClient* client;
+    std::shared_ptr<HttpClient::Counts> counts;
     {
       engine::MutexLock lock(&mu_);
       done = std::move(done_);
       done_ = nullptr;
-      client = client_;
+      counts = counts_;
     }
     if (!done) return;
-    if (client != nullptr)
-      client->Count(HttpClient::OutcomeOf(result.status()));
+    if (counts != nullptr)
+      counts->Count(HttpClient::OutcomeOf(result.status()));
     if (!post) {
       std::move(done)(std::move(result));
       return;
@@ -290,8 +290,8 @@ class HttpAttempt : public std::enable_shared_from_this<HttpAttempt> {
   engine::CancellationSource scope_;
   engine::Mutex mu_;
   CallDone done_ ABSL_GUARDED_BY(mu_);
-  // Counts how the call ended.
-  HttpClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Counts how the call ended (shared: the client may be gone by then).
+  std::shared_ptr<HttpClient::Counts> counts_ ABSL_GUARDED_BY(mu_);
   std::optional<engine::CancellationCallback> on_cancel_;
   std::optional<engine::TimerId> timer_;
 };

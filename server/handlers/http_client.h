@@ -147,12 +147,22 @@ class HttpClient {
   static absl::string_view OutcomeName(Outcome outcome);
   // The outcome a call's result stands for.
   static Outcome OutcomeOf(const absl::Status& status);
-  void Count(Outcome outcome) {
-    calls_[static_cast<int>(outcome)].fetch_add(1, std::memory_order_relaxed);
-  }
-  int64_t calls(Outcome outcome) const {
-    return calls_[static_cast<int>(outcome)].load(std::memory_order_relaxed);
-  }
+  // The counts outlive the client: an attempt ended by ~HttpClient answers
+  // (and counts) on the event loop after the client is gone.
+  class Counts {
+   public:
+    void Count(Outcome outcome) {
+      calls_[static_cast<int>(outcome)].fetch_add(1, std::memory_order_relaxed);
+    }
+    int64_t calls(Outcome outcome) const {
+      return calls_[static_cast<int>(outcome)].load(std::memory_order_relaxed);
+    }
+
+   private:
+    std::array<std::atomic<int64_t>, kOutcomes> calls_{};
+  };
+  const std::shared_ptr<Counts>& counts() const { return counts_; }
+  int64_t calls(Outcome outcome) const { return counts_->calls(outcome); }
   const HttpOptions& options() const;
 
   // Runs `fn` on the client's parse thread, which reads large response
@@ -164,7 +174,7 @@ class HttpClient {
  private:
   explicit HttpClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
-  std::array<std::atomic<int64_t>, kOutcomes> calls_{};
+  const std::shared_ptr<Counts> counts_ = std::make_shared<Counts>();
 };
 
 }  // namespace weft::handlers
