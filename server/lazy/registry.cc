@@ -409,9 +409,47 @@ void LazyRegistry::Resolve(const std::string& name,
                 });
 }
 
+void LazyRegistry::SetRefresher(Refresher refresher) {
+  engine::MutexLock lock(&mu_);
+  refresher_ = refresher
+                   ? std::make_shared<const Refresher>(std::move(refresher))
+                   : nullptr;
+}
+
+void LazyRegistry::Refresh(const std::string& name,
+                           absl::AnyInvocable<void() &&> then) {
+  std::shared_ptr<const Refresher> refresher;
+  {
+    engine::MutexLock lock(&mu_);
+    refresher = refresher_;
+  }
+  if (refresher == nullptr) {
+    std::move(then)();
+    return;
+  }
+  (*refresher)(name, std::move(then));
+}
+
 void LazyRegistry::ResolveShared(const std::string& name,
                                  const engine::CancellationToken& token,
                                  ResolvedDone done) {
+  std::shared_ptr<const Refresher> refresher;
+  {
+    engine::MutexLock lock(&mu_);
+    refresher = refresher_;
+  }
+  if (refresher == nullptr) {
+    ResolveNow(name, token, std::move(done));
+    return;
+  }
+  (*refresher)(name, [this, name, token, done = std::move(done)]() mutable {
+    ResolveNow(name, token, std::move(done));
+  });
+}
+
+void LazyRegistry::ResolveNow(const std::string& name,
+                              const engine::CancellationToken& token,
+                              ResolvedDone done) {
   absl::StatusOr<std::shared_ptr<Entry>> entry = Find(name);
   if (!entry.ok()) return std::move(done)(entry.status());
   (*entry)->lazy->GetAnswered(

@@ -21,6 +21,7 @@
 #define WEFT_SERVER_LAZY_REGISTRY_H_
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -139,6 +141,17 @@ class LazyRegistry : public plan::LazyResolver {
   // What lazy values hold (definitions and cached values): --max_lazy_bytes.
   const engine::MemoryBudget& memory() const { return *cache_; }
 
+  // Replicas: brings lazy value `name` up to date with what the shared
+  // store holds (weftd::LazySync), then runs `then`, exactly once, on any
+  // thread. Set before the first resolve, or null to stop.
+  using Refresher = std::function<void(const std::string& name,
+                                       absl::AnyInvocable<void() &&> then)>;
+  void SetRefresher(Refresher refresher);
+  // Runs the refresher for `name`, or `then` at once without one. Every
+  // resolve (ResolveShared, Resolve) starts with this, so that a reset or
+  // a new definition made on another replica is seen first.
+  void Refresh(const std::string& name, absl::AnyInvocable<void() &&> then);
+
   // plan::LazyResolver: a copy of the value, for a plan's node.
   void Resolve(const std::string& name, const engine::CancellationToken& token,
                handlers::CallDone done) override;
@@ -151,6 +164,9 @@ class LazyRegistry : public plan::LazyResolver {
   struct Entry;
 
   absl::StatusOr<std::shared_ptr<Entry>> Find(absl::string_view name) const;
+  // ResolveShared, after the refresh.
+  void ResolveNow(const std::string& name,
+                  const engine::CancellationToken& token, ResolvedDone done);
   // Starts one computation of `name`, whose value may take at most
   // `max_value_bytes` serialized.
   void Compute(const std::shared_ptr<const plan::CompiledPlan>& plan,
@@ -166,6 +182,7 @@ class LazyRegistry : public plan::LazyResolver {
   mutable engine::Mutex mu_;
   std::map<std::string, std::shared_ptr<Entry>, std::less<>> entries_
       ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Refresher> refresher_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace weft::lazy

@@ -10,6 +10,7 @@
 #include "server/common/errors.h"
 #include "server/common/proto_time.h"
 #include "server/engine/cancellation.h"
+#include "server/plan/compiler.h"
 #include "server/service/orchestrator_service.h"
 #include "server/service/reactor.h"
 #include "server/service/reply.h"
@@ -62,16 +63,32 @@ class OrchestratorService::CreateLazyValueReactor final : public UnaryReactor {
                              std::move(parsed->plan), parsed->bytes));
       return;
     }
+    const std::string name = absl::StrCat("lazyValues/", r.lazy_value_id());
+    if (store->shared()) {
+      // Replicas: what the others made of this id is seen first, so that
+      // another definition is ALREADY_EXISTS here too.
+      lazies_->Refresh(name, [this, parsed = *std::move(parsed)]() mutable {
+        Declare(std::move(parsed));
+      });
+      return;
+    }
+    Declare(*std::move(parsed));
+  }
+
+  template <typename Parsed>
+  void Declare(Parsed parsed) {
+    const weft::v1::CreateLazyValueRequest& r = *parsed.request;
+    store::TaskStore* store = service_->definitions_;
+    const std::string name = absl::StrCat("lazyValues/", r.lazy_value_id());
     // A new definition is answered once the store has it; a repeat of one
     // that exists (made through the API, or by the config file) is not
     // written again.
-    const std::string name = absl::StrCat("lazyValues/", r.lazy_value_id());
     absl::StatusOr<weft::v1::LazyValue> created;
     {
       engine::MutexLock lock(&service_->definitions_mu_);
       const bool existed = lazies_->Get(name).ok();
       created = lazies_->Create(r.lazy_value_id(), r.lazy_value(),
-                                std::move(parsed->plan), parsed->bytes);
+                                std::move(parsed.plan), parsed.bytes);
       if (created.ok() && !existed) {
         store->PutLazyValue(
             r.lazy_value_id(), r.SerializeAsString(),
@@ -216,7 +233,44 @@ grpc::ServerUnaryReactor* OrchestratorService::ResetLazyValue(
   if (!caller.ok()) return Refuse(context, caller.status());
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
-  return Answer(context, (*lazies)->Reset(request->name()), response);
+  if (definitions_ == nullptr || !definitions_->shared() ||
+      !plan::IsLazyValueName(request->name())) {
+    return Answer(context, (*lazies)->Reset(request->name()), response);
+  }
+  // Replicas: the reset is counted in the store, and every replica (this
+  // one too) forgets its cached value when it sees the count change.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto answer = [reactor, response](absl::StatusOr<weft::v1::LazyValue> v) {
+    if (v.ok()) *response = *std::move(v);
+    reactor->Finish(ToGrpc(v.status()));
+  };
+  lazy::LazyRegistry* registry = *lazies;
+  store::TaskStore* store = definitions_;
+  const std::string name = request->name();
+  registry->Refresh(name, [registry, store, name, answer]() {
+    if (absl::Status exists = registry->Get(name).status(); !exists.ok()) {
+      answer(exists);
+      return;
+    }
+    store->ResetLazyValue(
+        name.substr(sizeof("lazyValues/") - 1),
+        [registry, name, answer](absl::Status s) {
+          if (!s.ok()) {
+            answer(common::WithRetryDelay(
+                common::WithReason(
+                    absl::UnavailableError(absl::StrCat(
+                        "the reset could not be stored, so no replica "
+                        "forgot the value: ",
+                        s.message())),
+                    common::kTaskStoreUnavailable),
+                absl::Seconds(1)));
+            return;
+          }
+          registry->Refresh(
+              name, [registry, name, answer] { answer(registry->Get(name)); });
+        });
+  });
+  return Handed(reactor);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::ListLazyValues(

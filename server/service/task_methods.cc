@@ -474,6 +474,12 @@ class OrchestratorService::WatchReactor final
       // saw. It is sent the task as it stands (a state it may have seen).
       remote_ = !service_->tasks_.Holds(name_);
     }
+    if (!task.ok() && remote_ && absl::IsUnavailable(task.status())) {
+      // Another replica's task, and the database cannot be read now: the
+      // next notice or poll reads it again (as a wait keeps waiting).
+      pending_ = false;
+      return;
+    }
     if (task.ok() && sequence <= after_ && !remote_) {
       if (!checked_after_ && after_ > sequence) {
         task = common::WithFieldViolation(

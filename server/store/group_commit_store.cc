@@ -83,6 +83,16 @@ void GroupCommitStore::EraseLazyValue(std::string id, WriteDone done) {
              .done = std::move(done)});
 }
 
+void GroupCommitStore::ResetLazyValue(std::string id, WriteDone done) {
+  if (!shared()) {
+    std::move(done)(absl::OkStatus());
+    return;
+  }
+  Enqueue(Op{.kind = Op::Kind::kResetLazy,
+             .name = std::move(id),
+             .done = std::move(done)});
+}
+
 std::vector<std::pair<std::string, std::string>> GroupCommitStore::LazyValues()
     const {
   return lazy_values_;

@@ -52,6 +52,8 @@ class GroupCommitStore : public TaskStore {
   NodeJournal TakeJournal(absl::string_view name) final;
   void PutLazyValue(std::string id, std::string request, WriteDone done) final;
   void EraseLazyValue(std::string id, WriteDone done) final;
+  // Shared stores only; the others call `done` at once.
+  void ResetLazyValue(std::string id, WriteDone done) final;
   std::vector<std::pair<std::string, std::string>> LazyValues() const final;
 
   // Transactions committed so far (group commit makes them fewer than the
@@ -61,7 +63,14 @@ class GroupCommitStore : public TaskStore {
  protected:
   // One queued write.
   struct Op {
-    enum class Kind { kWrite, kErase, kJournal, kPutLazy, kEraseLazy };
+    enum class Kind {
+      kWrite,
+      kErase,
+      kJournal,
+      kPutLazy,
+      kEraseLazy,
+      kResetLazy,  // Shared stores only.
+    };
     Kind kind;
     std::string name;  // The task's, or the lazy value's id.
     WriteDone done;

@@ -86,6 +86,14 @@ constexpr const char* kMigrations[] = {
       ALTER TABLE weft_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL
         DEFAULT false;
     )sql",
+    // Version 4: lazy-value resets, counted per value (one made through
+    // the API, or the config file's), so that every replica forgets its
+    // cached value; dropped with the value's definition.
+    R"sql(
+      CREATE TABLE weft_lazy_resets(
+        id TEXT PRIMARY KEY,
+        resets BIGINT NOT NULL);
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               PostgresTaskStore::kSchemaVersion);
@@ -209,6 +217,7 @@ std::string TextArray(const std::vector<std::string>& values) {
 // The channels replicas tell each other on (TaskStore::Notice).
 constexpr const char* kTaskChannel = "weft_task";
 constexpr const char* kCancelChannel = "weft_cancel";
+constexpr const char* kLazyChannel = "weft_lazy";
 
 // A lease's length for SQL: microseconds, as `$n * interval '1
 // microsecond'` takes them.
@@ -651,7 +660,7 @@ class PostgresTaskStore::Listening final : public Subscription {
   Listening(PostgresTaskStore* store, int64_t id) : store_(store), id_(id) {}
   ~Listening() override {
     engine::MutexLock lock(&store_->listen_mu_);
-    if (store_->subscription_ == id_) store_->subscriber_ = nullptr;
+    store_->subscribers_.erase(id_);
   }
 
  private:
@@ -663,22 +672,23 @@ std::unique_ptr<TaskStore::Subscription> PostgresTaskStore::Listen(
     std::function<void(const Notice&)> fn) {
   if (!options_.replicas) return nullptr;
   engine::MutexLock lock(&listen_mu_);
-  subscriber_ = std::move(fn);
-  return std::make_unique<Listening>(this, ++subscription_);
+  subscribers_.emplace(++subscription_, std::move(fn));
+  return std::make_unique<Listening>(this, subscription_);
 }
 
 void PostgresTaskStore::Dispatch(const Notice& notice) {
   engine::MutexLock lock(&listen_mu_);
-  if (subscriber_) subscriber_(notice);
+  for (const auto& [id, fn] : subscribers_) fn(notice);
 }
 
 std::unique_ptr<Connection> PostgresTaskStore::ListenConnection() const {
   absl::StatusOr<std::unique_ptr<Connection>> made =
       Connection::Open(conninfo_, /*connect_timeout_s=*/5);
-  if (!made.ok() || !(*made)
-                         ->Exec(absl::StrCat("LISTEN ", kTaskChannel,
-                                             "; LISTEN ", kCancelChannel))
-                         .ok()) {
+  if (!made.ok() ||
+      !(*made)
+           ->Exec(absl::StrCat("LISTEN ", kTaskChannel, "; LISTEN ",
+                               kCancelChannel, "; LISTEN ", kLazyChannel))
+           .ok()) {
     return nullptr;
   }
   return *std::move(made);
@@ -713,6 +723,7 @@ void PostgresTaskStore::ListenLoop(std::unique_ptr<Connection> db) {
       for (Connection::Notification& n : *got) {
         Notice notice;
         notice.kind = n.channel == kCancelChannel ? Notice::Kind::kCancel
+                      : n.channel == kLazyChannel ? Notice::Kind::kLazy
                                                   : Notice::Kind::kChanged;
         notice.name = std::move(n.payload);
         Dispatch(notice);
@@ -741,6 +752,40 @@ absl::Status PostgresTaskStore::RequestCancel(absl::string_view name) {
         absl::StrCat("no unfinished task is named ", name));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<TaskStore::LazyRow> PostgresTaskStore::ReadLazyValue(
+    absl::string_view id) const {
+  if (!options_.replicas) return TaskStore::ReadLazyValue(id);
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return db.status();
+  absl::StatusOr<Result> r = (*db)->Query(
+      "SELECT (SELECT request FROM weft_lazy_values WHERE id = $1), "
+      "(SELECT resets FROM weft_lazy_resets WHERE id = $1)",
+      {Param::Text(id)});
+  if (!r.ok()) return r.status();
+  LazyRow row;
+  if (!r->IsNull(0, 0)) row.request = std::string(r->Bytes(0, 0));
+  if (!r->IsNull(0, 1)) row.resets = r->Int(0, 1);
+  return row;
+}
+
+absl::StatusOr<std::map<std::string, TaskStore::LazyRow>>
+PostgresTaskStore::ReadLazyValues() const {
+  if (!options_.replicas) return TaskStore::ReadLazyValues();
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return db.status();
+  absl::StatusOr<Result> r = (*db)->Query(
+      "SELECT id, v.request, r.resets FROM weft_lazy_values v "
+      "FULL JOIN weft_lazy_resets r USING (id)");
+  if (!r.ok()) return r.status();
+  std::map<std::string, LazyRow> rows;
+  for (int i = 0; i < r->rows(); ++i) {
+    LazyRow& row = rows[std::string(r->Bytes(i, 0))];
+    if (!r->IsNull(i, 1)) row.request = std::string(r->Bytes(i, 1));
+    if (!r->IsNull(i, 2)) row.resets = r->Int(i, 2);
+  }
+  return rows;
 }
 
 std::vector<std::string> PostgresTaskStore::CancelRequests() const {
@@ -946,14 +991,22 @@ absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
   const Param replica = Param::Text(options_.replica_id);
   // Replicas: the tasks written or erased, announced at commit.
   std::vector<std::string> changed;
+  // Replicas: the lazy values created, reset or deleted.
+  std::vector<std::string> lazies;
   absl::Status s = InTransaction(*db_, [&]() -> absl::Status {
     changed.clear();
+    lazies.clear();
     if (options_.replicas) {
       if (absl::Status s = CheckLease(*db_); !s.ok()) return s;
     }
     for (Op& op : batch) {
       op.refused = absl::OkStatus();
       absl::StatusOr<Result> r;
+      if (options_.replicas &&
+          (op.kind == Op::Kind::kPutLazy || op.kind == Op::Kind::kEraseLazy ||
+           op.kind == Op::Kind::kResetLazy)) {
+        lazies.push_back(op.name);
+      }
       switch (op.kind) {
         case Op::Kind::kPutLazy:
           r = db_->Query(
@@ -963,8 +1016,17 @@ absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
               {Param::Text(op.name), Param::Bytes(op.bytes)});
           break;
         case Op::Kind::kEraseLazy:
-          r = db_->Query("DELETE FROM weft_lazy_values WHERE id = $1",
-                         {Param::Text(op.name)});
+          r = db_->Query(
+              "WITH resets AS (DELETE FROM weft_lazy_resets WHERE id = $1) "
+              "DELETE FROM weft_lazy_values WHERE id = $1",
+              {Param::Text(op.name)});
+          break;
+        case Op::Kind::kResetLazy:
+          r = db_->Query(
+              "INSERT INTO weft_lazy_resets(id, resets) VALUES($1, 1) "
+              "ON CONFLICT(id) DO UPDATE "
+              "SET resets = weft_lazy_resets.resets + 1",
+              {Param::Text(op.name)});
           break;
         case Op::Kind::kJournal:
           // Nothing for a task this replica does not have (erased
@@ -1008,12 +1070,16 @@ absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
       }
       if (!r.ok()) return r.status();
     }
-    if (changed.empty()) return absl::OkStatus();
     // Delivered at commit, once each (PostgreSQL folds repeats).
-    return db_
-        ->Query("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-                {Param::Text(kTaskChannel), Param::Text(TextArray(changed))})
-        .status();
+    for (const auto& [channel, names] : {std::pair(kTaskChannel, &changed),
+                                         std::pair(kLazyChannel, &lazies)}) {
+      if (names->empty()) continue;
+      absl::StatusOr<Result> r =
+          db_->Query("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+                     {Param::Text(channel), Param::Text(TextArray(*names))});
+      if (!r.ok()) return r.status();
+    }
+    return absl::OkStatus();
   });
   if (!s.ok()) positions->clear();  // Nothing of the batch is applied.
   return s;

@@ -106,7 +106,7 @@ struct PostgresOptions {
 class PostgresTaskStore final : public GroupCommitStore {
  public:
   // The newest schema version this build writes.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Connects to `conninfo` (a postgres:// URI, or libpq's key=value pairs;
   // empty: libpq's PG* variables), migrates the schema and loads the
@@ -143,12 +143,16 @@ class PostgresTaskStore final : public GroupCommitStore {
       absl::string_view creator, absl::string_view request_id) const override;
 
   // Replicas: notices come from the database's LISTEN/NOTIFY (channels
-  // weft_task and weft_cancel) on a connection of the store's own, and a
-  // kPoll every poll_interval and after each reconnection.
+  // weft_task, weft_cancel and weft_lazy) on a connection of the store's own,
+  // and a kPoll every poll_interval and after each reconnection.
   std::unique_ptr<Subscription> Listen(
       std::function<void(const Notice&)> fn) override;
   absl::Status RequestCancel(absl::string_view name) override;
   std::vector<std::string> CancelRequests() const override;
+  // Replicas: lazy-value rows (channel weft_lazy tells of changes).
+  absl::StatusOr<LazyRow> ReadLazyValue(absl::string_view id) const override;
+  absl::StatusOr<std::map<std::string, LazyRow>> ReadLazyValues()
+      const override;
 
   using Adopted = TakenTask;
   // Takes over every task of the replicas whose lease ended (and of any
@@ -216,10 +220,11 @@ class PostgresTaskStore final : public GroupCommitStore {
   std::thread listener_;
   int wake_fd_ = -1;
   std::atomic<bool> listen_stopping_{false};
-  // Held while the subscriber is called.
+  // Held while the subscribers are called.
   mutable engine::Mutex listen_mu_;
-  std::function<void(const Notice&)> subscriber_ ABSL_GUARDED_BY(listen_mu_);
-  // Which subscription subscriber_ is (a later Listen replaces it).
+  std::map<int64_t, std::function<void(const Notice&)>> subscribers_
+      ABSL_GUARDED_BY(listen_mu_);
+  // The last subscription's number.
   int64_t subscription_ ABSL_GUARDED_BY(listen_mu_) = 0;
 };
 

@@ -377,6 +377,7 @@ absl::Status SqliteTaskStore::Apply(Batch& batch, Positions* positions) {
     return it != seen.end() ? it->second : table().PositionOf(name);
   };
   for (const Op& op : batch) {
+    if (op.kind == Op::Kind::kResetLazy) continue;  // Not shared.
     if (op.kind == Op::Kind::kPutLazy) {
       Scope scope(*put_lazy);
       s = (*put_lazy)->Bind(1, op.name).BindBlob(2, op.bytes).Run();

@@ -136,6 +136,7 @@ class TaskStore {
       kCancel,   // Task `name`'s cancel was requested (RequestCancel).
       kPoll,     // Notices may have been missed (the poll interval passed,
                  // or the store reconnected): look again at what you wait on.
+      kLazy,     // Lazy value `name` (its id) was created, reset or deleted.
     };
     Kind kind = Kind::kPoll;
     std::string name;
@@ -146,8 +147,9 @@ class TaskStore {
     virtual ~Subscription() = default;
   };
   // Calls `fn` with every notice, on a thread of the store's, until the
-  // subscription is destroyed (one subscriber at a time). Stores that are
-  // not shared return nullptr and call nothing.
+  // subscription is destroyed (every subscriber hears every notice, one
+  // subscriber at a time). Stores that are not shared return nullptr and
+  // call nothing.
   virtual std::unique_ptr<Subscription> Listen(
       std::function<void(const Notice&)> /*fn*/) {
     return nullptr;
@@ -195,6 +197,36 @@ class TaskStore {
   virtual void EraseLazyValue(std::string /*id*/, WriteDone done) {
     std::move(done)(absl::OkStatus());
   }
+  // Shared stores: counts a reset of lazy value `id` (ResetLazyValue), so
+  // that every replica forgets its cached value (ReadLazyValue; a kLazy
+  // notice tells them). A write like the others; the other stores call
+  // `done` at once (a reset there is the process's own).
+  virtual void ResetLazyValue(std::string /*id*/, WriteDone done) {
+    std::move(done)(absl::OkStatus());
+  }
+  // A lazy value as a shared store holds it now: its definition made
+  // through the API (a serialized CreateLazyValueRequest; empty when there
+  // is none, as for the config file's values) and how many resets it has
+  // had since its row was made. A value with neither has an empty row.
+  struct LazyRow {
+    std::string request;
+    int64_t resets = 0;
+    bool operator==(const LazyRow& o) const {
+      return request == o.request && resets == o.resets;
+    }
+  };
+  // Shared stores: the row of `id`, read now; UNAVAILABLE when the store
+  // cannot be read. The others: UNIMPLEMENTED.
+  virtual absl::StatusOr<LazyRow> ReadLazyValue(
+      absl::string_view /*id*/) const {
+    return absl::UnimplementedError("this task store is not shared");
+  }
+  // Shared stores: every row that is not empty, by id.
+  virtual absl::StatusOr<std::map<std::string, LazyRow>> ReadLazyValues()
+      const {
+    return absl::UnimplementedError("this task store is not shared");
+  }
+
   // Writes a consistent copy of the store to a new file of its own choosing
   // and returns its path; the caller removes it. FAILED_PRECONDITION for a
   // store that keeps nothing (memory).

@@ -1294,12 +1294,15 @@ absl::StatusOr<std::shared_ptr<const Task>> TaskRegistry::RemoteTask(
   if (!store_.shared()) return nullptr;
   absl::StatusOr<std::shared_ptr<const Task>> task = store_.Lookup(name);
   if (!task.ok()) {
-    return common::WithReason(
-        absl::UnavailableError(
-            absl::StrCat("cannot read ", name,
-                         " from the task store (another replica runs it): ",
-                         task.status().message())),
-        common::kTaskStoreUnavailable);
+    // A row that does not parse stays DATA_LOSS; only a store that cannot
+    // be reached is TASK_STORE_UNAVAILABLE.
+    absl::Status read(task.status().code(),
+                      absl::StrCat("cannot read ", name,
+                                   " from the task store (another replica "
+                                   "runs it): ",
+                                   task.status().message()));
+    if (!absl::IsUnavailable(read)) return read;
+    return common::WithReason(std::move(read), common::kTaskStoreUnavailable);
   }
   if (*task == nullptr || !reach.Covers((**task).creator())) return nullptr;
   return task;
@@ -1575,8 +1578,15 @@ absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> TaskRegistry::Wait(
       engine::MutexLock lock(&mu_);
       return NotFound(name, reach);
     }
+    if (IsTerminal((*task)->state())) {
+      // Ended already: answered from this read.
+      waiting->wait->Call(
+          [&]() -> absl::StatusOr<Task> { return CopyWithoutOutcome(**task); });
+      return std::unique_ptr<Handle>(
+          new WaitHandle(&env_, nullptr, std::nullopt));
+    }
     std::optional<engine::TimerId> at_deadline;
-    if (!IsTerminal((*task)->state())) {
+    {
       at_deadline = env_.Schedule(deadline, [this, waiting] {
         waiting->wait->Call([&]() -> absl::StatusOr<Task> {
           absl::StatusOr<std::shared_ptr<const Task>> now =
@@ -1675,6 +1685,8 @@ void TaskRegistry::OnNotice(const store::TaskStore::Notice& notice) {
       for (const auto& remote : told) CheckRemote(*remote);
       return;
     }
+    case Kind::kLazy:  // LazySync's.
+      return;
     case Kind::kPoll: {
       // Cancels asked while nobody heard (or of tasks adopted since), and
       // every remote wait and watch read again.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
+#include <set>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -180,18 +181,7 @@ std::vector<std::string> WeftServer::RestoreLazyValues() {
       });
       continue;
     }
-    absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
-        plan::Compile(service::PlanOf(*request), request, "lazy_value.plan",
-                      registry_, options_.orchestrator.limits, &pools_,
-                      &lazies_, options_.secrets.get());
-    absl::Status declared = compiled.status();
-    if (compiled.ok()) {
-      declared = lazies_
-                     .Create(id, request->lazy_value(), *std::move(compiled),
-                             static_cast<int64_t>(request->SpaceUsedLong()))
-                     .status();
-    }
-    if (!declared.ok()) {
+    if (absl::Status declared = DeclareStored(id, bytes); !declared.ok()) {
       log.push_back(absl::StrCat(name,
                                  " (made through the API) could not be "
                                  "declared again: ",
@@ -199,7 +189,37 @@ std::vector<std::string> WeftServer::RestoreLazyValues() {
                                  "; it stays in the store"));
     }
   }
+  if (task_store_->shared()) {
+    std::set<std::string> config_ids;
+    for (const auto& [id, definition] : config_lazy_values_) {
+      config_ids.insert(id);
+    }
+    lazy_sync_ = std::make_unique<LazySync>(
+        *task_store_, lazies_,
+        [this](const std::string& id, const std::string& bytes) {
+          return DeclareStored(id, bytes);
+        },
+        std::move(config_ids));
+    for (std::string& line : lazy_sync_->Start()) log.push_back(line);
+  }
   return log;
+}
+
+absl::Status WeftServer::DeclareStored(const std::string& id,
+                                       const std::string& bytes) {
+  auto request = std::make_shared<weft::v1::CreateLazyValueRequest>();
+  if (!request->ParseFromString(bytes)) {
+    return absl::DataLossError("its definition in the store does not parse");
+  }
+  absl::StatusOr<std::unique_ptr<const plan::CompiledPlan>> compiled =
+      plan::Compile(service::PlanOf(*request), request, "lazy_value.plan",
+                    registry_, options_.orchestrator.limits, &pools_, &lazies_,
+                    options_.secrets.get());
+  if (!compiled.ok()) return compiled.status();
+  return lazies_
+      .Create(id, request->lazy_value(), *std::move(compiled),
+              static_cast<int64_t>(request->SpaceUsedLong()))
+      .status();
 }
 
 tasks::TaskRegistry::CompileFn WeftServer::StoredPlanCompiler() {

@@ -29,6 +29,7 @@
 #include "server/store/task_store.h"
 #include "server/tasks/registry.h"
 #include "server/weftd/access_log.h"
+#include "server/weftd/lazy_sync.h"
 #include "server/weftd/metrics.h"
 #include "weft/v1/config.pb.h"
 
@@ -98,6 +99,8 @@ class WeftServer {
   // is the config's, and the stored one is dropped). Returns what to log:
   // replaced definitions, and ones that no longer compile (they stay in the
   // store).
+  // Replicas (a shared store): then keeps the lazy values in step with the
+  // other replicas' (LazySync).
   std::vector<std::string> RestoreLazyValues();
 
   // Takes back the tasks a durable store holds (TaskRegistry::Recover):
@@ -140,6 +143,8 @@ class WeftServer {
   std::string RenderMetrics() const;
 
  private:
+  // Compiles a stored CreateLazyValueRequest and declares it.
+  absl::Status DeclareStored(const std::string& id, const std::string& bytes);
   // Compiles a stored task's plan again (Recover, Adopt).
   tasks::TaskRegistry::CompileFn StoredPlanCompiler();
   const ServerOptions options_;
@@ -160,6 +165,9 @@ class WeftServer {
   lazy::LazyRegistry lazies_;
   const std::shared_ptr<store::TaskStore> task_store_;
   tasks::TaskRegistry tasks_;
+  // Replicas: before the tasks and lazy values it refreshes, so that it
+  // stops first.
+  std::unique_ptr<LazySync> lazy_sync_;
   std::unique_ptr<service::OrchestratorService> orchestrator_;
   service::HealthService health_;
   // Server reflection from the descriptor set built with weft.

@@ -1,7 +1,8 @@
 """Replicas: two weftds on one PostgreSQL database (--replicas), end to end.
 Any replica reads every replica's tasks, and cancels, waits on, watches
 and deletes them (the owner cancels; waits and watches follow the database's
-NOTIFY); a request_id names one task of its
+NOTIFY); lazy values made, reset and deleted on one are seen by the other's
+next resolve; a request_id names one task of its
 principal across replicas; a killed replica's tasks finish on the other,
 resumed from the journal (a journaled leaf is not called again); a replica
 paused past its lease stops when it wakes, its tasks adopted meanwhile.
@@ -109,6 +110,39 @@ def test_cancel_wait_watch_and_delete_work_through_any_replica(replicas):
         with pytest.raises(WeftError) as gone:
             client.get_task(task.name)
         assert gone.value.code.name == "NOT_FOUND", gone.value
+
+
+def test_lazy_values_and_their_resets_are_shared_by_every_replica(replicas, upstream):
+    a, b = replicas
+    ca, cb = a.start(), b.start()
+    ca.create_lazy_value("rates", call("http", id="rates", url=upstream.url("rates")))
+    # b resolves it at once (a resolve reads the value's row first), and
+    # each replica computes and caches its own copy.
+    assert not cb.resolve_lazy_value("rates").cache_hit
+    assert cb.resolve_lazy_value("rates").cache_hit
+    assert not ca.resolve_lazy_value("rates").cache_hit
+    assert upstream.calls()["rates"] == 2
+    # A reset on a is seen by b's next resolve, and one on b by a's.
+    ca.reset_lazy_value("rates")
+    after = cb.resolve_lazy_value("rates")
+    assert not after.cache_hit and after.generation == 1, after
+    assert cb.reset_lazy_value("rates").generation == 2
+    assert not ca.resolve_lazy_value("rates").cache_hit
+    assert upstream.calls()["rates"] == 4
+    # Another definition under its id is refused on either replica.
+    with pytest.raises(WeftError) as taken:
+        cb.create_lazy_value("rates", call("value", value=1))
+    assert taken.value.code.name == "ALREADY_EXISTS", taken.value
+    # Made on b, listed on a within a poll (the notice, or the poll).
+    cb.create_lazy_value("quotes", call("value", value={"eur": 1.1}))
+    wait_for(lambda: "lazyValues/quotes" in [v.name for v in ca.list_lazy_values()],
+             what="quotes listed on a")
+    # Deleted on b: gone from a's next resolve.
+    cb.delete_lazy_value("rates")
+    with pytest.raises(WeftError) as gone:
+        ca.resolve_lazy_value("rates")
+    assert gone.value.code.name == "NOT_FOUND", gone.value
+    assert ca.resolve_lazy_value("quotes").value == {"eur": 1.1}
 
 
 def test_a_request_id_names_one_task_across_replicas(replicas):

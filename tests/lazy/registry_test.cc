@@ -114,6 +114,56 @@ TEST_F(LazyRegistryTest, AThousandResolversOfAColdValueCauseOneLoad) {
   EXPECT_EQ(Get("lazyValues/daily_stats").stats().hits(), 1);
 }
 
+TEST_F(LazyRegistryTest, EveryResolveWaitsForTheRefresherFirst) {
+  MustCreate("daily_stats", R"({"plan": {"call": {"handler": "value",
+      "args": {"value": {"visits": 42}}}}})");
+  // Without a refresher, Refresh runs its continuation at once.
+  bool ran = false;
+  registry().Refresh("lazyValues/daily_stats", [&ran] { ran = true; });
+  EXPECT_TRUE(ran);
+
+  std::vector<std::string> asked;
+  std::vector<absl::AnyInvocable<void() &&>> held;
+  registry().SetRefresher(
+      [&](const std::string& name, absl::AnyInvocable<void() &&> then) {
+        asked.push_back(name);
+        held.push_back(std::move(then));
+      });
+  auto direct = Resolve("lazyValues/daily_stats");
+  std::optional<absl::StatusOr<LazyRegistry::Resolved>> shared;
+  registry().ResolveShared(
+      "lazyValues/daily_stats", {},
+      [&shared](absl::StatusOr<LazyRegistry::Resolved> r) { shared = r; });
+  // Nothing resolves until the refresher lets it go on (here, a reset
+  // another replica made is applied in between).
+  EXPECT_THAT(asked, ::testing::ElementsAre("lazyValues/daily_stats",
+                                            "lazyValues/daily_stats"));
+  EXPECT_FALSE(direct->has_value());
+  EXPECT_FALSE(shared.has_value());
+  ASSERT_TRUE(registry().Reset("lazyValues/daily_stats").ok());
+  for (auto& then : held) std::move(then)();
+  ASSERT_TRUE(direct->has_value());
+  EXPECT_EQ((**direct)->struct_value().fields().at("visits").number_value(),
+            42);
+  ASSERT_TRUE(shared.has_value() && shared->ok());
+  EXPECT_EQ((*shared)->generation, 1);  // After the reset.
+
+  // A name the registry does not have is still refreshed first (another
+  // replica may have made it), then NOT_FOUND.
+  held.clear();
+  auto missing = Resolve("lazyValues/elsewhere");
+  EXPECT_EQ(asked.back(), "lazyValues/elsewhere");
+  std::move(held.at(0))();
+  EXPECT_THAT(missing->value(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("elsewhere")));
+
+  // Without it again, resolves go straight on.
+  registry().SetRefresher(nullptr);
+  asked.clear();
+  EXPECT_TRUE(Resolve("lazyValues/daily_stats")->has_value());
+  EXPECT_TRUE(asked.empty());
+}
+
 TEST_F(LazyRegistryTest, AResolverWhoLeavesDoesNotStopTheComputation) {
   MustCreate("daily_stats", kSlowStats);
   engine::CancellationSource leaving;

@@ -35,7 +35,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::Pair;
 using ::weft::testing::IsOk;
+using ::weft::testing::IsOkAndHolds;
 using ::weft::testing::StatusIs;
 
 // The server's conninfo ("": libpq's PG* variables).
@@ -825,6 +827,85 @@ TEST(PostgresReplicasTest, ReplicasHearOfWritesAndCancelRequests) {
   EXPECT_EQ((*alone)->Listen(by_a.Fn()), nullptr);
 }
 
+TEST(PostgresReplicasTest, LazyValuesAndTheirResetsAreSharedAndHeard) {
+  using Kind = TaskStore::Notice::Kind;
+  using Row = TaskStore::LazyRow;
+  const std::string conninfo = NewSchemaConninfo();
+  auto a = OpenReplica(conninfo, "a");
+  auto b = OpenReplica(conninfo, "b");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(b.status(), IsOk());
+  // Two subscribers of one store both hear.
+  Heard by_b, also_by_b;
+  std::unique_ptr<TaskStore::Subscription> s1 = (*b)->Listen(by_b.Fn());
+  std::unique_ptr<TaskStore::Subscription> s2 = (*b)->Listen(also_by_b.Fn());
+  ASSERT_NE(s1, nullptr);
+  ASSERT_NE(s2, nullptr);
+  auto write = [](auto fn) {
+    Waiter w;
+    fn(w.Done());
+    return w.Wait();
+  };
+
+  EXPECT_THAT((*b)->ReadLazyValue("rates"), IsOkAndHolds(Row{}));
+  ASSERT_THAT(write([&](auto done) {
+                (*a)->PutLazyValue("rates", "definition", std::move(done));
+              }),
+              IsOk());
+  EXPECT_TRUE(by_b.WaitFor(Kind::kLazy, "rates"));
+  EXPECT_TRUE(also_by_b.WaitFor(Kind::kLazy, "rates"));
+  EXPECT_THAT((*b)->ReadLazyValue("rates"),
+              IsOkAndHolds(Row{.request = "definition", .resets = 0}));
+
+  // Resets are counted, for a value made through the API and for one of
+  // the config file (no definition stored).
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_THAT(write([&](auto done) {
+                  (*a)->ResetLazyValue("rates", std::move(done));
+                }),
+                IsOk());
+  }
+  ASSERT_THAT(write([&](auto done) {
+                (*b)->ResetLazyValue("configured", std::move(done));
+              }),
+              IsOk());
+  EXPECT_TRUE(by_b.WaitFor(Kind::kLazy, "rates", 2));
+  EXPECT_THAT((*b)->ReadLazyValue("rates"),
+              IsOkAndHolds(Row{.request = "definition", .resets = 2}));
+  EXPECT_THAT((*a)->ReadLazyValues(),
+              IsOkAndHolds(ElementsAre(
+                  Pair("configured", Row{.request = "", .resets = 1}),
+                  Pair("rates", Row{.request = "definition", .resets = 2}))));
+
+  // A delete drops the definition and the resets.
+  ASSERT_THAT(
+      write([&](auto done) { (*b)->EraseLazyValue("rates", std::move(done)); }),
+      IsOk());
+  EXPECT_THAT((*a)->ReadLazyValue("rates"), IsOkAndHolds(Row{}));
+  EXPECT_THAT((*a)->ReadLazyValues(),
+              IsOkAndHolds(ElementsAre(Pair("configured", Row{"", 1}))));
+
+  // After one subscription ends, the other still hears.
+  s1.reset();
+  ASSERT_THAT(write([&](auto done) {
+                (*a)->ResetLazyValue("configured", std::move(done));
+              }),
+              IsOk());
+  EXPECT_TRUE(also_by_b.WaitFor(Kind::kLazy, "configured", 2));
+  EXPECT_EQ(by_b.Count(Kind::kLazy, "configured"), 1);
+
+  // A store alone keeps no resets and reads no rows.
+  auto alone = PostgresTaskStore::Open(NewSchemaConninfo());
+  ASSERT_THAT(alone.status(), IsOk());
+  EXPECT_THAT(write([&](auto done) {
+                (*alone)->ResetLazyValue("rates", std::move(done));
+              }),
+              IsOk());
+  EXPECT_THAT(
+      (*alone)->ReadLazyValue("rates").status(),
+      StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("not shared")));
+}
+
 TEST(PostgresReplicasTest, AReplicaPollsAndAnAdopterSeesTheCancelRequests) {
   using Kind = TaskStore::Notice::Kind;
   const std::string conninfo = NewSchemaConninfo();
@@ -906,6 +987,7 @@ TEST(PostgresReplicasTest, AVersionOneDatabaseIsMigratedWithItsTasks) {
                          "DROP TABLE weft_replicas; "
                          "DROP SEQUENCE weft_generations; "
                          "ALTER TABLE weft_tasks DROP COLUMN cancel_requested; "
+                         "DROP TABLE weft_lazy_resets; "
                          "UPDATE weft_meta SET value = '1' "
                          "WHERE key = 'schema_version'"),
               IsOk());

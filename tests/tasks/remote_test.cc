@@ -53,7 +53,11 @@ class SharedStore final : public store::TaskStore {
   absl::StatusOr<std::shared_ptr<const Task>> Lookup(
       absl::string_view name) const override {
     engine::MutexLock lock(&mu_);
-    if (!read_failure_.ok()) return read_failure_;
+    if (reads_left_ > 0) {
+      --reads_left_;
+    } else if (!read_failure_.ok()) {
+      return read_failure_;
+    }
     return inner_.Get(name);
   }
   void Scan(uint64_t before,
@@ -112,9 +116,16 @@ class SharedStore final : public store::TaskStore {
     engine::MutexLock lock(&mu_);
     cancel_refusal_ = std::move(why);
   }
+  // Reads after the next `ok` ones fail with `why`.
+  void FailAfterReads(int ok, absl::Status why) {
+    engine::MutexLock lock(&mu_);
+    reads_left_ = ok;
+    read_failure_ = std::move(why);
+  }
   // Lookup fails with `why` (OK: reads again).
   void FailReads(absl::Status why) {
     engine::MutexLock lock(&mu_);
+    reads_left_ = 0;
     read_failure_ = std::move(why);
   }
   bool subscribed() const {
@@ -145,6 +156,7 @@ class SharedStore final : public store::TaskStore {
   std::vector<std::string> requests_ ABSL_GUARDED_BY(mu_);
   absl::Status cancel_refusal_ ABSL_GUARDED_BY(mu_);
   absl::Status read_failure_ ABSL_GUARDED_BY(mu_);
+  mutable int reads_left_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // What a wait was answered with, if it was.
@@ -316,9 +328,28 @@ TEST_F(RemoteTest, AStoreThatCannotBeReadIsUnavailableNotAnEnd) {
   ASSERT_TRUE(answer.done.HasBeenNotified());
   EXPECT_THAT(answer.status, StatusIs(absl::StatusCode::kUnavailable,
                                       HasSubstr("cannot read " + remote_)));
+  // A row that does not parse is not a store that cannot be reached.
+  store_.FailReads(absl::DataLossError("task row 7 does not parse"));
+  absl::Status lost = registry_->Get(remote_, TaskParts::kBasic).status();
+  EXPECT_THAT(lost, StatusIs(absl::StatusCode::kDataLoss,
+                             HasSubstr("task row 7 does not parse")));
+  EXPECT_NE(common::Reason(lost), common::kTaskStoreUnavailable);
   // Read again, it is there.
   store_.FailReads(absl::OkStatus());
   EXPECT_THAT(registry_->Get(remote_, TaskParts::kBasic).status(), IsOk());
+}
+
+TEST_F(RemoteTest, AWaitOnAnEndedTaskIsAnsweredFromItsFirstRead) {
+  store_.Put(remote_, weft::v1::TASK_STATE_SUCCEEDED);
+  // Every later read fails: the answer needs none.
+  store_.FailAfterReads(1, absl::UnavailableError("connection refused"));
+  Answer answer;
+  absl::StatusOr<std::unique_ptr<TaskRegistry::Handle>> handle =
+      registry_->Wait(remote_, env_.Now() + absl::Seconds(5), answer.Fn());
+  ASSERT_THAT(handle.status(), IsOk());
+  ASSERT_TRUE(answer.done.HasBeenNotified());
+  EXPECT_THAT(answer.status, IsOk());
+  EXPECT_EQ(answer.task.state(), weft::v1::TASK_STATE_SUCCEEDED);
 }
 
 TEST_F(RemoteTest, AWaiterThatLeftIsNeverCalled) {

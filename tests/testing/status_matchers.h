@@ -1,6 +1,7 @@
 // Small local status matchers (Debian's Abseil ships none):
 //   EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
 //   HasSubstr("x"))); EXPECT_THAT(result, IsOk());
+//   EXPECT_THAT(status_or, IsOkAndHolds(Eq(3)));
 
 #ifndef WEFT_TESTS_TESTING_STATUS_MATCHERS_H_
 #define WEFT_TESTS_TESTING_STATUS_MATCHERS_H_
@@ -32,6 +33,15 @@ MATCHER_P2(StatusIs, code, message_matcher,
   *result_listener << "status is " << s;
   return s.code() == code &&
          ::testing::Matches(message_matcher)(std::string(s.message()));
+}
+
+// A StatusOr that is OK and whose value matches `value_matcher`.
+MATCHER_P(IsOkAndHolds, value_matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
 }
 
 }  // namespace weft::testing

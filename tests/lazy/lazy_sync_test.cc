@@ -1,0 +1,346 @@
+// LazySync against a fake shared store: what another replica writes (rows
+// of definitions and resets) reaches this replica's LazyRegistry before its
+// next resolve, through notices, and through polls.
+
+#include "server/weftd/lazy_sync.h"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/engine/event_loop.h"
+#include "server/engine/sync.h"
+#include "server/handlers/handler.h"
+#include "server/plan/compiler.h"
+#include "server/store/task_store.h"
+#include "tests/testing/json.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/sync.h"
+#include "weft/v1/lazy.pb.h"
+#include "weft/v1/orchestrator.pb.h"
+
+namespace weft::weftd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::weft::testing::IsOk;
+using ::weft::testing::StatusIs;
+using Row = store::TaskStore::LazyRow;
+using Notice = store::TaskStore::Notice;
+
+// What the other replicas share: lazy rows, and the notices of them.
+class SharedRows final : public store::TaskStore {
+ public:
+  void Write(std::shared_ptr<const weft::v1::Task>, WriteDone done) override {
+    std::move(done)(absl::OkStatus());
+  }
+  void Erase(std::string, WriteDone done) override {
+    std::move(done)(absl::OkStatus());
+  }
+  std::shared_ptr<const weft::v1::Task> Get(absl::string_view) const override {
+    return nullptr;
+  }
+  void Scan(uint64_t, absl::FunctionRef<bool(uint64_t, const weft::v1::Task&)>)
+      const override {}
+  size_t size() const override { return 0; }
+  bool shared() const override { return true; }
+
+  std::unique_ptr<Subscription> Listen(
+      std::function<void(const Notice&)> fn) override {
+    engine::MutexLock lock(&listen_mu_);
+    subscriber_ = std::move(fn);
+    return std::make_unique<Unsubscribe>(this);
+  }
+  absl::StatusOr<Row> ReadLazyValue(absl::string_view id) const override {
+    {
+      engine::MutexLock lock(&gate_mu_);
+      ++started_;
+      while (held_) gate_.Wait(&gate_mu_);
+    }
+    engine::MutexLock lock(&mu_);
+    ++reads_;
+    if (!failure_.ok()) return failure_;
+    auto it = rows_.find(std::string(id));
+    return it == rows_.end() ? Row{} : it->second;
+  }
+  absl::StatusOr<std::map<std::string, Row>> ReadLazyValues() const override {
+    engine::MutexLock lock(&mu_);
+    if (!failure_.ok()) return failure_;
+    return rows_;
+  }
+
+  // Another replica's write, without a notice (one that was missed).
+  void Set(const std::string& id, Row row) {
+    engine::MutexLock lock(&mu_);
+    if (row == Row{}) {
+      rows_.erase(id);
+    } else {
+      rows_[id] = std::move(row);
+    }
+  }
+  void Tell(Notice notice) {
+    engine::MutexLock lock(&listen_mu_);
+    if (subscriber_) subscriber_(notice);
+  }
+  void Fail(absl::Status failure) {
+    engine::MutexLock lock(&mu_);
+    failure_ = std::move(failure);
+  }
+  // Single-row reads wait until Release.
+  void Hold() {
+    engine::MutexLock lock(&gate_mu_);
+    held_ = true;
+  }
+  void Release() {
+    engine::MutexLock lock(&gate_mu_);
+    held_ = false;
+    gate_.SignalAll();
+  }
+  int started() const {
+    engine::MutexLock lock(&gate_mu_);
+    return started_;
+  }
+  int reads() const {
+    engine::MutexLock lock(&mu_);
+    return reads_;
+  }
+
+ private:
+  class Unsubscribe final : public Subscription {
+   public:
+    explicit Unsubscribe(SharedRows* store) : store_(store) {}
+    ~Unsubscribe() override {
+      engine::MutexLock lock(&store_->listen_mu_);
+      store_->subscriber_ = nullptr;
+    }
+
+   private:
+    SharedRows* const store_;
+  };
+
+  mutable engine::Mutex mu_;
+  std::map<std::string, Row> rows_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  mutable int reads_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable engine::Mutex gate_mu_;
+  mutable engine::CondVar gate_;
+  bool held_ ABSL_GUARDED_BY(gate_mu_) = false;
+  mutable int started_ ABSL_GUARDED_BY(gate_mu_) = 0;
+  engine::Mutex listen_mu_;
+  std::function<void(const Notice&)> subscriber_ ABSL_GUARDED_BY(listen_mu_);
+};
+
+// A CreateLazyValueRequest for `id` whose value is `visits`, serialized.
+std::string Definition(const std::string& id, int visits) {
+  return weft::testing::FromJson<weft::v1::CreateLazyValueRequest>(
+             absl::StrCat(
+                 R"({"lazyValueId": ")", id,
+                 R"(", "lazyValue": {"plan": {"call": {)",
+                 R"("handler": "value", "args": {"value": {"visits": )", visits,
+                 "}}}}}}"))
+      .SerializeAsString();
+}
+
+class LazySyncTest : public ::testing::Test {
+ protected:
+  LazySyncTest() {
+    EXPECT_THAT(handlers::RegisterBuiltinHandlers(handlers_), IsOk());
+  }
+  ~LazySyncTest() override { sync_.reset(); }
+
+  void StartSync(std::set<std::string> config_ids = {}) {
+    sync_ = std::make_unique<LazySync>(
+        store_, lazies_,
+        [this](const std::string& id, const std::string& bytes) {
+          return Declare(id, bytes);
+        },
+        std::move(config_ids));
+    log_ = sync_->Start();
+  }
+
+  absl::Status Declare(const std::string& id, const std::string& bytes) {
+    auto request = std::make_shared<weft::v1::CreateLazyValueRequest>();
+    if (!request->ParseFromString(bytes)) {
+      return absl::DataLossError("does not parse");
+    }
+    auto compiled =
+        plan::Compile(&request->lazy_value().plan(), request, "plan", handlers_,
+                      plan::Limits(), nullptr, &lazies_);
+    if (!compiled.ok()) return compiled.status();
+    return lazies_.Create(id, request->lazy_value(), *std::move(compiled))
+        .status();
+  }
+
+  // Resolves and waits for the answer.
+  absl::StatusOr<lazy::LazyRegistry::Resolved> Resolve(
+      const std::string& name) {
+    engine::Mutex mu;
+    std::optional<absl::StatusOr<lazy::LazyRegistry::Resolved>> got;
+    lazies_.ResolveShared(name, {},
+                          [&](absl::StatusOr<lazy::LazyRegistry::Resolved> r) {
+                            engine::MutexLock lock(&mu);
+                            got = std::move(r);
+                          });
+    EXPECT_TRUE(weft::testing::WaitFor([&] {
+      engine::MutexLock lock(&mu);
+      return got.has_value();
+    }));
+    engine::MutexLock lock(&mu);
+    if (!got.has_value()) return absl::DeadlineExceededError("no answer");
+    return *std::move(got);
+  }
+  int Visits(const absl::StatusOr<lazy::LazyRegistry::Resolved>& r) {
+    EXPECT_THAT(r, IsOk());
+    if (!r.ok()) return -1;
+    return static_cast<int>(
+        r->cached->value.struct_value().fields().at("visits").number_value());
+  }
+
+  engine::EventLoop loop_{1};
+  handlers::HandlerRegistry handlers_;
+  lazy::LazyRegistry lazies_{loop_, {}};
+  SharedRows store_;
+  std::unique_ptr<LazySync> sync_;
+  std::vector<std::string> log_;
+};
+
+TEST_F(LazySyncTest, AStartDeclaresWhatOtherReplicasMade) {
+  store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 3});
+  store_.Set("broken", Row{.request = "not a request"});
+  // The config file's value keeps its own definition.
+  ASSERT_THAT(Declare("configured", Definition("configured", 7)), IsOk());
+  store_.Set("configured", Row{.request = Definition("configured", 8)});
+  StartSync({"configured"});
+  EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
+  EXPECT_EQ(Visits(Resolve("lazyValues/configured")), 7);
+  EXPECT_THAT(log_, ElementsAre(HasSubstr("lazyValues/broken (made through "
+                                          "the API on another replica) could "
+                                          "not be declared here")));
+  // Resets made before the start forget nothing: this value is cached.
+  absl::StatusOr<lazy::LazyRegistry::Resolved> again =
+      Resolve("lazyValues/rates");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_TRUE(again->cache_hit);
+}
+
+TEST_F(LazySyncTest, AResolveSeesResetsCreatesAndDeletesWithoutANotice) {
+  StartSync({"configured"});
+  ASSERT_THAT(Declare("configured", Definition("configured", 7)), IsOk());
+  EXPECT_THAT(Resolve("lazyValues/rates"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("rates")));
+
+  // Made on another replica: resolvable here at once.
+  store_.Set("rates", Row{.request = Definition("rates", 1)});
+  EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
+  absl::StatusOr<lazy::LazyRegistry::Resolved> cached =
+      Resolve("lazyValues/rates");
+  ASSERT_THAT(cached, IsOk());
+  EXPECT_TRUE(cached->cache_hit);
+
+  // Reset on another replica: computed again here.
+  store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 1});
+  absl::StatusOr<lazy::LazyRegistry::Resolved> fresh =
+      Resolve("lazyValues/rates");
+  ASSERT_THAT(fresh, IsOk());
+  EXPECT_FALSE(fresh->cache_hit);
+  EXPECT_EQ(fresh->generation, 1);
+  // ...once: the count did not change since.
+  EXPECT_TRUE(Resolve("lazyValues/rates")->cache_hit);
+
+  // A config file's value is reset too.
+  EXPECT_EQ(Visits(Resolve("lazyValues/configured")), 7);
+  store_.Set("configured", Row{.resets = 1});
+  EXPECT_FALSE(Resolve("lazyValues/configured")->cache_hit);
+
+  // Deleted and made again with another definition.
+  store_.Set("rates", Row{.request = Definition("rates", 2)});
+  EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 2);
+
+  // Deleted on another replica: gone here.
+  store_.Set("rates", Row{});
+  EXPECT_THAT(Resolve("lazyValues/rates"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("rates")));
+  EXPECT_THAT(lazies_.Get("lazyValues/rates").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("rates")));
+}
+
+TEST_F(LazySyncTest, NoticesAndPollsApplyChangesBetweenResolves) {
+  StartSync();
+  store_.Set("rates", Row{.request = Definition("rates", 1)});
+  store_.Tell(Notice{.kind = Notice::Kind::kLazy, .name = "rates"});
+  EXPECT_TRUE(weft::testing::WaitFor(
+      [&] { return lazies_.Get("lazyValues/rates").ok(); }));
+  // A change whose notice was missed is found by the next poll.
+  store_.Set("quotes", Row{.request = Definition("quotes", 5)});
+  store_.Set("rates", Row{});
+  store_.Tell(Notice{.kind = Notice::Kind::kPoll});
+  EXPECT_TRUE(weft::testing::WaitFor([&] {
+    return lazies_.Get("lazyValues/quotes").ok() &&
+           !lazies_.Get("lazyValues/rates").ok();
+  }));
+  // A poll with nothing new reads no single row.
+  const int reads = store_.reads();
+  store_.Tell(Notice{.kind = Notice::Kind::kPoll});
+  store_.Tell(Notice{.kind = Notice::Kind::kChanged, .name = "tasks/1"});
+  EXPECT_EQ(Visits(Resolve("lazyValues/quotes")), 5);
+  EXPECT_EQ(store_.reads(), reads + 1);  // The resolve's own.
+}
+
+TEST_F(LazySyncTest, WhenTheStoreCannotBeReadAResolveUsesWhatItHas) {
+  store_.Set("rates", Row{.request = Definition("rates", 1)});
+  StartSync();
+  EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
+  store_.Fail(absl::UnavailableError("the database is down"));
+  store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 1});
+  absl::StatusOr<lazy::LazyRegistry::Resolved> stale =
+      Resolve("lazyValues/rates");
+  ASSERT_THAT(stale, IsOk());
+  EXPECT_TRUE(stale->cache_hit);
+  // Once it can, the reset is seen.
+  store_.Fail(absl::OkStatus());
+  EXPECT_FALSE(Resolve("lazyValues/rates")->cache_hit);
+}
+
+TEST_F(LazySyncTest, ConcurrentResolvesShareReadsAndAllSeeAReset) {
+  store_.Set("rates", Row{.request = Definition("rates", 1)});
+  StartSync();
+  ASSERT_THAT(Resolve("lazyValues/rates"), IsOk());
+  const int reads = store_.reads();
+  store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 1});
+  store_.Hold();
+  constexpr int kResolves = 200;
+  engine::Mutex mu;
+  int answered = 0, stale = 0;
+  for (int i = 0; i < kResolves; ++i) {
+    lazies_.ResolveShared("lazyValues/rates", {},
+                          [&](absl::StatusOr<lazy::LazyRegistry::Resolved> r) {
+                            engine::MutexLock lock(&mu);
+                            ++answered;
+                            if (!r.ok() || r->generation != 1) ++stale;
+                          });
+  }
+  // The first resolve's read is under way; the others wait for the next.
+  EXPECT_TRUE(weft::testing::WaitFor([&] { return store_.started() > reads; }));
+  {
+    engine::MutexLock lock(&mu);
+    EXPECT_EQ(answered, 0);
+  }
+  store_.Release();
+  EXPECT_TRUE(weft::testing::WaitFor([&] {
+    engine::MutexLock lock(&mu);
+    return answered == kResolves;
+  }));
+  engine::MutexLock lock(&mu);
+  EXPECT_EQ(stale, 0);
+  EXPECT_EQ(store_.reads() - reads, 2);
+}
+
+}  // namespace
+}  // namespace weft::weftd
