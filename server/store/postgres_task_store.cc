@@ -88,11 +88,14 @@ constexpr const char* kMigrations[] = {
     )sql",
     // Version 4: lazy-value resets, counted per value (one made through
     // the API, or the config file's), so that every replica forgets its
-    // cached value; dropped with the value's definition.
+    // cached value; dropped with the value's definition. The unfinished
+    // tasks by owner, which replicas count for per-principal quotas.
     R"sql(
       CREATE TABLE weft_lazy_resets(
         id TEXT PRIMARY KEY,
         resets BIGINT NOT NULL);
+      CREATE INDEX weft_tasks_unfinished_by_owner ON weft_tasks(owner)
+        WHERE state IN (1, 2);
     )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -752,6 +755,28 @@ absl::Status PostgresTaskStore::RequestCancel(absl::string_view name) {
         absl::StrCat("no unfinished task is named ", name));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, TaskStore::CreatorLoad>>
+PostgresTaskStore::OthersLoad(const std::vector<std::string>& creators) const {
+  if (!options_.replicas) return TaskStore::OthersLoad(creators);
+  std::map<std::string, CreatorLoad> loads;
+  if (creators.empty()) return loads;
+  absl::StatusOr<pg::Pool::Lease> db = pool_->Take();
+  if (!db.ok()) return db.status();
+  absl::StatusOr<Result> r = (*db)->Query(
+      "SELECT owner, count(*) FILTER (WHERE state = 2), "
+      "count(*) FILTER (WHERE state = 1) FROM weft_tasks "
+      "WHERE owner = ANY($1::text[]) AND state IN (1, 2) AND replica <> $2 "
+      "GROUP BY owner",
+      {Param::Text(TextArray(creators)), Param::Text(options_.replica_id)});
+  if (!r.ok()) return r.status();
+  for (int i = 0; i < r->rows(); ++i) {
+    CreatorLoad& load = loads[std::string(r->Bytes(i, 0))];
+    load.running = static_cast<int>(r->Int(i, 1));
+    load.queued = static_cast<int>(r->Int(i, 2));
+  }
+  return loads;
 }
 
 absl::StatusOr<TaskStore::LazyRow> PostgresTaskStore::ReadLazyValue(

@@ -149,6 +149,8 @@ class PostgresTaskStore final : public GroupCommitStore {
       std::function<void(const Notice&)> fn) override;
   absl::Status RequestCancel(absl::string_view name) override;
   std::vector<std::string> CancelRequests() const override;
+  absl::StatusOr<std::map<std::string, CreatorLoad>> OthersLoad(
+      const std::vector<std::string>& creators) const override;
   // Replicas: lazy-value rows (channel weft_lazy tells of changes).
   absl::StatusOr<LazyRow> ReadLazyValue(absl::string_view id) const override;
   absl::StatusOr<std::map<std::string, LazyRow>> ReadLazyValues()

@@ -166,6 +166,18 @@ class TaskStore {
   // This replica's unfinished tasks whose cancel was requested.
   virtual std::vector<std::string> CancelRequests() const { return {}; }
 
+  // Shared stores: the unfinished tasks of each of `creators` that the
+  // other replicas hold, as stored now (creators with none are absent).
+  // UNAVAILABLE when the store cannot be read; the others: UNIMPLEMENTED.
+  struct CreatorLoad {
+    int running = 0;
+    int queued = 0;
+  };
+  virtual absl::StatusOr<std::map<std::string, CreatorLoad>> OthersLoad(
+      const std::vector<std::string>& /*creators*/) const {
+    return absl::UnimplementedError("this task store is not shared");
+  }
+
   // Whether what is written outlives the process, so that the registry
   // keeps unfinished tasks in it for the next start rather than ending them
   // at shutdown.

@@ -708,6 +708,38 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
                                       ? std::string()
                                       : RequestKey(t.creator, t.request_id);
 
+  // Replicas: a principal's quotas count its tasks on every replica.
+  store::TaskStore::CreatorLoad others;
+  if (store_.shared() && !t.creator.empty()) {
+    absl::StatusOr<std::map<std::string, store::TaskStore::CreatorLoad>> read =
+        store_.OthersLoad({t.creator});
+    if (!read.ok()) {
+      return common::WithRetryDelay(
+          common::WithReason(
+              absl::UnavailableError(absl::StrCat(
+                  "cannot count the principal's tasks on other replicas: ",
+                  read.status().message())),
+              common::kTaskStoreUnavailable),
+          options_.retry_after);
+    }
+    if (auto it = read->find(t.creator); it != read->end()) {
+      others = it->second;
+    }
+    // Its running slots as just read; fewer may let its queued tasks
+    // start, before this one passes them.
+    std::vector<std::function<void()>> after;
+    {
+      engine::MutexLock lock(&mu_);
+      if (others.running > 0) {
+        others_running_[t.creator] = others.running;
+      } else {
+        others_running_.erase(t.creator);
+      }
+      StartQueuedLocked(&after);
+    }
+    RunAfter(after);
+  }
+
   {
     engine::MutexLock lock(&mu_);
     if (!accepting_) {
@@ -747,7 +779,9 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
     // Exact: after every change no queued task may start (see
     // StartQueuedLocked), so this one would start at once iff it may.
     const bool run_now = MayStartLocked(t.creator);
-    if (absl::Status s = QuotaLocked(t.creator, run_now); !s.ok()) return s;
+    if (absl::Status s = QuotaLocked(t.creator, run_now, others); !s.ok()) {
+      return s;
+    }
     if (!run_now && static_cast<int>(queue_.size()) + storing_ >=
                         options_.max_queued_tasks) {
       return common::WithRetryDelay(
@@ -946,8 +980,12 @@ bool TaskRegistry::MayStartLocked(const std::string& creator) const {
   if (running_ >= options_.max_running_tasks) return false;
   if (creator.empty()) return true;
   auto it = loads_.find(creator);
-  return it == loads_.end() ||
-         it->second.running < options_.max_running_per_principal;
+  int running = it == loads_.end() ? 0 : it->second.running;
+  if (auto other = others_running_.find(creator);
+      other != others_running_.end()) {
+    running += other->second;
+  }
+  return running < options_.max_running_per_principal;
 }
 
 void TaskRegistry::StartQueuedLocked(
@@ -979,12 +1017,15 @@ void TaskRegistry::AddLoadLocked(const std::string& creator, int running,
   if (load.running == 0 && load.waiting == 0) loads_.erase(creator);
 }
 
-absl::Status TaskRegistry::QuotaLocked(const std::string& creator,
-                                       bool run_now) const {
+absl::Status TaskRegistry::QuotaLocked(
+    const std::string& creator, bool run_now,
+    const store::TaskStore::CreatorLoad& others) const {
   if (creator.empty()) return absl::OkStatus();
-  auto it = loads_.find(creator);
-  if (it == loads_.end()) return absl::OkStatus();
-  const Load& load = it->second;
+  Load load;
+  if (auto it = loads_.find(creator); it != loads_.end()) load = it->second;
+  // With replicas, its tasks on the others count too.
+  load.running += others.running;
+  load.waiting += others.queued;
   const int max_running = options_.max_running_per_principal;
   const int max_waiting = options_.max_queued_per_principal;
   // Its tasks ahead of this one take its running slots first; while no
@@ -1693,6 +1734,7 @@ void TaskRegistry::OnNotice(const store::TaskStore::Notice& notice) {
       for (const std::string& name : store_.CancelRequests()) {
         CancelAsked(name);
       }
+      PollOthersLoad();
       std::vector<std::shared_ptr<Remote>> all;
       {
         engine::MutexLock lock(&remote_mu_);
@@ -1704,6 +1746,34 @@ void TaskRegistry::OnNotice(const store::TaskStore::Notice& notice) {
       return;
     }
   }
+}
+
+void TaskRegistry::PollOthersLoad() {
+  std::vector<std::string> creators;
+  {
+    engine::MutexLock lock(&mu_);
+    for (const auto& [creator, load] : loads_) {
+      if (load.waiting > 0) creators.push_back(creator);
+    }
+  }
+  std::map<std::string, store::TaskStore::CreatorLoad> others;
+  if (!creators.empty()) {
+    absl::StatusOr<std::map<std::string, store::TaskStore::CreatorLoad>> read =
+        store_.OthersLoad(creators);
+    // Not read now: counted as they were until the next poll.
+    if (!read.ok()) return;
+    others = *std::move(read);
+  }
+  std::vector<std::function<void()>> after;
+  {
+    engine::MutexLock lock(&mu_);
+    others_running_.clear();
+    for (const auto& [creator, load] : others) {
+      if (load.running > 0) others_running_[creator] = load.running;
+    }
+    StartQueuedLocked(&after);
+  }
+  RunAfter(after);
 }
 
 void TaskRegistry::CheckRemote(const Remote& remote) {

@@ -352,8 +352,13 @@ class TaskRegistry {
   void AddLoadLocked(const std::string& creator, int running, int waiting)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The refusal of a task `creator` may not add, if it may not.
-  absl::Status QuotaLocked(const std::string& creator, bool run_now) const
+  // `others`: the creator's tasks on other replicas, as just read.
+  absl::Status QuotaLocked(const std::string& creator, bool run_now,
+                           const store::TaskStore::CreatorLoad& others) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replicas, at each poll: reads how many tasks other replicas run for
+  // the creators with tasks queued here, and starts those that now may.
+  void PollOthersLoad() ABSL_LOCKS_EXCLUDED(mu_);
   // What the store keeps of a queued or running task: with its plan.
   std::shared_ptr<const weft::v1::Task> StoredLocked(const Live& live) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -434,6 +439,10 @@ class TaskRegistry {
     int waiting = 0;
   };
   absl::flat_hash_map<std::string, Load> loads_ ABSL_GUARDED_BY(mu_);
+  // Replicas: the tasks other replicas run for the creators with tasks
+  // queued here, as the last poll or creation read them (per-principal
+  // running quotas count across replicas).
+  absl::flat_hash_map<std::string, int> others_running_ ABSL_GUARDED_BY(mu_);
   // Terminal tasks, oldest end first, for retention.
   std::deque<std::pair<absl::Time, std::string>> finished_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> finished_names_ ABSL_GUARDED_BY(mu_);

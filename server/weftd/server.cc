@@ -194,7 +194,7 @@ std::vector<std::string> WeftServer::RestoreLazyValues() {
     for (const auto& [id, definition] : config_lazy_values_) {
       config_ids.insert(id);
     }
-    lazy_sync_ = std::make_unique<LazySync>(
+    lazy_sync_ = std::make_unique<lazy::LazySync>(
         *task_store_, lazies_,
         [this](const std::string& id, const std::string& bytes) {
           return DeclareStored(id, bytes);

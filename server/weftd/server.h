@@ -22,6 +22,7 @@
 #include "server/engine/event_loop.h"
 #include "server/handlers/http.h"
 #include "server/handlers/registry.h"
+#include "server/lazy/lazy_sync.h"
 #include "server/plan/pools.h"
 #include "server/service/health_service.h"
 #include "server/service/orchestrator_service.h"
@@ -29,7 +30,6 @@
 #include "server/store/task_store.h"
 #include "server/tasks/registry.h"
 #include "server/weftd/access_log.h"
-#include "server/weftd/lazy_sync.h"
 #include "server/weftd/metrics.h"
 #include "weft/v1/config.pb.h"
 
@@ -167,7 +167,7 @@ class WeftServer {
   tasks::TaskRegistry tasks_;
   // Replicas: before the tasks and lazy values it refreshes, so that it
   // stops first.
-  std::unique_ptr<LazySync> lazy_sync_;
+  std::unique_ptr<lazy::LazySync> lazy_sync_;
   std::unique_ptr<service::OrchestratorService> orchestrator_;
   service::HealthService health_;
   // Server reflection from the descriptor set built with weft.

@@ -13,6 +13,8 @@ pg_virtualenv); skipped otherwise."""
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import os
 import signal
 import time
@@ -21,7 +23,7 @@ import pytest
 
 from conftest import Weftd, journaled_leaves, new_store
 from weft.v1 import task_pb2
-from weft_client import WeftError, call, is_terminal, sequence
+from weft_client import Client, WeftError, call, is_terminal, sequence
 
 pytestmark = pytest.mark.skipif(not os.environ.get("WEFT_DURABILITY_POSTGRES"),
                                 reason="needs PostgreSQL (WEFT_DURABILITY_POSTGRES)")
@@ -143,6 +145,39 @@ def test_lazy_values_and_their_resets_are_shared_by_every_replica(replicas, upst
         ca.resolve_lazy_value("rates")
     assert gone.value.code.name == "NOT_FOUND", gone.value
     assert ca.resolve_lazy_value("quotes").value == {"eur": 1.1}
+
+
+def test_a_principals_task_quotas_count_across_replicas(replicas, tmp_path):
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"principals": [
+        {"name": "alice", "role": "user",
+         "tokenSha256": hashlib.sha256(b"alice-secret").hexdigest()}]}))
+    quota = ("--auth_tokens=" + str(tokens), "--max_running_tasks_per_principal=1",
+             "--max_queued_tasks_per_principal=1")
+    a, b = replicas
+    a.start(*quota)
+    b.start(*quota)
+    ca = Client(a.process.address, timeout=60, token="alice-secret")
+    cb = Client(b.process.address, timeout=60, token="alice-secret")
+    try:
+        first = ca.create_task(call("sleep", id="long", duration="120s"))
+        wait_for(lambda: ca.get_task(first.name).state == task_pb2.TASK_STATE_RUNNING,
+                 what="her first task running on a")
+        # Her running slot is taken on a: on b her next task waits...
+        second = cb.create_task(call("value", value="done"))
+        assert second.state == task_pb2.TASK_STATE_QUEUED, second
+        # ...and with it her queue is full, on either replica.
+        for client in (ca, cb):
+            with pytest.raises(WeftError) as refused:
+                client.create_task(call("value", value="more"))
+            assert refused.value.reason == "PRINCIPAL_QUOTA", refused.value
+        # Her task on a ends: b's poll finds the slot free and runs hers.
+        ca.cancel_task(first.name)
+        assert cb.wait_task(second.name, wait=60, timeout=90).state == \
+            task_pb2.TASK_STATE_SUCCEEDED
+    finally:
+        ca.close()
+        cb.close()
 
 
 def test_a_request_id_names_one_task_across_replicas(replicas):

@@ -2,7 +2,7 @@
 // of definitions and resets) reaches this replica's LazyRegistry before its
 // next resolve, through notices, and through polls.
 
-#include "server/weftd/lazy_sync.h"
+#include "server/lazy/lazy_sync.h"
 
 #include <functional>
 #include <map>
@@ -25,7 +25,7 @@
 #include "weft/v1/lazy.pb.h"
 #include "weft/v1/orchestrator.pb.h"
 
-namespace weft::weftd {
+namespace weft::lazy {
 namespace {
 
 using ::testing::ElementsAre;
@@ -179,12 +179,11 @@ class LazySyncTest : public ::testing::Test {
   }
 
   // Resolves and waits for the answer.
-  absl::StatusOr<lazy::LazyRegistry::Resolved> Resolve(
-      const std::string& name) {
+  absl::StatusOr<LazyRegistry::Resolved> Resolve(const std::string& name) {
     engine::Mutex mu;
-    std::optional<absl::StatusOr<lazy::LazyRegistry::Resolved>> got;
+    std::optional<absl::StatusOr<LazyRegistry::Resolved>> got;
     lazies_.ResolveShared(name, {},
-                          [&](absl::StatusOr<lazy::LazyRegistry::Resolved> r) {
+                          [&](absl::StatusOr<LazyRegistry::Resolved> r) {
                             engine::MutexLock lock(&mu);
                             got = std::move(r);
                           });
@@ -196,7 +195,7 @@ class LazySyncTest : public ::testing::Test {
     if (!got.has_value()) return absl::DeadlineExceededError("no answer");
     return *std::move(got);
   }
-  int Visits(const absl::StatusOr<lazy::LazyRegistry::Resolved>& r) {
+  int Visits(const absl::StatusOr<LazyRegistry::Resolved>& r) {
     EXPECT_THAT(r, IsOk());
     if (!r.ok()) return -1;
     return static_cast<int>(
@@ -205,7 +204,7 @@ class LazySyncTest : public ::testing::Test {
 
   engine::EventLoop loop_{1};
   handlers::HandlerRegistry handlers_;
-  lazy::LazyRegistry lazies_{loop_, {}};
+  LazyRegistry lazies_{loop_, {}};
   SharedRows store_;
   std::unique_ptr<LazySync> sync_;
   std::vector<std::string> log_;
@@ -224,8 +223,7 @@ TEST_F(LazySyncTest, AStartDeclaresWhatOtherReplicasMade) {
                                           "the API on another replica) could "
                                           "not be declared here")));
   // Resets made before the start forget nothing: this value is cached.
-  absl::StatusOr<lazy::LazyRegistry::Resolved> again =
-      Resolve("lazyValues/rates");
+  absl::StatusOr<LazyRegistry::Resolved> again = Resolve("lazyValues/rates");
   ASSERT_THAT(again, IsOk());
   EXPECT_TRUE(again->cache_hit);
 }
@@ -239,15 +237,13 @@ TEST_F(LazySyncTest, AResolveSeesResetsCreatesAndDeletesWithoutANotice) {
   // Made on another replica: resolvable here at once.
   store_.Set("rates", Row{.request = Definition("rates", 1)});
   EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
-  absl::StatusOr<lazy::LazyRegistry::Resolved> cached =
-      Resolve("lazyValues/rates");
+  absl::StatusOr<LazyRegistry::Resolved> cached = Resolve("lazyValues/rates");
   ASSERT_THAT(cached, IsOk());
   EXPECT_TRUE(cached->cache_hit);
 
   // Reset on another replica: computed again here.
   store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 1});
-  absl::StatusOr<lazy::LazyRegistry::Resolved> fresh =
-      Resolve("lazyValues/rates");
+  absl::StatusOr<LazyRegistry::Resolved> fresh = Resolve("lazyValues/rates");
   ASSERT_THAT(fresh, IsOk());
   EXPECT_FALSE(fresh->cache_hit);
   EXPECT_EQ(fresh->generation, 1);
@@ -299,8 +295,7 @@ TEST_F(LazySyncTest, WhenTheStoreCannotBeReadAResolveUsesWhatItHas) {
   EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
   store_.Fail(absl::UnavailableError("the database is down"));
   store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 1});
-  absl::StatusOr<lazy::LazyRegistry::Resolved> stale =
-      Resolve("lazyValues/rates");
+  absl::StatusOr<LazyRegistry::Resolved> stale = Resolve("lazyValues/rates");
   ASSERT_THAT(stale, IsOk());
   EXPECT_TRUE(stale->cache_hit);
   // Once it can, the reset is seen.
@@ -320,7 +315,7 @@ TEST_F(LazySyncTest, ConcurrentResolvesShareReadsAndAllSeeAReset) {
   int answered = 0, stale = 0;
   for (int i = 0; i < kResolves; ++i) {
     lazies_.ResolveShared("lazyValues/rates", {},
-                          [&](absl::StatusOr<lazy::LazyRegistry::Resolved> r) {
+                          [&](absl::StatusOr<LazyRegistry::Resolved> r) {
                             engine::MutexLock lock(&mu);
                             ++answered;
                             if (!r.ok() || r->generation != 1) ++stale;
@@ -343,4 +338,4 @@ TEST_F(LazySyncTest, ConcurrentResolvesShareReadsAndAllSeeAReset) {
 }
 
 }  // namespace
-}  // namespace weft::weftd
+}  // namespace weft::lazy

@@ -906,6 +906,46 @@ TEST(PostgresReplicasTest, LazyValuesAndTheirResetsAreSharedAndHeard) {
       StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("not shared")));
 }
 
+TEST(PostgresReplicasTest, AReplicaCountsEachCreatorsTasksOnTheOthers) {
+  using Load = TaskStore::CreatorLoad;
+  const std::string conninfo = NewSchemaConninfo();
+  auto a = OpenReplica(conninfo, "a");
+  auto b = OpenReplica(conninfo, "b");
+  ASSERT_THAT(a.status(), IsOk());
+  ASSERT_THAT(b.status(), IsOk());
+  auto by = [](std::string name, weft::v1::TaskState state,
+               std::string creator) {
+    auto task = std::make_shared<weft::v1::Task>(*MakeTask(name, state));
+    task->set_creator(std::move(creator));
+    task->clear_request_id();
+    return task;
+  };
+  for (const auto& task :
+       {by("tasks/1", weft::v1::TASK_STATE_RUNNING, "alice"),
+        by("tasks/2", weft::v1::TASK_STATE_RUNNING, "alice"),
+        by("tasks/3", weft::v1::TASK_STATE_QUEUED, "alice"),
+        by("tasks/4", weft::v1::TASK_STATE_SUCCEEDED, "alice"),
+        by("tasks/5", weft::v1::TASK_STATE_QUEUED, "bob")}) {
+    ASSERT_THAT(WriteNow(**a, task), IsOk());
+  }
+  auto matches = [](int running, int queued) {
+    return ::testing::AllOf(::testing::Field(&Load::running, running),
+                            ::testing::Field(&Load::queued, queued));
+  };
+  // b sees a's unfinished tasks; a counts only the others' (none).
+  EXPECT_THAT((*b)->OthersLoad({"alice", "bob", "carol"}),
+              IsOkAndHolds(ElementsAre(Pair("alice", matches(2, 1)),
+                                       Pair("bob", matches(0, 1)))));
+  EXPECT_THAT((*a)->OthersLoad({"alice", "bob"}), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT((*b)->OthersLoad({}), IsOkAndHolds(IsEmpty()));
+  // A store alone has no others.
+  auto alone = PostgresTaskStore::Open(NewSchemaConninfo());
+  ASSERT_THAT(alone.status(), IsOk());
+  EXPECT_THAT(
+      (*alone)->OthersLoad({"alice"}).status(),
+      StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("not shared")));
+}
+
 TEST(PostgresReplicasTest, AReplicaPollsAndAnAdopterSeesTheCancelRequests) {
   using Kind = TaskStore::Notice::Kind;
   const std::string conninfo = NewSchemaConninfo();
@@ -988,6 +1028,7 @@ TEST(PostgresReplicasTest, AVersionOneDatabaseIsMigratedWithItsTasks) {
                          "DROP SEQUENCE weft_generations; "
                          "ALTER TABLE weft_tasks DROP COLUMN cancel_requested; "
                          "DROP TABLE weft_lazy_resets; "
+                         "DROP INDEX weft_tasks_unfinished_by_owner; "
                          "UPDATE weft_meta SET value = '1' "
                          "WHERE key = 'schema_version'"),
               IsOk());

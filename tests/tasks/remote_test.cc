@@ -6,6 +6,7 @@
 // tests/durability/test_replicas.py.
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,6 +89,26 @@ class SharedStore final : public store::TaskStore {
     return requests_;
   }
 
+  absl::StatusOr<std::map<std::string, CreatorLoad>> OthersLoad(
+      const std::vector<std::string>& creators) const override {
+    engine::MutexLock lock(&mu_);
+    if (!load_failure_.ok()) return load_failure_;
+    std::map<std::string, CreatorLoad> loads;
+    for (const std::string& c : creators) {
+      if (auto it = others_.find(c); it != others_.end()) loads[c] = it->second;
+    }
+    return loads;
+  }
+  // What the other replicas hold of `creator`'s tasks.
+  void SetOthersLoad(const std::string& creator, CreatorLoad load) {
+    engine::MutexLock lock(&mu_);
+    others_[creator] = load;
+  }
+  void FailLoads(absl::Status why) {
+    engine::MutexLock lock(&mu_);
+    load_failure_ = std::move(why);
+  }
+
   // The other replica writes `name` in `state`.
   void Put(const std::string& name, TaskState state) {
     auto task = std::make_shared<Task>();
@@ -156,6 +177,8 @@ class SharedStore final : public store::TaskStore {
   std::vector<std::string> requests_ ABSL_GUARDED_BY(mu_);
   absl::Status cancel_refusal_ ABSL_GUARDED_BY(mu_);
   absl::Status read_failure_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, CreatorLoad> others_ ABSL_GUARDED_BY(mu_);
+  absl::Status load_failure_ ABSL_GUARDED_BY(mu_);
   mutable int reads_left_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -187,8 +210,8 @@ class RemoteTest : public ::testing::Test {
     registry_->CancelRunning(absl::CancelledError("test over"));
   }
 
-  // A task of this replica's: a sleep of an hour.
-  Task CreateHere() {
+  // A task of this replica's, by `creator`: a sleep of an hour.
+  absl::StatusOr<Task> TryCreateHere(const std::string& creator) {
     auto source = std::shared_ptr<const weft::v1::PlanNode>(
         weft::testing::PlanFromJson(
             R"({"call": {"handler": "sleep", "args": {"duration": "3600s"}}})")
@@ -199,12 +222,19 @@ class RemoteTest : public ::testing::Test {
     NewTask t;
     t.plan = *std::move(compiled);
     t.source = source;
+    t.creator = creator;
     std::optional<absl::StatusOr<Task>> got;
     registry_->Create(std::move(t), [&](absl::StatusOr<Task> task) {
       got = std::move(task);
     });
-    EXPECT_TRUE(got.has_value() && got->ok());
-    return got.has_value() && got->ok() ? **got : Task();
+    EXPECT_TRUE(got.has_value());
+    return got.has_value() ? *std::move(got)
+                           : absl::DeadlineExceededError("no answer");
+  }
+  Task CreateHere() {
+    absl::StatusOr<Task> task = TryCreateHere("");
+    EXPECT_THAT(task.status(), IsOk());
+    return task.ok() ? *task : Task();
   }
 
   // A wait on remote_, which the other replica runs, until `deadline`.
@@ -501,6 +531,61 @@ TEST(RemoteThreadsTest, NoticesWhileWaitsAndWatchesComeAndGo) {
   // was answered once at most: no more than the waits made.
   EXPECT_LE(answered.load(), 300);
   EXPECT_GE(answered.load(), 6);
+}
+
+TEST_F(RemoteTest, APrincipalsQuotasCountItsTasksOnEveryReplica) {
+  TaskOptions options;
+  options.max_running_per_principal = 2;
+  options.max_queued_per_principal = 1;
+  registry_->StopAccepting(absl::CancelledError("replaced"));
+  registry_->CancelRunning(absl::CancelledError("replaced"));
+  registry_.reset();  // Unsubscribed before the next one subscribes.
+  registry_ = std::make_unique<TaskRegistry>(env_, store_, options);
+
+  // Two of ana's tasks run on another replica: hers here waits.
+  store_.SetOthersLoad("ana", {.running = 2, .queued = 0});
+  absl::StatusOr<Task> waits = TryCreateHere("ana");
+  ASSERT_THAT(waits.status(), IsOk());
+  EXPECT_EQ(StateOf(waits->name()), weft::v1::TASK_STATE_QUEUED);
+  // Her queue is full (one waits here); others are not held up.
+  absl::StatusOr<Task> refused = TryCreateHere("ana");
+  EXPECT_THAT(refused.status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("principal \"ana\" has 2 tasks running "
+                                 "and 1 waiting")));
+  EXPECT_EQ(common::Reason(refused.status()), common::kPrincipalQuota);
+  absl::StatusOr<Task> bob = TryCreateHere("bob");
+  ASSERT_THAT(bob.status(), IsOk());
+  EXPECT_EQ(StateOf(bob->name()), weft::v1::TASK_STATE_RUNNING);
+
+  // One of hers ended there: the next poll starts hers here.
+  store_.SetOthersLoad("ana", {.running = 1, .queued = 0});
+  store_.Tell(Notice::Kind::kPoll);
+  EXPECT_EQ(StateOf(waits->name()), weft::v1::TASK_STATE_RUNNING);
+  // Her slots are full across replicas again (1 there, 1 here): the next
+  // waits, and her queued tasks elsewhere count against her queue.
+  absl::StatusOr<Task> next = TryCreateHere("ana");
+  ASSERT_THAT(next.status(), IsOk());
+  EXPECT_EQ(StateOf(next->name()), weft::v1::TASK_STATE_QUEUED);
+  store_.SetOthersLoad("ana", {.running = 0, .queued = 1});
+  // Read at its creation: her running slots there are free now, so her
+  // queued task starts first, and this one waits behind her queue there.
+  absl::StatusOr<Task> behind = TryCreateHere("ana");
+  EXPECT_EQ(StateOf(next->name()), weft::v1::TASK_STATE_RUNNING);
+  EXPECT_THAT(behind.status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("2 tasks running and 1 waiting")));
+
+  // When the others cannot be counted, nothing is admitted blind.
+  store_.FailLoads(absl::UnavailableError("connection refused"));
+  absl::StatusOr<Task> blind = TryCreateHere("ana");
+  EXPECT_THAT(blind.status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("cannot count the principal's tasks on "
+                                 "other replicas: connection refused")));
+  EXPECT_EQ(common::Reason(blind.status()), common::kTaskStoreUnavailable);
+  // Tasks without a creator (no callers) are not counted.
+  EXPECT_THAT(TryCreateHere("").status(), IsOk());
 }
 
 }  // namespace

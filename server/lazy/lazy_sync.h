@@ -21,8 +21,8 @@
 //
 // Thread-safety: thread-safe.
 
-#ifndef WEFT_SERVER_WEFTD_LAZY_SYNC_H_
-#define WEFT_SERVER_WEFTD_LAZY_SYNC_H_
+#ifndef WEFT_SERVER_LAZY_LAZY_SYNC_H_
+#define WEFT_SERVER_LAZY_LAZY_SYNC_H_
 
 #include <atomic>
 #include <functional>
@@ -40,7 +40,7 @@
 #include "server/lazy/registry.h"
 #include "server/store/task_store.h"
 
-namespace weft::weftd {
+namespace weft::lazy {
 
 class LazySync {
  public:
@@ -53,8 +53,8 @@ class LazySync {
   // `store` must be shared; it and `lazies` outlive this. `config_ids`: the
   // config file's lazy values, whose definitions are the config's (only
   // their resets are shared).
-  LazySync(store::TaskStore& store, lazy::LazyRegistry& lazies,
-           DeclareFn declare, std::set<std::string> config_ids);
+  LazySync(store::TaskStore& store, LazyRegistry& lazies, DeclareFn declare,
+           std::set<std::string> config_ids);
   // Stops being the registry's refresher and listening, then waits for the
   // reads under way (every resolve waiting on one goes on).
   ~LazySync();
@@ -88,7 +88,7 @@ class LazySync {
   void Log(const std::string& line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
 
   store::TaskStore& store_;
-  lazy::LazyRegistry& lazies_;
+  LazyRegistry& lazies_;
   const DeclareFn declare_;
   const std::set<std::string> config_ids_;
 
@@ -108,6 +108,6 @@ class LazySync {
   std::unique_ptr<store::TaskStore::Subscription> subscription_;
 };
 
-}  // namespace weft::weftd
+}  // namespace weft::lazy
 
-#endif  // WEFT_SERVER_WEFTD_LAZY_SYNC_H_
+#endif  // WEFT_SERVER_LAZY_LAZY_SYNC_H_

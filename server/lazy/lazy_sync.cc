@@ -1,4 +1,4 @@
-#include "server/weftd/lazy_sync.h"
+#include "server/lazy/lazy_sync.h"
 
 #include <iostream>
 #include <utility>
@@ -7,14 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "server/plan/compiler.h"
 
-namespace weft::weftd {
+namespace weft::lazy {
 namespace {
 
 constexpr absl::string_view kPrefix = "lazyValues/";
 
 }  // namespace
 
-LazySync::LazySync(store::TaskStore& store, lazy::LazyRegistry& lazies,
+LazySync::LazySync(store::TaskStore& store, LazyRegistry& lazies,
                    DeclareFn declare, std::set<std::string> config_ids)
     : store_(store),
       lazies_(lazies),
@@ -187,4 +187,4 @@ void LazySync::Log(const std::string& line) {
   }
 }
 
-}  // namespace weft::weftd
+}  // namespace weft::lazy
