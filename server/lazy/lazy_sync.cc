@@ -15,19 +15,24 @@ constexpr absl::string_view kPrefix = "lazyValues/";
 }  // namespace
 
 LazySync::LazySync(store::TaskStore& store, LazyRegistry& lazies,
-                   DeclareFn declare, std::set<std::string> config_ids)
-    : store_(store),
-      lazies_(lazies),
-      declare_(std::move(declare)),
-      config_ids_(std::move(config_ids)) {}
+                   DeclareFn declare)
+    : store_(store), lazies_(lazies), declare_(std::move(declare)) {}
 
 LazySync::~LazySync() {
   lazies_.SetRefresher(nullptr);
+  {
+    // A resolve may have taken the refresher just before: it calls in
+    // through the guard, which from now on runs it without a refresh.
+    engine::MutexLock lock(&guard_->mu);
+    guard_->sync = nullptr;
+    while (guard_->calls > 0) guard_->idle.Wait(&guard_->mu);
+  }
   subscription_.reset();
   // readers_ (destroyed next) runs the reads still queued first.
 }
 
-std::vector<std::string> LazySync::Start() {
+std::vector<std::string> LazySync::Start(std::set<std::string> config_ids) {
+  config_ids_ = std::move(config_ids);
   std::vector<std::string> lines;
   {
     engine::MutexLock lock(&apply_mu_);
@@ -47,8 +52,15 @@ std::vector<std::string> LazySync::Start() {
     }
     log_ = nullptr;
   }
-  lazies_.SetRefresher([this](const std::string& name, Then then) {
-    Refresh(name, std::move(then));
+  {
+    engine::MutexLock lock(&guard_->mu);
+    guard_->sync = this;
+  }
+  lazies_.SetRefresher([guard = guard_](const std::string& name, Then then) {
+    if (!guard->Call(
+            [&](LazySync& sync) { sync.Refresh(name, std::move(then)); })) {
+      std::move(then)();
+    }
   });
   subscription_ = store_.Listen([this](const store::TaskStore::Notice& n) {
     switch (n.kind) {
@@ -99,6 +111,23 @@ void LazySync::Refresh(const std::string& name, Then then) {
   for (Then& t : dropped.next) std::move(t)();
 }
 
+void LazySync::Reset(const std::string& name,
+                     absl::AnyInvocable<void(absl::Status) &&> done) {
+  const std::string id = name.substr(kPrefix.size());
+  store_.ResetLazyValue(id, [guard = guard_, id, name,
+                             done = std::move(done)](absl::Status s) mutable {
+    if (s.ok()) {
+      // Through the guard: this may have been destroyed meanwhile.
+      guard->Call([&](LazySync& sync) {
+        engine::MutexLock lock(&sync.apply_mu_);
+        sync.lazies_.Reset(name).IgnoreError();
+        ++sync.known_[id].resets;
+      });
+    }
+    std::move(done)(std::move(s));
+  });
+}
+
 void LazySync::ReadLoop(const std::string& id) {
   for (;;) {
     absl::StatusOr<store::TaskStore::LazyRow> row = store_.ReadLazyValue(id);
@@ -130,17 +159,26 @@ void LazySync::Apply(const std::string& id,
   const std::string name = absl::StrCat(kPrefix, id);
   store::TaskStore::LazyRow& known = known_[id];
   if (row.request != known.request && !config_ids_.contains(id)) {
+    absl::Status s;
     if (row.request.empty()) {
       // Deleted on another replica.
       lazies_.Delete(name).IgnoreError();
     } else {
-      absl::Status s = declare_(id, row.request);
+      s = declare_(id, row.request);
       if (absl::IsAlreadyExists(s)) {
         // Replaced on another replica (deleted, then made again).
         lazies_.Delete(name).IgnoreError();
         s = declare_(id, row.request);
       }
-      if (!s.ok()) {
+    }
+    if (s.ok()) {
+      known.request = row.request;
+      failed_.erase(id);
+    } else {
+      // Tried again at the next read (its limit may have room by then).
+      auto [it, first] = failed_.try_emplace(id, row.request);
+      if (first || it->second != row.request) {
+        it->second = row.request;
         Log(absl::StrCat(name,
                          " (made through the API on another replica) could "
                          "not be declared here: ",
@@ -149,7 +187,7 @@ void LazySync::Apply(const std::string& id,
     }
   }
   if (row.resets != known.resets) lazies_.Reset(name).IgnoreError();
-  known = row;
+  known.resets = row.resets;
   if (known == store::TaskStore::LazyRow{}) known_.erase(id);
 }
 

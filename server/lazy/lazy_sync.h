@@ -50,19 +50,27 @@ class LazySync {
   using DeclareFn = std::function<absl::Status(const std::string& id,
                                                const std::string& request)>;
 
-  // `store` must be shared; it and `lazies` outlive this. `config_ids`: the
-  // config file's lazy values, whose definitions are the config's (only
-  // their resets are shared).
-  LazySync(store::TaskStore& store, LazyRegistry& lazies, DeclareFn declare,
-           std::set<std::string> config_ids);
-  // Stops being the registry's refresher and listening, then waits for the
-  // reads under way (every resolve waiting on one goes on).
+  // `store` must be shared; it and `lazies` outlive this.
+  LazySync(store::TaskStore& store, LazyRegistry& lazies, DeclareFn declare);
+  // Stops being the registry's refresher (waiting for calls into it in
+  // progress) and listening, then waits for the reads under way (every
+  // resolve waiting on one goes on).
   ~LazySync();
 
   // Applies every row the store holds now (declaring the definitions made
   // on other replicas since this one's store was opened), then listens to
-  // the store's notices and refreshes every resolve. Returns what to log.
-  std::vector<std::string> Start();
+  // the store's notices and refreshes every resolve. `config_ids`: the
+  // config file's lazy values, whose definitions are the config's (only
+  // their resets are shared). Returns what to log.
+  std::vector<std::string> Start(std::set<std::string> config_ids);
+
+  // ResetLazyValue on this replica: counts the reset in the store and, once
+  // it is written, forgets the value here at once (the count this replica
+  // knows moves with it, so the notice of its own reset changes nothing);
+  // then `done`, with the store's error if it could not be written (then
+  // no replica forgot it).
+  void Reset(const std::string& name,
+             absl::AnyInvocable<void(absl::Status) &&> done);
 
   // Reads `name`'s row and applies it, then runs `then` (may be empty) on
   // a thread of this object's; `then` at once for a name that is not
@@ -87,10 +95,37 @@ class LazySync {
   void Poll();
   void Log(const std::string& line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
 
+  // What the registry's refresher calls through: refreshes go on here
+  // while `sync` is set, and ~LazySync waits for those in progress.
+  struct Guard {
+    // Runs fn(*sync) unless it is gone (then returns false), outside the
+    // lock, so that calls may nest.
+    template <typename Fn>
+    bool Call(Fn fn) {
+      LazySync* target;
+      {
+        engine::MutexLock lock(&mu);
+        target = sync;
+        if (target == nullptr) return false;
+        ++calls;
+      }
+      fn(*target);
+      engine::MutexLock lock(&mu);
+      if (--calls == 0) idle.SignalAll();
+      return true;
+    }
+    engine::Mutex mu;
+    engine::CondVar idle;
+    LazySync* sync ABSL_GUARDED_BY(mu) = nullptr;
+    int calls ABSL_GUARDED_BY(mu) = 0;
+  };
+
   store::TaskStore& store_;
   LazyRegistry& lazies_;
   const DeclareFn declare_;
-  const std::set<std::string> config_ids_;
+  const std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
+  // Set by Start, before any read.
+  std::set<std::string> config_ids_;
 
   engine::Mutex apply_mu_;
   // What this replica last applied, by id; an id absent is the empty row.
@@ -98,6 +133,9 @@ class LazySync {
       ABSL_GUARDED_BY(apply_mu_);
   // What Start logs; after Start, lines go to stderr.
   std::vector<std::string>* log_ ABSL_GUARDED_BY(apply_mu_) = nullptr;
+  // The definitions that could not be declared here (by id), logged once
+  // each; tried again at every read until they are.
+  std::map<std::string, std::string> failed_ ABSL_GUARDED_BY(apply_mu_);
 
   engine::Mutex mu_;
   std::map<std::string, Reading> reading_ ABSL_GUARDED_BY(mu_);

@@ -99,6 +99,14 @@ class OrchestratorService::CreateLazyValueReactor final : public UnaryReactor {
               }
               // Nothing of it is kept.
               lazies_->Delete(name).IgnoreError();
+              if (absl::IsAlreadyExists(s)) {
+                // Replicas: another declared the id at the same moment.
+                Answer(common::WithResource(
+                    common::WithReason(absl::AlreadyExistsError(s.message()),
+                                       common::kLazyValueExists),
+                    "weft.v1.LazyValue", name));
+                return;
+              }
               Answer(common::WithRetryDelay(
                   common::WithReason(
                       absl::UnavailableError(absl::StrCat(
@@ -233,42 +241,39 @@ grpc::ServerUnaryReactor* OrchestratorService::ResetLazyValue(
   if (!caller.ok()) return Refuse(context, caller.status());
   absl::StatusOr<lazy::LazyRegistry*> lazies = Lazies();
   if (!lazies.ok()) return Answer(context, {lazies.status()}, response);
-  if (definitions_ == nullptr || !definitions_->shared() ||
-      !plan::IsLazyValueName(request->name())) {
+  if (lazy_sync_ == nullptr || !plan::IsLazyValueName(request->name())) {
     return Answer(context, (*lazies)->Reset(request->name()), response);
   }
-  // Replicas: the reset is counted in the store, and every replica (this
-  // one too) forgets its cached value when it sees the count change.
+  // Replicas: the reset is counted in the store; this replica forgets its
+  // cached value once it is written, every other when it sees the count
+  // change.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto answer = [reactor, response](absl::StatusOr<weft::v1::LazyValue> v) {
     if (v.ok()) *response = *std::move(v);
     reactor->Finish(ToGrpc(v.status()));
   };
   lazy::LazyRegistry* registry = *lazies;
-  store::TaskStore* store = definitions_;
+  lazy::LazySync* sync = lazy_sync_;
   const std::string name = request->name();
-  registry->Refresh(name, [registry, store, name, answer]() {
+  registry->Refresh(name, [registry, sync, name, answer]() {
     if (absl::Status exists = registry->Get(name).status(); !exists.ok()) {
       answer(exists);
       return;
     }
-    store->ResetLazyValue(
-        name.substr(sizeof("lazyValues/") - 1),
-        [registry, name, answer](absl::Status s) {
-          if (!s.ok()) {
-            answer(common::WithRetryDelay(
-                common::WithReason(
-                    absl::UnavailableError(absl::StrCat(
-                        "the reset could not be stored, so no replica "
-                        "forgot the value: ",
-                        s.message())),
-                    common::kTaskStoreUnavailable),
-                absl::Seconds(1)));
-            return;
-          }
-          registry->Refresh(
-              name, [registry, name, answer] { answer(registry->Get(name)); });
-        });
+    sync->Reset(name, [registry, name, answer](absl::Status s) {
+      if (!s.ok()) {
+        answer(common::WithRetryDelay(
+            common::WithReason(
+                absl::UnavailableError(
+                    absl::StrCat("the reset could not be stored, so no replica "
+                                 "forgot the value: ",
+                                 s.message())),
+                common::kTaskStoreUnavailable),
+            absl::Seconds(1)));
+        return;
+      }
+      answer(registry->Get(name));
+    });
   });
   return Handed(reactor);
 }

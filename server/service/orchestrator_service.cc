@@ -265,6 +265,7 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
       definitions_(deps.task_store != nullptr && deps.task_store->durable()
                        ? deps.task_store
                        : nullptr),
+      lazy_sync_(deps.lazy_sync),
       started_(absl::Now()) {}
 
 absl::Status OrchestratorService::Intake(

@@ -31,6 +31,7 @@
 #include "server/engine/thread_pool.h"
 #include "server/handlers/http_client.h"
 #include "server/handlers/registry.h"
+#include "server/lazy/lazy_sync.h"
 #include "server/lazy/registry.h"
 #include "server/plan/compiler.h"
 #include "server/plan/pools.h"
@@ -86,6 +87,9 @@ struct OrchestratorDeps {
   // keeps the lazy-value definitions made through the API (CreateLazyValue
   // answers once it has).
   store::TaskStore* task_store = nullptr;
+  // Optional, with a shared task store: keeps lazy values in step with the
+  // other replicas' (ResetLazyValue counts resets through it).
+  lazy::LazySync* lazy_sync = nullptr;
   // Optional: who may call (--auth_tokens). Without it, or while it is not
   // enabled, every call is the anonymous admin.
   const auth::Callers* callers = nullptr;
@@ -278,6 +282,7 @@ class OrchestratorService final
   const handlers::HttpClient* const http_;
   // The store, when it keeps lazy-value definitions (a durable one).
   store::TaskStore* const definitions_;
+  lazy::LazySync* const lazy_sync_;
   // Whether a BackupStore is being made (one at a time).
   std::atomic<bool> backing_up_{false};
   // Orders a definition's change in the lazy registry and in the store the

@@ -1034,6 +1034,28 @@ absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
       }
       switch (op.kind) {
         case Op::Kind::kPutLazy:
+          if (options_.replicas) {
+            // Another replica's definition of the id stays: this one is
+            // refused (its replica checked just before, so they raced).
+            // The main query sees the table as it was before the insert.
+            r = db_->Query(
+                "WITH put AS (INSERT INTO weft_lazy_values(id, request) "
+                "VALUES($1, $2::bytea) ON CONFLICT(id) DO NOTHING "
+                "RETURNING 1) "
+                "SELECT (SELECT count(*) FROM put), "
+                "(SELECT request = $2::bytea FROM weft_lazy_values "
+                "WHERE id = $1)",
+                {Param::Text(op.name), Param::Bytes(op.bytes)});
+            if (r.ok() && r->Int(0, 0) == 0 && !r->IsNull(0, 1) &&
+                r->Int(0, 1) == 0) {
+              op.refused = absl::AlreadyExistsError(absl::StrCat(
+                  "lazyValues/", op.name,
+                  " was just declared with another definition on another "
+                  "replica"));
+              lazies.pop_back();
+            }
+            break;
+          }
           r = db_->Query(
               "INSERT INTO weft_lazy_values(id, request) "
               "VALUES($1, $2::bytea) "

@@ -4,6 +4,7 @@
 #include <cassert>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -710,7 +711,12 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
 
   // Replicas: a principal's quotas count its tasks on every replica.
   store::TaskStore::CreatorLoad others;
+  uint64_t ticket = 0;
   if (store_.shared() && !t.creator.empty()) {
+    {
+      engine::MutexLock lock(&mu_);
+      ticket = ++load_reads_;
+    }
     absl::StatusOr<std::map<std::string, store::TaskStore::CreatorLoad>> read =
         store_.OthersLoad({t.creator});
     if (!read.ok()) {
@@ -725,23 +731,21 @@ std::optional<absl::StatusOr<Task>> TaskRegistry::Admit(NewTask t,
     if (auto it = read->find(t.creator); it != read->end()) {
       others = it->second;
     }
-    // Its running slots as just read; fewer may let its queued tasks
-    // start, before this one passes them.
-    std::vector<std::function<void()>> after;
-    {
-      engine::MutexLock lock(&mu_);
-      if (others.running > 0) {
-        others_running_[t.creator] = others.running;
-      } else {
-        others_running_.erase(t.creator);
-      }
-      StartQueuedLocked(&after);
-    }
-    RunAfter(after);
   }
 
+  // Tasks started below (queued ones a fresher count lets start), once the
+  // lock is released, on every way out.
+  std::vector<std::function<void()>> after;
+  absl::Cleanup run_after = [&] { RunAfter(after); };
   {
     engine::MutexLock lock(&mu_);
+    if (ticket != 0) {
+      // Its running slots as just read, in the same hold of the lock as
+      // the decisions below; fewer may let its queued tasks start, before
+      // this one passes them.
+      SetOthersRunningLocked(t.creator, others.running, ticket);
+      StartQueuedLocked(&after);
+    }
     if (!accepting_) {
       return common::WithRetryDelay(
           common::WithReason(
@@ -983,7 +987,7 @@ bool TaskRegistry::MayStartLocked(const std::string& creator) const {
   int running = it == loads_.end() ? 0 : it->second.running;
   if (auto other = others_running_.find(creator);
       other != others_running_.end()) {
-    running += other->second;
+    running += other->second.running;
   }
   return running < options_.max_running_per_principal;
 }
@@ -1748,10 +1752,20 @@ void TaskRegistry::OnNotice(const store::TaskStore::Notice& notice) {
   }
 }
 
+void TaskRegistry::SetOthersRunningLocked(const std::string& creator,
+                                          int running, uint64_t ticket) {
+  auto [it, added] = others_running_.try_emplace(creator);
+  // A read that started before the one applied last is older.
+  if (!added && it->second.ticket > ticket) return;
+  it->second = {.running = running, .ticket = ticket};
+}
+
 void TaskRegistry::PollOthersLoad() {
   std::vector<std::string> creators;
+  uint64_t ticket;
   {
     engine::MutexLock lock(&mu_);
+    ticket = ++load_reads_;
     for (const auto& [creator, load] : loads_) {
       if (load.waiting > 0) creators.push_back(creator);
     }
@@ -1767,10 +1781,16 @@ void TaskRegistry::PollOthersLoad() {
   std::vector<std::function<void()>> after;
   {
     engine::MutexLock lock(&mu_);
-    others_running_.clear();
-    for (const auto& [creator, load] : others) {
-      if (load.running > 0) others_running_[creator] = load.running;
+    for (const std::string& creator : creators) {
+      auto it = others.find(creator);
+      SetOthersRunningLocked(
+          creator, it == others.end() ? 0 : it->second.running, ticket);
     }
+    // Creators with nothing here any more are read again at their next
+    // task.
+    absl::erase_if(others_running_, [&](const auto& entry) {
+      return !loads_.contains(entry.first);
+    });
     StartQueuedLocked(&after);
   }
   RunAfter(after);

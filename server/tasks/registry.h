@@ -359,6 +359,11 @@ class TaskRegistry {
   // Replicas, at each poll: reads how many tasks other replicas run for
   // the creators with tasks queued here, and starts those that now may.
   void PollOthersLoad() ABSL_LOCKS_EXCLUDED(mu_);
+  // Records a read of how many tasks other replicas run for `creator`,
+  // unless one that started later was recorded already.
+  void SetOthersRunningLocked(const std::string& creator, int running,
+                              uint64_t ticket)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What the store keeps of a queued or running task: with its plan.
   std::shared_ptr<const weft::v1::Task> StoredLocked(const Live& live) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -442,7 +447,14 @@ class TaskRegistry {
   // Replicas: the tasks other replicas run for the creators with tasks
   // queued here, as the last poll or creation read them (per-principal
   // running quotas count across replicas).
-  absl::flat_hash_map<std::string, int> others_running_ ABSL_GUARDED_BY(mu_);
+  struct OthersRunning {
+    int running = 0;
+    // Which read it came from (reads are numbered as they start).
+    uint64_t ticket = 0;
+  };
+  absl::flat_hash_map<std::string, OthersRunning> others_running_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t load_reads_ ABSL_GUARDED_BY(mu_) = 0;
   // Terminal tasks, oldest end first, for retention.
   std::deque<std::pair<absl::Time, std::string>> finished_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> finished_names_ ABSL_GUARDED_BY(mu_);

@@ -104,6 +104,14 @@ WeftServer::WeftServer(ServerOptions options)
   l.set_max_lazy_values(options_.lazies.max_values);
   common::SetDuration(options_.lazies.compute_timeout,
                       l.mutable_lazy_compute_timeout());
+  if (task_store_->shared()) {
+    // Started by RestoreLazyValues.
+    lazy_sync_ = std::make_unique<lazy::LazySync>(
+        *task_store_, lazies_,
+        [this](const std::string& id, const std::string& bytes) {
+          return DeclareStored(id, bytes);
+        });
+  }
   orchestrator_ = std::make_unique<service::OrchestratorService>(
       orchestrator,
       service::OrchestratorDeps{.handlers = &registry_,
@@ -114,6 +122,7 @@ WeftServer::WeftServer(ServerOptions options)
                                 .large_requests = &large_requests_,
                                 .inflight = &inflight_,
                                 .task_store = task_store_.get(),
+                                .lazy_sync = lazy_sync_.get(),
                                 .callers = options_.callers.get(),
                                 .secrets = options_.secrets.get(),
                                 .http = http_.get()});
@@ -173,6 +182,9 @@ std::vector<std::string> WeftServer::RestoreLazyValues() {
             ": the config file declares it, and its definition replaces the "
             "one made through the API"));
       }
+      // Replicas keep it: another replica's config may not declare it
+      // (during a rolling change of config files).
+      if (task_store_->shared()) continue;
       task_store_->EraseLazyValue(id, [name](absl::Status s) {
         if (!s.ok()) {
           std::cerr << "weftd: the store could not forget " << name << ": "
@@ -189,18 +201,14 @@ std::vector<std::string> WeftServer::RestoreLazyValues() {
                                  "; it stays in the store"));
     }
   }
-  if (task_store_->shared()) {
+  if (lazy_sync_ != nullptr) {
     std::set<std::string> config_ids;
     for (const auto& [id, definition] : config_lazy_values_) {
       config_ids.insert(id);
     }
-    lazy_sync_ = std::make_unique<lazy::LazySync>(
-        *task_store_, lazies_,
-        [this](const std::string& id, const std::string& bytes) {
-          return DeclareStored(id, bytes);
-        },
-        std::move(config_ids));
-    for (std::string& line : lazy_sync_->Start()) log.push_back(line);
+    for (std::string& line : lazy_sync_->Start(std::move(config_ids))) {
+      log.push_back(line);
+    }
   }
   return log;
 }

@@ -161,8 +161,9 @@ def test_a_principals_task_quotas_count_across_replicas(replicas, tmp_path):
     cb = Client(b.process.address, timeout=60, token="alice-secret")
     try:
         first = ca.create_task(call("sleep", id="long", duration="120s"))
-        wait_for(lambda: ca.get_task(first.name).state == task_pb2.TASK_STATE_RUNNING,
-                 what="her first task running on a")
+        # Running as the database has it (b counts her tasks there).
+        wait_for(lambda: cb.get_task(first.name).state == task_pb2.TASK_STATE_RUNNING,
+                 what="her first task running, as b reads it")
         # Her running slot is taken on a: on b her next task waits...
         second = cb.create_task(call("value", value="done"))
         assert second.state == task_pb2.TASK_STATE_QUEUED, second

@@ -4,6 +4,7 @@
 
 #include "server/lazy/lazy_sync.h"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -59,16 +60,41 @@ class SharedRows final : public store::TaskStore {
     return std::make_unique<Unsubscribe>(this);
   }
   absl::StatusOr<Row> ReadLazyValue(absl::string_view id) const override {
+    absl::StatusOr<Row> row;
     {
-      engine::MutexLock lock(&gate_mu_);
-      ++started_;
-      while (held_) gate_.Wait(&gate_mu_);
+      engine::MutexLock lock(&mu_);
+      ++reads_;
+      if (!failure_.ok()) {
+        row = failure_;
+      } else {
+        auto it = rows_.find(std::string(id));
+        row = it == rows_.end() ? Row{} : it->second;
+      }
     }
+    // The row as it was read: what is written while the read is held is
+    // not in it.
+    engine::MutexLock lock(&gate_mu_);
+    ++started_;
+    while (held_) gate_.Wait(&gate_mu_);
+    return row;
+  }
+  void ResetLazyValue(std::string id, WriteDone done) override {
+    absl::Status s;
+    {
+      engine::MutexLock lock(&mu_);
+      s = write_failure_;
+      if (s.ok()) ++rows_[id].resets;
+    }
+    std::move(done)(s);
+  }
+  void FailWrites(absl::Status failure) {
     engine::MutexLock lock(&mu_);
-    ++reads_;
-    if (!failure_.ok()) return failure_;
-    auto it = rows_.find(std::string(id));
-    return it == rows_.end() ? Row{} : it->second;
+    write_failure_ = std::move(failure);
+  }
+  int64_t resets(const std::string& id) const {
+    engine::MutexLock lock(&mu_);
+    auto it = rows_.find(id);
+    return it == rows_.end() ? 0 : it->second.resets;
   }
   absl::StatusOr<std::map<std::string, Row>> ReadLazyValues() const override {
     engine::MutexLock lock(&mu_);
@@ -128,6 +154,7 @@ class SharedRows final : public store::TaskStore {
   mutable engine::Mutex mu_;
   std::map<std::string, Row> rows_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  absl::Status write_failure_ ABSL_GUARDED_BY(mu_);
   mutable int reads_ ABSL_GUARDED_BY(mu_) = 0;
   mutable engine::Mutex gate_mu_;
   mutable engine::CondVar gate_;
@@ -160,12 +187,12 @@ class LazySyncTest : public ::testing::Test {
         store_, lazies_,
         [this](const std::string& id, const std::string& bytes) {
           return Declare(id, bytes);
-        },
-        std::move(config_ids));
-    log_ = sync_->Start();
+        });
+    log_ = sync_->Start(std::move(config_ids));
   }
 
   absl::Status Declare(const std::string& id, const std::string& bytes) {
+    if (!refuse_.ok()) return refuse_;
     auto request = std::make_shared<weft::v1::CreateLazyValueRequest>();
     if (!request->ParseFromString(bytes)) {
       return absl::DataLossError("does not parse");
@@ -208,24 +235,32 @@ class LazySyncTest : public ::testing::Test {
   SharedRows store_;
   std::unique_ptr<LazySync> sync_;
   std::vector<std::string> log_;
+  // What Declare answers instead, when set (read on the sync's threads
+  // only while the test waits on them).
+  absl::Status refuse_;
 };
 
 TEST_F(LazySyncTest, AStartDeclaresWhatOtherReplicasMade) {
   store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 3});
   store_.Set("broken", Row{.request = "not a request"});
-  // The config file's value keeps its own definition.
+  // The config file's value keeps its own definition; it was resolved
+  // (and cached) before the start, after two resets elsewhere.
   ASSERT_THAT(Declare("configured", Definition("configured", 7)), IsOk());
-  store_.Set("configured", Row{.request = Definition("configured", 8)});
+  ASSERT_THAT(Resolve("lazyValues/configured"), IsOk());
+  store_.Set("configured",
+             Row{.request = Definition("configured", 8), .resets = 2});
   StartSync({"configured"});
   EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
   EXPECT_EQ(Visits(Resolve("lazyValues/configured")), 7);
   EXPECT_THAT(log_, ElementsAre(HasSubstr("lazyValues/broken (made through "
                                           "the API on another replica) could "
                                           "not be declared here")));
-  // Resets made before the start forget nothing: this value is cached.
-  absl::StatusOr<LazyRegistry::Resolved> again = Resolve("lazyValues/rates");
-  ASSERT_THAT(again, IsOk());
-  EXPECT_TRUE(again->cache_hit);
+  // Resets made before the start forget nothing: these values stay cached.
+  for (const char* name : {"lazyValues/rates", "lazyValues/configured"}) {
+    absl::StatusOr<LazyRegistry::Resolved> again = Resolve(name);
+    ASSERT_THAT(again, IsOk());
+    EXPECT_TRUE(again->cache_hit) << name;
+  }
 }
 
 TEST_F(LazySyncTest, AResolveSeesResetsCreatesAndDeletesWithoutANotice) {
@@ -281,12 +316,57 @@ TEST_F(LazySyncTest, NoticesAndPollsApplyChangesBetweenResolves) {
     return lazies_.Get("lazyValues/quotes").ok() &&
            !lazies_.Get("lazyValues/rates").ok();
   }));
-  // A poll with nothing new reads no single row.
-  const int reads = store_.reads();
-  store_.Tell(Notice{.kind = Notice::Kind::kPoll});
-  store_.Tell(Notice{.kind = Notice::Kind::kChanged, .name = "tasks/1"});
   EXPECT_EQ(Visits(Resolve("lazyValues/quotes")), 5);
-  EXPECT_EQ(store_.reads(), reads + 1);  // The resolve's own.
+}
+
+TEST_F(LazySyncTest, ADefinitionThatCannotBeDeclaredIsTriedAgain) {
+  StartSync();
+  store_.Set("rates", Row{.request = Definition("rates", 1)});
+  // Not declarable here yet (as when --max_lazy_values is reached).
+  refuse_ = absl::ResourceExhaustedError("too many lazy values");
+  EXPECT_THAT(Resolve("lazyValues/rates"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("rates")));
+  refuse_ = absl::OkStatus();
+  EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
+}
+
+TEST_F(LazySyncTest, AResetHereIsForgottenAtOnceAndOnlyOnce) {
+  store_.Set("rates", Row{.request = Definition("rates", 1)});
+  StartSync();
+  ASSERT_THAT(Resolve("lazyValues/rates"), IsOk());
+  weft::testing::Notification reset;
+  absl::Status written;
+  sync_->Reset("lazyValues/rates", [&](absl::Status s) {
+    written = s;
+    reset.Notify();
+  });
+  ASSERT_TRUE(reset.WaitForNotificationWithTimeout(weft::testing::kWait));
+  EXPECT_THAT(written, IsOk());
+  EXPECT_EQ(store_.resets("rates"), 1);
+  // Forgotten here, whether or not the store can be read now.
+  store_.Fail(absl::UnavailableError("the database is down"));
+  absl::StatusOr<LazyRegistry::Resolved> fresh = Resolve("lazyValues/rates");
+  ASSERT_THAT(fresh, IsOk());
+  EXPECT_FALSE(fresh->cache_hit);
+  EXPECT_EQ(fresh->generation, 1);
+  // The notice of its own reset forgets nothing more.
+  store_.Fail(absl::OkStatus());
+  store_.Tell(Notice{.kind = Notice::Kind::kLazy, .name = "rates"});
+  absl::StatusOr<LazyRegistry::Resolved> cached = Resolve("lazyValues/rates");
+  ASSERT_THAT(cached, IsOk());
+  EXPECT_TRUE(cached->cache_hit);
+  EXPECT_EQ(cached->generation, 1);
+  // A reset the store cannot write forgets nothing.
+  store_.FailWrites(absl::UnavailableError("the database is down"));
+  weft::testing::Notification refused;
+  sync_->Reset("lazyValues/rates", [&](absl::Status s) {
+    written = s;
+    refused.Notify();
+  });
+  ASSERT_TRUE(refused.WaitForNotificationWithTimeout(weft::testing::kWait));
+  EXPECT_THAT(written, StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("the database is down")));
+  EXPECT_TRUE(Resolve("lazyValues/rates")->cache_hit);
 }
 
 TEST_F(LazySyncTest, WhenTheStoreCannotBeReadAResolveUsesWhatItHas) {
@@ -308,32 +388,36 @@ TEST_F(LazySyncTest, ConcurrentResolvesShareReadsAndAllSeeAReset) {
   StartSync();
   ASSERT_THAT(Resolve("lazyValues/rates"), IsOk());
   const int reads = store_.reads();
-  store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 1});
   store_.Hold();
-  constexpr int kResolves = 200;
   engine::Mutex mu;
-  int answered = 0, stale = 0;
-  for (int i = 0; i < kResolves; ++i) {
+  std::vector<int64_t> generations;
+  auto resolve = [&] {
     lazies_.ResolveShared("lazyValues/rates", {},
                           [&](absl::StatusOr<LazyRegistry::Resolved> r) {
                             engine::MutexLock lock(&mu);
-                            ++answered;
-                            if (!r.ok() || r->generation != 1) ++stale;
+                            generations.push_back(r.ok() ? r->generation : -1);
                           });
-  }
-  // The first resolve's read is under way; the others wait for the next.
+  };
+  // The first resolve's read has the row before the reset...
+  resolve();
   EXPECT_TRUE(weft::testing::WaitFor([&] { return store_.started() > reads; }));
+  store_.Set("rates", Row{.request = Definition("rates", 1), .resets = 1});
+  // ...so the resolves after the reset must not take that read's answer:
+  // they join the next.
+  constexpr int kResolves = 200;
+  for (int i = 0; i < kResolves; ++i) resolve();
   {
     engine::MutexLock lock(&mu);
-    EXPECT_EQ(answered, 0);
+    EXPECT_TRUE(generations.empty());
   }
   store_.Release();
   EXPECT_TRUE(weft::testing::WaitFor([&] {
     engine::MutexLock lock(&mu);
-    return answered == kResolves;
+    return static_cast<int>(generations.size()) == kResolves + 1;
   }));
   engine::MutexLock lock(&mu);
-  EXPECT_EQ(stale, 0);
+  EXPECT_EQ(generations.front(), 0);  // Read before the reset.
+  EXPECT_EQ(std::count(generations.begin(), generations.end(), 1), kResolves);
   EXPECT_EQ(store_.reads() - reads, 2);
 }
 

@@ -856,6 +856,20 @@ TEST(PostgresReplicasTest, LazyValuesAndTheirResetsAreSharedAndHeard) {
   EXPECT_TRUE(also_by_b.WaitFor(Kind::kLazy, "rates"));
   EXPECT_THAT((*b)->ReadLazyValue("rates"),
               IsOkAndHolds(Row{.request = "definition", .resets = 0}));
+  // Another replica's definition of the id stays; the same one again is
+  // no conflict.
+  EXPECT_THAT(write([&](auto done) {
+                (*b)->PutLazyValue("rates", "another", std::move(done));
+              }),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("lazyValues/rates was just declared with "
+                                 "another definition on another replica")));
+  EXPECT_THAT(write([&](auto done) {
+                (*b)->PutLazyValue("rates", "definition", std::move(done));
+              }),
+              IsOk());
+  EXPECT_THAT((*a)->ReadLazyValue("rates"),
+              IsOkAndHolds(Row{.request = "definition", .resets = 0}));
 
   // Resets are counted, for a value made through the API and for one of
   // the config file (no definition stored).
