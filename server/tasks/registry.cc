@@ -1788,9 +1788,13 @@ void TaskRegistry::PollOthersLoad() {
     }
     // Creators with nothing here any more are read again at their next
     // task.
-    absl::erase_if(others_running_, [&](const auto& entry) {
-      return !loads_.contains(entry.first);
-    });
+    for (auto it = others_running_.begin(); it != others_running_.end();) {
+      if (loads_.contains(it->first)) {
+        ++it;
+      } else {
+        others_running_.erase(it++);
+      }
+    }
     StartQueuedLocked(&after);
   }
   RunAfter(after);
