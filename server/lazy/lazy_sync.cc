@@ -114,17 +114,24 @@ void LazySync::Refresh(const std::string& name, Then then) {
 void LazySync::Reset(const std::string& name,
                      absl::AnyInvocable<void(absl::Status) &&> done) {
   const std::string id = name.substr(kPrefix.size());
-  store_.ResetLazyValue(id, [guard = guard_, id, name,
-                             done = std::move(done)](absl::Status s) mutable {
-    if (s.ok()) {
-      // Through the guard: this may have been destroyed meanwhile.
-      guard->Call([&](LazySync& sync) {
-        engine::MutexLock lock(&sync.apply_mu_);
-        sync.lazies_.Reset(name).IgnoreError();
-        ++sync.known_[id].resets;
-      });
+  store_.ResetLazyValue(id, [guard = guard_, id, name, done = std::move(done)](
+                                absl::StatusOr<int64_t> count) mutable {
+    if (!count.ok()) {
+      std::move(done)(count.status());
+      return;
     }
-    std::move(done)(std::move(s));
+    // Through the guard: this may have been destroyed meanwhile.
+    guard->Call([&](LazySync& sync) {
+      engine::MutexLock lock(&sync.apply_mu_);
+      int64_t& known = sync.known_[id].resets;
+      // A read since the write (the notice of this reset) may have
+      // applied it, or a later one, already.
+      if (*count > known) {
+        sync.lazies_.Reset(name).IgnoreError();
+        known = *count;
+      }
+    });
+    std::move(done)(absl::OkStatus());
   });
 }
 

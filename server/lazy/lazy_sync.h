@@ -65,8 +65,9 @@ class LazySync {
   std::vector<std::string> Start(std::set<std::string> config_ids);
 
   // ResetLazyValue on this replica: counts the reset in the store and, once
-  // it is written, forgets the value here at once (the count this replica
-  // knows moves with it, so the notice of its own reset changes nothing);
+  // it is written, forgets the value here at once unless a read did already
+  // (this replica knows the count it wrote, so the notice of its own reset
+  // forgets nothing more);
   // then `done`, with the store's error if it could not be written (then
   // no replica forgot it).
   void Reset(const std::string& name,

@@ -83,14 +83,23 @@ void GroupCommitStore::EraseLazyValue(std::string id, WriteDone done) {
              .done = std::move(done)});
 }
 
-void GroupCommitStore::ResetLazyValue(std::string id, WriteDone done) {
+void GroupCommitStore::ResetLazyValue(std::string id, ResetDone done) {
   if (!shared()) {
-    std::move(done)(absl::OkStatus());
+    std::move(done)(int64_t{0});
     return;
   }
+  auto count = std::make_shared<int64_t>(0);
   Enqueue(Op{.kind = Op::Kind::kResetLazy,
              .name = std::move(id),
-             .done = std::move(done)});
+             .done =
+                 [count, done = std::move(done)](absl::Status s) mutable {
+                   if (s.ok()) {
+                     std::move(done)(*count);
+                   } else {
+                     std::move(done)(std::move(s));
+                   }
+                 },
+             .count = count});
 }
 
 std::vector<std::pair<std::string, std::string>> GroupCommitStore::LazyValues()

@@ -53,7 +53,7 @@ class GroupCommitStore : public TaskStore {
   void PutLazyValue(std::string id, std::string request, WriteDone done) final;
   void EraseLazyValue(std::string id, WriteDone done) final;
   // Shared stores only; the others call `done` at once.
-  void ResetLazyValue(std::string id, WriteDone done) final;
+  void ResetLazyValue(std::string id, ResetDone done) final;
   std::vector<std::pair<std::string, std::string>> LazyValues() const final;
 
   // Transactions committed so far (group commit makes them fewer than the
@@ -78,6 +78,8 @@ class GroupCommitStore : public TaskStore {
     int32_t node = 0;                                      // kJournal
     std::shared_ptr<const weft::v1::NodeOutcome> outcome;  // kJournal
     std::string bytes;                                     // kPutLazy
+    // kResetLazy: set by Apply to the value's count of resets.
+    std::shared_ptr<int64_t> count;
     // Set by Apply for a write it refused alone (the rest of the batch
     // applied): its `done` gets this.
     absl::Status refused;

@@ -1072,8 +1072,9 @@ absl::Status PostgresTaskStore::Apply(Batch& batch, Positions* positions) {
           r = db_->Query(
               "INSERT INTO weft_lazy_resets(id, resets) VALUES($1, 1) "
               "ON CONFLICT(id) DO UPDATE "
-              "SET resets = weft_lazy_resets.resets + 1",
+              "SET resets = weft_lazy_resets.resets + 1 RETURNING resets",
               {Param::Text(op.name)});
+          if (r.ok() && op.count != nullptr) *op.count = r->Int(0, 0);
           break;
         case Op::Kind::kJournal:
           // Nothing for a task this replica does not have (erased

@@ -211,10 +211,12 @@ class TaskStore {
   }
   // Shared stores: counts a reset of lazy value `id` (ResetLazyValue), so
   // that every replica forgets its cached value (ReadLazyValue; a kLazy
-  // notice tells them). A write like the others; the other stores call
-  // `done` at once (a reset there is the process's own).
-  virtual void ResetLazyValue(std::string /*id*/, WriteDone done) {
-    std::move(done)(absl::OkStatus());
+  // notice tells them). A write like the others, whose `done` gets the
+  // value's count of resets with this one; the other stores answer 0 at
+  // once (a reset there is the process's own).
+  using ResetDone = absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&>;
+  virtual void ResetLazyValue(std::string /*id*/, ResetDone done) {
+    std::move(done)(int64_t{0});
   }
   // A lazy value as a shared store holds it now: its definition made
   // through the API (a serialized CreateLazyValueRequest; empty when there

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -94,10 +95,21 @@ def test_cancel_wait_watch_and_delete_work_through_any_replica(replicas):
     with pytest.raises(WeftError) as refused:
         cb.delete_task(task.name)
     assert refused.value.reason == "TASK_NOT_FINISHED", refused.value
+    watching = threading.Event()
+
+    def watch() -> list:
+        states = []
+        for event in cb.watch_task(task.name, timeout=90):
+            states.append(event.state)
+            watching.set()
+        return states
+
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        watched = pool.submit(lambda: [t.state for t in cb.watch_task(task.name, timeout=90)])
+        watched = pool.submit(watch)
         waited = pool.submit(lambda: cb.wait_task(task.name, wait=90, timeout=120))
-        # b asks; a, which runs it, cancels it.
+        # Once the watch has seen it running (else it may first see it
+        # cancelled), b asks; a, which runs it, cancels it.
+        assert watching.wait(60), "the watch sent no first event"
         asked = cb.cancel_task(task.name)
         assert asked.state in (task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_CANCELLED), asked
         assert waited.result().state == task_pb2.TASK_STATE_CANCELLED

@@ -78,14 +78,14 @@ class SharedRows final : public store::TaskStore {
     while (held_) gate_.Wait(&gate_mu_);
     return row;
   }
-  void ResetLazyValue(std::string id, WriteDone done) override {
-    absl::Status s;
+  void ResetLazyValue(std::string id, ResetDone done) override {
+    absl::StatusOr<int64_t> count;
     {
       engine::MutexLock lock(&mu_);
-      s = write_failure_;
-      if (s.ok()) ++rows_[id].resets;
+      count = write_failure_.ok() ? absl::StatusOr<int64_t>(++rows_[id].resets)
+                                  : write_failure_;
     }
-    std::move(done)(s);
+    std::move(done)(count);
   }
   void FailWrites(absl::Status failure) {
     engine::MutexLock lock(&mu_);

@@ -846,6 +846,17 @@ TEST(PostgresReplicasTest, LazyValuesAndTheirResetsAreSharedAndHeard) {
     fn(w.Done());
     return w.Wait();
   };
+  // A reset, and the count of resets it answered.
+  auto reset = [](TaskStore& store, const std::string& id) {
+    weft::testing::Notification done;
+    absl::StatusOr<int64_t> count;
+    store.ResetLazyValue(id, [&](absl::StatusOr<int64_t> c) {
+      count = std::move(c);
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(weft::testing::kWait));
+    return count;
+  };
 
   EXPECT_THAT((*b)->ReadLazyValue("rates"), IsOkAndHolds(Row{}));
   ASSERT_THAT(write([&](auto done) {
@@ -873,16 +884,9 @@ TEST(PostgresReplicasTest, LazyValuesAndTheirResetsAreSharedAndHeard) {
 
   // Resets are counted, for a value made through the API and for one of
   // the config file (no definition stored).
-  for (int i = 0; i < 2; ++i) {
-    ASSERT_THAT(write([&](auto done) {
-                  (*a)->ResetLazyValue("rates", std::move(done));
-                }),
-                IsOk());
-  }
-  ASSERT_THAT(write([&](auto done) {
-                (*b)->ResetLazyValue("configured", std::move(done));
-              }),
-              IsOk());
+  EXPECT_THAT(reset(**a, "rates"), IsOkAndHolds(1));
+  EXPECT_THAT(reset(**b, "rates"), IsOkAndHolds(2));
+  EXPECT_THAT(reset(**b, "configured"), IsOkAndHolds(1));
   EXPECT_TRUE(by_b.WaitFor(Kind::kLazy, "rates", 2));
   EXPECT_THAT((*b)->ReadLazyValue("rates"),
               IsOkAndHolds(Row{.request = "definition", .resets = 2}));
@@ -901,20 +905,14 @@ TEST(PostgresReplicasTest, LazyValuesAndTheirResetsAreSharedAndHeard) {
 
   // After one subscription ends, the other still hears.
   s1.reset();
-  ASSERT_THAT(write([&](auto done) {
-                (*a)->ResetLazyValue("configured", std::move(done));
-              }),
-              IsOk());
+  EXPECT_THAT(reset(**a, "configured"), IsOkAndHolds(2));
   EXPECT_TRUE(also_by_b.WaitFor(Kind::kLazy, "configured", 2));
   EXPECT_EQ(by_b.Count(Kind::kLazy, "configured"), 1);
 
   // A store alone keeps no resets and reads no rows.
   auto alone = PostgresTaskStore::Open(NewSchemaConninfo());
   ASSERT_THAT(alone.status(), IsOk());
-  EXPECT_THAT(write([&](auto done) {
-                (*alone)->ResetLazyValue("rates", std::move(done));
-              }),
-              IsOk());
+  EXPECT_THAT(reset(**alone, "rates"), IsOkAndHolds(0));
   EXPECT_THAT(
       (*alone)->ReadLazyValue("rates").status(),
       StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("not shared")));
