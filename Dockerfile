@@ -1,6 +1,8 @@
-# weft in containers. Four stages:
+# weft in containers. Six stages:
 #   certs    openssl and deploy/make_certs.sh: the compose file's one-shot
 #            service making a test CA and certificates (mutual TLS)
+#   postgres PostgreSQL 15, the database of the compose file's replicas
+#   balancer nginx, the gRPC load balancer in front of the replicas
 #   build    Debian's -dev packages; builds weftd, weft, the HTTP fixture, the
 #            integration suite and the Python client's stubs
 #   runtime  (the default) runtime libraries, weftd, weft and the fixture, as
@@ -25,6 +27,35 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/*
 COPY deploy/make_certs.sh /usr/local/bin/
 ENTRYPOINT ["make_certs.sh"]
+
+# The replicas' database (compose's `postgres`): Debian's PostgreSQL 15,
+# since no image registry need answer; deploy/compose/postgres.sh makes the
+# cluster on first start.
+FROM debian:bookworm-slim AS postgres
+RUN mkdir -p /etc/postgresql-common/createcluster.d \
+ && echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/weft.conf \
+ && apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      postgresql-15 \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/postgresql/data && chown postgres:postgres /var/lib/postgresql/data
+COPY deploy/compose/postgres.sh /usr/local/bin/
+USER postgres
+ENV PGDATA=/var/lib/postgresql/data
+VOLUME /var/lib/postgresql/data
+EXPOSE 5432
+STOPSIGNAL SIGINT
+ENTRYPOINT ["postgres.sh"]
+
+# The replicas' gRPC load balancer (compose's `balancer`): Debian's nginx 1.22
+# with grpc_pass; deploy/compose/nginx.conf is its configuration.
+FROM debian:bookworm-slim AS balancer
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/*
+COPY deploy/compose/nginx.conf /etc/nginx/weft.conf
+EXPOSE 50051
+ENTRYPOINT ["nginx", "-c", "/etc/nginx/weft.conf", "-g", "daemon off;"]
 
 FROM debian:bookworm-slim AS build
 RUN apt-get update -qq \
@@ -87,7 +118,7 @@ USER root
 ARG EXTRA_CA_CERTS=""
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      python3 python3-grpcio python3-protobuf python3-pytest nodejs npm \
+      python3 python3-grpcio python3-protobuf python3-pytest nodejs npm postgresql-client \
       grpc-proto golang-github-gogo-googleapis-dev \
  && rm -rf /var/lib/apt/lists/* \
  && if [ -n "$EXTRA_CA_CERTS" ]; then \
@@ -102,7 +133,7 @@ RUN cd clients/node \
     npm ci --omit=dev --no-audit --no-fund --loglevel=error
 COPY proto proto
 COPY clients clients
-COPY deploy/integration.sh deploy/check_metrics.py deploy/
+COPY deploy/integration.sh deploy/check_metrics.py deploy/replicas_test.py deploy/
 COPY --from=build /build/tests/integration/integration_test /usr/local/bin/
 COPY --from=build /build/clients/python/gen clients/python/gen
 USER weft

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The compose-based integration test (`make compose-test`): brings
-# docker-compose.yml up for real and exits with the integration service's exit
-# code (0 when every suite passed).
+# docker-compose.yml up for real, twice: one weftd under mutual TLS with the
+# `integration` service's suites, then (profile `replicas`) three replicas on
+# PostgreSQL behind nginx with deploy/replicas_test.py. Exits 0 when every
+# suite of both passed.
 #
 #   deploy/compose_test.sh
 #
@@ -60,7 +62,8 @@ cleanup() {
   local rc=$?
   if [ -n "${compose_up:-}" ]; then
     say "removing the run's containers, networks and volumes"
-    "${compose[@]}" -p "$project" down -t 0 -v --remove-orphans >/dev/null 2>&1 || true
+    "${compose[@]}" -p "$project" --profile replicas down -t 0 -v --remove-orphans \
+      >/dev/null 2>&1 || true
   fi
   if [ -n "$started" ]; then
     # Its own engine's state is kept for the next run's layers; images an
@@ -115,12 +118,38 @@ export WEFT_EXTRA_CA_CERTS
 # listening on 50051 here does not stop the run.
 export WEFT_PUBLISH=${WEFT_PUBLISH:-127.0.0.1::}
 
+# The replicas' suite kills a replica through the engine's socket.
+case "${DOCKER_HOST:-unix:///var/run/docker.sock}" in
+  unix://*) export WEFT_DOCKER_SOCKET=${DOCKER_HOST:-unix:///var/run/docker.sock}
+            WEFT_DOCKER_SOCKET=${WEFT_DOCKER_SOCKET#unix://} ;;
+  *) say "DOCKER_HOST=$DOCKER_HOST is not a unix socket, which the replicas' suite"
+     say "mounts to kill a replica: use a local engine"; exit 2 ;;
+esac
+
+# 1. One weftd under mutual TLS: the GoogleTest, Python, Node and metrics
+# suites.
 start=$(date +%s)
 compose_up=1
 set +e
 "${compose[@]}" -p "$project" up --build --abort-on-container-exit --exit-code-from integration \
   weftd upstream integration
-rc=$?
+single=$?
 set -e
-say "the integration service exited $rc after $(($(date +%s) - start)) s"
-exit $rc
+say "the integration service exited $single after $(($(date +%s) - start)) s"
+"${compose[@]}" -p "$project" down -t 0 -v --remove-orphans >/dev/null 2>&1 || true
+
+# 2. Three replicas on PostgreSQL behind nginx (profile `replicas`). Not `up
+# --abort-on-container-exit`: the suite kills a replica, which would end the
+# run.
+start=$(date +%s)
+set +e
+"${compose[@]}" -p "$project" --profile replicas build postgres balancer &&
+  "${compose[@]}" -p "$project" --profile replicas run --rm replicas-integration
+replicas=$?
+set -e
+say "the replicas-integration service exited $replicas after $(($(date +%s) - start)) s"
+if [ "$replicas" != 0 ]; then
+  "${compose[@]}" -p "$project" --profile replicas logs --no-color --tail=150 \
+    postgres weftd-1 weftd-2 weftd-3 balancer >&2 || true
+fi
+[ "$single" = 0 ] && [ "$replicas" = 0 ]
