@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -418,6 +419,42 @@ TEST_F(LazySyncTest, ConcurrentResolvesShareReadsAndAllSeeAReset) {
   engine::MutexLock lock(&mu);
   EXPECT_EQ(generations.front(), 0);  // Read before the reset.
   EXPECT_EQ(std::count(generations.begin(), generations.end(), 1), kResolves);
+  EXPECT_EQ(store_.reads() - reads, 2);
+}
+
+// Shutdown while reads are under way: ~LazySync waits for them, every
+// resolve waiting on them is answered, and a resolve after it runs without
+// a read (nothing reaches the destroyed sync).
+TEST_F(LazySyncTest, DestroyingItMidReadAnswersEveryResolveWaitingOnIt) {
+  store_.Set("rates", Row{.request = Definition("rates", 1)});
+  StartSync();
+  const int reads = store_.reads();
+  store_.Hold();
+  engine::Mutex mu;
+  std::vector<absl::StatusOr<LazyRegistry::Resolved>> answers;
+  auto resolve = [&] {
+    lazies_.ResolveShared("lazyValues/rates", {},
+                          [&](absl::StatusOr<LazyRegistry::Resolved> r) {
+                            engine::MutexLock lock(&mu);
+                            answers.push_back(std::move(r));
+                          });
+  };
+  resolve();
+  EXPECT_TRUE(weft::testing::WaitFor([&] { return store_.started() > reads; }));
+  resolve();  // Joins the next read, after the one held.
+  std::thread destroy([&] { sync_.reset(); });
+  store_.Release();
+  destroy.join();
+  ASSERT_TRUE(weft::testing::WaitFor([&] {
+    engine::MutexLock lock(&mu);
+    return answers.size() == 2;
+  }));
+  {
+    engine::MutexLock lock(&mu);
+    for (const auto& answer : answers) EXPECT_EQ(Visits(answer), 1);
+  }
+  EXPECT_EQ(store_.reads() - reads, 2);
+  EXPECT_EQ(Visits(Resolve("lazyValues/rates")), 1);
   EXPECT_EQ(store_.reads() - reads, 2);
 }
 
