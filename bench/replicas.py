@@ -7,9 +7,11 @@
    replica; the rates are summed. Each run starts on a new database.
 2. GetTask latency of a finished task from its owner and from another
    replica (which reads the database), one call in flight.
-3. Failover: a replica running a task is killed (SIGKILL); the time from
-   the kill until another replica has adopted the task and runs it again,
-   as a client polling that replica every 10 ms sees it.
+3. Failover: a replica running a task is killed (SIGKILL) at a random
+   moment one to two leases after it started (so at any point of its
+   renewal cycle and of the others' adoption rounds); the time from the
+   kill until another replica has adopted the task and runs it again, as a
+   client polling that replica every 10 ms sees it.
 
 Needs a PostgreSQL that createdb reaches, e.g. under Debian's pg_virtualenv:
 
@@ -20,6 +22,7 @@ Needs a PostgreSQL that createdb reaches, e.g. under Debian's pg_virtualenv:
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -56,10 +59,20 @@ class Replica:
         self.process.wait(60)
 
 
+DATABASES = []
+
+
 def new_database() -> str:
     database = "weft_bench_%s" % os.urandom(4).hex()
     subprocess.run(["createdb", database], check=True)
+    DATABASES.append(database)
     return database
+
+
+def result_file() -> str:
+    handle, path = tempfile.mkstemp(suffix=".json")
+    os.close(handle)
+    return path
 
 
 def create_rate(args, replicas: int) -> tuple[float, float, int]:
@@ -68,7 +81,7 @@ def create_rate(args, replicas: int) -> tuple[float, float, int]:
     try:
         outs, loads = [], []
         for replica in started:
-            out = tempfile.mktemp(suffix=".json")
+            out = result_file()
             outs.append(out)
             loads.append(subprocess.Popen(
                 [args.loadgen, "--target=" + replica.address,
@@ -100,7 +113,7 @@ def get_latency(args) -> list[tuple[str, dict]]:
             client.wait_task(task.name, wait=30)
         rows = []
         for label, replica in (("from its owner", owner), ("from another replica", other)):
-            out = tempfile.mktemp(suffix=".json")
+            out = result_file()
             subprocess.run(
                 [args.loadgen, "--target=" + replica.address,
                  "--method=/weft.v1.Orchestrator/GetTask",
@@ -115,17 +128,19 @@ def get_latency(args) -> list[tuple[str, dict]]:
         other.stop()
 
 
-def failover(args, lease: str) -> float:
+def failover(args, lease: float) -> float:
     from weft.v1 import task_pb2
     from weft_client import Client, call
     database = new_database()
-    doomed = Replica(args.weftd, database, "doomed", lease)
-    heir = Replica(args.weftd, database, "heir", lease)
+    doomed = Replica(args.weftd, database, "doomed", "%gs" % lease)
+    started = time.monotonic()
+    heir = Replica(args.weftd, database, "heir", "%gs" % lease)
     try:
         with Client(doomed.address, timeout=30) as a, Client(heir.address, timeout=30) as b:
             task = a.create_task(call("sleep", duration="600s"))
             while b.get_task(task.name).state != task_pb2.TASK_STATE_RUNNING:
                 time.sleep(0.01)
+            time.sleep(max(0.0, started + random.uniform(lease, 2 * lease) - time.monotonic()))
             killed = time.monotonic()
             doomed.kill()
             while True:
@@ -147,23 +162,30 @@ def main() -> None:
     parser.add_argument("--gen", required=True, help="the Python client's generated code")
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--duration", default="5s")
-    parser.add_argument("--failovers", type=int, default=3)
+    parser.add_argument("--failovers", type=int, default=6)
     args = parser.parse_args()
     sys.path[:0] = [args.gen, os.path.join(os.path.dirname(__file__), "..", "clients", "python")]
 
-    print("CreateTask of a one-leaf task, %d in flight, %s:" % (args.concurrency, args.duration))
-    for replicas in (1, 2, 3):
-        rate, p99, errors = create_rate(args, replicas)
-        print("  %d replica(s)   %6.0f tasks/s   p99 %6.1f ms   errors %d"
-              % (replicas, rate, p99, errors))
-    print("GetTask of a finished task, one call in flight:")
-    for label, r in get_latency(args):
-        print("  %-22s p50 %.3f ms   p99 %.3f ms" % (label, r["p50_ms"], r["p99_ms"]))
-    for lease in ("3s", "5s"):
-        times = [failover(args, lease) for _ in range(args.failovers)]
-        print("Failover, --lease_duration=%s: kill -9 to the task running again on another "
-              "replica: %s s (median %.2f s)"
-              % (lease, ", ".join("%.2f" % t for t in times), statistics.median(times)))
+    try:
+        print("CreateTask of a one-leaf task, %d in flight, %s:"
+              % (args.concurrency, args.duration))
+        for replicas in (1, 2, 3):
+            rate, p99, errors = create_rate(args, replicas)
+            print("  %d replica(s)   %6.0f tasks/s   p99 %6.1f ms (the worst replica's)   "
+                  "errors %d" % (replicas, rate, p99, errors))
+        print("GetTask of a finished task, one call in flight:")
+        for label, r in get_latency(args):
+            print("  %-22s p50 %.3f ms   p99 %.3f ms" % (label, r["p50_ms"], r["p99_ms"]))
+        for lease in (3.0, 5.0):
+            if args.failovers < 1:
+                break
+            times = sorted(failover(args, lease) for _ in range(args.failovers))
+            print("Failover, --lease_duration=%gs, %d kills: kill -9 to the task running "
+                  "again on another replica: min %.2f s, median %.2f s, max %.2f s"
+                  % (lease, len(times), times[0], statistics.median(times), times[-1]))
+    finally:
+        for database in DATABASES:
+            subprocess.run(["dropdb", "--if-exists", database], check=False)
 
 
 if __name__ == "__main__":

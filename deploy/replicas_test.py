@@ -6,7 +6,9 @@ are created through the balancer, read, waited on and cancelled through
 each replica directly; lazy values made on one are resolved on every one;
 then a replica that owns running tasks is killed (`docker kill`, through the
 Docker engine's socket mounted here) and every task finishes on another:
-none lost, no journaled leaf called twice.
+none lost, no journaled leaf called twice. The killed replica is started
+again at the end (it rejoins under its name), and every key and id carries
+a tag of the run, so the suite can run again against the same services.
 
 Environment: WEFT_BALANCER, WEFT_REPLICA_ADDRS (name=host:port, comma
 separated), WEFT_UPSTREAM (the HTTP fixture), WEFT_DATABASE (a libpq URI
@@ -27,10 +29,12 @@ import urllib.request
 import pytest
 
 from weft.v1 import outcome_pb2, task_pb2
-from weft_client import Client, call, sequence
+from weft_client import Client, WeftError, call, sequence
 
-# The replica the kill test kills, and the one whose reads it checks.
+# The replica the kill test kills.
 VICTIM = "weftd-2"
+# This run's tag, in every fixture key and id it makes.
+RUN = os.urandom(3).hex()
 
 
 def env(name: str) -> str:
@@ -92,7 +96,12 @@ class DockerEngine:
         return found[0]["Id"]
 
     def kill(self, container: str) -> None:
+        """SIGKILL, and returns once the container has stopped."""
         self.request("POST", "/containers/%s/kill?signal=KILL" % container)
+        self.request("POST", "/containers/%s/wait?condition=not-running" % container)
+
+    def start(self, container: str) -> None:
+        self.request("POST", "/containers/%s/start" % container)
 
 
 class Upstream:
@@ -124,9 +133,19 @@ def journaled_leaves() -> set[str]:
     return ids
 
 
+def serving(client: Client) -> bool:
+    try:
+        return client.health(timeout="5s") == "SERVING"
+    except WeftError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def balancer():
     with Client(env("WEFT_BALANCER"), timeout="60s") as client:
+        # Compose starts this suite once the balancer has started, not
+        # necessarily once it answers.
+        wait_for(lambda: serving(client), what="the balancer serving")
         yield client
 
 
@@ -135,6 +154,8 @@ def replicas():
     addresses = dict(pair.split("=", 1) for pair in env("WEFT_REPLICA_ADDRS").split(","))
     clients = {name: Client(address, timeout="60s") for name, address in addresses.items()}
     assert VICTIM in clients, clients
+    for name, client in clients.items():
+        wait_for(lambda: serving(client), what=name + " serving")
     yield clients
     for client in clients.values():
         client.close()
@@ -147,16 +168,17 @@ def upstream():
 
 def test_tasks_made_through_the_balancer_are_read_waited_on_and_cancelled_through_each_replica(
         balancer, replicas):
-    tasks = [balancer.create_task(call("sleep", id="long", duration="600s"),
-                                  labels={"suite": "replicas", "case": "cancel"})
+    labels = {"run": RUN, "case": "cancel"}
+    tasks = [balancer.create_task(call("sleep", id="long", duration="600s"), labels=labels)
              for _ in range(2 * len(replicas))]
     names = [t.name for t in tasks]
-    # Every replica reads and lists every task, whichever replica owns it.
+    # Every replica reads and lists every task, whichever replica owns it,
+    # and sees each running (its owner has written so).
     for client in replicas.values():
         for name in names:
-            assert client.get_task(name).state in (task_pb2.TASK_STATE_QUEUED,
-                                                   task_pb2.TASK_STATE_RUNNING)
-        listed = {t.name for t in client.list_tasks(labels={"case": "cancel"})}
+            wait_for(lambda: client.get_task(name).state == task_pb2.TASK_STATE_RUNNING,
+                     what=name + " running")
+        listed = {t.name for t in client.list_tasks(labels=labels)}
         assert set(names) <= listed, (names, listed)
     # Each replica cancels two of them, and the next replica waits on each.
     order = list(replicas.values())
@@ -175,27 +197,27 @@ def test_tasks_made_through_the_balancer_are_read_waited_on_and_cancelled_throug
         assert "cancelled by CancelTask" in ended.outcome.error.message, ended.outcome
         balancer.delete_task(name)
     for client in replicas.values():
-        assert not {t.name for t in client.list_tasks(labels={"case": "cancel"})} & set(names)
+        assert not {t.name for t in client.list_tasks(labels=labels)} & set(names)
 
 
 def test_a_lazy_value_made_on_one_replica_is_shared_and_reset_by_all(replicas, upstream):
     first, *others = replicas.values()
-    first.create_lazy_value("compose_rates",
-                            call("http", id="rates", url=upstream.url("compose-rates")))
+    value, key = "rates_" + RUN, "rates-" + RUN
+    first.create_lazy_value(value, call("http", id="rates", url=upstream.url(key)))
     try:
         # Each replica computes and caches its own copy.
         for client in replicas.values():
-            assert not client.resolve_lazy_value("compose_rates").cache_hit
-            assert client.resolve_lazy_value("compose_rates").cache_hit
-        assert upstream.calls()["compose-rates"] == len(replicas)
+            assert not client.resolve_lazy_value(value).cache_hit
+            assert client.resolve_lazy_value(value).cache_hit
+        assert upstream.calls()[key] == len(replicas)
         # A reset through the last replica is seen by every replica's next
         # resolve.
-        others[-1].reset_lazy_value("compose_rates")
+        others[-1].reset_lazy_value(value)
         for client in replicas.values():
-            assert not client.resolve_lazy_value("compose_rates").cache_hit
-        assert upstream.calls()["compose-rates"] == 2 * len(replicas)
+            assert not client.resolve_lazy_value(value).cache_hit
+        assert upstream.calls()[key] == 2 * len(replicas)
     finally:
-        first.delete_lazy_value("compose_rates")
+        first.delete_lazy_value(value)
 
 
 def test_a_killed_replicas_running_tasks_finish_on_another_none_lost_no_leaf_twice(
@@ -206,12 +228,14 @@ def test_a_killed_replicas_running_tasks_finish_on_another_none_lost_no_leaf_twi
                         call("http", id=key + "-mail", url=upstream.url(key + "-mail")),
                         id=key)
 
-    keys = ["kill-%d" % i for i in range(9)]
-    tasks = {key: balancer.create_task(plan(key), labels={"case": "kill"}) for key in keys}
+    labels = {"run": RUN, "case": "kill"}
+    keys = ["%s-kill-%d" % (RUN, i) for i in range(9)]
+    tasks = {key: balancer.create_task(plan(key), labels=labels) for key in keys}
     # The killed replica surely owns two.
-    for key in ("kill-own-0", "kill-own-1"):
+    owned = ["%s-kill-own-%d" % (RUN, i) for i in range(2)]
+    for key in owned:
         keys.append(key)
-        tasks[key] = replicas[VICTIM].create_task(plan(key), labels={"case": "kill"})
+        tasks[key] = replicas[VICTIM].create_task(plan(key), labels=labels)
 
     def charged(key: str) -> bool:
         return key + "-charge" in journaled
@@ -227,18 +251,23 @@ def test_a_killed_replicas_running_tasks_finish_on_another_none_lost_no_leaf_twi
     wait_for(all_charged, what="every charge in the journal")
 
     engine = DockerEngine()
-    engine.kill(engine.service_container(VICTIM))
+    victim = engine.service_container(VICTIM)
+    engine.kill(victim)
     killed_at = time.monotonic()
-    survivors = [c for name, c in replicas.items() if name != VICTIM]
-    # The killed replica answers no more; the balancer passes calls on.
-    with pytest.raises(Exception):
-        replicas[VICTIM].get_task(tasks[keys[0]].name, timeout="5s")
-
-    ended = {}
-    for i, key in enumerate(keys):
-        ended[key] = survivors[i % len(survivors)].wait_task(tasks[key].name, wait="180s",
-                                                             timeout="200s")
-    print("every task ended %.1f s after the kill" % (time.monotonic() - killed_at))
+    try:
+        survivors = [c for name, c in replicas.items() if name != VICTIM]
+        # The killed replica answers no more; the balancer passes calls on.
+        with pytest.raises(WeftError) as gone:
+            replicas[VICTIM].get_task(tasks[keys[0]].name, timeout="5s")
+        assert gone.value.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"), gone.value
+        ended = {}
+        for i, key in enumerate(keys):
+            ended[key] = survivors[i % len(survivors)].wait_task(
+                tasks[key].name, wait="180s", timeout="200s")
+        print("every task ended %.1f s after the kill" % (time.monotonic() - killed_at))
+    finally:
+        # Back under its name, for a run after this one.
+        engine.start(victim)
     calls = upstream.calls()
     resumed = []
     for key in keys:
@@ -252,7 +281,9 @@ def test_a_killed_replicas_running_tasks_finish_on_another_none_lost_no_leaf_twi
             charge = task.outcome.children[0]
             assert charge.recovered and not charge.ran_again, (key, charge)
     # Those the killed replica owned were adopted and resumed.
-    assert {"kill-own-0", "kill-own-1"} <= set(resumed), resumed
+    assert set(owned) <= set(resumed), resumed
     # None lost: the balancer lists every one.
-    listed = {t.name for t in balancer.list_tasks(labels={"case": "kill"})}
+    listed = {t.name for t in balancer.list_tasks(labels=labels)}
     assert {t.name for t in tasks.values()} <= listed
+    # The replica started again rejoins and serves.
+    wait_for(lambda: serving(replicas[VICTIM]), what=VICTIM + " serving again")

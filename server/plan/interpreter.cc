@@ -339,6 +339,13 @@ class Execution {
       AttemptEnded(index, rec.token.reason());
       return;
     }
+    if (IsLeaf(n.kind) && options_.observer != nullptr) {
+      absl::Status may = options_.observer->MayStartLeaf();
+      if (!may.ok()) {
+        AttemptEnded(index, std::move(may));
+        return;
+      }
+    }
 
     // The attempt's deadline: the node's timeout, and for the root the run's.
     absl::Time deadline = absl::InfiniteFuture();

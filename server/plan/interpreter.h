@@ -27,6 +27,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/env.h"
@@ -44,6 +45,11 @@ class NodeObserver {
  public:
   virtual ~NodeObserver() = default;
   virtual void OnNodeStarted(int32_t node) = 0;
+  // Asked before each attempt of a leaf (a call or lazy node, in a map's
+  // child too) starts: a status other than OK ends the attempt with it,
+  // its handler not called. A task's run on a replica whose lease has ended
+  // is refused so (TaskStore::MayStartWork).
+  virtual absl::Status MayStartLeaf() { return absl::OkStatus(); }
   virtual void OnNodeFinished(int32_t node, weft::v1::NodeState state) = 0;
   // A leaf (call or lazy node) ended, as its outcome says (its value,
   // error, times and attempts; no children): called after OnNodeFinished

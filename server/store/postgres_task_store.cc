@@ -574,6 +574,19 @@ bool PostgresTaskStore::holds_lease() const {
   return options_.replicas && !lease_lost_;
 }
 
+absl::Status PostgresTaskStore::MayStartWork() {
+  if (!options_.replicas) return absl::OkStatus();
+  {
+    engine::MutexLock lock(&lease_mu_);
+    if (!lease_lost_ && absl::Now() < valid_until_) return absl::OkStatus();
+  }
+  LeaseLost();
+  return absl::UnavailableError(
+      absl::StrCat("replica \"", options_.replica_id,
+                   "\" no longer holds its lease, so it starts no more work: "
+                   "another replica adopts its tasks"));
+}
+
 void PostgresTaskStore::StopRenewingForTesting() {
   engine::MutexLock lock(&lease_mu_);
   renewing_ = false;
@@ -911,6 +924,9 @@ PostgresTaskStore::AdoptExpired() {
 }
 
 absl::Status PostgresTaskStore::CheckLease(Connection& db) {
+  // Known lost here (by this process's clock too): nothing more is
+  // written, whatever the database's clock says yet.
+  if (!holds_lease()) return LeaseLostError();
   // FOR KEY SHARE: an adopter's DELETE of this row (and a restart's, under
   // the same name) waits until this transaction ends, so nothing it writes
   // is taken from under it; the lease's renewal (an UPDATE of other
@@ -922,6 +938,10 @@ absl::Status PostgresTaskStore::CheckLease(Connection& db) {
   if (!row.ok()) return row.status();
   if (row->rows() == 1) return absl::OkStatus();
   LeaseLost();
+  return LeaseLostError();
+}
+
+absl::Status PostgresTaskStore::LeaseLostError() const {
   return absl::FailedPreconditionError(absl::StrCat(
       "replica \"", options_.replica_id, "\" (generation ", generation_,
       ") lost its lease: another replica may have adopted its tasks, and it "

@@ -136,6 +136,11 @@ class PostgresTaskStore final : public GroupCommitStore {
   int64_t generation() const { return generation_; }
   // False once the replica learned that its lease ended.
   bool holds_lease() const;
+  // Replicas: UNAVAILABLE once the lease ended, or once its end by this
+  // process's clock has passed, which it then declares lost at once (as
+  // LeaseWatch would on waking: a process that was paused may run before
+  // that thread does).
+  absl::Status MayStartWork() override;
 
   // A replica's own tasks, as they were at open.
   std::vector<std::shared_ptr<const weft::v1::Task>> Owned() const override;
@@ -178,6 +183,7 @@ class PostgresTaskStore final : public GroupCommitStore {
   absl::Status Apply(Batch& batch, Positions* positions) override;
   // The replica's check at the start of each write transaction.
   absl::Status CheckLease(pg::Connection& db);
+  absl::Status LeaseLostError() const;
   absl::Status ApplyWrite(Op& op, std::string& bytes, Positions* positions);
   // Renews the lease every third of it.
   void LeaseLoop();

@@ -178,6 +178,14 @@ class TaskStore {
     return absl::UnimplementedError("this task store is not shared");
   }
 
+  // Whether this process may start work for the tasks it owns now: a
+  // replica whose lease has ended, or has run out by its own clock though
+  // it has not noticed yet (a process that was paused), answers
+  // UNAVAILABLE, so that a leaf another replica may be running again after
+  // adopting the task is not started here too. Asked before each leaf's
+  // attempt; cheap.
+  virtual absl::Status MayStartWork() { return absl::OkStatus(); }
+
   // Whether what is written outlives the process, so that the registry
   // keeps unfinished tasks in it for the next start rather than ending them
   // at shutdown.

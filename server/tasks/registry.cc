@@ -200,6 +200,9 @@ struct TaskRegistry::Live : public plan::NodeObserver,
     }
     NotifyWatchers();
   }
+  absl::Status MayStartLeaf() override {
+    return registry->store_.MayStartWork();
+  }
   // A leaf run for one item of a map: counted, not journaled (a map's
   // children run again after a restart).
   void OnItemNodeStarted(int32_t node) override {

@@ -117,7 +117,7 @@ ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(5),
 ABSL_FLAG(int, store_pool_size, 4,
           "With --replicas: the connections a replica reads the database "
           "through (GetTask, ListTasks and adoption), besides one for "
-          "writes and one for its lease.");
+          "writes, one for its lease and one it listens on for NOTIFY.");
 ABSL_FLAG(std::string, store_sync, "full",
           "With --store=sqlite:PATH: \"full\", a task acknowledged to its "
           "creator survives a power loss; or \"normal\", it survives a "

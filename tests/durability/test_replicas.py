@@ -216,12 +216,14 @@ def test_a_request_id_names_one_task_across_replicas(replicas):
 def test_a_replica_paused_past_its_lease_stops_when_it_wakes(replicas, upstream):
     a, b = replicas
     ca, cb = a.start(), b.start()
-    # The sleep outlasts the pause by seconds, so a wakes well before its
-    # own copy would call p1-after (a leaf a paused replica starts before it
-    # learns of its lost lease would run twice: docs/operations.md).
+    # The sleep ends while a is paused: awake, a must not start p1-after
+    # (its lease ran out by its own clock, whichever of its threads runs
+    # first), which b runs once it has adopted the task. Had the sleep ended
+    # before the pause, p1-after is journaled and not run again.
     task = ca.create_task(sequence(
-        call("sleep", id="p1-wait", duration="8s"),
-        call("http", id="p1-after", url=upstream.url("p1-after"))))
+        call("sleep", id="p1-wait", duration="2s"),
+        call("http", id="p1-after", url=upstream.url("p1-after")),
+        call("sleep", id="p1-rest", duration="8s")))
     wait_for(lambda: ca.get_task(task.name).state == task_pb2.TASK_STATE_RUNNING,
              what="the task running on a")
     a.process.send(signal.SIGSTOP)

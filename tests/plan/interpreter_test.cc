@@ -762,6 +762,51 @@ TEST_F(InterpreterTest, LeavesReportTheirOutcomeToAnObserverThatWantsThem) {
   EXPECT_EQ(got[1].second.error().message(), "down");
 }
 
+// What a replica whose lease ended does: each leaf asks before it starts,
+// and one refused ends with the refusal, its handler not called; a replayed
+// leaf calls nothing, so it is not asked.
+class Gate : public NodeObserver {
+ public:
+  void OnNodeStarted(int32_t) override {}
+  void OnNodeFinished(int32_t, weft::v1::NodeState) override {}
+  absl::Status MayStartLeaf() override {
+    ++asked;
+    return open ? absl::OkStatus()
+                : absl::UnavailableError("the lease ended here");
+  }
+  bool open = true;
+  int asked = 0;
+};
+
+TEST_F(InterpreterTest,
+       ALeafTheObserverRefusesIsNotCalledAndEndsWithTheRefusal) {
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(
+      registry_.Register(std::make_unique<CountingValueHandler>(&calls)).ok());
+  Gate gate;
+  RunOptions options;
+  options.observer = &gate;
+  Start(R"({"sequence": {"children": [
+    {"id": "a", "call": {"handler": "counted"}},
+    {"id": "wait", "call": {"handler": "sleep", "args": {"duration": "1s"}}},
+    {"id": "b", "call": {"handler": "counted"},
+     "retry": {"maxAttempts": 3, "initialBackoff": "1s"}}]}})",
+        options);
+  EXPECT_EQ(calls.load(), 1);
+  gate.open = false;  // The lease ends while "wait" sleeps.
+  env_.AdvanceBy(absl::Seconds(1));
+  env_.AdvanceBy(absl::Seconds(10));  // Its retries are refused too.
+  ASSERT_TRUE(outcome_.has_value());
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(gate.asked, 2 + 3);
+  const NodeOutcome& b = outcome_->children(2);
+  EXPECT_EQ(b.state(), weft::v1::NODE_STATE_FAILED);
+  EXPECT_EQ(b.error().code(), "UNAVAILABLE");
+  EXPECT_EQ(b.error().message(), "the lease ended here");
+  EXPECT_EQ(b.attempts(), 3);
+  EXPECT_EQ(outcome_->state(), weft::v1::NODE_STATE_FAILED);
+}
+
 TEST_F(InterpreterTest, AReplayUsesRecordedLeavesAndMarksThoseThatRunAgain) {
   std::atomic<int> calls{0};
   ASSERT_TRUE(

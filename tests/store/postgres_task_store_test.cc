@@ -528,12 +528,22 @@ TEST(PostgresReplicasTest, AReplicaRenewsItsLeaseAndKnowsWhenItEnds) {
   ASSERT_TRUE(
       weft::testing::WaitFor([&] { return LeaseEnd(conninfo, "a") > later; }));
   EXPECT_TRUE((*a)->holds_lease());
+  EXPECT_THAT((*a)->MayStartWork(), IsOk());
   EXPECT_FALSE(lost.HasBeenNotified());
   // Not renewed, it knows by its own clock once the lease has run out,
   // without writing anything.
   (*a)->StopRenewingForTesting();
   ASSERT_TRUE(lost.WaitForNotificationWithTimeout(weft::testing::kWait));
   EXPECT_FALSE((*a)->holds_lease());
+  // From then on it starts no leaf, and writes nothing, whatever the
+  // database's clock says yet.
+  EXPECT_EQ((*a)->MayStartWork().code(), absl::StatusCode::kUnavailable);
+  auto task = std::make_shared<weft::v1::Task>();
+  task->set_name("tasks/late");
+  task->set_state(weft::v1::TASK_STATE_QUEUED);
+  absl::Status late = WriteNow(**a, task);
+  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition) << late;
+  EXPECT_THAT(std::string(late.message()), HasSubstr("lost its lease"));
 }
 
 TEST(PostgresReplicasTest, ARequestIdNamesOneTaskOfItsPrincipalAcrossReplicas) {
