@@ -17,6 +17,7 @@
 #include <atomic>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,9 @@ ABSL_FLAG(std::string, label, "", "Names the run in the output line.");
 ABSL_FLAG(std::string, token, "",
           "Sent as `authorization: Bearer TOKEN` on every call.");
 ABSL_FLAG(std::string, json_out, "", "Also write the result here, as JSON.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TLS: the CA certificate (PEM file) the server's certificate is "
+          "checked against. Empty: plaintext.");
 
 namespace {
 
@@ -187,6 +191,18 @@ int main(int argc, char** argv) {
   grpc::Slice slice(bytes.data(), bytes.size());
   grpc::ByteBuffer request(&slice, 1);
 
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (const std::string ca = absl::GetFlag(FLAGS_tls_ca); !ca.empty()) {
+    std::ifstream in(ca);
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs.assign(std::istreambuf_iterator<char>(in), {});
+    if (!in || tls.pem_root_certs.empty()) {
+      std::cerr << "loadgen: --tls_ca: cannot read " << ca << "\n";
+      return 2;
+    }
+    credentials = grpc::SslCredentials(tls);
+  }
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (int i = 0; i < std::max(1, absl::GetFlag(FLAGS_connections)); ++i) {
     grpc::ChannelArguments args;
@@ -195,9 +211,9 @@ int main(int argc, char** argv) {
     args.SetInt("weft.loadgen.channel",
                 i);  // Distinct channels, distinct connections.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stubs.push_back(std::make_unique<grpc::GenericStub>(
-        grpc::CreateCustomChannel(absl::GetFlag(FLAGS_target),
-                                  grpc::InsecureChannelCredentials(), args)));
+    stubs.push_back(
+        std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(
+            absl::GetFlag(FLAGS_target), credentials, args)));
   }
 
   const std::string token = absl::GetFlag(FLAGS_token);
