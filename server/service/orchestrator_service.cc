@@ -89,7 +89,7 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
             *request,
             [this](const grpc::ByteBuffer& bytes) { Prepare(bytes); });
         !s.ok()) {
-      Finish(ToGrpc(s));
+      Refuse(s);
     }
   }
 

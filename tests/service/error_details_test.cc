@@ -517,9 +517,19 @@ TEST_F(LimitedServerTest, ALargeRequestFindingItsThreadBusySaysWhenToRetry) {
   const std::string big = absl::StrCat(
       R"({"plan": {"call": {"handler": "value", "args": {"value": ")",
       std::string(300'000, 'q'), R"("}}}})");
-  absl::Status s = Run(big);
+  grpc::ClientContext context;
+  weft::v1::RunResponse response;
+  absl::Status s = Received(f_.orchestrator().Run(
+      &context, FromJson<weft::v1::RunRequest>(big), &response));
   release.Notify();
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  // gRPC's own retry policy reads the delay from this trailer, as for the
+  // other refusals of a Run.
+  auto pushback =
+      context.GetServerTrailingMetadata().find("grpc-retry-pushback-ms");
+  ASSERT_NE(pushback, context.GetServerTrailingMetadata().end());
+  EXPECT_EQ(std::string(pushback->second.data(), pushback->second.size()),
+            "2000");
   EXPECT_THAT(s.message(),
               HasSubstr("too many requests over 256 KiB are waiting to be "
                         "read: the large-request thread takes one at a time "
