@@ -50,7 +50,8 @@ TimerId EventLoop::Schedule(absl::Time when, Closure fn) {
   TimerId id;
   {
     MutexLock lock(&timer_mu_);
-    earliest = when < timers_.earliest();
+    earliest = when < timer_wake_;
+    if (earliest) timer_wake_ = when;
     id = timers_.Add(when, std::move(fn));
   }
   if (earliest) timers_changed_.Signal();
@@ -94,10 +95,11 @@ void EventLoop::TimerLoop() {
           timers_.PopDue(now, &due);
           break;
         }
+        timer_wake_ = timers_.earliest();  // InfiniteFuture when empty.
         if (timers_.empty()) {
           timers_changed_.Wait(&timer_mu_);
         } else {
-          timers_changed_.WaitUntil(&timer_mu_, timers_.earliest());
+          timers_changed_.WaitUntil(&timer_mu_, timer_wake_);
         }
       }
     }

@@ -52,6 +52,12 @@ class EventLoop final : public Env {
   mutable Mutex timer_mu_;
   CondVar timers_changed_;
   TimerQueue timers_ ABSL_GUARDED_BY(timer_mu_);
+  // When the timer thread wakes by itself: never after the earliest timer
+  // (Schedule wakes it for an earlier one). A cancelled timer leaves it as
+  // it was, so a timer scheduled and cancelled within one call (a run's
+  // deadline, mostly) wakes no thread: the thread sleeps on, wakes once at
+  // the time it had, and looks again.
+  absl::Time timer_wake_ ABSL_GUARDED_BY(timer_mu_) = absl::InfiniteFuture();
   bool timers_stopping_ ABSL_GUARDED_BY(timer_mu_) = false;
 
   std::vector<std::thread> workers_;

@@ -26,7 +26,7 @@ class OrchestratorService::CreateLazyValueReactor final : public UnaryReactor {
  public:
   CreateLazyValueReactor(OrchestratorService* service,
                          grpc::ByteBuffer* response)
-      : service_(service), response_(response) {}
+      : UnaryReactor(kShortOnDone), service_(service), response_(response) {}
 
   void Start(const grpc::ByteBuffer* request) {
     absl::StatusOr<lazy::LazyRegistry*> lazies = service_->Lazies();
@@ -152,7 +152,7 @@ class OrchestratorService::ResolveReactor final : public UnaryReactor {
  public:
   ResolveReactor(weft::v1::ResolveLazyValueResponse* response,
                  engine::MemoryBudget* inflight)
-      : response_(response), charge_(inflight) {}
+      : UnaryReactor(kShortOnDone), response_(response), charge_(inflight) {}
 
   void Start(lazy::LazyRegistry& lazies, const std::string& name) {
     // The reactor lives until OnDone, which comes after Finish: the

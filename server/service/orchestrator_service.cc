@@ -56,7 +56,8 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
  public:
   RunReactor(OrchestratorService* service, grpc::ByteBuffer* response,
              std::string principal)
-      : service_(service),
+      : UnaryReactor(kShortOnDone),
+        service_(service),
         response_(response),
         charge_(service->inflight_),
         principal_(std::move(principal)) {}

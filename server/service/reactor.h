@@ -16,6 +16,7 @@
 #ifndef WEFT_SERVER_SERVICE_REACTOR_H_
 #define WEFT_SERVER_SERVICE_REACTOR_H_
 
+#include <atomic>
 #include <utility>
 
 #include "grpcpp/support/server_callback.h"
@@ -62,12 +63,38 @@ Reactor* Handed(Reactor* reactor) {
   return reactor;
 }
 
+// gRPC posts a reactor's OnDone to its executor threads unless the reactor
+// says it is inlineable, as gRPC's own DefaultReactor does: one thread
+// wake-up per call, and the call's memory freed on another thread than
+// the one that made it. A reactor whose OnDone, and whose OnCancel once
+// Finish has been called, are short and never block passes kShortOnDone:
+// after its Finish gRPC runs them on the thread that completed the call.
+// Before Finish its OnCancel is still posted (it may have work to stop).
+// (InternalInlineable is marked "not API" in gRPC's header; it is how the
+// DefaultReactor avoids the hop, and the same in every gRPC release since
+// the callback API was introduced.)
 class UnaryReactor : public grpc::ServerUnaryReactor {
  public:
+  enum OnDoneKind { kPostedOnDone, kShortOnDone };
+  explicit UnaryReactor(OnDoneKind kind = kPostedOnDone)
+      : short_on_done_(kind == kShortOnDone) {}
+
   void Finish(grpc::Status status) {
+    if (short_on_done_) finished_.store(true, std::memory_order_relaxed);
     HandedToGrpc(this);
     grpc::ServerUnaryReactor::Finish(std::move(status));
   }
+
+ private:
+  // gRPC asks as it schedules OnDone or OnCancel. A call's end comes after
+  // its Finish; should this thread not see the store yet, the reaction is
+  // posted as before.
+  bool InternalInlineable() override {
+    return finished_.load(std::memory_order_relaxed);
+  }
+
+  const bool short_on_done_;
+  std::atomic<bool> finished_{false};
 };
 
 template <typename Response>

@@ -96,7 +96,10 @@ class ChargedReactor final : public UnaryReactor {
  public:
   explicit ChargedReactor(engine::MemoryBudget* budget, int64_t max_bytes = -1,
                           std::string advice = "")
-      : charge(budget), max_bytes_(max_bytes), advice_(std::move(advice)) {}
+      : UnaryReactor(kShortOnDone),
+        charge(budget),
+        max_bytes_(max_bytes),
+        advice_(std::move(advice)) {}
 
   // Finishes with `result`, moving the value into `response`.
   template <typename T>

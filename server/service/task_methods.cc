@@ -71,7 +71,10 @@ class OrchestratorService::CreateTaskReactor final : public UnaryReactor {
  public:
   CreateTaskReactor(OrchestratorService* service, grpc::ByteBuffer* response,
                     std::string creator)
-      : service_(service), response_(response), creator_(std::move(creator)) {}
+      : UnaryReactor(kShortOnDone),
+        service_(service),
+        response_(response),
+        creator_(std::move(creator)) {}
 
   void Start(grpc::CallbackServerContext* context,
              const grpc::ByteBuffer* request) {

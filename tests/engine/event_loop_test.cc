@@ -116,6 +116,38 @@ TEST(EventLoopTest, CancelledTimerIsDestroyedUnrun) {
   EXPECT_FALSE(ran);
 }
 
+// A timer cancelled before it is due wakes no thread (the timer thread
+// sleeps on to the time it had): one due after it must still fire, and one
+// due before it must wake the thread at once.
+TEST(EventLoopTest, TimersAroundACancelledOneFireOnTime) {
+  EventLoop loop(1);
+  // Later than the cancelled one: fires when the thread wakes at the
+  // cancelled one's time and looks again.
+  {
+    const absl::Time start = absl::Now();
+    loop.Cancel(loop.Schedule(start + absl::Milliseconds(100), [] {}));
+    weft::testing::Notification fired;
+    absl::Time fired_at;
+    const absl::Time when = start + absl::Milliseconds(200);
+    loop.Schedule(when, [&] {
+      fired_at = absl::Now();
+      fired.Notify();
+    });
+    ASSERT_TRUE(fired.WaitForNotificationWithTimeout(kWait));
+    EXPECT_GE(fired_at, when);
+  }
+  // Earlier than the cancelled one, which was an hour away: the thread is
+  // woken for it rather than sleeping out the hour.
+  {
+    loop.Cancel(loop.Schedule(absl::Now() + absl::Hours(1), [] {}));
+    weft::testing::Notification fired;
+    loop.Schedule(absl::Now() + absl::Milliseconds(10),
+                  [&] { fired.Notify(); });
+    ASSERT_TRUE(fired.WaitForNotificationWithTimeout(kWait));
+  }
+  EXPECT_EQ(loop.pending_timers(), 0u);
+}
+
 TEST(EventLoopTest, TenThousandTimersRunOnAFixedSetOfThreads) {
   EventLoop loop(2);
   EXPECT_EQ(loop.threads(), 2);
