@@ -28,6 +28,12 @@ WERROR    ?= $(if $(filter true,$(CI)),ON,OFF)
 
 BUF := $(CURDIR)/.tools/node_modules/.bin/buf
 
+# ccache: paths relative to the checkout, and the build folder left out of
+# the hash, so that two checkouts in different folders (a clean clone in CI,
+# a developer's tree) share what is cached.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= true
+
 # Debian 12 packages: what the build needs, and what only the tests need
 # (clang for the sanitizer builds, python3 for the end-to-end tests).
 APT_BUILD := build-essential cmake ninja-build ccache pkg-config git \
