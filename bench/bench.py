@@ -18,7 +18,8 @@ printed in a table of their own (skipped, saying so, without python3-grpcio).
 
 Each request scenario runs in rounds (--runs, default 3): a round measures
 echo, each of the scenario's variants (weftd configurations: plaintext,
-metrics on, TLS with a bearer token; the memory and SQLite stores) and the
+the plan cache off, metrics on, TLS with a bearer token; the memory and
+SQLite stores) and the
 Python peer back to back, the order reversed every other round, so that a
 change in the machine's load moves every server of a round alike. Rates are
 printed as the median and range of the rounds, ratios as the median and
@@ -68,6 +69,9 @@ VALUE = '{"call": {"handler": "value", "args": {"value": 1}}}'
 # "bench-token").
 SERVERS = {
     "plaintext": [],
+    # Run's plan cache off: every request parsed and compiled, as for a
+    # client whose requests all differ.
+    "no plan cache": ["--plan_cache_bytes=0"],
     "metrics on": ["--metrics_listen=127.0.0.1:0"],
     "TLS + token": ["--tls_cert={certs}/server.pem", "--tls_key={certs}/server.key",
                     "--auth_tokens={tokens}"],
@@ -86,14 +90,14 @@ CLIENT_FLAGS = {
 # in the same rounds.
 SCENARIOS = [
     ("Run: one value call", {"plan": json.loads(VALUE)}, "Run",
-     ["plaintext", "metrics on", "TLS + token"],
+     ["plaintext", "no plan cache", "metrics on", "TLS + token"],
      [("echo", "plaintext", 0.8), ("variant", "TLS + token", "plaintext", 0.85)]),
     ("CreateTask: one value call (the task runs and is kept)", {"plan": json.loads(VALUE)},
      "CreateTask", ["memory", "SQLite"], [("variant", "SQLite", "memory", 0.5)]),
     ("Run: parallel of 100 value calls, root-only outcome",
      {"detail": "OUTCOME_DETAIL_ROOT",
-      "plan": {"parallel": {"children": children(100, VALUE)}}}, "Run", ["plaintext"],
-     [("echo", "plaintext", 0.3)]),
+      "plan": {"parallel": {"children": children(100, VALUE)}}}, "Run",
+     ["plaintext", "no plan cache"], [("echo", "plaintext", 0.3)]),
     ("Run: parallel of 100 value calls, full outcome",
      {"plan": {"parallel": {"children": children(100, VALUE)}}}, "Run", ["plaintext"], []),
     ("Run: map of 100 items, root-only outcome",

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/engine/cancellation.h"
 #include "server/engine/event_loop.h"
@@ -118,6 +119,40 @@ void BM_ParallelOfValues(benchmark::State& state) {
               n + 1);
 }
 BENCHMARK(BM_ParallelOfValues)->Arg(100)->Arg(10'000);
+
+// What a Run does with its request before the run starts: parse the
+// plan's bytes into an arena and compile it; node_ns per node.
+void BM_ParseAndCompileParallel(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  static handlers::HandlerRegistry* registry = [] {
+    auto* r = new handlers::HandlerRegistry();
+    if (!handlers::RegisterBuiltinHandlers(*r).ok()) std::abort();
+    return r;
+  }();
+  weft::v1::PlanNode source;
+  if (!google::protobuf::util::JsonStringToMessage(
+           ParallelJson(n, R"({"call": {"handler": "value",
+                              "args": {"value": 1}}})"),
+           &source)
+           .ok()) {
+    std::abort();
+  }
+  const std::string bytes = source.SerializeAsString();
+  for (auto _ : state) {
+    auto arena = std::make_shared<google::protobuf::Arena>();
+    auto* node =
+        google::protobuf::Arena::CreateMessage<weft::v1::PlanNode>(arena.get());
+    if (!node->ParseFromString(bytes)) std::abort();
+    auto plan = plan::Compile(node, arena, "plan", *registry,
+                              plan::Limits{.max_plan_nodes = n + 1});
+    if (!plan.ok()) std::abort();
+    benchmark::DoNotOptimize(plan);
+  }
+  state.counters["node_ns"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * (n + 1),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_ParseAndCompileParallel)->Arg(100);
 
 // A map over `n` items whose child is `child`; node_ns per item.
 void RunMap(benchmark::State& state, const std::string& child) {

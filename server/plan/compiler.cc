@@ -869,6 +869,7 @@ class Compiler {
       for (Hole& hole : t->holes) {
         for (Ref& ref : hole.refs) {
           if (ref.source == Ref::Source::kSecret) {
+            plan_->uses_secrets_ = true;
             if (absl::Status s = CheckSecret(ref); !s.ok()) return s;
             continue;
           }

@@ -167,6 +167,9 @@ class CompiledPlan {
   int max_value_depth() const { return max_value_depth_; }
   // Where its $secret objects are filled from (null: it has none).
   const Secrets* secrets() const { return secrets_; }
+  // Whether it has $secret objects (checked against the secrets in force
+  // when it was compiled).
+  bool uses_secrets() const { return uses_secrets_; }
 
  private:
   friend class Compiler;
@@ -179,6 +182,7 @@ class CompiledPlan {
   std::vector<std::string> lazy_names_;
   int max_value_depth_ = 0;
   const Secrets* secrets_ = nullptr;
+  bool uses_secrets_ = false;
 };
 
 // Compiles `plan`, which the result keeps. `path` names the plan in error

@@ -97,26 +97,27 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
  private:
   // Parses, compiles and starts the plan; the outcome arrives in OnOutcome.
   void Prepare(const grpc::ByteBuffer& request) {
-    auto parsed = service_->ParseAndCompile<weft::v1::RunRequest>(request);
+    absl::StatusOr<std::shared_ptr<const PlanCache::Entry>> parsed =
+        service_->RunPlan(request);
     if (!parsed.ok()) {
       Finish(ToGrpc(parsed.status()));
       return;
     }
-    if (absl::Status s = CheckOutcomeDetail(parsed->request->detail());
-        !s.ok()) {
+    const PlanCache::Entry& entry = **parsed;
+    if (absl::Status s = CheckOutcomeDetail(entry.request->detail()); !s.ok()) {
       Finish(ToGrpc(s));
       return;
     }
-    // The request is held until the run ends.
-    const int64_t request_bytes = parsed->bytes;
+    // The request is held until the run ends (charged to each run, whether
+    // or not the cache shares it).
+    const int64_t request_bytes = entry.bytes;
     if (!charge_.TryAdd(request_bytes)) {
       Refuse(charge_.Refusal(request_bytes, "this run's request"));
       return;
     }
-    root_only_ = parsed->request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
+    root_only_ = entry.request->detail() == weft::v1::OUTCOME_DETAIL_ROOT;
     const bool root_only = root_only_;
-    std::shared_ptr<const plan::CompiledPlan> compiled =
-        std::move(parsed->plan);
+    std::shared_ptr<const plan::CompiledPlan> compiled = entry.plan;
 
     plan::RunOptions options;
     options.env = &service_->env_;
@@ -267,7 +268,8 @@ OrchestratorService::OrchestratorService(OrchestratorOptions options,
                        ? deps.task_store
                        : nullptr),
       lazy_sync_(deps.lazy_sync),
-      started_(absl::Now()) {}
+      started_(absl::Now()),
+      plan_cache_(options_.plan_cache_bytes) {}
 
 absl::Status OrchestratorService::Intake(
     const grpc::ByteBuffer& request,
@@ -333,6 +335,32 @@ OrchestratorService::ParseAndCompile(const grpc::ByteBuffer& bytes,
       static_cast<int64_t>(bytes.Length()) +
       static_cast<int64_t>(out.plan->nodes().size()) * kCompiledNodeBytes;
   return out;
+}
+
+absl::StatusOr<std::shared_ptr<const PlanCache::Entry>>
+OrchestratorService::RunPlan(const grpc::ByteBuffer& bytes) {
+  // The cache's key: the request's bytes in one piece (a small request
+  // mostly arrives in one slice; else one copy).
+  grpc::Slice flat;
+  const bool cacheable =
+      plan_cache_.enabled() && bytes.Length() <= PlanCache::kMaxRequestBytes &&
+      (bytes.TrySingleSlice(&flat).ok() || bytes.DumpToSingleSlice(&flat).ok());
+  const absl::string_view key(reinterpret_cast<const char*>(flat.begin()),
+                              cacheable ? flat.size() : 0);
+  if (cacheable) {
+    if (std::shared_ptr<const PlanCache::Entry> hit = plan_cache_.Find(key)) {
+      return hit;
+    }
+  }
+  absl::StatusOr<Parsed<weft::v1::RunRequest>> parsed =
+      ParseAndCompile<weft::v1::RunRequest>(bytes);
+  if (!parsed.ok()) return parsed.status();
+  auto entry = std::make_shared<const PlanCache::Entry>(PlanCache::Entry{
+      std::move(parsed->plan), parsed->request, parsed->bytes});
+  // A plan's $secret names are checked against the secrets in force, which
+  // SIGHUP may change: such a plan is compiled on every run.
+  if (cacheable && !entry->plan->uses_secrets()) plan_cache_.Insert(key, entry);
+  return entry;
 }
 
 template absl::StatusOr<OrchestratorService::Parsed<weft::v1::RunRequest>>

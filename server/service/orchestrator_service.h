@@ -35,6 +35,7 @@
 #include "server/lazy/registry.h"
 #include "server/plan/compiler.h"
 #include "server/plan/pools.h"
+#include "server/service/plan_cache.h"
 #include "server/tasks/registry.h"
 #include "weft/v1/orchestrator.grpc.pb.h"
 
@@ -64,6 +65,8 @@ struct OrchestratorOptions {
   std::string version = "dev";
   // What RESOURCE_EXHAUSTED tells the caller to wait before retrying.
   absl::Duration retry_after = absl::Seconds(1);
+  // The most Run's plan cache keeps (service/plan_cache.h); 0: none.
+  int64_t plan_cache_bytes = 16 << 20;
 };
 
 // What the service works with; it owns none of it.
@@ -201,6 +204,8 @@ class OrchestratorService final
   void CancelRuns(const absl::Status& reason);
 
   int active_runs() const;
+  // Run's compiled plans, kept by their request's bytes.
+  const PlanCache& plan_cache() const { return plan_cache_; }
   // Everything GetServerInfo tells an admin: version, uptime, tasks by
   // state, runs, limits, memory budgets, pools, lazy-value caches.
   void FillServerInfo(weft::v1::ServerInfo* info) const;
@@ -249,6 +254,11 @@ class OrchestratorService final
   absl::StatusOr<Parsed<Request>> ParseAndCompile(
       const grpc::ByteBuffer& bytes, absl::string_view path = "plan");
 
+  // A Run's request and compiled plan: from the plan cache, or parsed and
+  // compiled (and kept there unless it has $secret objects).
+  absl::StatusOr<std::shared_ptr<const PlanCache::Entry>> RunPlan(
+      const grpc::ByteBuffer& bytes);
+
   // The one intake for plan-bearing requests (Run, CreateTask,
   // CreateLazyValue): calls `prepare` with the request's bytes, on the
   // large-request thread when they pass kLargeRequestBytes (the gRPC thread
@@ -289,6 +299,7 @@ class OrchestratorService final
   // same way, between callers.
   engine::Mutex definitions_mu_;
   const absl::Time started_;
+  PlanCache plan_cache_;
 
   mutable engine::Mutex mu_;
   engine::CondVar idle_;

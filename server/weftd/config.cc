@@ -130,6 +130,7 @@ constexpr IntRange kIntRanges[] = {
     {"max_inflight_bytes", kMiB, 1024 * kGiB},
     {"max_retained_task_bytes", kMiB, 1024 * kGiB},
     {"max_lazy_bytes", kMiB, 1024 * kGiB},
+    {"plan_cache_bytes", 0, kGiB},
 };
 
 struct DurationRange {

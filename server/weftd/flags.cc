@@ -49,6 +49,11 @@ ABSL_FLAG(int64_t, max_inflight_bytes, int64_t{512} << 20,
           "flight, HTTP bodies being received and answers being sent may "
           "hold together; what would pass it is refused with "
           "RESOURCE_EXHAUSTED (retry later).");
+ABSL_FLAG(int64_t, plan_cache_bytes, int64_t{16} << 20,
+          "The memory Run's compiled plans, kept by the bytes of their "
+          "request so that the same request again is not parsed and "
+          "compiled again, may take (0 to 1 GiB; 0 keeps none). Plans with "
+          "$secret objects and requests over 64 KiB are not kept.");
 ABSL_FLAG(int64_t, max_retained_task_bytes, int64_t{256} << 20,
           "The memory every task held (queued, running or finished: its plan "
           "and outcome) may take together; the oldest finished tasks are "
@@ -300,6 +305,7 @@ absl::StatusOr<Settings> SettingsFromFlags(const FlagSources& sources,
   orch.max_active_runs = absl::GetFlag(FLAGS_max_active_runs);
   orch.max_runs_per_principal = absl::GetFlag(FLAGS_max_runs_per_principal);
   orch.max_outcome_bytes = absl::GetFlag(FLAGS_max_outcome_bytes);
+  orch.plan_cache_bytes = absl::GetFlag(FLAGS_plan_cache_bytes);
   orch.max_run_duration = absl::GetFlag(FLAGS_max_run_duration);
   orch.version = std::string(version);
   auto& tasks = options.tasks;

@@ -1,8 +1,10 @@
 // weft.v1.Orchestrator end to end over loopback: real server, real stubs.
 
+#include <atomic>
 #include <limits>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -700,6 +702,119 @@ TEST(OrchestratorServiceTest, ListHandlersDescribesEachHandlerAndItsArguments) {
   EXPECT_TRUE(sleep.arguments(0).required());
   EXPECT_EQ(sleep.arguments(1).type(), weft::v1::ARGUMENT_TYPE_ANY);
   EXPECT_FALSE(sleep.arguments(1).required());
+}
+
+// The same request bytes again run from the plan compiled the first time:
+// each run is a run of its own (its own times), and a request that differs
+// in any field (here the outcome detail) is compiled on its own. (Every
+// object here has one field: a message built anew may write a map's
+// fields in another order, and other bytes are another entry.)
+TEST(OrchestratorServiceTest, TheSameRequestAgainRunsAgainFromTheCachedPlan) {
+  ServerFixture f;
+  constexpr char kPlan[] = R"("plan": {"sequence": {"children": [
+      {"id": "nap", "call": {"handler": "sleep", "args": {"duration": "0.01s"}}},
+      {"id": "v", "call": {"handler": "value", "args": {"value": {"n": 7}}}}]}})";
+  const service::PlanCache& cache = f.server().orchestrator().plan_cache();
+  RunResponse first;
+  ASSERT_TRUE(f.Run(absl::StrCat("{", kPlan, "}"), &first).ok());
+  EXPECT_EQ(cache.size(), 1u);
+  RunResponse second;
+  ASSERT_TRUE(f.Run(absl::StrCat("{", kPlan, "}"), &second).ok());
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(second.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(ToJson(common::AssembleValue(second.outcome())),
+            ToJson(common::AssembleValue(first.outcome())));
+  ASSERT_EQ(second.outcome().children_size(), 2);
+  EXPECT_GE(ToTime(second.outcome().start_time()),
+            ToTime(first.outcome().end_time()));
+  EXPECT_NE(second.outcome().children(0).start_time().SerializeAsString(),
+            first.outcome().children(0).start_time().SerializeAsString());
+
+  RunResponse root_only;
+  ASSERT_TRUE(
+      f.Run(absl::StrCat(R"({"detail": "OUTCOME_DETAIL_ROOT", )", kPlan, "}"),
+            &root_only)
+          .ok());
+  EXPECT_EQ(root_only.outcome().children_size(), 0);
+  EXPECT_EQ(ToJson(common::AssembleValue(root_only.outcome())),
+            R"([null,{"n":7}])");
+  EXPECT_EQ(cache.size(), 2u);
+
+  // Refused plans are not kept, and are refused again.
+  RunResponse refused;
+  for (int i = 0; i < 2; ++i) {
+    grpc::Status s = f.Run(
+        R"({"plan": {"call": {"handler": "nope", "args": {}}}})", &refused);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("unknown handler"));
+  }
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+// Runs of one cached plan at once share its compiled nodes (ThreadSanitizer
+// runs this too): each gets its own outcome.
+TEST(OrchestratorServiceTest, ConcurrentRunsOfOneCachedPlanEachGetTheirOwn) {
+  ServerFixture f;
+  constexpr char kRequest[] = R"({"plan": {"parallel": {"children": [
+      {"id": "a", "call": {"handler": "value", "args": {"value": 1}}},
+      {"id": "b", "retry": {"max_attempts": 2, "initial_backoff": "0.001s"},
+       "call": {"handler": "fail", "args": {"code": "UNAVAILABLE", "message": "x"}}},
+      {"id": "c", "timeout": "5s", "call": {"handler": "sleep", "args": {"duration": "0.001s", "value": 3}}}],
+      "join": "JOIN_ALL_SETTLED"}}})";
+  // One message, so every call sends the same bytes (a message built anew
+  // may write the args' fields in another order).
+  const auto request = FromJson<weft::v1::RunRequest>(kRequest);
+  constexpr int kThreads = 4;
+  constexpr int kRuns = 10;
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kRuns; ++i) {
+        RunResponse r;
+        grpc::ClientContext context;
+        if (!f.orchestrator().Run(&context, request, &r).ok()) continue;
+        const NodeOutcome& root = r.outcome();
+        if (root.children_size() == 3 &&
+            root.children(0).state() == weft::v1::NODE_STATE_SUCCEEDED &&
+            root.children(1).state() == weft::v1::NODE_STATE_FAILED &&
+            root.children(1).attempts() == 2 &&
+            root.children(2).state() == weft::v1::NODE_STATE_SUCCEEDED) {
+          good++;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(good.load(), kThreads * kRuns);
+  EXPECT_EQ(f.server().orchestrator().plan_cache().size(), 1u);
+}
+
+// A plan with a $secret is compiled on every Run, against the secrets in
+// force: one whose secret was taken away (SIGHUP) is refused, not run from
+// a plan compiled when it was there.
+TEST(OrchestratorServiceTest,
+     APlanWithASecretIsCheckedAgainstTheSecretsInForce) {
+  auto table = plan::SecretTable::Create({{"api_key", "s3cr3t"}});
+  ASSERT_TRUE(table.ok());
+  weftd::ServerOptions options;
+  options.secrets = std::make_shared<plan::Secrets>(*table);
+  std::shared_ptr<plan::Secrets> secrets = options.secrets;
+  ServerFixture f(std::move(options));
+  constexpr char kRequest[] = R"({"plan": {"call": {"handler": "value",
+      "args": {"value": {"$secret": "api_key"}}}}})";
+  RunResponse response;
+  ASSERT_TRUE(f.Run(kRequest, &response).ok());
+  EXPECT_EQ(response.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
+  EXPECT_EQ(f.server().orchestrator().plan_cache().size(), 0u);
+
+  auto other = plan::SecretTable::Create({{"other", "x"}});
+  ASSERT_TRUE(other.ok());
+  secrets->Replace(*other);
+  grpc::Status s = f.Run(kRequest, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("\"api_key\" is not a secret this weftd knows"));
 }
 
 }  // namespace

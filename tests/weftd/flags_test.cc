@@ -80,6 +80,7 @@ TEST_F(FlagsTest, EveryWeftdFlagHasItsVariable) {
                         "WEFT_MAX_TASK_DURATION",
                         "WEFT_MAX_VALUE_DEPTH",
                         "WEFT_METRICS_LISTEN",
+                        "WEFT_PLAN_CACHE_BYTES",
                         "WEFT_POOLS",
                         "WEFT_REPLICA_ID",
                         "WEFT_REPLICAS",
