@@ -1,6 +1,7 @@
 #include "server/auth/principals.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -26,9 +27,18 @@ bool IsNameChar(char c) {
 }
 
 std::array<uint8_t, 32> Sha256(absl::string_view data) {
+  // Fetched once: SHA256() looks the algorithm up among OpenSSL's providers
+  // on every call (a lock and a lookup by name), once per request here.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   std::array<uint8_t, 32> digest;
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-         digest.data());
+  unsigned int size = 0;
+  if (sha256 == nullptr ||
+      EVP_Digest(data.data(), data.size(), digest.data(), &size, sha256,
+                 nullptr) != 1 ||
+      size != digest.size()) {
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+           digest.data());
+  }
   return digest;
 }
 
