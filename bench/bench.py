@@ -334,6 +334,7 @@ def main():
     peer = None
     echo = subprocess.Popen([echo_bin, "--listen=127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
     echo_addr = echo.stdout.readline().split()[-1]
+    echo_tls = None
     scratch = tempfile.mkdtemp(prefix="weft-bench-")
     # The lazy value the ResolveLazyValue scenario reads.
     config = os.path.join(scratch, "weftd.json")
@@ -349,6 +350,14 @@ def main():
         with open(places["tokens"], "w") as f:
             json.dump({"principals": [{"name": "bench", "role": "admin", "tokenSha256":
                                        hashlib.sha256(b"bench-token").hexdigest()}]}, f)
+        # Echo over TLS, measured in the same rounds: what TLS alone costs a
+        # call, with client and server on these two cores.
+        echo_tls = subprocess.Popen(
+            [echo_bin, "--listen=127.0.0.1:0",
+             "--tls_cert=%s/server.pem" % places["certs"],
+             "--tls_key=%s/server.key" % places["certs"]],
+            stdout=subprocess.PIPE, text=True)
+        echo_tls_addr = echo_tls.stdout.readline().split()[-1]
     rps = {}
     try:
         with contextlib.ExitStack() as stack:
@@ -380,11 +389,17 @@ def main():
                 with_peer = peer is not None and name in PYTHON_PEER_SCENARIOS
                 runs = {"echo": [], "python": []}
                 runs.update({v: [] for v in variants})
+                with_echo_tls = "TLS + token" in variants and echo_tls is not None
 
                 def measure(label):
                     if label == "echo":
                         return loadgen(args, echo_addr, "/bench.Echo/Echo", request, "echo",
                                        request_type)
+                    if label == "echo TLS":
+                        return loadgen(args, echo_tls_addr, "/bench.Echo/Echo", request,
+                                       label, request_type,
+                                       extra=[f.format(**places)
+                                              for f in CLIENT_FLAGS["TLS + token"]])
                     if label == "python":
                         return loadgen(args, peer_addr, "/weft.v1.Orchestrator/" + method,
                                        request, "python", request_type)
@@ -395,7 +410,10 @@ def main():
                                           for f in CLIENT_FLAGS.get(label, [])])
                 # Rounds: each server once per round, the order reversed every
                 # other round, so that no server always runs first or last.
-                order = ["echo", *variants] + (["python"] if with_peer else [])
+                order = (["echo", *variants] + (["echo TLS"] if with_echo_tls else [])
+                         + (["python"] if with_peer else []))
+                if with_echo_tls:
+                    runs["echo TLS"] = []
                 for round_ in range(args.runs):
                     for label in (order if round_ % 2 == 0 else order[::-1]):
                         runs[label].append(measure(label))
@@ -422,6 +440,13 @@ def main():
                         failed.append("%s: %s at %.2f of %s < %.2f"
                                       % (name, over, spread[0], under, target))
                     comparisons.append((name, over, under, spread, target, ok))
+                if with_echo_tls:
+                    # No target: the floor the TLS + token target sits on.
+                    comparisons.append((name, "echo TLS", "echo",
+                                        ratios(runs["echo TLS"], runs["echo"]), None, True))
+                    comparisons.append((name, "TLS + token", "echo TLS",
+                                        ratios(runs["TLS + token"], runs["echo TLS"]), None,
+                                        True))
                 if with_peer:
                     peer_rows.append((name, runs, variants[0]))
                     for peer_name, times in PYTHON_TARGETS:
@@ -434,6 +459,9 @@ def main():
     finally:
         echo.terminate()
         echo.wait()
+        if echo_tls is not None:
+            echo_tls.terminate()
+            echo_tls.wait()
         if peer is not None:
             peer.terminate()
             peer.wait()
@@ -470,8 +498,9 @@ def main():
         print("| scenario | variant / variant | ratio | target |")
         print("| --- | --- | --- | --- |")
         for name, over, under, spread, target, ok in comparisons:
-            print("| %s | %s / %s | %s | ≥ %.2f %s |" % (
-                name, over, under, spread_text(spread), target, "met" if ok else "MISSED"))
+            print("| %s | %s / %s | %s | %s |" % (
+                name, over, under, spread_text(spread),
+                "-" if target is None else "≥ %.2f %s" % (target, "met" if ok else "MISSED")))
     if "ResolveLazyValue" in rps and "Run" in rps:
         print()
         print("A warm ResolveLazyValue against a Run of one value call: %.2f of its rate."

@@ -3,10 +3,15 @@
 // same machine, same bytes as the weft request, none of weft's work.
 //
 //   build/bench/echo_server --listen=127.0.0.1:0   # prints "listening on ..."
+//   build/bench/echo_server --tls_cert=server.pem --tls_key=server.key
+//       # the same over TLS: the floor for a TLS call
 
 #include <signal.h>
 
+#include <fstream>
 #include <iostream>
+#include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -22,8 +27,21 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "Address to serve on.");
 ABSL_FLAG(int, max_message_bytes, 256 << 20, "Largest message accepted.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Serve TLS with this certificate chain (PEM file); needs "
+          "--tls_key. Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key, "", "The private key of --tls_cert.");
 
 namespace {
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream text;
+  text << in.rdbuf();
+  *out = text.str();
+  return true;
+}
 
 // A unary method, "/bench.Echo/Echo", that answers with the request's own
 // bytes. Registered the way generated code registers a raw callback method
@@ -64,7 +82,21 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::InsecureServerCredentials();
+  if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
+    std::string cert;
+    std::string key;
+    if (!ReadFile(absl::GetFlag(FLAGS_tls_cert), &cert) ||
+        !ReadFile(absl::GetFlag(FLAGS_tls_key), &key)) {
+      std::cerr << "echo_server: cannot read --tls_cert or --tls_key\n";
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions options;
+    options.pem_key_cert_pairs.push_back({key, cert});
+    credentials = grpc::SslServerCredentials(options);
+  }
+  builder.AddListeningPort(listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
