@@ -104,10 +104,6 @@ class OrchestratorService::RunReactor final : public UnaryReactor {
       return;
     }
     const PlanCache::Entry& entry = **parsed;
-    if (absl::Status s = CheckOutcomeDetail(entry.request->detail()); !s.ok()) {
-      Finish(ToGrpc(s));
-      return;
-    }
     // The request is held until the run ends (charged to each run, whether
     // or not the cache shares it).
     const int64_t request_bytes = entry.bytes;
@@ -355,6 +351,10 @@ OrchestratorService::RunPlan(const grpc::ByteBuffer& bytes) {
   absl::StatusOr<Parsed<weft::v1::RunRequest>> parsed =
       ParseAndCompile<weft::v1::RunRequest>(bytes);
   if (!parsed.ok()) return parsed.status();
+  // Checked before the entry is kept: the cache holds only runnable plans.
+  if (absl::Status s = CheckOutcomeDetail(parsed->request->detail()); !s.ok()) {
+    return s;
+  }
   auto entry = std::make_shared<const PlanCache::Entry>(PlanCache::Entry{
       std::move(parsed->plan), parsed->request, parsed->bytes});
   // A plan's $secret names are checked against the secrets in force, which

@@ -254,8 +254,9 @@ class OrchestratorService final
   absl::StatusOr<Parsed<Request>> ParseAndCompile(
       const grpc::ByteBuffer& bytes, absl::string_view path = "plan");
 
-  // A Run's request and compiled plan: from the plan cache, or parsed and
-  // compiled (and kept there unless it has $secret objects).
+  // A Run's request (its outcome detail checked) and compiled plan: from
+  // the plan cache, or parsed and compiled (and kept there unless it has
+  // $secret objects).
   absl::StatusOr<std::shared_ptr<const PlanCache::Entry>> RunPlan(
       const grpc::ByteBuffer& bytes);
 

@@ -10,7 +10,11 @@ std::shared_ptr<const PlanCache::Entry> PlanCache::Find(
   if (!enabled()) return nullptr;
   engine::MutexLock lock(&mu_);
   auto it = index_.find(request);
-  if (it == index_.end()) return nullptr;
+  if (it == index_.end()) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  hits_.fetch_add(1, std::memory_order_relaxed);
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->entry;
 }

@@ -20,6 +20,7 @@
 #ifndef WEFT_SERVER_SERVICE_PLAN_CACHE_H_
 #define WEFT_SERVER_SERVICE_PLAN_CACHE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -60,6 +61,9 @@ class PlanCache {
 
   size_t size() const;
   int64_t bytes() const;
+  // Finds that found an entry, and that did not.
+  int64_t hits() const { return hits_.load(std::memory_order_relaxed); }
+  int64_t misses() const { return misses_.load(std::memory_order_relaxed); }
 
  private:
   struct Node {
@@ -76,6 +80,8 @@ class PlanCache {
   absl::flat_hash_map<absl::string_view, std::list<Node>::iterator> index_
       ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int64_t> hits_{0};
+  std::atomic<int64_t> misses_{0};
 };
 
 }  // namespace weft::service

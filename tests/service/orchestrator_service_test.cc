@@ -718,9 +718,13 @@ TEST(OrchestratorServiceTest, TheSameRequestAgainRunsAgainFromTheCachedPlan) {
   RunResponse first;
   ASSERT_TRUE(f.Run(absl::StrCat("{", kPlan, "}"), &first).ok());
   EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.misses(), 1);
+  EXPECT_EQ(cache.hits(), 0);
   RunResponse second;
   ASSERT_TRUE(f.Run(absl::StrCat("{", kPlan, "}"), &second).ok());
   EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.misses(), 1);
+  EXPECT_EQ(cache.hits(), 1);
   EXPECT_EQ(second.outcome().state(), weft::v1::NODE_STATE_SUCCEEDED);
   EXPECT_EQ(ToJson(common::AssembleValue(second.outcome())),
             ToJson(common::AssembleValue(first.outcome())));
@@ -739,16 +743,28 @@ TEST(OrchestratorServiceTest, TheSameRequestAgainRunsAgainFromTheCachedPlan) {
   EXPECT_EQ(ToJson(common::AssembleValue(root_only.outcome())),
             R"([null,{"n":7}])");
   EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.misses(), 2);
 
-  // Refused plans are not kept, and are refused again.
+  // Refused requests are not kept, and are refused again: a plan that does
+  // not compile, and one that compiles with an outcome detail the API does
+  // not define.
   RunResponse refused;
+  auto bad_detail =
+      FromJson<weft::v1::RunRequest>(absl::StrCat("{", kPlan, "}"));
+  bad_detail.set_detail(static_cast<weft::v1::OutcomeDetail>(7));
   for (int i = 0; i < 2; ++i) {
     grpc::Status s = f.Run(
         R"({"plan": {"call": {"handler": "nope", "args": {}}}})", &refused);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("unknown handler"));
+    grpc::ClientContext context;
+    s = f.orchestrator().Run(&context, bad_detail, &refused);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("detail"));
   }
   EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.hits(), 1);
+  EXPECT_EQ(cache.misses(), 6);
 }
 
 // Runs of one cached plan at once share its compiled nodes (ThreadSanitizer
@@ -787,7 +803,11 @@ TEST(OrchestratorServiceTest, ConcurrentRunsOfOneCachedPlanEachGetTheirOwn) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(good.load(), kThreads * kRuns);
-  EXPECT_EQ(f.server().orchestrator().plan_cache().size(), 1u);
+  // Every run looked; at most each thread's first compiled the plan again.
+  const service::PlanCache& cache = f.server().orchestrator().plan_cache();
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.hits() + cache.misses(), kThreads * kRuns);
+  EXPECT_GE(cache.hits(), kThreads * kRuns - kThreads);
 }
 
 // A plan with a $secret is compiled on every Run, against the secrets in
