@@ -90,6 +90,7 @@ class UnaryReactor : public grpc::ServerUnaryReactor {
   // its Finish; should this thread not see the store yet, the reaction is
   // posted as before.
   bool InternalInlineable() override {
+    CalledByGrpc(this);  // gRPC calls into the reactor here too.
     return finished_.load(std::memory_order_relaxed);
   }
 
